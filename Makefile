@@ -1,0 +1,60 @@
+# make book  - set up .venv, build the HTML book into _build/html
+# make test  - set up .venv, run unit tests, the notebooks (nbval), the book build and a browser check
+# make lab   - open the chapters in JupyterLab (widgets recompute live)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# On machines without an NVIDIA GPU, install this CPU build of torch first (a plain `torch`
+# from PyPI is the multi-GB CUDA build on Linux). Override, e.g. TORCH_CPU="torch" or
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu on other machines.
+TORCH_CPU   ?= torch==2.13.0
+TORCH_INDEX ?=
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: install book test unit notebooks html browser lab bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	@if ! $(BIN)/python -c "import torch" 2>/dev/null; then \
+	  if command -v nvidia-smi >/dev/null 2>&1; then \
+	    echo "installing torch (CUDA build)"; $(PIP) install "torch>=2.1"; \
+	  else \
+	    echo "no NVIDIA GPU: installing $(TORCH_CPU)"; \
+	    $(PIP) install "$(TORCH_CPU)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
+	  fi; \
+	fi
+	$(PIP) install -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
+	$(PIP) install --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import minigpt, jupyter_book, nbval, torch; print('minigpt', minigpt.__version__, '| torch', torch.__version__)"
+	touch $(STAMP)
+
+# The book renders the outputs stored in the notebooks (nbval checks that they are real).
+html: $(STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "open _build/html/index.html"
+
+book: html
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests --ignore=tests/test_book_html.py
+
+notebooks: $(STAMP)
+	cd notebooks && ../$(BIN)/python -m pytest -q --nbval --nbval-sanitize-with ../tests/nbval_sanitize.cfg -p no:cacheprovider .
+
+browser: html
+	$(BIN)/python -m pytest -q tests/test_book_html.py
+
+test: unit notebooks browser
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+bench: $(STAMP)
+	$(BIN)/python -m minigpt bench
+
+clean:
+	rm -rf _build

@@ -1,0 +1,32 @@
+"""minigpt: a small, readable, tested GPT in PyTorch, built chapter by chapter in the book.
+
+    from minigpt import GPTConfig, MiniGPT, TextData, TrainConfig, train, load_pretrained
+"""
+
+from .attention import (CausalSelfAttention, KVCache, apply_rope, causal_mask, flash_attention,
+                        manual_attention, rope_cos_sin, sinusoidal_table)
+from .checkpoint import (Checkpoint, CheckpointError, export_model, load_checkpoint, load_model,
+                         save_checkpoint)
+from .config import ConfigError, GPTConfig
+from .data import (CharDataset, CharTokenizer, TextData, UnknownCharacterError, get_batch,
+                   load_shakespeare, read_text_file)
+from .device import autocast, describe, pick_device, set_seed
+from .model import MLP, Block, MiniGPT
+from .presets import PRESETS, Preset
+from .pretrained import load_pretrained, pretrained_info
+from .sampling import next_token_probs
+from .train import (TrainConfig, TrainingDivergedError, TrainResult, estimate_loss, evaluate,
+                    make_optimizer, train)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GPTConfig", "ConfigError", "CausalSelfAttention", "MLP", "Block", "MiniGPT", "KVCache",
+    "manual_attention", "flash_attention", "causal_mask", "apply_rope", "rope_cos_sin",
+    "sinusoidal_table", "CharTokenizer", "CharDataset", "TextData", "UnknownCharacterError",
+    "get_batch", "load_shakespeare", "read_text_file", "next_token_probs", "TrainConfig",
+    "TrainResult", "TrainingDivergedError", "train", "evaluate", "estimate_loss", "make_optimizer",
+    "save_checkpoint", "load_checkpoint", "load_model", "export_model", "Checkpoint",
+    "CheckpointError", "load_pretrained", "pretrained_info", "pick_device", "autocast", "set_seed",
+    "describe", "PRESETS", "Preset",
+]

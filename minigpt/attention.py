@@ -1,0 +1,221 @@
+"""Causal self-attention, three ways, plus the pieces the later chapters add to it.
+
+Shapes: B batch, T query positions, S key positions (S = T without a cache),
+H query heads, Hkv key/value heads, D head size, C = H * D model width.
+
+* `manual_attention`: the textbook formula with an explicit (T, S) mask. It can also
+  return the attention weights, which is what the heatmaps need.
+* `torch.nn.functional.scaled_dot_product_attention` ("sdpa"): PyTorch's fused kernel.
+* `flash_attention`: tiles over keys with an online softmax, so it never holds the
+  (T, S) score matrix; written in plain PyTorch for teaching, not for speed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import GPTConfig
+
+
+# ---------------------------------------------------------------------------- masks
+def causal_mask(T: int, S: Optional[int] = None, device=None) -> torch.Tensor:
+    """(T, S) boolean mask, True where query i may look at key j.
+
+    Queries are the last T of the S positions, so query i sits at position S - T + i
+    and may see keys 0 .. S - T + i.
+    """
+    S = T if S is None else S
+    return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+
+
+# --------------------------------------------------------------- three attentions
+def manual_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     dropout_p: float = 0.0, training: bool = False,
+                     return_weights: bool = False):
+    """softmax(q k^T / sqrt(D) + mask) v.   q (B, H, T, D), k/v (B, H, S, D) -> (B, H, T, D)."""
+    T, S, D = q.size(-2), k.size(-2), q.size(-1)
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(D))        # (B, H, T, S)
+    scores = scores.masked_fill(~causal_mask(T, S, q.device), float("-inf"))
+    weights = F.softmax(scores, dim=-1)                                # rows sum to 1
+    dropped = F.dropout(weights, dropout_p, training) if training and dropout_p > 0 else weights
+    y = dropped @ v                                                    # (B, H, T, D)
+    return (y, weights) if return_weights else y
+
+
+def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                    dropout_p: float = 0.0, training: bool = False,
+                    block_q: int = 128, block_k: int = 128) -> torch.Tensor:
+    """Causal attention by tiles with an online softmax (FlashAttention's algorithm).
+
+    For each tile of queries we walk over tiles of keys, keeping per query row a running
+    max `m`, a running normaliser `l` and an un-normalised output `acc`. When a new tile
+    raises the max, the old sums are rescaled by exp(m_old - m_new). Peak extra memory is
+    one (block_q, block_k) tile per head instead of the whole (T, S) score matrix. Key tiles
+    entirely in a query tile's future are skipped.
+    """
+    B, H, T, D = q.shape
+    S = k.size(-2)
+    offset = S - T                      # absolute position of query 0
+    scale = 1.0 / math.sqrt(D)
+    out = torch.empty_like(q)
+    for q0 in range(0, T, block_q):
+        q1 = min(q0 + block_q, T)
+        q_tile = q[:, :, q0:q1] * scale                                   # (B, H, tq, D)
+        m = q.new_full((B, H, q1 - q0, 1), float("-inf"))
+        l = q.new_zeros((B, H, q1 - q0, 1))
+        acc = q.new_zeros((B, H, q1 - q0, D))
+        last_key = offset + q1                # keys at positions >= last_key are all future
+        for k0 in range(0, last_key, block_k):
+            k1 = min(k0 + block_k, last_key)
+            s = q_tile @ k[:, :, k0:k1].transpose(-2, -1)                 # (B, H, tq, tk)
+            if k1 > offset + q0:              # this tile crosses the diagonal: mask it
+                qpos = torch.arange(offset + q0, offset + q1, device=q.device)[:, None]
+                kpos = torch.arange(k0, k1, device=q.device)[None, :]
+                s = s.masked_fill(kpos > qpos, float("-inf"))
+            m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
+            p = torch.exp(s - m_new)                                      # un-normalised probs
+            correction = torch.exp(m - m_new)                             # rescale old sums
+            l = l * correction + p.sum(dim=-1, keepdim=True)
+            if training and dropout_p > 0:
+                # dropping entries of p before the V product equals dropping normalised weights
+                p = F.dropout(p, dropout_p, training=True)
+            acc = acc * correction + p @ v[:, :, k0:k1]
+            m = m_new
+        out[:, :, q0:q1] = acc / l
+    return out
+
+
+# ------------------------------------------------------------- position encodings
+def sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
+    """(n_positions, dim) fixed sine/cosine table of "Attention Is All You Need"."""
+    position = torch.arange(n_positions, dtype=torch.float32)[:, None]          # (P, 1)
+    inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(n_positions, dim)
+    table[:, 0::2] = torch.sin(position * inv_freq)
+    table[:, 1::2] = torch.cos(position * inv_freq)
+    return table
+
+
+def rope_cos_sin(n_positions: int, head_dim: int, base: float = 10000.0):
+    """cos and sin tables, each (n_positions, head_dim / 2), for rotary embeddings."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    angles = torch.arange(n_positions, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair (x[2i], x[2i+1]) of x (B, H, T, D) by angle pos * theta_i.
+
+    cos/sin are (T, D/2) for the positions of x. Rotations preserve length, and the dot
+    product of two rotated vectors depends only on the difference of their positions.
+    """
+    x_even, x_odd = x[..., 0::2], x[..., 1::2]
+    rotated_even = x_even * cos - x_odd * sin
+    rotated_odd = x_even * sin + x_odd * cos
+    return torch.stack((rotated_even, rotated_odd), dim=-1).flatten(-2)
+
+
+# ---------------------------------------------------------------------- KV cache
+class KVCache:
+    """Pre-allocated keys and values for one attention layer.
+
+    Writing into a fixed (B, Hkv, max_len, D) buffer avoids re-allocating the whole
+    cache with torch.cat at every generated token.
+    """
+
+    def __init__(self, batch_size: int, n_kv_head: int, max_len: int, head_dim: int,
+                 device=None, dtype=torch.float32):
+        self.k = torch.empty(batch_size, n_kv_head, max_len, head_dim, device=device, dtype=dtype)
+        self.v = torch.empty_like(self.k)
+        self.length = 0
+
+    @property
+    def max_len(self) -> int:
+        return self.k.size(2)
+
+    def append(self, k: torch.Tensor, v: torch.Tensor):
+        """Store k/v (B, Hkv, T, D) after the cached ones; return all keys and values so far."""
+        start, end = self.length, self.length + k.size(2)
+        if end > self.max_len:
+            raise RuntimeError(f"KV cache overflow: {end} positions > capacity {self.max_len}.")
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    def reset(self) -> None:
+        self.length = 0
+
+
+# --------------------------------------------------------------------- the module
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with optional grouped-query heads and RoPE.
+
+    Parameter names follow GPT-2: `c_attn` projects x to queries, keys and values in one
+    matmul, `c_proj` mixes the heads back into the residual stream.
+    """
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.n_kv_head = config.n_kv_head
+        self.head_dim = config.head_dim
+        self.n_embd = config.n_embd
+        self.attn_impl = config.attn_impl
+        self.use_rope = config.pos_encoding == "rope"
+        self.dropout = config.dropout
+        kv_width = self.n_kv_head * self.head_dim
+        # q: C channels, k and v: kv_width each (= C for plain multi-head attention)
+        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * kv_width, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, rope: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+                cache: Optional[KVCache] = None, return_weights: bool = False,
+                impl: Optional[str] = None):
+        """x (B, T, C) -> (B, T, C); with return_weights also the weights (B, H, T, S)."""
+        B, T, C = x.shape
+        kv_width = self.n_kv_head * self.head_dim
+        q, k, v = self.c_attn(x).split([C, kv_width, kv_width], dim=2)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)        # (B, H, T, D)
+        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)     # (B, Hkv, T, D)
+        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)     # (B, Hkv, T, D)
+        if self.use_rope:
+            if rope is None:
+                raise ValueError("this layer uses RoPE: pass rope=(cos, sin) for the positions of x.")
+            cos, sin = rope
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.append(k, v)                                        # (B, Hkv, S, D)
+        if self.n_kv_head != self.n_head:
+            # each group of n_head / n_kv_head query heads shares one key/value head
+            repeat = self.n_head // self.n_kv_head
+            k = k.repeat_interleave(repeat, dim=1)                           # (B, H, S, D)
+            v = v.repeat_interleave(repeat, dim=1)
+
+        impl = "manual" if return_weights else (impl or self.attn_impl)
+        dropout_p = self.dropout if self.training else 0.0
+        weights = None
+        if impl == "manual":
+            out = manual_attention(q, k, v, dropout_p, self.training, return_weights)
+            if return_weights:
+                out, weights = out
+        elif impl == "sdpa":
+            S = k.size(2)
+            if T == S:
+                out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+            elif T == 1:   # one new query attends to every cached key: no mask needed
+                out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+            else:
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, S, x.device),
+                                                     dropout_p=dropout_p)
+        else:
+            out = flash_attention(q, k, v, dropout_p, self.training)
+        out = out.transpose(1, 2).contiguous().view(B, T, C)                # merge heads
+        out = self.resid_dropout(self.c_proj(out))
+        return (out, weights) if return_weights else out

@@ -1,0 +1,238 @@
+"""Command line: `python -m minigpt train | sample | bench | export`.
+
+Every error a user can cause (a bad flag, a missing file, a character the model does not
+know, a broken checkpoint) is printed as one line that says what to change, with exit
+status 2, instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+_T0 = time.perf_counter()   # the command's start, for the total wall time that `train` reports
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .config import ATTN_IMPLS, POS_ENCODINGS
+    from .device import DEVICE_CHOICES
+    from .presets import PRESETS
+
+    parser = argparse.ArgumentParser(prog="python -m minigpt",
+                                     description="Train, sample and benchmark minigpt models.")
+    sub = parser.add_subparsers(dest="command", metavar="{train,sample,bench,export}")
+    sub.required = True
+
+    p = sub.add_parser("train", help="train a character-level GPT",
+                       description="Train on tinyshakespeare (default) or any UTF-8 text file. "
+                                   "Presets: " + "; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()))
+    p.add_argument("--preset", default="cpu-quick", choices=sorted(PRESETS), help="recipe (default: cpu-quick)")
+    p.add_argument("--text", type=Path, help="UTF-8 text file to train on (default: tinyshakespeare)")
+    p.add_argument("--out", type=Path, help="checkpoint folder (default: runs/<preset>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--max-iters", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--lr", type=float, dest="learning_rate", help="peak learning rate")
+    p.add_argument("--eval-interval", type=_positive_int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=DEVICE_CHOICES)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--n-layer", type=_positive_int)
+    p.add_argument("--n-head", type=_positive_int)
+    p.add_argument("--n-embd", type=_positive_int)
+    p.add_argument("--block-size", type=_positive_int)
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--pos-encoding", choices=POS_ENCODINGS)
+    p.add_argument("--attn-impl", choices=ATTN_IMPLS)
+    p.add_argument("--threads", type=_positive_int, help="CPU threads for torch")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--sample-tokens", type=int, default=300, help="length of the sample printed at the end")
+
+    s = sub.add_parser("sample", help="generate text from a checkpoint",
+                       description="Generate text from a checkpoint folder, or from the model shipped "
+                                   "in the package (--checkpoint pretrained, the default).")
+    s.add_argument("--checkpoint", default="pretrained", help="checkpoint folder or 'pretrained'")
+    s.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    s.add_argument("--max-new-tokens", type=_positive_int, default=500)
+    s.add_argument("--temperature", type=_non_negative, default=0.8, help="0 = greedy")
+    s.add_argument("--top-k", type=_positive_int)
+    s.add_argument("--top-p", type=_fraction)
+    s.add_argument("--num-samples", type=_positive_int, default=1)
+    s.add_argument("--seed", type=int, default=1337)
+    s.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    s.add_argument("--no-cache", action="store_true", help="recompute the whole context every step")
+
+    b = sub.add_parser("bench", help="measure speed and memory",
+                       description="Speed and memory benchmarks; each compares two implementations "
+                                   "side by side in one process and prints the ratio.")
+    b.add_argument("what", nargs="*", default=[], help="any of: peak train generate flash quick (default: all but quick)")
+    b.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    b.add_argument("--threads", type=_positive_int)
+    b.add_argument("--json", type=Path, help="also write the results to this JSON file")
+
+    e = sub.add_parser("export", help="write a weights-only copy of a checkpoint",
+                       description="Strip optimizer state and optionally store float16 weights.")
+    e.add_argument("checkpoint", type=Path)
+    e.add_argument("out", type=Path)
+    e.add_argument("--fp16", action="store_true", help="store weights as float16 (half the size)")
+    return parser
+
+
+def _cmd_train(args) -> int:
+    import torch
+
+    from .config import GPTConfig
+    from .data import TextData, load_shakespeare, read_text_file
+    from .device import describe, pick_device, set_seed
+    from .model import MiniGPT
+    from .presets import PRESETS
+    from .train import TrainConfig, evaluate, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    preset = PRESETS[args.preset]
+    text = read_text_file(args.text) if args.text else load_shakespeare()
+    data = TextData.from_text(text)
+    model_kw = dict(preset.model)
+    for key in ("n_layer", "n_head", "n_embd", "block_size", "dropout", "pos_encoding", "attn_impl"):
+        if getattr(args, key) is not None:
+            model_kw[key] = getattr(args, key)
+    train_kw = dict(preset.train)
+    for key in ("max_iters", "batch_size", "learning_rate", "eval_interval", "seed", "device"):
+        if getattr(args, key) is not None:
+            train_kw[key] = getattr(args, key)
+    if args.compile:
+        train_kw["compile"] = True
+    config = GPTConfig(vocab_size=data.tokenizer.vocab_size, **model_kw)
+    cfg = TrainConfig(**train_kw)
+    out = args.out or Path("runs") / args.preset
+    device = pick_device(cfg.device)
+    set_seed(cfg.seed)
+    model = MiniGPT(config)
+    print(f"preset {args.preset}: {model.num_parameters() / 1e6:.2f}M parameters, "
+          f"{len(data.train):,} train / {len(data.val):,} val characters, device {describe(device)}")
+    print(f"checkpoints -> {out}")
+
+    def report(record):
+        print(f"step {record['step']:>6}  train {record['train']:.4f}  val {record['val']:.4f}  "
+              f"({record['elapsed']:.0f}s)", flush=True)
+
+    result = train(model, data, cfg, out_dir=out, resume=args.resume,
+                   progress=not args.no_progress, callback=report)
+    val_loss = evaluate(result.model, data.val)
+    print(f"trained {result.steps} steps; {result.tokens_per_second:,.0f} tokens/s")
+    if args.sample_tokens > 0:
+        prompt = "\n" if "\n" in data.tokenizer.stoi else data.tokenizer.chars[0]
+        idx = torch.tensor([data.tokenizer.encode(prompt)], device=result.model.device)
+        generator = torch.Generator(device=result.model.device).manual_seed(cfg.seed)
+        out_ids = result.model.generate(idx, args.sample_tokens, temperature=0.8, top_k=40,
+                                        generator=generator)
+        print("--- sample (temperature 0.8, top-k 40) ---")
+        print(data.tokenizer.decode(out_ids[0]))
+        print("---")
+    wall = time.perf_counter() - _T0
+    print(f"val_loss {val_loss:.4f}  (whole validation split, {len(data.val):,} characters)")
+    print(f"wall_time {wall:.1f}s  (whole command, start-up included)")
+    summary = {"preset": args.preset, "val_loss": val_loss, "wall_time_s": wall, "steps": result.steps,
+               "tokens_per_second": result.tokens_per_second, "device": describe(device),
+               "torch": torch.__version__}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+def _cmd_sample(args) -> int:
+    import torch
+
+    from .checkpoint import load_model
+    from .device import pick_device
+    from .pretrained import load_pretrained
+
+    device = pick_device(args.device)
+    if args.checkpoint == "pretrained":
+        model, tokenizer = load_pretrained(device)
+    else:
+        model, tokenizer = load_model(args.checkpoint, device)
+    ids = tokenizer.encode(args.prompt)
+    if not ids:
+        raise ValueError("the prompt is empty; pass at least one character, e.g. --prompt 'ROMEO:'.")
+    idx = torch.tensor([ids] * args.num_samples, device=device)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    out = model.generate(idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                         top_p=args.top_p, use_cache=not args.no_cache, generator=generator)
+    for i in range(args.num_samples):
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1} ---")
+        print(tokenizer.decode(out[i]))
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from .bench import ALL_BENCHMARKS, run_benchmarks
+    unknown = [w for w in args.what if w not in ALL_BENCHMARKS]
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {unknown}; choose from {', '.join(ALL_BENCHMARKS)}.")
+    run_benchmarks(args.what, device=args.device, threads=args.threads, json_path=args.json)
+    return 0
+
+
+def _cmd_export(args) -> int:
+    import torch
+
+    from .checkpoint import export_model, load_checkpoint
+    ckpt = load_checkpoint(args.checkpoint)
+    info = {k: v for k, v in ckpt.train_state.items() if k not in ("history", "optimizer_param_groups")}
+    export_model(ckpt.model, ckpt.tokenizer, args.out, torch.float16 if args.fp16 else None, info)
+    size = (args.out / "model.safetensors").stat().st_size
+    print(f"wrote {args.out} ({size / 1e6:.1f} MB of weights)")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .train import TrainingDivergedError
+    handlers = {"train": _cmd_train, "sample": _cmd_sample, "bench": _cmd_bench, "export": _cmd_export}
+    try:
+        return handlers[args.command](args)
+    except (ValueError, TypeError, FileNotFoundError, CheckpointError, ConfigError,
+            TrainingDivergedError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

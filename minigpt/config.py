@@ -1,0 +1,97 @@
+"""Model configuration.
+
+`GPTConfig` keeps the seed's field names and defaults (a 6-layer, 8-head, 256-wide
+character model with a 128-character context) and adds the switches the book's later
+chapters flip: grouped-query attention, the positional encoding, Pre-LN versus Post-LN,
+and which attention implementation runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Optional
+
+POS_ENCODINGS = ("learned", "sinusoidal", "rope")
+NORMS = ("pre", "post")
+ATTN_IMPLS = ("manual", "sdpa", "flash")
+
+
+class ConfigError(ValueError):
+    """A configuration value (or combination of values) that cannot work."""
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 256      # characters in the vocabulary (65 for tinyshakespeare)
+    block_size: int = 128      # longest context the model sees, in tokens
+    n_embd: int = 256          # width of the residual stream, C
+    n_head: int = 8            # query heads per attention layer
+    n_layer: int = 6           # number of Transformer blocks
+    dropout: float = 0.1       # on attention weights, residual branches and embeddings
+    n_kv_head: Optional[int] = None  # key/value heads; None = n_head (plain MHA), 1 = MQA
+    pos_encoding: str = "learned"    # "learned" (seed, GPT-2) | "sinusoidal" | "rope"
+    norm: str = "pre"                # "pre" (GPT-2, seed) | "post" (original Transformer)
+    attn_impl: str = "sdpa"          # "manual" | "sdpa" | "flash"; all compute the same thing
+    bias: bool = True                # biases in Linear and LayerNorm layers, as in GPT-2
+
+    def __post_init__(self) -> None:
+        if self.n_kv_head is None:
+            self.n_kv_head = self.n_head
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        for name in ("vocab_size", "block_size", "n_embd", "n_head", "n_layer", "n_kv_head"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"GPTConfig.{name} must be a positive integer, got {value!r}.")
+        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}.")
+        if self.pos_encoding not in POS_ENCODINGS:
+            raise ConfigError(
+                f"GPTConfig.pos_encoding={self.pos_encoding!r} is unknown; "
+                f"choose one of {', '.join(map(repr, POS_ENCODINGS))}.")
+        if self.norm not in NORMS:
+            raise ConfigError(
+                f"GPTConfig.norm={self.norm!r} is unknown; choose 'pre' (LayerNorm before each "
+                f"sub-layer, GPT-2) or 'post' (after the residual add, original Transformer).")
+        if self.attn_impl not in ATTN_IMPLS:
+            raise ConfigError(
+                f"GPTConfig.attn_impl={self.attn_impl!r} is unknown; "
+                f"choose one of {', '.join(map(repr, ATTN_IMPLS))}.")
+        if self.n_embd % self.n_head != 0:
+            divisors = [h for h in range(1, min(self.n_embd, 64) + 1) if self.n_embd % h == 0]
+            raise ConfigError(
+                f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; each head gets "
+                f"n_embd / n_head channels. Pick n_head from {divisors} or change n_embd.")
+        if self.n_kv_head > self.n_head or self.n_head % self.n_kv_head != 0:
+            options = [k for k in range(1, self.n_head + 1) if self.n_head % k == 0]
+            raise ConfigError(
+                f"n_kv_head={self.n_kv_head} must divide n_head={self.n_head} (each key/value head "
+                f"is shared by n_head / n_kv_head query heads). Pick n_kv_head from {options}.")
+        if self.pos_encoding == "rope" and self.head_dim % 2 != 0:
+            raise ConfigError(
+                f"pos_encoding='rope' rotates channel pairs, so the head size must be even; "
+                f"n_embd / n_head = {self.head_dim}. Change n_embd or n_head.")
+        if self.pos_encoding == "sinusoidal" and self.n_embd % 2 != 0:
+            raise ConfigError(
+                f"pos_encoding='sinusoidal' needs an even n_embd (sine/cosine pairs), "
+                f"got {self.n_embd}.")
+
+    # ------------------------------------------------------------ derived sizes
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    # --------------------------------------------------------------- (de)serialise
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "GPTConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown GPTConfig field(s) {unknown}; known fields are {sorted(known)}.")
+        return cls(**values)

@@ -1,0 +1,73 @@
+"""The one place that decides which device runs the book (CUDA > MPS > CPU)."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import Optional, Union
+
+import torch
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def pick_device(preferred: Union[str, torch.device, None] = "auto") -> torch.device:
+    """'auto' picks CUDA if present, then Apple's MPS, else the CPU.
+
+    Naming a device that is not available is an error (rather than a silent fallback),
+    so a run that was meant for the GPU never crawls along on the CPU unnoticed.
+    """
+    if isinstance(preferred, torch.device):
+        preferred = str(preferred)
+    preferred = (preferred or "auto").lower()
+    kind = preferred.split(":")[0]
+    if kind not in DEVICE_CHOICES:
+        raise ValueError(f"unknown device {preferred!r}; use one of {', '.join(DEVICE_CHOICES)}.")
+    mps_ok = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if mps_ok else "cpu")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but PyTorch sees no CUDA GPU "
+                         "(is this a CPU-only torch build?); use device='auto' or 'cpu'.")
+    if kind == "mps" and not mps_ok:
+        raise ValueError("device 'mps' was requested but is not available; use 'auto' or 'cpu'.")
+    return torch.device(preferred)
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA GPUs that support it; a no-op elsewhere.
+
+    On a CPU, bf16 matmuls are far slower than fp32 (no fast path on most laptops), so the
+    CPU always runs in fp32.
+    """
+    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python's and PyTorch's generators (CPU and every GPU)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return device.type
+
+
+def maybe_compile(model: torch.nn.Module, enabled: Optional[bool]):
+    """torch.compile the model when asked and possible; otherwise return it unchanged."""
+    if not enabled:
+        return model
+    try:
+        return torch.compile(model)
+    except Exception as err:  # e.g. no C++ compiler, unsupported Python
+        import warnings
+        warnings.warn(f"torch.compile is unavailable here ({err}); running eagerly.")
+        return model

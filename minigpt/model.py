@@ -1,0 +1,252 @@
+"""The GPT: token (+ position) embeddings, a stack of Transformer blocks, a tied LM head.
+
+Parameter names match GPT-2 (`wte`, `wpe`, `blocks.N.ln_1`, `attn.c_attn`, `attn.c_proj`,
+`ln_2`, `mlp.c_fc`, `mlp.c_proj`, `ln_f`, `lm_head`), so the tensors map one-to-one onto
+a GPT-2 checkpoint's (GPT-2 calls `blocks` `h`).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .attention import CausalSelfAttention, KVCache, rope_cos_sin, sinusoidal_table
+from .config import GPTConfig
+from .sampling import next_token_probs
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward network: C -> 4C -> GELU -> C."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:      # (B, T, C) -> (B, T, C)
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """One Transformer block.
+
+    Pre-LN (default, GPT-2):  x = x + attn(ln_1(x));  x = x + mlp(ln_2(x))
+    Post-LN (2017 paper):     x = ln_1(x + attn(x));  x = ln_2(x + mlp(x))
+    Pre-LN keeps an un-normalised residual path from input to output, which is why deep
+    stacks of it train without warm-up tricks.
+    """
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.pre_norm = config.norm == "pre"
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, rope=None, cache: Optional[KVCache] = None,
+                return_weights: bool = False):
+        if self.pre_norm:
+            attn_out = self.attn(self.ln_1(x), rope, cache, return_weights)
+        else:
+            attn_out = self.attn(x, rope, cache, return_weights)
+        weights = None
+        if return_weights:
+            attn_out, weights = attn_out
+        if self.pre_norm:
+            x = x + attn_out
+            x = x + self.mlp(self.ln_2(x))
+        else:
+            x = self.ln_1(x + attn_out)
+            x = self.ln_2(x + self.mlp(x))
+        return (x, weights) if return_weights else x
+
+
+class MiniGPT(nn.Module):
+    """A decoder-only Transformer language model."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"MiniGPT expects a GPTConfig, got {type(config).__name__}; "
+                            "build one with GPTConfig(vocab_size=..., ...).")
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        if config.pos_encoding == "learned":
+            self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        elif config.pos_encoding == "sinusoidal":
+            self.register_buffer("pos_table", sinusoidal_table(config.block_size, config.n_embd),
+                                 persistent=False)
+        else:  # rope: positions enter inside attention, by rotating q and k
+            cos, sin = rope_cos_sin(config.block_size, config.head_dim)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # weight tying: the input embedding and the output projection share one matrix
+        self.wte.weight = self.lm_head.weight
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+    # ------------------------------------------------------------------ sizes
+    def num_parameters(self, exclude_positions: bool = False) -> int:
+        """Parameters counted once (the tied embedding/head matrix is one tensor)."""
+        n = sum(p.numel() for p in self.parameters())
+        if exclude_positions and self.config.pos_encoding == "learned":
+            n -= self.wpe.weight.numel()
+        return n
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm_head.weight.device
+
+    # ---------------------------------------------------------------- checks
+    def _check_idx(self, idx) -> torch.Tensor:
+        if not isinstance(idx, torch.Tensor):
+            raise TypeError(f"idx must be a LongTensor of token ids with shape (B, T), got "
+                            f"{type(idx).__name__}; use torch.tensor([tokenizer.encode(text)]).")
+        if idx.dim() == 1:
+            raise ValueError(f"idx must have shape (B, T); got a 1-D tensor of length {idx.numel()}. "
+                             "Add a batch dimension with idx[None] or idx.unsqueeze(0).")
+        if idx.dim() != 2:
+            raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}.")
+        if idx.dtype not in (torch.long, torch.int32, torch.int16, torch.uint8):
+            raise TypeError(f"idx must hold integer token ids, got dtype {idx.dtype}.")
+        if idx.size(1) == 0:
+            raise ValueError("idx has no tokens (T = 0); give at least one token, e.g. a newline.")
+        if idx.device.type == "cpu" or not self.training:
+            low, high = int(idx.min()), int(idx.max())
+            if low < 0 or high >= self.config.vocab_size:
+                bad = low if low < 0 else high
+                raise ValueError(f"token id {bad} is outside the vocabulary 0..{self.config.vocab_size - 1}; "
+                                 "encode text with the tokenizer this model was trained with.")
+        if idx.device != self.device:
+            raise ValueError(f"idx is on {idx.device} but the model is on {self.device}; "
+                             "move it with idx.to(model.device).")
+        return idx.long()
+
+    # --------------------------------------------------------------- forward
+    def _hidden(self, idx: torch.Tensor, caches: Optional[list[KVCache]] = None,
+                return_weights: bool = False):
+        """Token ids (B, T) -> final hidden states (B, T, C), before ln_f."""
+        T = idx.size(1)
+        start = caches[0].length if caches else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} tokens exceeds block_size="
+                             f"{self.config.block_size}; crop the input to its last "
+                             f"{self.config.block_size} tokens (generate() does this for you).")
+        x = self.wte(idx)                                                    # (B, T, C)
+        rope = None
+        if self.config.pos_encoding == "learned":
+            x = x + self.wpe.weight[start:start + T]                         # (T, C) broadcast
+        elif self.config.pos_encoding == "sinusoidal":
+            x = x + self.pos_table[start:start + T]
+        else:
+            rope = (self.rope_cos[start:start + T], self.rope_sin[start:start + T])
+        x = self.drop(x)
+        all_weights = []
+        for i, block in enumerate(self.blocks):
+            cache = caches[i] if caches else None
+            if return_weights:
+                x, w = block(x, rope, cache, return_weights=True)
+                all_weights.append(w)
+            else:
+                x = block(x, rope, cache)
+        return (x, all_weights) if return_weights else x
+
+    def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None):
+        """idx (B, T) -> logits (B, T, V) and, if targets (B, T) are given, the mean
+        cross-entropy loss (targets equal to -1 are ignored)."""
+        idx = self._check_idx(idx)
+        x = self.ln_f(self._hidden(idx))
+        logits = self.lm_head(x)                                             # (B, T, V)
+        loss = None
+        if targets is not None:
+            if targets.shape != idx.shape:
+                raise ValueError(f"targets must have the same shape as idx {tuple(idx.shape)}, "
+                                 f"got {tuple(targets.shape)}.")
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1),
+                                   ignore_index=-1)
+        return logits, loss
+
+    @torch.no_grad()
+    def attention_maps(self, idx: torch.Tensor) -> torch.Tensor:
+        """Attention weights of every layer and head: (n_layer, B, n_head, T, T).
+
+        Computed with the explicit-mask path whatever `attn_impl` is (all three give the
+        same outputs), in eval mode so dropout does not blur the picture.
+        """
+        idx = self._check_idx(idx)
+        was_training = self.training
+        self.eval()
+        try:
+            _, weights = self._hidden(idx, return_weights=True)
+        finally:
+            self.train(was_training)
+        return torch.stack(weights)
+
+    # ------------------------------------------------------------- generation
+    def new_kv_caches(self, batch_size: int) -> list[KVCache]:
+        c = self.config
+        dtype = self.lm_head.weight.dtype
+        return [KVCache(batch_size, c.n_kv_head, c.block_size, c.head_dim, self.device, dtype)
+                for _ in range(c.n_layer)]
+
+    def _next_logits(self, idx: torch.Tensor, caches: Optional[list[KVCache]] = None) -> torch.Tensor:
+        """Logits (B, V) for the token after the last one in idx (only that row is projected)."""
+        x = self._hidden(idx, caches)
+        return self.lm_head(self.ln_f(x[:, -1, :]))
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: Optional[int] = None, top_p: Optional[float] = None,
+                 use_cache: bool = True, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Extend idx (B, T) by max_new_tokens sampled tokens; returns (B, T + max_new_tokens).
+
+        temperature=0 is greedy decoding. With use_cache the keys and values of earlier
+        positions are kept, so each step processes one new token. Once the text outgrows
+        block_size the window slides and every cached key is stale (it was computed with
+        context that has now dropped out), so from then on each step recomputes the window:
+        the output is identical to use_cache=False, never approximate.
+        """
+        idx = self._check_idx(idx)
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}.")
+        next_token_probs(torch.zeros(1, self.config.vocab_size), temperature, top_k, top_p)  # validate
+        block_size = self.config.block_size
+        was_training = self.training
+        self.eval()
+        try:
+            caches = None
+            for _ in range(max_new_tokens):
+                T = idx.size(1)
+                if use_cache and T <= block_size:
+                    if caches is None:                         # prefill with the whole prompt
+                        caches = self.new_kv_caches(idx.size(0))
+                        logits = self._next_logits(idx, caches)
+                    else:                                      # one new token per step
+                        logits = self._next_logits(idx[:, -1:], caches)
+                else:
+                    logits = self._next_logits(idx[:, -block_size:])
+                if temperature == 0:
+                    next_id = logits.argmax(dim=-1, keepdim=True)             # (B, 1)
+                else:
+                    probs = next_token_probs(logits.float(), temperature, top_k, top_p)
+                    next_id = torch.multinomial(probs, 1, generator=generator)
+                idx = torch.cat((idx, next_id), dim=1)
+        finally:
+            self.train(was_training)
+        return idx

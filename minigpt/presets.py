@@ -1,0 +1,55 @@
+"""Named training recipes: a model shape plus its training settings.
+
+Each preset is what `python -m minigpt train --preset NAME` runs. The numbers a preset
+reaches are measured and listed in the README (loss, time, device).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Preset:
+    description: str
+    model: dict[str, Any] = field(default_factory=dict)   # GPTConfig fields (vocab_size comes from the data)
+    train: dict[str, Any] = field(default_factory=dict)   # TrainConfig fields
+
+
+PRESETS: dict[str, Preset] = {
+    "seed": Preset(
+        "the seed chapter's model and optimiser settings (6 layers, 8 heads, 256 wide, "
+        "context 128, dropout 0.1, AdamW 3e-4, batch 64)",
+        model=dict(block_size=128, n_embd=256, n_head=8, n_layer=6, dropout=0.1),
+        train=dict(max_iters=5000, batch_size=64, learning_rate=3e-4, warmup_iters=100,
+                   eval_interval=500),
+    ),
+    "cpu-quick": Preset(
+        "reach val_loss <= 1.70 on tinyshakespeare in about two minutes on a 2-core laptop CPU",
+        model=dict(block_size=64, n_embd=128, n_head=4, n_layer=4, dropout=0.0,
+                   pos_encoding="rope", bias=False, attn_impl="sdpa"),
+        train=dict(max_iters=2000, batch_size=32, learning_rate=4e-3, min_lr=2e-4,
+                   warmup_iters=50, weight_decay=0.1, beta2=0.99, eval_interval=1000,
+                   eval_iters=4, checkpoint_interval=2000),
+    ),
+    "pretrained": Preset(
+        "the model shipped in the package (6 layers, 8 heads, 256 wide, context 256); "
+        "a few minutes on a GPU",
+        model=dict(block_size=256, n_embd=256, n_head=8, n_layer=6, dropout=0.1),
+        train=dict(max_iters=5000, batch_size=64, learning_rate=1e-3, min_lr=1e-4,
+                   warmup_iters=200, eval_interval=500, checkpoint_interval=1000),
+    ),
+    "gpu": Preset(
+        "a larger model for a CUDA GPU (6 layers, 6 heads, 384 wide, context 256, dropout 0.2)",
+        model=dict(block_size=256, n_embd=384, n_head=6, n_layer=6, dropout=0.2),
+        train=dict(max_iters=5000, batch_size=64, learning_rate=1e-3, min_lr=1e-4,
+                   warmup_iters=200, eval_interval=500, checkpoint_interval=1000),
+    ),
+    "tiny": Preset(
+        "a toy model for tests and smoke runs (seconds on any machine)",
+        model=dict(block_size=32, n_embd=32, n_head=4, n_layer=2, dropout=0.0),
+        train=dict(max_iters=50, batch_size=8, learning_rate=3e-3, warmup_iters=5,
+                   eval_interval=25, eval_iters=2, checkpoint_interval=25),
+    ),
+}

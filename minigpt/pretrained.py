@@ -1,0 +1,34 @@
+"""The small model shipped inside the package, so decoding and visualisation work at once.
+
+Trained by this package with `python -m minigpt train --preset pretrained` (see the README
+for the exact command, device, time and loss) and exported in float16 to stay under 10 MB;
+it is loaded back as float32.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Union
+
+import torch
+
+from .checkpoint import load_checkpoint
+from .device import pick_device
+
+PRETRAINED_NAME = "shakespeare_char"
+
+
+def pretrained_path() -> Path:
+    return Path(str(resources.files("minigpt").joinpath(f"pretrained/{PRETRAINED_NAME}")))
+
+
+def load_pretrained(device: Union[str, torch.device, None] = "auto"):
+    """(model, tokenizer) for the shipped tinyshakespeare model, in eval mode on `device`."""
+    ckpt = load_checkpoint(pretrained_path(), pick_device(device))
+    return ckpt.model, ckpt.tokenizer
+
+
+def pretrained_info() -> dict:
+    """How the shipped model was trained (command, device, time, val loss)."""
+    return load_checkpoint(pretrained_path()).train_state

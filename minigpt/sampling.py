@@ -1,0 +1,56 @@
+"""From logits to the next-token distribution: temperature, top-k and top-p (nucleus).
+
+`next_token_probs` is the one place these filters live; `MiniGPT.generate` and the
+book's sampling widgets both call it, so what the sliders show is what generation does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+
+def _check_settings(temperature, top_k, top_p, vocab_size: int) -> None:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+            or not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}.")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}.")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
+                              or not 0.0 < top_p <= 1.0):
+        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}.")
+
+
+def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: Optional[int] = None,
+                     top_p: Optional[float] = None) -> torch.Tensor:
+    """logits (..., V) -> probabilities (..., V) after temperature, top-k, then top-p.
+
+    * temperature 0 puts all mass on the argmax (greedy); T < 1 sharpens, T > 1 flattens.
+    * top_k keeps exactly k tokens, even when several logits tie at the k-th value.
+    * top_p keeps the smallest set of most likely tokens whose probability reaches p.
+      The most likely token is always kept, so the result never masks everything.
+    """
+    _check_settings(temperature, top_k, top_p, logits.size(-1))
+    if temperature == 0:
+        greedy = logits.argmax(dim=-1, keepdim=True)
+        return torch.zeros_like(logits, dtype=torch.float32).scatter_(-1, greedy, 1.0)
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        # scatter the top-k indices rather than thresholding at the k-th value:
+        # a threshold would keep every token tied with the k-th one
+        keep = torch.zeros_like(logits, dtype=torch.bool)
+        keep.scatter_(-1, logits.topk(top_k, dim=-1).indices, True)
+        logits = logits.masked_fill(~keep, float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    if top_p is not None and top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs   # probability of better tokens
+        drop_sorted = mass_before >= top_p                         # already reached p without it
+        drop_sorted[..., 0] = False                                # never drop the best token
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        probs = probs.masked_fill(drop, 0.0)
+        probs = probs / probs.sum(dim=-1, keepdim=True)
+    return probs
