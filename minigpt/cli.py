@@ -215,6 +215,9 @@ def _cmd_export(args) -> int:
     from .checkpoint import export_model, load_checkpoint
     ckpt = load_checkpoint(args.checkpoint)
     info = {k: v for k, v in ckpt.train_state.items() if k not in ("history", "optimizer_param_groups")}
+    summary = Path(args.checkpoint) / "summary.json"     # written by `train` next to its steps
+    if summary.is_file():
+        info["summary"] = json.loads(summary.read_text())
     export_model(ckpt.model, ckpt.tokenizer, args.out, torch.float16 if args.fp16 else None, info)
     size = (args.out / "model.safetensors").stat().st_size
     print(f"wrote {args.out} ({size / 1e6:.1f} MB of weights)")

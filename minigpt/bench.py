@@ -1,0 +1,352 @@
+"""Benchmarks (not tests): `python -m minigpt bench [peak] [train] [generate] [flash] [quick]`.
+
+Every comparison runs both sides in this one process, interleaved, and prints the ratio,
+because on a shared 2-core machine absolute numbers swing by 2x from one minute to the
+next while same-run ratios hold. The reference side is `SeedGPT` below: our own
+re-implementation of the seed chapter's model (explicit mask buffer, dropout on the
+attention matrix, a generate loop that recomputes the whole context every token).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import GPTConfig
+from .device import autocast, describe, pick_device
+from .model import MiniGPT
+from .train import TrainConfig, make_optimizer
+
+ALL_BENCHMARKS = ("peak", "train", "generate", "flash", "quick")
+DEFAULT_BENCHMARKS = ("peak", "train", "generate", "flash")
+
+
+# ------------------------------------------------------------ seed reference model
+class SeedAttention(nn.Module):
+    """The seed's attention: a (1, 1, T, T) mask buffer, softmax, dropout, weighted sum."""
+
+    def __init__(self, c: GPTConfig):
+        super().__init__()
+        self.n_head, self.head_dim = c.n_head, c.n_embd // c.n_head
+        self.c_attn = nn.Linear(c.n_embd, 3 * c.n_embd)
+        self.c_proj = nn.Linear(c.n_embd, c.n_embd)
+        self.attn_dropout, self.resid_dropout = nn.Dropout(c.dropout), nn.Dropout(c.dropout)
+        self.register_buffer("mask", torch.tril(torch.ones(c.block_size, c.block_size))[None, None])
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
+        att = att.masked_fill(self.mask[:, :, :T, :T] == 0, float("-inf"))
+        att = self.attn_dropout(F.softmax(att, dim=-1))
+        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class SeedMLP(nn.Module):
+    def __init__(self, c: GPTConfig):
+        super().__init__()
+        self.c_fc, self.gelu = nn.Linear(c.n_embd, 4 * c.n_embd), nn.GELU()
+        self.c_proj, self.dropout = nn.Linear(4 * c.n_embd, c.n_embd), nn.Dropout(c.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class SeedBlock(nn.Module):
+    def __init__(self, c: GPTConfig):
+        super().__init__()
+        self.ln_1, self.attn = nn.LayerNorm(c.n_embd), SeedAttention(c)
+        self.ln_2, self.mlp = nn.LayerNorm(c.n_embd), SeedMLP(c)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class SeedGPT(nn.Module):
+    """Same parameter names as MiniGPT, so `load_state_dict(minigpt.state_dict())` works."""
+
+    def __init__(self, c: GPTConfig):
+        super().__init__()
+        self.config = c
+        self.wte, self.wpe = nn.Embedding(c.vocab_size, c.n_embd), nn.Embedding(c.block_size, c.n_embd)
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(SeedBlock(c) for _ in range(c.n_layer))
+        self.ln_f = nn.LayerNorm(c.n_embd)
+        self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+        self.wte.weight = self.lm_head.weight
+
+    def forward(self, idx, targets=None):
+        T = idx.size(1)
+        x = self.drop(self.wte(idx) + self.wpe(torch.arange(T, device=idx.device)))
+        for block in self.blocks:
+            x = block(x)
+        logits = self.lm_head(self.ln_f(x))
+        loss = None if targets is None else F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
+        for _ in range(max_new_tokens):
+            idx_cond = idx[:, -self.config.block_size:]
+            logits = self(idx_cond)[0][:, -1, :]
+            if temperature == 0:       # the seed divides by temperature; we allow greedy here
+                next_id = logits.argmax(-1, keepdim=True)
+            else:
+                probs = F.softmax(logits / temperature, dim=-1)
+                next_id = torch.multinomial(probs, 1)
+            idx = torch.cat((idx, next_id), dim=1)
+        return idx
+
+
+def seed_copy_of(model: MiniGPT) -> SeedGPT:
+    seed = SeedGPT(model.config).to(model.device)
+    missing, unexpected = seed.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(k.endswith("attn.mask") for k in missing), (missing, unexpected)
+    return seed
+
+
+# ----------------------------------------------------------------------- helpers
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    """Measured dense matmul throughput in FLOP/s (fp32 on CPU, bf16 on CUDA)."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    n = 8192 if device.type == "cuda" else n
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best
+
+
+def train_flops_per_token(config: GPTConfig, n_params: int) -> float:
+    """6N for the matmuls (forward + backward) plus the attention score/value products."""
+    L, H, Q, T = config.n_layer, config.n_head, config.head_dim, config.block_size
+    return 6 * n_params + 6 * L * H * Q * T   # causal: half of nanoGPT's 12*L*H*Q*T is masked
+
+
+def _time_steps(step_fn, n: int, device) -> list[float]:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        step_fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+# -------------------------------------------------------------------- benchmarks
+def bench_train(device: torch.device, peak: Optional[float], steps: int = 3,
+                batch_size: int = 64) -> dict:
+    """Seed configuration (dropout 0.1): seed reference vs minigpt, interleaved steps."""
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=65)
+    ours = MiniGPT(config).to(device)
+    seed = seed_copy_of(ours)
+    x = torch.randint(0, 65, (batch_size, config.block_size), device=device)
+    y = torch.randint(0, 65, (batch_size, config.block_size), device=device)
+    tcfg = TrainConfig()
+
+    def stepper(model):
+        opt = make_optimizer(model, tcfg, device)
+
+        def step():
+            with autocast(device):
+                _, loss = model(x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        return step
+
+    runners = {"seed": stepper(seed.train()), "minigpt": stepper(ours.train())}
+    times = {k: [] for k in runners}
+    for name, fn in runners.items():   # warm-up (allocator, kernels)
+        _time_steps(fn, 1, device)
+    for _ in range(steps):             # interleave so both see the same machine load
+        for name, fn in runners.items():
+            times[name] += _time_steps(fn, 1, device)
+    tokens = batch_size * config.block_size
+    flops = train_flops_per_token(config, ours.num_parameters(exclude_positions=True))
+    out = {"config": "seed (6x256, 8 heads, block 128, dropout 0.1, batch %d)" % batch_size}
+    for name, ts in times.items():
+        t = sorted(ts)[len(ts) // 2]
+        out[name] = {"step_s": t, "tokens_per_s": tokens / t,
+                     "mfu": (tokens / t * flops / peak) if peak else None}
+    out["speedup"] = out["minigpt"]["tokens_per_s"] / out["seed"]["tokens_per_s"]
+    return out
+
+
+def bench_generate(device: torch.device, new_tokens: int = 500, block_size: int = 512) -> dict:
+    """Greedy generation from a 1-token prompt: seed loop vs minigpt without / with KV cache."""
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=65, block_size=block_size)
+    ours = MiniGPT(config).to(device).eval()
+    seed = seed_copy_of(ours).eval()
+    prompt = torch.zeros(1, 1, dtype=torch.long, device=device)
+    results, outputs = {}, {}
+    runs = {
+        "seed": lambda: seed.generate(prompt, new_tokens, temperature=0),
+        "minigpt_no_cache": lambda: ours.generate(prompt, new_tokens, temperature=0, use_cache=False),
+        "minigpt_kv_cache": lambda: ours.generate(prompt, new_tokens, temperature=0, use_cache=True),
+    }
+    for name, fn in runs.items():
+        ours.generate(prompt, 8, temperature=0)       # warm-up
+        _sync(device)
+        t = time.perf_counter()
+        outputs[name] = fn()
+        _sync(device)
+        elapsed = time.perf_counter() - t
+        results[name] = {"seconds": elapsed, "tokens_per_s": new_tokens / elapsed}
+    identical = all(torch.equal(outputs["seed"], o) for o in outputs.values())
+    results["identical_tokens"] = identical
+    results["speedup_kv_cache_vs_seed"] = results["minigpt_kv_cache"]["tokens_per_s"] / results["seed"]["tokens_per_s"]
+    # per-token latency against context length, with and without the cache
+    latency = {}
+    for use_cache in (False, True):
+        per_len = {}
+        with torch.no_grad():
+            for length in (32, 128, 256, 511):
+                ctx = torch.randint(0, 65, (1, length), device=device)
+                if use_cache:
+                    caches = ours.new_kv_caches(1)
+                    ours._next_logits(ctx[:, :-1], caches)
+                    reps = 20
+                    t = time.perf_counter()
+                    for _ in range(reps):
+                        for c in caches:
+                            c.length = length - 1
+                        ours._next_logits(ctx[:, -1:], caches)
+                    _sync(device)
+                else:
+                    reps = 5
+                    t = time.perf_counter()
+                    for _ in range(reps):
+                        ours._next_logits(ctx)
+                    _sync(device)
+                per_len[length] = (time.perf_counter() - t) / reps * 1e3
+        latency["kv_cache" if use_cache else "no_cache"] = per_len
+    results["ms_per_token_by_context"] = latency
+    results["config"] = f"seed 6x256, block {block_size}, {new_tokens} tokens, batch 1, greedy"
+    return results
+
+
+_MEMORY_CHILD = r"""
+import resource, sys, torch
+from minigpt.attention import manual_attention, flash_attention
+impl, T = sys.argv[1], int(sys.argv[2])
+torch.manual_seed(0)
+q, k, v = (torch.randn(1, 8, T, 32) for _ in range(3))
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with torch.no_grad():
+    out = (manual_attention if impl == "manual" else flash_attention)(q, k, v) if impl != "none" else q
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((peak - base) * 1024)
+"""
+
+
+def bench_flash(device: torch.device, T: int = 4096) -> dict:
+    """Extra peak memory of one forward pass (batch 1, 8 heads, head size 32)."""
+    result = {"T": T}
+    if device.type == "cuda":
+        from .attention import flash_attention, manual_attention
+        q, k, v = (torch.randn(1, 8, T, 32, device=device) for _ in range(3))
+        for name, fn in (("manual", manual_attention), ("flash", flash_attention)):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+            with torch.no_grad():
+                fn(q, k, v)
+            torch.cuda.synchronize()
+            result[f"{name}_bytes"] = torch.cuda.max_memory_allocated() - before
+        result["method"] = "torch.cuda.max_memory_allocated"
+    else:
+        # A fresh process per implementation; peak resident memory minus its value before.
+        # Allocations of 64 KiB and more go straight to mmap and back to the OS when freed,
+        # so the high-water mark counts what was live at once, not what malloc kept around.
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+        for name in ("manual", "flash"):
+            out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, name, str(T)],
+                                 capture_output=True, text=True, check=True, env=env)
+            result[f"{name}_bytes"] = int(out.stdout.strip().splitlines()[-1])
+        result["method"] = "peak RSS growth in a fresh process (ru_maxrss)"
+    result["ratio_flash_over_manual"] = result["flash_bytes"] / max(result["manual_bytes"], 1)
+    return result
+
+
+def bench_quick(device: torch.device) -> dict:
+    """Time-to-quality: the whole `train --preset cpu-quick` command, start-up included."""
+    out_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"minigpt-bench-quick-{os.getpid()}"
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "minigpt", "train", "--preset", "cpu-quick",
+                           "--out", str(out_dir), "--no-progress", "--sample-tokens", "0",
+                           "--device", device.type], capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr)
+    summary = json.loads((out_dir / "summary.json").read_text())
+    return {"wall_s": wall, "val_loss": summary["val_loss"], "steps": summary["steps"],
+            "log": [l for l in proc.stdout.splitlines() if l.startswith("step")]}
+
+
+def run_benchmarks(what=(), device="auto", threads: Optional[int] = None,
+                   json_path: Optional[Path] = None) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
+    device = pick_device(device)
+    what = list(what) or list(DEFAULT_BENCHMARKS)
+    results: dict = {"device": describe(device), "torch": torch.__version__}
+    print(f"device: {results['device']}, torch {results['torch']}")
+    peak = None
+    if "peak" in what or "train" in what:
+        peak = matmul_peak(device)
+        results["matmul_peak_gflops"] = peak / 1e9
+        print(f"matmul peak: {peak / 1e9:,.0f} GFLOP/s ({'bf16' if device.type == 'cuda' else 'fp32'})")
+    if "train" in what:
+        r = results["train"] = bench_train(device, peak)
+        print(f"train [{r['config']}]")
+        for name in ("seed", "minigpt"):
+            m = r[name]
+            print(f"  {name:8s} {m['step_s']:.3f} s/step  {m['tokens_per_s']:>10,.0f} tokens/s  MFU {m['mfu']:.0%}")
+        print(f"  speed-up minigpt / seed: {r['speedup']:.2f}x")
+    if "generate" in what:
+        r = results["generate"] = bench_generate(device)
+        print(f"generate [{r['config']}]")
+        for name in ("seed", "minigpt_no_cache", "minigpt_kv_cache"):
+            print(f"  {name:17s} {r[name]['tokens_per_s']:>8,.0f} tokens/s")
+        print(f"  identical tokens: {r['identical_tokens']}; KV cache vs seed: {r['speedup_kv_cache_vs_seed']:.1f}x")
+        for kind, per_len in r["ms_per_token_by_context"].items():
+            print(f"  ms/token ({kind}): " + ", ".join(f"ctx {k}: {v:.2f}" for k, v in per_len.items()))
+    if "flash" in what:
+        r = results["flash"] = bench_flash(device)
+        print(f"flash attention memory at T={r['T']} (batch 1, 8 heads, head size 32; {r['method']}):")
+        print(f"  manual {r['manual_bytes'] / 2**20:,.1f} MiB, flash {r['flash_bytes'] / 2**20:,.1f} MiB, "
+              f"ratio {r['ratio_flash_over_manual']:.3f}")
+    if "quick" in what:
+        r = results["quick"] = bench_quick(device)
+        print(f"time-to-quality (train --preset cpu-quick): val_loss {r['val_loss']:.4f} in {r['wall_s']:.1f}s wall")
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=1))
+    return results
