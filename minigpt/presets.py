@@ -36,15 +36,15 @@ PRESETS: dict[str, Preset] = {
     "pretrained": Preset(
         "the model shipped in the package (6 layers, 8 heads, 256 wide, context 256); "
         "a few minutes on a GPU",
-        model=dict(block_size=256, n_embd=256, n_head=8, n_layer=6, dropout=0.1),
-        train=dict(max_iters=5000, batch_size=64, learning_rate=1e-3, min_lr=1e-4,
-                   warmup_iters=200, eval_interval=500, checkpoint_interval=1000),
+        model=dict(block_size=256, n_embd=256, n_head=8, n_layer=6, dropout=0.2),
+        train=dict(max_iters=2500, batch_size=64, learning_rate=1e-3, min_lr=1e-4,
+                   warmup_iters=100, eval_interval=250, checkpoint_interval=500),
     ),
     "gpu": Preset(
         "a larger model for a CUDA GPU (6 layers, 6 heads, 384 wide, context 256, dropout 0.2)",
         model=dict(block_size=256, n_embd=384, n_head=6, n_layer=6, dropout=0.2),
-        train=dict(max_iters=5000, batch_size=64, learning_rate=1e-3, min_lr=1e-4,
-                   warmup_iters=200, eval_interval=500, checkpoint_interval=1000),
+        train=dict(max_iters=2500, batch_size=64, learning_rate=1e-3, min_lr=1e-4,
+                   warmup_iters=100, eval_interval=250, checkpoint_interval=500),
     ),
     "tiny": Preset(
         "a toy model for tests and smoke runs (seconds on any machine)",
