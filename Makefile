@@ -46,6 +46,10 @@ notebooks: $(STAMP)
 	cd notebooks && ../$(BIN)/python -m pytest -q --nbval --nbval-sanitize-with ../tests/nbval_sanitize.cfg -p no:cacheprovider .
 
 browser: html
+	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's chromium for the browser check"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: install it (apt-get install chromium) for the browser check"; fi; }
 	$(BIN)/python -m pytest -q tests/test_book_html.py
 
 test: unit notebooks browser

@@ -1,0 +1,148 @@
+"""Open the built book (_build/html, from `make html`) in headless Chromium, as a reader would.
+
+Each chapter page must render its title and every figure its notebook stores, show no
+traceback, and load nothing from the network. Screenshots land in _build/screenshots/ for
+a person to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+SHOTS = ROOT / "_build" / "screenshots"
+CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+PAGES = ["index", "book/intro", "book/running", "book/notation", "book/references"]
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--hide-scrollbars"]
+
+
+def _chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if exe is None:
+        message = "Chromium is not installed; `make browser` installs Debian's chromium when run as root."
+        if os.environ.get("MINIGPT_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return exe
+
+
+def _run_chromium(args: list[str]) -> str:
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run([_chromium(), *FLAGS, f"--user-data-dir={profile}", *args],
+                              capture_output=True, text=True, timeout=180)
+    return proc.stdout
+
+
+def _dom(page: Path) -> str:
+    return _run_chromium(["--virtual-time-budget=8000", "--dump-dom", page.as_uri()])
+
+
+def _stored_figures(notebook: Path) -> int:
+    """image/png outputs the reader should see (cells tagged remove-output/remove-cell excluded)."""
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    count = 0
+    for cell in nb["cells"]:
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if cell["cell_type"] != "code" or tags & {"remove-output", "remove-cell"}:
+            continue
+        count += sum("image/png" in out.get("data", {}) for out in cell.get("outputs", []))
+    return count
+
+
+def _title(notebook: Path) -> str:
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            for line in "".join(cell["source"]).splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    raise AssertionError(f"{notebook.name} has no '# Title' heading")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built_book():
+    if not (HTML / "index.html").is_file():
+        pytest.fail("the book is not built: run `make html` first (make browser does).")
+
+
+def test_there_are_fourteen_chapters():
+    assert len(CHAPTERS) == 14, [c.name for c in CHAPTERS]
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_chapter_page_renders(notebook: Path):
+    page = HTML / "notebooks" / f"{notebook.stem}.html"
+    assert page.is_file(), f"{page} was not built"
+    dom = _dom(page)
+    assert "<body" in dom, "Chromium returned no document"
+    text = re.sub(r"<[^>]+>", " ", dom)
+    title = _title(notebook)
+    assert title.split(":")[0] in text, f"title {title!r} not on the page"
+    assert "Traceback (most recent call last)" not in text
+    assert 'class="output traceback' not in dom and "cell_output error" not in dom
+    images = re.findall(r'<img[^>]+src="([^"]+)"', dom)
+    figures = [src for src in images if "_images/" in src]
+    assert len(figures) >= _stored_figures(notebook), (
+        f"{len(figures)} figures on the page, the notebook stores {_stored_figures(notebook)}")
+    for src in figures:
+        file = (page.parent / src).resolve()
+        assert file.is_file() and file.stat().st_size > 1000, f"figure {src} is missing or empty"
+        assert file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_no_page_needs_the_network(name: str):
+    """Scripts, stylesheets, images and fonts all come from the build folder (links may point out)."""
+    page = HTML / f"{name}.html"
+    assert page.is_file(), f"{page} was not built"
+    html = page.read_text(encoding="utf-8")
+    external = re.findall(r'<(?:script|img|iframe)[^>]+src="(https?:[^"]+)"', html)
+    external += re.findall(r'<link[^>]+rel="stylesheet"[^>]+href="(https?:[^"]+)"', html)
+    external += re.findall(r'<link[^>]+href="(https?:[^"]+)"[^>]+rel="stylesheet"', html)
+    assert not external, f"{name} loads {external}"
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_chapter_pages_load_nothing_from_the_network(notebook: Path):
+    html = (HTML / "notebooks" / f"{notebook.stem}.html").read_text(encoding="utf-8")
+    external = re.findall(r'<(?:script|img|iframe)[^>]+src="(https?:[^"]+)"', html)
+    external += re.findall(r'<link[^>]+rel="stylesheet"[^>]+href="(https?:[^"]+)"', html)
+    assert not external, f"{notebook.stem} loads {external}"
+
+
+def test_formulas_render_offline():
+    """MathJax is vendored: a page with math shows typeset formulas with no network."""
+    pages = [p for p in sorted((HTML / "notebooks").glob("*.html")) if 'class="math' in p.read_text(encoding="utf-8")]
+    if not pages:
+        pytest.skip("no page uses math")
+    dom = _dom(pages[0])
+    assert "<mjx-container" in dom, f"formulas on {pages[0].name} were not typeset"
+
+
+def test_sampling_explorer_works_offline():
+    page = HTML / "notebooks" / "09_decoding.html"
+    dom = _dom(page)
+    assert dom.count('type="range"') >= 3, "chapter 9's temperature/top-k/top-p sliders are missing"
+
+
+def test_screenshots_for_review():
+    """Screenshots of the home page and every chapter, to look at by eye."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    pages = [HTML / "index.html"] + [HTML / "notebooks" / f"{c.stem}.html" for c in CHAPTERS]
+    for page in pages:
+        shot = SHOTS / f"{page.stem}.png"
+        shot.unlink(missing_ok=True)
+        _run_chromium(["--virtual-time-budget=8000", f"--screenshot={shot}", "--window-size=1280,1600",
+                       page.as_uri()])
+        assert shot.is_file() and shot.stat().st_size > 10_000, f"no screenshot of {page.name}"
