@@ -164,7 +164,7 @@ def get_batch(data: torch.Tensor, block_size: int, batch_size: int,
 
     One `randint` and one gather replace the seed's Python loop over a DataLoader.
     """
-    if len(data) <= block_size + 1:
+    if len(data) < block_size + 1:       # one window needs block_size + 1 tokens
         raise ValueError(f"the split has {len(data)} tokens, too few for windows of "
                          f"block_size={block_size}; use a smaller block_size or more text.")
     starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)

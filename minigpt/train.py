@@ -59,6 +59,10 @@ class TrainConfig:
                              "typical values are 3e-4 to 3e-3.")
         if self.grad_clip < 0 or self.weight_decay < 0:
             raise ValueError("grad_clip and weight_decay must be >= 0.")
+        if self.min_lr is not None and not (isinstance(self.min_lr, (int, float))
+                                            and 0 <= self.min_lr <= self.learning_rate):
+            raise ValueError(f"TrainConfig.min_lr must be between 0 and learning_rate="
+                             f"{self.learning_rate}, got {self.min_lr!r}; None means learning_rate / 10.")
 
     @property
     def final_lr(self) -> float:

@@ -1,0 +1,94 @@
+"""Shared helpers for the unit tests: tiny configs and models, small texts, a seeded RNG.
+
+Everything here is sized for a 2-core CPU shared with other people: models are 32-64 wide,
+1-2 layers, contexts of 16-32 tokens.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import pytest
+import torch
+
+import minigpt
+from minigpt import GPTConfig, MiniGPT, TextData
+
+# Tiny tensors gain nothing from several threads, and on a shared, busy 2-core machine
+# OpenMP threads that spin-wait for each other make tiny ops far slower.
+torch.set_num_threads(1)
+
+TINY = dict(vocab_size=23, block_size=16, n_embd=32, n_head=4, n_layer=2, dropout=0.0)
+
+# every combination the model supports, for the causality and agreement tests
+ALL_IMPLS = ("manual", "sdpa", "flash")
+ALL_POS = ("learned", "sinusoidal", "rope")
+ALL_NORMS = ("pre", "post")
+ALL_COMBOS = list(itertools.product(ALL_IMPLS, ALL_POS, ALL_NORMS))
+
+
+def tiny_config(**overrides) -> GPTConfig:
+    values = dict(TINY)
+    values.update(overrides)
+    return GPTConfig(**values)
+
+
+def tiny_model(seed: int = 0, scale: float | None = None, **overrides) -> MiniGPT:
+    """A tiny model in eval mode. `scale` re-draws every weight matrix with that std, so that
+    logits are far apart (random-init logits are nearly tied, which makes argmax fragile)."""
+    torch.manual_seed(seed)
+    model = MiniGPT(tiny_config(**overrides))
+    if scale is not None:
+        g = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() >= 2:
+                    p.copy_(torch.randn(p.shape, generator=g) * scale)
+    return model.eval()
+
+
+def random_ids(batch: int, length: int, vocab: int = TINY["vocab_size"], seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(vocab, (batch, length), generator=g)
+
+
+def chinese_text(n_chars: int = 4000, seed: int = 0) -> str:
+    """A few thousand characters of Chinese, built by combining short phrases."""
+    phrases = ["床前明月光", "疑是地上霜", "举头望明月", "低头思故乡", "春眠不觉晓", "处处闻啼鸟",
+               "夜来风雨声", "花落知多少", "白日依山尽", "黄河入海流", "欲穷千里目", "更上一层楼"]
+    rng = random.Random(seed)
+    parts, size = [], 0
+    while size < n_chars:
+        line = "，".join(rng.choice(phrases) for _ in range(2)) + "。\n"
+        parts.append(line)
+        size += len(line)
+    return "".join(parts)
+
+
+@pytest.fixture(scope="session")
+def shakespeare() -> str:
+    return minigpt.load_shakespeare()
+
+
+@pytest.fixture(scope="session")
+def small_data(shakespeare) -> TextData:
+    """TextData on the first 20,000 characters of tinyshakespeare (cheap to build and sample)."""
+    return TextData.from_text(shakespeare[:20_000])
+
+
+@pytest.fixture
+def make_model():
+    return tiny_model
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    """Each test starts from the same global RNG state, so failures reproduce."""
+    torch.manual_seed(1234)
+    random.seed(1234)
+    yield
+
+
+LN_VOCAB = math.log(TINY["vocab_size"])

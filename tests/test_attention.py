@@ -1,0 +1,250 @@
+"""The three attention implementations, GQA/MQA, RoPE, the sinusoidal table and KVCache."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.testing import assert_close
+
+from conftest import tiny_config
+from minigpt import (CausalSelfAttention, KVCache, apply_rope, causal_mask, flash_attention,
+                     manual_attention, rope_cos_sin, sinusoidal_table)
+
+TOL = dict(atol=1e-5, rtol=1e-5)
+
+
+def qkv(B=2, H=3, T=13, S=None, D=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    S = T if S is None else S
+    return (torch.randn(B, H, T, D, generator=g), torch.randn(B, H, S, D, generator=g),
+            torch.randn(B, H, S, D, generator=g))
+
+
+def reference_attention(q, k, v):
+    """Loop over queries: query i (at position S - T + i) sees keys 0 .. S - T + i."""
+    T, S, D = q.size(-2), k.size(-2), q.size(-1)
+    out = torch.empty_like(q)
+    for i in range(T):
+        visible = S - T + i + 1
+        scores = q[..., i:i + 1, :] @ k[..., :visible, :].transpose(-2, -1) / math.sqrt(D)
+        out[..., i:i + 1, :] = torch.softmax(scores, dim=-1) @ v[..., :visible, :]
+    return out
+
+
+# ---------------------------------------------------------------------- masks
+def test_causal_mask():
+    assert torch.equal(causal_mask(3), torch.tensor([[1, 0, 0], [1, 1, 0], [1, 1, 1]]).bool())
+    # 2 queries that are the last 2 of 4 positions
+    assert torch.equal(causal_mask(2, 4), torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]).bool())
+
+
+# ------------------------------------------------------------ function level
+@pytest.mark.parametrize("T,S", [(13, 13), (5, 13), (1, 13), (8, 8), (17, 17)])
+def test_manual_matches_a_loop_reference(T, S):
+    q, k, v = qkv(T=T, S=S)
+    assert_close(manual_attention(q, k, v), reference_attention(q, k, v), **TOL)
+
+
+@pytest.mark.parametrize("T,S,block_q,block_k", [
+    (13, 13, 8, 8),     # T not a multiple of the tile
+    (13, 13, 4, 8),
+    (13, 13, 8, 3),
+    (5, 13, 8, 8),      # KV-cache style: 5 new queries after 8 cached keys
+    (5, 21, 2, 4),
+    (1, 13, 8, 8),      # one new token
+    (20, 20, 128, 128),  # a single tile
+])
+def test_flash_matches_manual_and_sdpa(T, S, block_q, block_k):
+    q, k, v = qkv(T=T, S=S)
+    ref = manual_attention(q, k, v)
+    out = flash_attention(q, k, v, block_q=block_q, block_k=block_k)
+    assert out.shape == q.shape
+    assert torch.isfinite(out).all()
+    assert_close(out, ref, **TOL)
+    sdpa = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, S))
+    assert_close(sdpa, ref, **TOL)
+    if T == S:
+        assert_close(F.scaled_dot_product_attention(q, k, v, is_causal=True), ref, **TOL)
+
+
+def test_manual_weights_are_causal_distributions():
+    q, k, v = qkv(T=6, S=9)
+    y, w = manual_attention(q, k, v, return_weights=True)
+    assert w.shape == (2, 3, 6, 9)
+    assert_close(w.sum(-1), torch.ones(2, 3, 6))
+    assert (w[..., ~causal_mask(6, 9)] == 0).all()
+    assert_close(y, w @ v)
+
+
+def test_function_level_gqa_agrees_with_sdpa_gqa():
+    """GQA: 4 query heads share 2 key/value heads; repeating k/v per group is the definition."""
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(2, 4, 11, 8, generator=g)
+    k, v = torch.randn(2, 2, 11, 8, generator=g), torch.randn(2, 2, 11, 8, generator=g)
+    kr, vr = k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1)
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+    assert_close(manual_attention(q, kr, vr), ref, **TOL)
+    assert_close(flash_attention(q, kr, vr, block_q=8, block_k=8), ref, **TOL)
+
+
+def test_flash_dropout_only_in_training():
+    q, k, v = qkv(T=9)
+    assert_close(flash_attention(q, k, v, dropout_p=0.5, training=False, block_q=4, block_k=4),
+                 manual_attention(q, k, v), **TOL)
+    torch.manual_seed(0)
+    dropped = flash_attention(q, k, v, dropout_p=0.5, training=True, block_q=4, block_k=4)
+    assert not torch.allclose(dropped, manual_attention(q, k, v))
+
+
+# --------------------------------------------------------------- module level
+def _attn(seed=0, **overrides):
+    torch.manual_seed(seed)
+    return CausalSelfAttention(tiny_config(**overrides)).eval()
+
+
+def _rope_for(module, start, T, n=64):
+    cos, sin = rope_cos_sin(n, module.head_dim)
+    return cos[start:start + T], sin[start:start + T]
+
+
+@pytest.mark.parametrize("n_kv_head", [4, 2, 1])
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_module_implementations_agree_with_and_without_cache(n_kv_head, pos):
+    attn = _attn(n_kv_head=n_kv_head, pos_encoding=pos)
+    x = torch.randn(2, 13, 32)
+    rope_all = _rope_for(attn, 0, 13) if pos == "rope" else None
+    outs = {impl: attn(x, rope_all, impl=impl) for impl in ("manual", "sdpa", "flash")}
+    assert_close(outs["sdpa"], outs["manual"], **TOL)
+    assert_close(outs["flash"], outs["manual"], **TOL)
+    # KV cache: 8 positions first, then the remaining 5 as queries against 13 keys
+    for impl in ("manual", "sdpa", "flash"):
+        cache = KVCache(2, n_kv_head, 16, attn.head_dim)
+        r1 = _rope_for(attn, 0, 8) if pos == "rope" else None
+        r2 = _rope_for(attn, 8, 5) if pos == "rope" else None
+        first = attn(x[:, :8], r1, cache, impl=impl)
+        rest = attn(x[:, 8:], r2, cache, impl=impl)
+        assert cache.length == 13
+        assert_close(torch.cat([first, rest], 1), outs["manual"], **TOL)
+        # and one token at a time
+        cache.reset()
+        steps = [attn(x[:, t:t + 1], _rope_for(attn, t, 1) if pos == "rope" else None, cache, impl=impl)
+                 for t in range(13)]
+        assert_close(torch.cat(steps, 1), outs["manual"], **TOL)
+
+
+@pytest.mark.parametrize("n_kv_head", [1, 2, 4])
+def test_c_attn_width(n_kv_head):
+    attn = _attn(n_kv_head=n_kv_head)
+    head_dim = 32 // 4
+    assert attn.c_attn.out_features == 32 + 2 * n_kv_head * head_dim
+    assert attn.c_attn.weight.shape == (32 + 2 * n_kv_head * head_dim, 32)
+
+
+def test_mha_module_matches_a_hand_written_multi_head_attention():
+    """n_kv_head == n_head is plain multi-head attention, written out here from scratch."""
+    attn = _attn(n_kv_head=4)
+    assert attn.n_kv_head == attn.n_head == 4
+    x = torch.randn(2, 10, 32)
+    W, b = attn.c_attn.weight, attn.c_attn.bias
+    q, k, v = (x @ W.T + b).split(32, dim=2)
+    heads = lambda t: t.view(2, 10, 4, 8).transpose(1, 2)          # noqa: E731
+    y = reference_attention(heads(q), heads(k), heads(v)).transpose(1, 2).reshape(2, 10, 32)
+    expected = attn.c_proj(y)
+    for impl in ("manual", "sdpa", "flash"):
+        assert_close(attn(x, impl=impl), expected, **TOL)
+    # and the default n_kv_head=None builds exactly the same layer
+    assert _attn(n_kv_head=None).c_attn.weight.shape == attn.c_attn.weight.shape
+
+
+@pytest.mark.parametrize("n_kv_head", [1, 2])
+def test_gqa_equals_mha_with_shared_key_value_heads(n_kv_head):
+    """A GQA layer computes what an MHA layer computes when its k/v heads are copies."""
+    gqa = _attn(n_kv_head=n_kv_head)
+    mha = _attn(seed=5, n_kv_head=4)
+    C, D, rep = 32, 8, 4 // n_kv_head
+    with torch.no_grad():
+        Wq, Wk, Wv = gqa.c_attn.weight.split([C, n_kv_head * D, n_kv_head * D])
+        bq, bk, bv = gqa.c_attn.bias.split([C, n_kv_head * D, n_kv_head * D])
+        expand = lambda t: t.reshape(n_kv_head, D, *t.shape[1:]).repeat_interleave(rep, 0).reshape(C, *t.shape[1:])  # noqa: E731
+        mha.c_attn.weight.copy_(torch.cat([Wq, expand(Wk), expand(Wv)]))
+        mha.c_attn.bias.copy_(torch.cat([bq, expand(bk), expand(bv)]))
+        mha.c_proj.load_state_dict(gqa.c_proj.state_dict())
+    x = torch.randn(3, 12, C)
+    for impl in ("manual", "sdpa", "flash"):
+        assert_close(gqa(x, impl=impl), mha(x, impl="manual"), **TOL)
+
+
+def test_rope_layer_requires_the_tables():
+    attn = _attn(pos_encoding="rope")
+    with pytest.raises(ValueError, match=r"pass rope=\(cos, sin\)"):
+        attn(torch.randn(1, 4, 32))
+
+
+def test_return_weights_shape_with_gqa():
+    attn = _attn(n_kv_head=2)
+    out, w = attn(torch.randn(2, 7, 32), return_weights=True)
+    assert out.shape == (2, 7, 32) and w.shape == (2, 4, 7, 7)
+    assert_close(w.sum(-1), torch.ones(2, 4, 7))
+
+
+# ------------------------------------------------------------------------ RoPE
+def _rotate(x, pos, cos, sin):
+    return apply_rope(x.view(1, 1, 1, -1), cos[pos:pos + 1], sin[pos:pos + 1]).view(-1)
+
+
+def test_rope_dot_product_depends_only_on_relative_position():
+    D = 16
+    cos, sin = rope_cos_sin(128, D)
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(D, generator=g, dtype=torch.float64).float(), torch.randn(D, generator=g)
+    for delta in (0, 1, 3, 17):
+        dots = [torch.dot(_rotate(q, m, cos, sin), _rotate(k, m - delta, cos, sin)).item()
+                for m in (delta, delta + 5, delta + 40, delta + 90)]
+        assert max(dots) - min(dots) < 1e-4, (delta, dots)
+    # ... and it does depend on the difference (otherwise the test above is vacuous)
+    d1 = torch.dot(_rotate(q, 10, cos, sin), _rotate(k, 9, cos, sin))
+    d2 = torch.dot(_rotate(q, 10, cos, sin), _rotate(k, 3, cos, sin))
+    assert abs(d1 - d2) > 1e-3
+
+
+def test_rope_preserves_norms_and_is_identity_at_position_zero():
+    cos, sin = rope_cos_sin(50, 8)
+    x = torch.randn(2, 3, 50, 8)
+    rotated = apply_rope(x, cos, sin)
+    assert rotated.shape == x.shape
+    assert_close(rotated.norm(dim=-1), x.norm(dim=-1), **TOL)
+    assert_close(rotated[:, :, 0], x[:, :, 0])
+    assert not torch.allclose(rotated[:, :, 1:], x[:, :, 1:])
+    assert cos.shape == sin.shape == (50, 4)
+
+
+def test_rope_rotates_pairs_by_position_times_frequency():
+    cos, sin = rope_cos_sin(8, 4)
+    x = torch.tensor([1.0, 0.0, 1.0, 0.0]).view(1, 1, 1, 4)
+    y = apply_rope(x, cos[3:4], sin[3:4]).view(-1)
+    theta = torch.tensor([1.0, 1.0 / 100.0])       # base ** (-2i / D) for D = 4
+    assert_close(y, torch.stack([torch.cos(3 * theta), torch.sin(3 * theta)], -1).flatten())
+
+
+def test_sinusoidal_table():
+    table = sinusoidal_table(10, 6)
+    assert table.shape == (10, 6)
+    assert_close(table[0, 0::2], torch.zeros(3))
+    assert_close(table[0, 1::2], torch.ones(3))
+    assert_close(table[4, 0], torch.tensor(math.sin(4.0)))
+    assert table.abs().max() <= 1.0
+
+
+# -------------------------------------------------------------------- KVCache
+def test_kv_cache_append_and_overflow():
+    cache = KVCache(1, 2, 5, 4)
+    k1, v1 = torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4)
+    k, v = cache.append(k1, v1)
+    assert k.shape == (1, 2, 3, 4) and torch.equal(k, k1) and torch.equal(v, v1)
+    k, v = cache.append(torch.zeros(1, 2, 2, 4), torch.zeros(1, 2, 2, 4))
+    assert k.shape == (1, 2, 5, 4) and cache.length == 5 == cache.max_len
+    with pytest.raises(RuntimeError, match=r"KV cache overflow: 6 positions > capacity 5"):
+        cache.append(torch.zeros(1, 2, 1, 4), torch.zeros(1, 2, 1, 4))
+    cache.reset()
+    assert cache.length == 0

@@ -1,0 +1,266 @@
+"""Checkpoints: round trip, atomic layout, export, corrupted files and refused pickles."""
+
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import random_ids, tiny_model
+from minigpt import (CharTokenizer, CheckpointError, TrainConfig, export_model, load_checkpoint,
+                     load_model, make_optimizer, save_checkpoint)
+from minigpt.checkpoint import _sha256
+
+CHARS = "abcdefghijklmnopqrstuvw"          # 23 characters = the tiny vocab
+
+
+@pytest.fixture
+def tok():
+    return CharTokenizer(list(CHARS))
+
+
+@pytest.fixture
+def saved(tmp_path, tok):
+    """A run folder with one checkpoint of a tiny GQA/RoPE model; returns (folder, model)."""
+    model = tiny_model(n_kv_head=2, pos_encoding="rope")
+    save_checkpoint(tmp_path / "run", model, tok, step=7, train_state={"note": "hi"})
+    return tmp_path / "run", model
+
+
+def assert_same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for name in sa:
+        assert torch.equal(sa[name], sb[name]), name
+
+
+def test_round_trip(saved, tok):
+    folder, model = saved
+    ckpt = load_checkpoint(folder)
+    assert ckpt.model.config == model.config
+    assert_same_weights(ckpt.model, model)
+    assert ckpt.tokenizer.chars == tok.chars
+    assert ckpt.path == folder / "step-000007"
+    assert ckpt.train_state["step"] == 7 and ckpt.train_state["note"] == "hi"
+    assert not ckpt.model.training
+    assert ckpt.model.lm_head.weight is ckpt.model.wte.weight          # still tied
+    idx = random_ids(2, 9)
+    assert torch.equal(ckpt.model(idx)[0], model(idx)[0])
+
+
+def test_load_model_accepts_run_step_and_json_paths(saved):
+    folder, model = saved
+    for path in (folder, folder / "step-000007", folder / "step-000007" / "minigpt.json", str(folder)):
+        loaded, tokenizer = load_model(path)
+        assert_same_weights(loaded, model)
+        assert tokenizer.vocab_size == 23
+
+
+def test_atomic_layout_and_keep(tmp_path, tok):
+    model = tiny_model()
+    cfg = TrainConfig(max_iters=10, batch_size=2)
+    optimizer = make_optimizer(model, cfg, torch.device("cpu"))
+    run = tmp_path / "run"
+    for step in (1, 2, 3):
+        save_checkpoint(run, model, tok, step, optimizer, {"step": step},
+                        {"rng.torch": torch.get_rng_state()}, keep=2)
+    names = sorted(p.name for p in run.iterdir())
+    assert names == ["latest", "step-000002", "step-000003"]        # no temp folders left over
+    assert (run / "latest").read_text() == "step-000003\n"
+    step_dir = run / "step-000003"
+    assert sorted(p.name for p in step_dir.iterdir()) == ["minigpt.json", "model.safetensors",
+                                                          "trainer.safetensors"]
+    meta = json.loads((step_dir / "minigpt.json").read_text())
+    assert meta["format"] == "minigpt-checkpoint" and meta["step"] == 3
+    assert meta["files"]["model.safetensors"] == _sha256(step_dir / "model.safetensors")
+    assert meta["files"]["trainer.safetensors"] == _sha256(step_dir / "trainer.safetensors")
+    # the tied head is stored once, under the GPT-2 name
+    stored = load_file(step_dir / "model.safetensors")
+    assert "wte.weight" in stored and "lm_head.weight" not in stored
+    assert load_checkpoint(run, with_trainer=True).trainer_tensors["rng.torch"].dtype == torch.uint8
+    # re-saving the newest step replaces it in place
+    save_checkpoint(run, model, tok, 3, keep=2)
+    assert sorted(p.name for p in run.iterdir()) == ["latest", "step-000002", "step-000003"]
+    assert load_checkpoint(run).train_state["step"] == 3
+
+
+def test_export_fp16_is_loadable(saved, tmp_path):
+    folder, model = saved
+    out = export_model(model, load_checkpoint(folder).tokenizer, tmp_path / "export", torch.float16,
+                       {"val_loss": 1.5})
+    assert sorted(p.name for p in out.iterdir()) == ["minigpt.json", "model.safetensors"]
+    assert all(t.dtype == torch.float16 for t in load_file(out / "model.safetensors").values())
+    ckpt = load_checkpoint(out)
+    assert ckpt.train_state["val_loss"] == 1.5 and ckpt.trainer_tensors == {}
+    for name, t in ckpt.model.state_dict().items():
+        assert t.dtype == torch.float32
+        torch.testing.assert_close(t, model.state_dict()[name], atol=1e-3, rtol=1e-3)
+
+
+def test_torch_load_is_never_called(saved, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.load was called")
+    monkeypatch.setattr(torch, "load", refuse)
+    load_checkpoint(saved[0], with_trainer=True)
+
+
+# ------------------------------------------------------------ broken checkpoints
+def step_dir(saved):
+    return saved[0] / "step-000007"
+
+
+def edit_meta(folder, change):
+    path = folder / "minigpt.json"
+    meta = json.loads(path.read_text())
+    change(meta)
+    path.write_text(json.dumps(meta))
+
+
+def test_flipped_bytes_fail_the_checksum(saved):
+    path = step_dir(saved) / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    for i in (len(data) // 2, len(data) - 3):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"model.safetensors' is corrupted or truncated: its sha256"):
+        load_checkpoint(saved[0])
+
+
+def test_truncated_weights(saved):
+    path = step_dir(saved) / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="corrupted or truncated"):
+        load_model(saved[0])
+
+
+def test_truncated_weights_without_checksum(saved):
+    """Even with no recorded checksum a truncated file gives a CheckpointError, not a crash."""
+    path = step_dir(saved) / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:1000])
+    edit_meta(step_dir(saved), lambda m: m.pop("files"))
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_model(saved[0])
+
+
+def test_invalid_json(saved):
+    path = step_dir(saved) / "minigpt.json"
+    path.write_text(path.read_text()[:50])
+    with pytest.raises(CheckpointError, match=r"minigpt.json' is corrupted or truncated \(not valid JSON"):
+        load_checkpoint(saved[0])
+
+
+def test_json_that_is_not_a_checkpoint(saved):
+    (step_dir(saved) / "minigpt.json").write_text('{"hello": 1}')
+    with pytest.raises(CheckpointError, match="not a minigpt checkpoint description"):
+        load_checkpoint(saved[0])
+
+
+def test_newer_format_version(saved):
+    edit_meta(step_dir(saved), lambda m: m.update(version=99))
+    with pytest.raises(CheckpointError, match=r"format version 99 is newer.*upgrade minigpt"):
+        load_checkpoint(saved[0])
+
+
+def test_mismatched_shapes(saved):
+    edit_meta(step_dir(saved), lambda m: m["config"].update(n_embd=64))
+    with pytest.raises(CheckpointError, match=r"checkpoint mismatch: \S+ has shape .* the config needs"):
+        load_checkpoint(saved[0])
+
+
+def test_mismatched_layer_count(saved):
+    edit_meta(step_dir(saved), lambda m: m["config"].update(n_layer=3))
+    with pytest.raises(CheckpointError, match=r"do not match its config: missing \['blocks.2"):
+        load_checkpoint(saved[0])
+
+
+def test_invalid_config_in_json(saved):
+    edit_meta(step_dir(saved), lambda m: m["config"].update(n_head=5))
+    with pytest.raises(CheckpointError, match=r"invalid config or tokenizer: .*n_embd=32 is not divisible"):
+        load_checkpoint(saved[0])
+
+
+def test_tokenizer_and_vocab_disagree(saved):
+    edit_meta(step_dir(saved), lambda m: m["tokenizer"].update(chars="abc"))
+    with pytest.raises(CheckpointError, match=r"tokenizer has 3 characters but the model expects vocab_size=23"):
+        load_checkpoint(saved[0])
+
+
+def test_nan_weights_are_refused(saved):
+    folder = step_dir(saved)
+    tensors = load_file(folder / "model.safetensors")
+    tensors["ln_f.weight"][0] = float("nan")
+    save_file(tensors, folder / "model.safetensors")
+    edit_meta(folder, lambda m: m["files"].update({"model.safetensors": _sha256(folder / "model.safetensors")}))
+    with pytest.raises(CheckpointError, match="ln_f.weight contains NaN"):
+        load_checkpoint(saved[0])
+
+
+def test_missing_files_and_paths(saved, tmp_path):
+    with pytest.raises(CheckpointError, match="the path does not exist"):
+        load_checkpoint(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="holds no minigpt checkpoint"):
+        load_checkpoint(tmp_path / "empty")
+    (saved[0] / "latest").write_text("step-000999\n")
+    with pytest.raises(CheckpointError, match=r"points to 'step-000999', which is missing or incomplete"):
+        load_checkpoint(saved[0])
+    (step_dir(saved) / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"model.safetensors' is missing; the checkpoint is incomplete"):
+        load_checkpoint(step_dir(saved))
+
+
+# ------------------------------------------------------------------ pickles
+class Evil:
+    """Unpickling this creates the marker file (a stand-in for arbitrary code)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def write_evil(path, marker, zip_format=False):
+    if zip_format:
+        torch.save({"model": Evil(marker)}, path)      # saving does not run __reduce__'s result
+    else:
+        path.write_bytes(pickle.dumps({"model": Evil(marker)}, protocol=2))
+    assert not marker.exists()
+
+
+def test_the_evil_pickle_really_is_evil(tmp_path):
+    marker = tmp_path / "proof"
+    write_evil(tmp_path / "evil.pt", marker)
+    pickle.loads((tmp_path / "evil.pt").read_bytes())
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("zip_format", [False, True])
+@pytest.mark.parametrize("loader", [load_checkpoint, load_model])
+def test_pickle_files_are_refused(tmp_path, loader, zip_format):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "model.pt"
+    write_evil(evil, marker, zip_format)
+    with pytest.raises(CheckpointError, match=r"is a pickle \(torch.save\) file.*never unpickles"):
+        loader(evil)
+    with pytest.raises(CheckpointError, match="holds no minigpt checkpoint"):
+        loader(tmp_path)                               # a folder with only the .pt in it
+    assert not marker.exists()
+
+
+def test_pickle_disguised_as_safetensors_is_refused(saved, tmp_path):
+    folder = step_dir(saved)
+    marker = tmp_path / "pwned"
+    write_evil(folder / "model.safetensors", marker)
+    edit_meta(folder, lambda m: m["files"].update({"model.safetensors": _sha256(folder / "model.safetensors")}))
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_checkpoint(saved[0])
+    assert not marker.exists()
+
+
+def test_other_files_are_not_checkpoints(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    with pytest.raises(CheckpointError, match="is not a minigpt checkpoint"):
+        load_checkpoint(path)

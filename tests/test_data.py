@@ -1,0 +1,167 @@
+"""Tokenizer, CharDataset, TextData, get_batch and read_text_file."""
+
+import pytest
+import torch
+
+from conftest import chinese_text
+from minigpt import (CharDataset, CharTokenizer, TextData, UnknownCharacterError, get_batch,
+                     load_shakespeare, read_text_file)
+
+
+# ------------------------------------------------------------------ tokenizer
+def test_round_trip_ascii():
+    text = "First Citizen:\nBefore we proceed any further, hear me speak."
+    tok = CharTokenizer.from_text(text)
+    assert tok.chars == sorted(set(text))
+    ids = tok.encode(text)
+    assert len(ids) == len(text) and all(0 <= i < tok.vocab_size for i in ids)
+    assert tok.decode(ids) == text
+    assert tok.decode(torch.tensor(ids)) == text
+
+
+def test_round_trip_chinese():
+    text = chinese_text(500)
+    tok = CharTokenizer.from_text(text)
+    assert tok.vocab_size == len(set(text))
+    assert tok.decode(tok.encode(text)) == text
+    assert tok.decode(tok.encode("明月光")) == "明月光"
+
+
+def test_unknown_character_names_the_character():
+    tok = CharTokenizer.from_text("abc")
+    with pytest.raises(UnknownCharacterError) as info:
+        tok.encode("ab月c")
+    message = str(info.value)
+    assert "'月'" in message and "U+6708" in message and "position 2" in message
+    assert "errors='skip'" in message
+    assert isinstance(info.value, ValueError)
+
+
+def test_errors_skip_drops_unknown_characters():
+    tok = CharTokenizer.from_text("abc")
+    assert tok.decode(tok.encode("a?b!c", errors="skip")) == "abc"
+    with pytest.raises(ValueError, match="errors must be 'strict' or 'skip'"):
+        tok.encode("abc", errors="ignore")
+
+
+def test_decode_errors():
+    tok = CharTokenizer.from_text("abc")
+    with pytest.raises(ValueError, match=r"token id 7 is outside the vocabulary \(0\.\.2\)"):
+        tok.decode([0, 7])
+    with pytest.raises(ValueError, match=r"decode one row at a time"):
+        tok.decode(torch.zeros(2, 3, dtype=torch.long))
+
+
+def test_tokenizer_construction_errors():
+    with pytest.raises(ValueError, match="empty"):
+        CharTokenizer.from_text("")
+    with pytest.raises(ValueError, match="unique"):
+        CharTokenizer(["a", "a"])
+    with pytest.raises(ValueError, match="single characters"):
+        CharTokenizer(["ab"])
+
+
+def test_tokenizer_dict_round_trip():
+    tok = CharTokenizer.from_text("héllo 世界\n")
+    again = CharTokenizer.from_dict(tok.to_dict())
+    assert again.chars == tok.chars and again.stoi == tok.stoi
+    with pytest.raises(ValueError, match="type 'char'"):
+        CharTokenizer.from_dict({"type": "bpe"})
+
+
+# -------------------------------------------------------------------- dataset
+def test_char_dataset_windows_are_shifted_by_one():
+    text = "hello world, hello tests"
+    ds = CharDataset(text, block_size=5)
+    assert len(ds) == len(text) - 5
+    data = torch.tensor(ds.encode(text))
+    for i in (0, 3, len(ds) - 1):
+        x, y = ds[i]
+        assert x.shape == y.shape == (5,)
+        assert torch.equal(x, data[i:i + 5]) and torch.equal(y, data[i + 1:i + 6])
+        assert ds.decode(x) == text[i:i + 5]
+    x_last, y_last = ds[len(ds) - 1]
+    assert ds.decode(y_last) == text[-5:]       # the last target is the text's last character
+
+
+def test_char_dataset_needs_enough_text():
+    with pytest.raises(ValueError, match=r"needs more than block_size=5"):
+        CharDataset("abcde", block_size=5)
+    with pytest.raises(ValueError, match="block_size must be a positive integer"):
+        CharDataset("abcdef", block_size=0)
+
+
+def test_text_data_split(shakespeare):
+    text = shakespeare[:1000]
+    data = TextData.from_text(text)
+    assert len(data.train) == 900 and len(data.val) == 100
+    assert data.tokenizer.decode(torch.cat([data.train, data.val])) == text
+    assert data.train.dtype == torch.long
+    with pytest.raises(ValueError, match="val_fraction"):
+        TextData.from_text(text, val_fraction=1.0)
+
+
+def test_load_shakespeare():
+    text = load_shakespeare()
+    assert len(text) == 1_115_394 and len(set(text)) == 65
+    assert text.startswith("First Citizen:")
+
+
+# ----------------------------------------------------------------- get_batch
+def test_get_batch_shapes_and_targets():
+    data = torch.arange(100)
+    g = torch.Generator().manual_seed(0)
+    x, y = get_batch(data, block_size=8, batch_size=5, generator=g)
+    assert x.shape == y.shape == (5, 8) and x.dtype == torch.long
+    # consecutive windows of the data, targets shifted by one
+    assert torch.equal(x[:, 1:] - x[:, :-1], torch.ones(5, 7, dtype=torch.long))
+    assert torch.equal(y, x + 1)
+    assert int(x.min()) >= 0 and int(y.max()) <= 99
+
+
+def test_get_batch_is_deterministic_with_a_seeded_generator():
+    data = torch.randint(50, (500,))
+    a = get_batch(data, 16, 4, torch.Generator().manual_seed(3))
+    b = get_batch(data, 16, 4, torch.Generator().manual_seed(3))
+    c = get_batch(data, 16, 4, torch.Generator().manual_seed(4))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+
+
+def test_get_batch_too_short_split():
+    with pytest.raises(ValueError, match=r"the split has 16 tokens, too few for windows of block_size=16"):
+        get_batch(torch.arange(16), 16, 2)
+
+
+def test_get_batch_with_exactly_one_window():
+    """block_size + 1 tokens make exactly one (x, y) pair."""
+    x, y = get_batch(torch.arange(17), 16, 3)
+    assert torch.equal(x, torch.arange(16).expand(3, 16)) and torch.equal(y, x + 1)
+
+
+# -------------------------------------------------------------- read_text_file
+def test_read_text_file(tmp_path):
+    path = tmp_path / "poem.txt"
+    text = chinese_text(300)
+    path.write_text(text, encoding="utf-8")
+    assert read_text_file(path) == text
+    assert read_text_file(str(path)) == text
+
+
+def test_read_text_file_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope\.txt' does not exist"):
+        read_text_file(tmp_path / "nope.txt")
+
+
+def test_read_text_file_not_utf8(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(("caf\u00e9 " * 50).encode("latin-1"))
+    with pytest.raises(ValueError, match=r"is not valid UTF-8 \(byte 3\).*iconv"):
+        read_text_file(path)
+
+
+def test_read_text_file_too_short(tmp_path):
+    path = tmp_path / "short.txt"
+    path.write_text("too short", encoding="utf-8")
+    with pytest.raises(ValueError, match="has only 9 characters"):
+        read_text_file(path)

@@ -1,0 +1,54 @@
+"""pick_device, autocast and set_seed."""
+
+import contextlib
+
+import pytest
+import torch
+
+from minigpt import autocast, pick_device, set_seed
+from minigpt.device import describe
+
+
+def test_cpu_is_always_available():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_auto_prefers_cuda():
+    expected = "cuda" if torch.cuda.is_available() else None
+    got = pick_device("auto")
+    if expected:
+        assert got.type == "cuda"
+    else:
+        assert got.type in ("cpu", "mps")
+    assert pick_device(None) == got
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_cuda_on_a_cpu_machine_is_an_error_not_a_fallback():
+    with pytest.raises(ValueError, match=r"'cuda' was requested but PyTorch sees no CUDA GPU.*'auto' or 'cpu'"):
+        pick_device("cuda")
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        pick_device("cuda:0")
+
+
+def test_unknown_device_lists_the_choices():
+    with pytest.raises(ValueError, match=r"unknown device 'tpu'; use one of auto, cpu, cuda, mps"):
+        pick_device("tpu")
+
+
+def test_autocast_is_a_no_op_on_cpu():
+    assert isinstance(autocast(torch.device("cpu")), contextlib.nullcontext)
+    with autocast(torch.device("cpu")):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_set_seed_makes_torch_reproducible():
+    set_seed(7)
+    a = torch.rand(5)
+    set_seed(7)
+    assert torch.equal(a, torch.rand(5))
+
+
+def test_describe_cpu():
+    assert describe(torch.device("cpu")).startswith("cpu (")

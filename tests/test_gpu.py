@@ -1,0 +1,43 @@
+"""CUDA-only checks (skipped on machines without a CUDA GPU; not yet run on one)."""
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from conftest import random_ids, tiny_model
+from minigpt import TextData, TrainConfig, load_checkpoint, pick_device, train
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_pick_device_cuda():
+    assert pick_device("cuda").type == "cuda" and pick_device("auto").type == "cuda"
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa", "flash"])
+def test_cuda_matches_cpu_and_cache_matches_no_cache(impl):
+    cpu = tiny_model(scale=0.3, attn_impl=impl, n_kv_head=2, pos_encoding="rope")
+    gpu = tiny_model(scale=0.3, attn_impl=impl, n_kv_head=2, pos_encoding="rope").cuda()
+    idx = random_ids(2, 16)
+    assert_close(gpu(idx.cuda())[0].cpu(), cpu(idx)[0], atol=1e-4, rtol=1e-4)
+    prompt = random_ids(2, 3).cuda()
+    a = gpu.generate(prompt, 40, temperature=0)
+    b = gpu.generate(prompt, 40, temperature=0, use_cache=False)
+    assert torch.equal(a, b)
+    g = lambda: torch.Generator(device="cuda").manual_seed(3)      # noqa: E731
+    assert torch.equal(gpu.generate(prompt, 40, top_k=5, generator=g()),
+                       gpu.generate(prompt, 40, top_k=5, generator=g(), use_cache=False))
+
+
+def test_cuda_training_with_autocast_and_checkpoint(tmp_path, shakespeare):
+    data = TextData.from_text(shakespeare[:20_000])
+    model = tiny_model(vocab_size=data.tokenizer.vocab_size, dropout=0.1)
+    cfg = TrainConfig(max_iters=20, batch_size=8, learning_rate=3e-3, warmup_iters=2, eval_interval=10,
+                      eval_iters=2, checkpoint_interval=10, device="cuda")
+    result = train(model, data, cfg, tmp_path / "run", progress=False)
+    assert result.model.device.type == "cuda"
+    losses = result.history["loss"]
+    assert sum(losses[-5:]) < sum(losses[:5])
+    ckpt = load_checkpoint(tmp_path / "run", "cpu")           # GPU checkpoint, loaded on a CPU
+    for name, t in ckpt.model.state_dict().items():
+        assert torch.equal(t, result.model.state_dict()[name].cpu()), name

@@ -1,0 +1,157 @@
+"""MiniGPT: shapes, initial loss, causality, implementation agreement, attention maps, input checks."""
+
+import math
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from conftest import ALL_COMBOS, ALL_IMPLS, ALL_NORMS, ALL_POS, TINY, random_ids, tiny_model
+
+V = TINY["vocab_size"]
+
+
+def test_forward_shapes_and_loss():
+    model = tiny_model()
+    idx = random_ids(3, 11)
+    logits, loss = model(idx)
+    assert logits.shape == (3, 11, V) and loss is None
+    logits, loss = model(idx, random_ids(3, 11, seed=1))
+    assert logits.shape == (3, 11, V)
+    assert loss.shape == () and loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+def test_loss_matches_cross_entropy_and_ignores_minus_one():
+    model = tiny_model()
+    idx, targets = random_ids(2, 9), random_ids(2, 9, seed=1)
+    logits, loss = model(idx, targets)
+    assert_close(loss, torch.nn.functional.cross_entropy(logits.reshape(-1, V), targets.reshape(-1)))
+    masked = targets.clone()
+    masked[:, :4] = -1
+    _, loss_masked = model(idx, masked)
+    assert_close(loss_masked, torch.nn.functional.cross_entropy(logits[:, 4:].reshape(-1, V),
+                                                                targets[:, 4:].reshape(-1)))
+
+
+def test_targets_shape_must_match():
+    with pytest.raises(ValueError, match=r"targets must have the same shape as idx \(2, 5\)"):
+        tiny_model()(random_ids(2, 5), random_ids(2, 4))
+
+
+@pytest.mark.parametrize("vocab", [23, 65])
+def test_initial_loss_is_close_to_uniform(vocab):
+    torch.manual_seed(0)
+    model = tiny_model(vocab_size=vocab, block_size=32)
+    idx = random_ids(8, 32, vocab)
+    _, loss = model(idx, random_ids(8, 32, vocab, seed=1))
+    assert abs(loss.item() - math.log(vocab)) < 0.1, (loss.item(), math.log(vocab))
+
+
+def test_weights_are_tied_and_counted_once():
+    model = tiny_model()
+    assert model.lm_head.weight is model.wte.weight
+    unique = {id(p): p.numel() for p in model.parameters()}
+    assert model.num_parameters() == sum(unique.values())
+    assert model.num_parameters(exclude_positions=True) == model.num_parameters() - 16 * 32
+
+
+@pytest.mark.parametrize("impl,pos,norm", ALL_COMBOS)
+def test_causality(impl, pos, norm):
+    """Changing a future token never changes the logits of earlier positions."""
+    model = tiny_model(attn_impl=impl, pos_encoding=pos, norm=norm, dropout=0.0, n_kv_head=2)
+    idx = random_ids(2, 16)
+    logits = model(idx)[0]
+    for t in (15, 9, 3):
+        changed = idx.clone()
+        changed[:, t] = (changed[:, t] + 1) % V
+        new = model(changed)[0]
+        assert_close(new[:, :t], logits[:, :t], rtol=0, atol=1e-6)
+        assert not torch.allclose(new[:, t:], logits[:, t:])     # the change is visible from t on
+
+
+@pytest.mark.parametrize("pos", ALL_POS)
+@pytest.mark.parametrize("norm", ALL_NORMS)
+@pytest.mark.parametrize("n_kv_head", [4, 2, 1])
+def test_implementations_agree_at_model_level(pos, norm, n_kv_head):
+    ref = tiny_model(attn_impl="manual", pos_encoding=pos, norm=norm, n_kv_head=n_kv_head)
+    idx = random_ids(2, 16)
+    expected = ref(idx)[0]
+    for impl in ("sdpa", "flash"):
+        other = tiny_model(seed=99, attn_impl=impl, pos_encoding=pos, norm=norm, n_kv_head=n_kv_head)
+        other.load_state_dict(ref.state_dict())
+        assert_close(other(idx)[0], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_positional_encodings_make_order_matter():
+    for pos in ALL_POS:
+        model = tiny_model(pos_encoding=pos)
+        idx = random_ids(1, 8)
+        flipped = idx.flip(1)
+        # the last position sees the same multiset of tokens, but in another order
+        assert not torch.allclose(model(idx)[0][:, -1], model(flipped)[0][:, -1], atol=1e-4)
+
+
+def test_dropout_is_active_only_in_training():
+    model = tiny_model(dropout=0.3)
+    idx = random_ids(2, 16)
+    assert torch.equal(model(idx)[0], model(idx)[0])            # eval: deterministic
+    model.train()
+    assert not torch.allclose(model(idx)[0], model(idx)[0])
+
+
+@pytest.mark.parametrize("impl", ALL_IMPLS)
+def test_attention_maps(impl):
+    model = tiny_model(attn_impl=impl, n_kv_head=2, dropout=0.2).train()
+    idx = random_ids(3, 10)
+    maps = model.attention_maps(idx)
+    assert maps.shape == (2, 3, 4, 10, 10)                     # (n_layer, B, n_head, T, T)
+    assert_close(maps.sum(-1), torch.ones(2, 3, 4, 10))
+    upper = torch.ones(10, 10, dtype=torch.bool).triu(1)
+    assert (maps[..., upper] == 0).all()
+    assert (maps[..., ~upper] > 0).all()
+    assert model.training                                       # mode restored
+    assert torch.equal(model.attention_maps(idx), maps)         # no dropout in the maps
+
+
+# -------------------------------------------------------------- input checks
+def test_idx_must_be_a_tensor():
+    with pytest.raises(TypeError, match=r"idx must be a LongTensor.*got list"):
+        tiny_model()([[1, 2, 3]])
+
+
+def test_idx_dtype():
+    with pytest.raises(TypeError, match=r"integer token ids, got dtype torch.float32"):
+        tiny_model()(torch.zeros(1, 4))
+    # smaller integer types are accepted
+    model = tiny_model()
+    assert_close(model(random_ids(1, 5).int())[0], model(random_ids(1, 5))[0])
+
+
+def test_idx_shape():
+    model = tiny_model()
+    with pytest.raises(ValueError, match=r"1-D tensor of length 4.*idx\[None\]"):
+        model(torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"shape \(B, T\), got \(1, 2, 3\)"):
+        model(torch.zeros(1, 2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"no tokens \(T = 0\)"):
+        model(torch.zeros(1, 0, dtype=torch.long))
+
+
+@pytest.mark.parametrize("bad", [V, V + 10, -1])
+def test_out_of_vocab_ids(bad):
+    idx = random_ids(1, 5)
+    idx[0, 2] = bad
+    with pytest.raises(ValueError, match=rf"token id {bad} is outside the vocabulary 0\.\.{V - 1}"):
+        tiny_model()(idx)
+
+
+def test_idx_on_another_device():
+    model = tiny_model().to("meta")          # any device other than the idx's one
+    with pytest.raises(ValueError, match=r"idx is on cpu but the model is on meta.*idx.to\(model.device\)"):
+        model(random_ids(1, 5))
+
+
+def test_sequence_longer_than_block_size():
+    with pytest.raises(ValueError, match=r"sequence of 17 tokens exceeds block_size=16; crop"):
+        tiny_model()(random_ids(1, 17))
+    tiny_model()(random_ids(1, 16))          # exactly block_size is fine

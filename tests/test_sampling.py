@@ -1,0 +1,126 @@
+"""next_token_probs: temperature, top-k (exactly k, even with ties), top-p (nucleus)."""
+
+import math
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from minigpt import next_token_probs
+
+
+def logits_for(probs):
+    return torch.tensor(probs, dtype=torch.float32).log()
+
+
+def test_plain_softmax_and_shapes():
+    logits = torch.randn(2, 3, 11)
+    probs = next_token_probs(logits)
+    assert probs.shape == logits.shape and probs.dtype == torch.float32
+    assert_close(probs, torch.softmax(logits, -1))
+    assert_close(probs.sum(-1), torch.ones(2, 3))
+
+
+def test_temperature_scales_logits():
+    logits = torch.randn(4, 9)
+    assert_close(next_token_probs(logits, temperature=0.5), torch.softmax(logits / 0.5, -1))
+    assert_close(next_token_probs(logits, temperature=3), torch.softmax(logits / 3, -1))
+
+
+def test_temperature_zero_is_one_hot_argmax():
+    logits = torch.randn(5, 13)
+    probs = next_token_probs(logits, temperature=0)
+    assert torch.equal(probs, torch.nn.functional.one_hot(logits.argmax(-1), 13).float())
+    # filters do not change greedy decoding
+    assert torch.equal(next_token_probs(logits, 0, top_k=3, top_p=0.5), probs)
+
+
+def test_top_k_keeps_exactly_k_even_with_ties():
+    logits = torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0, -1.0], [3.0, 2.0, 2.0, 2.0, 2.0, 1.0]])
+    for k in (1, 2, 3):
+        probs = next_token_probs(logits, top_k=k)
+        assert ((probs > 0).sum(-1) == k).all(), (k, probs)
+        assert_close(probs.sum(-1), torch.ones(2))
+    probs = next_token_probs(logits, top_k=2)
+    assert probs[1, 0] > 0                      # the unique best is always among them
+
+
+def test_top_k_keeps_the_k_largest_renormalised():
+    logits = torch.randn(3, 20)
+    probs = next_token_probs(logits, top_k=5)
+    top = logits.topk(5, -1)
+    assert ((probs > 0).sum(-1) == 5).all()
+    assert_close(probs.gather(-1, top.indices), torch.softmax(top.values, -1))
+    assert_close(next_token_probs(logits, top_k=20), torch.softmax(logits, -1))   # k >= V: no-op
+    assert_close(next_token_probs(logits, top_k=99), torch.softmax(logits, -1))
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    logits = logits_for([[0.5, 0.3, 0.15, 0.05]])
+    assert_close(next_token_probs(logits, top_p=0.7), torch.tensor([[0.625, 0.375, 0.0, 0.0]]))
+    assert_close(next_token_probs(logits, top_p=0.4), torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
+    kept = next_token_probs(logits, top_p=0.9)
+    assert_close(kept, torch.tensor([[0.5, 0.3, 0.15, 0.0]]) / 0.95)
+    assert_close(next_token_probs(logits, top_p=1.0), torch.softmax(logits, -1))
+
+
+def test_top_p_against_a_brute_force_reference():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(50, 12, generator=g) * 2
+    probs = torch.softmax(logits, -1)
+    for p in (0.05, 0.3, 0.5, 0.77, 0.95):
+        out = next_token_probs(logits, top_p=p)
+        assert not torch.isnan(out).any()
+        for row, full in zip(out, probs):
+            sorted_probs, order = full.sort(descending=True)
+            cumulative = sorted_probs.cumsum(0)
+            if ((cumulative - p).abs() < 1e-5).any():
+                continue                        # a boundary case: float rounding decides
+            n_keep = int((cumulative < p).sum()) + 1          # smallest prefix reaching p
+            expected = torch.zeros_like(full)
+            expected[order[:n_keep]] = sorted_probs[:n_keep] / sorted_probs[:n_keep].sum()
+            assert_close(row, expected)
+
+
+@pytest.mark.parametrize("p", [0.5, 0.9, 1e-6, 1e-12])
+def test_top_p_never_masks_everything(p):
+    logits = logits_for([[0.99, 0.005, 0.003, 0.002], [0.25, 0.25, 0.25, 0.25]])
+    probs = next_token_probs(logits, top_p=p)
+    assert not torch.isnan(probs).any()
+    assert_close(probs.sum(-1), torch.ones(2))
+    assert probs[0, 0] == 1.0                       # 0.99 alone already reaches p
+    assert (probs[1] > 0).sum() >= 1
+
+
+def test_top_k_then_top_p():
+    logits = logits_for([[0.4, 0.3, 0.2, 0.1]])
+    # top-k 2 renormalises to [4/7, 3/7]; top-p 0.5 then keeps only the first
+    assert_close(next_token_probs(logits, top_k=2, top_p=0.5), torch.tensor([[1.0, 0, 0, 0]]))
+    assert_close(next_token_probs(logits, top_k=2, top_p=0.6), torch.tensor([[4 / 7, 3 / 7, 0, 0]]))
+
+
+def test_masked_logits_do_not_make_nan():
+    logits = torch.tensor([[2.0, float("-inf"), 1.0, float("-inf")]])
+    for kw in ({}, {"top_k": 3}, {"top_p": 0.5}, {"top_k": 1, "top_p": 0.1}):
+        probs = next_token_probs(logits, **kw)
+        assert not torch.isnan(probs).any() and probs[0, 1] == 0 and probs[0, 3] == 0
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"temperature": -1.0}, r"temperature must be a number >= 0 \(0 = greedy\), got -1.0"),
+    ({"temperature": float("nan")}, "temperature must be a number >= 0"),
+    ({"temperature": math.inf}, "temperature must be a number >= 0"),
+    ({"temperature": True}, "temperature must be a number >= 0"),
+    ({"temperature": "1"}, "temperature must be a number >= 0"),
+    ({"top_k": 0}, r"top_k must be a positive integer or None, got 0"),
+    ({"top_k": -3}, "top_k must be a positive integer"),
+    ({"top_k": 2.5}, "top_k must be a positive integer"),
+    ({"top_k": True}, "top_k must be a positive integer"),
+    ({"top_p": 0.0}, r"top_p must be in \(0, 1\] or None, got 0.0"),
+    ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
+    ({"top_p": -0.2}, r"top_p must be in \(0, 1\]"),
+    ({"top_p": False}, r"top_p must be in \(0, 1\]"),
+])
+def test_invalid_settings_raise_value_error(kw, message):
+    with pytest.raises(ValueError, match=message):
+        next_token_probs(torch.randn(1, 5), **kw)

@@ -1,0 +1,240 @@
+"""TrainConfig, the LR schedule, the optimizer groups, train(): exact resume, divergence, overfitting."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minigpt import (CheckpointError, GPTConfig, MiniGPT, TextData, TrainConfig, TrainingDivergedError,
+                     evaluate, estimate_loss, get_batch, load_checkpoint, make_optimizer, train)
+
+
+def model_for(data, seed=0, **overrides):
+    values = dict(vocab_size=data.tokenizer.vocab_size, block_size=16, n_embd=32, n_head=4,
+                  n_layer=1, dropout=0.1)
+    values.update(overrides)
+    torch.manual_seed(seed)
+    return MiniGPT(GPTConfig(**values))
+
+
+def small_cfg(**overrides):
+    values = dict(max_iters=12, batch_size=4, learning_rate=3e-3, warmup_iters=3, eval_interval=6,
+                  eval_iters=2, checkpoint_interval=6, device="cpu")
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+# ------------------------------------------------------------------ TrainConfig
+@pytest.mark.parametrize("field,value", [
+    ("max_iters", 0), ("batch_size", -2), ("eval_interval", 1.5), ("eval_iters", True),
+    ("checkpoint_interval", 0),
+])
+def test_train_config_positive_integers(field, value):
+    with pytest.raises(ValueError, match=rf"TrainConfig\.{field} must be a positive integer"):
+        TrainConfig(**{field: value})
+
+
+def test_train_config_other_invalid_values():
+    with pytest.raises(ValueError, match=r"warmup_iters must be >= 0"):
+        TrainConfig(warmup_iters=-1)
+    for lr in (0, -1e-3, 1.0, 5):
+        with pytest.raises(ValueError, match=r"learning_rate must be in \(0, 1\).*typical values"):
+            TrainConfig(learning_rate=lr)
+    with pytest.raises(ValueError, match="grad_clip and weight_decay must be >= 0"):
+        TrainConfig(grad_clip=-1)
+    with pytest.raises(ValueError, match="grad_clip and weight_decay must be >= 0"):
+        TrainConfig(weight_decay=-0.1)
+    for min_lr in (-1e-4, 2e-3, "1e-4"):
+        with pytest.raises(ValueError, match=r"TrainConfig.min_lr must be between 0 and learning_rate=0.001"):
+            TrainConfig(learning_rate=1e-3, min_lr=min_lr)
+    TrainConfig(learning_rate=1e-3, min_lr=0.0)          # a floor of zero is fine
+
+
+def test_train_config_dict_round_trip():
+    cfg = small_cfg(min_lr=1e-5)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert TrainConfig.from_dict({**cfg.to_dict(), "future_field": 1}) == cfg
+
+
+# ------------------------------------------------------------------ LR schedule
+def test_lr_schedule_warmup_peak_and_cosine_floor():
+    cfg = TrainConfig(max_iters=110, learning_rate=1e-3, min_lr=1e-4, warmup_iters=10)
+    lrs = [cfg.lr_at(s) for s in range(130)]
+    assert lrs[0] == pytest.approx(1e-4)                   # (0 + 1) / 10 of the peak
+    assert lrs[4] == pytest.approx(5e-4)
+    assert lrs[9] == pytest.approx(1e-3) and lrs[10] == pytest.approx(1e-3)   # the peak
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:10]))                   # rising warm-up
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))                   # then decaying
+    assert lrs[60] == pytest.approx((1e-3 + 1e-4) / 2)     # half-way through the cosine
+    assert lrs[110] == pytest.approx(1e-4) and lrs[129] == pytest.approx(1e-4)   # the floor
+    assert max(lrs) == pytest.approx(1e-3) and min(lrs) == pytest.approx(1e-4)
+
+
+def test_lr_schedule_defaults():
+    cfg = TrainConfig(max_iters=100, learning_rate=2e-3, warmup_iters=0)
+    assert cfg.final_lr == pytest.approx(2e-4)             # min_lr=None: a tenth of the peak
+    assert cfg.lr_at(0) == pytest.approx(2e-3)
+    assert cfg.lr_at(100) == pytest.approx(2e-4)
+
+
+def test_make_optimizer_groups(small_data):
+    model = model_for(small_data, bias=True)
+    opt = make_optimizer(model, small_cfg(weight_decay=0.1), torch.device("cpu"))
+    assert isinstance(opt, torch.optim.AdamW)
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    ids = lambda group: {id(p) for p in group["params"]}        # noqa: E731
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert ids(decay) | ids(no_decay) == set(names) and not ids(decay) & ids(no_decay)
+    for pid in ids(no_decay):
+        assert names[pid].endswith(".bias") or ".ln_" in names[pid] or names[pid].startswith("ln_f"), names[pid]
+    for name in ("blocks.0.ln_1.weight", "blocks.0.ln_1.bias", "ln_f.weight", "blocks.0.attn.c_attn.bias",
+                 "blocks.0.mlp.c_fc.bias"):
+        assert id(dict(model.named_parameters())[name]) in ids(no_decay), name
+    for name in ("wte.weight", "wpe.weight", "blocks.0.attn.c_attn.weight", "blocks.0.mlp.c_proj.weight"):
+        assert id(dict(model.named_parameters())[name]) in ids(decay), name
+
+
+# -------------------------------------------------------------------- evaluate
+def test_evaluate_covers_every_token_including_the_tail(small_data):
+    model = model_for(small_data).eval()
+    tokens = small_data.val[:203]                         # 202 targets = 12 windows of 16 + 10
+    got = evaluate(model, tokens, batch_size=5)
+    total, count = 0.0, 0
+    for start in range(0, 202, 16):
+        x = tokens[start:min(start + 16, 202)][None]
+        y = tokens[start + 1:min(start + 17, 203)][None]
+        total += F.cross_entropy(model(x)[0][0], y[0], reduction="sum").item()
+        count += y.numel()
+    assert count == 202
+    assert got == pytest.approx(total / count, rel=1e-5)
+
+
+def test_estimate_loss_is_deterministic_and_restores_mode(small_data):
+    model = model_for(small_data).train()
+    a = estimate_loss(model, small_data, batch_size=4, eval_iters=2, seed=3)
+    b = estimate_loss(model, small_data, batch_size=4, eval_iters=2, seed=3)
+    assert a == b and set(a) == {"train", "val"} and model.training
+    assert abs(a["val"] - math.log(small_data.tokenizer.vocab_size)) < 0.3
+
+
+# ----------------------------------------------------------------------- train
+def test_train_records_history(small_data):
+    records = []
+    model = model_for(small_data)
+    result = train(model, small_data, small_cfg(), progress=False, callback=records.append)
+    assert result.steps == 12 and result.checkpoint is None and result.model is model
+    h = result.history
+    assert h["step"] == list(range(1, 13)) and len(h["loss"]) == len(h["grad_norm"]) == 12
+    assert h["lr"] == [small_cfg().lr_at(s) for s in range(12)]
+    assert [r["step"] for r in records] == [0, 6, 12] and records == h["eval"]
+    assert all(math.isfinite(x) for x in h["loss"])
+    assert result.tokens_per_second > 0
+
+
+def test_exact_resume(small_data, tmp_path):
+    """train 2N steps == train N, stop, resume to 2N: same losses, bitwise-equal weights."""
+    cfg = small_cfg()                                    # dropout 0.1: the RNG state must resume too
+    full = train(model_for(small_data), small_data, cfg, tmp_path / "full", progress=False)
+
+    first = train(model_for(small_data), small_data, cfg, tmp_path / "split", stop_at=6, progress=False)
+    assert first.steps == 6 and first.checkpoint == tmp_path / "split" / "step-000006"
+    assert (tmp_path / "split" / "latest").read_text().strip() == "step-000006"
+    # a differently initialised model: resume must overwrite everything from the checkpoint
+    second = train(model_for(small_data, seed=999), small_data, cfg, tmp_path / "split", resume=True,
+                   progress=False)
+    assert second.steps == 12
+    assert second.history["loss"] == full.history["loss"]
+    assert second.history["lr"] == full.history["lr"]
+    strip = lambda evals: [{k: v for k, v in e.items() if k != "elapsed"} for e in evals]   # noqa: E731
+    assert strip(second.history["eval"]) == strip(full.history["eval"])
+    full_state, resumed_state = full.model.state_dict(), second.model.state_dict()
+    for name, tensor in full_state.items():
+        assert torch.equal(tensor, resumed_state[name]), name
+    # the final checkpoints are identical too
+    a, b = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "split")
+    assert a.train_state["step"] == b.train_state["step"] == 12
+    for name, tensor in a.model.state_dict().items():
+        assert torch.equal(tensor, b.model.state_dict()[name]), name
+
+
+def test_resume_with_another_config_is_refused(small_data, tmp_path):
+    train(model_for(small_data), small_data, small_cfg(max_iters=2), tmp_path / "run", progress=False)
+    with pytest.raises(CheckpointError, match="cannot resume: the checkpoint .* was trained with"):
+        train(model_for(small_data, n_embd=64), small_data, small_cfg(), tmp_path / "run", resume=True,
+              progress=False)
+
+
+def test_existing_checkpoint_without_resume_is_an_error(small_data, tmp_path):
+    train(model_for(small_data), small_data, small_cfg(max_iters=2), tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match=r"already holds a checkpoint; pass resume=True \(CLI: --resume\)"):
+        train(model_for(small_data), small_data, small_cfg(max_iters=2), tmp_path / "run", progress=False)
+
+
+def test_resume_into_an_empty_folder_starts_fresh(small_data, tmp_path):
+    result = train(model_for(small_data), small_data, small_cfg(max_iters=2), tmp_path / "new",
+                   resume=True, progress=False)
+    assert result.steps == 2 and (tmp_path / "new" / "latest").exists()
+
+
+def test_train_argument_errors(small_data):
+    with pytest.raises(ValueError, match="resume=True needs out_dir"):
+        train(model_for(small_data), small_data, small_cfg(), resume=True, progress=False)
+    wrong = TextData.from_text("abcdefghij" * 30)
+    with pytest.raises(ValueError, match=r"the data has 10 characters but the model's vocab_size is"):
+        train(model_for(small_data), wrong, small_cfg(), progress=False)
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(small_data, tmp_path, monkeypatch):
+    model = model_for(small_data)
+    real_forward = model.forward
+    calls = {"train": 0}
+
+    def forward(idx, targets=None):
+        logits, loss = real_forward(idx, targets)
+        if model.training:
+            calls["train"] += 1
+            if calls["train"] > 8 and loss is not None:        # steps 9, 10, ... return NaN
+                loss = loss * float("nan")
+        return logits, loss
+
+    monkeypatch.setattr(model, "forward", forward)
+    cfg = small_cfg(checkpoint_interval=4)
+    with pytest.raises(TrainingDivergedError, match=r"the loss became nan at step 8 .*"
+                                                    r"last good checkpoint is .*step-000008.*Lower learning_rate"):
+        train(model, small_data, cfg, tmp_path / "run", progress=False)
+    ckpt = load_checkpoint(tmp_path / "run", with_trainer=True)
+    assert ckpt.train_state["step"] == 8
+    assert all(torch.isfinite(t).all() for t in ckpt.model.state_dict().values())
+    assert torch.isfinite(ckpt.model(small_data.val[:16][None])[0]).all()
+    # and the run can be resumed from it once the problem is gone
+    monkeypatch.undo()
+    result = train(model_for(small_data), small_data, cfg, tmp_path / "run", resume=True, progress=False)
+    assert result.steps == 12
+
+
+def test_absurd_learning_rate_diverges(small_data):
+    """With no clipping and a huge step the weights overflow; training must stop, not go on."""
+    model = model_for(small_data, dropout=0.0)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1e37)                       # one more update overflows to inf
+    cfg = small_cfg(learning_rate=0.9, warmup_iters=0, grad_clip=0.0, max_iters=30)
+    with pytest.raises(TrainingDivergedError, match=r"the loss became (nan|inf)"):
+        train(model, small_data, cfg, progress=False)
+
+
+def test_tiny_model_overfits_one_batch(small_data):
+    model = model_for(small_data, block_size=32, dropout=0.0)
+    x, y = get_batch(small_data.train, 32, 4, torch.Generator().manual_seed(0))
+    opt = make_optimizer(model, small_cfg(learning_rate=1e-2, weight_decay=0.0), torch.device("cpu"))
+    model.train()
+    losses = []
+    for _ in range(150):
+        _, loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] > 3.0
+    assert losses[-1] < 0.1, losses[-10:]
