@@ -15,6 +15,7 @@ from .model import MLP, Block, MiniGPT
 from .presets import PRESETS, Preset
 from .pretrained import load_pretrained, pretrained_info
 from .sampling import next_token_probs
+from . import viz  # plots and the sampling explorer (matplotlib is imported on first use)
 from .train import (TrainConfig, TrainingDivergedError, TrainResult, estimate_loss, evaluate,
                     make_optimizer, train)
 

@@ -127,7 +127,10 @@ class MiniGPT(nn.Module):
             raise TypeError(f"idx must hold integer token ids, got dtype {idx.dtype}.")
         if idx.size(1) == 0:
             raise ValueError("idx has no tokens (T = 0); give at least one token, e.g. a newline.")
-        if idx.device.type == "cpu" or not self.training:
+        # The range check reads values back (a host sync on GPUs, a graph break under
+        # torch.compile), so it runs where it is cheap: on the CPU and at inference.
+        compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)()
+        if not compiling and (idx.device.type == "cpu" or not self.training):
             low, high = int(idx.min()), int(idx.max())
             if low < 0 or high >= self.config.vocab_size:
                 bad = low if low < 0 else high
@@ -210,7 +213,7 @@ class MiniGPT(nn.Module):
         x = self._hidden(idx, caches)
         return self.lm_head(self.ln_f(x[:, -1, :]))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                  top_k: Optional[int] = None, top_p: Optional[float] = None,
                  use_cache: bool = True, generator: Optional[torch.Generator] = None) -> torch.Tensor:

@@ -29,9 +29,9 @@ PRESETS: dict[str, Preset] = {
         "reach val_loss <= 1.70 on tinyshakespeare in about two minutes on a 2-core laptop CPU",
         model=dict(block_size=64, n_embd=128, n_head=4, n_layer=4, dropout=0.0,
                    pos_encoding="rope", bias=False, attn_impl="sdpa"),
-        train=dict(max_iters=2000, batch_size=32, learning_rate=4e-3, min_lr=2e-4,
-                   warmup_iters=50, weight_decay=0.1, beta2=0.99, eval_interval=1000,
-                   eval_iters=4, checkpoint_interval=2000),
+        train=dict(max_iters=1200, batch_size=32, learning_rate=4e-3, min_lr=2e-4,
+                   warmup_iters=50, weight_decay=0.1, beta2=0.99, eval_interval=400,
+                   eval_iters=4, checkpoint_interval=1200),
     ),
     "pretrained": Preset(
         "the model shipped in the package (6 layers, 8 heads, 256 wide, context 256); "
@@ -51,5 +51,14 @@ PRESETS: dict[str, Preset] = {
         model=dict(block_size=32, n_embd=32, n_head=4, n_layer=2, dropout=0.0),
         train=dict(max_iters=50, batch_size=8, learning_rate=3e-3, warmup_iters=5,
                    eval_interval=25, eval_iters=2, checkpoint_interval=25),
+    ),
+    "book": Preset(
+        "the training chapter's CPU run: the cpu-quick model, 800 steps (about a minute on a "
+        "2-core CPU)",
+        model=dict(block_size=64, n_embd=128, n_head=4, n_layer=4, dropout=0.0,
+                   pos_encoding="rope", bias=False, attn_impl="sdpa"),
+        train=dict(max_iters=800, batch_size=32, learning_rate=4e-3, min_lr=2e-4,
+                   warmup_iters=50, weight_decay=0.1, beta2=0.99, eval_interval=200,
+                   eval_iters=4, checkpoint_interval=800),
     ),
 }
