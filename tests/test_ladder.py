@@ -1,0 +1,74 @@
+"""The loss ladder: each rung builds, trains through minigpt.train, and reports its numbers."""
+
+import pytest
+import torch
+
+import minigpt
+from minigpt.ladder import RUNGS, Rung, RungModel, build_rung, format_table, run_ladder, sample
+
+
+@pytest.fixture(scope="module")
+def data():
+    text = minigpt.load_shakespeare()[:20000]
+    return minigpt.TextData.from_text(text)
+
+
+def tiny_configs(vocab_size):
+    model = minigpt.GPTConfig(vocab_size=vocab_size, block_size=16, n_embd=16, n_head=2,
+                              n_layer=2, dropout=0.0)
+    training = minigpt.TrainConfig(max_iters=8, batch_size=4, learning_rate=3e-3, warmup_iters=2,
+                                   eval_interval=8, eval_iters=1, checkpoint_interval=8,
+                                   device="cpu")
+    return model, training
+
+
+def test_rungs_have_the_right_parts(data):
+    config, _ = tiny_configs(data.tokenizer.vocab_size)
+    bigram = build_rung("bigram", config)
+    assert bigram.wpe is None and len(bigram.layers) == 0
+    assert bigram.wte.weight is bigram.lm_head.weight
+    assert build_rung("one head", config).layers[0].n_head == 1
+    assert build_rung("multi-head", config).layers[0].n_head == 2
+    assert isinstance(build_rung("+ MLP", config).layers[1], minigpt.MLP)
+    assert isinstance(build_rung("+ LayerNorm/residuals", config).layers[0], minigpt.Block)
+    full = build_rung("full model", config, full_layers=3)
+    assert isinstance(full, minigpt.MiniGPT) and full.config.n_layer == 3
+    sizes = [sum(p.numel() for p in build_rung(n, config).parameters()) for n in RUNGS]
+    assert sizes == sorted(sizes)                  # every rung adds parameters
+    with pytest.raises(ValueError, match="unknown rung"):
+        build_rung("nope", config)
+    with pytest.raises(ValueError, match="residual_norm"):
+        RungModel(config, mlp=False, residual_norm=True)
+
+
+def test_one_block_rung_matches_minigpt(data):
+    """Rung 5 with n_layer blocks is exactly MiniGPT's computation (same weights)."""
+    config, _ = tiny_configs(data.tokenizer.vocab_size)
+    rung = RungModel(config).eval()
+    gpt = minigpt.MiniGPT(config).eval()
+    state = {k.replace("blocks.", "layers."): v for k, v in gpt.state_dict().items()}
+    rung.load_state_dict(state)
+    idx = torch.randint(config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(rung(idx)[0], gpt(idx)[0])
+
+
+def test_run_ladder_is_deterministic(data):
+    config, training = tiny_configs(data.tokenizer.vocab_size)
+    kwargs = dict(config=config, train_config=training, rungs=("bigram", "+ MLP", "full model"),
+                  full_layers=2, sample_length=20, val_tokens=500)
+    first = run_ladder(data, **kwargs)
+    second = run_ladder(data, **kwargs)
+    assert [r.name for r in first] == ["bigram", "+ MLP", "full model"]
+    assert first == second
+    for r in first:
+        assert isinstance(r, Rung) and r.params > 0 and len(r.sample) == 20
+        assert 0 < r.val_loss < 5.0
+    text = format_table(first)
+    assert "bigram" in text and "val loss" in text
+
+
+def test_sample_is_seeded(data):
+    config, _ = tiny_configs(data.tokenizer.vocab_size)
+    torch.manual_seed(0)
+    model = build_rung("multi-head", config)
+    assert sample(model, data, 30, seed=3) == sample(model, data, 30, seed=3)
