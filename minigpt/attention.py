@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import GPTConfig
+from .dropout import Dropout, dropout
 
 
 # ---------------------------------------------------------------------------- masks
@@ -42,7 +43,7 @@ def manual_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(D))        # (B, H, T, S)
     scores = scores.masked_fill(~causal_mask(T, S, q.device), float("-inf"))
     weights = F.softmax(scores, dim=-1)                                # rows sum to 1
-    dropped = F.dropout(weights, dropout_p, training) if training and dropout_p > 0 else weights
+    dropped = dropout(weights, dropout_p, training)
     y = dropped @ v                                                    # (B, H, T, D)
     return (y, weights) if return_weights else y
 
@@ -83,7 +84,7 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             l = l * correction + p.sum(dim=-1, keepdim=True)
             if training and dropout_p > 0:
                 # dropping entries of p before the V product equals dropping normalised weights
-                p = F.dropout(p, dropout_p, training=True)
+                p = dropout(p, dropout_p, training=True)
             acc = acc * correction + p @ v[:, :, k0:k1]
             m = m_new
         out[:, :, q0:q1] = acc / l
@@ -114,10 +115,12 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     cos/sin are (T, D/2) for the positions of x. Rotations preserve length, and the dot
     product of two rotated vectors depends only on the difference of their positions.
     """
-    x_even, x_odd = x[..., 0::2], x[..., 1::2]
-    rotated_even = x_even * cos - x_odd * sin
-    rotated_odd = x_even * sin + x_odd * cos
-    return torch.stack((rotated_even, rotated_odd), dim=-1).flatten(-2)
+    # Treat each pair as a complex number x[2i] + i*x[2i+1]; rotating it by angle a is one
+    # complex multiplication by cos(a) + i*sin(a). Same numbers as the four-product form
+    # (x_even*cos - x_odd*sin, x_even*sin + x_odd*cos), in fewer, larger operations.
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2).contiguous())
+    rotated = torch.view_as_real(pairs * torch.complex(cos, sin)).flatten(-2)
+    return rotated.to(x.dtype)
 
 
 # ---------------------------------------------------------------------- KV cache
@@ -173,7 +176,7 @@ class CausalSelfAttention(nn.Module):
         # q: C channels, k and v: kv_width each (= C for plain multi-head attention)
         self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * kv_width, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.resid_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, rope: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
                 cache: Optional[KVCache] = None, return_weights: bool = False,
@@ -200,6 +203,10 @@ class CausalSelfAttention(nn.Module):
 
         impl = "manual" if return_weights else (impl or self.attn_impl)
         dropout_p = self.dropout if self.training else 0.0
+        if impl == "sdpa" and dropout_p > 0 and x.device.type == "cpu":
+            # SDPA's fused CPU kernel has no dropout; its fallback is this same formula with
+            # a slower random mask, so use the explicit path (and minigpt.dropout's mask).
+            impl = "manual"
         weights = None
         if impl == "manual":
             out = manual_attention(q, k, v, dropout_p, self.training, return_weights)

@@ -129,13 +129,14 @@ def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> float
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     n = 8192 if device.type == "cuda" else n
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    c = torch.empty_like(a)
     for _ in range(2):
-        a @ b
+        torch.mm(a, b, out=c)
     _sync(device)
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
-        a @ b
+        torch.mm(a, b, out=c)            # into a reused buffer: time the arithmetic, not page faults
         _sync(device)
         best = min(best, time.perf_counter() - t)
     return 2 * n ** 3 / best
@@ -158,42 +159,56 @@ def _time_steps(step_fn, n: int, device) -> list[float]:
 
 
 # -------------------------------------------------------------------- benchmarks
-def bench_train(device: torch.device, peak: Optional[float], steps: int = 3,
-                batch_size: int = 64) -> dict:
-    """Seed configuration (dropout 0.1): seed reference vs minigpt, interleaved steps."""
+def _train_child(which: str, steps: int, batch_size: int = 64) -> None:
+    """One side of the training benchmark, in a fresh process (prints JSON step times).
+
+    "seed" runs the seed model as it would run on its own (default allocator); "minigpt" runs
+    our model the way `minigpt.train` runs it on a CPU (allocator tuned, fast dropout mask).
+    """
+    from .device import tune_cpu_allocator
+    device = pick_device("auto")
+    if which == "minigpt" and device.type == "cpu":
+        tune_cpu_allocator()
     torch.manual_seed(0)
     config = GPTConfig(vocab_size=65)
     ours = MiniGPT(config).to(device)
-    seed = seed_copy_of(ours)
+    model = seed_copy_of(ours) if which == "seed" else ours
+    model.train()
     x = torch.randint(0, 65, (batch_size, config.block_size), device=device)
     y = torch.randint(0, 65, (batch_size, config.block_size), device=device)
-    tcfg = TrainConfig()
+    opt = make_optimizer(model, TrainConfig(), device)
 
-    def stepper(model):
-        opt = make_optimizer(model, tcfg, device)
+    def step():
+        with autocast(device):
+            _, loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    _time_steps(step, 1, device)                       # warm-up
+    print(json.dumps(_time_steps(step, steps, device)))
 
-        def step():
-            with autocast(device):
-                _, loss = model(x, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-        return step
 
-    runners = {"seed": stepper(seed.train()), "minigpt": stepper(ours.train())}
-    times = {k: [] for k in runners}
-    for name, fn in runners.items():   # warm-up (allocator, kernels)
-        _time_steps(fn, 1, device)
-    for _ in range(steps):             # interleave so both see the same machine load
-        for name, fn in runners.items():
-            times[name] += _time_steps(fn, 1, device)
+def bench_train(device: torch.device, peak: Optional[float], steps: int = 3, rounds: int = 2,
+                batch_size: int = 64) -> dict:
+    """Seed configuration (dropout 0.1): the seed model vs minigpt, each in its own process,
+    alternating seed / minigpt / seed / minigpt so both see the same machine load."""
+    config = GPTConfig(vocab_size=65)
+    times: dict[str, list[float]] = {"seed": [], "minigpt": []}
+    for _ in range(rounds):
+        for which in times:
+            code = f"from minigpt.bench import _train_child; _train_child({which!r}, {steps}, {batch_size})"
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                 env=dict(os.environ, CUDA_VISIBLE_DEVICES="" if device.type == "cpu" else
+                                          os.environ.get("CUDA_VISIBLE_DEVICES", "0")))
+            times[which] += json.loads(out.stdout.strip().splitlines()[-1])
     tokens = batch_size * config.block_size
-    flops = train_flops_per_token(config, ours.num_parameters(exclude_positions=True))
+    n_params = MiniGPT(config).num_parameters(exclude_positions=True)
+    flops = train_flops_per_token(config, n_params)
     out = {"config": "seed (6x256, 8 heads, block 128, dropout 0.1, batch %d)" % batch_size}
     for name, ts in times.items():
-        t = sorted(ts)[len(ts) // 2]
-        out[name] = {"step_s": t, "tokens_per_s": tokens / t,
+        t = sorted(ts)[len(ts) // 2]                   # median step
+        out[name] = {"step_s": t, "tokens_per_s": tokens / t, "all_steps_s": ts,
                      "mfu": (tokens / t * flops / peak) if peak else None}
     out["speedup"] = out["minigpt"]["tokens_per_s"] / out["seed"]["tokens_per_s"]
     return out
@@ -388,7 +403,8 @@ def run_benchmarks(what=(), device="auto", threads: Optional[int] = None,
         print(f"train [{r['config']}]")
         for name in ("seed", "minigpt"):
             m = r[name]
-            print(f"  {name:8s} {m['step_s']:.3f} s/step  {m['tokens_per_s']:>10,.0f} tokens/s  MFU {m['mfu']:.0%}")
+            print(f"  {name:8s} {m['step_s']:.3f} s/step (median of {len(m['all_steps_s'])})  "
+                  f"{m['tokens_per_s']:>10,.0f} tokens/s  MFU {m['mfu']:.0%}")
         print(f"  speed-up minigpt / seed: {r['speedup']:.2f}x")
     if "generate" in what:
         r = results["generate"] = bench_generate(device)

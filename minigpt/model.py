@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from .attention import CausalSelfAttention, KVCache, rope_cos_sin, sinusoidal_table
 from .config import GPTConfig
+from .dropout import Dropout
 from .sampling import next_token_probs
 
 
@@ -26,7 +27,7 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.gelu = nn.GELU()
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:      # (B, T, C) -> (B, T, C)
         return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
@@ -86,7 +87,7 @@ class MiniGPT(nn.Module):
             cos, sin = rope_cos_sin(config.block_size, config.head_dim)
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)

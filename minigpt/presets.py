@@ -27,11 +27,11 @@ PRESETS: dict[str, Preset] = {
     ),
     "cpu-quick": Preset(
         "reach val_loss <= 1.70 on tinyshakespeare in about two minutes on a 2-core laptop CPU",
-        model=dict(block_size=64, n_embd=128, n_head=4, n_layer=4, dropout=0.0,
+        model=dict(block_size=64, n_embd=128, n_head=4, n_layer=3, dropout=0.0,
                    pos_encoding="rope", bias=False, attn_impl="sdpa"),
-        train=dict(max_iters=1200, batch_size=32, learning_rate=4e-3, min_lr=2e-4,
-                   warmup_iters=50, weight_decay=0.1, beta2=0.99, eval_interval=400,
-                   eval_iters=4, checkpoint_interval=1200),
+        train=dict(max_iters=1100, batch_size=32, learning_rate=6e-3, min_lr=3e-4,
+                   warmup_iters=50, weight_decay=0.1, beta2=0.99, eval_interval=275,
+                   eval_iters=4, checkpoint_interval=1100),
     ),
     "pretrained": Preset(
         "the model shipped in the package (6 layers, 8 heads, 256 wide, context 256); "

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .checkpoint import CheckpointError, load_checkpoint, restore_optimizer, save_checkpoint
 from .data import TextData, get_batch
-from .device import autocast, maybe_compile, pick_device
+from .device import autocast, maybe_compile, pick_device, tune_cpu_allocator
 from .model import MiniGPT
 
 
@@ -190,6 +190,8 @@ def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, 
                          f"vocab_size is {model.config.vocab_size}; build the model with "
                          f"GPTConfig(vocab_size=data.tokenizer.vocab_size, ...).")
     device = pick_device(cfg.device)
+    if device.type == "cpu":
+        tune_cpu_allocator()
     model.to(device)
     optimizer = make_optimizer(model, cfg, device)
     batch_gen = torch.Generator().manual_seed(cfg.seed)

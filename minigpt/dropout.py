@@ -1,0 +1,58 @@
+"""Dropout with a cheaper random mask on the CPU.
+
+On a CPU, `torch.nn.functional.dropout` draws one Bernoulli sample per element, and in the
+seed configuration that sampling is a fifth of a whole training step (it runs on the
+attention matrix of every layer). Here the keep-mask comes from raw random integers instead:
+one `random_()` call fills 16 bits per element, the low 15 bits are compared with
+round(p * 2^15). The drop probability is therefore p rounded to a multiple of 2^-15
+(0.1 -> 0.100006), the mask is still drawn from PyTorch's seeded generator (so runs are
+reproducible and resumable), and the result is scaled by 1 / (1 - p) as usual.
+On GPUs the built-in dropout is already fast and is used unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+_LEVELS = 1 << 15
+
+
+def keep_mask(shape, p: float, device=None) -> torch.Tensor:
+    """Boolean mask of `shape`, each entry True with probability 1 - p (p to 2^-15)."""
+    n = 1
+    for size in shape:
+        n *= size
+    bits = torch.empty((n + 1) // 2, dtype=torch.int32, device=device).random_()   # 31 random bits
+    lanes = bits.view(torch.int16)[:n].bitwise_and_(_LEVELS - 1)                    # 15 bits each
+    return lanes.ge_(round(p * _LEVELS)).view(shape).to(torch.bool)
+
+
+class _ScaleByMask(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, keep, scale):
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        return x.mul(keep).mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (keep,) = ctx.saved_tensors
+        return grad.mul(keep).mul_(ctx.scale), None, None
+
+
+def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """Drop-in for F.dropout: zero each entry with probability p, scale the rest by 1/(1-p)."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or not 0.0 < p < 1.0:
+        return F.dropout(x, p, training)
+    return _ScaleByMask.apply(x, keep_mask(x.shape, p, x.device), 1.0 / (1.0 - p))
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout with the fast CPU mask above (same `p`, same behaviour in eval mode)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)

@@ -1,0 +1,68 @@
+"""minigpt.dropout: the cheaper CPU mask must still be dropout (rate, scaling, gradient)."""
+
+import torch
+
+from minigpt import GPTConfig, MiniGPT
+from minigpt.device import tune_cpu_allocator
+from minigpt.dropout import Dropout, dropout, keep_mask
+
+
+def test_keep_mask_rate_and_independence():
+    torch.manual_seed(0)
+    mask = keep_mask((400, 500), 0.1)
+    assert mask.dtype == torch.bool and mask.shape == (400, 500)
+    assert abs(mask.float().mean().item() - 0.9) < 0.003          # 200k draws: sd ~0.0007
+    # neighbouring entries come from different bit lanes: no correlation between them
+    a, b = mask[:, 0::2].float().flatten(), mask[:, 1::2].float().flatten()
+    assert abs((a * b).mean().item() - 0.81) < 0.005
+
+
+def test_dropout_scales_kept_entries_and_gradient():
+    torch.manual_seed(1)
+    x = torch.randn(1000, 64, requires_grad=True)
+    y = dropout(x, 0.25)
+    kept = y != 0
+    torch.testing.assert_close(y[kept], (x * (1 / 0.75))[kept])
+    y.sum().backward()
+    expected = kept.float() / 0.75
+    torch.testing.assert_close(x.grad, expected)
+
+
+def test_eval_mode_and_p_zero_are_identity():
+    x = torch.randn(10, 10)
+    layer = Dropout(0.5).eval()
+    assert layer(x) is x
+    assert dropout(x, 0.0, training=True) is x
+
+
+def test_same_seed_same_mask():
+    torch.manual_seed(3)
+    a = keep_mask((64, 64), 0.1)
+    torch.manual_seed(3)
+    b = keep_mask((64, 64), 0.1)
+    assert torch.equal(a, b)
+
+
+def test_training_model_with_dropout_is_seeded_and_learns():
+    config = GPTConfig(vocab_size=11, block_size=16, n_embd=32, n_head=4, n_layer=2, dropout=0.1)
+    x = torch.randint(0, 11, (4, 16), generator=torch.Generator().manual_seed(0))
+    losses = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = MiniGPT(config).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        run = []
+        for _ in range(30):
+            _, loss = model(x, x)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            run.append(loss.item())
+        losses.append(run)
+    assert losses[0] == losses[1]
+    assert losses[0][-1] < losses[0][0] - 1.0
+
+
+def test_tune_cpu_allocator_is_idempotent():
+    first = tune_cpu_allocator()
+    assert tune_cpu_allocator() == first
