@@ -53,8 +53,8 @@ PRESETS: dict[str, Preset] = {
                    eval_interval=25, eval_iters=2, checkpoint_interval=25),
     ),
     "book": Preset(
-        "the training chapter's CPU run: the cpu-quick model, 800 steps (a minute or two on a "
-        "2-core CPU)",
+        "the training chapter's CPU run: 4 layers, 128 wide, RoPE, 800 steps (about two minutes "
+        "on a 2-core CPU)",
         model=dict(block_size=64, n_embd=128, n_head=4, n_layer=4, dropout=0.0,
                    pos_encoding="rope", bias=False, attn_impl="sdpa"),
         train=dict(max_iters=800, batch_size=32, learning_rate=4e-3, min_lr=2e-4,
