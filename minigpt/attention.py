@@ -118,6 +118,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     # Treat each pair as a complex number x[2i] + i*x[2i+1]; rotating it by angle a is one
     # complex multiplication by cos(a) + i*sin(a). Same numbers as the four-product form
     # (x_even*cos - x_odd*sin, x_even*sin + x_odd*cos), in fewer, larger operations.
+    if x.device.type not in ("cpu", "cuda"):        # e.g. MPS, whose complex support varies
+        x_even, x_odd = x[..., 0::2], x[..., 1::2]
+        return torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), -1).flatten(-2)
     pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2).contiguous())
     rotated = torch.view_as_real(pairs * torch.complex(cos, sin)).flatten(-2)
     return rotated.to(x.dtype)
