@@ -30,16 +30,17 @@ def keep_mask(shape, p: float, device=None) -> torch.Tensor:
 
 
 class _ScaleByMask(torch.autograd.Function):
+    """x * mask, where mask holds 0 or 1/(1-p); the same mask scales the gradient."""
+
     @staticmethod
-    def forward(ctx, x, keep, scale):
-        ctx.save_for_backward(keep)
-        ctx.scale = scale
-        return x.mul(keep).mul_(scale)
+    def forward(ctx, x, mask):
+        ctx.save_for_backward(mask)
+        return x * mask
 
     @staticmethod
     def backward(ctx, grad):
-        (keep,) = ctx.saved_tensors
-        return grad.mul(keep).mul_(ctx.scale), None, None
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
@@ -48,7 +49,10 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
         return x
     if x.device.type != "cpu" or not 0.0 < p < 1.0:
         return F.dropout(x, p, training)
-    return _ScaleByMask.apply(x, keep_mask(x.shape, p, x.device), 1.0 / (1.0 - p))
+    # one float mask with the 1/(1-p) scale folded in: multiplying by a bool mask would
+    # convert it to float again in every forward and backward product
+    mask = keep_mask(x.shape, p, x.device).to(x.dtype).mul_(1.0 / (1.0 - p))
+    return _ScaleByMask.apply(x, mask)
 
 
 class Dropout(nn.Dropout):
