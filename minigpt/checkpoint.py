@@ -120,6 +120,13 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
 
 
 # --------------------------------------------------------------------- saving
+def _describe(model: MiniGPT, tokenizer: CharTokenizer,
+              train_state: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """The minigpt.json fields every checkpoint and export shares."""
+    return {"format": FORMAT, "version": FORMAT_VERSION, "config": model.config.to_dict(),
+            "tokenizer": tokenizer.to_dict(), "train_state": train_state or {}}
+
+
 def save_checkpoint(directory: PathLike, model: MiniGPT, tokenizer: CharTokenizer, step: int,
                     optimizer: Optional[torch.optim.Optimizer] = None,
                     train_state: Optional[dict[str, Any]] = None,
@@ -135,11 +142,8 @@ def save_checkpoint(directory: PathLike, model: MiniGPT, tokenizer: CharTokenize
     tmp.mkdir()
     save_file(model_tensors(model), tmp / MODEL_FILE)
     files = {MODEL_FILE: _sha256(tmp / MODEL_FILE)}
-    meta: dict[str, Any] = {
-        "format": FORMAT, "version": FORMAT_VERSION, "step": step,
-        "config": model.config.to_dict(), "tokenizer": tokenizer.to_dict(),
-        "train_state": train_state or {},
-    }
+    meta = _describe(model, tokenizer, train_state)
+    meta["step"] = step
     trainer = dict(extra_tensors or {})
     if optimizer is not None:
         opt_tensors, meta["optimizer_param_groups"] = optimizer_tensors(optimizer)
@@ -177,9 +181,8 @@ def export_model(model: MiniGPT, tokenizer: CharTokenizer, directory: PathLike,
     directory.mkdir(parents=True, exist_ok=True)
     tmp_model = directory / f".{MODEL_FILE}.tmp"
     save_file(model_tensors(model, dtype), tmp_model)
-    meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": model.config.to_dict(),
-            "tokenizer": tokenizer.to_dict(), "train_state": info or {},
-            "files": {MODEL_FILE: _sha256(tmp_model)}}
+    meta = _describe(model, tokenizer, info)
+    meta["files"] = {MODEL_FILE: _sha256(tmp_model)}
     os.replace(tmp_model, directory / MODEL_FILE)
     tmp_meta = directory / f".{META_FILE}.tmp"
     _write_json(tmp_meta, meta)

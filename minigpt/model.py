@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .attention import CausalSelfAttention, KVCache, rope_cos_sin, sinusoidal_table
 from .config import GPTConfig
 from .dropout import Dropout
-from .sampling import next_token_probs
+from .sampling import check_sampling_settings, next_token_probs
 
 
 class MLP(nn.Module):
@@ -229,7 +229,7 @@ class MiniGPT(nn.Module):
         idx = self._check_idx(idx)
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}.")
-        next_token_probs(torch.zeros(1, self.config.vocab_size), temperature, top_k, top_p)  # validate
+        check_sampling_settings(temperature, top_k, top_p)
         block_size = self.config.block_size
         was_training = self.training
         self.eval()

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 
-def _check_settings(temperature, top_k, top_p, vocab_size: int) -> None:
+def check_sampling_settings(temperature, top_k=None, top_p=None) -> None:
+    """Raise ValueError, naming the allowed range, for a temperature/top-k/top-p that can't work."""
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
             or not math.isfinite(temperature) or temperature < 0:
         raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}.")
@@ -33,7 +34,7 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: Opti
     * top_p keeps the smallest set of most likely tokens whose probability reaches p.
       The most likely token is always kept, so the result never masks everything.
     """
-    _check_settings(temperature, top_k, top_p, logits.size(-1))
+    check_sampling_settings(temperature, top_k, top_p)
     if temperature == 0:
         greedy = logits.argmax(dim=-1, keepdim=True)
         return torch.zeros_like(logits, dtype=torch.float32).scatter_(-1, greedy, 1.0)

@@ -270,7 +270,6 @@ def sampling_explorer_html(logits, labels: Sequence[str], temperature: float = 1
     n_show = max(1, min(int(n_show), V))
     k0 = V if top_k is None else min(int(top_k), V)
     p0 = 1.0 if top_p is None else float(top_p)
-    explorer_probs(logits, temperature, top_k, top_p)        # validates nothing odd slipped in
     show = sorted(range(V), key=lambda i: (-logits[i], i))[:n_show]
     sample_rows = []
     for s in samples or []:
