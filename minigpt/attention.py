@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import GPTConfig
-from .dropout import Dropout, dropout
+from .dropout import Dropout, dropout, keep_mask
 
 
 # ---------------------------------------------------------------------------- masks
@@ -89,6 +89,61 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             m = m_new
         out[:, :, q0:q1] = acc / l
     return out
+
+
+class _DroppedCausalAttention(torch.autograd.Function):
+    """`manual_attention` with dropout, forward and backward written out for the CPU.
+
+    Same maths, fewer passes over the (B*H, T, S) score-sized tensors, which on a CPU cost
+    about as much as the attention matmuls themselves:
+    * the causal mask is added as a 0/-inf bias inside the q k^T matmul (`baddbmm`, which
+      also applies the 1/sqrt(D) scale): no separate scale or masked_fill, and nothing to
+      undo in the backward pass (masked weights are 0, so their gradient is 0);
+    * the dropout mask is 0/1 and its 1/(1-p) scale is applied to the (B*H, T, D) output
+      and gradient, which are S/D times smaller than the weights.
+    Computing only the blocks below the diagonal was tried too: the smaller, strided
+    matmuls ate the saving on a 2-core CPU.
+    Inputs q (B*H, T, D), k/v (B*H, S, D), keep (B*H, T, S) of 0.0/1.0.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, keep, scale, keep_scale):
+        T, S = q.size(1), k.size(1)
+        bias = torch.zeros(T, S, dtype=q.dtype, device=q.device).masked_fill_(
+            ~causal_mask(T, S, q.device), float("-inf"))                     # (T, S)
+        scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=scale)     # (BH, T, S)
+        weights = torch.softmax(scores, dim=-1)
+        kept = weights * keep                                               # dropout, unscaled
+        ctx.scale, ctx.keep_scale = scale, keep_scale
+        ctx.save_for_backward(q, k, v, keep, weights, kept)
+        return torch.bmm(kept, v).mul_(keep_scale)                          # (BH, T, D)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        q, k, v, keep, weights, kept = ctx.saved_tensors
+        grad_y = grad_y * ctx.keep_scale                                    # (BH, T, D)
+        grad_v = torch.bmm(kept.transpose(1, 2), grad_y)                    # (BH, S, D)
+        grad_weights = torch.bmm(grad_y, v.transpose(1, 2)).mul_(keep)      # (BH, T, S)
+        # softmax backward, fused: weights * (grad - sum(grad * weights, -1))
+        grad_scores = torch._softmax_backward_data(grad_weights, weights, -1, weights.dtype)
+        grad_q = torch.bmm(grad_scores, k).mul_(ctx.scale)                   # (BH, T, D)
+        grad_k = torch.bmm(grad_scores.transpose(1, 2), q).mul_(ctx.scale)   # (BH, S, D)
+        return grad_q, grad_k, grad_v, None, None, None
+
+
+def dropout_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> torch.Tensor:
+    """Causal attention with dropout on the weights, for training on a CPU.
+
+    Equal to `manual_attention(q, k, v, dropout_p, training=True)` given the same random
+    state (it draws the same mask). q (B, H, T, D), k/v (B, H, S, D) -> (B, H, T, D).
+    """
+    B, H, T, D = q.shape
+    S = k.size(2)
+    keep = keep_mask((B * H, T, S), dropout_p, q.device, q.dtype)
+    y = _DroppedCausalAttention.apply(q.reshape(B * H, T, D), k.reshape(B * H, S, D),
+                                      v.reshape(B * H, S, D), keep, 1.0 / math.sqrt(D),
+                                      1.0 / (1.0 - dropout_p))
+    return y.view(B, H, T, D)
 
 
 # ------------------------------------------------------------- position encodings
@@ -206,12 +261,12 @@ class CausalSelfAttention(nn.Module):
 
         impl = "manual" if return_weights else (impl or self.attn_impl)
         dropout_p = self.dropout if self.training else 0.0
-        if impl == "sdpa" and dropout_p > 0 and x.device.type == "cpu":
-            # SDPA's fused CPU kernel has no dropout; its fallback is this same formula with
-            # a slower random mask, so use the explicit path (and minigpt.dropout's mask).
-            impl = "manual"
         weights = None
-        if impl == "manual":
+        if impl == "sdpa" and dropout_p > 0 and x.device.type == "cpu":
+            # SDPA's fused CPU kernel has no dropout; its fallback is the manual formula with
+            # a slow random mask. dropout_attention is that formula with fewer passes.
+            out = dropout_attention(q, k, v, dropout_p)
+        elif impl == "manual":
             out = manual_attention(q, k, v, dropout_p, self.training, return_weights)
             if return_weights:
                 out, weights = out

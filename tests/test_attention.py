@@ -10,6 +10,7 @@ from torch.testing import assert_close
 from conftest import tiny_config
 from minigpt import (CausalSelfAttention, KVCache, apply_rope, causal_mask, flash_attention,
                      manual_attention, rope_cos_sin, sinusoidal_table)
+from minigpt.attention import dropout_attention
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 
@@ -97,6 +98,34 @@ def test_flash_dropout_only_in_training():
     assert not torch.allclose(dropped, manual_attention(q, k, v))
 
 
+@pytest.mark.parametrize("T,S", [(13, 13), (1, 1), (5, 9), (130, 130)])
+def test_dropout_attention_equals_manual_with_the_same_mask(T, S):
+    """The CPU training path (bias inside baddbmm, hand-written backward) is manual_attention."""
+    q, k, v = qkv(T=T, S=S)
+    q = q.transpose(1, 2).contiguous().transpose(1, 2)        # strided like a c_attn split
+    grad_out = torch.randn_like(q)
+    results = []
+    for fn in (lambda *a: dropout_attention(*a, 0.3), lambda *a: manual_attention(*a, 0.3, True)):
+        inputs = [t.clone().requires_grad_() for t in (q, k, v)]
+        torch.manual_seed(7)
+        out = fn(*inputs)
+        out.backward(grad_out)
+        results.append([out] + [t.grad for t in inputs])
+    assert (results[0][0] != 0).any()
+    for ours, textbook in zip(*results):
+        assert_close(ours, textbook, **TOL)
+
+
+def test_dropout_attention_drops_and_rescales():
+    q, k, v = qkv(B=1, H=1, T=64, D=4)
+    v = torch.ones_like(v)                                    # each output = sum of kept weights
+    torch.manual_seed(0)
+    out = dropout_attention(q, k, v, 0.5)[..., 0]
+    # rows of 1/(1-p)-scaled kept weights average to 1 but no longer each sum to 1
+    assert not torch.allclose(out, torch.ones_like(out))
+    assert abs(out.mean().item() - 1.0) < 0.15
+
+
 # --------------------------------------------------------------- module level
 def _attn(seed=0, **overrides):
     torch.manual_seed(seed)
@@ -131,6 +160,21 @@ def test_module_implementations_agree_with_and_without_cache(n_kv_head, pos):
         steps = [attn(x[:, t:t + 1], _rope_for(attn, t, 1) if pos == "rope" else None, cache, impl=impl)
                  for t in range(13)]
         assert_close(torch.cat(steps, 1), outs["manual"], **TOL)
+
+
+@pytest.mark.parametrize("n_kv_head", [4, 1])
+def test_sdpa_training_with_dropout_on_cpu_equals_manual(n_kv_head):
+    """On a CPU, sdpa + dropout trains through dropout_attention: same numbers as manual."""
+    results = []
+    for impl in ("manual", "sdpa"):
+        attn = _attn(n_kv_head=n_kv_head, dropout=0.2, attn_impl=impl).train()
+        x = torch.randn(2, 11, 32, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        torch.manual_seed(3)
+        out = attn(x)
+        out.square().sum().backward()
+        results.append((out, x.grad, attn.c_attn.weight.grad))
+    for ours, textbook in zip(*results):
+        assert_close(ours, textbook, **TOL)
 
 
 @pytest.mark.parametrize("n_kv_head", [1, 2, 4])

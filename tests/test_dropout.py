@@ -15,6 +15,18 @@ def test_keep_mask_rate_and_independence():
     # neighbouring entries come from different bit lanes: no correlation between them
     a, b = mask[:, 0::2].float().flatten(), mask[:, 1::2].float().flatten()
     assert abs((a * b).mean().item() - 0.81) < 0.005
+    # four elements share one int64 draw: every lane keeps at the same rate
+    lanes = mask.flatten().view(-1, 4).float().mean(0)
+    assert (lanes - 0.9).abs().max().item() < 0.005
+
+
+def test_float_keep_mask_is_zero_one_and_same_draw_as_bool():
+    torch.manual_seed(2)
+    as_bool = keep_mask((50, 70), 0.2)
+    torch.manual_seed(2)
+    as_float = keep_mask((50, 70), 0.2, dtype=torch.float32)
+    assert as_float.dtype == torch.float32
+    assert torch.equal(as_float, as_bool.float())
 
 
 def test_dropout_scales_kept_entries_and_gradient():
