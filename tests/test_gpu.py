@@ -1,4 +1,4 @@
-"""CUDA-only checks (skipped on machines without a CUDA GPU; not yet run on one)."""
+"""CUDA-only checks (skipped on machines without a CUDA GPU; run on an H200: bench/results/gpu_h200_unit_tests.log)."""
 
 import pytest
 import torch
