@@ -114,18 +114,23 @@ class _DroppedCausalAttention(torch.autograd.Function):
         scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=scale)     # (BH, T, S)
         weights = torch.softmax(scores, dim=-1)
         kept = weights * keep                                               # dropout, unscaled
+        y = torch.bmm(kept, v).mul_(keep_scale)                             # (BH, T, D)
         ctx.scale, ctx.keep_scale = scale, keep_scale
-        ctx.save_for_backward(q, k, v, keep, weights, kept)
-        return torch.bmm(kept, v).mul_(keep_scale)                          # (BH, T, D)
+        ctx.save_for_backward(q, k, v, weights, kept, y)
+        return y
 
     @staticmethod
     def backward(ctx, grad_y):
-        q, k, v, keep, weights, kept = ctx.saved_tensors
-        grad_y = grad_y * ctx.keep_scale                                    # (BH, T, D)
-        grad_v = torch.bmm(kept.transpose(1, 2), grad_y)                    # (BH, S, D)
-        grad_weights = torch.bmm(grad_y, v.transpose(1, 2)).mul_(keep)      # (BH, T, S)
-        # softmax backward, fused: weights * (grad - sum(grad * weights, -1))
-        grad_scores = torch._softmax_backward_data(grad_weights, weights, -1, weights.dtype)
+        q, k, v, weights, kept, y = ctx.saved_tensors
+        grad_kept_y = grad_y * ctx.keep_scale                               # (BH, T, D)
+        grad_v = torch.bmm(kept.transpose(1, 2), grad_kept_y)               # (BH, S, D)
+        # d loss / d kept = keep_scale * grad_y v^T, and through the dropout and the softmax
+        #   grad_scores = kept * G - weights * rowsum(kept * G),   G = keep_scale * grad_y v^T
+        # where rowsum(kept * G) = rowsum(grad_y * y): a sum over D, not over S (the same
+        # shortcut FlashAttention's backward uses), so the mask itself is not needed here.
+        grad_scores = torch.bmm(grad_kept_y, v.transpose(1, 2)).mul_(kept)  # (BH, T, S)
+        row_dot = (grad_y * y).sum(dim=-1, keepdim=True)                   # (BH, T, 1)
+        grad_scores.addcmul_(weights, row_dot, value=-1.0)
         grad_q = torch.bmm(grad_scores, k).mul_(ctx.scale)                   # (BH, T, D)
         grad_k = torch.bmm(grad_scores.transpose(1, 2), q).mul_(ctx.scale)   # (BH, S, D)
         return grad_q, grad_k, grad_v, None, None, None
