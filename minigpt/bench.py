@@ -158,6 +158,40 @@ def _time_steps(step_fn, n: int, device) -> list[float]:
     return times
 
 
+def step_matmuls(config: GPTConfig, batch_size: int, device: torch.device):
+    """A function that runs only the matrix products of one training step of `config`.
+
+    Same shapes, same count, same order of layers: per linear layer the forward product and
+    the two backward ones (input and weight gradients), per attention layer the 2 forward
+    and 4 backward batched products. Timing it next to a real step shows how far a step of
+    this model could get if everything that is not a matmul were free (a ceiling on MFU).
+    """
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    N, C, H, T, D = batch_size * config.block_size, config.n_embd, config.n_head, config.block_size, config.head_dim
+    kv = config.n_kv_head * D
+    linears = [(C, C + 2 * kv), (C, C), (C, 4 * C), (4 * C, C)]           # (in, out) per block
+    new = lambda *shape: torch.randn(*shape, device=device, dtype=dtype)  # noqa: E731
+    acts = {w: new(N, w) for w in {C, C + 2 * kv, 4 * C, config.vocab_size}}
+    weights = {(i, o): new(o, i) for i, o in linears + [(C, config.vocab_size)]}
+    bias = new(config.block_size, config.block_size)
+    q, scores = new(batch_size * H, T, D), new(batch_size * H, T, T)
+
+    def run():
+        for _ in range(config.n_layer):
+            for i, o in linears:
+                torch.mm(acts[i], weights[(i, o)].t())                     # forward
+                torch.mm(acts[o], weights[(i, o)])                         # grad of the input
+                torch.mm(acts[o].t(), acts[i])                             # grad of the weight
+            torch.baddbmm(bias, q, q.transpose(1, 2))                      # scores
+            torch.bmm(scores, q)                                           # weights @ v
+            for a, b in ((scores.transpose(1, 2), q), (q, q.transpose(1, 2)), (scores, q),
+                         (scores.transpose(1, 2), q)):                     # the 4 gradients
+                torch.bmm(a, b)
+        i, o = C, config.vocab_size
+        torch.mm(acts[i], weights[(i, o)].t()); torch.mm(acts[o], weights[(i, o)]); torch.mm(acts[o].t(), acts[i])
+    return run
+
+
 # -------------------------------------------------------------------- benchmarks
 def _train_child(which: str, steps: int, batch_size: int = 64) -> None:
     """One side of the training benchmark, in a fresh process (prints JSON step times).
@@ -185,32 +219,54 @@ def _train_child(which: str, steps: int, batch_size: int = 64) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-    _time_steps(step, 1, device)                       # warm-up
-    print(json.dumps(_time_steps(step, steps, device)))
+    # warm-up: the first steps also grow the heap (activations, gradients, AdamW state) and
+    # page-fault every new page; from the third step on a step reuses the memory of the last
+    _time_steps(step, 3, device)
+    times, matmuls_only = [], []
+    only_matmuls = step_matmuls(config, batch_size, device) if which == "minigpt" else None
+    for _ in range(steps):     # a real step, then its matmuls alone: both see the same load
+        times += _time_steps(step, 1, device)
+        if only_matmuls:
+            matmuls_only += _time_steps(only_matmuls, 1, device)
+    # the peak is measured again here, seconds after the steps, because the speed of a
+    # shared machine drifts from minute to minute: MFU compares like with like
+    print(json.dumps({"step_s": times, "matmuls_only_s": matmuls_only, "peak": matmul_peak(device)}))
 
 
-def bench_train(device: torch.device, peak: Optional[float], steps: int = 3, rounds: int = 2,
+def bench_train(device: torch.device, peak: Optional[float], steps: int = 3, rounds: int = 3,
                 batch_size: int = 64) -> dict:
     """Seed configuration (dropout 0.1): the seed model vs minigpt, each in its own process,
     alternating seed / minigpt / seed / minigpt so both see the same machine load."""
     config = GPTConfig(vocab_size=65)
     times: dict[str, list[float]] = {"seed": [], "minigpt": []}
+    peaks: list[float] = [peak] if peak else []
+    matmuls_only: list[float] = []
     for _ in range(rounds):
         for which in times:
             code = f"from minigpt.bench import _train_child; _train_child({which!r}, {steps}, {batch_size})"
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                  env=dict(os.environ, CUDA_VISIBLE_DEVICES="" if device.type == "cpu" else
                                           os.environ.get("CUDA_VISIBLE_DEVICES", "0")))
-            times[which] += json.loads(out.stdout.strip().splitlines()[-1])
+            child = json.loads(out.stdout.strip().splitlines()[-1])
+            times[which] += child["step_s"]
+            peaks.append(child["peak"])
+            if which == "minigpt":
+                matmuls_only += child["matmuls_only_s"]
+    peak = sorted(peaks)[len(peaks) // 2]              # median of the peaks measured in the run
     tokens = batch_size * config.block_size
     n_params = MiniGPT(config).num_parameters(exclude_positions=True)
     flops = train_flops_per_token(config, n_params)
-    out = {"config": "seed (6x256, 8 heads, block 128, dropout 0.1, batch %d)" % batch_size}
+    out = {"config": "seed (6x256, 8 heads, block 128, dropout 0.1, batch %d)" % batch_size,
+           "peak_flops": peak, "all_peaks": peaks}
     for name, ts in times.items():
         t = sorted(ts)[len(ts) // 2]                   # median step
         out[name] = {"step_s": t, "tokens_per_s": tokens / t, "all_steps_s": ts,
                      "mfu": (tokens / t * flops / peak) if peak else None}
     out["speedup"] = out["minigpt"]["tokens_per_s"] / out["seed"]["tokens_per_s"]
+    t = sorted(matmuls_only)[len(matmuls_only) // 2]
+    out["matmuls_only"] = {"step_s": t, "all_steps_s": matmuls_only,
+                           "mfu": (tokens / t * flops / peak) if peak else None,
+                           "share_of_minigpt_step": t / out["minigpt"]["step_s"]}
     return out
 
 
@@ -401,11 +457,16 @@ def run_benchmarks(what=(), device="auto", threads: Optional[int] = None,
     if "train" in what:
         r = results["train"] = bench_train(device, peak)
         print(f"train [{r['config']}]")
+        print(f"  matmul peak over the run: median {r['peak_flops'] / 1e9:,.0f} GFLOP/s of "
+              + ", ".join(f"{p / 1e9:.0f}" for p in r["all_peaks"]))
         for name in ("seed", "minigpt"):
             m = r[name]
             print(f"  {name:8s} {m['step_s']:.3f} s/step (median of {len(m['all_steps_s'])})  "
                   f"{m['tokens_per_s']:>10,.0f} tokens/s  MFU {m['mfu']:.0%}")
         print(f"  speed-up minigpt / seed: {r['speedup']:.2f}x")
+        m = r["matmuls_only"]
+        print(f"  the same step's matmuls alone: {m['step_s']:.3f} s (median), MFU {m['mfu']:.0%} "
+              f"(the ceiling if nothing else cost time); {m['share_of_minigpt_step']:.0%} of minigpt's step")
     if "generate" in what:
         r = results["generate"] = bench_generate(device)
         print(f"generate [{r['config']}]")
