@@ -1,4 +1,4 @@
-"""Benchmarks (not tests): `python -m minigpt bench [peak] [train] [generate] [flash] [quick]`.
+"""Benchmarks (not tests): `python -m minigpt bench [peak] [train] [attention] [generate] [flash] [quick]`.
 
 Every comparison runs both sides in this one process, interleaved, and prints the ratio,
 because on a shared 2-core machine absolute numbers swing by 2x from one minute to the
@@ -27,8 +27,8 @@ from .device import autocast, describe, pick_device
 from .model import MiniGPT
 from .train import TrainConfig, make_optimizer
 
-ALL_BENCHMARKS = ("peak", "train", "generate", "flash", "quick")
-DEFAULT_BENCHMARKS = ("peak", "train", "generate", "flash")
+ALL_BENCHMARKS = ("peak", "train", "attention", "generate", "flash", "quick")
+DEFAULT_BENCHMARKS = ("peak", "train", "attention", "generate", "flash")
 
 
 # ------------------------------------------------------------ seed reference model
@@ -270,8 +270,14 @@ def bench_train(device: torch.device, peak: Optional[float], steps: int = 3, rou
     return out
 
 
-def bench_generate(device: torch.device, new_tokens: int = 500, block_size: int = 512) -> dict:
-    """Greedy generation from a 1-token prompt: seed loop vs minigpt without / with KV cache."""
+def bench_generate(device: torch.device, new_tokens: int = 500, block_size: int = 512,
+                   rounds: int = 3) -> dict:
+    """Greedy generation from a 1-token prompt: seed loop vs minigpt without / with KV cache.
+
+    The three run in turn, `rounds` times, and each reports its median: decoding with a cache
+    is bound by reading the weights from memory, which other jobs on the machine slow down
+    by up to a half from one minute to the next.
+    """
     torch.manual_seed(0)
     config = GPTConfig(vocab_size=65, block_size=block_size)
     ours = MiniGPT(config).to(device).eval()
@@ -283,14 +289,19 @@ def bench_generate(device: torch.device, new_tokens: int = 500, block_size: int 
         "minigpt_no_cache": lambda: ours.generate(prompt, new_tokens, temperature=0, use_cache=False),
         "minigpt_kv_cache": lambda: ours.generate(prompt, new_tokens, temperature=0, use_cache=True),
     }
-    for name, fn in runs.items():
-        ours.generate(prompt, 8, temperature=0)       # warm-up
-        _sync(device)
-        t = time.perf_counter()
-        outputs[name] = fn()
-        _sync(device)
-        elapsed = time.perf_counter() - t
-        results[name] = {"seconds": elapsed, "tokens_per_s": new_tokens / elapsed}
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    ours.generate(prompt, 8, temperature=0)           # warm-up
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            _sync(device)
+            t = time.perf_counter()
+            outputs[name] = fn()
+            _sync(device)
+            seconds[name].append(time.perf_counter() - t)
+    for name, ts in seconds.items():
+        elapsed = sorted(ts)[len(ts) // 2]
+        results[name] = {"seconds": elapsed, "tokens_per_s": new_tokens / elapsed,
+                         "all_tokens_per_s": [new_tokens / t for t in ts]}
     identical = all(torch.equal(outputs["seed"], o) for o in outputs.values())
     results["identical_tokens"] = identical
     results["speedup_kv_cache_vs_seed"] = results["minigpt_kv_cache"]["tokens_per_s"] / results["seed"]["tokens_per_s"]
@@ -352,6 +363,35 @@ with torch.no_grad():
     out = (manual_attention if impl == "manual" else flash_attention)(q, k, v) if impl != "none" else q
 print(peak_bytes() - base)
 """
+
+
+def bench_attention(device: torch.device, rounds: int = 12) -> dict:
+    """Training-time attention with dropout 0.1 in the seed shapes (64 x 8 heads x 128 x 32),
+    forward + backward: `manual_attention` vs `dropout_attention`, alternating, in this process."""
+    from .attention import dropout_attention, manual_attention
+    from .device import tune_cpu_allocator
+    if device.type == "cpu":
+        tune_cpu_allocator()
+    B, H, T, D = 64, 8, 128, 32
+    torch.manual_seed(0)
+    qkv = torch.randn(B, T, 3 * H * D, device=device)                       # like c_attn's output
+    q, k, v = (t.view(B, T, H, D).transpose(1, 2).detach().requires_grad_() for t in qkv.split(H * D, 2))
+    grad = torch.randn(B, H, T, D, device=device)
+    sides = {"manual_attention": lambda: manual_attention(q, k, v, 0.1, training=True),
+             "dropout_attention": lambda: dropout_attention(q, k, v, 0.1)}
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for r in range(rounds + 1):
+        for name, fn in sides.items():
+            t = time.perf_counter()
+            fn().backward(grad)
+            _sync(device)
+            if r:                                                            # round 0 warms up
+                times[name].append(time.perf_counter() - t)
+    out = {"config": f"B={B}, H={H}, T={T}, D={D}, dropout 0.1, forward + backward"}
+    for name, ts in times.items():
+        out[name] = {"median_s": sorted(ts)[len(ts) // 2], "all_s": ts}
+    out["speedup"] = out["manual_attention"]["median_s"] / out["dropout_attention"]["median_s"]
+    return out
 
 
 def bench_flash(device: torch.device, T: int = 4096) -> dict:
@@ -467,11 +507,17 @@ def run_benchmarks(what=(), device="auto", threads: Optional[int] = None,
         m = r["matmuls_only"]
         print(f"  the same step's matmuls alone: {m['step_s']:.3f} s (median), MFU {m['mfu']:.0%} "
               f"(the ceiling if nothing else cost time); {m['share_of_minigpt_step']:.0%} of minigpt's step")
+    if "attention" in what:
+        r = results["attention"] = bench_attention(device)
+        print(f"attention for training [{r['config']}], median of {len(r['manual_attention']['all_s'])}:")
+        print(f"  manual_attention {r['manual_attention']['median_s'] * 1e3:.1f} ms, dropout_attention "
+              f"{r['dropout_attention']['median_s'] * 1e3:.1f} ms: {r['speedup']:.2f}x")
     if "generate" in what:
         r = results["generate"] = bench_generate(device)
         print(f"generate [{r['config']}]")
         for name in ("seed", "minigpt_no_cache", "minigpt_kv_cache"):
-            print(f"  {name:17s} {r[name]['tokens_per_s']:>8,.0f} tokens/s")
+            print(f"  {name:17s} {r[name]['tokens_per_s']:>8,.0f} tokens/s (median of "
+                  + ", ".join(f"{x:,.0f}" for x in r[name]["all_tokens_per_s"]) + ")")
         print(f"  identical tokens: {r['identical_tokens']}; KV cache vs seed: {r['speedup_kv_cache_vs_seed']:.1f}x")
         for kind, per_len in r["ms_per_token_by_context"].items():
             print(f"  ms/token ({kind}): " + ", ".join(f"ctx {k}: {v:.2f}" for k, v in per_len.items()))

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="measure speed and memory",
                        description="Speed and memory benchmarks; each compares two implementations "
                                    "side by side in one process and prints the ratio.")
-    b.add_argument("what", nargs="*", default=[], help="any of: peak train generate flash quick (default: all but quick)")
+    b.add_argument("what", nargs="*", default=[], help="any of: peak train attention generate flash quick (default: all but quick)")
     b.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     b.add_argument("--threads", type=_positive_int)
     b.add_argument("--json", type=Path, help="also write the results to this JSON file")
