@@ -8,6 +8,8 @@ H query heads, Hkv key/value heads, D head size, C = H * D model width.
 * `torch.nn.functional.scaled_dot_product_attention` ("sdpa"): PyTorch's fused kernel.
 * `flash_attention`: tiles over keys with an online softmax, so it never holds the
   (T, S) score matrix; written in plain PyTorch for teaching, not for speed.
+* `dropout_attention`: `manual_attention` with dropout and a hand-written backward pass,
+  for training on a CPU, where SDPA has no fused kernel that does dropout.
 """
 
 from __future__ import annotations

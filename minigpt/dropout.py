@@ -4,9 +4,10 @@ On a CPU, `torch.nn.functional.dropout` draws one Bernoulli sample per element, 
 seed configuration that sampling is a fifth of a whole training step (it runs on the
 attention matrix of every layer). Here the keep-mask comes from raw random integers instead:
 one `random_()` call on an int64 fills four 16-bit lanes (four elements), and the low 15
-bits of each lane are compared with round(p * 2^15). The drop probability is therefore p rounded to a multiple of 2^-15
-(0.1 -> 0.100006), the mask is still drawn from PyTorch's seeded generator (so runs are
-reproducible and resumable), and the result is scaled by 1 / (1 - p) as usual.
+bits of each lane are compared with round(p * 2^15). The drop probability is therefore p
+rounded to a multiple of 2^-15 (0.1 -> 0.100006), the mask is still drawn from PyTorch's
+seeded generator (so runs are reproducible and resumable), and the result is scaled by
+1 / (1 - p) as usual.
 On GPUs the built-in dropout is already fast and is used unchanged.
 """
 
