@@ -84,9 +84,8 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             p = torch.exp(s - m_new)                                      # un-normalised probs
             correction = torch.exp(m - m_new)                             # rescale old sums
             l = l * correction + p.sum(dim=-1, keepdim=True)
-            if training and dropout_p > 0:
-                # dropping entries of p before the V product equals dropping normalised weights
-                p = dropout(p, dropout_p, training=True)
+            # dropping entries of p before the V product equals dropping normalised weights
+            p = dropout(p, dropout_p, training)
             acc = acc * correction + p @ v[:, :, k0:k1]
             m = m_new
         out[:, :, q0:q1] = acc / l
@@ -233,13 +232,12 @@ class CausalSelfAttention(nn.Module):
         self.n_head = config.n_head
         self.n_kv_head = config.n_kv_head
         self.head_dim = config.head_dim
-        self.n_embd = config.n_embd
         self.attn_impl = config.attn_impl
         self.use_rope = config.pos_encoding == "rope"
         self.dropout = config.dropout
-        kv_width = self.n_kv_head * self.head_dim
+        self.kv_width = self.n_kv_head * self.head_dim
         # q: C channels, k and v: kv_width each (= C for plain multi-head attention)
-        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * kv_width, bias=config.bias)
+        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * self.kv_width, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = Dropout(config.dropout)
 
@@ -248,8 +246,7 @@ class CausalSelfAttention(nn.Module):
                 impl: Optional[str] = None):
         """x (B, T, C) -> (B, T, C); with return_weights also the weights (B, H, T, S)."""
         B, T, C = x.shape
-        kv_width = self.n_kv_head * self.head_dim
-        q, k, v = self.c_attn(x).split([C, kv_width, kv_width], dim=2)
+        q, k, v = self.c_attn(x).split([C, self.kv_width, self.kv_width], dim=2)
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)        # (B, H, T, D)
         k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)     # (B, Hkv, T, D)
         v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)     # (B, Hkv, T, D)

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import GPTConfig
-from .device import autocast, describe, pick_device
+from .device import autocast, describe, pick_device, synchronize, tune_cpu_allocator
 from .model import MiniGPT
 from .train import TrainConfig, make_optimizer
 
@@ -119,25 +119,38 @@ def seed_copy_of(model: MiniGPT) -> SeedGPT:
 
 
 # ----------------------------------------------------------------------- helpers
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def best_ms(fn, device: torch.device, reps: int = 3) -> float:
+    """Best of `reps` timed calls of fn() in milliseconds, after one untimed warm-up call.
+
+    GPU work is asynchronous, so each timing waits for the device to finish (`synchronize`).
+    """
+    _time_steps(fn, 1, device)
+    return min(_time_steps(fn, reps, device)) * 1e3
+
+
+def _matmul_dtype(device: torch.device) -> torch.dtype:
+    """What the benchmarks multiply in: bf16 on CUDA (autocast's type), fp32 on a CPU."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
     """Measured dense matmul throughput in FLOP/s (fp32 on CPU, bf16 on CUDA)."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = _matmul_dtype(device)
     n = 8192 if device.type == "cuda" else n
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     c = torch.empty_like(a)
     for _ in range(2):
         torch.mm(a, b, out=c)
-    _sync(device)
+    synchronize(device)
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
         torch.mm(a, b, out=c)            # into a reused buffer: time the arithmetic, not page faults
-        _sync(device)
+        synchronize(device)
         best = min(best, time.perf_counter() - t)
     return 2 * n ** 3 / best
 
@@ -153,7 +166,7 @@ def _time_steps(step_fn, n: int, device) -> list[float]:
     for _ in range(n):
         t = time.perf_counter()
         step_fn()
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - t)
     return times
 
@@ -166,7 +179,7 @@ def step_matmuls(config: GPTConfig, batch_size: int, device: torch.device):
     and 4 backward batched products. Timing it next to a real step shows how far a step of
     this model could get if everything that is not a matmul were free (a ceiling on MFU).
     """
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = _matmul_dtype(device)
     N, C, H, T, D = batch_size * config.block_size, config.n_embd, config.n_head, config.block_size, config.head_dim
     kv = config.n_kv_head * D
     linears = [(C, C + 2 * kv), (C, C), (C, 4 * C), (4 * C, C)]           # (in, out) per block
@@ -193,14 +206,13 @@ def step_matmuls(config: GPTConfig, batch_size: int, device: torch.device):
 
 
 # -------------------------------------------------------------------- benchmarks
-def _train_child(which: str, steps: int, batch_size: int = 64) -> None:
+def _train_child(which: str, steps: int, batch_size: int = 64, device: str = "auto") -> None:
     """One side of the training benchmark, in a fresh process (prints JSON step times).
 
     "seed" runs the seed model as it would run on its own (default allocator); "minigpt" runs
     our model the way `minigpt.train` runs it on a CPU (allocator tuned, fast dropout mask).
     """
-    from .device import tune_cpu_allocator
-    device = pick_device("auto")
+    device = pick_device(device)
     if which == "minigpt" and device.type == "cpu":
         tune_cpu_allocator()
     torch.manual_seed(0)
@@ -243,7 +255,8 @@ def bench_train(device: torch.device, peak: Optional[float], steps: int = 3, rou
     matmuls_only: list[float] = []
     for _ in range(rounds):
         for which in times:
-            code = f"from minigpt.bench import _train_child; _train_child({which!r}, {steps}, {batch_size})"
+            code = (f"from minigpt.bench import _train_child; "
+                    f"_train_child({which!r}, {steps}, {batch_size}, {device.type!r})")
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                  env=dict(os.environ, CUDA_VISIBLE_DEVICES="" if device.type == "cpu" else
                                           os.environ.get("CUDA_VISIBLE_DEVICES", "0")))
@@ -252,18 +265,18 @@ def bench_train(device: torch.device, peak: Optional[float], steps: int = 3, rou
             peaks.append(child["peak"])
             if which == "minigpt":
                 matmuls_only += child["matmuls_only_s"]
-    peak = sorted(peaks)[len(peaks) // 2]              # median of the peaks measured in the run
+    peak = _median(peaks)                              # median of the peaks measured in the run
     tokens = batch_size * config.block_size
     n_params = MiniGPT(config).num_parameters(exclude_positions=True)
     flops = train_flops_per_token(config, n_params)
     out = {"config": "seed (6x256, 8 heads, block 128, dropout 0.1, batch %d)" % batch_size,
            "peak_flops": peak, "all_peaks": peaks}
     for name, ts in times.items():
-        t = sorted(ts)[len(ts) // 2]                   # median step
+        t = _median(ts)                                # median step
         out[name] = {"step_s": t, "tokens_per_s": tokens / t, "all_steps_s": ts,
                      "mfu": (tokens / t * flops / peak) if peak else None}
     out["speedup"] = out["minigpt"]["tokens_per_s"] / out["seed"]["tokens_per_s"]
-    t = sorted(matmuls_only)[len(matmuls_only) // 2]
+    t = _median(matmuls_only)
     out["matmuls_only"] = {"step_s": t, "all_steps_s": matmuls_only,
                            "mfu": (tokens / t * flops / peak) if peak else None,
                            "share_of_minigpt_step": t / out["minigpt"]["step_s"]}
@@ -293,13 +306,13 @@ def bench_generate(device: torch.device, new_tokens: int = 500, block_size: int 
     ours.generate(prompt, 8, temperature=0)           # warm-up
     for _ in range(rounds):
         for name, fn in runs.items():
-            _sync(device)
+            synchronize(device)
             t = time.perf_counter()
             outputs[name] = fn()
-            _sync(device)
+            synchronize(device)
             seconds[name].append(time.perf_counter() - t)
     for name, ts in seconds.items():
-        elapsed = sorted(ts)[len(ts) // 2]
+        elapsed = _median(ts)
         results[name] = {"seconds": elapsed, "tokens_per_s": new_tokens / elapsed,
                          "all_tokens_per_s": [new_tokens / t for t in ts]}
     identical = all(torch.equal(outputs["seed"], o) for o in outputs.values())
@@ -321,13 +334,13 @@ def bench_generate(device: torch.device, new_tokens: int = 500, block_size: int 
                         for c in caches:
                             c.length = length - 1
                         ours._next_logits(ctx[:, -1:], caches)
-                    _sync(device)
+                    synchronize(device)
                 else:
                     reps = 5
                     t = time.perf_counter()
                     for _ in range(reps):
                         ours._next_logits(ctx)
-                    _sync(device)
+                    synchronize(device)
                 per_len[length] = (time.perf_counter() - t) / reps * 1e3
         latency["kv_cache" if use_cache else "no_cache"] = per_len
     results["ms_per_token_by_context"] = latency
@@ -369,7 +382,6 @@ def bench_attention(device: torch.device, rounds: int = 12) -> dict:
     """Training-time attention with dropout 0.1 in the seed shapes (64 x 8 heads x 128 x 32),
     forward + backward: `manual_attention` vs `dropout_attention`, alternating, in this process."""
     from .attention import dropout_attention, manual_attention
-    from .device import tune_cpu_allocator
     if device.type == "cpu":
         tune_cpu_allocator()
     B, H, T, D = 64, 8, 128, 32
@@ -384,12 +396,12 @@ def bench_attention(device: torch.device, rounds: int = 12) -> dict:
         for name, fn in sides.items():
             t = time.perf_counter()
             fn().backward(grad)
-            _sync(device)
+            synchronize(device)
             if r:                                                            # round 0 warms up
                 times[name].append(time.perf_counter() - t)
     out = {"config": f"B={B}, H={H}, T={T}, D={D}, dropout 0.1, forward + backward"}
     for name, ts in times.items():
-        out[name] = {"median_s": sorted(ts)[len(ts) // 2], "all_s": ts}
+        out[name] = {"median_s": _median(ts), "all_s": ts}
     out["speedup"] = out["manual_attention"]["median_s"] / out["dropout_attention"]["median_s"]
     return out
 
@@ -487,6 +499,9 @@ def run_benchmarks(what=(), device="auto", threads: Optional[int] = None,
         torch.set_num_threads(threads)
     device = pick_device(device)
     what = list(what) or list(DEFAULT_BENCHMARKS)
+    unknown = [w for w in what if w not in ALL_BENCHMARKS]
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {unknown}; choose from {', '.join(ALL_BENCHMARKS)}.")
     results: dict = {"device": describe(device), "torch": torch.__version__}
     print(f"device: {results['device']}, torch {results['torch']}")
     peak = None

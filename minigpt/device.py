@@ -47,6 +47,17 @@ def autocast(device: torch.device, enabled: bool = True):
     return contextlib.nullcontext()
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait until the GPU (CUDA or Apple MPS) has finished its queued work; no-op on a CPU.
+
+    Needed before reading a clock: GPU calls return as soon as the work is queued.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 def set_seed(seed: int) -> None:
     """Seed Python's and PyTorch's generators (CPU and every GPU)."""
     random.seed(seed)

@@ -13,6 +13,8 @@ On GPUs the built-in dropout is already fast and is used unchanged.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -32,9 +34,7 @@ def keep_mask(shape, p: float, device=None, dtype=torch.bool) -> torch.Tensor:
 
     With a float `dtype` the comparison writes 0.0/1.0 directly (no bool tensor to convert).
     """
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     lanes = _random_lanes(n, device)
     out = torch.empty(n, dtype=dtype, device=device)
     return torch.ge(lanes, round(p * _LEVELS), out=out).view(shape)

@@ -26,6 +26,7 @@ from .attention import CausalSelfAttention
 from .config import GPTConfig
 from .data import TextData
 from .model import MLP, Block, MiniGPT
+from .sampling import next_token_probs
 from .train import TrainConfig, evaluate, train
 
 
@@ -116,7 +117,7 @@ def sample(model: nn.Module, data: TextData, length: int = 120, prompt: str = "\
     idx = torch.tensor([data.tokenizer.encode(prompt)], device=model.device)
     for _ in range(length):
         logits, _ = model(idx[:, -model.config.block_size:])
-        probs = F.softmax(logits[0, -1].float().cpu() / temperature, dim=-1)
+        probs = next_token_probs(logits[0, -1].cpu(), temperature)
         next_id = torch.multinomial(probs, 1, generator=generator)
         idx = torch.cat((idx, next_id.to(idx.device)[None]), dim=1)
     return data.tokenizer.decode(idx[0, len(prompt):].cpu())
@@ -149,7 +150,7 @@ def run_ladder(data: TextData, config: Optional[GPTConfig] = None,
         model = build_rung(name, config, full_layers)
         result = train(model, data, train_config, progress=False)
         model = result.model
-        params = sum(p.numel() for p in model.parameters())
+        params = model.num_parameters()
         loss = evaluate(model, val, batch_size=256)
         table.append(Rung(name, params, loss, sample(model, data, sample_length, seed=seed)))
     return table

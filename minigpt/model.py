@@ -7,6 +7,7 @@ a GPT-2 checkpoint's (GPT-2 calls `blocks` `h`).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import torch
@@ -17,6 +18,18 @@ from .attention import CausalSelfAttention, KVCache, rope_cos_sin, sinusoidal_ta
 from .config import GPTConfig
 from .dropout import Dropout
 from .sampling import check_sampling_settings, next_token_probs
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Eval mode (no dropout) inside the `with` block; the model's previous mode afterwards,
+    also when the block raises."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 class MLP(nn.Module):
@@ -194,12 +207,8 @@ class MiniGPT(nn.Module):
         same outputs), in eval mode so dropout does not blur the picture.
         """
         idx = self._check_idx(idx)
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             _, weights = self._hidden(idx, return_weights=True)
-        finally:
-            self.train(was_training)
         return torch.stack(weights)
 
     # ------------------------------------------------------------- generation
@@ -231,9 +240,7 @@ class MiniGPT(nn.Module):
             raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}.")
         check_sampling_settings(temperature, top_k, top_p)
         block_size = self.config.block_size
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             caches = None
             for _ in range(max_new_tokens):
                 T = idx.size(1)
@@ -248,9 +255,7 @@ class MiniGPT(nn.Module):
                 if temperature == 0:
                     next_id = logits.argmax(dim=-1, keepdim=True)             # (B, 1)
                 else:
-                    probs = next_token_probs(logits.float(), temperature, top_k, top_p)
+                    probs = next_token_probs(logits, temperature, top_k, top_p)
                     next_id = torch.multinomial(probs, 1, generator=generator)
                 idx = torch.cat((idx, next_id), dim=1)
-        finally:
-            self.train(was_training)
         return idx

@@ -13,7 +13,7 @@ from typing import Union
 
 import torch
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, load_model
 from .device import pick_device
 
 PRETRAINED_NAME = "shakespeare_char"
@@ -25,10 +25,9 @@ def pretrained_path() -> Path:
 
 def load_pretrained(device: Union[str, torch.device, None] = "auto"):
     """(model, tokenizer) for the shipped tinyshakespeare model, in eval mode on `device`."""
-    ckpt = load_checkpoint(pretrained_path(), pick_device(device))
-    return ckpt.model, ckpt.tokenizer
+    return load_model(pretrained_path(), pick_device(device))
 
 
 def pretrained_info() -> dict:
-    """How the shipped model was trained (command, device, time, val loss)."""
+    """How the shipped model was trained: its train_config, step and summary (time, val loss)."""
     return load_checkpoint(pretrained_path()).train_state

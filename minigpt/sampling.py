@@ -1,7 +1,9 @@
 """From logits to the next-token distribution: temperature, top-k and top-p (nucleus).
 
-`next_token_probs` is the one place these filters live; `MiniGPT.generate` and the
-book's sampling widgets both call it, so what the sliders show is what generation does.
+`next_token_probs` is the reference implementation of these filters: `MiniGPT.generate` and
+the book's ipywidgets sliders call it, and the offline HTML explorer in `minigpt.viz` has a
+Python/JavaScript twin that is tested against it, so what the sliders show is what
+generation does.
 """
 
 from __future__ import annotations

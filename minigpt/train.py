@@ -1,10 +1,11 @@
 """Training: an iteration-based loop with AdamW, warm-up + cosine learning rate, gradient
 clipping, periodic loss estimates, atomic checkpoints and exact resume.
 
-Everything that makes a run reproducible is explicit: the model is initialised from
-`TrainConfig.seed`, batches come from their own seeded generator, evaluation batches from
-another one, and a checkpoint stores every generator's state next to the AdamW moments,
-so "train 2N steps" and "train N, stop, resume, train N" produce the same numbers on a CPU.
+Everything that makes a run reproducible is explicit: the caller seeds the model's
+initialisation (the CLI calls `set_seed(TrainConfig.seed)`), batches come from their own
+seeded generator, evaluation batches from another one, and a checkpoint stores every
+generator's state next to the AdamW moments, so "train 2N steps" and "train N, stop, resume,
+train N" produce the same numbers on a CPU.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Any, Callable, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import CheckpointError, load_checkpoint, restore_optimizer, save_checkpoint
+from .checkpoint import LATEST_FILE, CheckpointError, load_checkpoint, restore_optimizer, save_checkpoint
 from .data import TextData, get_batch
 from .device import autocast, maybe_compile, pick_device, tune_cpu_allocator
-from .model import MiniGPT
+from .model import MiniGPT, eval_mode
 
 
 class TrainingDivergedError(RuntimeError):
@@ -111,18 +112,16 @@ def estimate_loss(model: MiniGPT, data: TextData, batch_size: int, eval_iters: i
                   seed: int = 0, device: Optional[torch.device] = None) -> dict[str, float]:
     """Mean loss over `eval_iters` random batches of each split (same batches every call)."""
     device = device or model.device
-    was_training = model.training
-    model.eval()
     out = {}
-    for split, tokens in (("train", data.train), ("val", data.val)):
-        generator = torch.Generator().manual_seed(seed)
-        losses = []
-        for _ in range(eval_iters):
-            x, y = get_batch(tokens, model.config.block_size, batch_size, generator, device)
-            with autocast(device):
-                losses.append(model(x, y)[1].float().item())
-        out[split] = sum(losses) / len(losses)
-    model.train(was_training)
+    with eval_mode(model):
+        for split, tokens in (("train", data.train), ("val", data.val)):
+            generator = torch.Generator().manual_seed(seed)
+            losses = []
+            for _ in range(eval_iters):
+                x, y = get_batch(tokens, model.config.block_size, batch_size, generator, device)
+                with autocast(device):
+                    losses.append(model(x, y)[1].float().item())
+            out[split] = sum(losses) / len(losses)
     return out
 
 
@@ -136,8 +135,6 @@ def evaluate(model: MiniGPT, tokens: torch.Tensor, batch_size: int = 64,
     """
     block_size = block_size or model.config.block_size
     device = model.device
-    was_training = model.training
-    model.eval()
     n_targets = len(tokens) - 1
     full = n_targets // block_size
     total, count = 0.0, 0
@@ -150,14 +147,14 @@ def evaluate(model: MiniGPT, tokens: torch.Tensor, batch_size: int = 64,
     if tail:
         start = full * block_size
         windows.append((tokens[start:start + tail][None], tokens[start + 1:start + tail + 1][None]))
-    for x, y in windows:
-        x, y = x.to(device), y.to(device)
-        with autocast(device):
-            logits, _ = model(x)
-        total += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
-                                 reduction="sum").item()
-        count += y.numel()
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y in windows:
+            x, y = x.to(device), y.to(device)
+            with autocast(device):
+                logits, _ = model(x)
+            total += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
+                                     reduction="sum").item()
+            count += y.numel()
     return total / count
 
 
@@ -221,7 +218,7 @@ def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, 
             _restore_rng(ckpt.trainer_tensors, batch_gen, device)
             history = ckpt.train_state["history"]
             start_step = ckpt.train_state["step"]
-    elif out_dir is not None and (out_dir / "latest").exists():
+    elif out_dir is not None and (out_dir / LATEST_FILE).exists():
         raise ValueError(f"{str(out_dir)!r} already holds a checkpoint; pass resume=True "
                          "(CLI: --resume) to continue it, or choose another output folder.")
 

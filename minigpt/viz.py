@@ -1,4 +1,5 @@
-"""Plots used by the book: attention heatmaps and loss curves (matplotlib, imported lazily)."""
+"""Plots used by the book (matplotlib, imported lazily): attention heatmaps, loss curves and
+next-token bar charts, plus the offline HTML sampling explorer."""
 
 from __future__ import annotations
 
@@ -47,7 +48,6 @@ def plot_attention_grid(maps: torch.Tensor, tokens: Sequence[str], layers: Optio
     heads = list(range(maps.size(1))) if heads is None else list(heads)
     fig, axes = plt.subplots(len(layers), len(heads), figsize=(size * len(heads), size * len(layers)),
                              squeeze=False)
-    labels = _labels(tokens)
     for r, layer in enumerate(layers):
         for c, head in enumerate(heads):
             ax = axes[r][c]
@@ -58,7 +58,7 @@ def plot_attention_grid(maps: torch.Tensor, tokens: Sequence[str], layers: Optio
                 ax.set_title(f"head {head}", fontsize=9)
             if c == 0:
                 ax.set_ylabel(f"layer {layer}", fontsize=9)
-    if len(labels) <= 40:
+    if len(tokens) <= 40:
         fig.suptitle("rows: query position, columns: key position; text: " + "".join(tokens)[:60],
                      fontsize=9)
     fig.tight_layout()

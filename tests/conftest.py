@@ -7,7 +7,6 @@ Everything here is sized for a 2-core CPU shared with other people: models are 3
 from __future__ import annotations
 
 import itertools
-import math
 import random
 
 import pytest
@@ -78,11 +77,6 @@ def small_data(shakespeare) -> TextData:
     return TextData.from_text(shakespeare[:20_000])
 
 
-@pytest.fixture
-def make_model():
-    return tiny_model
-
-
 @pytest.fixture(autouse=True)
 def _seed_everything():
     """Each test starts from the same global RNG state, so failures reproduce."""
@@ -90,5 +84,3 @@ def _seed_everything():
     random.seed(1234)
     yield
 
-
-LN_VOCAB = math.log(TINY["vocab_size"])

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from conftest import tiny_config
+from conftest import ALL_IMPLS, tiny_config
 from minigpt import (CausalSelfAttention, KVCache, apply_rope, causal_mask, flash_attention,
                      manual_attention, rope_cos_sin, sinusoidal_table)
 from minigpt.attention import dropout_attention
@@ -143,11 +143,11 @@ def test_module_implementations_agree_with_and_without_cache(n_kv_head, pos):
     attn = _attn(n_kv_head=n_kv_head, pos_encoding=pos)
     x = torch.randn(2, 13, 32)
     rope_all = _rope_for(attn, 0, 13) if pos == "rope" else None
-    outs = {impl: attn(x, rope_all, impl=impl) for impl in ("manual", "sdpa", "flash")}
+    outs = {impl: attn(x, rope_all, impl=impl) for impl in ALL_IMPLS}
     assert_close(outs["sdpa"], outs["manual"], **TOL)
     assert_close(outs["flash"], outs["manual"], **TOL)
     # KV cache: 8 positions first, then the remaining 5 as queries against 13 keys
-    for impl in ("manual", "sdpa", "flash"):
+    for impl in ALL_IMPLS:
         cache = KVCache(2, n_kv_head, 16, attn.head_dim)
         r1 = _rope_for(attn, 0, 8) if pos == "rope" else None
         r2 = _rope_for(attn, 8, 5) if pos == "rope" else None
@@ -195,7 +195,7 @@ def test_mha_module_matches_a_hand_written_multi_head_attention():
     heads = lambda t: t.view(2, 10, 4, 8).transpose(1, 2)          # noqa: E731
     y = reference_attention(heads(q), heads(k), heads(v)).transpose(1, 2).reshape(2, 10, 32)
     expected = attn.c_proj(y)
-    for impl in ("manual", "sdpa", "flash"):
+    for impl in ALL_IMPLS:
         assert_close(attn(x, impl=impl), expected, **TOL)
     # and the default n_kv_head=None builds exactly the same layer
     assert _attn(n_kv_head=None).c_attn.weight.shape == attn.c_attn.weight.shape
@@ -215,7 +215,7 @@ def test_gqa_equals_mha_with_shared_key_value_heads(n_kv_head):
         mha.c_attn.bias.copy_(torch.cat([bq, expand(bk), expand(bv)]))
         mha.c_proj.load_state_dict(gqa.c_proj.state_dict())
     x = torch.randn(3, 12, C)
-    for impl in ("manual", "sdpa", "flash"):
+    for impl in ALL_IMPLS:
         assert_close(gqa(x, impl=impl), mha(x, impl="manual"), **TOL)
 
 

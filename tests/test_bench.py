@@ -17,12 +17,9 @@ def test_step_matmuls_runs_every_shape_of_a_step(monkeypatch):
     """The matmul-only step does 3 products per linear layer and 6 per attention layer."""
     config = GPTConfig(vocab_size=11, block_size=8, n_embd=16, n_head=4, n_kv_head=2, n_layer=2)
     calls = {"mm": 0, "bmm": 0}
-    for name in calls:
+    for name, counted_as in (("mm", "mm"), ("bmm", "bmm"), ("baddbmm", "bmm")):
         real = getattr(torch, name)
-        monkeypatch.setattr(torch, name, lambda *a, _real=real, _name=name, **k:
-                            (calls.__setitem__(_name, calls[_name] + 1), _real(*a, **k))[1])
-    real_baddbmm = torch.baddbmm
-    monkeypatch.setattr(torch, "baddbmm", lambda *a, **k: (calls.__setitem__("bmm", calls["bmm"] + 1),
-                                                            real_baddbmm(*a, **k))[1])
+        monkeypatch.setattr(torch, name, lambda *a, _real=real, _as=counted_as, **k:
+                            (calls.__setitem__(_as, calls[_as] + 1), _real(*a, **k))[1])
     step_matmuls(config, batch_size=3, device=torch.device("cpu"))()
     assert calls == {"mm": 3 * (4 * 2 + 1), "bmm": 6 * 2}

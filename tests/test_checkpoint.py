@@ -68,15 +68,15 @@ def test_atomic_layout_and_keep(tmp_path, tok):
     names = sorted(p.name for p in run.iterdir())
     assert names == ["latest", "step-000002", "step-000003"]        # no temp folders left over
     assert (run / "latest").read_text() == "step-000003\n"
-    step_dir = run / "step-000003"
-    assert sorted(p.name for p in step_dir.iterdir()) == ["minigpt.json", "model.safetensors",
-                                                          "trainer.safetensors"]
-    meta = json.loads((step_dir / "minigpt.json").read_text())
+    newest = run / "step-000003"
+    assert sorted(p.name for p in newest.iterdir()) == ["minigpt.json", "model.safetensors",
+                                                        "trainer.safetensors"]
+    meta = json.loads((newest / "minigpt.json").read_text())
     assert meta["format"] == "minigpt-checkpoint" and meta["step"] == 3
-    assert meta["files"]["model.safetensors"] == _sha256(step_dir / "model.safetensors")
-    assert meta["files"]["trainer.safetensors"] == _sha256(step_dir / "trainer.safetensors")
+    assert meta["files"]["model.safetensors"] == _sha256(newest / "model.safetensors")
+    assert meta["files"]["trainer.safetensors"] == _sha256(newest / "trainer.safetensors")
     # the tied head is stored once, under the GPT-2 name
-    stored = load_file(step_dir / "model.safetensors")
+    stored = load_file(newest / "model.safetensors")
     assert "wte.weight" in stored and "lm_head.weight" not in stored
     assert load_checkpoint(run, with_trainer=True).trainer_tensors["rng.torch"].dtype == torch.uint8
     # re-saving the newest step replaces it in place
@@ -156,33 +156,18 @@ def test_json_that_is_not_a_checkpoint(saved):
         load_checkpoint(saved[0])
 
 
-def test_newer_format_version(saved):
-    edit_meta(step_dir(saved), lambda m: m.update(version=99))
-    with pytest.raises(CheckpointError, match=r"format version 99 is newer.*upgrade minigpt"):
-        load_checkpoint(saved[0])
-
-
-def test_mismatched_shapes(saved):
-    edit_meta(step_dir(saved), lambda m: m["config"].update(n_embd=64))
-    with pytest.raises(CheckpointError, match=r"checkpoint mismatch: \S+ has shape .* the config needs"):
-        load_checkpoint(saved[0])
-
-
-def test_mismatched_layer_count(saved):
-    edit_meta(step_dir(saved), lambda m: m["config"].update(n_layer=3))
-    with pytest.raises(CheckpointError, match=r"do not match its config: missing \['blocks.2"):
-        load_checkpoint(saved[0])
-
-
-def test_invalid_config_in_json(saved):
-    edit_meta(step_dir(saved), lambda m: m["config"].update(n_head=5))
-    with pytest.raises(CheckpointError, match=r"invalid config or tokenizer: .*n_embd=32 is not divisible"):
-        load_checkpoint(saved[0])
-
-
-def test_tokenizer_and_vocab_disagree(saved):
-    edit_meta(step_dir(saved), lambda m: m["tokenizer"].update(chars="abc"))
-    with pytest.raises(CheckpointError, match=r"tokenizer has 3 characters but the model expects vocab_size=23"):
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.update(version=99), r"format version 99 is newer.*upgrade minigpt"),
+    (lambda m: m["config"].update(n_embd=64), r"checkpoint mismatch: \S+ has shape .* the config needs"),
+    (lambda m: m["config"].update(n_layer=3), r"do not match its config: missing \['blocks.2"),
+    (lambda m: m["config"].update(n_head=5), r"invalid config or tokenizer: .*n_embd=32 is not divisible"),
+    (lambda m: m["tokenizer"].update(chars="abc"),
+     r"tokenizer has 3 characters but the model expects vocab_size=23"),
+], ids=["newer_format_version", "mismatched_shapes", "mismatched_layer_count",
+        "invalid_config_in_json", "tokenizer_and_vocab_disagree"])
+def test_edited_description_is_refused(saved, change, message):
+    edit_meta(step_dir(saved), change)
+    with pytest.raises(CheckpointError, match=message):
         load_checkpoint(saved[0])
 
 

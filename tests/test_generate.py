@@ -6,7 +6,6 @@ from torch.testing import assert_close
 
 from conftest import TINY, random_ids, tiny_model
 
-V = TINY["vocab_size"]
 
 # several architectures; weights drawn with a larger std so that logits are well separated
 CONFIGS = {

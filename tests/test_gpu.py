@@ -5,7 +5,7 @@ import torch
 from torch.testing import assert_close
 
 from conftest import random_ids, tiny_model
-from minigpt import TextData, TrainConfig, load_checkpoint, pick_device, train
+from minigpt import TrainConfig, load_checkpoint, pick_device, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -29,8 +29,8 @@ def test_cuda_matches_cpu_and_cache_matches_no_cache(impl):
                        gpu.generate(prompt, 40, top_k=5, generator=g(), use_cache=False))
 
 
-def test_cuda_training_with_autocast_and_checkpoint(tmp_path, shakespeare):
-    data = TextData.from_text(shakespeare[:20_000])
+def test_cuda_training_with_autocast_and_checkpoint(tmp_path, small_data):
+    data = small_data
     model = tiny_model(vocab_size=data.tokenizer.vocab_size, dropout=0.1)
     cfg = TrainConfig(max_iters=20, batch_size=8, learning_rate=3e-3, warmup_iters=2, eval_interval=10,
                       eval_iters=2, checkpoint_interval=10, device="cuda")

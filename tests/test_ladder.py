@@ -7,10 +7,9 @@ import minigpt
 from minigpt.ladder import RUNGS, Rung, RungModel, build_rung, format_table, run_ladder, sample
 
 
-@pytest.fixture(scope="module")
-def data():
-    text = minigpt.load_shakespeare()[:20000]
-    return minigpt.TextData.from_text(text)
+@pytest.fixture
+def data(small_data):
+    return small_data                    # the first 20,000 characters, shared with other tests
 
 
 def tiny_configs(vocab_size):
