@@ -3,8 +3,9 @@
     from minigpt import GPTConfig, MiniGPT, TextData, TrainConfig, train, load_pretrained
 """
 
-from .attention import (CausalSelfAttention, KVCache, apply_rope, causal_mask, flash_attention,
-                        manual_attention, rope_cos_sin, sinusoidal_table)
+from .attention import CausalSelfAttention, causal_mask, flash_attention, manual_attention
+from .kv_cache import KVCache
+from .positions import apply_rope, rope_cos_sin, sinusoidal_table
 from .checkpoint import (Checkpoint, CheckpointError, export_model, load_checkpoint, load_model,
                          save_checkpoint)
 from .config import ConfigError, GPTConfig

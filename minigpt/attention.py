@@ -10,6 +10,8 @@ H query heads, Hkv key/value heads, D head size, C = H * D model width.
   (T, S) score matrix; written in plain PyTorch for teaching, not for speed.
 * `dropout_attention`: `manual_attention` with dropout and a hand-written backward pass,
   for training on a CPU, where SDPA has no fused kernel that does dropout.
+
+Positions (learned, sinusoidal, RoPE) live in `positions.py`, the KV cache in `kv_cache.py`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import GPTConfig
+from .kv_cache import KVCache
+from .positions import apply_rope
 from .dropout import Dropout, dropout, keep_mask
 
 
@@ -150,73 +154,6 @@ def dropout_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout
                                       v.reshape(B * H, S, D), keep, 1.0 / math.sqrt(D),
                                       1.0 / (1.0 - dropout_p))
     return y.view(B, H, T, D)
-
-
-# ------------------------------------------------------------- position encodings
-def sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
-    """(n_positions, dim) fixed sine/cosine table of "Attention Is All You Need"."""
-    position = torch.arange(n_positions, dtype=torch.float32)[:, None]          # (P, 1)
-    inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    table = torch.zeros(n_positions, dim)
-    table[:, 0::2] = torch.sin(position * inv_freq)
-    table[:, 1::2] = torch.cos(position * inv_freq)
-    return table
-
-
-def rope_cos_sin(n_positions: int, head_dim: int, base: float = 10000.0):
-    """cos and sin tables, each (n_positions, head_dim / 2), for rotary embeddings."""
-    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-    angles = torch.arange(n_positions, dtype=torch.float32)[:, None] * inv_freq[None, :]
-    return angles.cos(), angles.sin()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate each pair (x[2i], x[2i+1]) of x (B, H, T, D) by angle pos * theta_i.
-
-    cos/sin are (T, D/2) for the positions of x. Rotations preserve length, and the dot
-    product of two rotated vectors depends only on the difference of their positions.
-    """
-    # Treat each pair as a complex number x[2i] + i*x[2i+1]; rotating it by angle a is one
-    # complex multiplication by cos(a) + i*sin(a). Same numbers as the four-product form
-    # (x_even*cos - x_odd*sin, x_even*sin + x_odd*cos), in fewer, larger operations.
-    if x.device.type not in ("cpu", "cuda"):        # e.g. MPS, whose complex support varies
-        x_even, x_odd = x[..., 0::2], x[..., 1::2]
-        return torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), -1).flatten(-2)
-    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2).contiguous())
-    rotated = torch.view_as_real(pairs * torch.complex(cos, sin)).flatten(-2)
-    return rotated.to(x.dtype)
-
-
-# ---------------------------------------------------------------------- KV cache
-class KVCache:
-    """Pre-allocated keys and values for one attention layer.
-
-    Writing into a fixed (B, Hkv, max_len, D) buffer avoids re-allocating the whole
-    cache with torch.cat at every generated token.
-    """
-
-    def __init__(self, batch_size: int, n_kv_head: int, max_len: int, head_dim: int,
-                 device=None, dtype=torch.float32):
-        self.k = torch.empty(batch_size, n_kv_head, max_len, head_dim, device=device, dtype=dtype)
-        self.v = torch.empty_like(self.k)
-        self.length = 0
-
-    @property
-    def max_len(self) -> int:
-        return self.k.size(2)
-
-    def append(self, k: torch.Tensor, v: torch.Tensor):
-        """Store k/v (B, Hkv, T, D) after the cached ones; return all keys and values so far."""
-        start, end = self.length, self.length + k.size(2)
-        if end > self.max_len:
-            raise RuntimeError(f"KV cache overflow: {end} positions > capacity {self.max_len}.")
-        self.k[:, :, start:end] = k
-        self.v[:, :, start:end] = v
-        self.length = end
-        return self.k[:, :, :end], self.v[:, :, :end]
-
-    def reset(self) -> None:
-        self.length = 0
 
 
 # --------------------------------------------------------------------- the module

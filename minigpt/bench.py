@@ -23,7 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import GPTConfig
-from .device import autocast, describe, pick_device, synchronize, tune_cpu_allocator
+from .device import (autocast, best_ms, describe, pick_device, synchronize, time_calls,
+                     tune_cpu_allocator)
 from .model import MiniGPT
 from .train import TrainConfig, make_optimizer
 
@@ -119,15 +120,6 @@ def seed_copy_of(model: MiniGPT) -> SeedGPT:
 
 
 # ----------------------------------------------------------------------- helpers
-def best_ms(fn, device: torch.device, reps: int = 3) -> float:
-    """Best of `reps` timed calls of fn() in milliseconds, after one untimed warm-up call.
-
-    GPU work is asynchronous, so each timing waits for the device to finish (`synchronize`).
-    """
-    _time_steps(fn, 1, device)
-    return min(_time_steps(fn, reps, device)) * 1e3
-
-
 def _matmul_dtype(device: torch.device) -> torch.dtype:
     """What the benchmarks multiply in: bf16 on CUDA (autocast's type), fp32 on a CPU."""
     return torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -159,16 +151,6 @@ def train_flops_per_token(config: GPTConfig, n_params: int) -> float:
     """6N for the matmuls (forward + backward) plus the attention score/value products."""
     L, H, Q, T = config.n_layer, config.n_head, config.head_dim, config.block_size
     return 6 * n_params + 6 * L * H * Q * T   # causal: half of nanoGPT's 12*L*H*Q*T is masked
-
-
-def _time_steps(step_fn, n: int, device) -> list[float]:
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        step_fn()
-        synchronize(device)
-        times.append(time.perf_counter() - t)
-    return times
 
 
 def step_matmuls(config: GPTConfig, batch_size: int, device: torch.device):
@@ -233,13 +215,13 @@ def _train_child(which: str, steps: int, batch_size: int = 64, device: str = "au
         opt.step()
     # warm-up: the first steps also grow the heap (activations, gradients, AdamW state) and
     # page-fault every new page; from the third step on a step reuses the memory of the last
-    _time_steps(step, 3, device)
+    time_calls(step, 3, device)
     times, matmuls_only = [], []
     only_matmuls = step_matmuls(config, batch_size, device) if which == "minigpt" else None
     for _ in range(steps):     # a real step, then its matmuls alone: both see the same load
-        times += _time_steps(step, 1, device)
+        times += time_calls(step, 1, device)
         if only_matmuls:
-            matmuls_only += _time_steps(only_matmuls, 1, device)
+            matmuls_only += time_calls(only_matmuls, 1, device)
     # the peak is measured again here, seconds after the steps, because the speed of a
     # shared machine drifts from minute to minute: MFU compares like with like
     print(json.dumps({"step_s": times, "matmuls_only_s": matmuls_only, "peak": matmul_peak(device)}))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import random
+import statistics
+import time
 from typing import Optional, Union
 
 import torch
@@ -56,6 +58,35 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def time_calls(fn, n: int, device: torch.device) -> list[float]:
+    """Seconds taken by each of n calls of fn(), waiting for the device after each one."""
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def best_ms(fn, device: torch.device, reps: int = 3) -> float:
+    """Best of `reps` timed calls of fn() in milliseconds, after one untimed warm-up call.
+
+    The best, not the mean: on a busy machine other jobs only ever add time.
+    """
+    time_calls(fn, 1, device)
+    return min(time_calls(fn, reps, device)) * 1e3
+
+
+def median_ms(fn, device: torch.device, reps: int = 7) -> float:
+    """Median of `reps` timed calls of fn() in milliseconds, after one untimed warm-up call.
+
+    Steadier than the best when a table compares many timings taken at different moments.
+    """
+    time_calls(fn, 1, device)
+    return statistics.median(time_calls(fn, reps, device)) * 1e3
 
 
 def set_seed(seed: int) -> None:

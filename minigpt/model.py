@@ -14,7 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import CausalSelfAttention, KVCache, rope_cos_sin, sinusoidal_table
+from .attention import CausalSelfAttention
+from .kv_cache import KVCache
+from .positions import rope_cos_sin, sinusoidal_table
 from .config import GPTConfig
 from .dropout import Dropout
 from .sampling import check_sampling_settings, next_token_probs

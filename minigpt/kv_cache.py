@@ -1,0 +1,41 @@
+"""The key/value cache of chapter 11: one pre-allocated buffer per attention layer."""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    """Pre-allocated keys and values for one attention layer.
+
+    Writing into a fixed (B, Hkv, max_len, D) buffer avoids re-allocating the whole
+    cache with torch.cat at every generated token.
+    """
+
+    def __init__(self, batch_size: int, n_kv_head: int, max_len: int, head_dim: int,
+                 device=None, dtype=torch.float32):
+        self.k = torch.empty(batch_size, n_kv_head, max_len, head_dim, device=device, dtype=dtype)
+        self.v = torch.empty_like(self.k)
+        self.length = 0
+
+    @property
+    def max_len(self) -> int:
+        return self.k.size(2)
+
+    def append(self, k: torch.Tensor, v: torch.Tensor):
+        """Store k/v (B, Hkv, T, D) after the cached ones; return all keys and values so far."""
+        start, end = self.length, self.length + k.size(2)
+        if end > self.max_len:
+            raise RuntimeError(f"KV cache overflow: {end} positions > capacity {self.max_len}.")
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the keys and values buffers (the full capacity, used or not)."""
+        return self.k.numel() * self.k.element_size() + self.v.numel() * self.v.element_size()
+
+    def reset(self) -> None:
+        self.length = 0
