@@ -16,6 +16,8 @@ from .model import MLP, Block, MiniGPT
 from .presets import PRESETS, Preset
 from .pretrained import load_pretrained, pretrained_info
 from .sampling import next_token_probs
+from . import exercises  # checks that answer back (chapter exercises)
+from .reproduce import expect
 from . import viz  # plots and the sampling explorer (matplotlib is imported on first use)
 from .train import (TrainConfig, TrainingDivergedError, TrainResult, estimate_loss, evaluate,
                     make_optimizer, train)
@@ -30,5 +32,5 @@ __all__ = [
     "TrainResult", "TrainingDivergedError", "train", "evaluate", "estimate_loss", "make_optimizer",
     "save_checkpoint", "load_checkpoint", "load_model", "export_model", "Checkpoint",
     "CheckpointError", "load_pretrained", "pretrained_info", "pick_device", "autocast", "set_seed",
-    "describe", "PRESETS", "Preset",
+    "describe", "PRESETS", "Preset", "expect",
 ]

@@ -1,0 +1,127 @@
+"""Chapter 3 exercise: causal scaled dot-product attention, and the mistakes it invites."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..attention import manual_attention
+from .core import Case, Exercise, Mistake
+
+
+def _qkv(B: int, H: int, T: int, D: int, seed: int, scale: float = 1.0):
+    g = torch.Generator().manual_seed(seed)
+    return tuple(scale * torch.randn(B, H, T, D, generator=g) for _ in range(3))
+
+
+def _cases() -> list[Case]:
+    # Large-ish entries (scale 2) make the 1/sqrt(D) factor visible in the softmax.
+    return [
+        Case("B=2, H=3, T=5, D=4", _qkv(2, 3, 5, 4, seed=1, scale=2.0)),
+        Case("T=1 (a single query, which may only see itself)", _qkv(1, 2, 1, 8, seed=2, scale=2.0)),
+        Case("one head, T=7, D=16", _qkv(1, 1, 7, 16, seed=3, scale=2.0)),
+    ]
+
+
+def _scores(q, k, scale=True):
+    s = q @ k.transpose(-2, -1)                                     # (B, H, T, T)
+    return s / math.sqrt(q.size(-1)) if scale else s
+
+
+def _mask(T: int, diagonal: int = 0) -> torch.Tensor:
+    return torch.ones(T, T, dtype=torch.bool).tril(diagonal)        # True = may look
+
+
+def _no_scale(q, k, v):
+    s = _scores(q, k, scale=False).masked_fill(~_mask(q.size(-2)), float("-inf"))
+    return F.softmax(s, dim=-1) @ v
+
+
+def _scale_by_d(q, k, v):
+    s = (q @ k.transpose(-2, -1) / q.size(-1)).masked_fill(~_mask(q.size(-2)), float("-inf"))
+    return F.softmax(s, dim=-1) @ v
+
+
+def _mask_after_softmax(q, k, v):
+    w = F.softmax(_scores(q, k), dim=-1).masked_fill(~_mask(q.size(-2)), 0.0)
+    return w @ v
+
+
+def _softmax_over_queries(q, k, v):
+    s = _scores(q, k).masked_fill(~_mask(q.size(-2)), float("-inf"))
+    return F.softmax(s, dim=-2).nan_to_num() @ v
+
+
+def _no_mask(q, k, v):
+    return F.softmax(_scores(q, k), dim=-1) @ v
+
+
+def _mask_sees_next(q, k, v):
+    s = _scores(q, k).masked_fill(~_mask(q.size(-2), diagonal=1), float("-inf"))
+    return F.softmax(s, dim=-1) @ v
+
+
+def _mask_hides_self(q, k, v):
+    s = _scores(q, k).masked_fill(~_mask(q.size(-2), diagonal=-1), float("-inf"))
+    return F.softmax(s, dim=-1) @ v
+
+
+def _mask_upside_down(q, k, v):
+    T = q.size(-2)
+    s = _scores(q, k).masked_fill(~torch.ones(T, T, dtype=torch.bool).triu(), float("-inf"))
+    return F.softmax(s, dim=-1) @ v
+
+
+def _returns_weights(q, k, v):
+    s = _scores(q, k).masked_fill(~_mask(q.size(-2)), float("-inf"))
+    return F.softmax(s, dim=-1)
+
+
+CAUSAL_ATTENTION = Exercise(
+    name="causal attention",
+    reference=lambda q, k, v: manual_attention(q, k, v),
+    cases=_cases,
+    success="Your attention is causal: no position sees a later one.",
+    mistakes=[
+        Mistake("causal_attention.no_scale",
+                "the scores are sqrt(D) times too large: divide q @ k^T by sqrt(D) before the softmax.",
+                _no_scale),
+        Mistake("causal_attention.scale_by_d",
+                "the scores are divided by D; the scale is 1/sqrt(D) (math.sqrt(D) or D ** 0.5).",
+                _scale_by_d),
+        Mistake("causal_attention.mask_after_softmax",
+                "the future is hidden after the softmax, so the kept weights no longer sum to 1: "
+                "fill the future scores with -inf *before* the softmax.",
+                _mask_after_softmax),
+        Mistake("causal_attention.softmax_over_queries",
+                "the softmax runs over the wrong dimension: each query's weights over the keys "
+                "must sum to 1, so use softmax(dim=-1).",
+                _softmax_over_queries),
+        Mistake("causal_attention.no_mask",
+                "every position attends to later positions: the causal mask is missing "
+                "(scores.masked_fill(~mask, float('-inf')) with mask = tril of ones).",
+                _no_mask),
+        Mistake("causal_attention.mask_off_by_one_future",
+                "each position also sees the next one: the mask is off by one (tril(diagonal=1)); "
+                "use torch.tril(torch.ones(T, T)) so position t sees 0..t.",
+                _mask_sees_next),
+        Mistake("causal_attention.mask_hides_self",
+                "each position is hidden from itself (tril(diagonal=-1)): position t must see "
+                "0..t, itself included — and position 0 then has nothing to attend to.",
+                _mask_hides_self),
+        Mistake("causal_attention.mask_upside_down",
+                "the mask keeps the future and hides the past (triu instead of tril).",
+                _mask_upside_down),
+        Mistake("causal_attention.returns_weights",
+                "you returned the attention weights (B, H, T, T); return the weighted sum of the "
+                "values, weights @ v, shape (B, H, T, D).",
+                _returns_weights),
+    ],
+)
+
+
+def check_causal_attention(my_attention) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+    """Check `my_attention(q, k, v) -> (B, H, T, D)` against `minigpt.manual_attention`."""
+    return CAUSAL_ATTENTION.check(my_attention)

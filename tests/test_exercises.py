@@ -1,0 +1,90 @@
+"""Every exercise passes its reference, says "not implemented yet" for an empty solution,
+and recognises each catalogued mistake by name (not just "failed")."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import minigpt.exercises as ex
+from minigpt.exercises.core import FAILED, NOT_IMPLEMENTED, PASSED, Case, Exercise, Mistake, same
+
+MISTAKES = [(e, m) for e in ex.EXERCISES for m in e.mistakes]
+
+
+@pytest.mark.parametrize("exercise", ex.EXERCISES, ids=lambda e: e.name)
+def test_reference_passes(exercise):
+    result = exercise.check(exercise.reference)
+    assert result.status == PASSED and result, repr(result)
+    assert "all" in result.message and "cases agree" in result.message
+
+
+@pytest.mark.parametrize("exercise", ex.EXERCISES, ids=lambda e: e.name)
+def test_not_implemented_is_not_a_crash(exercise):
+    def unsolved(*args, **kwargs):
+        raise NotImplementedError()
+    result = exercise.check(unsolved)
+    assert result.status == NOT_IMPLEMENTED and not result
+    assert "Not implemented yet" in repr(result)
+
+
+@pytest.mark.parametrize("exercise,mistake", MISTAKES, ids=lambda x: getattr(x, "key", None) or x.name)
+def test_each_mistake_is_diagnosed_by_name(exercise, mistake):
+    result = exercise.check(mistake.solution)
+    assert result.status == FAILED
+    assert result.mistake == mistake.key, repr(result)
+    assert mistake.hint in result.message
+
+
+def test_catalogue_keys_are_unique_and_the_book_has_enough():
+    keys = [m.key for _, m in MISTAKES]
+    assert len(keys) == len(set(keys))
+    assert len(keys) >= 9          # grows with every chapter's module (issue 11 asks for >= 20)
+
+
+def test_student_exception_is_reported_not_raised():
+    def broken(q, k, v):
+        return q @ k                                   # (B, H, T, D) @ (B, H, T, D): shapes clash
+    result = ex.check_causal_attention(broken)
+    assert result.status == FAILED and "raised RuntimeError" in result.message
+
+
+def test_returning_none_is_named():
+    result = ex.check_causal_attention(lambda q, k, v: None)
+    assert "forget `return`" in result.message
+
+
+def test_unknown_mistake_gets_generic_advice():
+    result = ex.check_causal_attention(lambda q, k, v: v * 0)
+    assert result.status == FAILED and result.mistake is None
+    assert "not one of the common mistakes" in result.message
+
+
+def test_inputs_are_copied_so_in_place_edits_cannot_fool_the_check():
+    calls = []
+
+    def editing(x):
+        calls.append(x)
+        x.zero_()
+        return x.clone()
+    exercise = Exercise("zero", reference=lambda x: x * 0, cases=lambda: [Case("x", (torch.ones(3),))])
+    assert exercise.check(editing)                       # the reference saw the original ones
+    assert calls[0] is not exercise.cases()[0].args[0]
+
+
+def test_same_compares_structure():
+    t = torch.ones(2, 3)
+    assert same((t, 1), (t.clone(), 1)) and not same(t, t.T) and not same(t, [1.0])
+    assert same(0.1 + 0.2, 0.3) and not same(1, 2)
+
+
+def test_check_answer():
+    assert ex.check_answer("q", 8, 8, "because").passed
+    wrong = ex.check_answer("q", 4, 8, "because", wrong={4: "you counted heads, not layers"})
+    assert not wrong and "counted heads" in wrong.message
+    assert ex.check_answer("q", ..., 8, "because").status == NOT_IMPLEMENTED
+
+
+def test_html_view_escapes():
+    result = Exercise("x<y>", reference=lambda: 1, cases=lambda: [Case("c")]).check(lambda: 1)
+    assert "x&lt;y&gt;" in result._repr_html_()
