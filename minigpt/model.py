@@ -40,7 +40,7 @@ class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU()
+        self.gelu = nn.GELU(approximate="tanh" if config.gelu == "tanh" else "none")
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = Dropout(config.dropout)
 
@@ -109,6 +109,14 @@ class MiniGPT(nn.Module):
         # weight tying: the input embedding and the output projection share one matrix
         self.wte.weight = self.lm_head.weight
         self.apply(self._init_weights)
+        # GPT-2's residual-projection init: each block adds two branch outputs (attention and
+        # MLP) to the residual stream, 2 * n_layer in all. Scaling the std of every layer that
+        # writes into the stream (`c_proj`) by 1/sqrt(2 * n_layer) keeps the variance of the
+        # sum at init about the same whatever the depth (GPT-2 paper, section 2.3; nanoGPT).
+        residual_std = 0.02 / (2 * config.n_layer) ** 0.5
+        for name, param in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(param, mean=0.0, std=residual_std)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

@@ -55,6 +55,29 @@ def test_weights_are_tied_and_counted_once():
     assert model.num_parameters(exclude_positions=True) == model.num_parameters() - 16 * 32
 
 
+@pytest.mark.parametrize("n_layer", [1, 8])
+def test_residual_projections_use_gpt2_init(n_layer):
+    """Every c_proj weight (attention and MLP) starts with std 0.02/sqrt(2 n_layer), the other
+    weights with 0.02; biases start at zero. Widths large enough that the sample std is within 5%."""
+    from minigpt import GPTConfig, MiniGPT
+    torch.manual_seed(0)
+    model = MiniGPT(GPTConfig(vocab_size=500, block_size=64, n_embd=256, n_head=4,
+                              n_layer=n_layer, dropout=0.0))
+    residual_std = 0.02 / math.sqrt(2 * n_layer)
+    projections = [n for n, _ in model.named_parameters() if n.endswith("c_proj.weight")]
+    assert len(projections) == 2 * n_layer
+    for name, param in model.named_parameters():
+        if name.endswith("c_proj.weight"):
+            expected = residual_std
+        elif name.endswith("weight") and param.dim() == 2:     # other Linear and Embedding weights
+            expected = 0.02
+        else:
+            if name.endswith("bias") and "ln_" not in name:
+                assert torch.count_nonzero(param) == 0, name
+            continue
+        assert abs(param.std().item() - expected) < 0.05 * expected, (name, param.std().item(), expected)
+
+
 @pytest.mark.parametrize("impl,pos,norm", ALL_COMBOS)
 def test_causality(impl, pos, norm):
     """Changing a future token never changes the logits of earlier positions."""
