@@ -52,3 +52,112 @@ def test_set_seed_makes_torch_reproducible():
 
 def test_describe_cpu():
     assert describe(torch.device("cpu")).startswith("cpu (")
+
+
+# ---------------------------------------------------------------- CPU threads
+from minigpt import device as device_module
+from minigpt.device import (THREADS_ENV, ThreadChoice, cgroup_cpu_limit, choose_cpu_threads,
+                            configure_cpu_threads, usable_cpus)
+
+
+def fake_files(root, files):
+    """Write {relative path: text} under root, like a tiny /proc and /sys."""
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_no_cgroup_files_means_no_limit(tmp_path):
+    assert cgroup_cpu_limit(tmp_path) is None
+
+
+def test_cgroup_v2_quota_in_own_cgroup(tmp_path):
+    fake_files(tmp_path, {"proc/self/cgroup": "0::/user.slice/job\n",
+                          "sys/fs/cgroup/cpu.max": "max 100000\n",
+                          "sys/fs/cgroup/user.slice/job/cpu.max": "150000 100000\n"})
+    assert cgroup_cpu_limit(tmp_path) == 1.5
+
+
+def test_cgroup_v2_tightest_ancestor_wins(tmp_path):
+    fake_files(tmp_path, {"proc/self/cgroup": "0::/a/b\n",
+                          "sys/fs/cgroup/a/cpu.max": "100000 100000\n",
+                          "sys/fs/cgroup/a/b/cpu.max": "max 100000\n"})
+    assert cgroup_cpu_limit(tmp_path) == 1.0
+
+
+def test_cgroup_v2_container_sees_its_cgroup_at_the_mount_point(tmp_path):
+    # /proc/self/cgroup names a path that does not exist inside the container's mount
+    fake_files(tmp_path, {"proc/self/cgroup": "0::/kubepods/pod1/abc\n",
+                          "sys/fs/cgroup/cpu.max": "200000 100000\n"})
+    assert cgroup_cpu_limit(tmp_path) == 2.0
+
+
+def test_cgroup_v1_quota_and_unlimited(tmp_path):
+    fake_files(tmp_path, {"proc/self/cgroup": "4:cpu,cpuacct:/docker/xyz\n0::/\n",
+                          "sys/fs/cgroup/cpu,cpuacct/docker/xyz/cpu.cfs_quota_us": "50000\n",
+                          "sys/fs/cgroup/cpu,cpuacct/docker/xyz/cpu.cfs_period_us": "100000\n"})
+    assert cgroup_cpu_limit(tmp_path) == 0.5
+    fake_files(tmp_path, {"sys/fs/cgroup/cpu,cpuacct/docker/xyz/cpu.cfs_quota_us": "-1\n"})
+    assert cgroup_cpu_limit(tmp_path) is None
+
+
+def test_usable_cpus_is_affinity_capped_by_quota_rounded_up(tmp_path, monkeypatch):
+    monkeypatch.setattr(device_module.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert usable_cpus(tmp_path) == 64                                   # no quota: the mask
+    fake_files(tmp_path, {"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "250000 100000\n"})
+    assert usable_cpus(tmp_path) == 3                                    # 2.5 CPUs -> 3 threads
+    fake_files(tmp_path, {"sys/fs/cgroup/cpu.max": "10000 100000\n"})
+    assert usable_cpus(tmp_path) == 1                                    # 0.1 CPU -> still 1
+    monkeypatch.setattr(device_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    fake_files(tmp_path, {"sys/fs/cgroup/cpu.max": "800000 100000\n"})
+    assert usable_cpus(tmp_path) == 2                                    # taskset to 2 of 64
+
+
+def test_usable_cpus_without_affinity_call(tmp_path, monkeypatch):
+    monkeypatch.delattr(device_module.os, "sched_getaffinity", raising=False)   # as on macOS
+    monkeypatch.setattr(device_module.os, "cpu_count", lambda: 8)
+    assert usable_cpus(tmp_path) == 8
+
+
+def test_thread_rule_lowers_to_usable_and_never_raises():
+    assert choose_cpu_threads(current=16, usable=2, env={}).threads == 2
+    assert choose_cpu_threads(current=2, usable=16, env={}).threads == 2
+    assert choose_cpu_threads(current=1, usable=4, env={}).threads == 1
+
+
+def test_thread_rule_keeps_what_the_user_chose():
+    kept = choose_cpu_threads(current=8, usable=2, env={}, set_by_user=True)
+    assert kept == ThreadChoice(8, "set by you with torch.set_num_threads")
+    omp = choose_cpu_threads(current=3, usable=2, env={"OMP_NUM_THREADS": "3"})
+    assert omp.threads == 3 and "OMP_NUM_THREADS=3" in omp.reason
+
+
+def test_minigpt_threads_overrides_everything():
+    choice = choose_cpu_threads(current=1, usable=2, env={THREADS_ENV: "4", "OMP_NUM_THREADS": "1"},
+                                set_by_user=True)
+    assert choice == ThreadChoice(4, "MINIGPT_THREADS=4")
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "two", "1.5"])
+def test_bad_minigpt_threads_is_a_clear_error(bad):
+    with pytest.raises(ValueError, match=rf"MINIGPT_THREADS='{bad}' is not a positive number of "
+                                         r"threads; set it to e\.g\. 1 or 2, or unset it"):
+        choose_cpu_threads(current=2, usable=2, env={THREADS_ENV: bad})
+
+
+def test_configure_applies_once_per_process(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(device_module, "_THREAD_CHOICE", None)
+    monkeypatch.setenv(THREADS_ENV, "1")
+    try:
+        first = configure_cpu_threads()
+        assert first == ThreadChoice(1, "MINIGPT_THREADS=1") and torch.get_num_threads() == 1
+        monkeypatch.setenv(THREADS_ENV, "2")
+        assert configure_cpu_threads() is first and torch.get_num_threads() == 1   # decided once
+        assert pick_device("cpu").type == "cpu" and torch.get_num_threads() == 1
+        assert "MINIGPT_THREADS=1" in describe(torch.device("cpu"))
+        assert configure_cpu_threads(force=True).threads == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
