@@ -9,7 +9,11 @@ mistake is recognised by name.
 """
 
 from .core import Case, CheckResult, Exercise, Mistake, check_answer
-from .ch03_causal_mask import CAUSAL_ATTENTION, check_causal_attention
+from .ch02_attention import ATTENTION_WEIGHTS, SOFTMAX, check_attention_weights, check_softmax
+from .ch03_causal_mask import CAUSAL_ATTENTION, CAUSAL_MASK, check_causal_attention, check_causal_mask
+from .ch04_heads import (MERGE_HEADS, MULTI_HEAD_ATTENTION, SPLIT_HEADS, check_merge_heads,
+                         check_multi_head_attention, check_split_heads)
 # chapter modules: add one import line each, in chapter order
 
-EXERCISES = [CAUSAL_ATTENTION]
+EXERCISES = [SOFTMAX, ATTENTION_WEIGHTS, CAUSAL_ATTENTION, CAUSAL_MASK, SPLIT_HEADS, MERGE_HEADS,
+             MULTI_HEAD_ATTENTION]

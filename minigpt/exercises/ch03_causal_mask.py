@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..attention import manual_attention
+from ..attention import causal_mask, manual_attention
 from .core import Case, Exercise, Mistake
 
 
@@ -125,3 +125,58 @@ CAUSAL_ATTENTION = Exercise(
 def check_causal_attention(my_attention) -> "CheckResult":  # noqa: F821 (CheckResult in core)
     """Check `my_attention(q, k, v) -> (B, H, T, D)` against `minigpt.manual_attention`."""
     return CAUSAL_ATTENTION.check(my_attention)
+
+
+# ------------------------------------------------------------------ the mask itself
+def _mask_cases() -> list[Case]:
+    return [
+        Case("T=S=5 (training: queries and keys are the same positions)", (5, 5)),
+        Case("T=S=1 (one token)", (1, 1)),
+        Case("T=3, S=7 (three new queries after four cached keys)", (3, 7)),
+        Case("T=1, S=6 (generation with a cache: one new query, six keys)", (1, 6)),
+    ]
+
+
+def _ones(T: int, S: int) -> torch.Tensor:
+    return torch.ones(T, S, dtype=torch.bool)
+
+
+CAUSAL_MASK = Exercise(
+    name="causal mask",
+    reference=lambda T, S: causal_mask(T, S),
+    cases=_mask_cases,
+    success="Query i (at position S - T + i) sees keys 0 .. S - T + i, itself included.",
+    mistakes=[
+        Mistake("causal_mask.upside_down",
+                "the mask keeps the future and hides the past (triu instead of tril).",
+                lambda T, S: _ones(T, S).triu(S - T)),
+        Mistake("causal_mask.true_means_hidden",
+                "True marks the hidden positions; here True means 'may look' (what masked_fill(~mask, "
+                "-inf) expects): return the lower triangle, not its complement.",
+                lambda T, S: ~causal_mask(T, S)),
+        Mistake("causal_mask.sees_next",
+                "each query also sees the next key: the diagonal is off by one upwards "
+                "(tril(diagonal=S - T + 1)); query i may see keys up to its own position.",
+                lambda T, S: _ones(T, S).tril(S - T + 1)),
+        Mistake("causal_mask.hides_self",
+                "each query is hidden from its own key (tril(diagonal=S - T - 1)): position t must see "
+                "0..t, itself included, or the first position has nothing to attend to.",
+                lambda T, S: _ones(T, S).tril(S - T - 1)),
+        Mistake("causal_mask.no_offset",
+                "the queries are lined up with the first keys (tril() of a (T, S) matrix); they are the "
+                "last T of S positions, so shift the diagonal: tril(diagonal=S - T).",
+                lambda T, S: _ones(T, S).tril()),
+        Mistake("causal_mask.square_only",
+                "the mask is (T, T) and ignores S: with a cache there are S keys, so it must be (T, S).",
+                lambda T, S: _ones(T, T).tril()),
+        Mistake("causal_mask.offset_sign",
+                "the diagonal is shifted the wrong way (tril(diagonal=T - S)); the offset is S - T, "
+                "so a single new query sees every cached key.",
+                lambda T, S: _ones(T, S).tril(T - S)),
+    ],
+)
+
+
+def check_causal_mask(my_causal_mask) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+    """Check `my_causal_mask(T, S) -> (T, S) bool` (True = may look) against `minigpt.causal_mask`."""
+    return CAUSAL_MASK.check(my_causal_mask)
