@@ -88,3 +88,20 @@ def test_check_answer():
 def test_html_view_escapes():
     result = Exercise("x<y>", reference=lambda: 1, cases=lambda: [Case("c")]).check(lambda: 1)
     assert "x&lt;y&gt;" in result._repr_html_()
+
+
+def test_grading_mode_raises_on_anything_but_a_pass(monkeypatch):
+    from minigpt.exercises.core import ExerciseFailed
+
+    def unsolved(q, k, v):
+        raise NotImplementedError()
+    monkeypatch.setenv("MINIGPT_GRADING", "1")
+    with pytest.raises(ExerciseFailed, match="Not implemented yet"):
+        ex.check_causal_attention(unsolved)
+    with pytest.raises(ExerciseFailed, match="Likely mistake"):
+        ex.check_causal_attention(ex.CAUSAL_ATTENTION.mistakes[0].solution)
+    with pytest.raises(ExerciseFailed):
+        ex.check_answer("q", 4, 8, "because")
+    assert ex.check_causal_attention(ex.CAUSAL_ATTENTION.reference)     # a pass never raises
+    monkeypatch.setenv("MINIGPT_GRADING", "0")
+    assert not ex.check_causal_attention(unsolved)                      # answers again

@@ -15,12 +15,18 @@ however the code is written.
 
 A solution that still raises `NotImplementedError` (what nbgrader's student edition puts in
 place of the solution) answers "not implemented yet" instead of failing.
+
+Grading: a check only *answers*; it never stops the notebook, so a student can run every cell.
+With the environment variable MINIGPT_GRADING=1 (set by `make autograde` / an instructor's
+`MINIGPT_GRADING=1 nbgrader autograde ...`) a check that did not pass raises `ExerciseFailed`
+instead, which is how nbgrader's autograder takes the points away.
 """
 
 from __future__ import annotations
 
 import html
 import math
+import os
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -28,6 +34,21 @@ from typing import Any, Callable, Optional
 import torch
 
 PASSED, FAILED, NOT_IMPLEMENTED = "passed", "failed", "not implemented"
+
+
+class ExerciseFailed(AssertionError):
+    """Raised instead of answering when grading (MINIGPT_GRADING=1) and a check did not pass."""
+
+
+def grading() -> bool:
+    """True when checks should raise on anything but a pass (an autograder is running)."""
+    return os.environ.get("MINIGPT_GRADING", "").strip() not in ("", "0")
+
+
+def _answer(result: "CheckResult") -> "CheckResult":
+    if grading() and not result.passed:
+        raise ExerciseFailed(repr(result))
+    return result
 
 
 @dataclass(frozen=True)
@@ -153,6 +174,9 @@ class Exercise:
 
     def check(self, solution: Any) -> CheckResult:
         """Run `solution` on every case; pass, or say what differs and the likely mistake."""
+        return _answer(self._check(solution))
+
+    def _check(self, solution: Any) -> CheckResult:
         cases = self.cases()
         for case in cases:
             expected = self.run(self.reference, case)
@@ -212,6 +236,11 @@ def check_answer(question: str, given: Any, expected: Any, explanation: str,
     `wrong` maps tempting wrong answers to the hint for each; `explanation` says why the
     right answer is right and is shown once the answer is correct.
     """
+    return _answer(_check_answer(question, given, expected, explanation, wrong))
+
+
+def _check_answer(question: str, given: Any, expected: Any, explanation: str,
+                  wrong: Optional[dict] = None) -> CheckResult:
     if given is ... or given is None:
         return CheckResult(question, NOT_IMPLEMENTED, "replace `...` with your answer and run the cell again.")
     if same(given, expected):
