@@ -14,6 +14,7 @@ from typing import Any, Optional
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
 NORMS = ("pre", "post")
 ATTN_IMPLS = ("manual", "sdpa", "flash")
+GELUS = ("exact", "tanh")
 
 
 class ConfigError(ValueError):
@@ -33,6 +34,7 @@ class GPTConfig:
     norm: str = "pre"                # "pre" (GPT-2, seed) | "post" (original Transformer)
     attn_impl: str = "sdpa"          # "manual" | "sdpa" | "flash"; all compute the same thing
     bias: bool = True                # biases in Linear and LayerNorm layers, as in GPT-2
+    gelu: str = "exact"              # MLP activation: "exact" (erf) | "tanh" (GPT-2's approximation)
 
     def __post_init__(self) -> None:
         if self.n_kv_head is None:
@@ -59,6 +61,10 @@ class GPTConfig:
             raise ConfigError(
                 f"GPTConfig.attn_impl={self.attn_impl!r} is unknown; "
                 f"choose one of {', '.join(map(repr, ATTN_IMPLS))}.")
+        if self.gelu not in GELUS:
+            raise ConfigError(
+                f"GPTConfig.gelu={self.gelu!r} is unknown; choose 'exact' (erf GELU) or 'tanh' "
+                f"(the approximation GPT-2 was trained with).")
         if self.n_embd % self.n_head != 0:
             divisors = [h for h in range(1, min(self.n_embd, 64) + 1) if self.n_embd % h == 0]
             raise ConfigError(

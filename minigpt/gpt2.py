@@ -1,0 +1,134 @@
+"""GPT-2's weights in MiniGPT: convert a Hugging Face `GPT2LMHeadModel` into our model.
+
+MiniGPT already uses GPT-2's parameter names, so the conversion is mostly renaming
+(`transformer.h.N` -> `blocks.N`) plus three differences in how the tensors are stored:
+
+* GPT-2's linear layers are `Conv1D` modules whose weight is (in, out); `nn.Linear` keeps
+  (out, in). Every `c_attn`, `c_proj` and `c_fc` weight is transposed.
+* The LM head is tied to the token embedding in both models: one matrix, stored once.
+* GPT-2's MLP uses the tanh approximation of GELU ("gelu_new"), which MiniGPT selects
+  with `GPTConfig(gelu="tanh")`. Its LayerNorm epsilon, 1e-5, is PyTorch's default.
+
+`transformers` is only needed by `from_hf_model` (and by whoever builds the Hugging Face
+model); `from_hf_state_dict` works on any mapping of tensors, e.g. a `model.safetensors`
+file read with `safetensors.torch.load_file`. Install the extra with
+`pip install "minigpt[gpt2]"`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import torch
+
+from .config import ConfigError, GPTConfig
+from .model import MiniGPT
+
+# Conv1D layers: stored (in, out) by GPT-2, (out, in) by nn.Linear
+CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+# GPT-2 activations MiniGPT can run (GPT2Config.activation_function -> GPTConfig.gelu)
+ACTIVATIONS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}
+# buffers some GPT-2 checkpoints carry (the causal mask); MiniGPT builds its own
+IGNORED_BUFFERS = ("attn.bias", "attn.masked_bias")
+
+
+def config_from_hf(hf_config: Any, attn_impl: str = "sdpa") -> GPTConfig:
+    """The GPTConfig that computes what a Hugging Face `GPT2Config` describes.
+
+    Raises ConfigError for GPT-2 variants MiniGPT does not implement (another activation,
+    an MLP width other than 4C, a different LayerNorm epsilon, unscaled attention).
+    """
+    get = lambda name, default=None: getattr(hf_config, name, default)  # noqa: E731
+    activation = get("activation_function", "gelu_new")
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"GPT-2 activation_function={activation!r} is not supported; "
+                          f"MiniGPT runs {sorted(ACTIVATIONS)}.")
+    n_embd = get("n_embd")
+    n_inner = get("n_inner")
+    if n_inner is not None and n_inner != 4 * n_embd:
+        raise ConfigError(f"GPT-2 n_inner={n_inner} is not supported: MiniGPT's MLP is 4 * n_embd "
+                          f"= {4 * n_embd} wide.")
+    eps = get("layer_norm_epsilon", 1e-5)
+    if eps != 1e-5:
+        raise ConfigError(f"GPT-2 layer_norm_epsilon={eps} is not supported: MiniGPT's LayerNorm "
+                          "uses PyTorch's default 1e-5 (GPT-2's value).")
+    if not get("scale_attn_weights", True) or get("scale_attn_by_inverse_layer_idx", False):
+        raise ConfigError("this GPT-2 config changes the attention scale (scale_attn_weights=False or "
+                          "scale_attn_by_inverse_layer_idx=True); MiniGPT divides by sqrt(head size) only.")
+    if not get("tie_word_embeddings", True):
+        raise ConfigError("this GPT-2 config unties the LM head from the token embedding; "
+                          "MiniGPT always ties them.")
+    return GPTConfig(vocab_size=get("vocab_size"), block_size=get("n_positions"), n_embd=n_embd,
+                     n_head=get("n_head"), n_layer=get("n_layer"), dropout=get("resid_pdrop", 0.0),
+                     pos_encoding="learned", norm="pre", attn_impl=attn_impl, bias=True,
+                     gelu=ACTIVATIONS[activation])
+
+
+def convert_state_dict(hf_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Hugging Face GPT-2 tensor names and layouts -> MiniGPT's (without lm_head, which is wte)."""
+    out = {}
+    for name, tensor in hf_state.items():
+        key = name[len("transformer."):] if name.startswith("transformer.") else name
+        if ".".join(key.split(".")[-2:]) in IGNORED_BUFFERS or key == "lm_head.weight":
+            continue
+        if key.startswith("h."):
+            key = "blocks." + key[len("h."):]
+        if key.endswith(CONV1D_WEIGHTS):
+            tensor = tensor.t()
+        out[key] = tensor.contiguous()
+    return out
+
+
+def from_hf_state_dict(hf_state: Mapping[str, torch.Tensor], config: GPTConfig) -> MiniGPT:
+    """A MiniGPT holding the weights of a Hugging Face GPT-2 state dict.
+
+    `config` says what the tensors cannot (the number of heads, the activation): build it
+    with `config_from_hf(hf_model.config)`, or by hand for the released checkpoints, e.g.
+    GPT-2 small: GPTConfig(vocab_size=50257, block_size=1024, n_embd=768, n_head=12,
+    n_layer=12, dropout=0.0, gelu="tanh"). Keys may carry the `transformer.` prefix
+    (GPT2LMHeadModel) or not (GPT2Model, the files on the Hugging Face hub).
+    """
+    if config.pos_encoding != "learned" or config.norm != "pre" or not config.bias:
+        raise ConfigError("GPT-2 weights need GPTConfig(pos_encoding='learned', norm='pre', "
+                          f"bias=True); got pos_encoding={config.pos_encoding!r}, "
+                          f"norm={config.norm!r}, bias={config.bias}.")
+    if config.n_kv_head != config.n_head:
+        raise ConfigError(f"GPT-2 has one key/value head per query head; set n_kv_head={config.n_head} "
+                          f"(or leave it None), not {config.n_kv_head}.")
+    tensors = convert_state_dict(hf_state)
+    head = hf_state.get("lm_head.weight")
+    if head is not None and "wte.weight" in tensors and not torch.equal(head, tensors["wte.weight"]):
+        raise ValueError("lm_head.weight differs from the token embedding (an untied head); "
+                         "MiniGPT ties the two, so these weights cannot be loaded.")
+    model = MiniGPT(config)
+    expected = {k: v.shape for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"the state dict does not look like GPT-2 with {config.n_layer} layers: "
+                         f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
+                         f"unexpected {unexpected[:4]}{'...' if len(unexpected) > 4 else ''}.")
+    wrong = [f"{k} {tuple(tensors[k].shape)} (MiniGPT: {tuple(shape)})"
+             for k, shape in expected.items() if tensors[k].shape != shape]
+    if wrong:
+        raise ValueError(f"shapes do not match the config ({config.n_embd} wide, vocabulary "
+                         f"{config.vocab_size}, {config.block_size} positions): {wrong[:3]}.")
+    with torch.no_grad():
+        for name, param in model.named_parameters():          # lm_head shares wte's tensor
+            if name in tensors:
+                param.copy_(tensors[name])
+    return model.eval()
+
+
+def from_hf_model(hf_model: Any, attn_impl: str = "sdpa", dtype: Optional[torch.dtype] = torch.float32) -> MiniGPT:
+    """Convert a Hugging Face `GPT2LMHeadModel` (or `GPT2Model`) into MiniGPT, in eval mode.
+
+    e.g. `from_hf_model(GPT2LMHeadModel.from_pretrained("gpt2"))` for the 124M model.
+    The weights are copied in `dtype` (float32 by default; None keeps the source dtype).
+    """
+    config = config_from_hf(hf_model.config, attn_impl)
+    state = hf_model.state_dict()
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    model = from_hf_state_dict(state, config)
+    return model.to(next(iter(state.values())).dtype)
