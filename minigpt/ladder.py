@@ -2,7 +2,7 @@
 
 Rungs (every one trained with the same short budget, measured on the whole validation split):
 
-1. bigram            - a token embedding read straight out by the tied head
+1. bigram            - a token embedding read straight out by an (untied) head
 2. one head          - + position embeddings and one causal self-attention head
 3. multi-head        - the same width split into several heads
 4. + MLP             - a feed-forward layer after attention
@@ -10,7 +10,9 @@ Rungs (every one trained with the same short budget, measured on the whole valid
 6. full model        - `MiniGPT` with several blocks
 
 Rungs 1-5 are a `RungModel` assembled from the package's own `CausalSelfAttention`, `MLP` and
-`Block`; rung 6 is `MiniGPT` itself. All are trained by `minigpt.train`.
+`Block`, with positions as `config.pos_encoding` says (learned, sinusoidal or RoPE); rung 6 is
+`MiniGPT` itself. All are trained by `minigpt.train`. Rungs 2-6 tie the output head to the
+token embedding as `MiniGPT` does; the bigram rung cannot (see `build_rung`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import torch.nn.functional as F
 from .attention import CausalSelfAttention
 from .config import GPTConfig
 from .data import TextData
-from .model import MLP, Block, MiniGPT
+from .model import MLP, Block, MiniGPT, eval_mode
+from .positions import rope_cos_sin, sinusoidal_table
 from .sampling import next_token_probs
 from .train import TrainConfig, evaluate, train
 
@@ -33,31 +36,56 @@ from .train import TrainConfig, evaluate, train
 class RungModel(nn.Module):
     """A GPT with parts switched off.  idx (B, T) -> logits (B, T, V) [, loss].
 
-    positions: add learned position embeddings (wpe)
+    positions: add position information the way `config.pos_encoding` says: a learned table
+               (`wpe`), the fixed sinusoidal table, or RoPE inside attention (as `MiniGPT`)
     attention: one CausalSelfAttention layer with config.n_head heads
     mlp:       one MLP after it
     residual_norm: wrap attention + MLP in Pre-LN Blocks (config.n_layer of them) plus ln_f
+    tie_head:  share the token embedding with the output head, as `MiniGPT` does
     Without residual_norm the parts are simply chained: x = mlp(attn(x)).
     """
 
     def __init__(self, config: GPTConfig, positions: bool = True, attention: bool = True,
-                 mlp: bool = True, residual_norm: bool = True):
+                 mlp: bool = True, residual_norm: bool = True, tie_head: bool = True):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.block_size, config.n_embd) if positions else None
+        self.wpe = None
+        for name in ("pos_table", "rope_cos", "rope_sin"):      # filled below if used
+            self.register_buffer(name, None, persistent=False)
+        if positions and config.pos_encoding == "learned":
+            self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        elif positions and config.pos_encoding == "sinusoidal":
+            self.register_buffer("pos_table", sinusoidal_table(config.block_size, config.n_embd),
+                                 persistent=False)
+        elif positions and config.pos_encoding == "rope":
+            if not attention:
+                raise ValueError("pos_encoding='rope' rotates queries and keys, so positions need "
+                                 "attention on; use pos_encoding='learned' for a rung without it.")
+            cos, sin = rope_cos_sin(config.block_size, config.head_dim)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        # without positions, attention must not rotate q and k either
+        layer_config = config if positions else replace(config, pos_encoding="learned")
         if residual_norm:
             if not (attention and mlp):
                 raise ValueError("residual_norm builds full Blocks: it needs attention and mlp on.")
-            self.layers = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+            self.layers = nn.ModuleList([Block(layer_config) for _ in range(config.n_layer)])
             self.ln_f: nn.Module = nn.LayerNorm(config.n_embd, bias=config.bias)
         else:
-            parts = ([CausalSelfAttention(config)] if attention else []) + ([MLP(config)] if mlp else [])
+            parts = (([CausalSelfAttention(layer_config)] if attention else [])
+                     + ([MLP(layer_config)] if mlp else []))
             self.layers = nn.ModuleList(parts)
             self.ln_f = nn.Identity()
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.wte.weight = self.lm_head.weight            # tied, as in MiniGPT
+        if tie_head:
+            self.wte.weight = self.lm_head.weight        # tied, as in MiniGPT
         self.apply(MiniGPT._init_weights)                # N(0, 0.02), zero biases
+        if residual_norm:                                # and GPT-2's residual-projection init
+            residual_std = 0.02 / (2 * config.n_layer) ** 0.5
+            for name, param in self.named_parameters():
+                if name.endswith("c_proj.weight"):
+                    nn.init.normal_(param, mean=0.0, std=residual_std)
 
     @property
     def device(self) -> torch.device:
@@ -67,11 +95,18 @@ class RungModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None):
+        T = idx.size(1)
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of {T} tokens exceeds block_size={self.config.block_size}; "
+                             f"crop the input to its last {self.config.block_size} tokens.")
         x = self.wte(idx)                                           # (B, T, C)
         if self.wpe is not None:
-            x = x + self.wpe.weight[:idx.size(1)]
+            x = x + self.wpe.weight[:T]
+        elif self.pos_table is not None:
+            x = x + self.pos_table[:T]
+        rope = (self.rope_cos[:T], self.rope_sin[:T]) if self.rope_cos is not None else None
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x) if isinstance(layer, MLP) else layer(x, rope)
         logits = self.lm_head(self.ln_f(x))                         # (B, T, V)
         loss = None
         if targets is not None:
@@ -90,11 +125,18 @@ class Rung:
 RUNGS = ("bigram", "one head", "multi-head", "+ MLP", "+ LayerNorm/residuals", "full model")
 
 
-def build_rung(name: str, config: GPTConfig, full_layers: int = 4) -> nn.Module:
-    """The model for one rung; `config` gives the width, heads and context of all of them."""
+def build_rung(name: str, config: GPTConfig, full_layers: Optional[int] = None) -> nn.Module:
+    """The model for one rung; `config` gives the width, heads, context and positions of all.
+
+    Rungs 1-5 have one layer; the full model has `full_layers` blocks, by default
+    `config.n_layer` (so `replace(config, n_layer=6)` gives a 6-block full model).
+    The bigram rung's head is untied: tied, its logits e_a . e_b would be symmetric
+    (a -> b scored like b -> a), which caps a bigram far above the counted one.
+    """
     one = replace(config, n_layer=1)
     if name == "bigram":
-        return RungModel(one, positions=False, attention=False, mlp=False, residual_norm=False)
+        return RungModel(one, positions=False, attention=False, mlp=False, residual_norm=False,
+                         tie_head=False)
     if name == "one head":
         return RungModel(replace(one, n_head=1, n_kv_head=1), mlp=False, residual_norm=False)
     if name == "multi-head":
@@ -104,22 +146,25 @@ def build_rung(name: str, config: GPTConfig, full_layers: int = 4) -> nn.Module:
     if name == "+ LayerNorm/residuals":
         return RungModel(one)
     if name == "full model":
-        return MiniGPT(replace(config, n_layer=full_layers))
+        return MiniGPT(config if full_layers is None else replace(config, n_layer=full_layers))
     raise ValueError(f"unknown rung {name!r}; choose one of {RUNGS}.")
 
 
 @torch.no_grad()
 def sample(model: nn.Module, data: TextData, length: int = 120, prompt: str = "\n",
            temperature: float = 0.8, seed: int = 0) -> str:
-    """Sample `length` characters with a seeded generator (works for any rung)."""
-    model.eval()
+    """Sample `length` characters with a seeded generator (works for any rung).
+
+    The model runs in eval mode and gets its previous mode back afterwards.
+    """
     generator = torch.Generator().manual_seed(seed)
     idx = torch.tensor([data.tokenizer.encode(prompt)], device=model.device)
-    for _ in range(length):
-        logits, _ = model(idx[:, -model.config.block_size:])
-        probs = next_token_probs(logits[0, -1].cpu(), temperature)
-        next_id = torch.multinomial(probs, 1, generator=generator)
-        idx = torch.cat((idx, next_id.to(idx.device)[None]), dim=1)
+    with eval_mode(model):
+        for _ in range(length):
+            logits, _ = model(idx[:, -model.config.block_size:])
+            probs = next_token_probs(logits[0, -1].cpu(), temperature)
+            next_id = torch.multinomial(probs, 1, generator=generator)
+            idx = torch.cat((idx, next_id.to(idx.device)[None]), dim=1)
     return data.tokenizer.decode(idx[0, len(prompt):].cpu())
 
 
@@ -133,12 +178,13 @@ def default_settings(vocab_size: int) -> tuple[GPTConfig, TrainConfig]:
 
 
 def run_ladder(data: TextData, config: Optional[GPTConfig] = None,
-               train_config: Optional[TrainConfig] = None, rungs=RUNGS, full_layers: int = 4,
+               train_config: Optional[TrainConfig] = None, rungs=RUNGS, full_layers: Optional[int] = None,
                sample_length: int = 120, seed: int = 1337, val_tokens: Optional[int] = None) -> list[Rung]:
     """Train every rung with the same budget; return (name, params, val loss, sample) per rung.
 
     The validation loss is `evaluate` over the whole validation split (or its first
-    `val_tokens` tokens), so rungs are compared on exactly the same text.
+    `val_tokens` tokens), so rungs are compared on exactly the same text. The full model
+    has `full_layers` blocks, by default `config.n_layer`.
     """
     default_model, default_train = default_settings(data.tokenizer.vocab_size)
     config = config or default_model

@@ -1,5 +1,7 @@
 """The loss ladder: each rung builds, trains through minigpt.train, and reports its numbers."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -25,13 +27,16 @@ def test_rungs_have_the_right_parts(data):
     config, _ = tiny_configs(data.tokenizer.vocab_size)
     bigram = build_rung("bigram", config)
     assert bigram.wpe is None and len(bigram.layers) == 0
-    assert bigram.wte.weight is bigram.lm_head.weight
+    assert bigram.wte.weight is not bigram.lm_head.weight          # untied: a bigram is not symmetric
+    one_head = build_rung("one head", config)
+    assert one_head.wte.weight is one_head.lm_head.weight          # the GPT rungs tie, as MiniGPT
     assert build_rung("one head", config).layers[0].n_head == 1
     assert build_rung("multi-head", config).layers[0].n_head == 2
     assert isinstance(build_rung("+ MLP", config).layers[1], minigpt.MLP)
     assert isinstance(build_rung("+ LayerNorm/residuals", config).layers[0], minigpt.Block)
     full = build_rung("full model", config, full_layers=3)
     assert isinstance(full, minigpt.MiniGPT) and full.config.n_layer == 3
+    assert build_rung("full model", config).config.n_layer == config.n_layer == 2
     sizes = [sum(p.numel() for p in build_rung(n, config).parameters()) for n in RUNGS]
     assert sizes == sorted(sizes)                  # every rung adds parameters
     with pytest.raises(ValueError, match="unknown rung"):
@@ -40,9 +45,12 @@ def test_rungs_have_the_right_parts(data):
         RungModel(config, mlp=False, residual_norm=True)
 
 
-def test_one_block_rung_matches_minigpt(data):
-    """Rung 5 with n_layer blocks is exactly MiniGPT's computation (same weights)."""
+@pytest.mark.parametrize("pos_encoding", ["learned", "sinusoidal", "rope"])
+def test_one_block_rung_matches_minigpt(data, pos_encoding):
+    """Rung 5 with n_layer blocks is exactly MiniGPT's computation (same weights), whatever
+    the position encoding: a learned table, the sinusoidal table, or RoPE inside attention."""
     config, _ = tiny_configs(data.tokenizer.vocab_size)
+    config = replace(config, pos_encoding=pos_encoding)
     rung = RungModel(config).eval()
     gpt = minigpt.MiniGPT(config).eval()
     state = {k.replace("blocks.", "layers."): v for k, v in gpt.state_dict().items()}
@@ -71,3 +79,63 @@ def test_sample_is_seeded(data):
     torch.manual_seed(0)
     model = build_rung("multi-head", config)
     assert sample(model, data, 30, seed=3) == sample(model, data, 30, seed=3)
+
+
+@pytest.mark.parametrize("pos_encoding", ["sinusoidal", "rope"])
+def test_ladder_runs_with_fixed_positions(data, pos_encoding):
+    config, training = tiny_configs(data.tokenizer.vocab_size)
+    config = replace(config, pos_encoding=pos_encoding)
+    rung = build_rung("one head", config)
+    assert rung.wpe is None                                    # no learned table sneaks in
+    assert (rung.pos_table is not None) == (pos_encoding == "sinusoidal")
+    assert (rung.rope_cos is not None) == (pos_encoding == "rope")
+    table = run_ladder(data, config, training, rungs=("bigram", "one head", "full model"),
+                       sample_length=5, val_tokens=300)
+    assert [r.name for r in table] == ["bigram", "one head", "full model"]
+    assert all(0 < r.val_loss < 5.0 for r in table)
+
+
+def test_positions_change_the_output(data):
+    """Each encoding really is used: shuffling two earlier tokens changes a later logit only
+    when the model knows positions."""
+    config, _ = tiny_configs(data.tokenizer.vocab_size)
+    idx = torch.tensor([[1, 2, 3, 4]])
+    swapped = torch.tensor([[2, 1, 3, 4]])
+
+    def rung_with_large_weights(**kwargs):
+        torch.manual_seed(0)
+        rung = RungModel(mlp=False, residual_norm=False, **kwargs)
+        with torch.no_grad():                   # init weights are tiny; make differences visible
+            for p in rung.parameters():
+                p.mul_(30)
+        return rung
+
+    for pos_encoding in ("learned", "sinusoidal", "rope"):
+        rung = rung_with_large_weights(config=replace(config, pos_encoding=pos_encoding))
+        a, b = rung(idx)[0][0, -1], rung(swapped)[0][0, -1]
+        assert (a - b).abs().max() > 1e-3 * a.abs().max(), pos_encoding
+    blind = rung_with_large_weights(config=replace(config, pos_encoding="rope"), positions=False)
+    torch.testing.assert_close(blind(idx)[0][0, -1], blind(swapped)[0][0, -1])
+
+
+def test_rope_needs_attention():
+    config = minigpt.GPTConfig(vocab_size=10, block_size=8, n_embd=8, n_head=2, n_layer=1,
+                               pos_encoding="rope")
+    with pytest.raises(ValueError, match="rope.*need attention on"):
+        RungModel(config, attention=False, mlp=True, residual_norm=False)
+
+
+def test_sample_restores_the_training_mode(data):
+    config, _ = tiny_configs(data.tokenizer.vocab_size)
+    model = build_rung("+ MLP", config).train()
+    sample(model, data, 5)
+    assert model.training
+    model.eval()
+    sample(model, data, 5)
+    assert not model.training
+
+
+def test_rung_rejects_too_long_input(data):
+    config, _ = tiny_configs(data.tokenizer.vocab_size)
+    with pytest.raises(ValueError, match="exceeds block_size=16; crop"):
+        build_rung("bigram", config)(torch.zeros(1, 17, dtype=torch.long))
