@@ -58,7 +58,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
 
 bench: $(STAMP)
-	$(BIN)/python -m minigpt bench
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf _build

@@ -9,5 +9,5 @@ python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/cuda
 python3 bench/cuda_checks.py 2>&1 | tee -a "$OUT/cuda_checks.log"
 python3 -m minigpt train --preset pretrained --out /tmp/pretrained --no-progress 2>&1 | tee "$OUT/pretrained.log"
 python3 -m minigpt export /tmp/pretrained "$OUT/shakespeare_char" --fp16
-python3 -m minigpt bench peak train generate flash --json "$OUT/bench_gpu.json" 2>&1 | tee "$OUT/bench_gpu.log"
+python3 -m bench peak train generate flash --json "$OUT/bench_gpu.json" 2>&1 | tee "$OUT/bench_gpu.log"
 python3 -m minigpt train --preset gpu --out /tmp/gpu --no-progress 2>&1 | tee "$OUT/gpu_preset.log"

@@ -199,7 +199,19 @@ def _cmd_sample(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from .bench import run_benchmarks
+    # The benchmarks live in the repository's bench/ folder, not in the installed package;
+    # a checkout (or an editable install of one) has it next to minigpt/.
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "bench" / "harness.py").is_file():
+        sys.path.insert(0, str(checkout))
+    try:
+        from bench.harness import run_benchmarks
+    except ModuleNotFoundError as err:
+        if err.name not in ("bench", "bench.harness"):
+            raise
+        print("error: the benchmarks are not part of the installed package; run `python -m bench` "
+              "from the root of a checkout of the minigpt repository.", file=sys.stderr)
+        return 2
     run_benchmarks(args.what, device=args.device, threads=args.threads, json_path=args.json)
     return 0
 

@@ -1,9 +1,20 @@
-"""Benchmark helpers that the reported numbers depend on (the benchmarks themselves are not tests)."""
+"""The benchmark harness (bench/, outside the package): the helpers its reported numbers
+depend on, and its child processes (the benchmarks themselves are not tests)."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 import torch
 
+from bench.child import main as child_main
+from bench.mfu import step_matmuls, train_flops_per_token
+from bench.seed_model import SeedGPT, seed_copy_of
 from minigpt import GPTConfig, MiniGPT
-from minigpt.bench import step_matmuls, train_flops_per_token
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_flops_per_token_counts_6n_plus_causal_attention():
@@ -23,3 +34,49 @@ def test_step_matmuls_runs_every_shape_of_a_step(monkeypatch):
                             (calls.__setitem__(_as, calls[_as] + 1), _real(*a, **k))[1])
     step_matmuls(config, batch_size=3, device=torch.device("cpu"))()
     assert calls == {"mm": 3 * (4 * 2 + 1), "bmm": 6 * 2}
+
+
+def test_seed_copy_computes_what_minigpt_computes():
+    """The reference side of every benchmark is the same function with the seed's code."""
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=11, block_size=16, n_embd=32, n_head=4, n_layer=2, dropout=0.0)
+    ours = MiniGPT(config).eval()
+    seed = seed_copy_of(ours).eval()
+    assert isinstance(seed, SeedGPT)
+    x = torch.randint(0, 11, (2, 16))
+    torch.testing.assert_close(seed(x)[0], ours(x)[0], rtol=1e-5, atol=1e-5)
+    prompt = x[:, :3]
+    assert torch.equal(seed.generate(prompt, 20, temperature=0),
+                       ours.generate(prompt, 20, temperature=0, use_cache=False))
+
+
+def test_train_child_prints_step_times_as_json(capsys):
+    """`python -m bench.child train` in-process with one step: the JSON the harness reads."""
+    child_main(["train", "seed", "--steps", "1", "--batch-size", "1", "--device", "cpu"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(result["step_s"]) == 1 and result["step_s"][0] > 0
+    assert result["matmuls_only_s"] == [] and result["peak"] > 0
+
+
+@pytest.mark.parametrize("command", [["-m", "bench", "--help"], ["-m", "minigpt", "bench", "--help"]])
+def test_bench_entry_points_start_from_the_repository_root(command):
+    proc = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "attention" in proc.stdout
+
+
+def test_bench_rejects_an_unknown_benchmark_in_one_line():
+    proc = subprocess.run([sys.executable, "-m", "bench", "trian"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: unknown benchmark(s) trian; choose from peak, train, attention, generate, flash, quick."
+
+
+def test_no_chapter_or_package_module_imports_the_benchmarks():
+    """The book's import path stays free of the harness (issue 8: one idea, one room)."""
+    offenders = []
+    for path in [*(REPO / "minigpt").rglob("*.py"), *(REPO / "notebooks").glob("*.ipynb")]:
+        text = path.read_text(encoding="utf-8")
+        if "minigpt.bench" in text or "from bench" in text or "import bench" in text:
+            offenders.append(path.relative_to(REPO).as_posix())
+    assert offenders == ["minigpt/cli.py"], offenders       # cli.py only delegates `bench` to a checkout
