@@ -1,0 +1,193 @@
+"""Write a trained MiniGPT as one static `.js` asset that the book's pages run in the browser.
+
+The asset is a script that registers the model in `window.MINIGPT_WEB_MODELS[name]`: config,
+vocabulary, a short description (which model, its validation loss) and every tensor as
+base64 bytes. A `<script src>` tag loads it, which works from `file://` (where `fetch` is
+blocked), so the built book runs offline from a folder.
+
+Quantisation: `"int8"` stores each weight matrix row as int8 with one float32 scale per row
+(`weight = q * scale`, `scale = max|row| / 127`): a quarter of the float32 size, so the
+shipped model's asset stays well under the repository's 10 MB file limit. Vectors (biases,
+LayerNorm) stay float32. `load_web_model` rebuilds the *quantised* model in PyTorch, the
+reference the page's numbers are tested against; `"float16"` and `"float32"` are the
+alternatives when size does not matter.
+
+    python -m minigpt.web.export --out path/to/model.js [--checkpoint DIR] [--quantize int8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from ..config import GPTConfig
+from ..data import CharTokenizer
+from ..model import MiniGPT
+
+QUANTIZE = ("int8", "float16", "float32")
+STATIC_DIR = Path(__file__).resolve().parent / "static" / "minigpt-web"
+DEFAULT_MODEL = "shakespeare_char"
+# minigpt.evaluate over the whole validation split on a CPU (bench/web_speed.py --quality):
+# float32 model 1.47867, its int8 copy 1.47884 nats/char.
+PRETRAINED_INT8_VAL_LOSS = 1.4788
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_PREFIX = "(globalThis.MINIGPT_WEB_MODELS = globalThis.MINIGPT_WEB_MODELS || {})"
+
+
+def asset_path(name: str = DEFAULT_MODEL) -> Path:
+    """Where the package keeps the asset of a named model (the shipped one by default)."""
+    return STATIC_DIR / f"{name}.js"
+
+
+def _b64(tensor: torch.Tensor) -> str:
+    return base64.b64encode(tensor.contiguous().numpy().tobytes()).decode("ascii")
+
+
+def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, K) float weight -> (int8 (R, K), float32 scales (R,)), one scale per row."""
+    weight = weight.detach().float().cpu()
+    scale = weight.abs().amax(dim=1) / 127.0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))       # an all-zero row stays 0
+    q = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q, scale
+
+
+def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """The float32 weights the page computes with: q * scale, rounded to float32 once."""
+    return q.float() * scale[:, None]
+
+
+def _encode_tensor(tensor: torch.Tensor, quantize: str) -> dict:
+    tensor = tensor.detach().float().cpu()
+    entry = {"shape": list(tensor.shape)}
+    if quantize == "int8" and tensor.dim() == 2:
+        q, scale = quantize_int8(tensor)
+        entry.update(dtype="int8", data=_b64(q), scale=_b64(scale))
+    elif quantize == "float16" and tensor.dim() == 2:
+        entry.update(dtype="float16", data=_b64(tensor.half()))
+    else:                                   # vectors (biases, LayerNorm) stay exact
+        entry.update(dtype="float32", data=_b64(tensor))
+    return entry
+
+
+def export_web(model: MiniGPT, tokenizer: CharTokenizer, path: Union[str, Path],
+               name: Optional[str] = None, quantize: str = "int8",
+               info: Optional[dict] = None) -> Path:
+    """Write `model` + `tokenizer` as a browser asset at `path` (a `.js` file); return the path.
+
+    name: the key the pages look the model up by (default: the file name without `.js`).
+    info: a few facts the page shows, e.g. {"description": "...", "val_loss": 1.48}.
+    """
+    if not isinstance(model, MiniGPT):
+        raise TypeError(f"export_web expects a MiniGPT, got {type(model).__name__}.")
+    if not isinstance(tokenizer, CharTokenizer):
+        raise TypeError(f"export_web expects a CharTokenizer, got {type(tokenizer).__name__}.")
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} characters but the model's "
+                         f"vocab_size is {model.config.vocab_size}; pass the tokenizer it was trained with.")
+    if quantize not in QUANTIZE:
+        raise ValueError(f"quantize must be one of {', '.join(map(repr, QUANTIZE))}, got {quantize!r}.")
+    path = Path(path)
+    if path.suffix != ".js":
+        raise ValueError(f"the asset is a script: give a path ending in .js, got {str(path)!r}.")
+    name = name or path.stem
+    if not _NAME.match(name):
+        raise ValueError(f"name {name!r} must be 1-64 letters, digits, '_' or '-'.")
+    tensors = {}
+    for key, value in model.state_dict().items():
+        if key == "lm_head.weight":        # tied to wte.weight: stored once
+            continue
+        tensors[key] = _encode_tensor(value, quantize)
+    config = model.config.to_dict()
+    asset = {"format": "minigpt-web", "version": 1, "name": name, "quantize": quantize,
+             "config": config, "chars": "".join(tokenizer.chars),
+             "info": dict(info or {}), "tensors": tensors}
+    text = (f"/* minigpt web asset {name!r}: written by minigpt.web.export_web "
+            f"({quantize}); load it with a <script> tag. */\n"
+            f"{_PREFIX}[{json.dumps(name)}] =\n{json.dumps(asset, separators=(',', ':'))};\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def read_web_asset(path: Union[str, Path]) -> dict:
+    """The dictionary stored in an asset written by `export_web`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no web asset at {str(path)!r}; write one with minigpt.web.export_web.")
+    text = path.read_text(encoding="utf-8")
+    start, end = text.find("=\n{"), text.rstrip().rfind("};")
+    if start < 0 or end < 0 or _PREFIX not in text:
+        raise ValueError(f"{str(path)!r} is not a minigpt web asset (written by export_web).")
+    return json.loads(text[start + 2:end + 1])
+
+
+def _decode_tensor(entry: dict) -> torch.Tensor:
+    raw = bytearray(base64.b64decode(entry["data"]))
+    shape = entry["shape"]
+    if entry["dtype"] == "int8":
+        q = torch.frombuffer(raw, dtype=torch.int8).reshape(shape)
+        scale = torch.frombuffer(bytearray(base64.b64decode(entry["scale"])), dtype=torch.float32)
+        return dequantize_int8(q, scale)
+    dtype = {"float16": torch.float16, "float32": torch.float32}[entry["dtype"]]
+    return torch.frombuffer(raw, dtype=dtype).reshape(shape).float()
+
+
+def load_web_model(path: Union[str, Path]) -> tuple[MiniGPT, CharTokenizer]:
+    """(model, tokenizer) with exactly the weights the page uses, in eval mode on the CPU.
+
+    For an int8 asset this is the quantised model: the PyTorch reference for the page's logits.
+    """
+    asset = read_web_asset(path)
+    config = GPTConfig.from_dict(asset["config"])
+    model = MiniGPT(config)
+    state = {key: _decode_tensor(entry) for key, entry in asset["tensors"].items()}
+    state["lm_head.weight"] = state["wte.weight"]
+    model.load_state_dict(state)
+    model.eval()
+    return model, CharTokenizer(list(asset["chars"]))
+
+
+def export_pretrained(path: Optional[Union[str, Path]] = None, quantize: str = "int8") -> Path:
+    """Write the shipped pretrained model's asset (what the book's pages load)."""
+    from ..checkpoint import load_model
+    from ..pretrained import PRETRAINED_NAME, pretrained_info, pretrained_path
+    model, tokenizer = load_model(pretrained_path(), "cpu")
+    summary = pretrained_info().get("summary", {})
+    info = {"description": f"minigpt's shipped model '{PRETRAINED_NAME}' (tinyshakespeare, "
+                           f"{model.num_parameters():,} parameters)",
+            "val_loss": summary.get("val_loss"), "parameters": model.num_parameters()}
+    if quantize == "int8":
+        info["val_loss_quantized"] = PRETRAINED_INT8_VAL_LOSS
+    return export_web(model, tokenizer, path or asset_path(PRETRAINED_NAME), PRETRAINED_NAME,
+                      quantize, info)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="minigpt export-web",
+                                     description="Write a model as a .js asset for the book's in-page model.")
+    parser.add_argument("--out", required=True, help="the .js file to write")
+    parser.add_argument("--checkpoint", default=None,
+                        help="checkpoint folder (default: the shipped pretrained model)")
+    parser.add_argument("--name", default=None, help="the name pages look it up by (default: file stem)")
+    parser.add_argument("--quantize", default="int8", choices=QUANTIZE)
+    args = parser.parse_args(argv)
+    if args.checkpoint is None:
+        out = export_pretrained(args.out, args.quantize)
+    else:
+        from ..checkpoint import load_model
+        model, tokenizer = load_model(args.checkpoint, "cpu")
+        out = export_web(model, tokenizer, args.out, args.name, args.quantize)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,438 @@
+/* minigpt in the browser: the inference half of minigpt/model.py, in plain JavaScript.
+ *
+ * Same names and shapes as the Python. B is always 1 here, so a "(T, C)" array is a
+ * Float32Array of T * C numbers, row t at offset t * C. Sums are accumulated in JavaScript
+ * numbers (float64) and stored as float32, so the logits agree with PyTorch's float32 ones to
+ * about 1e-5 (the tests check <= 1e-4).
+ *
+ * Blocks, in the order of model.py:  [block:tokenizer] [block:weights] [block:positions]
+ * [block:layernorm] [block:linear] [block:attention] [block:mlp] [block:block]
+ * [block:model] [block:generate]. The appendix "The same GPT in JavaScript" shows each one
+ * beside its Python twin. No dependencies, no build step: load it with a <script> tag.
+ */
+(function (root) {
+  "use strict";
+  var MG = root.MiniGPTWeb = root.MiniGPTWeb || {};
+
+  // [block:tokenizer] ------------------------------------------------------------------
+  // CharTokenizer: one id per character of a fixed vocabulary (minigpt/data.py).
+  function CharTokenizer(chars) {
+    this.chars = Array.from(chars);
+    this.stoi = {};
+    for (var i = 0; i < this.chars.length; i++) { this.stoi[this.chars[i]] = i; }
+    this.vocabSize = this.chars.length;
+  }
+  // Text -> ids. An unknown character raises, naming it and its position, like Python's
+  // UnknownCharacterError. Positions count characters (code points), as Python does.
+  CharTokenizer.prototype.encode = function (text) {
+    var ids = [], chars = Array.from(text);
+    for (var position = 0; position < chars.length; position++) {
+      var ch = chars[position], id = this.stoi[ch];
+      if (id === undefined) {
+        var code = ch.codePointAt(0).toString(16).toUpperCase();
+        while (code.length < 4) { code = "0" + code; }
+        var err = new Error("character " + JSON.stringify(ch) + " (U+" + code + ") at position " +
+          position + " is not in this model's " + this.vocabSize + "-character vocabulary. " +
+          "Remove or replace it.");
+        err.position = position;
+        err.character = ch;
+        throw err;
+      }
+      ids.push(id);
+    }
+    return ids;
+  };
+  CharTokenizer.prototype.decode = function (ids) {
+    var self = this;
+    return ids.map(function (i) { return self.chars[i]; }).join("");
+  };
+  MG.CharTokenizer = CharTokenizer;
+
+  // [block:weights] --------------------------------------------------------------------
+  // The asset written by minigpt.web.export_web stores each tensor as base64 bytes:
+  // float32, float16, or int8 with one float32 scale per row (weight = q * scale[row]).
+  // Everything is expanded to float32 once, at load time.
+  function base64Bytes(text) {
+    var binary = root.atob ? root.atob(text) : Buffer.from(text, "base64").toString("binary");
+    var bytes = new Uint8Array(binary.length);
+    for (var i = 0; i < binary.length; i++) { bytes[i] = binary.charCodeAt(i); }
+    return bytes;
+  }
+  function halfToFloat(h) {                        // IEEE 754 binary16 -> number
+    var sign = h & 0x8000 ? -1 : 1, exponent = (h >> 10) & 0x1f, fraction = h & 0x3ff;
+    if (exponent === 0) { return sign * fraction * Math.pow(2, -24); }
+    if (exponent === 31) { return fraction ? NaN : sign * Infinity; }
+    return sign * (1 + fraction / 1024) * Math.pow(2, exponent - 15);
+  }
+  function decodeTensor(t) {
+    var n = t.shape.reduce(function (a, b) { return a * b; }, 1);
+    var bytes = base64Bytes(t.data), out = new Float32Array(n), i;
+    if (t.dtype === "float32") {
+      out.set(new Float32Array(bytes.buffer, 0, n));
+    } else if (t.dtype === "float16") {
+      var halves = new Uint16Array(bytes.buffer, 0, n);
+      for (i = 0; i < n; i++) { out[i] = halfToFloat(halves[i]); }
+    } else if (t.dtype === "int8") {
+      var q = new Int8Array(bytes.buffer, 0, n);
+      var scales = new Float32Array(base64Bytes(t.scale).buffer);
+      var cols = n / scales.length;
+      for (i = 0; i < n; i++) { out[i] = q[i] * scales[(i / cols) | 0]; }   // rounded to float32 once
+    } else {
+      throw new Error("unknown tensor dtype " + t.dtype + " in the model asset");
+    }
+    return out;
+  }
+
+  // [block:positions] ------------------------------------------------------------------
+  // Learned positions are a weight (wpe). The two fixed encodings are computed here with the
+  // formulas of minigpt/positions.py.
+  function sinusoidalTable(nPositions, dim) {     // (P, C): sin on even channels, cos on odd
+    var table = new Float32Array(nPositions * dim);
+    for (var pos = 0; pos < nPositions; pos++) {
+      for (var i = 0; i < dim; i += 2) {
+        var angle = pos * Math.fround(Math.exp(i * (-Math.log(10000.0) / dim)));
+        table[pos * dim + i] = Math.sin(angle);
+        if (i + 1 < dim) { table[pos * dim + i + 1] = Math.cos(angle); }
+      }
+    }
+    return table;
+  }
+  function ropeCosSin(nPositions, headDim, base) {  // each (P, D/2): angle = pos * base^(-2i/D)
+    var half = headDim / 2, cos = new Float32Array(nPositions * half), sin = new Float32Array(nPositions * half);
+    for (var pos = 0; pos < nPositions; pos++) {
+      for (var i = 0; i < half; i++) {
+        var invFreq = Math.fround(1.0 / Math.fround(Math.pow(base, (2 * i) / headDim)));
+        var angle = Math.fround(pos * invFreq);
+        cos[pos * half + i] = Math.cos(angle);
+        sin[pos * half + i] = Math.sin(angle);
+      }
+    }
+    return {cos: cos, sin: sin};
+  }
+  // RoPE with the package's *interleaved* pair convention: channels (2i, 2i+1) of one head
+  // form a pair, rotated by angle pos * theta_i (not the rotate-half pairing (i, i + D/2)).
+  function applyRope(vec, offset, headDim, pos, rope) {
+    var half = headDim / 2;
+    for (var i = 0; i < half; i++) {
+      var c = rope.cos[pos * half + i], s = rope.sin[pos * half + i];
+      var even = vec[offset + 2 * i], odd = vec[offset + 2 * i + 1];
+      vec[offset + 2 * i] = even * c - odd * s;
+      vec[offset + 2 * i + 1] = even * s + odd * c;
+    }
+  }
+
+  // [block:layernorm] ------------------------------------------------------------------
+  // nn.LayerNorm(C): per row, subtract the mean, divide by sqrt(biased variance + 1e-5),
+  // then scale and shift. x (T, C) -> out (T, C).
+  function layerNorm(x, T, C, weight, bias, out) {
+    for (var t = 0; t < T; t++) {
+      var row = t * C, mean = 0, variance = 0, i;
+      for (i = 0; i < C; i++) { mean += x[row + i]; }
+      mean /= C;
+      for (i = 0; i < C; i++) { var d = x[row + i] - mean; variance += d * d; }
+      var inv = 1 / Math.sqrt(variance / C + 1e-5);
+      for (i = 0; i < C; i++) {
+        out[row + i] = (x[row + i] - mean) * inv * weight[i] + (bias ? bias[i] : 0);
+      }
+    }
+    return out;
+  }
+
+  // [block:linear] ---------------------------------------------------------------------
+  // nn.Linear: out (T, N) = x (T, K) @ W^T + b, with W stored (N, K) like PyTorch, so each
+  // output is a dot product of two contiguous rows. The loop visits each weight row once for
+  // all T positions (the row stays in the CPU cache) and sums four products at a time, in
+  // four accumulators, which lets the JavaScript engine overlap them (K is a multiple of 4
+  // in practice; a tail loop handles the rest).
+  function linear(x, T, K, W, b, N, out) {
+    var K4 = K - (K % 4);
+    for (var n = 0; n < N; n++) {
+      var wr = n * K, bias = b ? b[n] : 0;
+      for (var t = 0; t < T; t++) {
+        var xr = t * K, s0 = 0, s1 = 0, s2 = 0, s3 = 0, k = 0;
+        for (; k < K4; k += 4) {
+          s0 += x[xr + k] * W[wr + k];
+          s1 += x[xr + k + 1] * W[wr + k + 1];
+          s2 += x[xr + k + 2] * W[wr + k + 2];
+          s3 += x[xr + k + 3] * W[wr + k + 3];
+        }
+        for (; k < K; k++) { s0 += x[xr + k] * W[wr + k]; }
+        out[t * N + n] = bias + ((s0 + s1) + (s2 + s3));
+      }
+    }
+    return out;
+  }
+
+  // [block:attention] ------------------------------------------------------------------
+  // Causal self-attention for T new positions after `cache.length` cached ones.
+  // qkv (T, C + 2 * Hkv * D) is c_attn's output: queries, then keys, then values.
+  // The new keys and values are appended to the cache (Hkv, block_size, D), so each
+  // generated token costs one row of work instead of the whole prefix.
+  // Returns y (T, C), the heads side by side; fills weights[h] (T, S) when asked.
+  function KVCache(nKvHead, maxLen, headDim) {
+    this.k = new Float32Array(nKvHead * maxLen * headDim);
+    this.v = new Float32Array(nKvHead * maxLen * headDim);
+    this.maxLen = maxLen;
+    this.length = 0;
+  }
+  MG.KVCache = KVCache;
+
+  function attention(qkv, T, cfg, cache, rope, y, weights) {
+    var H = cfg.n_head, Hkv = cfg.n_kv_head, D = cfg.n_embd / H, C = cfg.n_embd;
+    var width = C + 2 * Hkv * D, start = cache.length, S = start + T, maxLen = cache.maxLen;
+    if (S > maxLen) { throw new Error("KV cache overflow: " + S + " positions > capacity " + maxLen); }
+    var t, h, d, j;
+    if (rope) {                                     // rotate q and k by their absolute positions
+      for (t = 0; t < T; t++) {
+        for (h = 0; h < H; h++) { applyRope(qkv, t * width + h * D, D, start + t, rope); }
+        for (h = 0; h < Hkv; h++) { applyRope(qkv, t * width + C + h * D, D, start + t, rope); }
+      }
+    }
+    for (t = 0; t < T; t++) {                       // append k, v: (Hkv, S, D) layout
+      for (h = 0; h < Hkv; h++) {
+        var dst = (h * maxLen + start + t) * D, src = t * width + C + h * D;
+        for (d = 0; d < D; d++) {
+          cache.k[dst + d] = qkv[src + d];
+          cache.v[dst + d] = qkv[src + Hkv * D + d];
+        }
+      }
+    }
+    cache.length = S;
+    var scale = 1 / Math.sqrt(D), group = H / Hkv, scores = new Float64Array(S);
+    for (h = 0; h < H; h++) {
+      var kvBase = Math.floor(h / group) * maxLen * D;   // query heads share kv heads (GQA)
+      for (t = 0; t < T; t++) {
+        var q = t * width + h * D, visible = start + t + 1;   // causal: keys 0 .. start + t
+        var max = -Infinity;
+        for (j = 0; j < visible; j++) {
+          var dot = 0, kr = kvBase + j * D;
+          for (d = 0; d < D; d++) { dot += qkv[q + d] * cache.k[kr + d]; }
+          scores[j] = Math.fround(dot * scale);
+          if (scores[j] > max) { max = scores[j]; }
+        }
+        var total = 0;
+        for (j = 0; j < visible; j++) { scores[j] = Math.exp(scores[j] - max); total += scores[j]; }
+        var out = t * C + h * D;
+        var acc = new Float64Array(D);
+        for (j = 0; j < visible; j++) {
+          var w = scores[j] / total, vr = kvBase + j * D;       // softmax weight of key j
+          if (weights) { weights[h][t * S + j] = w; }
+          for (d = 0; d < D; d++) { acc[d] += w * cache.v[vr + d]; }
+        }
+        for (d = 0; d < D; d++) { y[out + d] = acc[d]; }
+      }
+    }
+    return y;
+  }
+
+  // [block:mlp] ------------------------------------------------------------------------
+  // MLP: C -> 4C -> GELU -> C. GELU is the exact one, x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)),
+  // as nn.GELU() computes it. JavaScript has no Math.erf: this is the classic Chebyshev fit
+  // of erfc (Numerical Recipes' erfcc), fractional error below 1.2e-7 everywhere, about the
+  // rounding error of float32 itself, at the cost of one exp.
+  function erf(x) {
+    var z = Math.abs(x), t = 1 / (1 + 0.5 * z);
+    var erfc = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+      t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
+      t * (-0.82215223 + t * 0.17087277)))))))));
+    return x >= 0 ? 1 - erfc : erfc - 1;
+  }
+  function gelu(v) { return 0.5 * v * (1 + erf(v / Math.SQRT2)); }
+
+  function mlp(x, T, C, p, hidden, out) {
+    linear(x, T, C, p.c_fc_w, p.c_fc_b, 4 * C, hidden);             // (T, 4C)
+    for (var i = 0; i < T * 4 * C; i++) { hidden[i] = gelu(hidden[i]); }
+    return linear(hidden, T, 4 * C, p.c_proj_w, p.c_proj_b, C, out); // (T, C)
+  }
+
+  // [block:block] ----------------------------------------------------------------------
+  // One Transformer block. Pre-LN (default): x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)).
+  // Post-LN: x = ln_1(x + attn(x)); x = ln_2(x + mlp(x)).
+  function block(x, T, cfg, p, cache, rope, weights) {
+    var C = cfg.n_embd, D = C / cfg.n_head, width = C + 2 * cfg.n_kv_head * D, i;
+    var h = new Float32Array(T * C), qkv = new Float32Array(T * width);
+    var y = new Float32Array(T * C), out = new Float32Array(T * C), hidden = new Float32Array(T * 4 * C);
+    var pre = cfg.norm !== "post";
+    var input = pre ? layerNorm(x, T, C, p.ln_1_w, p.ln_1_b, h) : x;
+    linear(input, T, C, p.c_attn_w, p.c_attn_b, width, qkv);
+    attention(qkv, T, cfg, cache, rope, y, weights);
+    linear(y, T, C, p.attn_proj_w, p.attn_proj_b, C, out);           // attn.c_proj mixes heads
+    for (i = 0; i < T * C; i++) { x[i] += out[i]; }
+    if (!pre) { layerNorm(x, T, C, p.ln_1_w, p.ln_1_b, x); }
+    input = pre ? layerNorm(x, T, C, p.ln_2_w, p.ln_2_b, h) : x;
+    mlp(input, T, C, p, hidden, out);
+    for (i = 0; i < T * C; i++) { x[i] += out[i]; }
+    if (!pre) { layerNorm(x, T, C, p.ln_2_w, p.ln_2_b, x); }
+    return x;
+  }
+
+  // [block:model] ----------------------------------------------------------------------
+  // MiniGPT: token embedding (+ positions), the blocks, ln_f, and the tied head
+  // (logits = ln_f(x) @ wte^T: the input embedding matrix, reused as the output layer).
+  function Model(asset) {
+    if (!asset || asset.format !== "minigpt-web") {
+      throw new Error("not a minigpt web asset: write one with minigpt.web.export_web");
+    }
+    var cfg = this.config = asset.config;
+    this.name = asset.name;
+    this.quantize = asset.quantize;
+    this.info = asset.info || {};
+    this.tokenizer = new CharTokenizer(asset.chars);
+    var w = {}, name;
+    for (name in asset.tensors) { w[name] = decodeTensor(asset.tensors[name]); }
+    this.wte = w["wte.weight"];                       // (V, C), also the LM head
+    this.wpe = w["wpe.weight"] || null;               // (block_size, C) for learned positions
+    this.posTable = cfg.pos_encoding === "sinusoidal" ? sinusoidalTable(cfg.block_size, cfg.n_embd) : null;
+    this.rope = cfg.pos_encoding === "rope" ? ropeCosSin(cfg.block_size, cfg.n_embd / cfg.n_head, 10000.0) : null;
+    this.blocks = [];
+    for (var l = 0; l < cfg.n_layer; l++) {
+      var pre = "blocks." + l + ".";
+      this.blocks.push({
+        ln_1_w: w[pre + "ln_1.weight"], ln_1_b: w[pre + "ln_1.bias"] || null,
+        c_attn_w: w[pre + "attn.c_attn.weight"], c_attn_b: w[pre + "attn.c_attn.bias"] || null,
+        attn_proj_w: w[pre + "attn.c_proj.weight"], attn_proj_b: w[pre + "attn.c_proj.bias"] || null,
+        ln_2_w: w[pre + "ln_2.weight"], ln_2_b: w[pre + "ln_2.bias"] || null,
+        c_fc_w: w[pre + "mlp.c_fc.weight"], c_fc_b: w[pre + "mlp.c_fc.bias"] || null,
+        c_proj_w: w[pre + "mlp.c_proj.weight"], c_proj_b: w[pre + "mlp.c_proj.bias"] || null
+      });
+    }
+    this.ln_f_w = w["ln_f.weight"];
+    this.ln_f_b = w["ln_f.bias"] || null;
+  }
+
+  Model.prototype.newCaches = function () {
+    var cfg = this.config, D = cfg.n_embd / cfg.n_head, caches = [];
+    for (var l = 0; l < cfg.n_layer; l++) { caches.push(new KVCache(cfg.n_kv_head, cfg.block_size, D)); }
+    return caches;
+  };
+
+  // ids (T,) new tokens -> final hidden states (T, C) before ln_f; the caches hold earlier
+  // positions. With weights = [] it also collects every layer's (H, T, S) attention.
+  Model.prototype.hidden = function (ids, caches, weights) {
+    var cfg = this.config, C = cfg.n_embd, T = ids.length, start = caches[0].length;
+    if (T === 0) { throw new Error("no tokens: give at least one character"); }
+    if (start + T > cfg.block_size) {
+      throw new Error("sequence of " + (start + T) + " tokens exceeds block_size=" + cfg.block_size +
+                      "; crop the input to its last " + cfg.block_size + " tokens");
+    }
+    var x = new Float32Array(T * C), t, i;
+    for (t = 0; t < T; t++) {
+      var tok = ids[t] * C, pos = (start + t) * C;
+      for (i = 0; i < C; i++) {
+        var p = this.wpe ? this.wpe[pos + i] : this.posTable ? this.posTable[pos + i] : 0;
+        x[t * C + i] = this.wte[tok + i] + p;
+      }
+    }
+    for (var l = 0; l < cfg.n_layer; l++) {
+      var layerWeights = null;
+      if (weights) {
+        layerWeights = [];
+        for (var h = 0; h < cfg.n_head; h++) { layerWeights.push(new Float32Array(T * (start + T))); }
+        weights.push(layerWeights);
+      }
+      block(x, T, cfg, this.blocks[l], caches[l], this.rope, layerWeights);
+    }
+    return x;
+  };
+
+  // Hidden rows (T, C) -> logits (T, V) through ln_f and the tied head.
+  Model.prototype.head = function (x, T) {
+    var C = this.config.n_embd, V = this.config.vocab_size;
+    var normed = layerNorm(x, T, C, this.ln_f_w, this.ln_f_b, new Float32Array(T * C));
+    return linear(normed, T, C, this.wte, null, V, new Float32Array(T * V));
+  };
+
+  // forward(idx) without targets: logits (T, V) for every position, like model(idx)[0][0].
+  Model.prototype.forward = function (ids) {
+    return this.head(this.hidden(ids, this.newCaches()), ids.length);
+  };
+
+  // Attention weights of every layer and head, like MiniGPT.attention_maps(idx)[:, 0]:
+  // maps[layer][head] is a (T, T) Float32Array, row = query, column = key.
+  Model.prototype.attentionMaps = function (ids) {
+    var weights = [];
+    this.hidden(ids, this.newCaches(), weights);
+    return weights;
+  };
+
+  // Logits (V,) for the token after the last of `ids` (only the last row goes through the head).
+  Model.prototype.nextLogits = function (ids, caches) {
+    var C = this.config.n_embd, x = this.hidden(ids, caches);
+    return this.head(x.subarray((ids.length - 1) * C), 1);
+  };
+
+  // [block:generate] -------------------------------------------------------------------
+  // A generator that yields one token per call of .step(), as MiniGPT.generate does:
+  // prefill the prompt into the KV caches, then feed one new token per step. Past
+  // block_size the window slides and every step recomputes it (cached keys would be stale),
+  // exactly as the Python does. `choose(logits)` returns the next id (greedy, or a sampler
+  // from sampling.js).
+  Model.prototype.generator = function (promptIds, choose) {
+    var self = this, ids = promptIds.slice(), caches = null, blockSize = this.config.block_size;
+    if (ids.length === 0) { throw new Error("the prompt is empty: give at least one character"); }
+    return {
+      ids: ids,
+      step: function () {
+        var logits;
+        if (ids.length <= blockSize) {
+          if (caches === null) { caches = self.newCaches(); logits = self.nextLogits(ids, caches); }
+          else { logits = self.nextLogits(ids.slice(-1), caches); }
+        } else {
+          logits = self.nextLogits(ids.slice(-blockSize), self.newCaches());
+        }
+        var id = choose(logits);
+        ids.push(id);
+        return {id: id, logits: logits};
+      }
+    };
+  };
+
+  MG.argmax = function (values) {                   // first index of the largest value, like torch
+    var best = 0;
+    for (var i = 1; i < values.length; i++) { if (values[i] > values[best]) { best = i; } }
+    return best;
+  };
+
+  // Greedy decoding, like model.generate(idx, n, temperature=0): returns the new ids.
+  Model.prototype.greedy = function (promptIds, maxNewTokens) {
+    var gen = this.generator(promptIds, MG.argmax), out = [];
+    for (var i = 0; i < maxNewTokens; i++) { out.push(gen.step().id); }
+    return out;
+  };
+
+  MG.Model = Model;
+  MG.erf = erf;
+  MG.layerNorm = layerNorm;
+
+  // Asset loading. An asset is a .js file that registers itself in MINIGPT_WEB_MODELS, so it
+  // loads with a <script> tag (which works from file://, where fetch() does not). Several
+  // widgets on one page share one download and one decoded model.
+  var models = {}, waiting = {};
+  MG.loadModel = function (name) {
+    if (!models[name]) {
+      var registry = root.MINIGPT_WEB_MODELS || {};
+      if (!registry[name]) { throw new Error("model asset " + name + " is not loaded"); }
+      models[name] = new Model(registry[name]);
+    }
+    return models[name];
+  };
+  // whenModel(src, name, callback(err, model)): add <script src> once, call back when ready.
+  MG.whenModel = function (src, name, callback) {
+    var registry = root.MINIGPT_WEB_MODELS || {};
+    if (registry[name]) { callback(null, MG.loadModel(name)); return; }
+    if (waiting[src]) { waiting[src].push(callback); return; }
+    waiting[src] = [callback];
+    var script = root.document.createElement("script");
+    script.src = src;
+    script.onload = function () {
+      var result = null, error = null;
+      try { result = MG.loadModel(name); } catch (e) { error = e; }
+      waiting[src].forEach(function (cb) { cb(error, result); });
+    };
+    script.onerror = function () {
+      var error = new Error("could not load the model file " + src);
+      waiting[src].forEach(function (cb) { cb(error, null); });
+    };
+    root.document.head.appendChild(script);
+  };
+})(typeof globalThis !== "undefined" ? globalThis : this);
