@@ -102,6 +102,6 @@ def test_grading_mode_raises_on_anything_but_a_pass(monkeypatch):
         ex.check_causal_attention(ex.CAUSAL_ATTENTION.mistakes[0].solution)
     with pytest.raises(ExerciseFailed):
         ex.check_answer("q", 4, 8, "because")
-    assert ex.check_causal_attention(ex.CAUSAL_ATTENTION.reference)     # a pass never raises
+    assert ex.check_causal_attention(ex.CAUSAL_ATTENTION.reference) is None  # a pass never raises
     monkeypatch.setenv("MINIGPT_GRADING", "0")
     assert not ex.check_causal_attention(unsolved)                      # answers again

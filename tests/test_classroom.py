@@ -1,0 +1,89 @@
+"""The classroom edition, end to end with nbgrader, on a small chapter made for the test:
+solutions become `raise NotImplementedError()`, the student edition runs to the end with
+every exercise "not implemented yet", the full edition gets full marks, and an unsolved or
+wrong submission gets none. `make classroom` does the same on the real chapters."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("classroom", ROOT / "tools" / "classroom.py")
+classroom = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(classroom)
+
+SOLVED = '''def my_attention(q, k, v):
+    """Causal scaled dot-product attention: (B, H, T, D) -> (B, H, T, D)."""
+    ### BEGIN SOLUTION
+    return minigpt.manual_attention(q, k, v)
+    ### END SOLUTION'''
+WRONG = '''def my_attention(q, k, v):
+    """Causal scaled dot-product attention: (B, H, T, D) -> (B, H, T, D)."""
+    return torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v'''
+
+
+def write_chapter(folder: Path, solution: str) -> Path:
+    nbformat = pytest.importorskip("nbformat")
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("# 03 A test chapter"),
+        nbformat.v4.new_code_cell("import minigpt\nimport torch"),
+        nbformat.v4.new_code_cell(solution),
+        nbformat.v4.new_code_cell("minigpt.exercises.check_causal_attention(my_attention)"),
+        nbformat.v4.new_code_cell("print('the rest of the chapter still runs')"),
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "03_test.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_real_chapters_carry_nbgrader_metadata():
+    classroom.set_folders(ROOT / "notebooks", ROOT / "_classroom")
+    assert classroom.tag(check_only=True) == 0, "run: python tools/classroom.py tag"
+
+
+def test_tag_marks_solution_and_check_cells(tmp_path):
+    path = write_chapter(tmp_path / "nb", SOLVED)
+    classroom.set_folders(tmp_path / "nb", tmp_path / "course")
+    assert classroom.tag(check_only=True) == 1               # untagged: reported
+    assert classroom.tag(check_only=False) == 0
+    assert classroom.tag(check_only=True) == 0               # idempotent
+    cells = json.loads(path.read_text())["cells"]
+    assert cells[2]["metadata"]["nbgrader"]["solution"] is True
+    assert cells[2]["metadata"]["nbgrader"]["grade_id"] == "03_test-my_attention"
+    assert cells[3]["metadata"]["nbgrader"] == {
+        "grade": True, "solution": False, "locked": True, "points": 1,
+        "grade_id": "03_test-check_causal_attention", "schema_version": 3}
+
+
+def test_student_edition_and_autograde(tmp_path):
+    pytest.importorskip("nbgrader", reason="the classroom extra: pip install -e '.[classroom]'")
+    write_chapter(tmp_path / "nb", SOLVED)
+    classroom.set_folders(tmp_path / "nb", tmp_path / "course")
+    classroom.tag(check_only=False)
+
+    assert classroom.student(run=True) == 0                  # runs to the end, exercise open
+    released = json.loads((tmp_path / "course/release/03_test/03_test.ipynb").read_text())
+    code = "".join(released["cells"][2]["source"])
+    assert "raise NotImplementedError()" in code and "manual_attention" not in code
+
+    assert classroom.autograde() == 0                        # the full edition: full marks
+
+    unsolved = tmp_path / "unsolved"
+    unsolved.mkdir()
+    shutil.copy2(tmp_path / "course/release/03_test/03_test.ipynb", unsolved)
+    assert classroom.autograde("unsolved-student", unsolved) == 1
+
+    wrong_folder = tmp_path / "wrong"
+    wrong = json.loads((tmp_path / "nb/03_test.ipynb").read_text())
+    wrong["cells"][2]["source"] = WRONG
+    wrong_folder.mkdir()
+    (wrong_folder / "03_test.ipynb").write_text(json.dumps(wrong))
+    assert classroom.autograde("wrong-student", wrong_folder) == 1
