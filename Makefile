@@ -1,6 +1,9 @@
 # make book  - set up .venv, build the HTML book into _build/html
 # make test  - set up .venv, run unit tests, the notebooks (nbval), the book build and a browser check
-# make lab   - open the chapters in JupyterLab (widgets recompute live)
+# make lab   - open the chapters in JupyterLab (widgets recompute live); as root (containers)
+#              it adds --allow-root --no-browser; LAB_IP=0.0.0.0 listens on every address
+# make test-oldest-torch - the unit tests on the oldest supported torch, in a throw-away venv
+# make test-install - the chapters' first cell installs minigpt from git into a fresh venv, offline
 
 PYTHON ?= python3
 VENV   := .venv
@@ -13,7 +16,7 @@ TORCH_CPU   ?= torch==2.13.0
 TORCH_INDEX ?=
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: install book test unit notebooks html browser lab bench clean
+.PHONY: install book test unit notebooks html browser lab bench clean test-oldest-torch test-install
 
 install: $(STAMP)
 
@@ -54,11 +57,36 @@ browser: html
 
 test: unit notebooks browser
 
+# JupyterLab prints the URL with its token when it starts. Jupyter refuses to run as root
+# without --allow-root, and a container has no browser to open. LAB_IP=0.0.0.0 makes it listen
+# on every address (what `docker run -p 8888:8888` can publish); LAB_PORT picks the port.
+LAB_IP   ?=
+LAB_PORT ?=
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab notebooks $(if $(LAB_IP),--ip=$(LAB_IP)) $(if $(LAB_PORT),--port=$(LAB_PORT)) \
+	  $(if $(filter 0,$(shell id -u)),--allow-root --no-browser)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The chapters' install path, offline: a fresh venv that already has a torch, the first cell
+# installing minigpt from this repository's committed HEAD, torch untouched, chapter 1 run.
+test-install: $(STAMP)
+	$(BIN)/python tools/check_install.py
+
+# The oldest torch that pyproject.toml allows, with the unit tests, in a throw-away venv. Not
+# part of `make test`: PyPI's Linux wheel of it is the CUDA build (torch 2.5.1: a 906 MB wheel
+# plus the NVIDIA libraries it needs to import), which runs on a CPU too.
+TORCH_OLDEST ?= 2.5.1
+OLDEST_VENV  ?= $(or $(TMPDIR),/tmp)/minigpt-oldest-torch
+test-oldest-torch:
+	rm -rf $(OLDEST_VENV) && $(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install "torch==$(TORCH_OLDEST)"
+	$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install -r requirements.txt
+	$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-deps -e .
+	$(OLDEST_VENV)/bin/python -c "import torch; v = torch.__version__.split('+')[0]; \
+	  assert v == '$(TORCH_OLDEST)', f'torch {v} instead of $(TORCH_OLDEST)'; print('torch', v)"
+	$(OLDEST_VENV)/bin/python -m pytest -q tests --ignore=tests/test_book_html.py
 
 clean:
 	rm -rf _build
