@@ -4,7 +4,7 @@
 """
 
 from .attention import CausalSelfAttention, causal_mask, flash_attention, manual_attention
-from .kv_cache import KVCache
+from .kv_cache import KVCache, kv_cache_nbytes
 from .positions import apply_rope, rope_cos_sin, sinusoidal_table
 from .checkpoint import (Checkpoint, CheckpointError, export_model, load_checkpoint, load_model,
                          save_checkpoint)
@@ -25,7 +25,7 @@ from .train import (TrainConfig, TrainingDivergedError, TrainResult, estimate_lo
 __version__ = "0.1.0"
 
 __all__ = [
-    "GPTConfig", "ConfigError", "CausalSelfAttention", "MLP", "Block", "MiniGPT", "KVCache",
+    "GPTConfig", "ConfigError", "CausalSelfAttention", "MLP", "Block", "MiniGPT", "KVCache", "kv_cache_nbytes",
     "manual_attention", "flash_attention", "causal_mask", "apply_rope", "rope_cos_sin",
     "sinusoidal_table", "CharTokenizer", "CharDataset", "TextData", "UnknownCharacterError",
     "get_batch", "load_shakespeare", "read_text_file", "next_token_probs", "TrainConfig",

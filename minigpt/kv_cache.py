@@ -39,3 +39,15 @@ class KVCache:
 
     def reset(self) -> None:
         self.length = 0
+
+
+def kv_cache_nbytes(n_layer: int, batch_size: int, n_kv_head: int, max_len: int, head_dim: int,
+                    dtype=torch.float32) -> int:
+    """Bytes of a whole model's KV cache: n_layer `KVCache`s of this shape, counted by `nbytes`.
+
+    The caches are built on PyTorch's "meta" device, which records shapes and dtypes but
+    allocates nothing, so even a 7B model's cache can be sized on a laptop. Equal to
+    2 (keys and values) * n_layer * batch_size * n_kv_head * max_len * head_dim * bytes per element.
+    """
+    one_layer = KVCache(batch_size, n_kv_head, max_len, head_dim, device="meta", dtype=dtype)
+    return n_layer * one_layer.nbytes

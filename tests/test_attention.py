@@ -292,3 +292,68 @@ def test_kv_cache_append_and_overflow():
         cache.append(torch.zeros(1, 2, 1, 4), torch.zeros(1, 2, 1, 4))
     cache.reset()
     assert cache.length == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kv_cache_nbytes_is_the_formula_and_allocates_nothing(dtype):
+    from minigpt import kv_cache_nbytes
+    cache = KVCache(3, 2, 7, 4, dtype=dtype)
+    assert cache.nbytes == 2 * 3 * 2 * 7 * 4 * cache.k.element_size()
+    assert kv_cache_nbytes(5, 3, 2, 7, 4, dtype) == 5 * cache.nbytes
+    # a 7B-sized cache (32 layers, 32 heads of 128, 4096 tokens, bf16) is sized on the meta device
+    assert kv_cache_nbytes(32, 1, 32, 4096, 128, torch.bfloat16) == 2 * 2**30
+
+
+# --------------------------------------- worked solutions of the chapter 11-13 exercises
+def test_chapter_11_to_13_worked_solutions_pass_their_checks():
+    import minigpt.exercises as ex
+    from minigpt.exercises.ch11_kv_cache import SlidingKVCache, cached_generate
+    from minigpt.exercises.ch12_gqa import grouped_query_attention, repeat_kv
+    from minigpt.exercises.ch13_flash import online_softmax_attend, tiled_attention
+    assert ex.check_sliding_cache(SlidingKVCache)
+    assert ex.check_cached_generate(cached_generate)
+    assert ex.check_repeat_kv(repeat_kv)
+    assert ex.check_grouped_attention(grouped_query_attention)
+    assert ex.check_online_softmax(online_softmax_attend)
+    assert ex.check_tiled_attention(tiled_attention)
+
+
+@pytest.mark.parametrize("n_kv_head", [1, 2, 4])
+def test_gqa_exercise_grouping_is_the_modules_grouping(n_kv_head):
+    """The chapter-12 check's grouping (repeat_kv) is the one CausalSelfAttention uses."""
+    from minigpt.exercises.ch12_gqa import grouped_query_attention
+    layer = _attn(n_kv_head=n_kv_head).eval()
+    x = torch.randn(2, 6, layer.n_head * layer.head_dim)
+    B, T, C = x.shape
+    q, k, v = layer.c_attn(x).split([C, layer.kv_width, layer.kv_width], dim=2)
+    q = q.view(B, T, layer.n_head, layer.head_dim).transpose(1, 2)
+    k, v = (t.view(B, T, n_kv_head, layer.head_dim).transpose(1, 2) for t in (k, v))
+    y = grouped_query_attention(q, k, v).transpose(1, 2).reshape(B, T, C)
+    with torch.no_grad():
+        assert_close(layer.c_proj(y), layer(x), **TOL)
+
+
+def test_sliding_cache_exercise_keeps_the_latest_positions():
+    from minigpt.exercises.ch11_kv_cache import SlidingKVCache
+    cache = SlidingKVCache(1, 1, 3, 2)
+    ks = torch.arange(10.0).view(1, 1, 5, 2)
+    k, v = cache.append(ks[:, :, :2], -ks[:, :, :2])
+    k, v = cache.append(ks[:, :, 2:], -ks[:, :, 2:])
+    assert cache.length == 3 and torch.equal(k, ks[:, :, 2:]) and torch.equal(v, -ks[:, :, 2:])
+
+
+def test_self_test_questions_answer_right_and_name_each_wrong_answer():
+    import minigpt
+    from minigpt.exercises import QUESTIONS, check_self_test
+    for number, question in QUESTIONS.items():
+        assert check_self_test(number, question.answer), number
+        assert check_self_test(number, lambda: question.answer), number
+        for wrong, hint in question.wrong.items():
+            result = check_self_test(number, wrong)
+            assert not result and hint in result.message, (number, wrong)
+    # the answers that the package can confirm
+    assert QUESTIONS["11.3"].answer == minigpt.kv_cache_nbytes(6, 64, 8, 256, 32, torch.bfloat16)
+    cfg = tiny_config(n_embd=256, n_head=8, n_kv_head=2, block_size=8)
+    assert QUESTIONS["12.3"].answer == CausalSelfAttention(cfg).c_attn.out_features
+    with pytest.raises(ValueError, match="no checkable self-test question"):
+        check_self_test("99.9", 1)

@@ -1,0 +1,199 @@
+"""Chapter 13 exercises: the online softmax and tiled (flash) attention, and their mistakes.
+
+Rescaling bugs only show when a later chunk raises the running maximum, so every case is
+built to make that happen (scores that grow along the row, or large random ones).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..attention import manual_attention
+from .core import Case, Exercise, Mistake
+
+
+# ------------------------------------------------------------ one row, chunk by chunk
+def online_softmax_attend(scores: torch.Tensor, values: torch.Tensor, chunk: int) -> torch.Tensor:
+    """softmax(scores) @ values for one row, (S,) and (S, D) -> (D,), one chunk of keys at a time.
+
+    A worked solution (the tests check it passes); the check compares with torch.softmax.
+    """
+    m = scores.new_tensor(float("-inf"))
+    l = scores.new_tensor(0.0)
+    acc = values.new_zeros(values.size(1))
+    for s, v in zip(scores.split(chunk), values.split(chunk)):
+        m_new = torch.maximum(m, s.max())
+        p = torch.exp(s - m_new)
+        rescale = torch.exp(m - m_new)
+        l = l * rescale + p.sum()
+        acc = acc * rescale + p @ v
+        m = m_new
+    return acc / l
+
+
+def _online(scores, values, chunk, rescale_l=True, rescale_acc=True, divide=True, running_max=True):
+    m = scores.new_tensor(float("-inf"))
+    l = scores.new_tensor(0.0)
+    acc = values.new_zeros(values.size(1))
+    for s, v in zip(scores.split(chunk), values.split(chunk)):
+        m_new = torch.maximum(m, s.max()) if running_max else s.max()
+        p = torch.exp(s - m_new)
+        rescale = torch.exp(m - m_new) if running_max else torch.ones(())
+        l = (l * rescale if rescale_l else l) + p.sum()
+        acc = (acc * rescale if rescale_acc else acc) + p @ v
+        m = m_new
+    return acc / l if divide else acc
+
+
+def _no_max(scores, values, chunk):
+    l, acc = scores.new_tensor(0.0), values.new_zeros(values.size(1))
+    for s, v in zip(scores.split(chunk), values.split(chunk)):
+        p = torch.exp(s)
+        l, acc = l + p.sum(), acc + p @ v
+    return acc / l
+
+
+def _row_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(13)
+    rising = torch.linspace(0, 12, 10) + 0.5 * torch.randn(10, generator=g)   # max rises chunk by chunk
+    return [
+        Case("10 scores that rise along the row, chunks of 4 (the last one shorter)",
+             (rising, torch.randn(10, 3, generator=g), 4)),
+        Case("large scores (up to ~300): exp would overflow without the max, chunks of 3",
+             (100 * torch.randn(8, generator=g), torch.randn(8, 2, generator=g), 3)),
+        Case("chunks of 1 (the classic one-pass online softmax)",
+             (torch.linspace(-2, 5, 6), torch.randn(6, 4, generator=g), 1)),
+        Case("a single key (S = 1): the output is its value", (torch.tensor([3.0]), torch.randn(1, 5, generator=g), 4)),
+    ]
+
+
+ONLINE_SOFTMAX = Exercise(
+    name="online softmax (one row)",
+    reference=lambda scores, values, chunk: torch.softmax(scores, dim=0) @ values,
+    cases=_row_cases,
+    success="The running max, normaliser and weighted sum are rescaled together whenever the max rises.",
+    mistakes=[
+        Mistake("online_softmax.max_not_rescaled",
+                "each chunk was exponentiated against its own max and the sums were never "
+                "rescaled: keep a running max m, and when a chunk raises it to m_new multiply "
+                "both l and acc by exp(m - m_new) before adding the chunk.",
+                lambda s, v, c: _online(s, v, c, running_max=False)),
+        Mistake("online_softmax.normaliser_not_rescaled",
+                "acc is rescaled but the normaliser l is not: when the max rises, l must shrink by "
+                "exp(m - m_new) too (l = l * exp(m - m_new) + p.sum()).",
+                lambda s, v, c: _online(s, v, c, rescale_l=False)),
+        Mistake("online_softmax.acc_not_rescaled",
+                "the normaliser l is rescaled but the weighted sum acc is not: acc = acc * "
+                "exp(m - m_new) + p @ v.",
+                lambda s, v, c: _online(s, v, c, rescale_acc=False)),
+        Mistake("online_softmax.no_final_division",
+                "the result was never divided by the normaliser: return acc / l.",
+                lambda s, v, c: _online(s, v, c, divide=False)),
+        Mistake("online_softmax.no_max",
+                "exp(scores) overflowed to inf (NaN after the division): subtract the running max "
+                "before exp, as torch.softmax does.",
+                _no_max),
+    ],
+)
+
+
+def check_online_softmax(my_attend) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+    """Check `my_attend(scores, values, chunk)`: (S,), (S, D) -> (D,)."""
+    return ONLINE_SOFTMAX.check(my_attend)
+
+
+# --------------------------------------------------------------------- tiled attention
+def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block: int) -> torch.Tensor:
+    """Causal attention by (block x block) tiles with an online softmax.
+
+    A worked solution (the tests check it passes); the check compares with manual_attention.
+    """
+    return _tiled(q, k, v, block)
+
+
+def _tiled(q, k, v, block, rescale=True, divide=True, mask="absolute", last_key="diagonal",
+           rescale_l=True):
+    B, H, T, D = q.shape
+    out = torch.empty_like(q)
+    for i in range(0, T, block):
+        qi = q[:, :, i:i + block] / math.sqrt(D)
+        rows = torch.arange(i, min(i + block, T))[:, None]
+        m = torch.full((B, H, rows.size(0), 1), float("-inf"))
+        l = torch.zeros(B, H, rows.size(0), 1)
+        acc = torch.zeros(B, H, rows.size(0), D)
+        stop = {"diagonal": min(i + block, T), "before_diagonal": i, "all": T}[last_key]
+        for j in range(0, stop, block):
+            s = qi @ k[:, :, j:j + block].transpose(-2, -1)
+            cols = torch.arange(j, min(j + block, T))[None, :]
+            if mask == "absolute":
+                s = s.masked_fill(cols > rows, float("-inf"))
+            elif mask == "tile_local":
+                s = s.masked_fill((cols - j) > (rows - i), float("-inf"))
+            m_new = torch.maximum(m, s.amax(-1, keepdim=True))
+            p = torch.exp(s - m_new)
+            scale = torch.exp(m - m_new) if rescale else torch.ones(())
+            l = (l * scale if rescale_l else l) + p.sum(-1, keepdim=True)
+            acc = acc * scale + p @ v[:, :, j:j + block]
+            m = m_new
+        out[:, :, i:i + block] = acc / l if divide else acc
+    return out
+
+
+def _tiled_qkv(B: int, H: int, T: int, D: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    return tuple(2 * torch.randn(B, H, T, D, generator=g) for _ in range(3))
+
+
+def _tile_cases() -> list[Case]:
+    return [
+        Case("B=2, H=2, T=10, D=4, tiles of 4 (T not a multiple of the tile)",
+             _tiled_qkv(2, 2, 10, 4, seed=1), {"block": 4}),
+        Case("one head, T=9, tiles of 3", _tiled_qkv(1, 1, 9, 8, seed=2), {"block": 3}),
+        Case("T=1 (a single query)", _tiled_qkv(1, 2, 1, 4, seed=3), {"block": 4}),
+        Case("one tile larger than the sequence (T=5, tiles of 8)", _tiled_qkv(1, 2, 5, 4, seed=4), {"block": 8}),
+    ]
+
+
+TILED_ATTENTION = Exercise(
+    name="tiled attention with an online softmax",
+    reference=lambda q, k, v, block: manual_attention(q, k, v),
+    cases=_tile_cases,
+    success="Same output as manual_attention, one (block x block) score tile at a time.",
+    mistakes=[
+        Mistake("tiled_attention.max_not_rescaled",
+                "the running sums were not rescaled when a key tile raised the row max: multiply "
+                "l and acc by exp(m - m_new) before adding the new tile.",
+                lambda q, k, v, block: _tiled(q, k, v, block, rescale=False)),
+        Mistake("tiled_attention.normaliser_not_rescaled",
+                "acc is rescaled but the normaliser l is not: l = l * exp(m - m_new) + p.sum(-1).",
+                lambda q, k, v, block: _tiled(q, k, v, block, rescale_l=False)),
+        Mistake("tiled_attention.no_final_division",
+                "the output was never divided by the normaliser: write acc / l for each query tile.",
+                lambda q, k, v, block: _tiled(q, k, v, block, divide=False)),
+        Mistake("tiled_attention.no_diagonal_mask",
+                "future tiles are skipped, but inside the diagonal tile queries still see later "
+                "keys: mask the scores where key position > query position.",
+                lambda q, k, v, block: _tiled(q, k, v, block, mask="none")),
+        Mistake("tiled_attention.no_mask_no_skip",
+                "every query sees every key: skip the key tiles that start after the query tile "
+                "and mask the diagonal tile (key position > query position).",
+                lambda q, k, v, block: _tiled(q, k, v, block, mask="none", last_key="all")),
+        Mistake("tiled_attention.tile_local_mask",
+                "the mask compares positions *within* the tile (0..block-1), so tiles below the "
+                "diagonal are masked too: compare absolute positions, j + column vs i + row.",
+                lambda q, k, v, block: _tiled(q, k, v, block, mask="tile_local")),
+        Mistake("tiled_attention.skips_diagonal_tile",
+                "the key loop stops before the diagonal tile, so the first queries have no keys "
+                "at all (0 / 0 = NaN): loop over key tiles up to the end of the query tile, "
+                "range(0, min(i + block, T), block).",
+                lambda q, k, v, block: _tiled(q, k, v, block, last_key="before_diagonal")),
+    ],
+)
+
+
+def check_tiled_attention(my_tiled_attention) -> "CheckResult":  # noqa: F821
+    """Check `my_tiled_attention(q, k, v, block)` against `minigpt.manual_attention`."""
+    return TILED_ATTENTION.check(my_tiled_attention)
+
