@@ -13,6 +13,7 @@ from .ch02_attention import ATTENTION_WEIGHTS, SOFTMAX, check_attention_weights,
 from .ch03_causal_mask import CAUSAL_ATTENTION, CAUSAL_MASK, check_causal_attention, check_causal_mask
 from .ch04_heads import (MERGE_HEADS, MULTI_HEAD_ATTENTION, SPLIT_HEADS, check_merge_heads,
                          check_multi_head_attention, check_split_heads)
+from .ch08_training import DECAY_GROUPS, GRAD_CLIP, LR_SCHEDULE, check_decay_groups, check_grad_clip, check_lr_schedule
 from .ch11_kv_cache import CACHED_GENERATE, SLIDING_CACHE, check_cached_generate, check_sliding_cache
 from .ch12_gqa import GQA_ATTENTION, REPEAT_KV, check_grouped_attention, check_repeat_kv
 from .ch13_flash import ONLINE_SOFTMAX, TILED_ATTENTION, check_online_softmax, check_tiled_attention
@@ -21,4 +22,5 @@ from .ch14_self_test import QUESTIONS, check_self_test
 
 EXERCISES = [SOFTMAX, ATTENTION_WEIGHTS, CAUSAL_ATTENTION, CAUSAL_MASK, SPLIT_HEADS, MERGE_HEADS,
              MULTI_HEAD_ATTENTION,
+             LR_SCHEDULE, GRAD_CLIP, DECAY_GROUPS,
              SLIDING_CACHE, CACHED_GENERATE, REPEAT_KV, GQA_ATTENTION, ONLINE_SOFTMAX, TILED_ATTENTION]
