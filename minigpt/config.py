@@ -11,13 +11,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Optional
 
+from .errors import MiniGPTError
+
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
 NORMS = ("pre", "post")
 ATTN_IMPLS = ("manual", "sdpa", "flash")
 GELUS = ("exact", "tanh")
 
 
-class ConfigError(ValueError):
+class ConfigError(MiniGPTError, ValueError):
     """A configuration value (or combination of values) that cannot work."""
 
 
@@ -47,8 +49,11 @@ class GPTConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"GPTConfig.{name} must be a positive integer, got {value!r}.")
-        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
+                or not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}.")
+        if not isinstance(self.bias, bool):
+            raise ConfigError(f"GPTConfig.bias must be True or False, got {self.bias!r}.")
         if self.pos_encoding not in POS_ENCODINGS:
             raise ConfigError(
                 f"GPTConfig.pos_encoding={self.pos_encoding!r} is unknown; "

@@ -86,3 +86,20 @@ def test_from_dict_validates_values():
 def test_model_needs_a_config_object():
     with pytest.raises(TypeError, match=r"MiniGPT expects a GPTConfig, got dict"):
         MiniGPT({"vocab_size": 10})
+
+
+@pytest.mark.parametrize("value", ["no", 0, None, "False"])
+def test_bias_must_be_a_bool(value):
+    with pytest.raises(ConfigError, match=rf"GPTConfig.bias must be True or False, got {value!r}"):
+        GPTConfig(bias=value)
+
+
+@pytest.mark.parametrize("value", [True, False, float("nan")])
+def test_dropout_rejects_bools_and_nan(value):
+    with pytest.raises(ConfigError, match=r"dropout must be in \[0, 1\)"):
+        GPTConfig(dropout=value)
+
+
+def test_config_error_is_a_user_facing_error():
+    from minigpt.errors import MiniGPTError
+    assert issubclass(ConfigError, MiniGPTError)

@@ -1,0 +1,19 @@
+"""The one base class of every error a user can cause and fix.
+
+`python -m minigpt` prints an error derived from `MiniGPTError` as one line (exit status 2):
+it names the problem and the fix. Anything else that escapes is a bug in minigpt and keeps
+its traceback, so a real bug never hides behind a one-line "error:".
+
+The errors that check a value also derive from `ValueError` (a wrong value is a ValueError
+in Python), so `except ValueError` in a notebook keeps working.
+"""
+
+from __future__ import annotations
+
+
+class MiniGPTError(Exception):
+    """An error caused by the user's input (a value, a file, a folder), not by minigpt's code."""
+
+
+class UsageError(MiniGPTError, ValueError):
+    """A request that cannot work as given (e.g. an output folder that would overwrite work)."""
