@@ -13,6 +13,9 @@ from .ch02_attention import ATTENTION_WEIGHTS, SOFTMAX, check_attention_weights,
 from .ch03_causal_mask import CAUSAL_ATTENTION, CAUSAL_MASK, check_causal_attention, check_causal_mask
 from .ch04_heads import (MERGE_HEADS, MULTI_HEAD_ATTENTION, SPLIT_HEADS, check_merge_heads,
                          check_multi_head_attention, check_split_heads)
+from .ch05_positions import ROPE, ROPE_ATTENTION, SINUSOIDAL, check_rope, check_rope_attention, check_sinusoidal
+from .ch06_blocks import LAYER_NORM, MLP_EXERCISE, PRE_LN_BLOCK, check_layer_norm, check_mlp, check_pre_ln_block
+from .ch07_gpt import DROPOUT, FORWARD, check_dropout, check_gpt_forward
 from .ch08_training import DECAY_GROUPS, GRAD_CLIP, LR_SCHEDULE, check_decay_groups, check_grad_clip, check_lr_schedule
 from .ch11_kv_cache import CACHED_GENERATE, SLIDING_CACHE, check_cached_generate, check_sliding_cache
 from .ch12_gqa import GQA_ATTENTION, REPEAT_KV, check_grouped_attention, check_repeat_kv
@@ -22,5 +25,6 @@ from .ch14_self_test import QUESTIONS, check_self_test
 
 EXERCISES = [SOFTMAX, ATTENTION_WEIGHTS, CAUSAL_ATTENTION, CAUSAL_MASK, SPLIT_HEADS, MERGE_HEADS,
              MULTI_HEAD_ATTENTION,
+             SINUSOIDAL, ROPE, ROPE_ATTENTION, MLP_EXERCISE, LAYER_NORM, PRE_LN_BLOCK, DROPOUT, FORWARD,
              LR_SCHEDULE, GRAD_CLIP, DECAY_GROUPS,
              SLIDING_CACHE, CACHED_GENERATE, REPEAT_KV, GQA_ATTENTION, ONLINE_SOFTMAX, TILED_ATTENTION]

@@ -1,0 +1,203 @@
+"""Chapter 5 exercises: the sinusoidal table and RoPE attention, and the mistakes they invite."""
+
+from __future__ import annotations
+
+import torch
+
+from ..attention import manual_attention
+from ..positions import apply_rope, rope_cos_sin, sinusoidal_table
+from .core import Case, Exercise, Mistake
+
+
+# ------------------------------------------------------------------ the sinusoidal table
+def _table(n_positions, dim, start=0, exponent_step=2, interleave=True, sin_first=True):
+    """A sinusoidal table with switches for each mistake (the reference has the defaults)."""
+    pos = torch.arange(start, start + n_positions, dtype=torch.float32)[:, None]      # (P, 1)
+    i = torch.arange(0, dim // 2, dtype=torch.float32)
+    omega = 10000.0 ** (-(exponent_step * i) / dim)                                   # (dim/2,)
+    first, second = torch.sin(pos * omega), torch.cos(pos * omega)
+    if not sin_first:
+        first, second = second, first
+    if not interleave:
+        return torch.cat((first, second), dim=-1)
+    table = torch.empty(n_positions, dim)
+    table[:, 0::2], table[:, 1::2] = first, second
+    return table
+
+
+def _table_cases() -> list[Case]:
+    return [
+        Case("64 positions, dim = 32", (64, 32)),
+        Case("a single position (position 0 only)", (1, 8)),
+        Case("dim = 2 (one sine/cosine pair)", (10, 2)),
+        Case("200 positions, dim = 16", (200, 16)),
+    ]
+
+
+SINUSOIDAL = Exercise(
+    name="sinusoidal position table",
+    reference=sinusoidal_table,
+    cases=_table_cases,
+    success="Each position has its own fingerprint, and any position can be computed.",
+    mistakes=[
+        Mistake("sinusoidal.sin_cos_swapped",
+                "sine and cosine are swapped: even channels 0, 2, 4, ... hold sin(pos * omega_i), "
+                "odd channels hold cos.",
+                lambda n, d: _table(n, d, sin_first=False)),
+        Mistake("sinusoidal.exponent_i_over_dim",
+                "the frequencies fall too slowly: omega_i = 10000 ** (-2i / dim) for pair i "
+                "(channels 2i and 2i+1); with arange(0, dim, 2) the 2 is already in the numbers.",
+                lambda n, d: _table(n, d, exponent_step=1)),
+        Mistake("sinusoidal.halves_not_interleaved",
+                "the sines fill the first half and the cosines the second (torch.cat); the table "
+                "interleaves them: table[:, 0::2] = sin, table[:, 1::2] = cos.",
+                lambda n, d: _table(n, d, interleave=False)),
+        Mistake("sinusoidal.positions_start_at_1",
+                "positions start at 1; the first row is position 0 (all sines 0, all cosines 1): "
+                "use torch.arange(n_positions).",
+                lambda n, d: _table(n, d, start=1)),
+    ],
+)
+
+
+def check_sinusoidal(my_sinusoidal) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+    """Check `my_sinusoidal(n_positions, dim) -> (n_positions, dim)` against `minigpt.sinusoidal_table`."""
+    return SINUSOIDAL.check(my_sinusoidal)
+
+
+# ------------------------------------------------------------------------- RoPE attention
+def _rope_tables(T, D, start=0, base=10000.0, exponent_step=2):
+    i = torch.arange(0, D // 2, dtype=torch.float32)
+    theta = base ** (-(exponent_step * i) / D)                                        # (D/2,)
+    angles = torch.arange(start, start + T, dtype=torch.float32)[:, None] * theta     # (T, D/2)
+    return angles.cos(), angles.sin()
+
+
+def _rotate_interleaved(x, cos, sin, backwards=False):
+    if backwards:
+        sin = -sin
+    x_even, x_odd = x[..., 0::2], x[..., 1::2]
+    return torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), -1).flatten(-2)
+
+
+def _rotate_half(x, cos, sin):
+    """The other correct convention (Hugging Face Llama / GPT-NeoX): pair x[i] with x[i + D/2]."""
+    half = x.size(-1) // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+def _rope(x, *, start=0, base=10000.0, exponent_step=2, rotate=_rotate_interleaved, backwards=False):
+    """RoPE on x (B, H, T, D) at positions start..start+T-1, with switches for each mistake."""
+    T, D = x.shape[-2:]
+    cos, sin = _rope_tables(T, D, start, base, exponent_step)
+    return rotate(x, cos, sin, backwards=True) if backwards else rotate(x, cos, sin)
+
+
+def _reference_rope(x):
+    cos, sin = rope_cos_sin(x.size(-2), x.size(-1))
+    return apply_rope(x, cos, sin)
+
+
+def _rope_attention(q, k, v, rotate_q=True, rotate_k=True, rotate_v=False):
+    q = _reference_rope(q) if rotate_q else q
+    k = _reference_rope(k) if rotate_k else k
+    v = _reference_rope(v) if rotate_v else v
+    return manual_attention(q, k, v)
+
+
+def _qkv(B, H, T, D, seed):
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(B, H, T, D, generator=g) for _ in range(3))
+
+
+def _rope_cases() -> list[Case]:
+    # T = 1 is position 0, where every rotation is the identity: only an offset shows there.
+    return [
+        Case("x of shape (B, H, T, D) = (2, 3, 6, 8)", (_qkv(2, 3, 6, 8, seed=1)[0],)),
+        Case("T = 1 (position 0 only: no rotation at all)", (_qkv(1, 2, 1, 8, seed=2)[0],)),
+        Case("one head, T = 40, D = 16 (the slow pairs turn too)", (_qkv(1, 1, 40, 16, seed=3)[0],)),
+    ]
+
+
+ROPE = Exercise(
+    name="RoPE",
+    reference=_reference_rope,
+    cases=_rope_cases,
+    success="Each pair (x[2i], x[2i+1]) at position m is turned by m * theta_i, as minigpt.apply_rope does.",
+    mistakes=[
+        Mistake("rope.positions_start_at_1",
+                "RoPE positions start at 1, not 0: the first token must not be rotated "
+                "(angles = torch.arange(T)[:, None] * theta).",
+                lambda x: _rope(x, start=1)),
+        Mistake("rope.rotate_half_convention",
+                "you paired channel i with channel i + D/2 (the 'rotate-half' convention of "
+                "Hugging Face's Llama code). That is a correct RoPE too, but this book pairs "
+                "neighbours (x[2i], x[2i+1]) as the RoFormer paper does; the two differ by a fixed "
+                "permutation of channels, so the outputs differ element by element. Rotate "
+                "x[..., 0::2] and x[..., 1::2] together.",
+                lambda x: _rope(x, rotate=_rotate_half)),
+        Mistake("rope.exponent_i_over_d",
+                "the frequencies fall too slowly: theta_i = 10000 ** (-2i / D) for pair i "
+                "(torch.arange(0, D, 2) / D already holds the 2i).",
+                lambda x: _rope(x, exponent_step=1)),
+        Mistake("rope.positive_exponent",
+                "the frequencies grow instead of falling: theta_i = 10000 ** (-2i / D), with a minus "
+                "sign (1 / base ** (...)).",
+                lambda x: _rope(x, base=1 / 10000.0)),
+        Mistake("rope.wrong_base",
+                "the frequency base is not 10000: theta_i = 10000 ** (-2i / D).",
+                lambda x: _rope(x, base=1000.0)),
+        Mistake("rope.rotates_backwards",
+                "each pair is turned by minus the angle: the new pair is "
+                "(x0 cos - x1 sin, x0 sin + x1 cos).",
+                lambda x: _rope(x, backwards=True)),
+        Mistake("rope.no_rotation",
+                "nothing is rotated: the output equals the input.",
+                lambda x: x.clone()),
+    ],
+)
+
+
+def check_rope(my_rope) -> "CheckResult":  # noqa: F821
+    """Check `my_rope(x) -> (B, H, T, D)`, RoPE at positions 0..T-1, against `minigpt.apply_rope`."""
+    return ROPE.check(my_rope)
+
+
+def _rope_attention_cases() -> list[Case]:
+    return [
+        Case("B=2, H=3, T=6, D=8", _qkv(2, 3, 6, 8, seed=1)),
+        Case("T=1 (a single query, at position 0)", _qkv(1, 2, 1, 8, seed=2)),
+        Case("one head, T=40, D=16", _qkv(1, 1, 40, 16, seed=3)),
+    ]
+
+
+ROPE_ATTENTION = Exercise(
+    name="RoPE attention",
+    reference=lambda q, k, v: _rope_attention(q, k, v),
+    cases=_rope_attention_cases,
+    success=("Queries and keys are rotated by their positions, values are not: the scores now "
+             "depend on relative positions."),
+    mistakes=[
+        Mistake("rope_attention.rotates_values",
+                "the values are rotated too: RoPE rotates only q and k, because position should "
+                "decide who attends to whom, not change what is passed along.",
+                lambda q, k, v: _rope_attention(q, k, v, rotate_v=True)),
+        Mistake("rope_attention.only_queries",
+                "only the queries are rotated: rotate the keys by their positions as well, or the "
+                "score depends on the query's absolute position instead of the distance m - n.",
+                lambda q, k, v: _rope_attention(q, k, v, rotate_k=False)),
+        Mistake("rope_attention.only_keys",
+                "only the keys are rotated: rotate the queries by their positions as well.",
+                lambda q, k, v: _rope_attention(q, k, v, rotate_q=False)),
+        Mistake("rope_attention.no_rotation",
+                "nothing is rotated: apply RoPE to q and k before the attention scores.",
+                lambda q, k, v: manual_attention(q, k, v)),
+    ],
+)
+
+
+def check_rope_attention(my_rope_attention) -> "CheckResult":  # noqa: F821
+    """Check `my_rope_attention(q, k, v) -> (B, H, T, D)`: RoPE on q and k (positions 0..T-1),
+    then causal attention, against `minigpt.apply_rope` + `minigpt.manual_attention`."""
+    return ROPE_ATTENTION.check(my_rope_attention)

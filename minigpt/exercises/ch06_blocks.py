@@ -1,0 +1,271 @@
+"""Chapter 6 exercises: the MLP, LayerNorm and the Pre-LN block, and the mistakes they invite."""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import GPTConfig
+from ..model import MLP, Block
+from .core import Case, Exercise, Mistake
+
+
+# ------------------------------------------------------------------------------ the MLP
+class _ReferenceMLP(nn.Module):
+    """`minigpt.MLP` built from a width alone, as the exercise asks: MyMLP(C)."""
+
+    def __init__(self, C: int):
+        super().__init__()
+        self.mlp = MLP(GPTConfig(vocab_size=2, block_size=2, n_embd=C, n_head=1, n_layer=1, dropout=0.0))
+
+    def forward(self, x):
+        return self.mlp(x)
+
+
+class _BuggyMLP(nn.Module):
+    def __init__(self, C, hidden=4, activation=F.gelu, project=True, activation_last=False):
+        super().__init__()
+        self.c_fc = nn.Linear(C, hidden * C)
+        self.c_proj = nn.Linear(hidden * C, C) if project else None
+        self.activation, self.activation_last = activation, activation_last
+
+    def forward(self, x):
+        h = self.c_fc(x)
+        if self.c_proj is None:
+            return self.activation(h)
+        if self.activation_last:
+            return self.activation(self.c_proj(h))
+        return self.c_proj(self.activation(h))
+
+
+def _fill_by_shape(module: nn.Module) -> None:
+    """Give every parameter values that depend only on its shape, so two MLPs with the same
+    layer shapes compute the same function whatever their attribute names or order."""
+    with torch.no_grad():
+        for p in module.parameters():
+            seed = int(hashlib.sha256(str(tuple(p.shape)).encode()).hexdigest()[:8], 16)
+            g = torch.Generator().manual_seed(seed)
+            p.copy_(0.5 * torch.randn(p.shape, generator=g))
+
+
+def _run_mlp(solution, case: Case):
+    C, x = case.args
+    torch.manual_seed(0)
+    module = solution(C)
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"MyMLP({C}) should build an nn.Module, got {type(module).__name__}")
+    _fill_by_shape(module)
+    module.eval()
+    with torch.no_grad():
+        return module(x.clone())
+
+
+def _mlp_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(0)
+    return [
+        Case("C = 8, x of shape (2, 5, 8)", (8, torch.randn(2, 5, 8, generator=g))),
+        Case("T = 1, C = 16", (16, torch.randn(1, 1, 16, generator=g))),
+        Case("C = 4 with large inputs (where GELU and ReLU differ most in absolute terms)",
+             (4, 3 * torch.randn(3, 7, 4, generator=g))),
+    ]
+
+
+MLP_EXERCISE = Exercise(
+    name="MLP",
+    reference=_ReferenceMLP,
+    cases=_mlp_cases,
+    run=_run_mlp,
+    success="C -> 4C -> GELU -> C, the same function as minigpt.MLP.",
+    mistakes=[
+        Mistake("mlp.relu",
+                "the activation is ReLU; the package (like GPT-2) uses GELU, x * Phi(x), which lets "
+                "small negative values through: use nn.GELU().",
+                lambda C: _BuggyMLP(C, activation=F.relu)),
+        Mistake("mlp.gelu_tanh",
+                "you used GELU's tanh approximation (GPT-2's original code); minigpt.MLP uses the "
+                "exact form, nn.GELU() (erf). The two differ by up to about 1e-3.",
+                lambda C: _BuggyMLP(C, activation=lambda h: F.gelu(h, approximate="tanh"))),
+        Mistake("mlp.hidden_2c",
+                "the hidden layer is 2C wide; GPT's MLP widens to 4C (c_fc: C -> 4C, c_proj: 4C -> C).",
+                lambda C: _BuggyMLP(C, hidden=2)),
+        Mistake("mlp.hidden_c",
+                "the hidden layer is only C wide; GPT's MLP widens to 4C (c_fc: C -> 4C, c_proj: 4C -> C).",
+                lambda C: _BuggyMLP(C, hidden=1)),
+        Mistake("mlp.no_projection",
+                "the output is the 4C-wide hidden layer: project it back to C with c_proj "
+                "(nn.Linear(4 * C, C)) so it can be added to the residual stream.",
+                lambda C: _BuggyMLP(C, project=False)),
+        Mistake("mlp.activation_after_projection",
+                "GELU comes after the projection; it belongs between the two layers: "
+                "c_proj(gelu(c_fc(x))).",
+                lambda C: _BuggyMLP(C, activation_last=True)),
+        Mistake("mlp.no_activation",
+                "there is no activation between the layers, so the MLP is one linear map in "
+                "disguise: put nn.GELU() between c_fc and c_proj.",
+                lambda C: _BuggyMLP(C, activation=lambda h: h)),
+    ],
+)
+
+
+def check_mlp(MyMLP) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+    """Check a class `MyMLP(C)` (an nn.Module, (B, T, C) -> (B, T, C)) against `minigpt.MLP`.
+
+    Parameters are refilled with values that depend only on their shapes, so any names and
+    any order of definition work; only the architecture is compared.
+    """
+    return MLP_EXERCISE.check(MyMLP)
+
+
+# --------------------------------------------------------------------------- LayerNorm
+def _layer_norm(x, gamma, beta, eps=1e-5, unbiased=False, dim=-1, affine=True, eps_outside=False):
+    mu = x.mean(dim=dim, keepdim=True)
+    var = x.var(dim=dim, keepdim=True, unbiased=unbiased)
+    std = var.sqrt() + eps if eps_outside else torch.sqrt(var + eps)
+    y = (x - mu) / std
+    return gamma * y + beta if affine else y
+
+
+def _ln_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(0)
+    C = 8
+    gamma, beta = torch.randn(C, generator=g), torch.randn(C, generator=g)
+    off_scale = 3.0 * torch.randn(2, 5, C, generator=g) + 1.5
+    # rows whose channels differ by ~1e-3: the variance (~1e-6) is below eps, so eps matters
+    nearly_flat = 0.7 + 1e-3 * torch.randn(1, 4, C, generator=g)
+    wide = torch.randn(1, 3, 64, generator=g)
+    return [
+        Case("(B, T, C) = (2, 5, 8), off-scale values", (off_scale, gamma, beta)),
+        Case("nearly constant rows (variance ~1e-6, below eps = 1e-5)", (nearly_flat, gamma, beta)),
+        Case("C = 64, gain 1 and bias 0", (wide, torch.ones(64), torch.zeros(64))),
+    ]
+
+
+LAYER_NORM = Exercise(
+    name="LayerNorm",
+    reference=lambda x, gamma, beta: F.layer_norm(x, x.shape[-1:], gamma, beta, eps=1e-5),
+    cases=_ln_cases,
+    success="Each position's C channels are normalised, then scaled by gamma and shifted by beta.",
+    mistakes=[
+        Mistake("layer_norm.unbiased_variance",
+                "the variance is the unbiased one (divided by C - 1); LayerNorm divides by C: "
+                "x.var(dim=-1, keepdim=True, unbiased=False).",
+                lambda x, g, b: _layer_norm(x, g, b, unbiased=True)),
+        Mistake("layer_norm.no_eps",
+                "there is no eps under the square root: divide by sqrt(var + 1e-5), or nearly "
+                "constant rows blow up (and constant ones give NaN).",
+                lambda x, g, b: _layer_norm(x, g, b, eps=0.0)),
+        Mistake("layer_norm.eps_outside_sqrt",
+                "eps is added outside the square root: LayerNorm divides by sqrt(var + eps), "
+                "not sqrt(var) + eps.",
+                lambda x, g, b: _layer_norm(x, g, b, eps_outside=True)),
+        Mistake("layer_norm.wrong_dim_time",
+                "the statistics are taken over positions (dim=-2 / dim=1); LayerNorm normalises "
+                "each position over its C channels, dim=-1, so positions never mix.",
+                lambda x, g, b: _layer_norm(x, g, b, dim=-2)),
+        Mistake("layer_norm.wrong_dim_batch",
+                "the statistics are taken over the batch (dim=0), as batch norm does; LayerNorm "
+                "normalises each position over its C channels, dim=-1.",
+                lambda x, g, b: _layer_norm(x, g, b, dim=0)),
+        Mistake("layer_norm.no_affine",
+                "gamma and beta are not applied: return gamma * x_hat + beta.",
+                lambda x, g, b: _layer_norm(x, g, b, affine=False)),
+    ],
+)
+
+
+def check_layer_norm(my_layer_norm) -> "CheckResult":  # noqa: F821
+    """Check `my_layer_norm(x, gamma, beta) -> (B, T, C)` (eps = 1e-5) against `F.layer_norm`."""
+    return LAYER_NORM.check(my_layer_norm)
+
+
+# --------------------------------------------------------------------------- Pre-LN block
+def _block(C: int, n_head: int, seed: int) -> Block:
+    torch.manual_seed(seed)
+    block = Block(GPTConfig(vocab_size=2, block_size=16, n_embd=C, n_head=n_head, n_layer=1,
+                            dropout=0.0)).eval()
+    with torch.no_grad():                      # distinct LayerNorms, so ln_1 and ln_2 can't be confused
+        for ln in (block.ln_1, block.ln_2):
+            ln.weight.normal_(1.0, 0.3)
+            ln.bias.normal_(0.0, 0.3)
+        for p in block.parameters():          # larger weights than the 0.02 init: every branch matters
+            if p.dim() == 2:
+                p.normal_(0.0, 0.3)
+    return block
+
+
+def _run_block(solution, case: Case):
+    block, x = case.args
+    with torch.no_grad():
+        return solution(block, x.clone())
+
+
+def _block_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(0)
+    return [
+        Case("C = 8, 2 heads, x of shape (2, 5, 8)", (_block(8, 2, seed=1), torch.randn(2, 5, 8, generator=g))),
+        Case("T = 1, one head, C = 16", (_block(16, 1, seed=2), torch.randn(1, 1, 16, generator=g))),
+    ]
+
+
+def _pre_ln(b, x, attn_residual=True, mlp_residual=True, same_ln=False, ln_after=False, order_mlp_first=False):
+    ln_2 = b.ln_1 if same_ln else b.ln_2
+    if ln_after:                                    # normalises the branch output instead of its input
+        x = x + b.ln_1(b.attn(x))
+        return x + ln_2(b.mlp(x))
+    if order_mlp_first:
+        x = x + b.mlp(ln_2(x))
+        return x + b.attn(b.ln_1(x))
+    x = (x if attn_residual else 0) + b.attn(b.ln_1(x))
+    return (x if mlp_residual else 0) + b.mlp(ln_2(x))
+
+
+def _post_ln(b, x):
+    x = b.ln_1(x + b.attn(x))
+    return b.ln_2(x + b.mlp(x))
+
+
+PRE_LN_BLOCK = Exercise(
+    name="Pre-LN block",
+    reference=lambda block, x: block(x),
+    cases=_block_cases,
+    run=_run_block,
+    success="x + attn(ln_1(x)), then x + mlp(ln_2(x)): the residual path stays a plain sum.",
+    mistakes=[
+        Mistake("block.post_ln_order",
+                "this is a Post-LN block (ln_1(x + attn(x))): in Pre-LN the LayerNorm feeds the "
+                "sub-layer and the residual add comes last: x = x + attn(ln_1(x)).",
+                _post_ln),
+        Mistake("block.no_attn_residual",
+                "the attention branch has no residual connection: x = x + attn(ln_1(x)), "
+                "not x = attn(ln_1(x)).",
+                lambda b, x: _pre_ln(b, x, attn_residual=False)),
+        Mistake("block.no_mlp_residual",
+                "the MLP branch has no residual connection: x = x + mlp(ln_2(x)), "
+                "not x = mlp(ln_2(x)).",
+                lambda b, x: _pre_ln(b, x, mlp_residual=False)),
+        Mistake("block.no_residuals",
+                "neither branch has a residual connection: each sub-layer's output is added to "
+                "its input, x = x + f(ln(x)).",
+                lambda b, x: _pre_ln(b, x, attn_residual=False, mlp_residual=False)),
+        Mistake("block.ln_1_twice",
+                "ln_1 is used before both sub-layers; the MLP gets its own LayerNorm, ln_2.",
+                lambda b, x: _pre_ln(b, x, same_ln=True)),
+        Mistake("block.ln_on_branch_output",
+                "the LayerNorm is applied to the branch's output (x + ln(attn(x))); it belongs on "
+                "the branch's input: x + attn(ln_1(x)).",
+                lambda b, x: _pre_ln(b, x, ln_after=True)),
+        Mistake("block.mlp_first",
+                "the MLP runs before attention; a block attends first (gather from other "
+                "positions), then computes on the result.",
+                lambda b, x: _pre_ln(b, x, order_mlp_first=True)),
+    ],
+)
+
+
+def check_pre_ln_block(my_block) -> "CheckResult":  # noqa: F821
+    """Check `my_block(block, x) -> (B, T, C)`, a Pre-LN forward pass written with a
+    `minigpt.Block`'s own modules (block.ln_1, block.attn, block.ln_2, block.mlp)."""
+    return PRE_LN_BLOCK.check(my_block)

@@ -1,0 +1,176 @@
+"""Chapter 7 exercises: dropout and the whole forward pass, and the mistakes they invite."""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import GPTConfig
+from ..dropout import dropout
+from ..model import MiniGPT
+from .core import Case, Exercise, Mistake
+
+
+# ------------------------------------------------------------------------------ dropout
+def _summary(solution, case: Case):
+    """What a dropout is judged on. Masks are random, and every correct implementation draws
+    its own (torch's Bernoulli, the package's integer lanes, torch.rand < p, ...), so outputs
+    are compared by what any correct one must show: the fraction of entries set to zero
+    (to 2 decimals, over 400,000 entries: about 10 standard deviations from a rounding edge)
+    and the single factor every kept entry is multiplied by."""
+    x, p, training = case.args
+    torch.manual_seed(0)
+    out = solution(x.clone(), p, training)
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+        return {"output shape": tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}
+    dropped = out == 0
+    ratio = out[~dropped] / x[~dropped]
+    if ratio.numel() == 0:
+        scale = "nothing kept"
+    elif (ratio.max() - ratio.min()).item() > 1e-4:
+        scale = "differs between entries"
+    else:
+        scale = round(ratio.mean().item(), 3)
+    return {"fraction set to 0": round(dropped.float().mean().item(), 2), "kept entries scaled by": scale}
+
+
+def _dropout(x, p, training, scale=True, in_eval=False, keep_p=False, times=False):
+    if not (training or in_eval) or p == 0:
+        return x
+    keep = torch.rand_like(x) >= (1 - p if keep_p else p)
+    if not scale:
+        factor = 1.0
+    elif times:
+        factor = 1 - p
+    else:
+        factor = 1 / (p if keep_p else 1 - p)
+    return x * keep * factor
+
+
+def _dropout_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(0)
+    x = 0.5 + torch.rand(400_000, generator=g)        # no zeros in the input: a 0 means dropped
+    return [
+        Case("training, p = 0.1", (x, 0.1, True)),
+        Case("training, p = 0.5", (x, 0.5, True)),
+        Case("eval mode (training=False), p = 0.3", (x, 0.3, False)),
+        Case("training, p = 0 (nothing to drop)", (x, 0.0, True)),
+    ]
+
+
+DROPOUT = Exercise(
+    name="dropout",
+    reference=dropout,
+    cases=_dropout_cases,
+    run=_summary,
+    success="Training drops a fraction p and scales the rest by 1/(1 - p); eval changes nothing.",
+    mistakes=[
+        Mistake("dropout.no_scale",
+                "the kept entries are not rescaled: multiply them by 1 / (1 - p), so the expected "
+                "value of every entry stays x and eval mode (no dropout) sees the same scale.",
+                lambda x, p, training: _dropout(x, p, training, scale=False)),
+        Mistake("dropout.scale_times_1_minus_p",
+                "the kept entries are multiplied by (1 - p); they must be divided by it, "
+                "x * mask / (1 - p), to keep the expected value at x.",
+                lambda x, p, training: _dropout(x, p, training, times=True)),
+        Mistake("dropout.drops_in_eval",
+                "entries are dropped in eval mode too: with training=False dropout must return "
+                "x unchanged.",
+                lambda x, p, training: _dropout(x, p, training, in_eval=True)),
+        Mistake("dropout.p_is_keep_probability",
+                "p is used as the probability of *keeping* an entry; it is the probability of "
+                "dropping one: keep = torch.rand_like(x) >= p.",
+                lambda x, p, training: _dropout(x, p, training, keep_p=True)),
+    ],
+)
+
+
+def check_dropout(my_dropout) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+    """Check `my_dropout(x, p, training) -> tensor` against `minigpt.dropout.dropout`,
+    statistically (fraction dropped, scale of the kept entries), since masks are random."""
+    return DROPOUT.check(my_dropout)
+
+
+# --------------------------------------------------------------------------- forward pass
+def _model(pos_seed: int, n_layer: int) -> MiniGPT:
+    torch.manual_seed(pos_seed)
+    model = MiniGPT(GPTConfig(vocab_size=11, block_size=16, n_embd=16, n_head=2, n_layer=n_layer,
+                              dropout=0.0)).eval()
+    with torch.no_grad():                     # larger weights than at init, so every part shows
+        for name, p in model.named_parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.3)
+            elif "ln" in name:
+                p.normal_(1.0 if name.endswith("weight") else 0.0, 0.3)
+    return model
+
+
+def _ids(B, T, seed):
+    return torch.randint(11, (B, T), generator=torch.Generator().manual_seed(seed))
+
+
+def _forward_cases() -> list[Case]:
+    return [
+        Case("2 layers, idx of shape (2, 7)", (_model(1, 2), _ids(2, 7, 1))),
+        Case("T = 1 (a single token)", (_model(2, 2), _ids(1, 1, 2))),
+        Case("1 layer, the full context (T = block_size = 16)", (_model(3, 1), _ids(1, 16, 3))),
+    ]
+
+
+def _run_forward(solution, case: Case):
+    model, idx = case.args
+    with torch.no_grad():
+        return solution(model, idx.clone())
+
+
+def _forward(model, idx, positions=True, final_ln=True, post_ln=False, last_only=False, pos_from_1=False):
+    T = idx.size(1)
+    x = model.wte(idx)
+    if positions:
+        start = 1 if pos_from_1 else 0
+        x = x + model.wpe.weight[start:start + T]
+    for b in model.blocks:
+        if post_ln:
+            x = b.ln_1(x + b.attn(x))
+            x = b.ln_2(x + b.mlp(x))
+        else:
+            x = x + b.attn(b.ln_1(x))
+            x = x + b.mlp(b.ln_2(x))
+    if final_ln:
+        x = model.ln_f(x)
+    logits = x @ model.wte.weight.T
+    return logits[:, -1] if last_only else logits
+
+
+FORWARD = Exercise(
+    name="GPT forward pass",
+    reference=lambda model, idx: model(idx)[0],
+    cases=_forward_cases,
+    run=_run_forward,
+    success="Embeddings, Pre-LN blocks, ln_f and the tied head: the whole GPT.",
+    mistakes=[
+        Mistake("gpt.no_ln_f",
+                "the final LayerNorm is missing: logits = ln_f(x) @ wte.weight.T. In a Pre-LN "
+                "model the residual stream is never normalised inside the blocks.",
+                lambda m, i: _forward(m, i, final_ln=False)),
+        Mistake("gpt.no_positions",
+                "the position embeddings are missing: x = wte(idx) + wpe(torch.arange(T)).",
+                lambda m, i: _forward(m, i, positions=False)),
+        Mistake("gpt.positions_from_1",
+                "the positions start at 1: the first token gets wpe row 0 (torch.arange(T)).",
+                lambda m, i: _forward(m, i, pos_from_1=True)),
+        Mistake("gpt.post_ln_blocks",
+                "the blocks are written Post-LN (ln(x + f(x))); MiniGPT's default is Pre-LN: "
+                "x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)).",
+                lambda m, i: _forward(m, i, post_ln=True)),
+        Mistake("gpt.last_position_only",
+                "you returned the logits of the last position only, (B, V); the forward pass "
+                "gives logits for every position, (B, T, V) (generate uses only the last).",
+                lambda m, i: _forward(m, i, last_only=True)),
+    ],
+)
+
+
+def check_gpt_forward(my_forward) -> "CheckResult":  # noqa: F821
+    """Check `my_forward(model, idx) -> logits (B, T, V)` written with a `MiniGPT`'s own
+    modules (learned positions, Pre-LN) against `model(idx)`."""
+    return FORWARD.check(my_forward)
