@@ -233,7 +233,10 @@ class MiniGPT(nn.Module):
         x = self._hidden(idx, caches)
         return self.lm_head(self.ln_f(x[:, -1, :]))
 
-    @torch.inference_mode()
+    # no_grad, like every other gradient-free path in the package (estimate_loss, evaluate,
+    # attention_maps): inference_mode would be marginally faster, but its tensors can never
+    # enter autograd later (e.g. using generated ids in a training step raises).
+    @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                  top_k: Optional[int] = None, top_p: Optional[float] = None,
                  use_cache: bool = True, generator: Optional[torch.Generator] = None) -> torch.Tensor:

@@ -40,7 +40,13 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: Opti
     if temperature == 0:
         greedy = logits.argmax(dim=-1, keepdim=True)
         return torch.zeros_like(logits, dtype=torch.float32).scatter_(-1, greedy, 1.0)
-    logits = logits.float() / temperature
+    scaled = logits.float() / temperature
+    # A tiny temperature (say 1e-38) overflows finite logits to +-inf, and softmax of +inf is
+    # NaN. Shifting by the row's maximum first keeps the best logit at 0, which is the correct
+    # limit (all mass on the best tokens); rows that did not overflow keep the plain division.
+    shifted = (logits.float() - logits.float().amax(dim=-1, keepdim=True)) / temperature
+    overflowed = (torch.isinf(scaled) & torch.isfinite(logits)).any(dim=-1, keepdim=True)
+    logits = torch.where(overflowed, shifted, scaled)
     if top_k is not None and top_k < logits.size(-1):
         # scatter the top-k indices rather than thresholding at the k-th value:
         # a threshold would keep every token tied with the k-th one

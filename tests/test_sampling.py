@@ -124,3 +124,40 @@ def test_masked_logits_do_not_make_nan():
 def test_invalid_settings_raise_value_error(kw, message):
     with pytest.raises(ValueError, match=message):
         next_token_probs(torch.randn(1, 5), **kw)
+
+
+@pytest.mark.parametrize("temperature", [1e-38, 1e-45, 1e-30])
+def test_tiny_temperatures_do_not_overflow_to_nan(temperature):
+    """logits / 1e-38 overflow to +-inf and softmax(+inf) is NaN: the result must be the limit."""
+    logits = torch.tensor([[1.0, 3.0, 2.0], [-1.0, -2.0, -3.0], [50.0, -50.0, 0.0]])
+    probs = next_token_probs(logits, temperature=temperature)
+    assert not torch.isnan(probs).any()
+    assert torch.equal(probs, torch.nn.functional.one_hot(logits.argmax(-1), 3).float())
+    ties = next_token_probs(torch.tensor([[2.0, 2.0, -1.0]]), temperature=temperature)
+    assert_close(ties, torch.tensor([[0.5, 0.5, 0.0]]))       # tied best tokens share the mass
+
+
+def test_rows_that_do_not_overflow_are_unchanged_bit_for_bit():
+    logits = torch.randn(4, 50) * 3
+    assert torch.equal(next_token_probs(logits, temperature=0.7), torch.softmax(logits / 0.7, -1))
+
+
+def test_generate_with_a_tiny_temperature_is_greedy():
+    from conftest import random_ids, tiny_model
+    model = tiny_model(scale=0.5)
+    idx = random_ids(2, 5)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(model.generate(idx, 8, temperature=1e-38, generator=g),
+                       model.generate(idx, 8, temperature=0))
+
+
+def test_generated_ids_can_enter_a_training_step():
+    """generate runs under no_grad, not inference_mode: its output is an ordinary tensor."""
+    from conftest import random_ids, tiny_model
+    model = tiny_model()
+    out = model.generate(random_ids(1, 4), 6, temperature=0)
+    assert not out.is_inference()
+    model.train()
+    _, loss = model(out[:, :-1], out[:, 1:])
+    loss.backward()
+    assert model.wte.weight.grad is not None
