@@ -6,6 +6,8 @@ import torch
 from conftest import chinese_text
 from minigpt import (CharDataset, CharTokenizer, TextData, UnknownCharacterError, get_batch,
                      load_shakespeare, read_text_file)
+from minigpt.data import DataError
+from minigpt.errors import MiniGPTError
 
 
 # ------------------------------------------------------------------ tokenizer
@@ -149,8 +151,24 @@ def test_read_text_file(tmp_path):
 
 
 def test_read_text_file_missing(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"nope\.txt' does not exist"):
+    with pytest.raises(DataError, match=r"nope\.txt' does not exist"):
         read_text_file(tmp_path / "nope.txt")
+
+
+def test_read_text_file_names_a_folder_as_a_folder(tmp_path):
+    with pytest.raises(DataError, match=r"is a folder; --text needs a UTF-8 text file"):
+        read_text_file(tmp_path)
+
+
+def test_read_text_file_unreadable(tmp_path, monkeypatch):
+    path = tmp_path / "secret.txt"
+    path.write_text("x" * 200)
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(type(path), "read_text", refuse)
+    with pytest.raises(DataError, match=r"cannot read '.*secret.txt': Permission denied"):
+        read_text_file(path)
 
 
 def test_read_text_file_not_utf8(tmp_path):
@@ -165,3 +183,52 @@ def test_read_text_file_too_short(tmp_path):
     path.write_text("too short", encoding="utf-8")
     with pytest.raises(ValueError, match="has only 9 characters"):
         read_text_file(path)
+
+
+# ------------------------------------------------------------ fast tokenising
+def reference_ids(tokenizer, text):
+    """The obvious implementation, one dictionary lookup per character."""
+    return [tokenizer.stoi[ch] for ch in text]
+
+
+@pytest.mark.parametrize("text", [
+    "hello world\n" * 50,
+    chinese_text(3000),
+    "mixed ASCII and 中文 and emoji 🙂 and é" * 20,
+    "\x00\x7f\x80\uffff\U0010ffff" * 5,                  # the edges of the code point ranges
+])
+def test_tensor_encoding_matches_the_dictionary_lookup(text, monkeypatch):
+    import minigpt.data
+    monkeypatch.setattr(minigpt.data, "_CHUNK", 37)        # many chunks, ASCII and not mixed
+    tok = CharTokenizer.from_text(text)
+    assert tok.chars == sorted(set(text))
+    ids = tok.encode_tensor(text)
+    assert ids.dtype == torch.long and ids.tolist() == reference_ids(tok, text)
+    assert tok.encode(text) == reference_ids(tok, text)
+    data = TextData.from_text(text)
+    assert torch.cat([data.train, data.val]).tolist() == reference_ids(data.tokenizer, text)
+
+
+def test_unknown_character_found_in_a_later_chunk(monkeypatch):
+    import minigpt.data
+    monkeypatch.setattr(minigpt.data, "_CHUNK", 10)
+    tok = CharTokenizer.from_text("abc")
+    with pytest.raises(UnknownCharacterError, match=r"'月' \(U\+6708\) at position 25"):
+        tok.encode("abc" * 8 + "a月b")
+    with pytest.raises(UnknownCharacterError, match=r"'z' \(U\+007A\) at position 12"):
+        tok.encode("abcabcabcabcz")                 # an ASCII chunk with an unknown character
+    assert tok.decode(tok.encode("abc" * 8 + "a月bz", errors="skip")) == "abc" * 8 + "ab"
+    assert tok.encode("") == [] and tok.encode_tensor("").shape == (0,)
+
+
+def test_lone_surrogates_are_characters_too():
+    text = "ab\ud800c" * 40                          # possible in a Python string, never in UTF-8
+    tok = CharTokenizer.from_text(text)
+    assert "\ud800" in tok.stoi and tok.encode(text) == reference_ids(tok, text)
+
+
+def test_data_errors_are_minigpt_errors():
+    for err in (DataError, UnknownCharacterError):
+        assert issubclass(err, MiniGPTError) and issubclass(err, ValueError)
+    with pytest.raises(DataError, match="not a character-tokenizer description"):
+        CharTokenizer.from_dict(["a", "b"])
