@@ -2,7 +2,7 @@
 
 What a Colab reader's first cell does, on this machine: a fresh virtualenv that already has a
 torch (the runtime's own) and matplotlib; the first code cell of the chapters (rendered from
-tools/first_cell.tmpl) run with MINIGPT_SOURCE="minigpt @ git+file://<this repo>@<REF>", so
+tools/first_cell.tmpl) run with MINIGPT_SOURCE="git+file://<this repo>@<REF>", so
 pip clones the committed tree at REF exactly as it would clone the book's repository at its
 tag; then the rest of chapter 1's code in the same interpreter. It checks that torch was not
 reinstalled, that numpy came with the package, and prints how long each stage took.
@@ -68,7 +68,8 @@ def main(argv=None) -> int:
         before = json.loads(run([str(python), "-c", TORCH_INFO]))
         (Path(tmp) / "first_cell.py").write_text(first_cell_source())
         (Path(tmp) / "driver.py").write_text(DRIVER)
-        source = f"minigpt @ git+file://{REPO}@{commit}"
+        source = f"git+file://{REPO}@{commit}"      # pip's own form; "minigpt @ git+file:///..." is
+        #                                             rejected by older pips (no host in the URL)
         t = time.perf_counter()
         out = run([str(python), str(Path(tmp) / "driver.py"), str(Path(tmp) / "first_cell.py"),
                    str(REPO / "notebooks" / "01_characters_to_tensors.ipynb")],
