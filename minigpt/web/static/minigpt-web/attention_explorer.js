@@ -120,6 +120,7 @@
       state.margin = Math.max(14, Math.min(22, width / T));
       state.size = width;
       state.cell = drawMap(big, current(), T, width, state.margin, state.chars, state.cursor);
+      showReadout();
       big.setAttribute("aria-label", "attention of layer " + layer.value + ", head " + head.value +
                        " over " + T + " characters");
       var s = scores(current(), state.chars);
@@ -165,18 +166,24 @@
       drawOverview();
     }
 
-    function read(i, j) {                            // the readout for query i, key j
+    function read(i, j) {                            // move the cursor to query i, key j
       var T = state.chars.length;
       if (i < 0 || j < 0 || i >= T || j >= T) { return; }
       state.cursor = {i: i, j: j};
       drawBig();
-      var q = JSON.stringify(state.chars[i]), k = JSON.stringify(state.chars[j]);
-      readout.setAttribute("data-query", String(i));
-      readout.setAttribute("data-key", String(j));
-      readout.textContent = j > i
-        ? "query " + q + " (position " + i + ") cannot see key " + k + " (position " + j + "): it is in the future (masked)."
-        : "query " + q + " (position " + i + ") → key " + k + " (position " + j + "): weight " +
-          current()[i * T + j].toFixed(4);
+    }
+
+    function showReadout() {                         // what the cursor points at, in this head
+      var c = state.cursor, T = state.chars.length;
+      if (!c) { return; }
+      var q = JSON.stringify(state.chars[c.i]), k = JSON.stringify(state.chars[c.j]);
+      readout.setAttribute("data-query", String(c.i));
+      readout.setAttribute("data-key", String(c.j));
+      readout.textContent = c.j > c.i
+        ? "query " + q + " (position " + c.i + ") cannot see key " + k + " (position " + c.j +
+          "): it is in the future (masked)."
+        : "query " + q + " (position " + c.i + ") → key " + k + " (position " + c.j + "): weight " +
+          current()[c.i * T + c.j].toFixed(4) + " (layer " + layer.value + ", head " + head.value + ")";
     }
 
     big.addEventListener("mousemove", function (event) {

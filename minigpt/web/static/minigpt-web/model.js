@@ -31,7 +31,7 @@
       if (id === undefined) {
         var code = ch.codePointAt(0).toString(16).toUpperCase();
         while (code.length < 4) { code = "0" + code; }
-        var err = new Error("character " + JSON.stringify(ch) + " (U+" + code + ") at position " +
+        var err = new Error("character " + pyRepr(ch) + " (U+" + code + ") at position " +
           position + " is not in this model's " + this.vocabSize + "-character vocabulary. " +
           "Remove or replace it.");
         err.position = position;
@@ -42,6 +42,11 @@
     }
     return ids;
   };
+  function pyRepr(ch) {                         // how Python's repr() quotes one character
+    var escaped = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}[ch];
+    if (escaped) { return "'" + escaped + "'"; }
+    return ch === "'" ? "\"'\"" : "'" + ch + "'";
+  }
   CharTokenizer.prototype.decode = function (ids) {
     var self = this;
     return ids.map(function (i) { return self.chars[i]; }).join("");

@@ -1,0 +1,389 @@
+"""The model in the page (minigpt.web): the JavaScript must compute what PyTorch computes.
+
+Two levels:
+* node runs model.js / sampling.js on small models of every kind the exporter writes
+  (learned, sinusoidal, RoPE, GQA, Post-LN, no bias; float32 and int8) - fast, many cases.
+  These tests FAIL when node is missing: a skipped parity test proves nothing.
+* headless Chromium (playwright), with every non-file request aborted, opens a page with the
+  real widgets and the shipped asset: parity on the shipped model, then the controls as a
+  reader uses them. Any JavaScript error fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+import minigpt
+from minigpt.web import STATIC_DIR, asset_path, export_web, load_web_model, read_web_asset
+from minigpt.web import widgets
+
+NODE = shutil.which("node")
+SETTINGS = [(1.0, None, None), (0.7, None, None), (1.5, 5, None), (1.0, None, 0.5), (0.8, 10, 0.9),
+            (1.0, 1, None), (0.0, None, None), (2.0, None, 0.05), (1.0, 64, 0.999), (0.3, 3, 0.2)]
+RUNNER = r"""
+const fs = require("fs"), vm = require("vm");
+const dir = process.argv[1];
+for (const f of ["model.js", "sampling.js"]) vm.runInThisContext(fs.readFileSync(dir + "/" + f, "utf8"), {filename: f});
+const job = JSON.parse(fs.readFileSync(0, "utf8"));
+if (job.asset) vm.runInThisContext(fs.readFileSync(job.asset, "utf8"));
+const out = (new Function("MG", job.code))(MiniGPTWeb);
+process.stdout.write(JSON.stringify(out));
+"""
+
+
+def run_js(code: str, asset: Path | None = None):
+    """Run `code` (a function body that gets MG = MiniGPTWeb and returns JSON) in node."""
+    if NODE is None:
+        pytest.fail("node is not installed: the JavaScript parity tests need it (apt-get install nodejs).")
+    job = {"code": code, "asset": str(asset) if asset else None}
+    proc = subprocess.run([NODE, "-e", RUNNER, str(STATIC_DIR)], input=json.dumps(job),
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise AssertionError(f"node failed:\n{proc.stderr}")
+    return json.loads(proc.stdout)
+
+
+# ------------------------------------------------------------------------ sampling twin
+def _logits(seed=0, V=65, scale=3.0):
+    return torch.randn(V, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+def test_filter_matches_next_token_probs():
+    cases = [(seed, *s) for seed in range(4) for s in SETTINGS]
+    data = [[_logits(seed).tolist(), t, k, p] for seed, t, k, p in cases]
+    out = run_js(f"return {json.dumps(data)}.map(c => MG.filterProbs(c[0], c[1], c[2], c[3]));")
+    for (seed, t, k, p), js in zip(cases, out):
+        ref = minigpt.next_token_probs(_logits(seed), t, k, p).double()
+        torch.testing.assert_close(torch.tensor(js, dtype=torch.float64), ref, atol=1e-6, rtol=1e-5,
+                                   msg=f"settings T={t} k={k} p={p}")
+
+
+def test_seeded_sampling_is_reproducible_and_follows_the_distribution():
+    probs = [0.5, 0.3, 0.15, 0.05, 0.0]
+    out = run_js(f"""
+        const draw = seed => {{ const r = new MG.Rng(seed); const c = [0,0,0,0,0];
+                               for (let i = 0; i < 20000; i++) c[MG.sampleIndex({probs}, r.next())]++; return c; }};
+        const seq = seed => {{ const r = new MG.Rng(seed); return [r.next(), r.next(), r.next()]; }};
+        return {{counts: draw(1), same: seq(7), again: seq(7), other: seq(8)}};""")
+    freq = torch.tensor(out["counts"], dtype=torch.float64) / 20000
+    assert out["counts"][4] == 0, "a token with probability 0 was drawn"
+    torch.testing.assert_close(freq, torch.tensor(probs, dtype=torch.float64), atol=0.015, rtol=0)
+    assert out["same"] == out["again"] and out["same"] != out["other"]
+    assert all(0 <= u < 1 for u in out["same"])
+
+
+def test_tokenizer_names_an_unknown_character_and_its_position():
+    tok = minigpt.CharTokenizer(list("\n abc"))
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=5, block_size=8, n_embd=8, n_head=2, n_layer=1))
+    with pytest.raises(minigpt.UnknownCharacterError) as python_error:
+        tok.encode("ab é")
+    path = export_web(model, tok, Path(os.environ.get("TMPDIR", "/tmp")) / "mg_tok_test.js", quantize="float32")
+    out = run_js("""const m = new MG.Model(MINIGPT_WEB_MODELS["mg_tok_test"]);
+                    try { m.tokenizer.encode("ab é"); return null; } catch (e) { return [e.message, e.position]; }""",
+                 path)
+    assert out is not None, "the JavaScript tokenizer accepted an unknown character"
+    assert out[1] == 3
+    assert out[0].startswith(str(python_error.value).split(". ")[0])   # same first sentence
+
+
+# --------------------------------------------------------------- forward-pass parity (node)
+VARIANTS = {
+    "learned": dict(pos_encoding="learned"),
+    "rope+gqa": dict(pos_encoding="rope", n_kv_head=2),
+    "sinusoidal+post-ln+no-bias": dict(pos_encoding="sinusoidal", norm="post", bias=False),
+    "mqa": dict(pos_encoding="rope", n_kv_head=1),
+}
+PROMPTS = ["abc", "a", "hij\n abcdefg", "  ", "jihgfedcba\n"]
+
+
+@pytest.mark.parametrize("quantize", ["float32", "int8", "float16"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_javascript_forward_matches_pytorch(variant, quantize, tmp_path):
+    torch.manual_seed(0)
+    tok = minigpt.CharTokenizer(list("\n abcdefghij"))
+    cfg = minigpt.GPTConfig(vocab_size=12, block_size=16, n_embd=32, n_head=4, n_layer=2, dropout=0.0,
+                            **VARIANTS[variant])
+    model = minigpt.MiniGPT(cfg)
+    for p in model.parameters():                  # larger than the init, so every part matters
+        p.data.normal_(0, 0.3)
+    path = export_web(model, tok, tmp_path / "m.js", quantize=quantize)
+    reference, _ = load_web_model(path)
+    out = run_js(f"""const m = new MG.Model(MINIGPT_WEB_MODELS["m"]), prompts = {json.dumps(PROMPTS)};
+        return {{logits: prompts.map(p => Array.from(m.forward(m.tokenizer.encode(p)))),
+                maps: prompts.map(p => m.attentionMaps(m.tokenizer.encode(p)).map(l => l.map(h => Array.from(h)))),
+                greedy: m.greedy(m.tokenizer.encode("abc"), 40)}};""", path)
+    for i, prompt in enumerate(PROMPTS):
+        ids = torch.tensor([tok.encode(prompt)])
+        with torch.no_grad():
+            logits = reference(ids)[0][0]
+        torch.testing.assert_close(torch.tensor(out["logits"][i], dtype=torch.float32).view_as(logits), logits, atol=1e-4, rtol=0)
+        maps = reference.attention_maps(ids)[:, 0]
+        torch.testing.assert_close(torch.tensor(out["maps"][i], dtype=torch.float32).view_as(maps), maps, atol=1e-5, rtol=0)
+    # 40 new tokens from a 3-token prompt: past block_size=16 the window slides, as in Python
+    greedy = reference.generate(torch.tensor([tok.encode("abc")]), 40, temperature=0)[0, 3:].tolist()
+    assert out["greedy"] == greedy
+
+
+def test_javascript_erf_is_accurate():
+    xs = torch.linspace(-6, 6, 241, dtype=torch.float64)
+    out = run_js(f"return {json.dumps(xs.tolist())}.map(MG.erf);")
+    torch.testing.assert_close(torch.tensor(out, dtype=torch.float64), torch.erf(xs), atol=2e-7, rtol=0)
+
+
+# ------------------------------------------------------------------------ the exporter
+def test_export_web_rejects_bad_arguments(tmp_path):
+    tok = minigpt.CharTokenizer(list("ab"))
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=3, block_size=4, n_embd=8, n_head=2, n_layer=1))
+    with pytest.raises(ValueError, match="vocab_size"):
+        export_web(model, tok, tmp_path / "m.js")
+    tok = minigpt.CharTokenizer(list("abc"))
+    with pytest.raises(ValueError, match=r"\.js"):
+        export_web(model, tok, tmp_path / "m.json")
+    with pytest.raises(ValueError, match="quantize"):
+        export_web(model, tok, tmp_path / "m.js", quantize="int4")
+    with pytest.raises(ValueError, match="name"):
+        export_web(model, tok, tmp_path / "m.js", name="no spaces please")
+    with pytest.raises(FileNotFoundError, match="export_web"):
+        read_web_asset(tmp_path / "missing.js")
+    (tmp_path / "other.js").write_text("console.log(1);\n")
+    with pytest.raises(ValueError, match="not a minigpt web asset"):
+        read_web_asset(tmp_path / "other.js")
+
+
+def test_shipped_asset_is_the_pretrained_model_quantised():
+    path = asset_path()
+    assert path.is_file() and path.stat().st_size < 10_000_000
+    asset = read_web_asset(path)
+    info = minigpt.pretrained_info()
+    assert asset["quantize"] == "int8"
+    assert asset["info"]["val_loss"] == info["summary"]["val_loss"]
+    quantised, tok = load_web_model(path)
+    original, original_tok = minigpt.load_model(minigpt.pretrained.pretrained_path(), "cpu")
+    assert tok.chars == original_tok.chars and quantised.config == original.config
+    for (name, q), (_, w) in zip(quantised.state_dict().items(), original.state_dict().items()):
+        if w.dim() == 2:                          # int8 rows: within half a step of the original
+            step = w.abs().amax(dim=1, keepdim=True) / 127
+            assert ((q - w).abs() <= step / 2 + 1e-7).all(), name
+        else:
+            assert torch.equal(q, w), name
+
+
+def test_widget_html_is_small_and_loads_only_local_files():
+    for widget in (widgets.generator("ROMEO:\n"), widgets.attention_explorer(["the king, the king"])):
+        html = widget.data
+        assert len(html.encode()) < 200_000
+        assert "http" not in html
+        assert 'src="../minigpt-web/shakespeare_char.js"' not in html   # loaded once, by model.js
+        assert "mg-fallback" in html and repr(widget).startswith("WebWidget(")
+    with pytest.raises(ValueError, match="temperature"):
+        widgets.generator(temperature=-1)
+    with pytest.raises(ValueError, match="max_chars"):
+        widgets.attention_explorer(["x" * 300])
+
+
+# ------------------------------------------------------------------- in a real browser
+def _browser_or_skip():
+    required = os.environ.get("CI") or os.environ.get("MINIGPT_REQUIRE_BROWSER")
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    try:
+        from playwright.sync_api import sync_playwright  # noqa: F401
+    except ImportError:
+        exe = None
+    if exe is None:
+        message = "headless Chromium + playwright are needed (apt-get install chromium; pip install playwright)"
+        pytest.fail(message) if required else pytest.skip(message)
+    return exe
+
+
+PARITY_PROMPTS = ["JULIET:\nO Romeo, Romeo! wherefore art thou ", "ROMEO:\nBut soft, what ligh", "\n",
+                  "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.",
+                  "KING RICHARD II:\nI have been studying how I may compare"]
+ATTENTION_TEXTS = ["ROMEO:\nBut soft, what light", "the king, the king, the king"]
+
+
+@pytest.fixture(scope="module")
+def page_and_errors(tmp_path_factory):
+    exe = _browser_or_skip()
+    from playwright.sync_api import sync_playwright
+    base = STATIC_DIR.as_uri() + "/"
+    html = widgets.standalone_page([
+        widgets.generator("JULIET:\nO Romeo, Romeo! wherefore art thou ", temperature=0.8, seed=0, length=40, base=base),
+        widgets.attention_explorer(ATTENTION_TEXTS, layer=0, head=2, base=base)])
+    page_file = tmp_path_factory.mktemp("web") / "page.html"
+    page_file.write_text(html, encoding="utf-8")
+    errors, blocked = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu", "--disable-quic",
+                                                                "--disable-background-networking"])
+        context = browser.new_context(viewport={"width": 900, "height": 1200})
+
+        def route(r):                             # the network is cut: only file:// may load
+            if r.request.url.startswith("file:"):
+                r.continue_()
+            else:
+                blocked.append(r.request.url)
+                r.abort()
+        context.route("**/*", route)
+        page = context.new_page()
+        page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+        page.on("console", lambda m: errors.append(f"console error: {m.text}") if m.type == "error" else None)
+        page.goto(page_file.as_uri())
+        page.wait_for_function("document.querySelectorAll('[data-mg-mounted=ready]').length === 2", timeout=60_000)
+        yield page, errors, blocked
+        browser.close()
+    assert not errors, errors
+    assert not blocked, f"the page tried the network: {blocked}"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    model, tok = load_web_model(asset_path())
+    return model, tok
+
+
+def test_page_parity_with_pytorch(page_and_errors, reference):
+    page, errors, _ = page_and_errors
+    model, tok = reference
+    out = page.evaluate("""([prompts, texts]) => { const m = MiniGPTWeb.loadModel("shakespeare_char");
+        return {logits: prompts.map(p => Array.from(m.forward(m.tokenizer.encode(p)))),
+                maps: texts.map(t => m.attentionMaps(m.tokenizer.encode(t)).map(l => l.map(h => Array.from(h)))),
+                greedy: m.greedy(m.tokenizer.encode(prompts[0]), 200)}; }""", [PARITY_PROMPTS, ATTENTION_TEXTS])
+    for prompt, js in zip(PARITY_PROMPTS, out["logits"]):
+        ids = torch.tensor([tok.encode(prompt)])
+        with torch.no_grad():
+            logits = model(ids)[0][0]
+        diff = (torch.tensor(js, dtype=torch.float32).view_as(logits) - logits).abs().max().item()
+        assert diff <= 1e-4, f"page logits differ from PyTorch by {diff:.2e} on {prompt!r}"
+    for text, js in zip(ATTENTION_TEXTS, out["maps"]):
+        maps = model.attention_maps(torch.tensor([tok.encode(text)]))[:, 0]
+        torch.testing.assert_close(torch.tensor(js, dtype=torch.float32).view_as(maps), maps, atol=1e-5, rtol=0)
+    ids = torch.tensor([tok.encode(PARITY_PROMPTS[0])])
+    greedy = model.generate(ids, 200, temperature=0)[0, ids.size(1):].tolist()
+    assert out["greedy"] == greedy, "200 greedy characters differ from generate(temperature=0)"
+    assert not errors
+
+
+def _set(page, selector, value):
+    """Move a slider / number field the way a reader's input does (value + input event)."""
+    page.eval_on_selector(selector, """(el, v) => { el.value = v; el.dispatchEvent(new Event("input", {bubbles: true}));
+                                                   el.dispatchEvent(new Event("change", {bubbles: true})); }""", value)
+
+
+def test_generator_controls(page_and_errors, reference):
+    page, errors, _ = page_and_errors
+    model, tok = reference
+    gen = "[data-mg-widget=generator] "
+    assert "shakespeare_char" in page.inner_text(gen + "[data-mg=model]")
+    assert "1.47" in page.inner_text(gen + "[data-mg=model]")
+    # an out-of-vocabulary character is named with its position, and blocks Generate
+    page.fill(gen + "[data-mg=prompt]", "ROMEO: é")
+    page.wait_for_function("document.querySelector('[data-mg=prompt-error]').textContent.length > 0")
+    assert "position 7" in page.inner_text(gen + "[data-mg=prompt-error]")
+    assert page.is_disabled(gen + "[data-mg=generate]")
+    prompt = "ROMEO:\nBut soft, what ligh"
+    page.fill(gen + "[data-mg=prompt]", prompt)
+    page.wait_for_function("document.querySelector('[data-mg=prompt-error]').textContent === '' && "
+                           "!document.querySelector('[data-mg=generate]').disabled")
+    # top-k 1 keeps one token; the k slider's label follows
+    _set(page, gen + "[data-mg=top-k]", "1")
+    assert page.get_attribute(gen + "[data-mg=kept]", "data-kept") == "1"
+    assert page.inner_text(gen + "[data-mg=top-k-value]") == "1"
+    _set(page, gen + "[data-mg=top-k]", "65")
+    assert page.inner_text(gen + "[data-mg=top-k-value]") == "off (65)"
+    # top-p: the kept count equals next_token_probs' on the same logits
+    with torch.no_grad():
+        logits = model(torch.tensor([tok.encode(prompt)]))[0][0, -1]
+    for temperature, top_p in ((1.0, 0.5), (1.5, 0.9)):
+        _set(page, gen + "[data-mg=temperature]", str(temperature))
+        _set(page, gen + "[data-mg=top-p]", str(top_p))
+        expected = int((minigpt.next_token_probs(logits, temperature, None, top_p) > 0).sum())
+        assert page.get_attribute(gen + "[data-mg=kept]", "data-kept") == str(expected)
+    # temperature 0 is greedy: the streamed text is generate(temperature=0)'s
+    _set(page, gen + "[data-mg=temperature]", "0")
+    _set(page, gen + "[data-mg=top-p]", "1")
+    assert page.inner_text(gen + "[data-mg=temperature-value]") == "0 (greedy)"
+    _set(page, gen + "[data-mg=length]", "30")
+    page.click(gen + "[data-mg=generate]")
+    page.wait_for_function("document.querySelector('[data-mg-widget=generator]').mgState.run.done", timeout=60_000)
+    ids = torch.tensor([tok.encode(prompt)])
+    greedy = tok.decode(model.generate(ids, 30, temperature=0)[0, ids.size(1):])
+    chars = page.eval_on_selector_all(gen + ".mg-char", "els => els.map(e => e.textContent.replace('↵\\n', '\\n'))")
+    assert "".join(chars) == greedy
+    # clicking a generated character shows the distribution it was drawn from
+    page.click(gen + ".mg-char[data-index='2']")
+    assert page.inner_text(gen + "[data-mg=dist-title]").startswith("Character 3")
+    assert page.get_attribute(gen + "[data-mg=kept]", "data-kept") == "1"
+    assert page.locator(gen + ".mg-bar.mg-drawn").count() == 1
+    # the keyboard moves between characters
+    page.keyboard.press("ArrowRight")
+    assert page.inner_text(gen + "[data-mg=dist-title]").startswith("Character 4")
+    # sampling: the seed is shown, the same seed gives the same text, another seed another
+    _set(page, gen + "[data-mg=temperature]", "1")
+    texts = []
+    for seed in ("5", "5", "6"):
+        _set(page, gen + "[data-mg=seed]", seed)
+        page.click(gen + "[data-mg=generate]")
+        page.wait_for_function("document.querySelector('[data-mg-widget=generator]').mgState.run.done", timeout=60_000)
+        texts.append(page.inner_text(gen + "[data-mg=output]"))
+        assert f"seed {seed}" in page.inner_text(gen + "[data-mg=status]")
+    assert texts[0] == texts[1] and texts[0] != texts[2]
+    assert not errors
+
+
+def test_attention_explorer_controls(page_and_errors, reference):
+    page, errors, _ = page_and_errors
+    model, tok = reference
+    exp = "[data-mg-widget=attention] "
+    text = "the king, the king, the king"
+    page.select_option(exp + "[data-mg=preset]", "1")
+    assert page.input_value(exp + "[data-mg=text]") == text
+    maps = model.attention_maps(torch.tensor([tok.encode(text)]))[:, 0]
+    for layer, head in ((3, 4), (5, 7)):
+        page.select_option(exp + "[data-mg=layer]", str(layer))
+        page.select_option(exp + "[data-mg=head]", str(head))
+        state = page.evaluate("() => { const s = document.querySelector('[data-mg-widget=attention]').mgState;"
+                              " return {margin: s.margin, cell: s.cell}; }")
+        box = page.locator(exp + "[data-mg=heatmap]").bounding_box()
+        i, j = 12, 7
+        page.mouse.move(box["x"] + state["margin"] + (j + 0.5) * state["cell"],
+                        box["y"] + state["margin"] + (i + 0.5) * state["cell"])
+        readout = page.inner_text(exp + "[data-mg=readout]")
+        assert f"(layer {layer}, head {head})" in readout
+        assert f"query {json.dumps(text[i])} (position {i})" in readout
+        assert f"key {json.dumps(text[j])} (position {j})" in readout
+        assert f"weight {maps[layer, head, i, j].item():.4f}" in readout
+    # the keyboard moves the cursor
+    page.focus(exp + "[data-mg=heatmap]")
+    page.keyboard.press("ArrowLeft")
+    assert "(position 6)" in page.inner_text(exp + "[data-mg=readout]")
+    # an overview square opens that head in the big view
+    page.click(exp + ".mg-thumb[data-layer='2'][data-head='6']")
+    assert page.input_value(exp + "[data-mg=layer]") == "2" and page.input_value(exp + "[data-mg=head]") == "6"
+    assert page.locator(exp + ".mg-thumb.mg-selected").count() == 1
+    # the reader's own text, with a character the model does not know
+    page.fill(exp + "[data-mg=text]", "Hello, wörld")
+    page.wait_for_function("document.querySelector('[data-mg=text-error]').textContent.includes('position 8')")
+    page.fill(exp + "[data-mg=text]", "To be, or not to be")
+    page.wait_for_function("document.querySelector('[data-mg-widget=attention]').mgState.chars.length === 19")
+    assert page.locator(exp + ".mg-thumb").count() == model.config.n_layer * model.config.n_head
+    assert not errors
+
+
+def test_widgets_fit_a_phone(page_and_errors):
+    page, errors, _ = page_and_errors
+    page.set_viewport_size({"width": 390, "height": 900})
+    page.evaluate("() => window.dispatchEvent(new Event('resize'))")
+    page.wait_for_timeout(400)
+    overflow = page.evaluate("() => Array.from(document.querySelectorAll('.mg-widget')).map("
+                             "w => w.scrollWidth - w.clientWidth)")
+    assert max(overflow) <= 1, f"widgets wider than a 390 px screen by {overflow} px"
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 900, "height": 1200})
+    assert not errors
