@@ -1,0 +1,87 @@
+"""The install path readers take: the chapters' first cell (one template, one install source),
+the declared dependencies, and the one-line message when the install fails.
+
+The full offline install (fresh venv with a torch, minigpt from git, chapter 1) takes longer
+than a unit test should: `make test-install` (tools/check_install.py) runs it.
+"""
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import minigpt
+
+REPO = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("sync_first_cell", REPO / "tools" / "sync_first_cell.py")
+sync = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sync)
+
+PROJECT = sync.tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+
+@pytest.mark.parametrize("chapter", sync.chapters(), ids=lambda p: p.stem)
+def test_first_cell_of_every_chapter_is_the_template(chapter):
+    diff = sync.drift(chapter, sync.first_cell_source())
+    assert not diff, f"{chapter.name}'s first cell drifted; run `python tools/sync_first_cell.py`:\n{diff}"
+
+
+def test_there_are_fourteen_chapters():
+    assert len(sync.chapters()) == 14
+
+
+def test_the_first_cell_installs_the_tagged_version_from_the_one_repository_address():
+    url, version = PROJECT["urls"]["Repository"], PROJECT["version"]
+    cell = sync.first_cell_source()
+    assert f'"minigpt @ git+{url}@v{version}"' in cell
+    assert cell.count("git+") == 2          # the pinned source, and the fork example in the comment
+    assert "$" not in cell                  # every template placeholder was filled
+    assert minigpt.__version__ == version, "minigpt/__init__.py and pyproject.toml disagree on the version"
+    book = yaml.safe_load((REPO / "_config.yml").read_text(encoding="utf-8"))
+    assert book["repository"]["url"] == url, "_config.yml's repository (launch buttons) differs from pyproject.toml"
+
+
+def _run_first_cell():
+    namespace = {"__name__": "__main__"}
+    exec(compile(sync.first_cell_source(), "first cell", "exec"), namespace)
+    return namespace
+
+
+def test_first_cell_prints_nothing_and_picks_the_device_when_minigpt_is_installed(capsys):
+    namespace = _run_first_cell()
+    assert capsys.readouterr() == ("", "")                 # the stored (empty) output stays true
+    assert namespace["device"] == minigpt.pick_device()
+    assert namespace["torch"] is torch
+
+
+def test_a_failed_install_says_what_to_do_in_one_line(monkeypatch, tmp_path):
+    missing = tmp_path / "no-such-checkout"
+    monkeypatch.setitem(sys.modules, "minigpt", None)      # `import minigpt` now fails as if not installed
+    monkeypatch.setenv("MINIGPT_SOURCE", str(missing))
+    with pytest.raises(Exception) as info:
+        _run_first_cell()
+    assert type(info.value).__name__ == "InstallFailed"
+    shown = info.value._render_traceback_()                # what Jupyter and Colab display
+    assert len(shown) == 1 and "\n" not in shown[0], shown
+    assert str(missing) in shown[0] and "MINIGPT_SOURCE" in shown[0] and "ERROR" in shown[0], shown[0]
+
+
+def _lower_bound(requirements, name):
+    bounds = [re.fullmatch(rf"{name}\s*>=\s*([\d.]+)", r.split(";")[0].strip()) for r in requirements]
+    return next(m.group(1) for m in bounds if m)
+
+
+def test_declared_dependencies_match_what_runs():
+    """numpy is declared (torch warns without it); one torch lower bound, the one that is tested."""
+    requirements = [line.strip() for line in (REPO / "requirements.txt").read_text().splitlines()
+                    if line.strip() and not line.startswith("#")]
+    for declared in (PROJECT["dependencies"], requirements):
+        assert "numpy" in [re.split(r"[<>=;\s]", r)[0] for r in declared]
+    oldest = _lower_bound(PROJECT["dependencies"], "torch")
+    assert _lower_bound(requirements, "torch") == oldest
+    tested = re.search(r"^TORCH_OLDEST \?= ([\d.]+)$", (REPO / "Makefile").read_text(), re.M).group(1)
+    assert tested.split(".")[:2] == oldest.split(".")[:2], "make test-oldest-torch tests another torch"
