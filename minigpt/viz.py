@@ -37,6 +37,34 @@ def plot_attention(weights: torch.Tensor, tokens: Sequence[str], ax=None, title:
     return ax
 
 
+def plot_attention_head(model, tokenizer, text: str, layer: int, head: int, ax=None,
+                        size: float = 6.0):
+    """One head of `model` on `text`, large, with the characters on both axes and each row's
+    strongest key outlined; the title names the layer, the head and the text (newlines shown
+    as ↵). Returns the axes. The live version of this view is chapter 10's explorer
+    (`minigpt.web.widgets.attention_explorer`)."""
+    import matplotlib.pyplot as plt
+    n_layer, n_head = model.config.n_layer, model.config.n_head
+    if not 0 <= layer < n_layer or not 0 <= head < n_head:
+        raise ValueError(f"layer must be in 0..{n_layer - 1} and head in 0..{n_head - 1}, "
+                         f"got layer={layer}, head={head}.")
+    idx = torch.tensor([tokenizer.encode(text)], device=model.device)
+    weights = model.attention_maps(idx)[layer, 0, head].float().cpu()       # (T, T)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(size, size))
+    plot_attention(weights, list(text), ax=ax)
+    T = len(text)
+    for i in range(T):                               # outline where each query looks most
+        j = int(weights[i].argmax())
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="white", lw=1.2))
+    fontsize = max(6, min(11, int(220 / max(T, 1))))
+    ax.tick_params(labelsize=fontsize)
+    shown = text.replace("\n", "↵")
+    ax.set_title(f"layer {layer}, head {head} on {shown[:48]!s}{'…' if len(shown) > 48 else ''}",
+                 fontsize=10)
+    return ax
+
+
 def plot_attention_grid(maps: torch.Tensor, tokens: Sequence[str], layers: Optional[Sequence[int]] = None,
                         heads: Optional[Sequence[int]] = None, size: float = 2.2):
     """A grid of heatmaps, one row per layer and one column per head, for maps (L, H, T, T)."""
@@ -113,70 +141,21 @@ def plot_next_token_probs(probs: torch.Tensor, tokens: Sequence[str], k: int = 1
 # The book is a static site, so ipywidgets callbacks cannot run there. The explorer below is a
 # self-contained HTML snippet: the raw logits travel as JSON, and a few lines of inline
 # JavaScript (no external scripts, works offline) re-apply temperature, top-k and top-p with the
-# same rules as `minigpt.next_token_probs` whenever a slider moves. `explorer_probs` is the
-# line-by-line Python twin of the JavaScript filter; it draws the initial bars (so the page reads
+# same rules as `minigpt.next_token_probs` whenever a slider moves (the JavaScript lives in
+# minigpt/web/static/minigpt-web/: sampling.js and sampling_explorer.js). `explorer_probs` is
+# the line-by-line Python twin of the JavaScript filter; it draws the initial bars (so the page reads
 # even with scripts off) and the tests check it against `next_token_probs`.
 
-_EXPLORER_JS_FILTER = r"""
-function mgFilter(logits, T, k, p) {
-  // same rules as minigpt.next_token_probs: temperature, then top-k, then top-p
-  var V = logits.length, order = [], probs = [], i;
-  for (i = 0; i < V; i++) { order.push(i); probs.push(0); }
-  order.sort(function (a, b) { return (logits[b] - logits[a]) || (a - b); });  // best first
-  if (T === 0) { probs[order[0]] = 1; return probs; }       // greedy: all mass on the argmax
-  var kept = order.slice(0, Math.min(k, V));                  // top-k keeps exactly k tokens
-  var top = logits[kept[0]] / T, total = 0;
-  kept.forEach(function (j) { probs[j] = Math.exp(logits[j] / T - top); total += probs[j]; });
-  kept.forEach(function (j) { probs[j] /= total; });
-  if (p < 1) {                                                // top-p over the sorted survivors
-    var before = 0, mass = 0;
-    kept.forEach(function (j, r) {
-      var pj = probs[j];
-      if (r > 0 && before >= p) { probs[j] = 0; } else { mass += pj; }  // best token always stays
-      before += pj;
-    });
-    kept.forEach(function (j) { probs[j] /= mass; });
-  }
-  return probs;
-}
-"""
+def _web_file(name: str) -> str:
+    from .web import STATIC_DIR
+    return (STATIC_DIR / name).read_text(encoding="utf-8")
 
-_EXPLORER_JS_UI = r"""
-(function () {
-  var root = document.getElementById(__UID__), data = __DATA__;
-  if (!root) { return; }
-  var V = data.logits.length;
-  function q(name) { return root.querySelector('[data-mg="' + name + '"]'); }
-  function fmt(x) { return (100 * x).toFixed(1) + "%"; }
-  function nearest(T, k, p) {
-    var best = null, bestD = Infinity;
-    data.samples.forEach(function (s) {
-      var d = Math.abs(s.temperature - T) / 2 + Math.abs(s.top_k - k) / V + Math.abs(s.top_p - p);
-      if (d < bestD) { bestD = d; best = s; }
-    });
-    return best;
-  }
-  function redraw() {
-    var T = parseFloat(q("T").value), k = parseInt(q("k").value, 10), p = parseFloat(q("p").value);
-    q("Tv").textContent = T === 0 ? "0 (greedy)" : T.toFixed(2);
-    q("kv").textContent = k >= V ? "off (" + V + ")" : String(k);
-    q("pv").textContent = p >= 1 ? "off (1.00)" : p.toFixed(2);
-    var probs = mgFilter(data.logits, T, k, p), shown = 0, kept = 0;
-    data.show.forEach(function (j, r) {
-      q("bar" + r).style.width = (100 * probs[j]).toFixed(2) + "%";
-      q("pct" + r).textContent = fmt(probs[j]);
-      shown += probs[j];
-    });
-    probs.forEach(function (x) { if (x > 0) { kept += 1; } });
-    q("rest").textContent = fmt(Math.max(0, 1 - shown));
-    q("kept").textContent = String(kept);
-    var s = nearest(T, k, p);
-    if (s) { q("slabel").textContent = s.label; q("stext").textContent = s.text; }
-  }
-  ["T", "k", "p"].forEach(function (n) { q(n).addEventListener("input", redraw); });
-  redraw();
-})();
-"""
+
+def explorer_javascript(uid: str, payload: str) -> str:
+    """The explorer's script: sampling.js (the filters) + sampling_explorer.js (the UI)."""
+    return (_web_file("sampling.js") + _web_file("sampling_explorer.js").replace("__UID__", json.dumps(uid))
+            .replace("__DATA__", payload.replace("</", "<\\/")))
+
 
 
 def explorer_probs(logits: Sequence[float], temperature: float = 1.0, top_k: Optional[int] = None,
@@ -325,8 +304,7 @@ def sampling_explorer_html(logits, labels: Sequence[str], temperature: float = 1
                 f'<span data-mg="{key}v" style="width:6em">{text}</span></label>')
 
     header = f'<div style="font-weight:bold;margin-bottom:4px">{esc(title)}</div>' if title else ""
-    js = (_EXPLORER_JS_FILTER + _EXPLORER_JS_UI.replace("__UID__", json.dumps(uid))
-          .replace("__DATA__", payload.replace("</", "<\\/")))
+    js = explorer_javascript(uid, payload)
     html = (
         f'<div id="{esc(uid)}" class="minigpt-explorer" style="font-family:sans-serif;font-size:13px;'
         'max-width:640px;border:1px solid #ccc;border-radius:6px;padding:8px">'

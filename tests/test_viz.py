@@ -68,17 +68,19 @@ NODE = shutil.which("node")
 
 
 def _run_node(script: str) -> str:
+    if NODE is None:                       # a skipped JavaScript test would prove nothing
+        pytest.fail("node is not installed: the JavaScript tests need it (apt-get install nodejs).")
     return subprocess.run([NODE, "-e", script], capture_output=True, text=True, check=True,
                           timeout=60).stdout
 
 
-@pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_javascript_filter_matches_python_twin():
     cases = [(seed, *s) for seed in range(3) for s in SETTINGS]
     inputs = [[_logits(seed).tolist(), t, k or 65, p or 1.0] for seed, t, k, p in cases]
-    script = viz._EXPLORER_JS_FILTER + (
+    from minigpt.web import STATIC_DIR
+    script = (STATIC_DIR / "sampling.js").read_text() + (
         f"var cases = {json.dumps(inputs)};"
-        "console.log(JSON.stringify(cases.map(function (c) { return mgFilter(c[0], c[1], c[2], c[3]); })));")
+        "console.log(JSON.stringify(cases.map(function (c) { return MiniGPTWeb.filterProbs(c[0], c[1], c[2], c[3]); })));")
     out = json.loads(_run_node(script))
     for (seed, t, k, p), js in zip(cases, out):
         py = viz.explorer_probs(_logits(seed).tolist(), t, k, p)
@@ -86,7 +88,6 @@ def test_javascript_filter_matches_python_twin():
                                    atol=1e-9, rtol=0)
 
 
-@pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_javascript_redraw_runs_against_a_minimal_dom():
     explorer, logits = _explorer(n_show=4)
     script = explorer.data.split("<script>")[1].split("</script>")[0]
@@ -124,4 +125,27 @@ def test_plot_next_token_probs_draws_k_bars():
     ax = viz.plot_next_token_probs(probs, chars, k=7)
     assert len(ax.patches) == 7
     assert ax.patches[0].get_height() == pytest.approx(float(probs.max()))
+    plt.close("all")
+
+
+def test_explorer_javascript_comes_from_the_package_files():
+    from minigpt.web import STATIC_DIR
+    html = _explorer(n_show=5)[0].data
+    assert (STATIC_DIR / "sampling.js").read_text()[:200] in html
+    assert "__UID__" not in html and "__DATA__" not in html
+
+
+def test_plot_attention_head_labels_both_axes():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    torch.manual_seed(0)
+    tok = minigpt.CharTokenizer(list("\n abc"))
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=5, block_size=16, n_embd=16, n_head=2, n_layer=2))
+    ax = viz.plot_attention_head(model, tok, "ab\nc a", layer=1, head=0)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "\\n", "c", "␣", "a"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "\\n", "c", "␣", "a"]
+    assert "\\n" not in ax.get_title() and "↵" in ax.get_title() and "layer 1, head 0" in ax.get_title()
+    with pytest.raises(ValueError, match="head"):
+        viz.plot_attention_head(model, tok, "ab", layer=0, head=2)
     plt.close("all")
