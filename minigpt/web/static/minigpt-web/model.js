@@ -5,9 +5,9 @@
  * numbers (float64) and stored as float32, so the logits agree with PyTorch's float32 ones to
  * about 1e-5 (the tests check <= 1e-4).
  *
- * Blocks, in the order of model.py:  [block:tokenizer] [block:weights] [block:positions]
- * [block:layernorm] [block:linear] [block:attention] [block:mlp] [block:block]
- * [block:model] [block:generate]. The appendix "The same GPT in JavaScript" shows each one
+ * The file is cut into blocks (tokenizer, weights, positions, layernorm, linear, attention,
+ * mlp, block, model, generate), each opened by a "block:" marker comment; the appendix
+ * "The same GPT in JavaScript" shows each one
  * beside its Python twin. No dependencies, no build step: load it with a <script> tag.
  */
 (function (root) {

@@ -1,0 +1,94 @@
+"""The in-page model's speed in headless Chromium, beside PyTorch on the same machine.
+
+    .venv/bin/python bench/web_speed.py [--tokens 200] [--quality]
+
+Measures, for the shipped model (minigpt/web/static/minigpt-web/shakespeare_char.js):
+* asset load: navigation start -> the model decoded and the widget ready (from file://);
+* time to first token after clicking Generate (prefill of the prompt + one step);
+* tokens/s of the page's generation (greedy, KV cache), and of `MiniGPT.generate` in PyTorch
+  (greedy, KV cache, same prompt, same length) in this process.
+--quality also evaluates the float model and its int8 copy on the whole validation split.
+Timings vary with the machine's load: run it on an idle machine and read them side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import minigpt
+from minigpt.web import STATIC_DIR, asset_path, load_web_model, widgets
+
+PROMPT = "JULIET:\nO Romeo, Romeo! wherefore art thou "
+
+
+def page_numbers(n_tokens: int, repeats: int) -> dict:
+    from playwright.sync_api import sync_playwright
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    html = widgets.standalone_page([widgets.generator(PROMPT, temperature=0.0, length=n_tokens,
+                                                      base=STATIC_DIR.as_uri() + "/")])
+    with tempfile.TemporaryDirectory() as folder, sync_playwright() as p:
+        page_file = Path(folder) / "bench.html"
+        page_file.write_text(html, encoding="utf-8")
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(page_file.as_uri())
+        page.wait_for_selector("[data-mg-mounted=ready]", timeout=60_000)
+        load_ms = page.evaluate("() => performance.now()")
+        runs = []
+        for _ in range(repeats):
+            page.click("[data-mg=generate]")
+            page.wait_for_function("document.querySelector('[data-mg-widget=generator]').mgState.run.done",
+                                   timeout=120_000)
+            runs.append(page.evaluate("() => { const r = document.querySelector('[data-mg-widget=generator]')"
+                                      ".mgState.run; return [r.firstTokenMs, r.finishedMs, r.ids.length]; }"))
+        browser.close()
+    first = sorted(r[0] for r in runs)[len(runs) // 2]
+    # steady state: the tokens after the first, over the time after the first
+    rates = sorted((r[2] - 1) / ((r[1] - r[0]) / 1000) for r in runs)
+    return {"load_ms": load_ms, "first_token_ms": first, "tokens_per_s": rates[len(rates) // 2]}
+
+
+def torch_numbers(n_tokens: int, repeats: int) -> dict:
+    model, tok = load_web_model(asset_path())
+    ids = torch.tensor([tok.encode(PROMPT)])
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.generate(ids, n_tokens, temperature=0)
+        rates.append(n_tokens / (time.perf_counter() - start))
+    return {"tokens_per_s": sorted(rates)[len(rates) // 2], "threads": torch.get_num_threads()}
+
+
+def quality() -> None:
+    from minigpt.checkpoint import load_model
+    val = minigpt.TextData.shakespeare().val
+    original, _ = load_model(minigpt.pretrained.pretrained_path(), "cpu")
+    quantised, _ = load_web_model(asset_path())
+    for name, model in (("float32 (shipped)", original), ("int8 (page asset)", quantised)):
+        print(f"{name}: validation loss {minigpt.evaluate(model, val, batch_size=16):.5f} nats/char")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quality", action="store_true")
+    args = parser.parse_args()
+    size = asset_path().stat().st_size / 1e6
+    web = page_numbers(args.tokens, args.repeats)
+    ref = torch_numbers(args.tokens, args.repeats)
+    print(f"asset {size:.1f} MB; page: load {web['load_ms']:.0f} ms, first token {web['first_token_ms']:.0f} ms, "
+          f"{web['tokens_per_s']:.0f} tokens/s; PyTorch generate ({ref['threads']} threads): "
+          f"{ref['tokens_per_s']:.0f} tokens/s  [{args.tokens} greedy tokens, median of {args.repeats}]")
+    if args.quality:
+        quality()
+
+
+if __name__ == "__main__":
+    main()
