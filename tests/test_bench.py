@@ -2,6 +2,8 @@
 depend on, and its child processes (the benchmarks themselves are not tests)."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +65,17 @@ def test_bench_entry_points_start_from_the_repository_root(command):
     proc = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "attention" in proc.stdout
+
+
+def test_minigpt_bench_outside_a_checkout_says_where_to_run_it(tmp_path):
+    """An installed package has no bench/ beside it: one line, exit status 2, no traceback."""
+    site = tmp_path / "site"
+    shutil.copytree(REPO / "minigpt", site / "minigpt", ignore=shutil.ignore_patterns("__pycache__", "pretrained"))
+    proc = subprocess.run([sys.executable, "-m", "minigpt", "bench", "flash"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(site)})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["error: the benchmarks are not part of the installed package; run "
+                                                "`python -m bench` from the root of a checkout of the minigpt repository."]
 
 
 def test_bench_rejects_an_unknown_benchmark_in_one_line():
