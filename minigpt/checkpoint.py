@@ -4,6 +4,7 @@ A training run's folder looks like this:
 
     run/
       latest                 one line: the newest complete step folder
+      .lock                  held (flock) by the training process writing this folder
       step-000500/
         model.safetensors    weights, GPT-2 names (the tied lm_head is stored once, as wte)
         trainer.safetensors  AdamW moments and random-number-generator states
@@ -11,8 +12,12 @@ A training run's folder looks like this:
 
 A step folder is written under a temporary name and renamed only when complete, and
 `latest` is replaced atomically after that, so a crash at any moment leaves the previous
-checkpoint intact. An exported model (like the one shipped in the package) is one folder
-with `model.safetensors` and `minigpt.json` and no trainer state.
+checkpoint intact; the temporary folders a crash leaves behind are removed by the next run
+that takes the folder's lock. `minigpt.json` is covered too: the sha256 of everything in it
+but the file checksums is stored in model.safetensors' header, so an edited description (say
+`norm` changed from pre to post) is refused instead of loading a different model. An
+exported model (like the one shipped in the package) is one folder with `model.safetensors`
+and `minigpt.json` and no trainer state.
 
 `torch.load` is never called: unpickling can run arbitrary code, so a `.pt`/`.pth` file is
 refused with an explanation instead.
@@ -20,31 +25,41 @@ refused with an explanation instead.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, GPTConfig
 from .data import CharTokenizer
+from .errors import MiniGPTError
 from .model import MiniGPT
 
 FORMAT = "minigpt-checkpoint"
 FORMAT_VERSION = 1
-MODEL_FILE, TRAINER_FILE, META_FILE, LATEST_FILE = (
-    "model.safetensors", "trainer.safetensors", "minigpt.json", "latest")
+MODEL_FILE, TRAINER_FILE, META_FILE, LATEST_FILE, LOCK_FILE = (
+    "model.safetensors", "trainer.safetensors", "minigpt.json", "latest", ".lock")
+DESCRIPTION_KEY = "minigpt.json.sha256"     # in model.safetensors' header
+STEP_NAME = re.compile(r"step-\d+")
+TEMPORARY_NAME = re.compile(r"\.(step-\d+\.(tmp|old)|latest\.tmp)-\d+")
 PathLike = Union[str, os.PathLike]
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, corrupted, truncated, unsafe or does not fit."""
+class CheckpointError(MiniGPTError, RuntimeError):
+    """A checkpoint or run folder that is missing, corrupted, truncated, unsafe, does not fit,
+    cannot be written, or is in use by another training run."""
 
 
 @dataclass
@@ -65,6 +80,17 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _description_sha256(meta: dict[str, Any]) -> str:
+    """sha256 of minigpt.json's content minus `files` (which holds the weights' own sha256).
+
+    Computed on the JSON round trip of the description, so the writer (Python objects,
+    tuples) and the reader (parsed JSON) hash the same text.
+    """
+    described = json.loads(json.dumps({k: v for k, v in meta.items() if k != "files"}))
+    text = json.dumps(described, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -78,6 +104,25 @@ def _write_json(path: Path, obj: Any) -> None:
         json.dump(obj, f, indent=1, ensure_ascii=False)
         f.flush()
         os.fsync(f.fileno())
+
+
+def _os_reason(err: Exception) -> str:
+    """A short human reason for an OSError or a safetensors write error (disk full, ...)."""
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    text = str(err)
+    if "StorageFull" in text or "No space left" in text:
+        return "No space left on device"
+    if "PermissionDenied" in text or "Permission denied" in text:
+        return "Permission denied"
+    return text
+
+
+def _write_fix(err: Exception) -> str:
+    reason = _os_reason(err)
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC or "No space" in reason:
+        return "free some disk space or choose another output folder (--out)"
+    return "make the folder writable or choose another output folder (--out)"
 
 
 def model_tensors(model: MiniGPT, dtype: Optional[torch.dtype] = None) -> dict[str, torch.Tensor]:
@@ -119,6 +164,111 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
                               "resume with the same model configuration.") from None
 
 
+# ---------------------------------------------------------------- run folders
+def _complete_steps(directory: Path) -> list[Path]:
+    """The step-* folders that hold a minigpt.json (renamed into place only when complete)."""
+    try:
+        return sorted(p for p in directory.iterdir()
+                      if STEP_NAME.fullmatch(p.name) and (p / META_FILE).is_file())
+    except OSError:
+        return []
+
+
+def has_checkpoint(directory: PathLike) -> bool:
+    """True when `directory` holds a training checkpoint to resume (a `latest` or a step-* folder)."""
+    directory = Path(directory)
+    return (directory / LATEST_FILE).exists() or bool(_complete_steps(directory))
+
+
+def clean_temporary_files(directory: PathLike) -> list[Path]:
+    """Remove the half-written `.step-*.tmp-PID` folders (and `.old-`/`latest` temporaries) that a
+    killed or failed save left behind. Call it only while holding the folder's `run_lock`."""
+    removed = []
+    for path in Path(directory).iterdir():
+        if TEMPORARY_NAME.fullmatch(path.name):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def checkpoint_nbytes(model: MiniGPT, with_optimizer: bool = True) -> int:
+    """About how many bytes one step folder of this model takes (weights + AdamW's two moments)."""
+    n = sum(p.numel() for p in model.parameters())
+    return 4 * n * (3 if with_optimizer else 1) + (1 << 20)      # + RNG states and minigpt.json
+
+
+def check_output_folder(directory: PathLike, need_bytes: int = 0) -> Path:
+    """Fail now, not at the first checkpoint, if `directory` cannot hold this run's checkpoints:
+    it is a file, cannot be created or written, or its disk has less than `need_bytes` free."""
+    directory = Path(directory)
+    try:
+        if directory.exists() and not directory.is_dir():
+            raise CheckpointError(f"the output folder {str(directory)!r} is an existing file; choose "
+                                  "a folder path for --out (it is created if missing).")
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CheckpointError(f"cannot create the output folder {str(directory)!r}: "
+                              f"{_os_reason(err)}; choose another --out.") from None
+    probe = directory / f".write-test-{os.getpid()}"
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"minigpt")
+    except OSError as err:
+        raise CheckpointError(f"cannot write into the output folder {str(directory)!r}: "
+                              f"{_os_reason(err)}; {_write_fix(err)}.") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    free = shutil.disk_usage(directory).free
+    if free < need_bytes:
+        raise CheckpointError(f"the disk holding {str(directory)!r} has {free / 1e6:.1f} MB free but this "
+                              f"run's checkpoints need about {need_bytes / 1e6:.1f} MB; free some space "
+                              "or choose another --out.")
+    return directory
+
+
+@contextlib.contextmanager
+def run_lock(directory: PathLike) -> Iterator[Path]:
+    """Hold the run folder's lock for the `with` block; refuse if another process holds it.
+
+    The lock is an flock on `directory/.lock`: the kernel releases it when the holding
+    process ends, however it ends (even SIGKILL), so a crashed run never leaves it stuck.
+    The file records the holder's PID and host, only to name it in the refusal. (Where
+    fcntl is missing, on Windows, the block runs without a lock.)
+    """
+    directory = Path(directory)
+    try:
+        import fcntl
+    except ImportError:          # pragma: no cover - Windows
+        yield directory
+        return
+    path = directory / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise CheckpointError(f"cannot create the lock file {str(path)!r}: {_os_reason(err)}; "
+                              f"{_write_fix(err)}.") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise CheckpointError(f"cannot lock {str(path)!r}: {_os_reason(err)}.") from None
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise CheckpointError(
+                f"{str(directory)!r} is in use by another training run ({holder}); wait for it to "
+                "finish, or choose another output folder (--out).") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()}, since "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        yield directory
+    finally:
+        os.close(fd)             # closing the file releases the flock
+
+
 # --------------------------------------------------------------------- saving
 def _describe(model: MiniGPT, tokenizer: CharTokenizer,
               train_state: Optional[dict[str, Any]]) -> dict[str, Any]:
@@ -127,110 +277,220 @@ def _describe(model: MiniGPT, tokenizer: CharTokenizer,
             "tokenizer": tokenizer.to_dict(), "train_state": train_state or {}}
 
 
+def _write_weights(path: Path, model: MiniGPT, meta: dict[str, Any],
+                   dtype: Optional[torch.dtype] = None) -> None:
+    """model.safetensors, whose header records the sha256 of the description in `meta`."""
+    save_file(model_tensors(model, dtype), path, metadata={DESCRIPTION_KEY: _description_sha256(meta)})
+
+
 def save_checkpoint(directory: PathLike, model: MiniGPT, tokenizer: CharTokenizer, step: int,
                     optimizer: Optional[torch.optim.Optimizer] = None,
                     train_state: Optional[dict[str, Any]] = None,
                     extra_tensors: Optional[dict[str, torch.Tensor]] = None,
                     keep: int = 2) -> Path:
-    """Atomically write step `step` into `directory`; keep the newest `keep` step folders."""
+    """Atomically write step `step` into `directory`; keep the newest `keep` step folders.
+
+    A write that fails (disk full, permissions) removes its temporary folder and raises a
+    CheckpointError; the previous checkpoint stays intact.
+    """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:06d}"
     tmp = directory / f".{name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_file(model_tensors(model), tmp / MODEL_FILE)
-    files = {MODEL_FILE: _sha256(tmp / MODEL_FILE)}
-    meta = _describe(model, tokenizer, train_state)
-    meta["step"] = step
-    trainer = dict(extra_tensors or {})
-    if optimizer is not None:
-        opt_tensors, meta["optimizer_param_groups"] = optimizer_tensors(optimizer)
-        trainer.update(opt_tensors)
-    if trainer:
-        save_file({k: v.contiguous() for k, v in trainer.items()}, tmp / TRAINER_FILE)
-        files[TRAINER_FILE] = _sha256(tmp / TRAINER_FILE)
-    meta["files"] = files
-    _write_json(tmp / META_FILE, meta)
-    for f in files:
-        _fsync(tmp / f)
     final = directory / name
-    if final.exists():                       # re-saving the same step: swap, then delete
-        old = directory / f".{name}.old-{os.getpid()}"
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(final)
-    latest_tmp = directory / f".{LATEST_FILE}.tmp-{os.getpid()}"
-    latest_tmp.write_text(name + "\n", encoding="utf-8")
-    _fsync(latest_tmp)
-    os.replace(latest_tmp, directory / LATEST_FILE)
-    steps = sorted(p for p in directory.glob("step-*") if p.is_dir())
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        meta = _describe(model, tokenizer, train_state)
+        meta["step"] = step
+        trainer = dict(extra_tensors or {})
+        if optimizer is not None:
+            opt_tensors, meta["optimizer_param_groups"] = optimizer_tensors(optimizer)
+            trainer.update(opt_tensors)
+        _write_weights(tmp / MODEL_FILE, model, meta)
+        files = {MODEL_FILE: _sha256(tmp / MODEL_FILE)}
+        if trainer:
+            save_file({k: v.contiguous() for k, v in trainer.items()}, tmp / TRAINER_FILE)
+            files[TRAINER_FILE] = _sha256(tmp / TRAINER_FILE)
+        meta["files"] = files
+        _write_json(tmp / META_FILE, meta)
+        for f in files:
+            _fsync(tmp / f)
+        if final.exists():                       # re-saving the same step: swap, then delete
+            old = directory / f".{name}.old-{os.getpid()}"
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(final)
+        latest_tmp = directory / f".{LATEST_FILE}.tmp-{os.getpid()}"
+        latest_tmp.write_text(name + "\n", encoding="utf-8")
+        _fsync(latest_tmp)
+        os.replace(latest_tmp, directory / LATEST_FILE)
+    except (OSError, SafetensorError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = [p.name for p in _complete_steps(directory)]
+        kept = f"; the earlier checkpoint {previous[-1]!r} is intact" if previous else ""
+        raise CheckpointError(f"could not write checkpoint {name!r} in {str(directory)!r}: "
+                              f"{_os_reason(err)}{kept}. To fix: {_write_fix(err)}.") from None
+    steps = [p for p in _complete_steps(directory)]
     for stale in steps[:-keep] if keep > 0 else []:
         if stale.name != name:
             shutil.rmtree(stale, ignore_errors=True)
     return final
 
 
+def _holds_training_state(directory: Path) -> bool:
+    return ((directory / TRAINER_FILE).exists() or (directory / LATEST_FILE).exists()
+            or (directory / LOCK_FILE).exists() or bool(_complete_steps(directory)))
+
+
 def export_model(model: MiniGPT, tokenizer: CharTokenizer, directory: PathLike,
-                 dtype: Optional[torch.dtype] = None, info: Optional[dict[str, Any]] = None) -> Path:
-    """Write weights + config + tokenizer only (e.g. in float16 to halve the size)."""
+                 dtype: Optional[torch.dtype] = None, info: Optional[dict[str, Any]] = None,
+                 overwrite: bool = False) -> Path:
+    """Write weights + config + tokenizer only (e.g. in float16 to halve the size).
+
+    The folder must be new or empty: an existing export is replaced only with
+    `overwrite=True` (CLI: --force), and a training checkpoint or run folder never, so an
+    export can never destroy a run that is meant to be resumed.
+    """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp_model = directory / f".{MODEL_FILE}.tmp"
-    save_file(model_tensors(model, dtype), tmp_model)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"{str(directory)!r} is an existing file; export writes a folder. "
+                              "Choose a new folder name.")
+    try:
+        non_empty = directory.is_dir() and any(directory.iterdir())
+    except OSError as err:
+        raise CheckpointError(f"cannot read {str(directory)!r}: {_os_reason(err)}.") from None
+    if non_empty and _holds_training_state(directory):
+        raise CheckpointError(f"{str(directory)!r} holds a training checkpoint or run; export never "
+                              "writes into one (resuming it would break). Choose a new folder.")
+    if non_empty and not overwrite:
+        raise CheckpointError(f"{str(directory)!r} already exists and is not empty; export writes only "
+                              "into a new or empty folder. Choose another folder, or pass --force "
+                              "(overwrite=True) to replace the exported model there.")
     meta = _describe(model, tokenizer, info)
-    meta["files"] = {MODEL_FILE: _sha256(tmp_model)}
-    os.replace(tmp_model, directory / MODEL_FILE)
-    tmp_meta = directory / f".{META_FILE}.tmp"
-    _write_json(tmp_meta, meta)
-    os.replace(tmp_meta, directory / META_FILE)
+    staging = (directory if non_empty
+               else directory.parent / f".{directory.name}.tmp-{os.getpid()}")
+    written: list[Path] = []
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+        tmp_model = staging / f".{MODEL_FILE}.tmp-{os.getpid()}"
+        tmp_meta = staging / f".{META_FILE}.tmp-{os.getpid()}"
+        written += [tmp_model, tmp_meta]
+        _write_weights(tmp_model, model, meta, dtype)
+        meta["files"] = {MODEL_FILE: _sha256(tmp_model)}
+        _write_json(tmp_meta, meta)
+        _fsync(tmp_model)
+        os.replace(tmp_model, staging / MODEL_FILE)
+        os.replace(tmp_meta, staging / META_FILE)
+        if not non_empty:                                  # a new folder appears complete
+            if directory.exists():
+                directory.rmdir()                          # empty: checked above
+            staging.rename(directory)
+    except (OSError, SafetensorError) as err:
+        if non_empty:
+            for path in written:
+                path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise CheckpointError(f"could not export to {str(directory)!r}: {_os_reason(err)}. "
+                              f"To fix: {_write_fix(err)}.") from None
     return directory
 
 
 # -------------------------------------------------------------------- loading
+def _read_latest(run: Path) -> Path:
+    """The step folder that run/latest names: one `step-N` name inside the run folder, never a
+    path that leads elsewhere (an absolute path, `..`, a link out of the folder)."""
+    latest = run / LATEST_FILE
+    try:
+        with open(latest, "rb") as f:
+            raw = f.read(256)
+    except OSError as err:
+        raise CheckpointError(f"cannot read {str(latest)!r}: {_os_reason(err)}.") from None
+    try:
+        name = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        name = None
+    if name is None or not STEP_NAME.fullmatch(name):
+        shown = repr(name[:60]) if name is not None else "binary data"
+        raise CheckpointError(f"{str(latest)!r} must hold the name of a step folder of this run "
+                              f"(like 'step-000500'), but holds {shown}; the run folder was modified "
+                              "by hand. Point to a complete step-* folder instead.")
+    step_dir = run / name
+    if not (step_dir / META_FILE).is_file() or step_dir.resolve().parent != run.resolve():
+        complete = _complete_steps(run)
+        hint = f" (the newest complete one is {str(complete[-1])!r})" if complete else ""
+        raise CheckpointError(f"{str(latest)!r} points to {name!r}, which is missing or incomplete; "
+                              f"the run folder was modified by hand. Point to a complete step-* "
+                              f"folder instead{hint}.")
+    return step_dir
+
+
 def resolve_checkpoint(path: PathLike) -> Path:
     """A run folder (follows `latest`), a step/export folder, or its minigpt.json."""
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"no checkpoint at {str(path)!r}: the path does not exist.")
-    if path.is_file():
-        if path.name in (META_FILE, MODEL_FILE):
-            return path.parent
-        with open(path, "rb") as f:
-            head = f.read(4)
-        kind = ("a pickle (torch.save) file" if head[:1] == b"\x80" or head[:2] == b"PK"
-                else "not a minigpt checkpoint")
-        raise CheckpointError(
-            f"{str(path)!r} is {kind}. minigpt loads only folders holding model.safetensors and "
-            "minigpt.json, and never unpickles files, because unpickling can run arbitrary code. "
-            "Pass the checkpoint folder written by `python -m minigpt train --out DIR`.")
-    if (path / LATEST_FILE).is_file():
-        step_dir = path / (path / LATEST_FILE).read_text(encoding="utf-8").strip()
-        if not (step_dir / META_FILE).is_file():
-            raise CheckpointError(f"{str(path / LATEST_FILE)!r} points to {step_dir.name!r}, "
-                                  "which is missing or incomplete; the run folder was modified "
-                                  "by hand. Point to a complete step-* folder instead.")
-        return step_dir
-    if (path / META_FILE).is_file():
-        return path
+    try:
+        if not path.exists():
+            raise CheckpointError(f"no checkpoint at {str(path)!r}: the path does not exist.")
+        if path.is_file():
+            if path.name in (META_FILE, MODEL_FILE):
+                return path.parent
+            with open(path, "rb") as f:
+                head = f.read(4)
+            kind = ("a pickle (torch.save) file" if head[:1] == b"\x80" or head[:2] == b"PK"
+                    else "not a minigpt checkpoint")
+            raise CheckpointError(
+                f"{str(path)!r} is {kind}. minigpt loads only folders holding model.safetensors and "
+                "minigpt.json, and never unpickles files, because unpickling can run arbitrary code. "
+                "Pass the checkpoint folder written by `python -m minigpt train --out DIR`.")
+        if (path / LATEST_FILE).exists():
+            return _read_latest(path)
+        if (path / META_FILE).is_file():
+            return path
+        complete = _complete_steps(path)
+        if complete:          # killed after the first step folder was renamed, before `latest`
+            return complete[-1]
+        os.listdir(path)      # a folder we may not read says so, rather than "holds no checkpoint"
+    except OSError as err:
+        raise CheckpointError(f"cannot read {str(path)!r}: {_os_reason(err)}.") from None
     raise CheckpointError(f"{str(path)!r} holds no minigpt checkpoint (no {META_FILE} and no "
                           f"{LATEST_FILE} file). Did training run with --out pointing here?")
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:
+    where = repr(str(folder / META_FILE))
     try:
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{str(folder / META_FILE)!r} is corrupted or truncated "
-                              f"(not valid JSON: {err}).") from None
+        raise CheckpointError(f"{where} is corrupted or truncated (not valid JSON: {err}).") from None
+    except (OSError, RecursionError) as err:
+        raise CheckpointError(f"cannot read {where}: {_os_reason(err)}.") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{str(folder / META_FILE)!r} is not a minigpt checkpoint description.")
-    if meta.get("version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint format version {meta['version']} is newer than this "
+        raise CheckpointError(f"{where} is not a minigpt checkpoint description.")
+    version = meta.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{where} has an invalid format version {version!r}.")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint format version {version} is newer than this "
                               f"minigpt understands ({FORMAT_VERSION}); upgrade minigpt.")
+    # every entry the loader reads must have the type it expects (an edited file says so here,
+    # instead of an AttributeError deep inside the loader)
+    expected = {"config": dict, "tokenizer": dict, "files": dict, "train_state": dict,
+                "step": int, "optimizer_param_groups": list}
+    for key, kind in expected.items():
+        value = meta.get(key)
+        required = key in ("config", "tokenizer")
+        if (value is None and required) or (value is not None and (
+                not isinstance(value, kind) or isinstance(value, bool))):
+            raise CheckpointError(f"{where} is invalid: {key!r} must be a JSON "
+                                  f"{'object' if kind is dict else kind.__name__}, got {value!r:.60}.")
+    for name, digest in meta.get("files", {}).items():
+        if name not in (MODEL_FILE, TRAINER_FILE) or not isinstance(digest, str):
+            raise CheckpointError(f"{where} is invalid: 'files' must map {MODEL_FILE!r} and "
+                                  f"{TRAINER_FILE!r} to sha256 strings, got {name!r}: {digest!r:.60}.")
     return meta
 
 
@@ -239,13 +499,25 @@ def _load_tensors(folder: Path, filename: str, meta: dict[str, Any]) -> dict[str
     if not file.is_file():
         raise CheckpointError(f"{str(file)!r} is missing; the checkpoint is incomplete.")
     expected = meta.get("files", {}).get(filename)
-    if expected is not None and _sha256(file) != expected:
-        raise CheckpointError(f"{str(file)!r} is corrupted or truncated: its sha256 does not match "
-                              f"the one recorded in {META_FILE}. Use an earlier checkpoint.")
     try:
-        return load_file(file)
-    except (SafetensorError, OSError, ValueError) as err:
+        if expected is not None and _sha256(file) != expected:
+            raise CheckpointError(f"{str(file)!r} is corrupted or truncated: its sha256 does not match "
+                                  f"the one recorded in {META_FILE}. Use an earlier checkpoint.")
+        tensors = load_file(file)
+        if filename == MODEL_FILE:
+            with safe_open(file, framework="pt") as f:
+                recorded = (f.metadata() or {}).get(DESCRIPTION_KEY)
+            # checkpoints written before the description was covered have no record to check
+            if recorded is not None and recorded != _description_sha256(meta):
+                raise CheckpointError(
+                    f"{str(folder / META_FILE)!r} was edited after the checkpoint was written: it no "
+                    f"longer matches the description recorded in {filename}'s header, so it would "
+                    "load a different model than the one trained. Restore the original file.")
+        return tensors
+    except (SafetensorError, ValueError) as err:
         raise CheckpointError(f"{str(file)!r} is not a readable safetensors file ({err}).") from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read {str(file)!r}: {_os_reason(err)}.") from None
 
 
 def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
@@ -274,7 +546,9 @@ def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
         if t.shape != expected[name].shape:
             raise CheckpointError(f"checkpoint mismatch: {name} has shape {tuple(t.shape)}, the "
                                   f"config needs {tuple(expected[name].shape)}.")
-        if t.is_floating_point() and not torch.isfinite(t).all():
+        if not t.is_floating_point():
+            raise CheckpointError(f"checkpoint tensor {name} has dtype {t.dtype}; weights are floats.")
+        if not torch.isfinite(t).all():
             raise CheckpointError(f"checkpoint tensor {name} contains NaN or inf values.")
     model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
     model.to(device)

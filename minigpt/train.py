@@ -10,8 +10,12 @@ train N" produce the same numbers on a CPU.
 
 from __future__ import annotations
 
+import difflib
 import math
+import signal
+import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -19,14 +23,32 @@ from typing import Any, Callable, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import LATEST_FILE, CheckpointError, load_checkpoint, restore_optimizer, save_checkpoint
+from .checkpoint import (META_FILE, CheckpointError, check_output_folder, checkpoint_nbytes, clean_temporary_files,
+                         has_checkpoint, load_checkpoint, restore_optimizer, run_lock, save_checkpoint)
+from .config import ConfigError
 from .data import TextData, get_batch
-from .device import autocast, maybe_compile, pick_device, tune_cpu_allocator
+from .device import DEVICE_CHOICES, autocast, maybe_compile, pick_device, tune_cpu_allocator
+from .errors import MiniGPTError, UsageError
 from .model import MiniGPT, eval_mode
 
+# torch.manual_seed takes seeds up to 2**64 - 1; evaluation seeds with seed + 1
+MAX_SEED = 2**63 - 1
+# TrainConfig fields that change the numbers a run produces: resuming with other values
+# continues the run, but not as the uninterrupted run would have (a warning says so)
+_TRAJECTORY_FIELDS = ("max_iters", "batch_size", "learning_rate", "min_lr", "warmup_iters",
+                      "weight_decay", "beta1", "beta2", "grad_clip", "autocast")
 
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite."""
+
+class TrainingDivergedError(MiniGPTError, RuntimeError):
+    """The loss or the gradients became NaN or infinite."""
+
+
+class ResumeWarning(UserWarning):
+    """Resuming with training settings that differ from the checkpoint's."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -44,26 +66,44 @@ class TrainConfig:
     eval_iters: int = 20            # batches per loss estimate
     checkpoint_interval: int = 500  # with an output folder: checkpoint this often (and at the end)
     seed: int = 1337
-    device: str = "auto"            # "auto" = CUDA > MPS > CPU
+    device: str = "auto"            # "auto" = CUDA > MPS > CPU; a torch.device is stored as its name
     compile: bool = False           # torch.compile the model (pays off on long GPU runs)
-    autocast: bool = True           # bf16 autocast on CUDA (CPUs always run fp32)
+    autocast: bool = True           # bf16 autocast on CUDA, in training and evaluation (CPUs: fp32)
 
     def __post_init__(self) -> None:
+        if isinstance(self.device, torch.device):
+            self.device = str(self.device)      # JSON-serialisable in checkpoints
         for name in ("max_iters", "batch_size", "eval_interval", "eval_iters", "checkpoint_interval"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}.")
-        if not isinstance(self.warmup_iters, int) or self.warmup_iters < 0:
-            raise ValueError(f"TrainConfig.warmup_iters must be >= 0, got {self.warmup_iters!r}.")
-        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
-            raise ValueError(f"TrainConfig.learning_rate must be in (0, 1), got {self.learning_rate!r}; "
-                             "typical values are 3e-4 to 3e-3.")
-        if self.grad_clip < 0 or self.weight_decay < 0:
-            raise ValueError("grad_clip and weight_decay must be >= 0.")
-        if self.min_lr is not None and not (isinstance(self.min_lr, (int, float))
+                raise ConfigError(f"TrainConfig.{name} must be a positive integer, got {value!r}.")
+        if isinstance(self.warmup_iters, bool) or not isinstance(self.warmup_iters, int) or self.warmup_iters < 0:
+            raise ConfigError(f"TrainConfig.warmup_iters must be >= 0, got {self.warmup_iters!r}.")
+        if not (_is_number(self.learning_rate) and 0 < self.learning_rate < 1):
+            raise ConfigError(f"TrainConfig.learning_rate must be in (0, 1), got {self.learning_rate!r}; "
+                              "typical values are 3e-4 to 3e-3.")
+        for name in ("grad_clip", "weight_decay"):
+            value = getattr(self, name)
+            if not (_is_number(value) and value >= 0):
+                raise ConfigError(f"TrainConfig.{name} must be a number >= 0, got {value!r} "
+                                  f"(grad_clip 0 disables clipping; weight_decay 0 disables decay).")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if not (_is_number(value) and 0 <= value < 1):
+                raise ConfigError(f"TrainConfig.{name} must be in [0, 1), got {value!r}; "
+                                  "AdamW's usual values are beta1=0.9 and beta2=0.95 to 0.999.")
+        if self.min_lr is not None and not (_is_number(self.min_lr)
                                             and 0 <= self.min_lr <= self.learning_rate):
-            raise ValueError(f"TrainConfig.min_lr must be between 0 and learning_rate="
-                             f"{self.learning_rate}, got {self.min_lr!r}; None means learning_rate / 10.")
+            raise ConfigError(f"TrainConfig.min_lr must be between 0 and learning_rate="
+                              f"{self.learning_rate}, got {self.min_lr!r}; None means learning_rate / 10.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"TrainConfig.seed must be an integer from 0 to 2**63 - 1, got {self.seed!r}.")
+        if not isinstance(self.device, str) or self.device.lower().split(":")[0] not in DEVICE_CHOICES:
+            raise ConfigError(f"TrainConfig.device must be one of {', '.join(DEVICE_CHOICES)} (or e.g. "
+                              f"'cuda:1', or a torch.device), got {self.device!r}.")
+        for name in ("compile", "autocast"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"TrainConfig.{name} must be True or False, got {getattr(self, name)!r}.")
 
     @property
     def final_lr(self) -> float:
@@ -82,8 +122,19 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        """The inverse of to_dict; an unknown key is an error (a misspelt field must not be ignored)."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"TrainConfig.from_dict expects a dict, got {type(values).__name__}.")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(known), key=str)
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hints.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+            raise ConfigError(f"unknown TrainConfig field(s) {', '.join(hints)}; known fields are "
+                              f"{', '.join(known)}.")
+        return cls(**values)
 
 
 @dataclass
@@ -109,8 +160,12 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
 
 @torch.no_grad()
 def estimate_loss(model: MiniGPT, data: TextData, batch_size: int, eval_iters: int,
-                  seed: int = 0, device: Optional[torch.device] = None) -> dict[str, float]:
-    """Mean loss over `eval_iters` random batches of each split (same batches every call)."""
+                  seed: int = 0, device: Optional[torch.device] = None,
+                  use_autocast: bool = True) -> dict[str, float]:
+    """Mean loss over `eval_iters` random batches of each split (same batches every call).
+
+    `use_autocast` is TrainConfig.autocast: False evaluates in float32 on a GPU too.
+    """
     device = device or model.device
     out = {}
     with eval_mode(model):
@@ -119,7 +174,7 @@ def estimate_loss(model: MiniGPT, data: TextData, batch_size: int, eval_iters: i
             losses = []
             for _ in range(eval_iters):
                 x, y = get_batch(tokens, model.config.block_size, batch_size, generator, device)
-                with autocast(device):
+                with autocast(device, use_autocast):
                     losses.append(model(x, y)[1].float().item())
             out[split] = sum(losses) / len(losses)
     return out
@@ -127,11 +182,12 @@ def estimate_loss(model: MiniGPT, data: TextData, batch_size: int, eval_iters: i
 
 @torch.no_grad()
 def evaluate(model: MiniGPT, tokens: torch.Tensor, batch_size: int = 64,
-             block_size: Optional[int] = None) -> float:
+             block_size: Optional[int] = None, use_autocast: bool = True) -> float:
     """Mean next-token cross-entropy over *all* of `tokens`, in non-overlapping windows.
 
     This is the number to compare between runs: unlike `estimate_loss` it does not depend
     on which random windows were drawn. The last, shorter window is included.
+    `use_autocast` is TrainConfig.autocast: False evaluates in float32 on a GPU too.
     """
     block_size = block_size or model.config.block_size
     device = model.device
@@ -150,7 +206,7 @@ def evaluate(model: MiniGPT, tokens: torch.Tensor, batch_size: int = 64,
     with eval_mode(model):
         for x, y in windows:
             x, y = x.to(device), y.to(device)
-            with autocast(device):
+            with autocast(device, use_autocast):
                 logits, _ = model(x)
             total += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
                                      reduction="sum").item()
@@ -172,21 +228,126 @@ def _restore_rng(tensors: dict[str, torch.Tensor], batch_gen: torch.Generator, d
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)
 
 
+def _clip_and_measure(params: list[torch.Tensor], grad_clip: float) -> float:
+    """The global gradient norm (before clipping), clipping to grad_clip when it is > 0."""
+    if grad_clip > 0:
+        return float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+    norms = [torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+class _StopAtStepBoundary:
+    """While training, Ctrl-C (SIGINT) asks the loop to stop at the next step boundary.
+
+    Raising KeyboardInterrupt wherever the signal lands could stop between a batch draw and
+    the update, or inside a checkpoint write; stopping at a boundary is what lets "Ctrl-C,
+    then resume" reproduce the uninterrupted run exactly. A second Ctrl-C stops at once
+    (the last checkpoint on disk stays intact). Outside the main thread, where Python cannot
+    install signal handlers, Ctrl-C keeps its usual meaning.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._installed = False
+        self._previous: Any = None
+
+    def __enter__(self) -> "_StopAtStepBoundary":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: stopping after this step (Ctrl-C again to stop at once)", flush=True)
+
+    def __exit__(self, *exc) -> None:
+        if self._installed:
+            previous = self._previous if self._previous is not None else signal.default_int_handler
+            signal.signal(signal.SIGINT, previous)
+
+
+def _check_resumable(ckpt, model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Path) -> None:
+    """Refuse a checkpoint this run cannot continue; warn when the settings differ."""
+    saved_chars, chars = ckpt.tokenizer.chars, data.tokenizer.chars
+    if saved_chars != chars:
+        only_saved = sorted(set(saved_chars) - set(chars))
+        only_text = sorted(set(chars) - set(saved_chars))
+        show = lambda cs: ", ".join(map(repr, cs[:10])) + (", ..." if len(cs) > 10 else "")  # noqa: E731
+        differ = "; ".join(part for part in (
+            f"only in the checkpoint: {show(only_saved)}" if only_saved else "",
+            f"only in this text: {show(only_text)}" if only_text else "") if part)
+        raise CheckpointError(
+            f"cannot resume: this text's vocabulary differs from the one the checkpoint in "
+            f"{str(out_dir)!r} was trained with ({differ or 'the same characters in another order'}), "
+            "so ids would mean other characters. Resume with the text the run was trained on "
+            "(--text), or start a new run in another output folder.")
+    if ckpt.model.config != model.config:
+        raise CheckpointError(f"cannot resume: the checkpoint in {str(out_dir)!r} was trained "
+                              f"with {ckpt.model.config}, not {model.config}.")
+    state = ckpt.train_state
+    if not ckpt.trainer_tensors or not isinstance(state.get("history"), dict) \
+            or not isinstance(state.get("step"), int):
+        raise CheckpointError(f"{str(ckpt.path)!r} holds no training state (an exported "
+                              "model?); resume needs a training checkpoint.")
+    saved_cfg = state.get("train_config") or {}
+    differences = [f"{name} {saved_cfg[name]!r} -> {getattr(cfg, name)!r}" for name in _TRAJECTORY_FIELDS
+                   if name in saved_cfg and saved_cfg[name] != getattr(cfg, name)]
+    if differences:
+        warnings.warn(f"resuming {str(out_dir)!r} with other training settings than its checkpoint "
+                      f"({'; '.join(differences)}): the run continues, but will not match an "
+                      "uninterrupted run.", ResumeWarning, stacklevel=4)
+
+
 def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, Path, None] = None,
           resume: bool = False, stop_at: Optional[int] = None, progress: bool = True,
           callback: Optional[Callable[[dict[str, Any]], None]] = None) -> TrainResult:
     """Train `model` on `data` for cfg.max_iters steps (or until step `stop_at`).
 
     With `out_dir`, checkpoints are written there every cfg.checkpoint_interval steps and at
-    the end; `resume=True` continues from the newest one with identical results. A NaN/inf
-    loss stops training with TrainingDivergedError and leaves the last good checkpoint.
+    the end; `resume=True` continues from the newest one with identical results. Before the
+    first step the folder is checked (writable, room for the checkpoints) and locked against
+    a second training process. A checkpoint of step N is written only once the weights after
+    N updates have given a finite loss and finite gradients, so a NaN/inf stops training with
+    TrainingDivergedError naming a checkpoint that is truly good. Ctrl-C stops at the next
+    step boundary, saves, and raises KeyboardInterrupt; resuming then is exact too.
     `callback` receives a dict after every evaluation (step, train, val, lr, elapsed).
     """
     if data.tokenizer.vocab_size != model.config.vocab_size:
-        raise ValueError(f"the data has {data.tokenizer.vocab_size} characters but the model's "
+        raise UsageError(f"the data has {data.tokenizer.vocab_size} characters but the model's "
                          f"vocab_size is {model.config.vocab_size}; build the model with "
                          f"GPTConfig(vocab_size=data.tokenizer.vocab_size, ...).")
-    device = pick_device(cfg.device)
+    if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int) or stop_at < 0):
+        raise UsageError(f"stop_at must be a step number >= 0 or None, got {stop_at!r}.")
+    try:
+        device = pick_device(cfg.device)
+    except ValueError as err:
+        raise ConfigError(f"TrainConfig.device: {err}") from None
+    if out_dir is None:
+        if resume:
+            raise UsageError("resume=True needs out_dir, the folder the earlier run wrote to.")
+        return _train(model, data, cfg, device, None, False, stop_at, progress, callback)
+    out_dir = Path(out_dir)
+    check_output_folder(out_dir, 3 * checkpoint_nbytes(model))   # the newest two + one being written
+    if (out_dir / META_FILE).exists():
+        raise UsageError(f"{str(out_dir)!r} is a single checkpoint folder (an export or a step-* "
+                         "folder), not a run folder; training writes and resumes run folders (the "
+                         "folder above a step-* folder). Choose another output folder.")
+    with run_lock(out_dir):
+        clean_temporary_files(out_dir)
+        if not resume and has_checkpoint(out_dir):
+            raise UsageError(f"{str(out_dir)!r} already holds a checkpoint; pass resume=True "
+                             "(CLI: --resume) to continue it, or choose another output folder.")
+        return _train(model, data, cfg, device, out_dir, resume and has_checkpoint(out_dir),
+                      stop_at, progress, callback)
+
+
+def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.device,
+           out_dir: Optional[Path], resume: bool, stop_at: Optional[int], progress: bool,
+           callback: Optional[Callable[[dict[str, Any]], None]]) -> TrainResult:
     if device.type == "cpu":
         tune_cpu_allocator()
     model.to(device)
@@ -194,53 +355,50 @@ def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, 
     batch_gen = torch.Generator().manual_seed(cfg.seed)
     history: dict[str, list] = {"step": [], "loss": [], "lr": [], "grad_norm": [], "eval": []}
     start_step = 0
-    out_dir = Path(out_dir) if out_dir is not None else None
+    last_saved: Optional[Path] = None
 
     if resume:
-        if out_dir is None:
-            raise ValueError("resume=True needs out_dir, the folder the earlier run wrote to.")
+        ckpt = load_checkpoint(out_dir, device, with_trainer=True)
+        _check_resumable(ckpt, model, data, cfg, out_dir)
+        model.load_state_dict(ckpt.model.state_dict())
+        restore_optimizer(optimizer, ckpt.trainer_tensors, ckpt.train_state["optimizer_param_groups"])
         try:
-            ckpt = load_checkpoint(out_dir, device, with_trainer=True)
-        except CheckpointError:
-            if not out_dir.exists() or not any(out_dir.iterdir()):
-                ckpt = None             # nothing to resume yet: start fresh
-            else:
-                raise
-        if ckpt is not None:
-            if ckpt.model.config != model.config:
-                raise CheckpointError(f"cannot resume: the checkpoint in {str(out_dir)!r} was trained "
-                                      f"with {ckpt.model.config}, not {model.config}.")
-            if not ckpt.trainer_tensors:
-                raise CheckpointError(f"{str(ckpt.path)!r} holds no optimizer state (an exported "
-                                      "model?); resume needs a training checkpoint.")
-            model.load_state_dict(ckpt.model.state_dict())
-            restore_optimizer(optimizer, ckpt.trainer_tensors, ckpt.train_state["optimizer_param_groups"])
             _restore_rng(ckpt.trainer_tensors, batch_gen, device)
-            history = ckpt.train_state["history"]
-            start_step = ckpt.train_state["step"]
-    elif out_dir is not None and (out_dir / LATEST_FILE).exists():
-        raise ValueError(f"{str(out_dir)!r} already holds a checkpoint; pass resume=True "
-                         "(CLI: --resume) to continue it, or choose another output folder.")
+        except (KeyError, RuntimeError, TypeError) as err:
+            raise CheckpointError(f"{str(ckpt.path)!r} holds unusable random-number-generator "
+                                  f"states ({err}); resume from an earlier checkpoint.") from None
+        history = ckpt.train_state["history"]
+        start_step = ckpt.train_state["step"]
+        last_saved = ckpt.path
 
     step_model = maybe_compile(model, cfg.compile)
     end_step = cfg.max_iters if stop_at is None else min(stop_at, cfg.max_iters)
     block_size = model.config.block_size
-    last_saved: Optional[Path] = None
+    params = [p for p in model.parameters() if p.requires_grad]
 
-    def checkpoint(step: int) -> Optional[Path]:
-        if out_dir is None:
-            return None
+    def save(step: int, rng: dict[str, torch.Tensor]) -> Path:
         state = {"history": history, "train_config": cfg.to_dict(), "step": step}
-        return save_checkpoint(out_dir, model, data.tokenizer, step, optimizer, state,
-                               _rng_tensors(batch_gen, device))
+        return save_checkpoint(out_dir, model, data.tokenizer, step, optimizer, state, rng)
 
     def run_eval(step: int, elapsed: float) -> None:
-        losses = estimate_loss(model, data, cfg.batch_size, cfg.eval_iters, cfg.seed + 1, device)
+        losses = estimate_loss(model, data, cfg.batch_size, cfg.eval_iters, cfg.seed + 1, device,
+                               cfg.autocast)
         record = {"step": step, "train": losses["train"], "val": losses["val"],
                   "lr": cfg.lr_at(max(step - 1, 0)), "elapsed": elapsed}
         history["eval"].append(record)
         if callback is not None:
             callback(record)
+
+    def diverged(what: str, value: float, step: int, lr: float) -> TrainingDivergedError:
+        if last_saved is not None:
+            where = f"; the last good checkpoint is {str(last_saved)!r} (resume from it: resume=True, --resume)"
+        elif out_dir is not None:
+            where = "; no checkpoint was written before it"
+        else:
+            where = ""
+        return TrainingDivergedError(
+            f"the {what} became {value} at step {step} (learning rate {lr:.2e}){where}. "
+            "Lower learning_rate, raise warmup_iters, or keep grad_clip at 1.0.")
 
     bar = None
     if progress:
@@ -249,49 +407,61 @@ def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, 
     model.train()
     t0 = time.perf_counter()
     step = start_step
-    try:
-        if start_step == 0 and not history["eval"]:
-            run_eval(0, 0.0)
-        while step < end_step:
-            lr = cfg.lr_at(step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, y = get_batch(data.train, block_size, cfg.batch_size, batch_gen, device)
-            with autocast(device, cfg.autocast):
-                _, loss = step_model(x, y)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                where = f"; the last good checkpoint is {str(last_saved)!r}" if last_saved else ""
-                raise TrainingDivergedError(
-                    f"the loss became {loss_value} at step {step} (learning rate {lr:.2e}){where}. "
-                    "Lower learning_rate, raise warmup_iters, or keep grad_clip at 1.0.")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = (torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                         if cfg.grad_clip > 0 else torch.tensor(float("nan")))
-            optimizer.step()
-            step += 1
-            history["step"].append(step)
-            history["loss"].append(loss_value)
-            history["lr"].append(lr)
-            history["grad_norm"].append(float(grad_norm))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.3f}")
-            if step % cfg.eval_interval == 0 or step == cfg.max_iters:
-                run_eval(step, time.perf_counter() - t0)
+    with _StopAtStepBoundary() as interrupt:
+        try:
+            if start_step == 0 and not history["eval"]:
+                run_eval(0, 0.0)
+            while True:
+                stopping = step >= end_step or interrupt.requested
+                if stopping and (out_dir is None or step == start_step):
+                    break                      # nothing new to check and save
+                # the state at this step boundary: what a checkpoint of `step` stores
+                boundary_rng = _rng_tensors(batch_gen, device)
+                lr = cfg.lr_at(step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                x, y = get_batch(data.train, block_size, cfg.batch_size, batch_gen, device)
+                with autocast(device, cfg.autocast):
+                    _, loss = step_model(x, y)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise diverged("loss", loss_value, step, lr)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = _clip_and_measure(params, cfg.grad_clip)
+                if not math.isfinite(grad_norm):
+                    raise diverged("gradient norm", grad_norm, step, lr)
+                # the weights after `step` updates gave a finite loss and finite gradients:
+                # only now may they be saved as a good checkpoint
+                if out_dir is not None and step > start_step and (stopping or step % cfg.checkpoint_interval == 0):
+                    last_saved = save(step, boundary_rng)
+                if stopping:                   # that forward/backward pass only checked the weights:
+                    optimizer.zero_grad(set_to_none=True)
+                    _restore_rng(boundary_rng, batch_gen, device)   # leave no trace of it
+                    break
+                optimizer.step()
+                step += 1
+                history["step"].append(step)
+                history["loss"].append(loss_value)
+                history["lr"].append(lr)
+                history["grad_norm"].append(grad_norm)
                 if bar is not None:
-                    bar.set_postfix(loss=f"{loss_value:.3f}", val=f"{history['eval'][-1]['val']:.3f}")
-            if out_dir is not None and (step % cfg.checkpoint_interval == 0 or step == end_step):
-                last_saved = checkpoint(step)
-    except KeyboardInterrupt:
-        if out_dir is not None and step > start_step and (last_saved is None or not last_saved.name.endswith(f"{step:06d}")):
-            last_saved = checkpoint(step)
-            print(f"\ninterrupted: saved step {step} to {str(last_saved)!r}; continue with resume=True (--resume).")
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss_value:.3f}")
+                if step % cfg.eval_interval == 0 or step == cfg.max_iters:
+                    run_eval(step, time.perf_counter() - t0)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{loss_value:.3f}", val=f"{history['eval'][-1]['val']:.3f}")
+        finally:
+            if bar is not None:
+                bar.close()
+    if interrupt.requested:
+        if last_saved is not None and last_saved.name == f"step-{step:06d}":
+            print(f"interrupted: saved step {step} to {str(last_saved)!r}; continue with "
+                  "resume=True (--resume).", flush=True)
+        else:
+            print(f"interrupted at step {step}, before anything new was saved.", flush=True)
+        raise KeyboardInterrupt
     elapsed = time.perf_counter() - t0
     steps_run = step - start_step
     tokens = steps_run * cfg.batch_size * block_size

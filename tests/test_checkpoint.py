@@ -156,18 +156,53 @@ def test_json_that_is_not_a_checkpoint(saved):
         load_checkpoint(saved[0])
 
 
-@pytest.mark.parametrize("change, message", [
+EDITS = [
     (lambda m: m.update(version=99), r"format version 99 is newer.*upgrade minigpt"),
     (lambda m: m["config"].update(n_embd=64), r"checkpoint mismatch: \S+ has shape .* the config needs"),
     (lambda m: m["config"].update(n_layer=3), r"do not match its config: missing \['blocks.2"),
     (lambda m: m["config"].update(n_head=5), r"invalid config or tokenizer: .*n_embd=32 is not divisible"),
     (lambda m: m["tokenizer"].update(chars="abc"),
      r"tokenizer has 3 characters but the model expects vocab_size=23"),
-], ids=["newer_format_version", "mismatched_shapes", "mismatched_layer_count",
-        "invalid_config_in_json", "tokenizer_and_vocab_disagree"])
-def test_edited_description_is_refused(saved, change, message):
+]
+EDIT_IDS = ["newer_format_version", "mismatched_shapes", "mismatched_layer_count",
+            "invalid_config_in_json", "tokenizer_and_vocab_disagree"]
+
+
+def strip_description_record(folder):
+    """Rewrite model.safetensors without the description's sha256 in its header, as checkpoints
+    written before that record existed (e.g. the shipped model) are."""
+    path = folder / "model.safetensors"
+    save_file(load_file(path), path)
+    edit_meta(folder, lambda m: m["files"].update({"model.safetensors": _sha256(path)}))
+
+
+@pytest.mark.parametrize("change, message", EDITS, ids=EDIT_IDS)
+def test_edited_description_of_a_legacy_checkpoint_is_refused(saved, change, message):
+    """Without the record, the loader still refuses what does not fit the weights."""
+    strip_description_record(step_dir(saved))
+    load_checkpoint(saved[0])                           # unedited, it loads
     edit_meta(step_dir(saved), change)
     with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(saved[0])
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m["config"].update(norm="post"),           # same shapes, a different model
+    lambda m: m["config"].update(attn_impl="manual", pos_encoding="sinusoidal"),
+    lambda m: m["train_state"].update(note="edited"),
+    lambda m: m.update(step=70),
+    lambda m: m["config"].update(n_embd=64),
+], ids=["norm_pre_to_post", "pos_encoding", "train_state", "step", "shapes"])
+def test_any_edit_of_the_description_is_refused(saved, change):
+    edit_meta(step_dir(saved), change)
+    with pytest.raises(CheckpointError, match=r"minigpt.json' was edited after the checkpoint was "
+                                              r"written.*Restore the original file"):
+        load_checkpoint(saved[0])
+
+
+def test_newer_format_version_is_named(saved):
+    edit_meta(step_dir(saved), lambda m: m.update(version=99))
+    with pytest.raises(CheckpointError, match=r"format version 99 is newer.*upgrade minigpt"):
         load_checkpoint(saved[0])
 
 

@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigpt import (CheckpointError, GPTConfig, MiniGPT, TextData, TrainConfig, TrainingDivergedError,
-                     evaluate, estimate_loss, get_batch, load_checkpoint, make_optimizer, train)
+from minigpt import (CheckpointError, ConfigError, GPTConfig, MiniGPT, TextData, TrainConfig,
+                     TrainingDivergedError, evaluate, estimate_loss, get_batch, load_checkpoint,
+                     make_optimizer, train)
 
 
 def model_for(data, seed=0, **overrides):
@@ -41,9 +42,9 @@ def test_train_config_other_invalid_values():
     for lr in (0, -1e-3, 1.0, 5):
         with pytest.raises(ValueError, match=r"learning_rate must be in \(0, 1\).*typical values"):
             TrainConfig(learning_rate=lr)
-    with pytest.raises(ValueError, match="grad_clip and weight_decay must be >= 0"):
+    with pytest.raises(ValueError, match=r"TrainConfig.grad_clip must be a number >= 0, got -1"):
         TrainConfig(grad_clip=-1)
-    with pytest.raises(ValueError, match="grad_clip and weight_decay must be >= 0"):
+    with pytest.raises(ValueError, match=r"TrainConfig.weight_decay must be a number >= 0, got -0.1"):
         TrainConfig(weight_decay=-0.1)
     for min_lr in (-1e-4, 2e-3, "1e-4"):
         with pytest.raises(ValueError, match=r"TrainConfig.min_lr must be between 0 and learning_rate=0.001"):
@@ -51,10 +52,51 @@ def test_train_config_other_invalid_values():
     TrainConfig(learning_rate=1e-3, min_lr=0.0)          # a floor of zero is fine
 
 
+@pytest.mark.parametrize("field,value,message", [
+    ("grad_clip", float("nan"), r"grad_clip must be a number >= 0, got nan"),   # nan would disable clipping
+    ("grad_clip", float("inf"), r"grad_clip must be a number >= 0, got inf"),
+    ("weight_decay", float("nan"), r"weight_decay must be a number >= 0, got nan"),
+    ("weight_decay", "0.1", r"weight_decay must be a number >= 0, got '0.1'"),
+    ("beta1", 1.0, r"beta1 must be in \[0, 1\), got 1.0"),
+    ("beta2", -1, r"beta2 must be in \[0, 1\), got -1"),
+    ("beta2", float("nan"), r"beta2 must be in \[0, 1\), got nan"),
+    ("learning_rate", float("nan"), r"learning_rate must be in \(0, 1\), got nan"),
+    ("learning_rate", True, r"learning_rate must be in \(0, 1\), got True"),
+    ("min_lr", float("nan"), r"min_lr must be between 0 and learning_rate"),
+    ("warmup_iters", 2.5, r"warmup_iters must be >= 0, got 2.5"),
+    ("warmup_iters", False, r"warmup_iters must be >= 0, got False"),
+    ("seed", 2**70, r"seed must be an integer from 0 to 2\*\*63 - 1, got 1180591620717411303424"),
+    ("seed", -1, r"seed must be an integer from 0 to 2\*\*63 - 1"),
+    ("seed", 1.5, r"seed must be an integer"),
+    ("device", "gpu", r"device must be one of auto, cpu, cuda, mps .*got 'gpu'"),
+    ("device", 0, r"device must be one of"),
+    ("compile", "yes", r"compile must be True or False, got 'yes'"),
+    ("autocast", 1, r"autocast must be True or False, got 1"),
+])
+def test_train_config_rejects_bad_values(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**{field: value})
+
+
+def test_train_config_stores_a_torch_device_as_its_name(small_data, tmp_path):
+    cfg = small_cfg(device=torch.device("cpu"), max_iters=2)
+    assert cfg.device == "cpu" and TrainConfig.from_dict(cfg.to_dict()) == cfg
+    result = train(model_for(small_data), small_data, cfg, tmp_path / "run", progress=False)
+    assert load_checkpoint(tmp_path / "run").train_state["train_config"]["device"] == "cpu"
+    assert result.steps == 2
+
+
 def test_train_config_dict_round_trip():
     cfg = small_cfg(min_lr=1e-5)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
-    assert TrainConfig.from_dict({**cfg.to_dict(), "future_field": 1}) == cfg
+
+
+def test_train_config_from_dict_rejects_unknown_keys_and_suggests_the_field():
+    with pytest.raises(ConfigError, match=r"unknown TrainConfig field\(s\) 'max_iter' \(did you mean "
+                                          r"'max_iters'\?\), 'zzz'; known fields are max_iters, "):
+        TrainConfig.from_dict({"max_iter": 10, "zzz": 1})
+    with pytest.raises(ConfigError, match="expects a dict, got list"):
+        TrainConfig.from_dict([("max_iters", 3)])
 
 
 # ------------------------------------------------------------------ LR schedule
@@ -201,11 +243,14 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(small_data, 
 
     monkeypatch.setattr(model, "forward", forward)
     cfg = small_cfg(checkpoint_interval=4)
+    # the weights after 8 updates give a NaN loss: they are not good, so step 8 is never saved
+    # and the message names step 4, the newest checkpoint whose weights passed the check
     with pytest.raises(TrainingDivergedError, match=r"the loss became nan at step 8 .*"
-                                                    r"last good checkpoint is .*step-000008.*Lower learning_rate"):
+                                                    r"last good checkpoint is .*step-000004.*Lower learning_rate"):
         train(model, small_data, cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "step-000008").exists()
     ckpt = load_checkpoint(tmp_path / "run", with_trainer=True)
-    assert ckpt.train_state["step"] == 8
+    assert ckpt.train_state["step"] == 4
     assert all(torch.isfinite(t).all() for t in ckpt.model.state_dict().values())
     assert torch.isfinite(ckpt.model(small_data.val[:16][None])[0]).all()
     # and the run can be resumed from it once the problem is gone
