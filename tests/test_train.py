@@ -283,3 +283,23 @@ def test_tiny_model_overfits_one_batch(small_data):
         losses.append(loss.item())
     assert losses[0] > 3.0
     assert losses[-1] < 0.1, losses[-10:]
+
+
+def test_evaluation_honours_train_config_autocast(small_data, monkeypatch):
+    """TrainConfig(autocast=False) must evaluate in float32 too (on CPUs autocast is a no-op,
+    so the flag that reaches device.autocast is what is checked)."""
+    import importlib
+    train_module = importlib.import_module("minigpt.train")
+    seen = []
+    real = train_module.autocast
+    monkeypatch.setattr(train_module, "autocast", lambda device, enabled=True: seen.append(enabled) or real(device, enabled))
+    model = model_for(small_data)
+    estimate_loss(model, small_data, batch_size=2, eval_iters=1, use_autocast=False)
+    evaluate(model, small_data.val[:40], use_autocast=False)
+    assert seen and not any(seen)
+    seen.clear()
+    train(model, small_data, small_cfg(autocast=False, max_iters=2, eval_interval=1), progress=False)
+    assert seen and not any(seen)                  # training steps and both evaluations
+    seen.clear()
+    evaluate(model, small_data.val[:40])
+    assert seen and all(seen)                      # the default is unchanged
