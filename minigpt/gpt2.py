@@ -100,7 +100,10 @@ def from_hf_state_dict(hf_state: Mapping[str, torch.Tensor], config: GPTConfig) 
     if head is not None and "wte.weight" in tensors and not torch.equal(head, tensors["wte.weight"]):
         raise ValueError("lm_head.weight differs from the token embedding (an untied head); "
                          "MiniGPT ties the two, so these weights cannot be loaded.")
-    model = MiniGPT(config)
+    with torch.device("meta"):          # shapes only: no random init of weights overwritten next
+        model = MiniGPT(config)
+    model = model.to_empty(device="cpu")
+    model.wte.weight = model.lm_head.weight     # to_empty gave the tied pair two tensors: re-tie
     expected = {k: v.shape for k, v in model.state_dict().items() if k != "lm_head.weight"}
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -113,10 +116,7 @@ def from_hf_state_dict(hf_state: Mapping[str, torch.Tensor], config: GPTConfig) 
     if wrong:
         raise ValueError(f"shapes do not match the config ({config.n_embd} wide, vocabulary "
                          f"{config.vocab_size}, {config.block_size} positions): {wrong[:3]}.")
-    with torch.no_grad():
-        for name, param in model.named_parameters():          # lm_head shares wte's tensor
-            if name in tensors:
-                param.copy_(tensors[name])
+    model.load_state_dict(dict(tensors, **{"lm_head.weight": tensors["wte.weight"]}), strict=True)
     return model.eval()
 
 
