@@ -27,6 +27,7 @@ from .checkpoint import (META_FILE, CheckpointError, check_output_folder, checkp
                          has_checkpoint, load_checkpoint, restore_optimizer, run_lock, save_checkpoint)
 from .config import ConfigError
 from .data import TextData, get_batch
+from . import distributed
 from .device import DEVICE_CHOICES, autocast, maybe_compile, pick_device, tune_cpu_allocator
 from .errors import MiniGPTError, UsageError
 from .model import MiniGPT, eval_mode
@@ -54,7 +55,7 @@ def _is_number(value: Any) -> bool:
 @dataclass
 class TrainConfig:
     max_iters: int = 2000           # optimizer steps in the whole run (the schedule's length)
-    batch_size: int = 64            # sequences per step
+    batch_size: int = 64            # sequences per step (the global batch, over all processes)
     learning_rate: float = 1e-3     # peak learning rate, reached after warm-up
     min_lr: Optional[float] = None  # floor of the cosine decay; None = learning_rate / 10
     warmup_iters: int = 100         # linear warm-up from 0
@@ -69,6 +70,7 @@ class TrainConfig:
     device: str = "auto"            # "auto" = CUDA > MPS > CPU; a torch.device is stored as its name
     compile: bool = False           # torch.compile the model (pays off on long GPU runs)
     autocast: bool = True           # bf16 autocast on CUDA, in training and evaluation (CPUs: fp32)
+    micro_batch_size: Optional[int] = None  # rows per forward pass and process; fewer = gradient accumulation
 
     def __post_init__(self) -> None:
         if isinstance(self.device, torch.device):
@@ -324,6 +326,7 @@ def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, 
         raise UsageError(f"stop_at must be a step number >= 0 or None, got {stop_at!r}.")
     try:
         device = pick_device(cfg.device)
+        device = distributed.setup(device, cfg.batch_size, cfg.micro_batch_size)  # torchrun: this rank's device
     except ValueError as err:
         raise ConfigError(f"TrainConfig.device: {err}") from None
     if out_dir is None:
@@ -331,13 +334,15 @@ def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, 
             raise UsageError("resume=True needs out_dir, the folder the earlier run wrote to.")
         return _train(model, data, cfg, device, None, False, stop_at, progress, callback)
     out_dir = Path(out_dir)
-    check_output_folder(out_dir, 3 * checkpoint_nbytes(model))   # the newest two + one being written
+    if distributed.is_main():
+        check_output_folder(out_dir, 3 * checkpoint_nbytes(model))   # the newest two + one being written
     if (out_dir / META_FILE).exists():
         raise UsageError(f"{str(out_dir)!r} is a single checkpoint folder (an export or a step-* "
                          "folder), not a run folder; training writes and resumes run folders (the "
                          "folder above a step-* folder). Choose another output folder.")
-    with run_lock(out_dir):
-        clean_temporary_files(out_dir)
+    with distributed.main_only(run_lock(out_dir)):        # rank 0 writes; the others only read
+        if distributed.is_main():
+            clean_temporary_files(out_dir)
         if not resume and has_checkpoint(out_dir):
             raise UsageError(f"{str(out_dir)!r} already holds a checkpoint; pass resume=True "
                              "(CLI: --resume) to continue it, or choose another output folder.")
@@ -371,12 +376,14 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
         start_step = ckpt.train_state["step"]
         last_saved = ckpt.path
 
-    step_model = maybe_compile(model, cfg.compile)
+    step_model = maybe_compile(distributed.prepare(model, device), cfg.compile)
     end_step = cfg.max_iters if stop_at is None else min(stop_at, cfg.max_iters)
     block_size = model.config.block_size
     params = [p for p in model.parameters() if p.requires_grad]
 
     def save(step: int, rng: dict[str, torch.Tensor]) -> Path:
+        if not distributed.is_main():
+            return out_dir / f"step-{step:06d}"        # rank 0 writes it
         state = {"history": history, "train_config": cfg.to_dict(), "step": step}
         return save_checkpoint(out_dir, model, data.tokenizer, step, optimizer, state, rng)
 
@@ -386,7 +393,7 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
         record = {"step": step, "train": losses["train"], "val": losses["val"],
                   "lr": cfg.lr_at(max(step - 1, 0)), "elapsed": elapsed}
         history["eval"].append(record)
-        if callback is not None:
+        if callback is not None and distributed.is_main():
             callback(record)
 
     def diverged(what: str, value: float, step: int, lr: float) -> TrainingDivergedError:
@@ -401,7 +408,7 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
             "Lower learning_rate, raise warmup_iters, or keep grad_clip at 1.0.")
 
     bar = None
-    if progress:
+    if progress and distributed.is_main():
         from tqdm.auto import tqdm
         bar = tqdm(total=end_step, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
     model.train()
@@ -412,7 +419,7 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
             if start_step == 0 and not history["eval"]:
                 run_eval(0, 0.0)
             while True:
-                stopping = step >= end_step or interrupt.requested
+                stopping = distributed.any_rank(step >= end_step or interrupt.requested)
                 if stopping and (out_dir is None or step == start_step):
                     break                      # nothing new to check and save
                 # the state at this step boundary: what a checkpoint of `step` stores
@@ -421,13 +428,12 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 x, y = get_batch(data.train, block_size, cfg.batch_size, batch_gen, device)
-                with autocast(device, cfg.autocast):
-                    _, loss = step_model(x, y)
-                loss_value = loss.item()
+                optimizer.zero_grad(set_to_none=True)
+                # this rank's rows of the batch, forward and backward (gradients averaged over ranks)
+                loss_value = distributed.forward_backward(step_model, x, y, lambda: autocast(device, cfg.autocast),
+                                                          cfg.micro_batch_size)
                 if not math.isfinite(loss_value):
                     raise diverged("loss", loss_value, step, lr)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
                 grad_norm = _clip_and_measure(params, cfg.grad_clip)
                 if not math.isfinite(grad_norm):
                     raise diverged("gradient norm", grad_norm, step, lr)
