@@ -134,6 +134,10 @@ def test_sampling_explorer_works_offline():
     page = HTML / "notebooks" / "09_decoding.html"
     dom = _dom(page)
     assert dom.count('type="range"') >= 3, "chapter 9's temperature/top-k/top-p sliders are missing"
+    assert (HTML / "minigpt-web" / "shakespeare_char.js").is_file(), "the model asset was not copied"
+    html = page.read_text(encoding="utf-8")
+    assert len(html.encode()) < 200_000 + 100_000, "chapter 9's own HTML is too heavy"
+    assert "THEBE_JS_URL" not in html
 
 
 def test_screenshots_for_review():
@@ -146,3 +150,85 @@ def test_screenshots_for_review():
         _run_chromium(["--virtual-time-budget=8000", f"--screenshot={shot}", "--window-size=1280,1600",
                        page.as_uri()])
         assert shot.is_file() and shot.stat().st_size > 10_000, f"no screenshot of {page.name}"
+
+
+# ------------------------------------------------------------ the in-page model (issue 10)
+def _playwright_page(viewport=(1280, 1400), dark=False):
+    """A headless Chromium page (playwright) with every non-file request aborted; returns
+    (playwright, browser, page, errors, blocked) - close with _close(...)."""
+    exe = _chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        message = "playwright is not installed (pip install playwright)"
+        pytest.fail(message) if os.environ.get("MINIGPT_REQUIRE_BROWSER") else pytest.skip(message)
+    pw = sync_playwright().start()
+    browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu", "--disable-quic"])
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    if dark:   # the theme reads its mode from localStorage before drawing
+        context.add_init_script("localStorage.setItem('theme', 'dark'); localStorage.setItem('mode', 'dark');")
+    errors, blocked = [], []
+
+    def route(r):
+        if r.request.url.startswith("file:"):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+    context.route("**/*", route)
+    page = context.new_page()
+    page.on("pageerror", lambda e: errors.append(f"{page.url}: {e}"))
+    page.on("console", lambda m: errors.append(f"{page.url}: {m.text}") if m.type == "error" else None)
+    return pw, browser, page, errors, blocked
+
+
+def test_no_page_has_a_javascript_error():
+    """Every page of the book loads with no JavaScript error and no network request."""
+    pages = [HTML / f"{name}.html" for name in PAGES + ["book/appendix_javascript"]]
+    pages += [HTML / "notebooks" / f"{c.stem}.html" for c in CHAPTERS]
+    pw, browser, page, errors, blocked = _playwright_page()
+    try:
+        for file in pages:
+            assert file.is_file(), f"{file} was not built"
+            page.goto(file.as_uri(), wait_until="load")
+            page.wait_for_timeout(300)
+    finally:
+        browser.close()
+        pw.stop()
+    assert not errors, errors
+    assert not blocked, f"pages tried the network: {blocked}"
+
+
+@pytest.mark.parametrize("chapter,kind", [("09_decoding", "generator"), ("10_inside_the_model", "attention")])
+def test_in_page_model_runs_in_the_built_book(chapter, kind):
+    """The chapter's widget mounts from file:// with the network cut, in light, dark and phone
+    views (screenshots of each land in _build/screenshots/ to look at)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for mode, viewport, dark in (("light", (1280, 1400), False), ("dark", (1280, 1400), True),
+                                 ("phone", (390, 1400), False)):
+        pw, browser, page, errors, blocked = _playwright_page(viewport, dark)
+        try:
+            page.goto((HTML / "notebooks" / f"{chapter}.html").as_uri())
+            widget = page.locator(f"[data-mg-widget={kind}]")
+            page.wait_for_function(f"document.querySelector('[data-mg-widget={kind}]')"
+                                   ".getAttribute('data-mg-mounted') === 'ready'", timeout=60_000)
+            assert "shakespeare_char" in widget.inner_text()
+            if kind == "generator":
+                page.click("[data-mg=generate]")
+                page.wait_for_function("document.querySelector('[data-mg-widget=generator]').mgState.run.done",
+                                       timeout=60_000)
+                page.click(".mg-char[data-index='3']")
+                assert page.locator(".mg-bar.mg-drawn").count() == 1
+            else:
+                box = page.locator("[data-mg=heatmap]").bounding_box()
+                page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.8)
+                assert "weight" in page.inner_text("[data-mg=readout]")
+            overflow = widget.evaluate("w => w.scrollWidth - w.clientWidth")
+            assert overflow <= 1, f"the {kind} widget is {overflow} px too wide at {viewport[0]} px"
+            widget.scroll_into_view_if_needed()
+            widget.screenshot(path=str(SHOTS / f"{chapter}_{kind}_{mode}.png"))
+        finally:
+            browser.close()
+            pw.stop()
+        assert not errors, errors
+        assert not blocked, blocked
