@@ -1,8 +1,11 @@
 """Command line: `python -m minigpt train | sample | bench | export`.
 
 Every error a user can cause (a bad flag, a missing file, a character the model does not
-know, a broken checkpoint) is printed as one line that says what to change, with exit
-status 2, instead of a traceback.
+know, a broken checkpoint, an output folder in use) is printed as one line that says what to
+change, with exit status 2, instead of a traceback. Those errors are the package's own
+`MiniGPTError`s; anything else is a bug in minigpt and keeps its traceback. Ctrl-C exits
+with status 130 and keeps what was done: `train` saves at a step boundary, `sample` has
+already printed the text generated so far.
 """
 
 from __future__ import annotations
@@ -11,10 +14,17 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
 _T0 = time.perf_counter()   # the command's start, for the total wall time that `train` reports
+
+# Limits that turn an absurd request into a message instead of a run that never ends:
+# at ~1 ms a token on a laptop CPU a million tokens is already a quarter of an hour.
+MAX_NEW_TOKENS = 1_000_000
+MAX_SAMPLES = 1000
+MAX_SEED = 2**63 - 1         # torch seeds are 64-bit; evaluation uses seed + 1
 
 
 def _positive_int(text: str) -> int:
@@ -25,6 +35,19 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def _bounded_int(low: int, high: int, what: str):
+    """An argparse type: an integer in [low, high], with the reason for the limit."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {low} to {high:,}, got {value} ({what})")
+        return value
+    return parse
 
 
 def _fraction(text: str) -> float:
@@ -68,11 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--lr", type=float, dest="learning_rate", help="peak learning rate")
     p.add_argument("--eval-interval", type=_positive_int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=_bounded_int(0, MAX_SEED, "torch seeds are 64-bit"))
     p.add_argument("--device", choices=DEVICE_CHOICES)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--n-layer", type=_positive_int)
     p.add_argument("--n-head", type=_positive_int)
+    p.add_argument("--n-kv-head", type=_positive_int,
+                   help="key/value heads (grouped-query attention; 1 = multi-query); default: --n-head")
     p.add_argument("--n-embd", type=_positive_int)
     p.add_argument("--block-size", type=_positive_int)
     p.add_argument("--dropout", type=float)
@@ -80,19 +105,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attn-impl", choices=ATTN_IMPLS)
     p.add_argument("--threads", type=_positive_int, help="CPU threads for torch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--sample-tokens", type=int, default=300, help="length of the sample printed at the end")
+    p.add_argument("--sample-tokens", type=_bounded_int(0, MAX_NEW_TOKENS, "split longer texts over several "
+                                                       "`sample` commands"),
+                   default=300, help="length of the sample printed at the end (0: none)")
 
     s = sub.add_parser("sample", help="generate text from a checkpoint",
                        description="Generate text from a checkpoint folder, or from the model shipped "
                                    "in the package (--checkpoint pretrained, the default).")
     s.add_argument("--checkpoint", default="pretrained", help="checkpoint folder or 'pretrained'")
     s.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
-    s.add_argument("--max-new-tokens", type=_positive_int, default=500)
+    s.add_argument("--max-new-tokens", type=_bounded_int(1, MAX_NEW_TOKENS, "at ~1 ms a token a million "
+                                                         "take a quarter of an hour; run several commands for more"),
+                   default=500, help=f"characters to generate (at most {MAX_NEW_TOKENS:,}); printed as they come")
     s.add_argument("--temperature", type=_non_negative, default=0.8, help="0 = greedy")
     s.add_argument("--top-k", type=_positive_int)
     s.add_argument("--top-p", type=_fraction)
-    s.add_argument("--num-samples", type=_positive_int, default=1)
-    s.add_argument("--seed", type=int, default=1337)
+    s.add_argument("--num-samples", type=_bounded_int(1, MAX_SAMPLES, "one batch holds them all"), default=1)
+    s.add_argument("--seed", type=_bounded_int(0, MAX_SEED, "torch seeds are 64-bit"), default=1337)
     s.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     s.add_argument("--no-cache", action="store_true", help="recompute the whole context every step")
 
@@ -109,15 +138,29 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint", type=Path)
     e.add_argument("out", type=Path)
     e.add_argument("--fp16", action="store_true", help="store weights as float16 (half the size)")
+    e.add_argument("--force", action="store_true",
+                   help="replace the exported model in an existing non-empty OUT (never a training run)")
     return parser
+
+
+def _pick_device(name: str):
+    """pick_device, with its ValueError for a named device that is missing turned into a
+    user-facing error (the CLI's --device is the user's choice)."""
+    from .device import pick_device
+    from .errors import UsageError
+    try:
+        return pick_device(name)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 def _cmd_train(args) -> int:
     import torch
 
+    from .checkpoint import CheckpointError
     from .config import GPTConfig
     from .data import TextData, load_shakespeare, read_text_file
-    from .device import describe, pick_device, set_seed
+    from .device import describe, set_seed
     from .model import MiniGPT
     from .presets import PRESETS
     from .train import TrainConfig, evaluate, train
@@ -128,7 +171,8 @@ def _cmd_train(args) -> int:
     text = read_text_file(args.text) if args.text else load_shakespeare()
     data = TextData.from_text(text)
     model_kw = dict(preset.model)
-    for key in ("n_layer", "n_head", "n_embd", "block_size", "dropout", "pos_encoding", "attn_impl"):
+    for key in ("n_layer", "n_head", "n_kv_head", "n_embd", "block_size", "dropout", "pos_encoding",
+                "attn_impl"):
         if getattr(args, key) is not None:
             model_kw[key] = getattr(args, key)
     train_kw = dict(preset.train)
@@ -140,7 +184,7 @@ def _cmd_train(args) -> int:
     config = GPTConfig(vocab_size=data.tokenizer.vocab_size, **model_kw)
     cfg = TrainConfig(**train_kw)
     out = args.out or Path("runs") / args.preset
-    device = pick_device(cfg.device)
+    device = _pick_device(cfg.device)
     set_seed(cfg.seed)
     model = MiniGPT(config)
     print(f"preset {args.preset}: {model.num_parameters() / 1e6:.2f}M parameters, "
@@ -153,7 +197,7 @@ def _cmd_train(args) -> int:
 
     result = train(model, data, cfg, out_dir=out, resume=args.resume,
                    progress=not args.no_progress, callback=report)
-    val_loss = evaluate(result.model, data.val)
+    val_loss = evaluate(result.model, data.val, use_autocast=cfg.autocast)
     print(f"trained {result.steps} steps; {result.tokens_per_second:,.0f} tokens/s")
     if args.sample_tokens > 0:
         prompt = "\n" if "\n" in data.tokenizer.stoi else data.tokenizer.chars[0]
@@ -170,31 +214,73 @@ def _cmd_train(args) -> int:
     summary = {"preset": args.preset, "val_loss": val_loss, "wall_time_s": wall, "steps": result.steps,
                "tokens_per_second": result.tokens_per_second, "device": describe(device),
                "torch": torch.__version__}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    try:
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    except OSError as err:
+        raise CheckpointError(f"could not write {str(out / 'summary.json')!r} ({err.strerror or err}); "
+                              f"the checkpoint {str(result.checkpoint)!r} is saved.") from None
     return 0
+
+
+def _generate_streaming(model, idx, max_new_tokens: int, on_tokens, **sampling):
+    """model.generate in growing chunks (1, 2, 4, ... 64 tokens), calling on_tokens(new_ids)
+    after each, so text appears as it is made and Ctrl-C loses nothing already printed.
+
+    Each chunk continues from the last block_size tokens (all the model can see) with the same
+    random generator, so the text follows the same distribution as one generate call; only
+    the cache is rebuilt per chunk, which costs one prompt-length forward pass per chunk.
+    """
+    import torch
+
+    block_size = model.config.block_size
+    chunk, done = 1, 0
+    while done < max_new_tokens:
+        n = min(chunk, max_new_tokens - done)
+        context = idx[:, -block_size:]
+        new = model.generate(context, n, **sampling)[:, context.size(1):]       # (B, n)
+        idx = torch.cat((context, new), dim=1)
+        on_tokens(new)
+        done += n
+        chunk = min(2 * chunk, 64)
 
 
 def _cmd_sample(args) -> int:
     import torch
 
     from .checkpoint import load_model
-    from .device import pick_device
+    from .errors import UsageError
     from .pretrained import pretrained_path
 
-    device = pick_device(args.device)
+    device = _pick_device(args.device)
     path = pretrained_path() if args.checkpoint == "pretrained" else args.checkpoint
     model, tokenizer = load_model(path, device)
     ids = tokenizer.encode(args.prompt)
     if not ids:
-        raise ValueError("the prompt is empty; pass at least one character, e.g. --prompt 'ROMEO:'.")
+        raise UsageError("the prompt is empty; pass at least one character, e.g. --prompt 'ROMEO:'.")
     idx = torch.tensor([ids] * args.num_samples, device=device)
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    out = model.generate(idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                         top_p=args.top_p, use_cache=not args.no_cache, generator=generator)
-    for i in range(args.num_samples):
-        if args.num_samples > 1:
+    sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                    use_cache=not args.no_cache, generator=generator)
+    if args.num_samples == 1:              # stream: each chunk is printed as soon as it exists
+        print(args.prompt, end="", flush=True)
+        try:
+            _generate_streaming(model, idx, args.max_new_tokens,
+                                lambda new: print(tokenizer.decode(new[0]), end="", flush=True), **sampling)
+        finally:
+            print(flush=True)              # end the line, also when interrupted
+        return 0
+    texts = [args.prompt] * args.num_samples
+
+    def collect(new):
+        for i in range(args.num_samples):
+            texts[i] += tokenizer.decode(new[i])
+
+    try:
+        _generate_streaming(model, idx, args.max_new_tokens, collect, **sampling)
+    finally:                               # on Ctrl-C, print what each sample has so far
+        for i, text in enumerate(texts):
             print(f"--- sample {i + 1} ---")
-        print(tokenizer.decode(out[i]))
+            print(text)
     return 0
 
 
@@ -224,25 +310,42 @@ def _cmd_export(args) -> int:
     info = {k: v for k, v in ckpt.train_state.items() if k not in ("history", "optimizer_param_groups")}
     summary = Path(args.checkpoint) / "summary.json"     # written by `train` next to its steps
     if summary.is_file():
-        info["summary"] = json.loads(summary.read_text())
-    export_model(ckpt.model, ckpt.tokenizer, args.out, torch.float16 if args.fp16 else None, info)
+        try:
+            info["summary"] = json.loads(summary.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:             # the export does not need it
+            warnings.warn(f"{str(summary)!r} is unreadable ({err}); exporting without it.")
+    export_model(ckpt.model, ckpt.tokenizer, args.out, torch.float16 if args.fp16 else None, info,
+                 overwrite=args.force)
     size = (args.out / "model.safetensors").stat().st_size
     print(f"wrote {args.out} ({size / 1e6:.1f} MB of weights)")
     return 0
 
 
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (e.g. resuming with other settings) as one line on stderr, without source lines."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .train import TrainingDivergedError
-    handlers = {"train": _cmd_train, "sample": _cmd_sample, "bench": _cmd_bench, "export": _cmd_export}
     try:
-        return handlers[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError, CheckpointError, ConfigError,
-            TrainingDivergedError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        return _main(argv)
+    except KeyboardInterrupt:              # Ctrl-C anywhere, start-up included
+        print("\ninterrupted", file=sys.stderr)
         return 130
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["export-web"]:         # the book's in-page model: minigpt.web has its own parser
+        from .web.export import main as export_web_main
+        return export_web_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    from .errors import MiniGPTError
+    handlers = {"train": _cmd_train, "sample": _cmd_sample, "bench": _cmd_bench, "export": _cmd_export}
+    with warnings.catch_warnings():
+        warnings.showwarning = _print_warning
+        try:
+            return handlers[args.command](args)
+        except MiniGPTError as err:            # only the package's own user-facing errors:
+            print(f"error: {err}", file=sys.stderr)   # anything else is a bug and keeps its traceback
+            return 2

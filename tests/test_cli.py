@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import time
 import re
 import subprocess
 import sys
@@ -146,3 +147,194 @@ def test_more_bad_flags(args, fragment, capsys):
         main(args)
     assert info.value.code == 2
     assert fragment in capsys.readouterr().err
+
+
+# ----------------------------------------------------- nothing lost, nothing hidden
+import importlib  # noqa: E402
+import signal  # noqa: E402
+
+cli_module = importlib.import_module("minigpt.cli")
+
+
+def one_line_error(capsys, *fragments):
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    return err
+
+
+def test_sample_streams_the_same_text_as_one_generate_call(tiny_run, capsys):
+    out, _ = tiny_run
+    assert main(["sample", "--checkpoint", str(out), "--prompt", "RO", "--max-new-tokens", "150",
+                 "--temperature", "0", "--device", "cpu"]) == 0
+    model, tokenizer = load_model(out)
+    expected = tokenizer.decode(model.generate(torch.tensor([tokenizer.encode("RO")]), 150, temperature=0)[0])
+    assert capsys.readouterr().out == expected + "\n"
+
+
+def test_ctrl_c_during_sampling_keeps_the_text_printed_so_far(tiny_run, capsys, monkeypatch):
+    from minigpt import MiniGPT
+    out, _ = tiny_run
+    real_generate = MiniGPT.generate
+    calls = {"n": 0}
+
+    def generate(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:                 # chunks of 1, 2 and 4 tokens are out; Ctrl-C now
+            raise KeyboardInterrupt
+        return real_generate(self, *args, **kwargs)
+    monkeypatch.setattr(MiniGPT, "generate", generate)
+    assert main(["sample", "--checkpoint", str(out), "--prompt", "KING", "--max-new-tokens", "500",
+                 "--device", "cpu"]) == 130
+    captured = capsys.readouterr()
+    assert captured.out.startswith("KING") and len(captured.out) == len("KING") + 7 + 1   # + the newline
+    assert "interrupted" in captured.err and "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["sample", "--max-new-tokens", str(10**21)], "expected 1 to 1,000,000, got 1000000000000000000000"),
+    (["sample", "--num-samples", "100000"], "expected 1 to 1,000"),
+    (["sample", "--seed", str(2**70)], "expected 0 to 9,223,372,036,854,775,807"),
+    (["train", "--seed", str(2**70)], "torch seeds are 64-bit"),
+    (["train", "--seed", "-3"], "expected 0 to"),
+    (["train", "--sample-tokens", str(10**9)], "expected 0 to 1,000,000"),
+    (["train", "--n-kv-head", "0"], "expected a positive integer, got 0"),
+])
+def test_absurd_numbers_are_refused_with_the_limit(args, fragment, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2 and fragment in capsys.readouterr().err
+
+
+def test_train_refuses_a_folder_as_text_and_a_file_as_out(tmp_path, capsys):
+    assert main(["train", "--text", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    one_line_error(capsys, "is a folder; --text needs a UTF-8 text file")
+    out_file = tmp_path / "notes.txt"
+    out_file.write_text("keep me")
+    assert main(["train", "--preset", "tiny", "--out", str(out_file), "--no-progress", "--threads", "1"]) == 2
+    one_line_error(capsys, "is an existing file; choose a folder path for --out")
+    assert out_file.read_text() == "keep me"
+
+
+def test_train_with_grouped_query_attention(tmp_path, capsys):
+    out = tmp_path / "gqa"
+    assert main(["train", "--preset", "tiny", "--n-kv-head", "2", "--max-iters", "2", "--out", str(out),
+                 "--no-progress", "--threads", "1", "--sample-tokens", "0"]) == 0
+    model, _ = load_model(out)
+    assert model.config.n_head == 4 and model.config.n_kv_head == 2
+    assert main(["train", "--preset", "tiny", "--n-kv-head", "3", "--out", str(tmp_path / "bad"),
+                 "--no-progress"]) == 2
+    one_line_error(capsys, "n_kv_head=3 must divide n_head=4")
+
+
+def test_resume_with_other_settings_warns_in_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["train", "--preset", "tiny", "--out", str(out), "--no-progress", "--threads", "1",
+              "--sample-tokens", "0"]
+    assert main([*common, "--max-iters", "2"]) == 0
+    capsys.readouterr()
+    assert main([*common, "--max-iters", "3", "--lr", "0.002", "--resume"]) == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "learning_rate 0.003 -> 0.002" in warning[0] and "max_iters 2 -> 3" in warning[0]
+
+
+def test_export_never_overwrites_a_training_checkpoint(tiny_run, tmp_path, capsys):
+    from minigpt import load_checkpoint
+    out, _ = tiny_run
+    step = out / "step-000005"
+    before = {p.name: p.read_bytes() for p in step.iterdir()}
+    assert main(["export", str(out), str(step), "--fp16"]) == 2
+    one_line_error(capsys, "holds a training checkpoint or run; export never writes into one")
+    assert main(["export", str(out), str(step), "--fp16", "--force"]) == 2
+    capsys.readouterr()
+    assert {p.name: p.read_bytes() for p in step.iterdir()} == before
+    assert load_checkpoint(out, with_trainer=True).trainer_tensors        # still resumable
+    target = tmp_path / "file.bin"
+    target.write_bytes(b"mine")
+    assert main(["export", str(out), str(target)]) == 2
+    one_line_error(capsys, "is an existing file; export writes a folder")
+    assert main(["export", str(out), str(tmp_path / "exp")]) == 0
+    assert main(["export", str(out), str(tmp_path / "exp"), "--fp16"]) == 2
+    one_line_error(capsys, "already exists and is not empty", "--force")
+    assert main(["export", str(out), str(tmp_path / "exp"), "--fp16", "--force"]) == 0
+
+
+def test_a_second_train_on_the_same_out_is_refused(tmp_path, capsys):
+    from minigpt.checkpoint import run_lock
+    out = tmp_path / "run"
+    out.mkdir()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                   # the first "training run": holds the lock
+        try:
+            with run_lock(out):
+                os.write(ready_w, b"1")
+                time.sleep(60)
+        finally:
+            os._exit(0)
+    try:
+        os.read(ready_r, 1)
+        assert main(["train", "--preset", "tiny", "--out", str(out), "--no-progress", "--threads", "1"]) == 2
+        one_line_error(capsys, f"is in use by another training run (PID {pid} on ")
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(ready_r)
+        os.close(ready_w)
+
+
+def test_ctrl_c_during_start_up_is_not_a_traceback(monkeypatch, capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli_module, "build_parser", interrupted)
+    assert main(["sample"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+
+
+def test_a_bug_keeps_its_traceback(tiny_run, monkeypatch):
+    """Only the package's own user-facing errors become one-liners; a TypeError from our code
+    (here: a stand-in bug in the loader) must surface with its traceback."""
+    checkpoint_module = importlib.import_module("minigpt.checkpoint")
+
+    def buggy(*args, **kwargs):
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+    monkeypatch.setattr(checkpoint_module, "load_model", buggy)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        main(["sample", "--checkpoint", str(tiny_run[0]), "--device", "cpu"])
+
+
+def test_ctrl_c_in_a_real_train_command_saves_the_exact_step(tmp_path):
+    """SIGINT to `python -m minigpt train`: exit 130, no traceback, and the checkpoint it saves
+    is the one an uninterrupted run writes at that step (weights, AdamW moments, RNG states)."""
+    import subprocess
+    from minigpt import GPTConfig, MiniGPT, PRESETS, TextData, TrainConfig, load_checkpoint, set_seed, train
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "minigpt", "train", "--preset", "tiny", "--out", str(out),
+                             "--max-iters", "5000", "--eval-interval", "10", "--no-progress", "--threads", "1",
+                             "--sample-tokens", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV)
+    for line in proc.stdout:
+        if line.startswith("step     10"):
+            proc.send_signal(signal.SIGINT)
+            break
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (stdout, stderr)
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    saved = re.search(r"interrupted: saved step (\d+) to", stdout)
+    assert saved, stdout
+    step = int(saved.group(1))
+    ckpt = load_checkpoint(out, with_trainer=True)
+    assert ckpt.train_state["step"] == step > 10
+
+    preset = PRESETS["tiny"]
+    data = TextData.shakespeare()
+    set_seed(1337)
+    model = MiniGPT(GPTConfig(vocab_size=data.tokenizer.vocab_size, **preset.model))
+    cfg = TrainConfig(**{**preset.train, "max_iters": 5000, "eval_interval": 10})
+    train(model, data, cfg, tmp_path / "reference", stop_at=step, progress=False)
+    reference = load_checkpoint(tmp_path / "reference", with_trainer=True)
+    for name, t in reference.model.state_dict().items():
+        assert torch.equal(t, ckpt.model.state_dict()[name]), name
+    for name, t in reference.trainer_tensors.items():
+        assert torch.equal(t, ckpt.trainer_tensors[name]), name
