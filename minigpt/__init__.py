@@ -9,6 +9,7 @@ from .positions import apply_rope, rope_cos_sin, sinusoidal_table
 from .checkpoint import (Checkpoint, CheckpointError, export_model, load_checkpoint, load_model,
                          save_checkpoint)
 from .config import ConfigError, GPTConfig
+from .errors import MiniGPTError, UsageError
 from .data import (CharDataset, CharTokenizer, TextData, UnknownCharacterError, get_batch,
                    load_shakespeare, read_text_file)
 from .device import autocast, describe, pick_device, set_seed
@@ -25,7 +26,7 @@ from .train import (TrainConfig, TrainingDivergedError, TrainResult, estimate_lo
 __version__ = "0.1.0"
 
 __all__ = [
-    "GPTConfig", "ConfigError", "CausalSelfAttention", "MLP", "Block", "MiniGPT", "KVCache", "kv_cache_nbytes",
+    "GPTConfig", "ConfigError", "MiniGPTError", "UsageError", "CausalSelfAttention", "MLP", "Block", "MiniGPT", "KVCache", "kv_cache_nbytes",
     "manual_attention", "flash_attention", "causal_mask", "apply_rope", "rope_cos_sin",
     "sinusoidal_table", "CharTokenizer", "CharDataset", "TextData", "UnknownCharacterError",
     "get_batch", "load_shakespeare", "read_text_file", "next_token_probs", "TrainConfig",
