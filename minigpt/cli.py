@@ -65,8 +65,8 @@ def _non_negative(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
     return value
 
 
@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="checkpoint folder (default: runs/<preset>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--max-iters", type=_positive_int)
-    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int, help="sequences per step (under torchrun: over all processes)")
+    p.add_argument("--micro-batch-size", type=_positive_int, help="sequences per forward pass and process (gradient accumulation)")
     p.add_argument("--lr", type=float, dest="learning_rate", help="peak learning rate")
     p.add_argument("--eval-interval", type=_positive_int)
     p.add_argument("--seed", type=_bounded_int(0, MAX_SEED, "torch seeds are 64-bit"))
@@ -154,6 +155,33 @@ def _pick_device(name: str):
         raise UsageError(str(err)) from None
 
 
+def _check_model_fits(config, device) -> None:
+    """Refuse a model whose training state cannot fit in memory, before allocating it (an
+    absurd --n-embd or --block-size would otherwise die inside torch's allocator)."""
+    import os
+
+    import torch
+
+    from .errors import UsageError
+    from .model import MiniGPT
+    with torch.device("meta"):              # shapes only: nothing is allocated
+        shapes = MiniGPT(config)
+    n_params = sum(p.numel() for p in shapes.parameters())
+    n_buffers = sum(b.numel() for b in shapes.buffers())
+    need = 16 * n_params + 4 * n_buffers    # fp32 weights, gradients, AdamW's two moments; tables
+    if device.type == "cuda":
+        have = torch.cuda.get_device_properties(device).total_memory
+    else:
+        try:
+            have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):   # not a POSIX system: no limit known
+            return
+    if need > have:
+        raise UsageError(f"this model has {n_params / 1e6:,.1f}M parameters and training it needs about "
+                         f"{need / 1e9:,.1f} GB, but the {device.type} has {have / 1e9:,.1f} GB of memory; "
+                         "choose a smaller --n-embd, --n-layer or --block-size.")
+
+
 def _cmd_train(args) -> int:
     import torch
 
@@ -164,7 +192,9 @@ def _cmd_train(args) -> int:
     from .model import MiniGPT
     from .presets import PRESETS
     from .train import TrainConfig, evaluate, train
+    from . import distributed
 
+    distributed.quiet_other_ranks()         # under torchrun, rank 0 prints for the run
     if args.threads:
         torch.set_num_threads(args.threads)
     preset = PRESETS[args.preset]
@@ -176,7 +206,7 @@ def _cmd_train(args) -> int:
         if getattr(args, key) is not None:
             model_kw[key] = getattr(args, key)
     train_kw = dict(preset.train)
-    for key in ("max_iters", "batch_size", "learning_rate", "eval_interval", "seed", "device"):
+    for key in ("max_iters", "batch_size", "micro_batch_size", "learning_rate", "eval_interval", "seed", "device"):
         if getattr(args, key) is not None:
             train_kw[key] = getattr(args, key)
     if args.compile:
@@ -185,6 +215,7 @@ def _cmd_train(args) -> int:
     cfg = TrainConfig(**train_kw)
     out = args.out or Path("runs") / args.preset
     device = _pick_device(cfg.device)
+    _check_model_fits(config, device)
     set_seed(cfg.seed)
     model = MiniGPT(config)
     print(f"preset {args.preset}: {model.num_parameters() / 1e6:.2f}M parameters, "
@@ -197,6 +228,9 @@ def _cmd_train(args) -> int:
 
     result = train(model, data, cfg, out_dir=out, resume=args.resume,
                    progress=not args.no_progress, callback=report)
+    distributed.shutdown()                  # data-parallel part over: rank 0 evaluates and writes
+    if not distributed.is_main():
+        return 0
     val_loss = evaluate(result.model, data.val, use_autocast=cfg.autocast)
     print(f"trained {result.steps} steps; {result.tokens_per_second:,.0f} tokens/s")
     if args.sample_tokens > 0:

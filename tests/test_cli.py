@@ -338,3 +338,16 @@ def test_ctrl_c_in_a_real_train_command_saves_the_exact_step(tmp_path):
         assert torch.equal(t, ckpt.model.state_dict()[name]), name
     for name, t in reference.trainer_tensors.items():
         assert torch.equal(t, ckpt.trainer_tensors[name]), name
+
+
+@pytest.mark.parametrize("args", [["--n-embd", "1000000", "--n-head", "8"], ["--block-size", "1000000000"]])
+def test_a_model_too_big_for_memory_is_refused_before_allocating(args, tmp_path, capsys):
+    assert main(["train", *args, "--out", str(tmp_path / "big"), "--no-progress"]) == 2
+    one_line_error(capsys, "training it needs about", "choose a smaller --n-embd, --n-layer or --block-size")
+    assert not (tmp_path / "big").exists()
+
+
+def test_an_infinite_temperature_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["sample", "--temperature", "inf"])
+    assert "expected a finite number >= 0, got inf" in capsys.readouterr().err
