@@ -17,6 +17,9 @@ from .ch05_positions import ROPE, ROPE_ATTENTION, SINUSOIDAL, check_rope, check_
 from .ch06_blocks import LAYER_NORM, MLP_EXERCISE, PRE_LN_BLOCK, check_layer_norm, check_mlp, check_pre_ln_block
 from .ch07_gpt import DROPOUT, FORWARD, check_dropout, check_gpt_forward
 from .ch08_training import DECAY_GROUPS, GRAD_CLIP, LR_SCHEDULE, check_decay_groups, check_grad_clip, check_lr_schedule
+from .ch09_decoding import (GREEDY_LOOP, SAMPLING_FILTER, TOP_P, check_greedy_generate, check_sampling_filter,
+                            check_top_p)
+from .ch10_inside import ATTENTION_MAPS, OFFSET_SCORE, check_attention_maps, check_offset_scores
 from .ch11_kv_cache import CACHED_GENERATE, SLIDING_CACHE, check_cached_generate, check_sliding_cache
 from .ch12_gqa import GQA_ATTENTION, REPEAT_KV, check_grouped_attention, check_repeat_kv
 from .ch13_flash import ONLINE_SOFTMAX, TILED_ATTENTION, check_online_softmax, check_tiled_attention
@@ -27,4 +30,5 @@ EXERCISES = [SOFTMAX, ATTENTION_WEIGHTS, CAUSAL_ATTENTION, CAUSAL_MASK, SPLIT_HE
              MULTI_HEAD_ATTENTION,
              SINUSOIDAL, ROPE, ROPE_ATTENTION, MLP_EXERCISE, LAYER_NORM, PRE_LN_BLOCK, DROPOUT, FORWARD,
              LR_SCHEDULE, GRAD_CLIP, DECAY_GROUPS,
+             SAMPLING_FILTER, TOP_P, GREEDY_LOOP, ATTENTION_MAPS, OFFSET_SCORE,
              SLIDING_CACHE, CACHED_GENERATE, REPEAT_KV, GQA_ATTENTION, ONLINE_SOFTMAX, TILED_ATTENTION]

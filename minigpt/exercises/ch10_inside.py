@@ -1,0 +1,199 @@
+"""Chapter 10 exercises: a block's attention maps rebuilt from its weights, and a head's score
+on a chosen key offset (the previous character, or an induction target), and the mistakes
+they invite."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..config import GPTConfig
+from ..model import MiniGPT
+from .core import Case, Exercise, Mistake
+
+
+def _model(n_head: int, seed: int) -> MiniGPT:
+    """A small seeded model with large weights, so that its heads are far from uniform."""
+    torch.manual_seed(seed)
+    model = MiniGPT(GPTConfig(vocab_size=11, block_size=16, n_layer=2, n_head=n_head, n_embd=16,
+                              dropout=0.0))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(5.0)
+        for name, p in model.named_parameters():     # LayerNorm gains and biases away from 1 and 0,
+            if ".ln_" in name:                       # so that forgetting ln_1 shows
+                p.add_(torch.randn_like(p))
+    return model.eval()
+
+
+# ------------------------------------------------------------- a block's attention maps
+@torch.no_grad()
+def _reference_maps(block, x):
+    return block.attn(block.ln_1(x), return_weights=True)[1]
+
+
+def _map_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(3)
+    two_heads, one_head = _model(2, seed=4), _model(1, seed=5)
+    return [
+        Case("block 0 of a 2-head model, x of shape (2, 6, 16)",
+             (two_heads.blocks[0], 2.0 * torch.randn(2, 6, 16, generator=g))),
+        Case("block 1 of the same model, x of shape (1, 9, 16)",
+             (two_heads.blocks[1], 2.0 * torch.randn(1, 9, 16, generator=g))),
+        Case("T = 1 (one position, which can only look at itself)",
+             (two_heads.blocks[0], 2.0 * torch.randn(1, 1, 16, generator=g))),
+        Case("one head (n_head = 1, head size 16), x of shape (1, 5, 16)",
+             (one_head.blocks[0], 2.0 * torch.randn(1, 5, 16, generator=g))),
+    ]
+
+
+@torch.no_grad()
+def _maps_by_hand(block, x, ln=True, scale=True, split_heads="transpose", key_chunk=1,
+                  mask="before"):
+    """The reference written out, with one switch per mistake."""
+    B, T, C = x.shape
+    H = block.attn.n_head
+    D = C // H
+    h = block.ln_1(x) if ln else x
+    chunks = block.attn.c_attn(h).split(C, dim=-1)                   # q, k, v: each (B, T, C)
+    q, k = chunks[0], chunks[key_chunk]
+    if split_heads == "transpose":
+        q, k = (t.view(B, T, H, D).transpose(1, 2) for t in (q, k))  # (B, H, T, D)
+    else:                                                            # view(B, H, T, D): mixes heads and positions
+        q, k = (t.reshape(B, H, T, D) for t in (q, k))
+    scores = q @ k.transpose(-2, -1)
+    if scale:
+        scores = scores / math.sqrt(D)
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    if mask == "before":
+        return F.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+    if mask == "after":
+        return F.softmax(scores, dim=-1).masked_fill(future, 0.0)
+    return F.softmax(scores, dim=-1)
+
+
+def _wrapped(**switches):
+    return lambda block, x: _maps_by_hand(block, x, **switches)
+
+
+ATTENTION_MAPS = Exercise(
+    name="a block's attention maps",
+    reference=_reference_maps,
+    cases=_map_cases,
+    success="Your maps are MiniGPT.attention_maps: ln_1, then q and k from c_attn, per head, scaled and masked.",
+    mistakes=[
+        Mistake("maps.no_ln_1",
+                "the maps were computed from x itself: in a Pre-LN block attention reads "
+                "block.ln_1(x), so apply ln_1 before c_attn.",
+                _wrapped(ln=False)),
+        Mistake("maps.no_scale",
+                "the scores are sqrt(D) times too large: divide q @ k^T by sqrt(head size), "
+                "with head size = n_embd / n_head, not n_embd.",
+                _wrapped(scale=False)),
+        Mistake("maps.heads_split_without_transpose",
+                "the heads were split with view(B, H, T, D), which mixes positions and heads: "
+                "view(B, T, H, D) first, then transpose(1, 2).",
+                _wrapped(split_heads="reshape")),
+        Mistake("maps.keys_from_values",
+                "the keys came from the third chunk of c_attn: its output is q, k, v in that "
+                "order, so the keys are the *second* n_embd channels.",
+                _wrapped(key_chunk=2)),
+        Mistake("maps.mask_after_softmax",
+                "the future was hidden after the softmax, so the rows no longer sum to 1: fill "
+                "the future scores with -inf before the softmax.",
+                _wrapped(mask="after")),
+        Mistake("maps.no_mask",
+                "positions attend to later positions: the causal mask is missing (fill the "
+                "scores above the diagonal with -inf).",
+                _wrapped(mask="none")),
+    ],
+)
+
+
+def check_attention_maps(my_maps) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+    """Check `my_maps(block, x) -> (B, H, T, T)`, the attention weights of `block` (a Pre-LN
+    `minigpt.Block`) for its input x (B, T, C), against `block.attn(..., return_weights=True)`."""
+    return ATTENTION_MAPS.check(my_maps)
+
+
+# ------------------------------------------------------- a head's score at a key offset
+def offset_scores(maps: torch.Tensor, offset: int, first_row: int) -> torch.Tensor:
+    """maps (L, H, T, T) -> (L, H): each head's average weight on key i - offset, over the
+    query rows i = first_row .. T - 1 (a worked solution; offset 1 = the previous character).
+    Needs offset <= first_row < T."""
+    rows = torch.arange(first_row, maps.size(-1))
+    return maps[:, :, rows, rows - offset].mean(dim=-1)
+
+
+def _score_rows(maps, offset, first_row, key_shift=0, all_rows=False, reduce="mean", swapped=False):
+    # no clamping: a negative key index wraps around, exactly as in the student's code
+    rows = torch.arange(0 if all_rows else first_row, maps.size(-1))
+    keys = rows - offset + key_shift
+    picked = maps[:, :, keys, rows] if swapped else maps[:, :, rows, keys]
+    return picked.mean(-1) if reduce == "mean" else picked.sum(-1)
+
+
+def _causal_maps(L, H, T, seed, sharp=3.0):
+    g = torch.Generator().manual_seed(seed)
+    scores = sharp * torch.randn(L, H, T, T, generator=g)
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    return F.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+
+
+@torch.no_grad()
+def _model_maps(text_len, seed):
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, 11, (1, text_len), generator=g)
+    return _model(2, seed=6).attention_maps(idx)[:, 0]               # (L, H, T, T)
+
+
+def _offset_cases() -> list[Case]:
+    return [
+        Case("a model's maps (2 layers, 2 heads, T = 14), offset 1 (previous character), first_row 8",
+             (_model_maps(14, seed=7), 1, 8)),
+        Case("random causal maps (3 layers, 4 heads, T = 12), offset 3 (an induction target), "
+             "first_row 5", (_causal_maps(3, 4, 12, seed=8), 3, 5)),
+        Case("one layer, one head, T = 2: a single query row (first_row 1), offset 1",
+             (_causal_maps(1, 1, 2, seed=9), 1, 1)),
+        Case("offset 0 (each query's weight on itself), T = 6, first_row 2",
+             (_causal_maps(2, 3, 6, seed=10), 0, 2)),
+    ]
+
+
+OFFSET_SCORE = Exercise(
+    name="a head's score at a key offset",
+    reference=offset_scores,
+    cases=_offset_cases,
+    success="Row i of a map is query i; its weight on key i - offset sits offset places left of the diagonal.",
+    mistakes=[
+        Mistake("offset_score.rows_and_columns_swapped",
+                "you read row i - offset, column i: that is above the diagonal, where the causal "
+                "mask leaves 0. Rows are queries and columns keys, so index maps[..., i, i - offset].",
+                lambda maps, offset, first_row: _score_rows(maps, offset, first_row, swapped=True)),
+        Mistake("offset_score.one_key_too_near",
+                "the key is one position too close (i - offset + 1): for the previous character "
+                "(offset 1) that is the query's weight on itself, the diagonal.",
+                lambda maps, offset, first_row: _score_rows(maps, offset, first_row, key_shift=1)),
+        Mistake("offset_score.one_key_too_far",
+                "the key is one position too far back (i - offset - 1): for offset 1 that is "
+                "two characters back.",
+                lambda maps, offset, first_row: _score_rows(maps, offset, first_row, key_shift=-1)),
+        Mistake("offset_score.all_rows",
+                "the average included the first rows: average over queries i = first_row .. T - 1 "
+                "only (the first rows have so few keys that any head looks focused there).",
+                lambda maps, offset, first_row: _score_rows(maps, offset, first_row, all_rows=True)),
+        Mistake("offset_score.sum_not_mean",
+                "the weights were summed over the query rows: the score is their mean, a number "
+                "between 0 and 1 comparable with the uniform baseline.",
+                lambda maps, offset, first_row: _score_rows(maps, offset, first_row, reduce="sum")),
+    ],
+)
+
+
+def check_offset_scores(my_scores) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+    """Check `my_scores(maps, offset, first_row) -> (L, H)` (maps (L, H, T, T); the mean weight on
+    key i - offset over query rows i >= first_row) against `offset_scores`."""
+    return OFFSET_SCORE.check(my_scores)
