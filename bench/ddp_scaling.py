@@ -55,7 +55,7 @@ def worker(args) -> None:
 def launch(nproc: int, args) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     if args.device == "cpu":
-        env["OMP_NUM_THREADS"] = str(max(1, args.cores // nproc))
+        env["OMP_NUM_THREADS"] = str(args.threads or max(1, args.cores // nproc))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            str(Path(__file__).resolve()), "--worker", "--device", args.device, "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--batch-size", str(args.batch_size)]
@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--nprocs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    parser.add_argument("--threads", type=int, help="CPU threads per process (default: cores / processes); "
+                        "on a busy machine 1 thread avoids OpenMP threads waiting for each other")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -103,7 +105,7 @@ def main() -> None:
     print(f"model {MODEL}, global batch {args.batch_size}, {args.steps} timed steps, device {args.device}, "
           f"{args.cores} cores, load average {load}")
     if args.json:
-        args.json.write_text(json.dumps({"model": MODEL, "batch_size": args.batch_size, "steps": args.steps,
+        args.json.write_text(json.dumps({"command": " ".join(sys.argv), "model": MODEL, "batch_size": args.batch_size, "steps": args.steps,
                                          "device": args.device, "cores": args.cores, "load_average": load,
                                          "results": summary}, indent=1))
 
