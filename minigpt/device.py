@@ -142,7 +142,8 @@ def usable_cpus(root: Union[str, Path] = "/") -> int:
 
 
 def choose_cpu_threads(current: int, usable: int, env: Mapping[str, str],
-                       set_by_user: bool = False) -> ThreadChoice:
+                       set_by_user: bool = False, load: Optional[float] = None,
+                       schedulable: Optional[int] = None) -> ThreadChoice:
     """The thread rule, as a pure function of what the process knows (tested on its own).
 
     1. `MINIGPT_THREADS=N` in the environment wins: N threads, even above `usable` (you
@@ -150,7 +151,13 @@ def choose_cpu_threads(current: int, usable: int, env: Mapping[str, str],
     2. A count you already chose is kept as it is, never raised and never lowered: set with
        `torch.set_num_threads` after importing minigpt (`set_by_user`), or through
        `OMP_NUM_THREADS` / `MKL_NUM_THREADS`.
-    3. Otherwise torch's count is lowered to the CPUs the process may use (affinity mask and
+    3. On a busy machine, one thread: when the 1-minute load average (`load`) is at least the
+       number of CPUs the process may be scheduled on (`schedulable`, its affinity mask),
+       other processes already keep every CPU busy, and a second thread mostly waits for
+       its partner (chapter 8's training, one thread vs two under a load average of about 15
+       on 2 cores: 1,100 s vs more than 1,800 s). The load is read once, when the device is
+       picked; set MINIGPT_THREADS to decide yourself.
+    4. Otherwise torch's count is lowered to the CPUs the process may use (affinity mask and
        cgroup quota), never raised: torch's default counts the host's cores, and more
        threads than CPUs make OpenMP threads wait for each other, many times slower.
     """
@@ -169,6 +176,10 @@ def choose_cpu_threads(current: int, usable: int, env: Mapping[str, str],
             return ThreadChoice(current, f"{name}={env[name].strip()} set by you")
     if set_by_user:
         return ThreadChoice(current, "set by you with torch.set_num_threads")
+    schedulable = usable if schedulable is None else schedulable
+    if load is not None and current > 1 and load >= schedulable:
+        return ThreadChoice(1, f"busy machine: load average {load:.1f} on {schedulable} CPU"
+                               f"{'s' if schedulable > 1 else ''}")
     if current > usable:
         return ThreadChoice(usable, f"{usable} usable CPU{'s' if usable > 1 else ''}")
     return ThreadChoice(current, f"torch's default; {usable} usable CPU{'s' if usable > 1 else ''}")
@@ -187,8 +198,14 @@ def configure_cpu_threads(force: bool = False) -> ThreadChoice:
     if _THREAD_CHOICE is not None and not force:
         return _THREAD_CHOICE
     current = torch.get_num_threads()
+    try:
+        load: Optional[float] = os.getloadavg()[0]
+        schedulable: Optional[int] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):      # no load average or affinity (Windows): no load rule
+        load = schedulable = None
     choice = choose_cpu_threads(current, usable_cpus(), os.environ,
-                                set_by_user=current != _THREADS_AT_IMPORT)
+                                set_by_user=current != _THREADS_AT_IMPORT, load=load,
+                                schedulable=schedulable)
     if choice.threads != current:
         torch.set_num_threads(choice.threads)
     _THREAD_CHOICE = choice

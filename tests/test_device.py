@@ -134,6 +134,17 @@ def test_thread_rule_keeps_what_the_user_chose():
     assert omp.threads == 3 and "OMP_NUM_THREADS=3" in omp.reason
 
 
+def test_busy_machine_gets_one_thread():
+    busy = choose_cpu_threads(current=2, usable=2, env={}, load=15.2, schedulable=2)
+    assert busy == ThreadChoice(1, "busy machine: load average 15.2 on 2 CPUs")
+    assert choose_cpu_threads(current=2, usable=2, env={}, load=1.5, schedulable=2).threads == 2
+    # a container on a 64-CPU host: the host's load is compared with the host's CPUs
+    assert choose_cpu_threads(current=64, usable=4, env={}, load=30.0, schedulable=64).threads == 4
+    # what the user chose wins over the load rule
+    assert choose_cpu_threads(current=2, usable=2, env={}, set_by_user=True, load=9.0).threads == 2
+    assert choose_cpu_threads(current=1, usable=2, env={THREADS_ENV: "2"}, load=9.0).threads == 2
+
+
 def test_minigpt_threads_overrides_everything():
     choice = choose_cpu_threads(current=1, usable=2, env={THREADS_ENV: "4", "OMP_NUM_THREADS": "1"},
                                 set_by_user=True)
