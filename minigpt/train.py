@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from .checkpoint import (META_FILE, CheckpointError, check_output_folder, checkpoint_nbytes, clean_temporary_files,
                          has_checkpoint, load_checkpoint, restore_optimizer, run_lock, save_checkpoint)
 from .config import ConfigError
-from .data import TextData, get_batch
+from .data import DataError, TextData, get_batch
 from . import distributed
 from .device import DEVICE_CHOICES, autocast, maybe_compile, pick_device, tune_cpu_allocator
 from .errors import MiniGPTError, UsageError
@@ -322,6 +322,11 @@ def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, 
         raise UsageError(f"the data has {data.tokenizer.vocab_size} characters but the model's "
                          f"vocab_size is {model.config.vocab_size}; build the model with "
                          f"GPTConfig(vocab_size=data.tokenizer.vocab_size, ...).")
+    block_size = model.config.block_size
+    for split, tokens in (("train", data.train), ("validation", data.val)):
+        if len(tokens) <= block_size:      # one window needs block_size + 1 tokens
+            raise DataError(f"the {split} split has {len(tokens):,} tokens, too few for windows of "
+                            f"block_size={block_size:,}; use a smaller block_size or more text.")
     if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int) or stop_at < 0):
         raise UsageError(f"stop_at must be a step number >= 0 or None, got {stop_at!r}.")
     try:

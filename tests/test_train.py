@@ -303,3 +303,11 @@ def test_evaluation_honours_train_config_autocast(small_data, monkeypatch):
     seen.clear()
     evaluate(model, small_data.val[:40])
     assert seen and all(seen)                      # the default is unchanged
+
+
+def test_a_context_longer_than_a_split_is_refused_before_any_work(small_data):
+    from minigpt.data import DataError
+    model = model_for(small_data, block_size=4096)            # the validation split has 2,000 tokens
+    with pytest.raises(DataError, match=r"the validation split has 2,000 tokens, too few for windows of "
+                                        r"block_size=4,096"):
+        train(model, small_data, small_cfg(), progress=False)
