@@ -122,6 +122,8 @@ def _write_fix(err: Exception) -> str:
     reason = _os_reason(err)
     if isinstance(err, OSError) and err.errno == errno.ENOSPC or "No space" in reason:
         return "free some disk space or choose another output folder (--out)"
+    if isinstance(err, OSError) and err.errno in (errno.ENOTDIR, errno.EEXIST):
+        return "a part of the path is a file; choose another output folder (--out)"
     return "make the folder writable or choose another output folder (--out)"
 
 
