@@ -1,6 +1,6 @@
 """The in-page model's speed in headless Chromium, beside PyTorch on the same machine.
 
-    .venv/bin/python bench/web_speed.py [--tokens 200] [--quality]
+    .venv/bin/python bench/web_speed.py [--tokens 200] [--quality] [--model-js OLD_MODEL_JS]
 
 Measures, for the shipped model (minigpt/web/static/minigpt-web/shakespeare_char.js):
 * asset load: navigation start -> the model decoded and the widget ready (from file://);
@@ -8,12 +8,15 @@ Measures, for the shipped model (minigpt/web/static/minigpt-web/shakespeare_char
 * tokens/s of the page's generation (greedy, KV cache), and of `MiniGPT.generate` in PyTorch
   (greedy, KV cache, same prompt, same length) in this process.
 --quality also evaluates the float model and its int8 copy on the whole validation split.
+--model-js also measures the page with another model.js (e.g. an older one from `git show`),
+in the same browser, alternating with the current one run by run.
 Timings vary with the machine's load: run it on an idle machine and read them side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -27,31 +30,51 @@ from minigpt.web import STATIC_DIR, asset_path, load_web_model, widgets
 PROMPT = "JULIET:\nO Romeo, Romeo! wherefore art thou "
 
 
-def page_numbers(n_tokens: int, repeats: int) -> dict:
+def _page_runs(page, repeats: int) -> list:
+    runs = []
+    for _ in range(repeats):
+        page.click("[data-mg=generate]")
+        page.wait_for_function("document.querySelector('[data-mg-widget=generator]').mgState.run.done",
+                               timeout=120_000)
+        runs.append(page.evaluate("() => { const r = document.querySelector('[data-mg-widget=generator]')"
+                                  ".mgState.run; return [r.firstTokenMs, r.finishedMs, r.ids.length]; }"))
+    return runs
+
+
+def page_numbers(n_tokens: int, repeats: int, other_model_js: Path | None = None) -> dict:
+    """{name: numbers} for the page with the current model.js ("current") and, with
+    other_model_js, a copy of the static folder using that file instead ("other")."""
     from playwright.sync_api import sync_playwright
     exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    html = widgets.standalone_page([widgets.generator(PROMPT, temperature=0.0, length=n_tokens,
-                                                      base=STATIC_DIR.as_uri() + "/")])
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as p:
-        page_file = Path(folder) / "bench.html"
-        page_file.write_text(html, encoding="utf-8")
+        bases = {"current": STATIC_DIR}
+        if other_model_js is not None:
+            bases["other"] = Path(folder) / "other"
+            shutil.copytree(STATIC_DIR, bases["other"])
+            shutil.copy(other_model_js, bases["other"] / "model.js")
         browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page()
-        page.goto(page_file.as_uri())
-        page.wait_for_selector("[data-mg-mounted=ready]", timeout=60_000)
-        load_ms = page.evaluate("() => performance.now()")
-        runs = []
-        for _ in range(repeats):
-            page.click("[data-mg=generate]")
-            page.wait_for_function("document.querySelector('[data-mg-widget=generator]').mgState.run.done",
-                                   timeout=120_000)
-            runs.append(page.evaluate("() => { const r = document.querySelector('[data-mg-widget=generator]')"
-                                      ".mgState.run; return [r.firstTokenMs, r.finishedMs, r.ids.length]; }"))
+        pages, load_ms, runs = {}, {}, {name: [] for name in bases}
+        for name, base in bases.items():
+            html = widgets.standalone_page([widgets.generator(PROMPT, temperature=0.0, length=n_tokens,
+                                                              base=base.as_uri() + "/")])
+            page_file = Path(folder) / f"bench_{name}.html"
+            page_file.write_text(html, encoding="utf-8")
+            pages[name] = browser.new_page()
+            pages[name].goto(page_file.as_uri())
+            pages[name].wait_for_selector("[data-mg-mounted=ready]", timeout=60_000)
+            load_ms[name] = pages[name].evaluate("() => performance.now()")
+        for _ in range(repeats):                      # alternate, so load changes hit both alike
+            for name in bases:
+                runs[name] += _page_runs(pages[name], 1)
         browser.close()
-    first = sorted(r[0] for r in runs)[len(runs) // 2]
-    # steady state: the tokens after the first, over the time after the first
-    rates = sorted((r[2] - 1) / ((r[1] - r[0]) / 1000) for r in runs)
-    return {"load_ms": load_ms, "first_token_ms": first, "tokens_per_s": rates[len(rates) // 2]}
+    numbers = {}
+    for name, name_runs in runs.items():
+        first = sorted(r[0] for r in name_runs)[len(name_runs) // 2]
+        # steady state: the tokens after the first, over the time after the first
+        rates = sorted((r[2] - 1) / ((r[1] - r[0]) / 1000) for r in name_runs)
+        numbers[name] = {"load_ms": load_ms[name], "first_token_ms": first,
+                         "tokens_per_s": rates[len(rates) // 2]}
+    return numbers
 
 
 def torch_numbers(n_tokens: int, repeats: int) -> dict:
@@ -79,13 +102,19 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quality", action="store_true")
+    parser.add_argument("--model-js", type=Path, default=None,
+                        help="also measure the page with this model.js instead of the package's")
     args = parser.parse_args()
     size = asset_path().stat().st_size / 1e6
-    web = page_numbers(args.tokens, args.repeats)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    pages = page_numbers(args.tokens, args.repeats, args.model_js)
     ref = torch_numbers(args.tokens, args.repeats)
-    print(f"asset {size:.1f} MB; page: load {web['load_ms']:.0f} ms, first token {web['first_token_ms']:.0f} ms, "
-          f"{web['tokens_per_s']:.0f} tokens/s; PyTorch generate ({ref['threads']} threads): "
-          f"{ref['tokens_per_s']:.0f} tokens/s  [{args.tokens} greedy tokens, median of {args.repeats}]")
+    for name, web in pages.items():
+        label = "page" if name == "current" else f"page with {args.model_js}"
+        print(f"asset {size:.1f} MB; {label}: load {web['load_ms']:.0f} ms, first token "
+              f"{web['first_token_ms']:.0f} ms, {web['tokens_per_s']:.0f} tokens/s")
+    print(f"PyTorch generate ({ref['threads']} threads): {ref['tokens_per_s']:.0f} tokens/s  "
+          f"[{args.tokens} greedy tokens, median of {args.repeats}; load average before: {load}]")
     if args.quality:
         quality()
 

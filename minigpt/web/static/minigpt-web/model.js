@@ -56,7 +56,8 @@
   // [block:weights] --------------------------------------------------------------------
   // The asset written by minigpt.web.export_web stores each tensor as base64 bytes:
   // float32, float16, or int8 with one float32 scale per row (weight = q * scale[row]).
-  // Everything is expanded to float32 once, at load time.
+  // Vectors and embedding tables are expanded to float32 once, at load time. The matrices
+  // that `linear` multiplies by stay int8 when they arrive int8 (see decodeMatrix).
   function base64Bytes(text) {
     var binary = root.atob ? root.atob(text) : Buffer.from(text, "base64").toString("binary");
     var bytes = new Uint8Array(binary.length);
@@ -86,6 +87,15 @@
       throw new Error("unknown tensor dtype " + t.dtype + " in the model asset");
     }
     return out;
+  }
+  // A (N, K) weight matrix for `linear`: {w, scale}. An int8 matrix keeps its int8 values
+  // and applies the row's scale once per output (sum_k x[k] * q[k]) * scale: a quarter of
+  // the bytes to stream through the CPU per token, and on a 2-core machine generation is
+  // limited by that stream (bench/web_node_speed.js measures it). Other dtypes: scale = null.
+  function decodeMatrix(t) {
+    if (t.dtype !== "int8") { return {w: decodeTensor(t), scale: null}; }
+    var n = t.shape[0] * t.shape[1];
+    return {w: new Int8Array(base64Bytes(t.data).buffer, 0, n), scale: new Float32Array(base64Bytes(t.scale).buffer)};
   }
 
   // [block:positions] ------------------------------------------------------------------
@@ -145,24 +155,31 @@
 
   // [block:linear] ---------------------------------------------------------------------
   // nn.Linear: out (T, N) = x (T, K) @ W^T + b, with W stored (N, K) like PyTorch, so each
-  // output is a dot product of two contiguous rows. The loop visits each weight row once for
-  // all T positions (the row stays in the CPU cache) and sums four products at a time, in
-  // four accumulators, which lets the JavaScript engine overlap them (K is a multiple of 4
-  // in practice; a tail loop handles the rest).
-  function linear(x, T, K, W, b, N, out) {
-    var K4 = K - (K % 4);
+  // output is a dot product of two contiguous rows. M is a matrix from decodeMatrix: its
+  // int8 or float32 values M.w, and for int8 the row scales M.scale (applied once per output).
+  // The loop visits each weight row once for all T positions (the row stays in the CPU
+  // cache) and sums eight products at a time, in eight accumulators, which lets the
+  // JavaScript engine overlap them (K is a multiple of 8 in practice; a tail loop handles
+  // the rest). This loop is most of the time of a generated token.
+  function linear(x, T, K, M, b, N, out) {
+    var W = M.w, scale = M.scale, K8 = K - (K % 8);
     for (var n = 0; n < N; n++) {
-      var wr = n * K, bias = b ? b[n] : 0;
+      var wr = n * K, bias = b ? b[n] : 0, rowScale = scale ? scale[n] : 1;
       for (var t = 0; t < T; t++) {
-        var xr = t * K, s0 = 0, s1 = 0, s2 = 0, s3 = 0, k = 0;
-        for (; k < K4; k += 4) {
-          s0 += x[xr + k] * W[wr + k];
-          s1 += x[xr + k + 1] * W[wr + k + 1];
-          s2 += x[xr + k + 2] * W[wr + k + 2];
-          s3 += x[xr + k + 3] * W[wr + k + 3];
+        var xr = t * K, s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0, k = 0;
+        for (; k < K8; k += 8) {
+          var xk = xr + k, wk = wr + k;
+          s0 += x[xk] * W[wk];
+          s1 += x[xk + 1] * W[wk + 1];
+          s2 += x[xk + 2] * W[wk + 2];
+          s3 += x[xk + 3] * W[wk + 3];
+          s4 += x[xk + 4] * W[wk + 4];
+          s5 += x[xk + 5] * W[wk + 5];
+          s6 += x[xk + 6] * W[wk + 6];
+          s7 += x[xk + 7] * W[wk + 7];
         }
         for (; k < K; k++) { s0 += x[xr + k] * W[wr + k]; }
-        out[t * N + n] = bias + ((s0 + s1) + (s2 + s3));
+        out[t * N + n] = bias + (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))) * rowScale;
       }
     }
     return out;
@@ -174,6 +191,7 @@
   // The new keys and values are appended to the cache (Hkv, block_size, D), so each
   // generated token costs one row of work instead of the whole prefix.
   // Returns y (T, C), the heads side by side; fills weights[h] (T, S) when asked.
+  // `scratch` holds the model's reusable buffers (scores, acc): no allocation per token.
   function KVCache(nKvHead, maxLen, headDim) {
     this.k = new Float32Array(nKvHead * maxLen * headDim);
     this.v = new Float32Array(nKvHead * maxLen * headDim);
@@ -182,7 +200,7 @@
   }
   MG.KVCache = KVCache;
 
-  function attention(qkv, T, cfg, cache, rope, y, weights) {
+  function attention(qkv, T, cfg, cache, rope, y, weights, scratch) {
     var H = cfg.n_head, Hkv = cfg.n_kv_head, D = cfg.n_embd / H, C = cfg.n_embd;
     var width = C + 2 * Hkv * D, start = cache.length, S = start + T, maxLen = cache.maxLen;
     if (S > maxLen) { throw new Error("KV cache overflow: " + S + " positions > capacity " + maxLen); }
@@ -193,37 +211,44 @@
         for (h = 0; h < Hkv; h++) { applyRope(qkv, t * width + C + h * D, D, start + t, rope); }
       }
     }
+    var keys = cache.k, values = cache.v;
     for (t = 0; t < T; t++) {                       // append k, v: (Hkv, S, D) layout
       for (h = 0; h < Hkv; h++) {
         var dst = (h * maxLen + start + t) * D, src = t * width + C + h * D;
         for (d = 0; d < D; d++) {
-          cache.k[dst + d] = qkv[src + d];
-          cache.v[dst + d] = qkv[src + Hkv * D + d];
+          keys[dst + d] = qkv[src + d];
+          values[dst + d] = qkv[src + Hkv * D + d];
         }
       }
     }
     cache.length = S;
-    var scale = 1 / Math.sqrt(D), group = H / Hkv, scores = new Float64Array(S);
+    var scale = 1 / Math.sqrt(D), group = H / Hkv, scores = scratch.scores, acc = scratch.acc, D4 = D - (D % 4);
     for (h = 0; h < H; h++) {
       var kvBase = Math.floor(h / group) * maxLen * D;   // query heads share kv heads (GQA)
       for (t = 0; t < T; t++) {
         var q = t * width + h * D, visible = start + t + 1;   // causal: keys 0 .. start + t
         var max = -Infinity;
-        for (j = 0; j < visible; j++) {
-          var dot = 0, kr = kvBase + j * D;
-          for (d = 0; d < D; d++) { dot += qkv[q + d] * cache.k[kr + d]; }
-          scores[j] = Math.fround(dot * scale);
+        for (j = 0; j < visible; j++) {             // q . k, four products at a time (as linear)
+          var kr = kvBase + j * D, s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          for (d = 0; d < D4; d += 4) {
+            s0 += qkv[q + d] * keys[kr + d];
+            s1 += qkv[q + d + 1] * keys[kr + d + 1];
+            s2 += qkv[q + d + 2] * keys[kr + d + 2];
+            s3 += qkv[q + d + 3] * keys[kr + d + 3];
+          }
+          for (; d < D; d++) { s0 += qkv[q + d] * keys[kr + d]; }
+          scores[j] = Math.fround(((s0 + s1) + (s2 + s3)) * scale);
           if (scores[j] > max) { max = scores[j]; }
         }
         var total = 0;
         for (j = 0; j < visible; j++) { scores[j] = Math.exp(scores[j] - max); total += scores[j]; }
-        var out = t * C + h * D;
-        var acc = new Float64Array(D);
+        for (d = 0; d < D; d++) { acc[d] = 0; }
         for (j = 0; j < visible; j++) {
           var w = scores[j] / total, vr = kvBase + j * D;       // softmax weight of key j
           if (weights) { weights[h][t * S + j] = w; }
-          for (d = 0; d < D; d++) { acc[d] += w * cache.v[vr + d]; }
+          for (d = 0; d < D; d++) { acc[d] += w * values[vr + d]; }
         }
+        var out = t * C + h * D;
         for (d = 0; d < D; d++) { y[out + d] = acc[d]; }
       }
     }
@@ -253,14 +278,15 @@
   // [block:block] ----------------------------------------------------------------------
   // One Transformer block. Pre-LN (default): x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)).
   // Post-LN: x = ln_1(x + attn(x)); x = ln_2(x + mlp(x)).
-  function block(x, T, cfg, p, cache, rope, weights) {
+  // `scratch` holds buffers for up to block_size rows (h, qkv, y, out, hidden): a block
+  // uses their first T rows and allocates nothing.
+  function block(x, T, cfg, p, cache, rope, weights, scratch) {
     var C = cfg.n_embd, D = C / cfg.n_head, width = C + 2 * cfg.n_kv_head * D, i;
-    var h = new Float32Array(T * C), qkv = new Float32Array(T * width);
-    var y = new Float32Array(T * C), out = new Float32Array(T * C), hidden = new Float32Array(T * 4 * C);
+    var h = scratch.h, qkv = scratch.qkv, y = scratch.y, out = scratch.out, hidden = scratch.hidden;
     var pre = cfg.norm !== "post";
     var input = pre ? layerNorm(x, T, C, p.ln_1_w, p.ln_1_b, h) : x;
     linear(input, T, C, p.c_attn_w, p.c_attn_b, width, qkv);
-    attention(qkv, T, cfg, cache, rope, y, weights);
+    attention(qkv, T, cfg, cache, rope, y, weights, scratch);
     linear(y, T, C, p.attn_proj_w, p.attn_proj_b, C, out);           // attn.c_proj mixes heads
     for (i = 0; i < T * C; i++) { x[i] += out[i]; }
     if (!pre) { layerNorm(x, T, C, p.ln_1_w, p.ln_1_b, x); }
@@ -283,9 +309,13 @@
     this.quantize = asset.quantize;
     this.info = asset.info || {};
     this.tokenizer = new CharTokenizer(asset.chars);
-    var w = {}, name;
-    for (name in asset.tensors) { w[name] = decodeTensor(asset.tensors[name]); }
-    this.wte = w["wte.weight"];                       // (V, C), also the LM head
+    var w = {}, name, tensors = asset.tensors;
+    for (name in tensors) {
+      if (!/(c_attn|c_proj|c_fc)\.weight$/.test(name)) { w[name] = decodeTensor(tensors[name]); }
+    }
+    function matrix(name) { return decodeMatrix(tensors[name]); }   // the weights `linear` reads
+    this.wte = w["wte.weight"];                       // (V, C) float32, for the embedding lookup
+    this.lm_head = matrix("wte.weight");              // the same (V, C) weights, as the LM head
     this.wpe = w["wpe.weight"] || null;               // (block_size, C) for learned positions
     this.posTable = cfg.pos_encoding === "sinusoidal" ? sinusoidalTable(cfg.block_size, cfg.n_embd) : null;
     this.rope = cfg.pos_encoding === "rope" ? ropeCosSin(cfg.block_size, cfg.n_embd / cfg.n_head, 10000.0) : null;
@@ -294,15 +324,23 @@
       var pre = "blocks." + l + ".";
       this.blocks.push({
         ln_1_w: w[pre + "ln_1.weight"], ln_1_b: w[pre + "ln_1.bias"] || null,
-        c_attn_w: w[pre + "attn.c_attn.weight"], c_attn_b: w[pre + "attn.c_attn.bias"] || null,
-        attn_proj_w: w[pre + "attn.c_proj.weight"], attn_proj_b: w[pre + "attn.c_proj.bias"] || null,
+        c_attn_w: matrix(pre + "attn.c_attn.weight"), c_attn_b: w[pre + "attn.c_attn.bias"] || null,
+        attn_proj_w: matrix(pre + "attn.c_proj.weight"), attn_proj_b: w[pre + "attn.c_proj.bias"] || null,
         ln_2_w: w[pre + "ln_2.weight"], ln_2_b: w[pre + "ln_2.bias"] || null,
-        c_fc_w: w[pre + "mlp.c_fc.weight"], c_fc_b: w[pre + "mlp.c_fc.bias"] || null,
-        c_proj_w: w[pre + "mlp.c_proj.weight"], c_proj_b: w[pre + "mlp.c_proj.bias"] || null
+        c_fc_w: matrix(pre + "mlp.c_fc.weight"), c_fc_b: w[pre + "mlp.c_fc.bias"] || null,
+        c_proj_w: matrix(pre + "mlp.c_proj.weight"), c_proj_b: w[pre + "mlp.c_proj.bias"] || null
       });
     }
     this.ln_f_w = w["ln_f.weight"];
     this.ln_f_b = w["ln_f.bias"] || null;
+    // Work buffers for up to block_size rows, allocated once and reused by every forward
+    // pass (one pass runs at a time): generating a token allocates only its logits.
+    var P = cfg.block_size, C = cfg.n_embd, D = C / cfg.n_head, width = C + 2 * cfg.n_kv_head * D;
+    this.scratch = {
+      x: new Float32Array(P * C), h: new Float32Array(P * C), qkv: new Float32Array(P * width),
+      y: new Float32Array(P * C), out: new Float32Array(P * C), hidden: new Float32Array(P * 4 * C),
+      scores: new Float64Array(P), acc: new Float64Array(D)
+    };
   }
 
   Model.prototype.newCaches = function () {
@@ -313,6 +351,7 @@
 
   // ids (T,) new tokens -> final hidden states (T, C) before ln_f; the caches hold earlier
   // positions. With weights = [] it also collects every layer's (H, T, S) attention.
+  // The result lives in the model's scratch buffer: read it before the next call.
   Model.prototype.hidden = function (ids, caches, weights) {
     var cfg = this.config, C = cfg.n_embd, T = ids.length, start = caches[0].length;
     if (T === 0) { throw new Error("no tokens: give at least one character"); }
@@ -320,7 +359,7 @@
       throw new Error("sequence of " + (start + T) + " tokens exceeds block_size=" + cfg.block_size +
                       "; crop the input to its last " + cfg.block_size + " tokens");
     }
-    var x = new Float32Array(T * C), t, i;
+    var x = this.scratch.x, t, i;
     for (t = 0; t < T; t++) {
       var tok = ids[t] * C, pos = (start + t) * C;
       for (i = 0; i < C; i++) {
@@ -335,16 +374,17 @@
         for (var h = 0; h < cfg.n_head; h++) { layerWeights.push(new Float32Array(T * (start + T))); }
         weights.push(layerWeights);
       }
-      block(x, T, cfg, this.blocks[l], caches[l], this.rope, layerWeights);
+      block(x, T, cfg, this.blocks[l], caches[l], this.rope, layerWeights, this.scratch);
     }
     return x;
   };
 
-  // Hidden rows (T, C) -> logits (T, V) through ln_f and the tied head.
+  // Hidden rows (T, C) -> logits (T, V) through ln_f and the tied head. The logits are a new
+  // array (the generator keeps every step's logits to show its distribution).
   Model.prototype.head = function (x, T) {
     var C = this.config.n_embd, V = this.config.vocab_size;
-    var normed = layerNorm(x, T, C, this.ln_f_w, this.ln_f_b, new Float32Array(T * C));
-    return linear(normed, T, C, this.wte, null, V, new Float32Array(T * V));
+    var normed = layerNorm(x, T, C, this.ln_f_w, this.ln_f_b, this.scratch.h);
+    return linear(normed, T, C, this.lm_head, null, V, new Float32Array(T * V));
   };
 
   // forward(idx) without targets: logits (T, V) for every position, like model(idx)[0][0].
