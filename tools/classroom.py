@@ -72,6 +72,7 @@ def nbgrader_metadata(notebook: dict, chapter: str) -> list[tuple[int, dict]]:
         used.add(grade_id)
         return grade_id
 
+    solved = set()                  # names a solution cell defines: the student's answers
     for index, cell in enumerate(notebook["cells"]):
         if cell["cell_type"] != "code":
             continue
@@ -80,10 +81,13 @@ def nbgrader_metadata(notebook: dict, chapter: str) -> list[tuple[int, dict]]:
             if END not in text:
                 raise SystemExit(f"{chapter}, cell {index}: '{BEGIN}' without '{END}'.")
             names = DEFINED.findall(text)
+            solved.update(names)
             meta = {"grade": False, "solution": True, "locked": False,
                     "grade_id": unique(names[0] if names else f"solution-{index}"), "schema_version": 3}
             found.append((index, meta))
-        elif CHECK_CALL.search(text):
+        elif CHECK_CALL.search(text) and solved & set(re.findall(r"\w+", text)):
+            # a check of the student's own answer (a check the chapter runs on its own
+            # example, e.g. a deliberately wrong function, is text to read, not a grade)
             meta = {"grade": True, "solution": False, "locked": True, "points": 1,
                     "grade_id": unique(CHECK_CALL.search(text).group(1)), "schema_version": 3}
             found.append((index, meta))
