@@ -83,7 +83,7 @@ def test_sample_and_unknown_character(tiny_run):
 
 @pytest.mark.parametrize("args,fragments", [
     (["train", "--preset", "nope"], ["invalid choice: 'nope'", "cpu-quick", "tiny", "seed"]),
-    (["sample", "--temperature", "-1"], ["--temperature", "expected a number >= 0, got -1.0"]),
+    (["sample", "--temperature", "-1"], ["--temperature", "expected a finite number >= 0, got -1.0"]),
     (["sample", "--top-p", "2"], ["--top-p", "expected a number in (0, 1], got 2.0"]),
 ])
 def test_bad_flags(args, fragments):
@@ -325,7 +325,7 @@ def test_ctrl_c_in_a_real_train_command_saves_the_exact_step(tmp_path):
     assert saved, stdout
     step = int(saved.group(1))
     ckpt = load_checkpoint(out, with_trainer=True)
-    assert ckpt.train_state["step"] == step > 10
+    assert ckpt.train_state["step"] == step >= 10          # the SIGINT may land before step 11 starts
 
     preset = PRESETS["tiny"]
     data = TextData.shakespeare()
