@@ -3,6 +3,7 @@
     python tools/classroom.py tag [--check]   # nbgrader cell metadata in notebooks/*.ipynb
     python tools/classroom.py student [--run] # _classroom/release/<chapter>/: the student edition
     python tools/classroom.py autograde       # grade the full edition as a student; exit 1 unless full marks
+    python tools/classroom.py catalogue       # the mistakes each check names, into book/instructor_guide.md
 
 The chapters are written the way nbgrader courses are: each exercise's solution sits between
 `### BEGIN SOLUTION` and `### END SOLUTION` inside a function body, and the cell after it
@@ -218,6 +219,50 @@ def autograde(student_id: str = ANSWER_KEY, submissions: Optional[Path] = None) 
     return 0
 
 
+CATALOGUE_START = "<!-- mistake catalogue: written by `python tools/classroom.py catalogue`; do not edit -->"
+CATALOGUE_END = "<!-- end of mistake catalogue -->"
+GUIDE = ROOT / "book" / "instructor_guide.md"
+
+
+def catalogue_markdown() -> str:
+    """Every exercise and the mistakes its check names, by chapter, as Markdown."""
+    import inspect
+
+    from minigpt.exercises import EXERCISES
+
+    lines, chapter = [], None
+    for exercise in EXERCISES:
+        module = inspect.getmodule(exercise.cases).__name__.rsplit(".", 1)[-1]   # chNN_topic
+        number = int(module[2:4])
+        if number != chapter:
+            chapter = number
+            lines += ["", f"**Chapter {number}**", ""]
+        lines.append(f"- *{exercise.name}* ({len(exercise.mistakes)} mistakes):")
+        lines += [f"  - `{m.key}`: {m.hint}" for m in exercise.mistakes]
+    total = sum(len(e.mistakes) for e in EXERCISES)
+    head = f"{len(EXERCISES)} exercises, {total} catalogued mistakes."
+    return "\n".join([CATALOGUE_START, "", head, *lines, "", CATALOGUE_END])
+
+
+def catalogue(check_only: bool) -> int:
+    """Write the catalogue into the instructor guide (or, with --check, report drift)."""
+    text = GUIDE.read_text(encoding="utf-8")
+    if CATALOGUE_START not in text or CATALOGUE_END not in text:
+        raise SystemExit(f"{GUIDE} has no catalogue markers ({CATALOGUE_START!r} ... {CATALOGUE_END!r}).")
+    before, rest = text.split(CATALOGUE_START, 1)
+    after = rest.split(CATALOGUE_END, 1)[1]
+    new = before + catalogue_markdown() + after
+    if new == text:
+        print("up to date")
+        return 0
+    if check_only:
+        print(f"the mistake catalogue in {GUIDE.name} is out of date: run python tools/classroom.py catalogue")
+        return 1
+    GUIDE.write_text(new, encoding="utf-8")
+    print(f"catalogue written into {GUIDE}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -232,10 +277,14 @@ def main(argv=None) -> int:
                               "(default: the full edition in notebooks/)")
     parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help="folder of the chapters")
     parser.add_argument("--course", type=Path, default=COURSE, help="the nbgrader course folder to write")
+    catalogue_parser = sub.add_parser("catalogue", help="write the mistake catalogue into book/instructor_guide.md")
+    catalogue_parser.add_argument("--check", action="store_true", help="only report whether it is out of date")
     args = parser.parse_args(argv)
     set_folders(args.notebooks, args.course)
     if args.command == "tag":
         return tag(args.check)
+    if args.command == "catalogue":
+        return catalogue(args.check)
     if args.command == "student":
         return student(args.run)
     return autograde(args.student, args.submissions)
