@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-PAGES = ["index", "book/intro", "book/running", "book/notation", "book/references"]
+PAGES = ["index", "book/intro", "book/running", "book/notation", "book/instructor_guide",
+         "book/data_parallel", "book/gpt2", "book/references"]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--hide-scrollbars"]

@@ -87,3 +87,8 @@ def test_student_edition_and_autograde(tmp_path):
     wrong_folder.mkdir()
     (wrong_folder / "03_test.ipynb").write_text(json.dumps(wrong))
     assert classroom.autograde("wrong-student", wrong_folder) == 1
+
+
+def test_instructor_guide_lists_every_catalogued_mistake():
+    classroom.set_folders(ROOT / "notebooks", ROOT / "_classroom")
+    assert classroom.catalogue(check_only=True) == 0, "run: python tools/classroom.py catalogue"
