@@ -1,4 +1,5 @@
-"""Shared helpers for the unit tests: tiny configs and models, small texts, a seeded RNG.
+"""Shared helpers for the unit tests: tiny configs and models, small texts, a seeded RNG,
+and a headless browser page with the network cut.
 
 Everything here is sized for a 2-core CPU shared with other people: models are 32-64 wide,
 1-2 layers, contexts of 16-32 tokens.
@@ -6,8 +7,11 @@ Everything here is sized for a 2-core CPU shared with other people: models are 3
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import random
+import shutil
 
 import pytest
 import torch
@@ -84,3 +88,56 @@ def _seed_everything():
     random.seed(1234)
     yield
 
+
+
+# ------------------------------------------------------------------ a headless browser
+def chromium_or_skip() -> str:
+    """Chromium's path. Missing Chromium or playwright skips, except in CI (or with
+    MINIGPT_REQUIRE_BROWSER set), where a browser check that cannot run is a failure."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        exe = None
+    if exe is None:
+        message = ("headless Chromium and playwright are needed: apt-get install chromium "
+                   "(make unit does it as root) and pip install playwright")
+        if os.environ.get("CI") or os.environ.get("MINIGPT_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return exe
+
+
+@contextlib.contextmanager
+def offline_page(viewport=(1280, 1400), dark: bool = False):
+    """A headless Chromium page on which every request but file:// is aborted.
+
+    Yields (page, errors, blocked): JavaScript and console errors as they happen, and the
+    URLs the page tried to fetch. `dark` sets the book theme's dark mode before the page draws.
+    """
+    from playwright.sync_api import sync_playwright
+
+    exe = chromium_or_skip()
+    errors, blocked = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=exe, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking"])
+        try:
+            context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+            if dark:   # the theme reads its mode from localStorage before drawing
+                context.add_init_script("localStorage.setItem('theme', 'dark'); "
+                                        "localStorage.setItem('mode', 'dark');")
+
+            def route(request_route):
+                if request_route.request.url.startswith("file:"):
+                    request_route.continue_()
+                else:
+                    blocked.append(request_route.request.url)
+                    request_route.abort()
+            context.route("**/*", route)
+            page = context.new_page()
+            page.on("pageerror", lambda e: errors.append(f"{page.url}: {e}"))
+            page.on("console", lambda m: errors.append(f"{page.url}: {m.text}") if m.type == "error" else None)
+            yield page, errors, blocked
+        finally:
+            browser.close()

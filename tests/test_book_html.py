@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import offline_page
+
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
@@ -154,48 +156,15 @@ def test_screenshots_for_review():
 
 
 # ------------------------------------------------------------ the in-page model (issue 10)
-def _playwright_page(viewport=(1280, 1400), dark=False):
-    """A headless Chromium page (playwright) with every non-file request aborted; returns
-    (playwright, browser, page, errors, blocked) - close with _close(...)."""
-    exe = _chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        message = "playwright is not installed (pip install playwright)"
-        pytest.fail(message) if os.environ.get("MINIGPT_REQUIRE_BROWSER") else pytest.skip(message)
-    pw = sync_playwright().start()
-    browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu", "--disable-quic"])
-    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
-    if dark:   # the theme reads its mode from localStorage before drawing
-        context.add_init_script("localStorage.setItem('theme', 'dark'); localStorage.setItem('mode', 'dark');")
-    errors, blocked = [], []
-
-    def route(r):
-        if r.request.url.startswith("file:"):
-            r.continue_()
-        else:
-            blocked.append(r.request.url)
-            r.abort()
-    context.route("**/*", route)
-    page = context.new_page()
-    page.on("pageerror", lambda e: errors.append(f"{page.url}: {e}"))
-    page.on("console", lambda m: errors.append(f"{page.url}: {m.text}") if m.type == "error" else None)
-    return pw, browser, page, errors, blocked
-
-
 def test_no_page_has_a_javascript_error():
     """Every page of the book loads with no JavaScript error and no network request."""
     pages = [HTML / f"{name}.html" for name in PAGES + ["book/appendix_javascript"]]
     pages += [HTML / "notebooks" / f"{c.stem}.html" for c in CHAPTERS]
-    pw, browser, page, errors, blocked = _playwright_page()
-    try:
+    with offline_page() as (page, errors, blocked):
         for file in pages:
             assert file.is_file(), f"{file} was not built"
             page.goto(file.as_uri(), wait_until="load")
             page.wait_for_timeout(300)
-    finally:
-        browser.close()
-        pw.stop()
     assert not errors, errors
     assert not blocked, f"pages tried the network: {blocked}"
 
@@ -207,8 +176,7 @@ def test_in_page_model_runs_in_the_built_book(chapter, kind):
     SHOTS.mkdir(parents=True, exist_ok=True)
     for mode, viewport, dark in (("light", (1280, 1400), False), ("dark", (1280, 1400), True),
                                  ("phone", (390, 1400), False)):
-        pw, browser, page, errors, blocked = _playwright_page(viewport, dark)
-        try:
+        with offline_page(viewport, dark) as (page, errors, blocked):
             page.goto((HTML / "notebooks" / f"{chapter}.html").as_uri())
             widget = page.locator(f"[data-mg-widget={kind}]")
             page.wait_for_function(f"document.querySelector('[data-mg-widget={kind}]')"
@@ -228,8 +196,5 @@ def test_in_page_model_runs_in_the_built_book(chapter, kind):
             assert overflow <= 1, f"the {kind} widget is {overflow} px too wide at {viewport[0]} px"
             widget.scroll_into_view_if_needed()
             widget.screenshot(path=str(SHOTS / f"{chapter}_{kind}_{mode}.png"))
-        finally:
-            browser.close()
-            pw.stop()
         assert not errors, errors
         assert not blocked, blocked

@@ -24,6 +24,8 @@ import minigpt
 from minigpt.web import STATIC_DIR, asset_path, export_web, load_web_model, read_web_asset
 from minigpt.web import widgets
 
+from conftest import offline_page
+
 NODE = shutil.which("node")
 SETTINGS = [(1.0, None, None), (0.7, None, None), (1.5, 5, None), (1.0, None, 0.5), (0.8, 10, 0.9),
             (1.0, 1, None), (0.0, None, None), (2.0, None, 0.05), (1.0, 64, 0.999), (0.3, 3, 0.2)]
@@ -189,19 +191,6 @@ def test_widget_html_is_small_and_loads_only_local_files():
 
 
 # ------------------------------------------------------------------- in a real browser
-def _browser_or_skip():
-    required = os.environ.get("CI") or os.environ.get("MINIGPT_REQUIRE_BROWSER")
-    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    try:
-        from playwright.sync_api import sync_playwright  # noqa: F401
-    except ImportError:
-        exe = None
-    if exe is None:
-        message = "headless Chromium + playwright are needed (apt-get install chromium; pip install playwright)"
-        pytest.fail(message) if required else pytest.skip(message)
-    return exe
-
-
 PARITY_PROMPTS = ["JULIET:\nO Romeo, Romeo! wherefore art thou ", "ROMEO:\nBut soft, what ligh", "\n",
                   "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.",
                   "KING RICHARD II:\nI have been studying how I may compare"]
@@ -210,34 +199,16 @@ ATTENTION_TEXTS = ["ROMEO:\nBut soft, what light", "the king, the king, the king
 
 @pytest.fixture(scope="module")
 def page_and_errors(tmp_path_factory):
-    exe = _browser_or_skip()
-    from playwright.sync_api import sync_playwright
     base = STATIC_DIR.as_uri() + "/"
     html = widgets.standalone_page([
         widgets.generator("JULIET:\nO Romeo, Romeo! wherefore art thou ", temperature=0.8, seed=0, length=40, base=base),
         widgets.attention_explorer(ATTENTION_TEXTS, layer=0, head=2, base=base)])
     page_file = tmp_path_factory.mktemp("web") / "page.html"
     page_file.write_text(html, encoding="utf-8")
-    errors, blocked = [], []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu", "--disable-quic",
-                                                                "--disable-background-networking"])
-        context = browser.new_context(viewport={"width": 900, "height": 1200})
-
-        def route(r):                             # the network is cut: only file:// may load
-            if r.request.url.startswith("file:"):
-                r.continue_()
-            else:
-                blocked.append(r.request.url)
-                r.abort()
-        context.route("**/*", route)
-        page = context.new_page()
-        page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-        page.on("console", lambda m: errors.append(f"console error: {m.text}") if m.type == "error" else None)
+    with offline_page(viewport=(900, 1200)) as (page, errors, blocked):
         page.goto(page_file.as_uri())
         page.wait_for_function("document.querySelectorAll('[data-mg-mounted=ready]').length === 2", timeout=60_000)
         yield page, errors, blocked
-        browser.close()
     assert not errors, errors
     assert not blocked, f"the page tried the network: {blocked}"
 
