@@ -279,10 +279,23 @@ def _describe(model: MiniGPT, tokenizer: CharTokenizer,
             "tokenizer": tokenizer.to_dict(), "train_state": train_state or {}}
 
 
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: Optional[dict] = None) -> None:
+    """safetensors' save_file, with the permissions of any file the user creates.
+
+    save_file creates its file readable by the owner alone (mode 0600), so a model exported
+    on a shared machine (a classroom server) could not be read by anyone else; the process's
+    umask decides here, as it does for the JSON beside it.
+    """
+    save_file(tensors, path, metadata=metadata)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def _write_weights(path: Path, model: MiniGPT, meta: dict[str, Any],
                    dtype: Optional[torch.dtype] = None) -> None:
     """model.safetensors, whose header records the sha256 of the description in `meta`."""
-    save_file(model_tensors(model, dtype), path, metadata={DESCRIPTION_KEY: _description_sha256(meta)})
+    _save_tensors(model_tensors(model, dtype), path, metadata={DESCRIPTION_KEY: _description_sha256(meta)})
 
 
 def save_checkpoint(directory: PathLike, model: MiniGPT, tokenizer: CharTokenizer, step: int,
@@ -313,7 +326,7 @@ def save_checkpoint(directory: PathLike, model: MiniGPT, tokenizer: CharTokenize
         _write_weights(tmp / MODEL_FILE, model, meta)
         files = {MODEL_FILE: _sha256(tmp / MODEL_FILE)}
         if trainer:
-            save_file({k: v.contiguous() for k, v in trainer.items()}, tmp / TRAINER_FILE)
+            _save_tensors({k: v.contiguous() for k, v in trainer.items()}, tmp / TRAINER_FILE)
             files[TRAINER_FILE] = _sha256(tmp / TRAINER_FILE)
         meta["files"] = files
         _write_json(tmp / META_FILE, meta)

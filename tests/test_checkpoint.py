@@ -284,3 +284,23 @@ def test_other_files_are_not_checkpoints(tmp_path):
     path.write_text("hello")
     with pytest.raises(CheckpointError, match="is not a minigpt checkpoint"):
         load_checkpoint(path)
+
+
+def test_checkpoint_files_follow_the_umask_not_owner_only(tmp_path):
+    """safetensors creates files readable by their owner alone; a checkpoint on a shared server
+    must be readable by the others that the umask allows (0644 under the usual 022)."""
+    import os
+    import stat
+
+    from conftest import tiny_model
+    from minigpt import CharTokenizer, save_checkpoint
+
+    old = os.umask(0o022)
+    try:
+        model = tiny_model()
+        tok = CharTokenizer([chr(ord("a") + i) for i in range(model.config.vocab_size)])
+        folder = save_checkpoint(tmp_path / "run", model, tok, step=1)
+    finally:
+        os.umask(old)
+    for f in folder.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
