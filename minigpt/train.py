@@ -245,7 +245,8 @@ class _StopAtStepBoundary:
     the update, or inside a checkpoint write; stopping at a boundary is what lets "Ctrl-C,
     then resume" reproduce the uninterrupted run exactly. A second Ctrl-C stops at once
     (the last checkpoint on disk stays intact). Outside the main thread, where Python cannot
-    install signal handlers, Ctrl-C keeps its usual meaning.
+    install signal handlers, Ctrl-C keeps its usual meaning; where SIGINT is ignored (a job
+    started in the background, or under nohup), it stays ignored, as Python itself leaves it.
     """
 
     def __init__(self) -> None:
@@ -256,8 +257,9 @@ class _StopAtStepBoundary:
     def __enter__(self) -> "_StopAtStepBoundary":
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
+            if self._previous is not signal.SIG_IGN:
+                signal.signal(signal.SIGINT, self._handle)
+                self._installed = True
         return self
 
     def _handle(self, signum, frame) -> None:

@@ -313,7 +313,10 @@ def test_ctrl_c_in_a_real_train_command_saves_the_exact_step(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "minigpt", "train", "--preset", "tiny", "--out", str(out),
                              "--max-iters", "5000", "--eval-interval", "10", "--no-progress", "--threads", "1",
                              "--sample-tokens", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV)
+                            text=True, env=ENV,
+                            # a test run started in the background inherits SIGINT ignored, and so
+                            # would the command (it then keeps ignoring it, as Python does)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stdout:
         if line.startswith("step     10"):
             proc.send_signal(signal.SIGINT)

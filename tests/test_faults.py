@@ -92,7 +92,17 @@ def signal_self_on_call(module, name, sig, on_call, after=False):
     setattr(module, name, wrapper)
 
 
-def train_in_child(data, out, kill=None) -> int:
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """Ctrl-C with its usual meaning in this process and the children it forks, whatever the
+    test run inherited: a job started in the background (as CI may be) inherits SIGINT ignored,
+    and train() then leaves it ignored, like Python does."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def train_in_child(data, out, kill=None, cfg=CFG) -> int:
     """`train(..., resume=True)` in a child, with an optional kill injected (see the plan)."""
     def body():
         if kill is not None:
@@ -105,7 +115,7 @@ def train_in_child(data, out, kill=None) -> int:
                 signal_self_on_call(target, name, sig, on_call, after)
             elif kind == "time":
                 threading.Timer(where[0], os.kill, (os.getpid(), sig)).start()
-        train(new_model(data), data, TrainConfig(**CFG), out, resume=True, progress=False)
+        train(new_model(data), data, TrainConfig(**cfg), out, resume=True, progress=False)
     return run_in_child(body)
 
 
@@ -115,9 +125,9 @@ def final_state(out):
     return ckpt, evals
 
 
-def assert_same_run(a, b):
+def assert_same_run(a, b, steps=CFG["max_iters"]):
     (ca, ea), (cb, eb) = a, b
-    assert ca.train_state["step"] == cb.train_state["step"] == CFG["max_iters"]
+    assert ca.train_state["step"] == cb.train_state["step"] == steps
     assert ca.train_state["history"]["loss"] == cb.train_state["history"]["loss"]
     assert ea == eb
     for name, t in ca.model.state_dict().items():
@@ -133,25 +143,31 @@ def kill_plan(seed=0):
     rng = random.Random(seed)
     stages = [("save_file", False), ("save_file", True), ("_write_json", False), ("_write_json", True),
               ("_fsync", False), ("replace", False), ("replace", True)]
-    plan = [("save", signal.SIGKILL, "save_file", 1, True)]    # inside the very first checkpoint write
+    first = [("save", signal.SIGKILL, "save_file", 1, True)]    # inside the very first checkpoint write
+    placed, timed = [], []
     for sig in (signal.SIGKILL, signal.SIGINT):
         for _ in range(3):
-            plan.append(("step", sig, rng.randint(1, 6)))
+            placed.append(("step", sig, rng.randint(1, 6)))
         for name, after in rng.sample(stages, 2):
-            plan.append(("save", sig, name, 1, after))
-        plan.append(("time", sig, rng.uniform(0.0, 0.3)))
-    rng.shuffle(plan[1:])
-    return plan
+            placed.append(("save", sig, name, 1, after))
+        timed.append(("time", sig, rng.uniform(0.0, 0.3)))
+    rng.shuffle(placed)
+    # Kills at a moment in time come last: on a fast idle machine the whole remaining run can
+    # finish before the timer fires, and every kill planned after it would find nothing to do.
+    return first + placed + timed
 
 
 def test_kills_and_ctrl_c_at_random_points_then_resume_are_bit_exact(data, tmp_path):
+    # 40 steps: long enough that the planned kills land before the run is complete (each
+    # Ctrl-C saves its progress; a step kill near the end could otherwise find the run done)
+    cfg = dict(CFG, max_iters=40)
     reference = tmp_path / "reference"
-    assert train_in_child(data, reference) == 0
+    assert train_in_child(data, reference, cfg=cfg) == 0
     out = tmp_path / "killed"
     outcomes = []
     for kill in kill_plan():
         before = load_checkpoint(out).train_state["step"] if (out / "latest").exists() else 0
-        code = train_in_child(data, out, kill)
+        code = train_in_child(data, out, kill, cfg=cfg)
         after = load_checkpoint(out).train_state["step"] if (out / "latest").exists() else 0
         outcomes.append((kill[0], kill[1], code))
         if kill[1] == signal.SIGKILL:
@@ -161,11 +177,11 @@ def test_kills_and_ctrl_c_at_random_points_then_resume_are_bit_exact(data, tmp_p
         if kill[0] == "step" and kill[1] == signal.SIGINT and code == 130:
             # Ctrl-C during the k-th step of this process: that step finishes, training stops
             # at the boundary after it and saves that step
-            assert after == min(before + kill[2], CFG["max_iters"]), (kill, before, after)
-    killed = sum(code in (-signal.SIGKILL, 130) for _, _, code in outcomes)
-    assert killed >= 10, outcomes             # (a kill may land after a run has finished)
-    assert train_in_child(data, out) == 0      # finish whatever is left
-    assert_same_run(final_state(out), final_state(reference))
+            assert after == min(before + kill[2], cfg["max_iters"]), (kill, before, after)
+    landed = [code in (-signal.SIGKILL, 130) for kind, _, code in outcomes if kind != "time"]
+    assert all(landed), str(outcomes)          # every kill at a planned step or write landed
+    assert train_in_child(data, out, cfg=cfg) == 0     # finish whatever is left
+    assert_same_run(final_state(out), final_state(reference), cfg["max_iters"])
     leftovers = [p.name for p in out.iterdir() if p.name.startswith(".") and p.name != ".lock"]
     assert leftovers == []                     # the temp folders of killed writes were removed
 
@@ -560,3 +576,21 @@ def test_user_errors_share_one_base_class():
                 UsageError):
         assert issubclass(err, MiniGPTError), err
     assert not issubclass(TypeError, MiniGPTError)
+
+
+def test_an_ignored_ctrl_c_stays_ignored(data, tmp_path):
+    """A run started with SIGINT ignored (nohup, a background job) is not made interruptible."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    seen = []
+    original = train_module._clip_and_measure
+
+    def during_a_step(*args, **kwargs):
+        seen.append(signal.getsignal(signal.SIGINT))
+        return original(*args, **kwargs)
+    train_module._clip_and_measure = during_a_step
+    try:
+        train(new_model(data), data, TrainConfig(**dict(CFG, max_iters=2)), tmp_path / "run", progress=False)
+    finally:
+        train_module._clip_and_measure = original
+    assert seen and all(h is signal.SIG_IGN for h in seen)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
