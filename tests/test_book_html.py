@@ -189,7 +189,9 @@ def test_in_page_model_runs_in_the_built_book(chapter, kind):
                 page.click(".mg-char[data-index='3']")
                 assert page.locator(".mg-bar.mg-drawn").count() == 1
             else:
-                box = page.locator("[data-mg=heatmap]").bounding_box()
+                heatmap = page.locator("[data-mg=heatmap]")
+                heatmap.scroll_into_view_if_needed()        # the mouse moves in viewport coordinates
+                box = heatmap.bounding_box()
                 page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.8)
                 assert "weight" in page.inner_text("[data-mg=readout]")
             overflow = widget.evaluate("w => w.scrollWidth - w.clientWidth")
