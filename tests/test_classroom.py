@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -92,3 +93,23 @@ def test_student_edition_and_autograde(tmp_path):
 def test_instructor_guide_lists_every_catalogued_mistake():
     classroom.set_folders(ROOT / "notebooks", ROOT / "_classroom")
     assert classroom.catalogue(check_only=True) == 0, "run: python tools/classroom.py catalogue"
+
+
+def test_no_later_cell_needs_an_unsolved_exercise():
+    """In the student edition every solution raises NotImplementedError: a later cell that calls
+    the student's function (other than its check) would stop "Run all" there, unless it falls
+    back to the book's own function."""
+    offenders = []
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        solved = set()
+        for index, cell in enumerate(json.loads(path.read_text(encoding="utf-8"))["cells"]):
+            if cell["cell_type"] != "code":
+                continue
+            text, meta = "".join(cell["source"]), cell["metadata"].get("nbgrader", {})
+            if meta.get("solution"):
+                solved.update(classroom.DEFINED.findall(text))
+            elif not meta.get("grade") and "except NotImplementedError" not in text:
+                used = solved & set(re.findall(r"\w+", text))
+                if used:
+                    offenders.append(f"{path.name} cell {index} uses {sorted(used)}")
+    assert not offenders, offenders
