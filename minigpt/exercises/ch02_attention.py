@@ -10,22 +10,18 @@ import math
 import torch
 
 from ..attention import manual_attention
-from .core import Case, CheckResult, Exercise, Mistake
-
-
-def _randn(*shape: int, seed: int, scale: float = 1.0) -> torch.Tensor:
-    return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+from .core import Case, CheckResult, Exercise, Mistake, randn
 
 
 # --------------------------------------------------------------------- softmax by hand
 def _softmax_cases() -> list[Case]:
-    masked = _randn(4, 4, seed=12).masked_fill(~torch.ones(4, 4, dtype=torch.bool).tril(), float("-inf"))
+    masked = randn(4, 4, seed=12).masked_fill(~torch.ones(4, 4, dtype=torch.bool).tril(), float("-inf"))
     return [
         # square first: a sum without keepdim=True broadcasts without an error only when rows == columns
-        Case("scores of shape (5, 5)", (_randn(5, 5, seed=11),)),
+        Case("scores of shape (5, 5)", (randn(5, 5, seed=11),)),
         Case("causally masked scores, -inf above the diagonal", (masked,)),
-        Case("large scores (around ±100, as an unscaled wide head makes)", (_randn(2, 3, 6, seed=13, scale=100.0),)),
-        Case("T=1 (one score: its weight must be 1)", (_randn(1, 1, seed=14),)),
+        Case("large scores (around ±100, as an unscaled wide head makes)", (randn(2, 3, 6, seed=13, scale=100.0),)),
+        Case("T=1 (one score: its weight must be 1)", (randn(1, 1, seed=14),)),
     ]
 
 
@@ -97,10 +93,10 @@ def check_softmax(my_softmax) -> CheckResult:
 def _weights_cases() -> list[Case]:
     # Entries of size 2 make the 1/sqrt(D) factor visible in the weights.
     return [
-        Case("B=2, T=5, D=4", (_randn(2, 5, 4, seed=21, scale=2.0), _randn(2, 5, 4, seed=22, scale=2.0))),
+        Case("B=2, T=5, D=4", (randn(2, 5, 4, seed=21, scale=2.0), randn(2, 5, 4, seed=22, scale=2.0))),
         Case("T=1 (a single query, which may only see itself)",
-             (_randn(1, 1, 8, seed=23, scale=2.0), _randn(1, 1, 8, seed=24, scale=2.0))),
-        Case("B=1, T=7, D=16", (_randn(1, 7, 16, seed=25, scale=2.0), _randn(1, 7, 16, seed=26, scale=2.0))),
+             (randn(1, 1, 8, seed=23, scale=2.0), randn(1, 1, 8, seed=24, scale=2.0))),
+        Case("B=1, T=7, D=16", (randn(1, 7, 16, seed=25, scale=2.0), randn(1, 7, 16, seed=26, scale=2.0))),
     ]
 
 

@@ -8,20 +8,15 @@ import torch
 import torch.nn.functional as F
 
 from ..attention import causal_mask, manual_attention
-from .core import Case, Exercise, Mistake
-
-
-def _qkv(B: int, H: int, T: int, D: int, seed: int, scale: float = 1.0):
-    g = torch.Generator().manual_seed(seed)
-    return tuple(scale * torch.randn(B, H, T, D, generator=g) for _ in range(3))
+from .core import Case, Exercise, Mistake, qkv
 
 
 def _cases() -> list[Case]:
     # Large-ish entries (scale 2) make the 1/sqrt(D) factor visible in the softmax.
     return [
-        Case("B=2, H=3, T=5, D=4", _qkv(2, 3, 5, 4, seed=1, scale=2.0)),
-        Case("T=1 (a single query, which may only see itself)", _qkv(1, 2, 1, 8, seed=2, scale=2.0)),
-        Case("one head, T=7, D=16", _qkv(1, 1, 7, 16, seed=3, scale=2.0)),
+        Case("B=2, H=3, T=5, D=4", qkv(2, 3, 5, 4, seed=1, scale=2.0)),
+        Case("T=1 (a single query, which may only see itself)", qkv(1, 2, 1, 8, seed=2, scale=2.0)),
+        Case("one head, T=7, D=16", qkv(1, 1, 7, 16, seed=3, scale=2.0)),
     ]
 
 

@@ -10,20 +10,16 @@ import torch.nn as nn
 
 from ..attention import CausalSelfAttention
 from ..config import GPTConfig
-from .core import Case, CheckResult, Exercise, Mistake
-
-
-def _randn(*shape: int, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+from .core import Case, CheckResult, Exercise, Mistake, randn
 
 
 # ------------------------------------------------------------------------ split heads
 def _split_cases() -> list[Case]:
     # T, H and D all differ in the first case, so every wrong reshape gives a different tensor.
     return [
-        Case("B=2, T=6, C=12, 3 heads of D=4", (_randn(2, 6, 12, seed=41), 3)),
-        Case("one head (H=1, D=C=8)", (_randn(2, 5, 8, seed=42), 1)),
-        Case("T=1 (one position), 2 heads", (_randn(1, 1, 8, seed=43), 2)),
+        Case("B=2, T=6, C=12, 3 heads of D=4", (randn(2, 6, 12, seed=41), 3)),
+        Case("one head (H=1, D=C=8)", (randn(2, 5, 8, seed=42), 1)),
+        Case("T=1 (one position), 2 heads", (randn(1, 1, 8, seed=43), 2)),
     ]
 
 
@@ -88,9 +84,9 @@ def check_split_heads(my_split_heads) -> CheckResult:
 # ------------------------------------------------------------------------ merge heads
 def _merge_cases() -> list[Case]:
     return [
-        Case("B=2, 3 heads, T=6, D=4", (_randn(2, 3, 6, 4, seed=51),)),
-        Case("one head (H=1)", (_randn(2, 1, 5, 8, seed=52),)),
-        Case("T=1 (one position), 2 heads", (_randn(1, 2, 1, 4, seed=53),)),
+        Case("B=2, 3 heads, T=6, D=4", (randn(2, 3, 6, 4, seed=51),)),
+        Case("one head (H=1)", (randn(2, 1, 5, 8, seed=52),)),
+        Case("T=1 (one position), 2 heads", (randn(1, 2, 1, 4, seed=53),)),
     ]
 
 
@@ -155,9 +151,9 @@ class PackageMultiHeadAttention(CausalSelfAttention):
 
 def _mha_cases() -> list[Case]:
     return [
-        Case("B=2, T=6, C=12, 3 heads", (_randn(2, 6, 12, seed=61), 3)),
-        Case("one head (H=1), T=5, C=8", (_randn(2, 5, 8, seed=62), 1)),
-        Case("T=1 (one position), 2 heads, C=8", (_randn(1, 1, 8, seed=63), 2)),
+        Case("B=2, T=6, C=12, 3 heads", (randn(2, 6, 12, seed=61), 3)),
+        Case("one head (H=1), T=5, C=8", (randn(2, 5, 8, seed=62), 1)),
+        Case("T=1 (one position), 2 heads, C=8", (randn(1, 1, 8, seed=63), 2)),
     ]
 
 

@@ -6,7 +6,7 @@ import torch
 
 from ..attention import manual_attention
 from ..positions import apply_rope, rope_cos_sin, sinusoidal_table
-from .core import Case, Exercise, Mistake
+from .core import Case, Exercise, Mistake, qkv
 
 
 # ------------------------------------------------------------------ the sinusoidal table
@@ -106,17 +106,12 @@ def _rope_attention(q, k, v, rotate_q=True, rotate_k=True, rotate_v=False):
     return manual_attention(q, k, v)
 
 
-def _qkv(B, H, T, D, seed):
-    g = torch.Generator().manual_seed(seed)
-    return tuple(torch.randn(B, H, T, D, generator=g) for _ in range(3))
-
-
 def _rope_cases() -> list[Case]:
     # T = 1 is position 0, where every rotation is the identity: only an offset shows there.
     return [
-        Case("x of shape (B, H, T, D) = (2, 3, 6, 8)", (_qkv(2, 3, 6, 8, seed=1)[0],)),
-        Case("T = 1 (position 0 only: no rotation at all)", (_qkv(1, 2, 1, 8, seed=2)[0],)),
-        Case("one head, T = 40, D = 16 (the slow pairs turn too)", (_qkv(1, 1, 40, 16, seed=3)[0],)),
+        Case("x of shape (B, H, T, D) = (2, 3, 6, 8)", (qkv(2, 3, 6, 8, seed=1)[0],)),
+        Case("T = 1 (position 0 only: no rotation at all)", (qkv(1, 2, 1, 8, seed=2)[0],)),
+        Case("one head, T = 40, D = 16 (the slow pairs turn too)", (qkv(1, 1, 40, 16, seed=3)[0],)),
     ]
 
 
@@ -166,9 +161,9 @@ def check_rope(my_rope) -> "CheckResult":  # noqa: F821
 
 def _rope_attention_cases() -> list[Case]:
     return [
-        Case("B=2, H=3, T=6, D=8", _qkv(2, 3, 6, 8, seed=1)),
-        Case("T=1 (a single query, at position 0)", _qkv(1, 2, 1, 8, seed=2)),
-        Case("one head, T=40, D=16", _qkv(1, 1, 40, 16, seed=3)),
+        Case("B=2, H=3, T=6, D=8", qkv(2, 3, 6, 8, seed=1)),
+        Case("T=1 (a single query, at position 0)", qkv(1, 2, 1, 8, seed=2)),
+        Case("one head, T=40, D=16", qkv(1, 1, 40, 16, seed=3)),
     ]
 
 

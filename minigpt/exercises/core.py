@@ -96,6 +96,18 @@ class CheckResult:
                 f"{html.escape(repr(self))}</div>")
 
 
+# ------------------------------------------------------------------- seeded test inputs
+def randn(*shape: int, seed: int, scale: float = 1.0) -> torch.Tensor:
+    """A normal tensor from its own seeded generator: the same inputs on every run."""
+    return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def qkv(B: int, H: int, T: int, D: int, seed: int, scale: float = 1.0):
+    """Queries, keys and values, each (B, H, T, D), drawn one after another from one seed."""
+    g = torch.Generator().manual_seed(seed)
+    return tuple(scale * torch.randn(B, H, T, D, generator=g) for _ in range(3))
+
+
 # ------------------------------------------------------------------ comparing outputs
 def same(a: Any, b: Any, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
     """True when a and b agree: tensors by shape and value, sequences element-wise."""
