@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import minigpt.exercises as ex
-from minigpt.exercises.core import FAILED, NOT_IMPLEMENTED, PASSED, Case, Exercise, Mistake, same
+from minigpt.exercises.core import FAILED, NOT_IMPLEMENTED, PASSED, Case, Exercise, same
 
 MISTAKES = [(e, m) for e in ex.EXERCISES for m in e.mistakes]
 

@@ -14,7 +14,6 @@ import random
 import signal
 import sys
 import threading
-import time
 import traceback
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import importlib
 
 from minigpt import (CheckpointError, GPTConfig, MiniGPT, TextData, TrainConfig, TrainingDivergedError,
                      load_checkpoint, save_checkpoint, train)
-from minigpt.checkpoint import check_output_folder, run_lock
+from minigpt.checkpoint import run_lock
 from minigpt.errors import MiniGPTError, UsageError
 from minigpt.train import ResumeWarning
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..attention import causal_mask, manual_attention
-from .core import Case, Exercise, Mistake, qkv
+from .core import Case, CheckResult, Exercise, Mistake, qkv
 
 
 def _cases() -> list[Case]:
@@ -117,7 +117,7 @@ CAUSAL_ATTENTION = Exercise(
 )
 
 
-def check_causal_attention(my_attention) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+def check_causal_attention(my_attention) -> CheckResult:
     """Check `my_attention(q, k, v) -> (B, H, T, D)` against `minigpt.manual_attention`."""
     return CAUSAL_ATTENTION.check(my_attention)
 
@@ -172,6 +172,6 @@ CAUSAL_MASK = Exercise(
 )
 
 
-def check_causal_mask(my_causal_mask) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+def check_causal_mask(my_causal_mask) -> CheckResult:
     """Check `my_causal_mask(T, S) -> (T, S) bool` (True = may look) against `minigpt.causal_mask`."""
     return CAUSAL_MASK.check(my_causal_mask)

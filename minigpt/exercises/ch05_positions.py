@@ -6,7 +6,7 @@ import torch
 
 from ..attention import manual_attention
 from ..positions import apply_rope, rope_cos_sin, sinusoidal_table
-from .core import Case, Exercise, Mistake, qkv
+from .core import Case, CheckResult, Exercise, Mistake, qkv
 
 
 # ------------------------------------------------------------------ the sinusoidal table
@@ -60,7 +60,7 @@ SINUSOIDAL = Exercise(
 )
 
 
-def check_sinusoidal(my_sinusoidal) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+def check_sinusoidal(my_sinusoidal) -> CheckResult:
     """Check `my_sinusoidal(n_positions, dim) -> (n_positions, dim)` against `minigpt.sinusoidal_table`."""
     return SINUSOIDAL.check(my_sinusoidal)
 
@@ -154,7 +154,7 @@ ROPE = Exercise(
 )
 
 
-def check_rope(my_rope) -> "CheckResult":  # noqa: F821
+def check_rope(my_rope) -> CheckResult:
     """Check `my_rope(x) -> (B, H, T, D)`, RoPE at positions 0..T-1, against `minigpt.apply_rope`."""
     return ROPE.check(my_rope)
 
@@ -192,7 +192,7 @@ ROPE_ATTENTION = Exercise(
 )
 
 
-def check_rope_attention(my_rope_attention) -> "CheckResult":  # noqa: F821
+def check_rope_attention(my_rope_attention) -> CheckResult:
     """Check `my_rope_attention(q, k, v) -> (B, H, T, D)`: RoPE on q and k (positions 0..T-1),
     then causal attention, against `minigpt.apply_rope` + `minigpt.manual_attention`."""
     return ROPE_ATTENTION.check(my_rope_attention)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..config import GPTConfig
 from ..model import MLP, Block
-from .core import Case, Exercise, Mistake
+from .core import Case, CheckResult, Exercise, Mistake
 
 
 # ------------------------------------------------------------------------------ the MLP
@@ -110,7 +110,7 @@ MLP_EXERCISE = Exercise(
 )
 
 
-def check_mlp(MyMLP) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+def check_mlp(MyMLP) -> CheckResult:
     """Check a class `MyMLP(C)` (an nn.Module, (B, T, C) -> (B, T, C)) against `minigpt.MLP`.
 
     Parameters are refilled with values that depend only on their shapes, so any names and
@@ -176,7 +176,7 @@ LAYER_NORM = Exercise(
 )
 
 
-def check_layer_norm(my_layer_norm) -> "CheckResult":  # noqa: F821
+def check_layer_norm(my_layer_norm) -> CheckResult:
     """Check `my_layer_norm(x, gamma, beta) -> (B, T, C)` (eps = 1e-5) against `F.layer_norm`."""
     return LAYER_NORM.check(my_layer_norm)
 
@@ -265,7 +265,7 @@ PRE_LN_BLOCK = Exercise(
 )
 
 
-def check_pre_ln_block(my_block) -> "CheckResult":  # noqa: F821
+def check_pre_ln_block(my_block) -> CheckResult:
     """Check `my_block(block, x) -> (B, T, C)`, a Pre-LN forward pass written with a
     `minigpt.Block`'s own modules (block.ln_1, block.attn, block.ln_2, block.mlp)."""
     return PRE_LN_BLOCK.check(my_block)

@@ -7,7 +7,7 @@ import torch
 from ..config import GPTConfig
 from ..dropout import dropout
 from ..model import MiniGPT
-from .core import Case, Exercise, Mistake
+from .core import Case, CheckResult, Exercise, Mistake
 
 
 # ------------------------------------------------------------------------------ dropout
@@ -84,7 +84,7 @@ DROPOUT = Exercise(
 )
 
 
-def check_dropout(my_dropout) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+def check_dropout(my_dropout) -> CheckResult:
     """Check `my_dropout(x, p, training) -> tensor` against `minigpt.dropout.dropout`,
     statistically (fraction dropped, scale of the kept entries), since masks are random."""
     return DROPOUT.check(my_dropout)
@@ -170,7 +170,7 @@ FORWARD = Exercise(
 )
 
 
-def check_gpt_forward(my_forward) -> "CheckResult":  # noqa: F821
+def check_gpt_forward(my_forward) -> CheckResult:
     """Check `my_forward(model, idx) -> logits (B, T, V)` written with a `MiniGPT`'s own
     modules (learned positions, Pre-LN) against `model(idx)`."""
     return FORWARD.check(my_forward)

@@ -10,7 +10,7 @@ import torch
 from ..config import GPTConfig
 from ..model import MiniGPT
 from ..train import TrainConfig, make_optimizer
-from .core import Case, Exercise, Mistake
+from .core import Case, CheckResult, Exercise, Mistake
 
 
 # ------------------------------------------------------------- warm-up + cosine schedule
@@ -130,7 +130,7 @@ LR_SCHEDULE = Exercise(
 )
 
 
-def check_lr_schedule(my_lr_at) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+def check_lr_schedule(my_lr_at) -> CheckResult:
     """Check `my_lr_at(step, learning_rate, min_lr, warmup_iters, max_iters) -> float` against
     `TrainConfig.lr_at`, at every step of three schedules (and a few steps past their end)."""
     return LR_SCHEDULE.check(my_lr_at)
@@ -238,7 +238,7 @@ GRAD_CLIP = Exercise(
 )
 
 
-def check_grad_clip(my_clip) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+def check_grad_clip(my_clip) -> CheckResult:
     """Check `my_clip(grads, max_norm) -> (clipped grads, norm before clipping)` against
     `torch.nn.utils.clip_grad_norm_`. `grads` is a list of tensors; return new tensors."""
     return GRAD_CLIP.check(my_clip)
@@ -341,7 +341,7 @@ DECAY_GROUPS = Exercise(
 )
 
 
-def check_decay_groups(my_param_groups) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+def check_decay_groups(my_param_groups) -> CheckResult:
     """Check `my_param_groups(model, weight_decay) -> [{"params": [...], "weight_decay": ...}, ...]`
     against `minigpt.make_optimizer`'s groups."""
     return DECAY_GROUPS.check(my_param_groups)

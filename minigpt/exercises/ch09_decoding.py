@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ..sampling import next_token_probs
 from .ch11_kv_cache import exercise_model
-from .core import Case, Exercise, Mistake, call_function
+from .core import Case, CheckResult, Exercise, Mistake, call_function
 
 
 def _logits(shape, scale, seed):
@@ -127,7 +127,7 @@ SAMPLING_FILTER = Exercise(
 )
 
 
-def check_sampling_filter(my_probs) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+def check_sampling_filter(my_probs) -> CheckResult:
     """Check `my_probs(logits, temperature, top_k) -> probs` (logits (..., V), temperature > 0,
     top_k an int or None) against `minigpt.next_token_probs`."""
     return SAMPLING_FILTER.check(my_probs)
@@ -220,7 +220,7 @@ TOP_P = Exercise(
 )
 
 
-def check_top_p(my_top_p) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+def check_top_p(my_top_p) -> CheckResult:
     """Check `my_top_p(logits, top_p) -> probs` (logits (..., V), 0 < top_p < 1, temperature 1)
     against `minigpt.next_token_probs(logits, top_p=top_p)`."""
     return TOP_P.check(my_top_p)
@@ -322,7 +322,7 @@ GREEDY_LOOP = Exercise(
 )
 
 
-def check_greedy_generate(my_generate) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+def check_greedy_generate(my_generate) -> CheckResult:
     """Check `my_generate(model, idx, max_new_tokens) -> (B, T + max_new_tokens)` (greedy, no
     cache) against `MiniGPT.generate(temperature=0)` on a small seeded model (block_size 16)."""
     return GREEDY_LOOP.check(my_generate)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..config import GPTConfig
 from ..model import MiniGPT
-from .core import Case, Exercise, Mistake
+from .core import Case, CheckResult, Exercise, Mistake
 
 
 def _model(n_head: int, seed: int) -> MiniGPT:
@@ -113,7 +113,7 @@ ATTENTION_MAPS = Exercise(
 )
 
 
-def check_attention_maps(my_maps) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+def check_attention_maps(my_maps) -> CheckResult:
     """Check `my_maps(block, x) -> (B, H, T, T)`, the attention weights of `block` (a Pre-LN
     `minigpt.Block`) for its input x (B, T, C), against `block.attn(..., return_weights=True)`."""
     return ATTENTION_MAPS.check(my_maps)
@@ -193,7 +193,7 @@ OFFSET_SCORE = Exercise(
 )
 
 
-def check_offset_scores(my_scores) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+def check_offset_scores(my_scores) -> CheckResult:
     """Check `my_scores(maps, offset, first_row) -> (L, H)` (maps (L, H, T, T); the mean weight on
     key i - offset over query rows i >= first_row) against `offset_scores`."""
     return OFFSET_SCORE.check(my_scores)

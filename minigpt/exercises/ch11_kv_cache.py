@@ -13,7 +13,7 @@ import torch
 from ..config import GPTConfig
 from ..kv_cache import KVCache
 from ..model import MiniGPT
-from .core import Case, Exercise, Mistake
+from .core import Case, CheckResult, Exercise, Mistake
 
 
 # ------------------------------------------------------------- a sliding-window cache
@@ -172,7 +172,7 @@ SLIDING_CACHE = Exercise(
 )
 
 
-def check_sliding_cache(MyCache) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+def check_sliding_cache(MyCache) -> CheckResult:
     """Check a class `MyCache(batch_size, n_kv_head, max_len, head_dim)` with `append(k, v)`
     returning the held keys and values (B, Hkv, length, D) and a `length` attribute."""
     return SLIDING_CACHE.check(MyCache)
@@ -343,6 +343,6 @@ CACHED_GENERATE = Exercise(
 )
 
 
-def check_cached_generate(my_generate) -> "CheckResult":  # noqa: F821
+def check_cached_generate(my_generate) -> CheckResult:
     """Check `my_generate(model, idx, max_new_tokens)` (greedy, with `model.new_kv_caches`)."""
     return CACHED_GENERATE.check(my_generate)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..attention import manual_attention
-from .core import Case, Exercise, Mistake
+from .core import Case, CheckResult, Exercise, Mistake
 
 
 # ------------------------------------------------------------------------ repeat_kv
@@ -76,7 +76,7 @@ REPEAT_KV = Exercise(
 )
 
 
-def check_repeat_kv(my_repeat_kv) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+def check_repeat_kv(my_repeat_kv) -> CheckResult:
     """Check `my_repeat_kv(k, n_head)`: (B, Hkv, S, D) -> (B, n_head, S, D)."""
     return REPEAT_KV.check(my_repeat_kv)
 
@@ -152,6 +152,6 @@ GQA_ATTENTION = Exercise(
 )
 
 
-def check_grouped_attention(my_attention) -> "CheckResult":  # noqa: F821
+def check_grouped_attention(my_attention) -> CheckResult:
     """Check `my_attention(q, k, v)`: q (B, H, T, D), k/v (B, Hkv, T, D) -> (B, H, T, D)."""
     return GQA_ATTENTION.check(my_attention)

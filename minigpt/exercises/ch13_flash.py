@@ -11,7 +11,7 @@ import math
 import torch
 
 from ..attention import manual_attention
-from .core import Case, Exercise, Mistake
+from .core import Case, CheckResult, Exercise, Mistake
 
 
 # ------------------------------------------------------------ one row, chunk by chunk
@@ -99,7 +99,7 @@ ONLINE_SOFTMAX = Exercise(
 )
 
 
-def check_online_softmax(my_attend) -> "CheckResult":  # noqa: F821 (CheckResult in core)
+def check_online_softmax(my_attend) -> CheckResult:
     """Check `my_attend(scores, values, chunk)`: (S,), (S, D) -> (D,)."""
     return ONLINE_SOFTMAX.check(my_attend)
 
@@ -193,7 +193,7 @@ TILED_ATTENTION = Exercise(
 )
 
 
-def check_tiled_attention(my_tiled_attention) -> "CheckResult":  # noqa: F821
+def check_tiled_attention(my_tiled_attention) -> CheckResult:
     """Check `my_tiled_attention(q, k, v, block)` against `minigpt.manual_attention`."""
     return TILED_ATTENTION.check(my_tiled_attention)
 
