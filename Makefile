@@ -72,7 +72,7 @@ classroom: $(STAMP)
 	$(BIN)/python tools/classroom.py student --run
 	$(BIN)/python tools/classroom.py autograde
 
-test: unit notebooks browser classroom
+test: unit notebooks browser
 
 # JupyterLab prints the URL with its token when it starts. Jupyter refuses to run as root
 # without --allow-root, and a container has no browser to open. LAB_IP=0.0.0.0 makes it listen
