@@ -257,6 +257,14 @@ def check_answer(question: str, given: Any, expected: Any, explanation: str,
 
 def _check_answer(question: str, given: Any, expected: Any, explanation: str,
                   wrong: Optional[dict] = None) -> CheckResult:
+    if callable(given):     # an answer written as a function (an nbgrader solution cell)
+        try:
+            given = given()
+        except NotImplementedError:
+            return CheckResult(question, NOT_IMPLEMENTED,
+                               "fill in the cell above, run it, then run this check again.")
+    if isinstance(given, list):     # a shape typed as a list is still a shape
+        given = tuple(given)
     if given is ... or given is None:
         return CheckResult(question, NOT_IMPLEMENTED, "replace `...` with your answer and run the cell again.")
     if same(given, expected):
