@@ -236,7 +236,7 @@ def _cmd_train(args) -> int:
     if args.sample_tokens > 0:
         prompt = "\n" if "\n" in data.tokenizer.stoi else data.tokenizer.chars[0]
         idx = torch.tensor([data.tokenizer.encode(prompt)], device=result.model.device)
-        generator = torch.Generator(device=result.model.device).manual_seed(cfg.seed)
+        generator = torch.Generator().manual_seed(cfg.seed)     # CPU: same draws on any device
         out_ids = result.model.generate(idx, args.sample_tokens, temperature=0.8, top_k=40,
                                         generator=generator)
         print("--- sample (temperature 0.8, top-k 40) ---")
@@ -292,7 +292,7 @@ def _cmd_sample(args) -> int:
     if not ids:
         raise UsageError("the prompt is empty; pass at least one character, e.g. --prompt 'ROMEO:'.")
     idx = torch.tensor([ids] * args.num_samples, device=device)
-    generator = torch.Generator(device=device).manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)    # CPU: a seed means the same on any device
     sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                     use_cache=not args.no_cache, generator=generator)
     if args.num_samples == 1:              # stream: each chunk is printed as soon as it exists

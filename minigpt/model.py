@@ -19,7 +19,7 @@ from .kv_cache import KVCache
 from .positions import rope_cos_sin, sinusoidal_table
 from .config import GPTConfig
 from .dropout import Dropout
-from .sampling import check_sampling_settings, next_token_probs
+from .sampling import check_sampling_settings, draw_next_token, next_token_probs
 
 
 @contextlib.contextmanager
@@ -247,6 +247,10 @@ class MiniGPT(nn.Module):
         block_size the window slides and every cached key is stale (it was computed with
         context that has now dropped out), so from then on each step recomputes the window:
         the output is identical to use_cache=False, never approximate.
+
+        A generator may live on any device: the draw happens where the generator is. A CPU
+        generator therefore gives the same text for a seed on the CPU and on a GPU (as long as
+        the probabilities agree), while a CUDA generator draws from CUDA's own random stream.
         """
         idx = self._check_idx(idx)
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
@@ -269,6 +273,6 @@ class MiniGPT(nn.Module):
                     next_id = logits.argmax(dim=-1, keepdim=True)             # (B, 1)
                 else:
                     probs = next_token_probs(logits, temperature, top_k, top_p)
-                    next_id = torch.multinomial(probs, 1, generator=generator)
+                    next_id = draw_next_token(probs, generator)               # (B, 1)
                 idx = torch.cat((idx, next_id), dim=1)
         return idx

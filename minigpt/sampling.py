@@ -63,3 +63,14 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: Opti
         probs = probs.masked_fill(drop, 0.0)
         probs = probs / probs.sum(dim=-1, keepdim=True)
     return probs
+
+
+def draw_next_token(probs: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """One token id per row of probs (B, V) -> (B, 1), drawn on the generator's device.
+
+    torch.multinomial refuses a generator from another device; moving the (B, V) row to the
+    generator (a few hundred bytes per step) keeps a seed's meaning the same on every device.
+    """
+    if generator is None or generator.device == probs.device:
+        return torch.multinomial(probs, 1, generator=generator)
+    return torch.multinomial(probs.to(generator.device), 1, generator=generator).to(probs.device)

@@ -41,3 +41,15 @@ def test_cuda_training_with_autocast_and_checkpoint(tmp_path, small_data):
     ckpt = load_checkpoint(tmp_path / "run", "cpu")           # GPU checkpoint, loaded on a CPU
     for name, t in ckpt.model.state_dict().items():
         assert torch.equal(t, result.model.state_dict()[name].cpu()), name
+
+
+def test_cpu_generator_gives_the_same_text_on_cuda_as_on_the_cpu():
+    # the book seeds generate with a CPU generator; on a GPU the draw must happen on the CPU
+    # (torch.multinomial refuses a generator from another device) and pick the same tokens
+    cpu = tiny_model(scale=0.3)
+    gpu = tiny_model(scale=0.3).cuda()
+    prompt = random_ids(2, 3)
+    g = lambda: torch.Generator().manual_seed(5)                   # noqa: E731
+    on_cpu = cpu.generate(prompt, 40, temperature=0.8, generator=g())
+    on_gpu = gpu.generate(prompt.cuda(), 40, temperature=0.8, generator=g())
+    assert on_gpu.device.type == "cuda" and torch.equal(on_gpu.cpu(), on_cpu)
