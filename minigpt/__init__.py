@@ -3,6 +3,10 @@
     from minigpt import GPTConfig, MiniGPT, TextData, TrainConfig, train, load_pretrained
 """
 
+from .openmp import limit_openmp_spinning
+
+limit_openmp_spinning()     # before anything below imports torch: OpenMP reads it once (see openmp.py)
+
 from .attention import CausalSelfAttention, causal_mask, flash_attention, manual_attention
 from .kv_cache import KVCache, kv_cache_nbytes
 from .positions import apply_rope, rope_cos_sin, sinusoidal_table

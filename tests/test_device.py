@@ -1,6 +1,9 @@
-"""pick_device, autocast and set_seed."""
+"""pick_device, autocast, set_seed, the thread rule and OpenMP's spin limit."""
 
 import contextlib
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -172,3 +175,29 @@ def test_configure_applies_once_per_process(monkeypatch):
         assert configure_cpu_threads(force=True).threads == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------ OpenMP's spinning
+from minigpt.openmp import SPIN_COUNT, limit_openmp_spinning  # noqa: E402
+
+
+def test_spin_limit_is_set_only_when_nobody_chose_a_wait_policy(monkeypatch):
+    monkeypatch.delitem(sys.modules, "torch")          # as if torch were not loaded yet
+    env = {}
+    assert limit_openmp_spinning(env) and env == {"GOMP_SPINCOUNT": SPIN_COUNT}
+    for chosen in ({"GOMP_SPINCOUNT": "300000"}, {"OMP_WAIT_POLICY": "ACTIVE"}):
+        env = dict(chosen)
+        assert not limit_openmp_spinning(env) and env == chosen       # the user's choice stays
+
+
+def test_spin_limit_is_not_claimed_once_torch_is_loaded():
+    env = {}                                           # torch is loaded in this process
+    assert not limit_openmp_spinning(env) and env == {}
+
+
+@pytest.mark.parametrize("first, expected", [("minigpt", "10000"), ("torch", "unset")])
+def test_importing_minigpt_before_torch_limits_the_spin(first, expected):
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code = f"import os, {first}, minigpt; print(os.environ.get('GOMP_SPINCOUNT', 'unset'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
