@@ -7,6 +7,8 @@ measures what that costs compared with running the same jobs one after another:
     python bench/classroom.py nbval --runs 2          # 2 nbval runs of the whole book
     python bench/classroom.py nbval --chapters 03 06  # ... of some chapters only
     python bench/classroom.py kernels --threads auto 1 --json out.json
+    python bench/classroom.py nbval --settle 0.5      # each batch starts on a quiet machine
+    python bench/classroom.py spin                    # OpenMP's spin count: alone vs two at once
 
 Each job is a real process: `jupyter nbconvert --execute` on a copy of a chapter (the
 repository's notebooks are never written) or `pytest --nbval` on the chapters. Every job runs
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -66,6 +69,55 @@ def nbval_job(notebooks: list[Path]) -> list[str]:
             "--nbval-cell-timeout=3600", *map(str, notebooks)]
 
 
+def training_job(steps: int, threads: int) -> list[str]:
+    """A process that trains chapter 8's model (the `book` preset) for `steps` steps."""
+    code = ("import sys, torch, minigpt\n"
+            f"torch.set_num_threads({threads})\n"
+            "book = minigpt.PRESETS['book']\n"
+            "data = minigpt.TextData.shakespeare()\n"
+            f"cfg = minigpt.TrainConfig(**dict(book.train, max_iters={steps}, eval_interval=10**9), device='cpu')\n"
+            "torch.manual_seed(cfg.seed)\n"
+            "model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=data.tokenizer.vocab_size, **book.model))\n"
+            "minigpt.train(model, data, cfg, progress=False)\n")
+    return [sys.executable, "-c", code]
+
+
+# GOMP_SPINCOUNT values compared by `spin` (minigpt/openmp.py explains the choice)
+SPIN_SETTINGS = {"default (300,000)": "300000", "10,000": "10000", "1,000": "1000"}
+
+
+def measure_spin(steps: int, reps: int) -> list[dict]:
+    """Whole-process times (start-up included) of the training job alone and two at once, for
+    each spin count with two threads and, for reference, with one thread; the settings take
+    turns within each repetition so that a slow spell of the machine hits all of them.
+    (The default must be named: `import minigpt` would otherwise set 10,000.)"""
+    rows = [(label, {"GOMP_SPINCOUNT": count}, 2) for label, count in SPIN_SETTINGS.items()]
+    rows.append(("one thread (10,000)", {"GOMP_SPINCOUNT": "10000"}, 1))
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(reps):
+        # every setting alone first, then every pair: a pair's heavy load does not spill into
+        # the next setting's time alone
+        for mode, copies in (("alone", 1), ("two at once", 2)):
+            for label, extra, threads in rows:
+                env = {**job_env("auto"), **extra}
+                jobs = [training_job(steps, threads) for _ in range(copies)]
+                result = run_jobs(jobs, env, concurrent=copies > 1, cwd=ROOT)
+                if any(result["returncodes"]):
+                    raise SystemExit(f"the training job failed under GOMP_SPINCOUNT={extra['GOMP_SPINCOUNT']}")
+                times.setdefault((label, mode), []).append(result["wall_s"])
+    print(f"[spin] chapter 8's model, {steps} steps, whole process, {reps} repetitions (s)")
+    print(f"  {'GOMP_SPINCOUNT, threads':28} {'alone':>20} {'two at once':>20}")
+    results = []
+    for label, _, threads in rows:
+        cells = [times[(label, mode)] for mode in ("alone", "two at once")]
+        text = ["-".join(f"{f(c):.1f}" for f in (min, max)) for c in cells]
+        print(f"  {label + ', ' + str(threads) + ' thread' + ('s' if threads > 1 else ''):28} "
+              f"{text[0]:>20} {text[1]:>20}", flush=True)
+        results.append({"kind": "spin", "setting": label, "threads": threads, "steps": steps,
+                        "alone_s": cells[0], "two_at_once_s": cells[1]})
+    return results
+
+
 def job_env(threads: str) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("MINIGPT_THREADS", None)
@@ -74,9 +126,20 @@ def job_env(threads: str) -> dict[str, str]:
     return env
 
 
+def settle(below: float, longest_s: float = 600.0) -> None:
+    """Wait until the 1-minute load average is under `below` (at most `longest_s`), so that a
+    batch starts on a quiet machine, as a class starts on an idle server, rather than on the
+    load the previous batch left behind (which would make every kernel pick one thread)."""
+    start = time.perf_counter()
+    while os.getloadavg()[0] >= below and time.perf_counter() - start < longest_s:
+        time.sleep(5)
+
+
 def run_jobs(commands: list[list[str]], env: dict[str, str], concurrent: bool,
-             cwd: Path) -> dict:
+             cwd: Path, settle_below: Optional[float] = None) -> dict:
     """Run the commands one after another or all at once; wall time and each job's time."""
+    if settle_below is not None:
+        settle(settle_below)
     load = os.getloadavg()[0]
     start = time.perf_counter()
     times, codes = [0.0] * len(commands), [0] * len(commands)
@@ -102,7 +165,8 @@ def run_jobs(commands: list[list[str]], env: dict[str, str], concurrent: bool,
             "load_before": load}
 
 
-def measure(kind: str, chapters: list[str], copies: int, threads: str) -> dict:
+def measure(kind: str, chapters: list[str], copies: int, threads: str,
+            settle_below: Optional[float] = None) -> dict:
     env = job_env(threads)
     with tempfile.TemporaryDirectory(prefix="classroom-") as tmp:
         workdir = Path(tmp)
@@ -118,11 +182,11 @@ def measure(kind: str, chapters: list[str], copies: int, threads: str) -> dict:
             names = [f"nbval of {len(notebooks)} chapters"] * copies
             cwd = NOTEBOOKS
         print(f"[{kind}, threads={threads}] {copies} jobs: {', '.join(names)}", flush=True)
-        sequential = run_jobs(make(), env, concurrent=False, cwd=cwd)
+        sequential = run_jobs(make(), env, concurrent=False, cwd=cwd, settle_below=settle_below)
         print(f"  one after another: {sequential['wall_s']:.1f} s "
               f"(jobs {', '.join(f'{t:.0f}' for t in sequential['job_s'])} s; "
               f"load before {sequential['load_before']:.1f})", flush=True)
-        together = run_jobs(make(), env, concurrent=True, cwd=cwd)
+        together = run_jobs(make(), env, concurrent=True, cwd=cwd, settle_below=settle_below)
         print(f"  all at once:       {together['wall_s']:.1f} s "
               f"(jobs {', '.join(f'{t:.0f}' for t in together['job_s'])} s; "
               f"load before {together['load_before']:.1f})", flush=True)
@@ -136,18 +200,28 @@ def measure(kind: str, chapters: list[str], copies: int, threads: str) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=("kernels", "nbval"),
-                        help="kernels: execute chapters in separate kernels; nbval: whole nbval runs")
+    parser.add_argument("kind", choices=("kernels", "nbval", "spin"),
+                        help="kernels: execute chapters in separate kernels; nbval: whole nbval runs; "
+                             "spin: OpenMP's spin count, one training process alone and two at once")
+    parser.add_argument("--steps", type=int, default=60, help="spin: training steps per process")
+    parser.add_argument("--reps", type=int, default=3, help="spin: repetitions")
     parser.add_argument("--chapters", nargs="*", default=[],
                         help="chapter numbers (kernels: default 06 08; nbval: default all)")
     parser.add_argument("--copies", "--runs", type=int, default=None,
                         help="jobs per batch (kernels: 4, nbval: 2)")
     parser.add_argument("--threads", nargs="+", default=["auto"],
                         help="'auto' (minigpt's choice) and/or numbers for MINIGPT_THREADS")
+    parser.add_argument("--settle", type=float, default=None, metavar="LOAD",
+                        help="before each batch, wait until the 1-minute load average is below LOAD")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     copies = args.copies or (4 if args.kind == "kernels" else 2)
-    results = [measure(args.kind, args.chapters, copies, t) for t in args.threads]
+    if args.kind == "spin":
+        results = measure_spin(args.steps, args.reps)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+        return 0
+    results = [measure(args.kind, args.chapters, copies, t, args.settle) for t in args.threads]
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0 if all(r["passed"] for r in results) else 1
