@@ -29,7 +29,7 @@ from .config import GPTConfig
 from .data import TextData
 from .model import MLP, Block, MiniGPT, eval_mode
 from .positions import rope_cos_sin, sinusoidal_table
-from .sampling import next_token_probs
+from .sampling import draw_next_token, next_token_probs
 from .train import TrainConfig, evaluate, train
 
 
@@ -162,9 +162,8 @@ def sample(model: nn.Module, data: TextData, length: int = 120, prompt: str = "\
     with eval_mode(model):
         for _ in range(length):
             logits, _ = model(idx[:, -model.config.block_size:])
-            probs = next_token_probs(logits[0, -1].cpu(), temperature)
-            next_id = torch.multinomial(probs, 1, generator=generator)
-            idx = torch.cat((idx, next_id.to(idx.device)[None]), dim=1)
+            probs = next_token_probs(logits[:, -1], temperature)              # (1, V)
+            idx = torch.cat((idx, draw_next_token(probs, generator)), dim=1)   # drawn on the CPU
     return data.tokenizer.decode(idx[0, len(prompt):].cpu())
 
 

@@ -34,7 +34,7 @@ from typing import MutableMapping
 SPIN_ENV = "GOMP_SPINCOUNT"
 SPIN_COUNT = "10000"
 # A user who sets any of these has chosen how OpenMP waits; that choice is kept.
-USER_WAIT_ENVS = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
+USER_WAIT_ENVS = (SPIN_ENV, "OMP_WAIT_POLICY")
 
 
 def limit_openmp_spinning(environ: MutableMapping[str, str] = os.environ) -> bool:
