@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import minigpt
+from minigpt import viz
 from minigpt.web import STATIC_DIR, asset_path, export_web, load_web_model, read_web_asset
 from minigpt.web import widgets
 
@@ -101,6 +102,7 @@ VARIANTS = {
     "rope+gqa": dict(pos_encoding="rope", n_kv_head=2),
     "sinusoidal+post-ln+no-bias": dict(pos_encoding="sinusoidal", norm="post", bias=False),
     "mqa": dict(pos_encoding="rope", n_kv_head=1),
+    "gelu-tanh": dict(pos_encoding="learned", gelu="tanh"),     # GPT-2's activation
 }
 PROMPTS = ["abc", "a", "hij\n abcdefg", "  ", "jihgfedcba\n"]
 
@@ -120,6 +122,7 @@ def test_javascript_forward_matches_pytorch(variant, quantize, tmp_path):
     out = run_js(f"""const m = new MG.Model(MINIGPT_WEB_MODELS["m"]), prompts = {json.dumps(PROMPTS)};
         return {{logits: prompts.map(p => Array.from(m.forward(m.tokenizer.encode(p)))),
                 maps: prompts.map(p => m.attentionMaps(m.tokenizer.encode(p)).map(l => l.map(h => Array.from(h)))),
+                lens: prompts.map(p => m.layerLogits(m.tokenizer.encode(p)).map(l => Array.from(l))),
                 greedy: m.greedy(m.tokenizer.encode("abc"), 40)}};""", path)
     for i, prompt in enumerate(PROMPTS):
         ids = torch.tensor([tok.encode(prompt)])
@@ -128,9 +131,67 @@ def test_javascript_forward_matches_pytorch(variant, quantize, tmp_path):
         torch.testing.assert_close(torch.tensor(out["logits"][i], dtype=torch.float32).view_as(logits), logits, atol=1e-4, rtol=0)
         maps = reference.attention_maps(ids)[:, 0]
         torch.testing.assert_close(torch.tensor(out["maps"][i], dtype=torch.float32).view_as(maps), maps, atol=1e-5, rtol=0)
+        lens = viz.layer_logits(reference, ids)[:, 0]                       # (L + 1, T, V)
+        torch.testing.assert_close(torch.tensor(out["lens"][i], dtype=torch.float32).view_as(lens), lens,
+                                   atol=1e-4, rtol=0)
     # 40 new tokens from a 3-token prompt: past block_size=16 the window slides, as in Python
     greedy = reference.generate(torch.tensor([tok.encode("abc")]), 40, temperature=0)[0, 3:].tolist()
     assert out["greedy"] == greedy
+
+
+def test_gelu_tanh_model_differs_from_exact_so_the_page_must_know(tmp_path):
+    """The tanh GELU is not a rounding detail: run with the exact one, a gelu="tanh" model's
+    logits move by far more than the 1e-4 the parity tests allow."""
+    xs = torch.linspace(-6, 6, 241, dtype=torch.float64)
+    out = run_js(f"const xs = {json.dumps(xs.tolist())}; return [xs.map(MG.geluTanh), xs.map(MG.gelu)];")
+    tanh_ref = torch.nn.functional.gelu(xs, approximate="tanh")
+    torch.testing.assert_close(torch.tensor(out[0], dtype=torch.float64), tanh_ref, atol=1e-12, rtol=0)
+    assert (torch.tensor(out[1], dtype=torch.float64) - tanh_ref).abs().max() > 1e-4
+
+
+def test_top_k_ties_keep_the_lowest_ids_in_both():
+    """12 logits with 8 tied at the top: top-k 2 keeps ids 2 and 3 (the lowest tied ids) in
+    JavaScript and in next_token_probs alike."""
+    logits = torch.tensor([0.5, -1.0] + [2.0] * 8 + [0.0, 1.0])
+    cases = [(1.0, 2), (0.7, 5), (1.0, 9), (2.0, 1)]
+    out = run_js(f"return {json.dumps([[logits.tolist(), t, k] for t, k in cases])}"
+                 ".map(c => MG.filterProbs(c[0], c[1], c[2], null));")
+    for (t, k), js in zip(cases, out):
+        ref = minigpt.next_token_probs(logits, t, k, None).double()
+        torch.testing.assert_close(torch.tensor(js, dtype=torch.float64), ref, atol=1e-7, rtol=0,
+                                   msg=f"temperature {t}, top-k {k}")
+    assert [i for i, p in enumerate(out[0]) if p > 0] == [2, 3]
+
+
+def test_prefill_follows_edits_and_generation_starts_from_it(tmp_path):
+    """A Prefill updated edit by edit (typing, deleting, changing the middle) holds the same
+    logits as a fresh pass over the whole prompt, computes only the changed positions, and a
+    generator started from it gives generate()'s greedy text."""
+    torch.manual_seed(0)
+    tok = minigpt.CharTokenizer(list("\n abcdefghij"))
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=12, block_size=24, n_embd=32, n_head=4, n_layer=2,
+                                              dropout=0.0, pos_encoding="rope"))
+    for p in model.parameters():
+        p.data.normal_(0, 0.3)
+    path = export_web(model, tok, tmp_path / "m.js", quantize="float32")
+    edits = ["a", "ab", "abc", "abcd", "abc", "abXd", "hij\nabc", "hij\nabcdefg"]
+    edits = [e.replace("X", "j") for e in edits]
+    out = run_js(f"""const m = new MG.Model(MINIGPT_WEB_MODELS["m"]), pre = new MG.Prefill(m), res = [];
+        for (const text of {json.dumps(edits)}) {{
+          const ids = m.tokenizer.encode(text), computed = pre.update(ids);
+          res.push({{computed, logits: Array.from(pre.logits), fresh: Array.from(m.nextLogits(ids, m.newCaches()))}});
+        }}
+        const ids = m.tokenizer.encode({json.dumps(edits[-1])}), gen = m.generator(ids, MG.argmax, pre), greedy = [];
+        for (let i = 0; i < 10; i++) greedy.push(gen.step().id);
+        const again = m.generator(ids, MG.argmax, pre), second = [];
+        for (let i = 0; i < 10; i++) second.push(again.step().id);
+        return {{res, greedy, second, stillReady: pre.matches(ids)}};""", path)
+    assert [r["computed"] for r in out["res"]] == [1, 1, 1, 1, 1, 2, 7, 4]
+    for text, r in zip(edits, out["res"]):
+        torch.testing.assert_close(torch.tensor(r["logits"]), torch.tensor(r["fresh"]), atol=1e-5, rtol=0, msg=text)
+    ids = torch.tensor([tok.encode(edits[-1])])
+    assert out["greedy"] == model.eval().generate(ids, 10, temperature=0)[0, ids.size(1):].tolist()
+    assert out["second"] == out["greedy"] and out["stillReady"], "a run used up the prefill"
 
 
 def test_javascript_erf_is_accurate():

@@ -1,11 +1,14 @@
-"""The HTML that places an in-page widget in a notebook output, and so in the book's page.
+"""The HTML that places an in-page widget in a notebook output, and so in the book's page;
+and the kernel-side attention explorer (ipywidgets) that Jupyter and Colab show instead.
 
-Each function returns a `WebWidget`: Jupyter shows its `_repr_html_`, nbval and plain text
-see a short stable repr. The HTML is a `<div>` with the widget's settings as JSON, a
-fallback sentence (what a reader without JavaScript, or an untrusted notebook, sees), and
-`<script src>` tags for the shared files that Sphinx copies to `_build/html/minigpt-web/`
-(see `html_extra_path` in `_config.yml`). The weights are one shared asset, loaded once per
-page; the page's own HTML stays a few kilobytes.
+Each in-page function returns a `WebWidget`: Jupyter shows its `_repr_html_`, nbval and plain
+text see a short stable repr. The HTML is a `<div>` with the widget's settings as JSON, a
+fallback sentence (what a reader without JavaScript, or an untrusted notebook, sees), and the
+inline `loader.js`, which adds `<script src>` tags for the shared files that Sphinx copies to
+`_build/html/minigpt-web/` (see `html_extra_path` in `_config.yml`). Inside a Jupyter output
+area the loader requests nothing (those files are not served there) and shows the widget's
+Jupyter text instead. The weights are one shared asset, loaded once per page; the page's own
+HTML stays a few kilobytes.
 """
 
 from __future__ import annotations
@@ -14,13 +17,26 @@ import html as html_lib
 import json
 from typing import Optional, Sequence, Union
 
-from .export import DEFAULT_MODEL
+from ..errors import UsageError
+from .export import DEFAULT_MODEL, STATIC_DIR
 
 # Where the shared files are, relative to a chapter page (notebooks/NN.html, book/x.html).
 BASE = "../minigpt-web/"
 NEEDS = ("This live view runs the model in your web browser: it needs JavaScript and the book's "
-         "model file (minigpt-web/{model}.js), so it works in the rendered book, even offline, and "
-         "not inside Jupyter, where the sliders above run the same model in your kernel.")
+         "model file (minigpt-web/{model}.js), so it works in the rendered book, even offline. {jupyter}")
+# What each widget says inside Jupyter, where its files are not served: where to look instead.
+JUPYTER_TEXT = {
+    "generator": "Inside Jupyter, the sliders above run the same model in your kernel.",
+    "attention": "Inside Jupyter, the next cell's explorer (minigpt.web.widgets.kernel_attention_explorer) "
+                 "runs the same model in your kernel.",
+    "layers": "Inside Jupyter, the cell above computes the same table in your kernel: change its text and "
+              "position and run it again.",
+}
+SCRIPTS = {"generator": ["generator.js"], "attention": ["attention_explorer.js"], "layers": ["layer_lens.js"]}
+
+
+def _bad(message: str) -> UsageError:
+    return UsageError(message)
 
 
 class WebWidget:
@@ -36,30 +52,54 @@ class WebWidget:
         return f"WebWidget({self.kind}: {self.summary})"
 
 
-def _widget(kind: str, scripts: Sequence[str], config: dict, base: str) -> str:
+def _widget(kind: str, config: dict, base: str) -> str:
     config = dict(config, src=f"{base}{config['model']}.js")
     attr = html_lib.escape(json.dumps(config, sort_keys=True, ensure_ascii=False), quote=True)
-    tags = "".join(f'<script src="{base}{name}"></script>' for name in ("model.js", "sampling.js", "widgets.js", *scripts))
+    scripts = ["model.js", "sampling.js", "widgets.js", *SCRIPTS[kind]]
+    jupyter = JUPYTER_TEXT[kind]
+    needs = NEEDS.format(model=config["model"], jupyter=jupyter)
+    loader = (STATIC_DIR / "loader.js").read_text(encoding="utf-8").replace("</", "<\\/")
     return (f'<link rel="stylesheet" href="{base}widgets.css">'
-            f'<div class="mg-widget" data-mg-widget="{kind}" data-mg-config="{attr}">'
-            f'<p class="mg-fallback">{html_lib.escape(NEEDS.format(model=config["model"]))}</p></div>'
-            f"{tags}<script>window.MiniGPTWeb && MiniGPTWeb.mountAll && MiniGPTWeb.mountAll();</script>")
+            f'<div class="mg-widget" data-mg-widget="{kind}" data-mg-config="{attr}" '
+            f'data-mg-base="{html_lib.escape(base, quote=True)}" '
+            f'data-mg-scripts="{html_lib.escape(json.dumps(scripts), quote=True)}" '
+            f'data-mg-jupyter="{html_lib.escape(jupyter, quote=True)}">'
+            f'<p class="mg-fallback">{html_lib.escape(needs)}</p></div>'
+            f"<script>{loader}</script>")
+
+
+def _example(example: dict, V: Optional[int] = None) -> dict:
+    """One "Try:" button of the generator: a label, a prompt and the settings it sets."""
+    from ..sampling import check_sampling_settings
+    if not isinstance(example, dict) or "label" not in example or "prompt" not in example:
+        raise _bad(f"an example needs at least a 'label' and a 'prompt', got {example!r}.")
+    unknown = set(example) - {"label", "prompt", "temperature", "top_k", "top_p", "seed", "length", "note"}
+    if unknown:
+        raise _bad(f"unknown example keys {sorted(unknown)}; use label, prompt, temperature, top_k, top_p, "
+                   "seed, length, note.")
+    out = {"temperature": 1.0, "top_k": None, "top_p": None, "seed": 0, **example}
+    check_sampling_settings(out["temperature"], out["top_k"], out["top_p"])
+    return out
 
 
 def generator(prompt: str = "ROMEO:\n", temperature: float = 0.8, top_k: Optional[int] = None,
               top_p: Optional[float] = None, seed: int = 0, length: int = 200,
-              model: str = DEFAULT_MODEL, base: str = BASE) -> WebWidget:
-    """Chapter 9's live generator: prompt, temperature/top-k/top-p sliders, seed, Generate."""
+              model: str = DEFAULT_MODEL, base: str = BASE,
+              examples: Sequence[dict] = ()) -> WebWidget:
+    """Chapter 9's live generator: prompt, temperature/top-k/top-p sliders, seed, Generate.
+    `examples`: one-click "Try:" buttons, each {label, prompt, temperature, top_k, top_p, seed}
+    (optional: length, note), that set the widget and generate."""
     from ..sampling import check_sampling_settings
     check_sampling_settings(temperature, top_k, top_p)
     if not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
-        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}.")
+        raise _bad(f"seed must be an integer in [0, 2**32), got {seed!r}.")
     if not isinstance(length, int) or length < 1:
-        raise ValueError(f"length must be a positive number of characters, got {length!r}.")
+        raise _bad(f"length must be a positive number of characters, got {length!r}.")
     config = {"model": model, "prompt": prompt, "temperature": temperature, "top_k": top_k,
-              "top_p": top_p, "seed": seed, "length": length}
-    html = _widget("generator", ["generator.js"], config, base)
-    return WebWidget("generator", html, f"prompt {prompt!r}, temperature {temperature}, seed {seed}")
+              "top_p": top_p, "seed": seed, "length": length, "examples": [_example(e) for e in examples]}
+    html = _widget("generator", config, base)
+    return WebWidget("generator", html, f"prompt {prompt!r}, temperature {temperature}, seed {seed}"
+                     + (f", {len(examples)} examples" if examples else ""))
 
 
 def attention_explorer(texts: Union[Sequence[str], dict], layer: int = 0, head: int = 0,
@@ -71,13 +111,29 @@ def attention_explorer(texts: Union[Sequence[str], dict], layer: int = 0, head: 
     else:
         items = [{"label": (t[:28] + "…" if len(t) > 29 else t).replace("\n", "↵"), "text": t} for t in texts]
     if not items:
-        raise ValueError("give at least one prepared text for the explorer.")
+        raise _bad("give at least one prepared text for the explorer.")
     too_long = [t["label"] for t in items if len(t["text"]) > max_chars]
     if too_long:
-        raise ValueError(f"prepared texts longer than max_chars={max_chars}: {too_long}; shorten them.")
+        raise _bad(f"prepared texts longer than max_chars={max_chars}: {too_long}; shorten them.")
     config = {"model": model, "texts": items, "layer": layer, "head": head, "max_chars": max_chars}
-    html = _widget("attention", ["attention_explorer.js"], config, base)
+    html = _widget("attention", config, base)
     return WebWidget("attention explorer", html, f"{len(items)} prepared texts, layer {layer} head {head}")
+
+
+def layer_predictions(text: str, position: Optional[int] = None, top_k: int = 5, max_chars: int = 128,
+                      model: str = DEFAULT_MODEL, base: str = BASE) -> WebWidget:
+    """Chapter 10's "what each layer predicts" view: for a chosen position of `text` (default:
+    the last), the top `top_k` next characters after the embedding and after each block (the
+    final LayerNorm and the tied head applied to the residual stream, `minigpt.viz.layer_logits`)."""
+    if not text or len(text) > max_chars:
+        raise _bad(f"text must have 1 to {max_chars} characters, got {len(text)}.")
+    if position is not None and not 0 <= position < len(text):
+        raise _bad(f"position must be in 0..{len(text) - 1} for this text, got {position}.")
+    if not isinstance(top_k, int) or not 1 <= top_k <= 10:
+        raise _bad(f"top_k must be a whole number from 1 to 10, got {top_k!r}.")
+    config = {"model": model, "text": text, "position": position, "top_k": top_k, "max_chars": max_chars}
+    return WebWidget("layers", _widget("layers", config, base),
+                     f"{len(text)} characters, position {len(text) - 1 if position is None else position}")
 
 
 def standalone_page(widgets: Sequence[WebWidget], title: str = "minigpt in the page") -> str:
@@ -87,3 +143,136 @@ def standalone_page(widgets: Sequence[WebWidget], title: str = "minigpt in the p
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html_lib.escape(title)}</title>'
             '<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
             f'<body style="font-family:sans-serif;margin:1rem">{body}</body></html>')
+
+
+# ------------------------------------------------------------- the same explorer, in the kernel
+class KernelAttentionExplorer:
+    """Chapters 4 and 10's attention explorer for a live notebook (JupyterLab, Notebook, Colab),
+    where the in-page widget's files are not served: ipywidgets controls run in the kernel.
+
+    The same controls as the page: a prepared text or your own, layer, head, and a readout of
+    one query/key cell (picked with two sliders: a kernel cannot follow the mouse over a
+    picture). The maps are `model.attention_maps`, computed once per text; a layer, head or
+    cursor change redraws the picture only. `.widget` is the ipywidgets box.
+    """
+
+    def __init__(self, model, tokenizer, texts: Union[Sequence[str], dict], layer: int = 0, head: int = 0,
+                 max_chars: int = 128):
+        import ipywidgets as w
+        cfg = model.config
+        items = list(texts.items()) if isinstance(texts, dict) else [(t.replace("\n", "↵")[:28], t) for t in texts]
+        if not items:
+            raise _bad("give at least one prepared text for the explorer.")
+        if not (0 <= layer < cfg.n_layer and 0 <= head < cfg.n_head):
+            raise _bad(f"layer must be in 0..{cfg.n_layer - 1} and head in 0..{cfg.n_head - 1}, "
+                       f"got layer={layer}, head={head}.")
+        self.model, self.tokenizer, self.texts, self.max_chars = model, tokenizer, items, max_chars
+        self.chars: list[str] = []
+        self.maps = None                                  # (L, H, T, T) on the CPU
+        self.draws = 0
+        self._quiet = False
+        wide = w.Layout(width="36em")
+        self.preset = w.Dropdown(options=[(label, i) for i, (label, _) in enumerate(items)] + [("your own text", -1)],
+                                 value=0, description="text", layout=wide)
+        self.text = w.Textarea(value=items[0][1], continuous_update=False, layout=w.Layout(width="36em", height="4em"),
+                               placeholder=f"your own text, at most {max_chars} characters")
+        self.error = w.HTML()
+        self.layer = w.Dropdown(options=list(range(cfg.n_layer)), value=layer, description="layer",
+                                layout=w.Layout(width="12em"))
+        self.head = w.Dropdown(options=list(range(cfg.n_head)), value=head, description="head",
+                               layout=w.Layout(width="12em"))
+        self.query = w.IntSlider(value=0, min=0, max=0, description="query ↓", continuous_update=False, layout=wide)
+        self.key = w.IntSlider(value=0, min=0, max=0, description="key →", continuous_update=False, layout=wide)
+        self.image = w.Image(format="png", layout=w.Layout(width="30em"))
+        self.readout = w.HTML()
+        self.preset.observe(self._on_preset, names="value")
+        self.text.observe(lambda change: self.compute(), names="value")
+        for control in (self.layer, self.head, self.query, self.key):
+            control.observe(lambda change: self.draw(), names="value")
+        self.widget = w.VBox([self.preset, self.text, self.error, w.HBox([self.layer, self.head]),
+                              self.query, self.key, self.readout, self.image])
+        self.compute()
+
+    def _on_preset(self, change) -> None:
+        if change["new"] >= 0:
+            self.text.value = self.texts[change["new"]][1]        # its observer recomputes
+
+    def compute(self) -> None:
+        """Read the text box: new maps, or the reason there are none (the old picture is removed)."""
+        import torch
+        from ..data import UnknownCharacterError
+        text = self.text.value
+        if self.preset.value >= 0 and text != self.texts[self.preset.value][1]:
+            self.preset.value = -1
+        try:
+            if not text or len(text) > self.max_chars:
+                raise _bad(f"the text has {len(text)} characters; give 1 to {self.max_chars}.")
+            ids = self.tokenizer.encode(text)
+        except (UnknownCharacterError, UsageError) as error:
+            self.error.value = f"<span style='color:#c62828'>{html_lib.escape(str(error))}</span>"
+            self.maps, self.chars = None, []
+            self.image.value = b""
+            self.readout.value = "No map: fix the text above."
+            return
+        self.error.value = ""
+        idx = torch.tensor([ids], device=self.model.device)
+        self.maps = self.model.attention_maps(idx)[:, 0].float().cpu()        # (L, H, T, T)
+        self.chars = list(text)
+        T = len(self.chars)
+        self._quiet = True                                      # one draw, after both sliders fit the text
+        try:
+            for slider in (self.query, self.key):
+                slider.max = T - 1
+                slider.value = min(slider.value, T - 1)
+        finally:
+            self._quiet = False
+        self.draw()
+
+    def readout_text(self) -> str:
+        """What the cursor (query, key) reads in the current head, worded as the page's readout."""
+        i, j, layer, head = self.query.value, self.key.value, self.layer.value, self.head.value
+        q, k = json.dumps(self.chars[i], ensure_ascii=False), json.dumps(self.chars[j], ensure_ascii=False)
+        if j > i:
+            return (f"query {q} (position {i}) cannot see key {k} (position {j}): it is in the future (masked).")
+        weight = float(self.maps[layer, head, i, j])
+        return f"query {q} (position {i}) → key {k} (position {j}): weight {weight:.4f} (layer {layer}, head {head})"
+
+    def draw(self) -> None:
+        """The current head as a PNG with the cursor outlined, and the readout."""
+        if self.maps is None or self._quiet:
+            return
+        import io
+        from matplotlib.figure import Figure
+        from matplotlib.patches import Rectangle
+        from ..viz import plot_attention
+        layer, head, T = self.layer.value, self.head.value, len(self.chars)
+        fig = Figure(figsize=(5.2, 4.6))
+        ax = fig.subplots()
+        plot_attention(self.maps[layer, head], self.chars, ax=ax,
+                       title=f"layer {layer}, head {head}: query ↓, key →")
+        if T > 40:                                              # letters would overlap: position ticks
+            ticks = list(range(0, T, 10))
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.set_yticks(ticks, [str(t) for t in ticks])
+        fig.colorbar(ax.images[0], ax=ax, shrink=0.8, label="attention weight")
+        ax.add_patch(Rectangle((self.key.value - 0.5, self.query.value - 0.5), 1, 1, fill=False,
+                               edgecolor="red", lw=1.5))
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+        self.image.value = buffer.getvalue()
+        self.readout.value = f"<code>{html_lib.escape(self.readout_text())}</code>"
+        self.draws += 1
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+        display(self.widget)
+
+    def __repr__(self) -> str:
+        return f"KernelAttentionExplorer({len(self.texts)} prepared texts, layer {self.layer.value} head {self.head.value})"
+
+
+def kernel_attention_explorer(model, tokenizer, texts: Union[Sequence[str], dict], layer: int = 0,
+                              head: int = 0, max_chars: int = 128) -> KernelAttentionExplorer:
+    """The attention explorer for a live notebook (ipywidgets in the kernel): see
+    `KernelAttentionExplorer`. The rendered book uses `attention_explorer` instead."""
+    return KernelAttentionExplorer(model, tokenizer, texts, layer, head, max_chars)

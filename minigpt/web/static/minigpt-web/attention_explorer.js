@@ -1,62 +1,58 @@
-/* Chapter 10's attention explorer: every head of the model, on the reader's own text.
+/* Chapters 4 and 10's attention explorer: every head of the model, on the reader's own text.
  *
  * model.attentionMaps(ids) returns maps[layer][head], a (T, T) Float32Array (row = query
  * position, column = key position), the same numbers as MiniGPT.attention_maps. The big view
- * draws one head with the characters on both axes; hovering (or moving with the arrow keys)
- * reads out query character, key character and weight. The overview draws all heads small;
- * each square is a button that opens that head in the big view.
+ * draws one head with the characters (or, on long texts, position ticks) on both axes;
+ * hovering (or moving with the arrow keys) reads out query character, key character and
+ * weight. The overview draws all heads small; it is one Tab stop, and the arrow keys move
+ * between its heads (each opens in the big view).
+ *
+ * Speed: the maps are computed once per text; each head becomes a (T, T) ImageData once,
+ * scaled up for the big view and max-pooled down for its thumbnail (so a one-pixel diagonal
+ * stays visible at 128 characters). Switching heads redraws the big view only.
  */
 (function (root) {
   "use strict";
   var MG = root.MiniGPTWeb = root.MiniGPTWeb || {};
   MG.widgets = MG.widgets || {};
   var el = function (t, a, c) { return MG.el(t, a, c); };
+  var THUMB = 64;                                   // thumbnail resolution (pixels) at most
 
   // viridis (matplotlib's default map, also used by minigpt.viz), 9 stops, linearly mixed:
   // dark purple = 0, yellow = 1, readable on light and dark pages alike.
   var VIRIDIS = [[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
                  [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37]];
-  function colour(w) {
-    var x = Math.max(0, Math.min(1, w)) * (VIRIDIS.length - 1), i = Math.min(VIRIDIS.length - 2, Math.floor(x));
-    var f = x - i, a = VIRIDIS[i], b = VIRIDIS[i + 1];
-    return "rgb(" + [0, 1, 2].map(function (c) { return Math.round(a[c] + f * (b[c] - a[c])); }).join(",") + ")";
-  }
+  var LUT = (function () {                          // 256 colours, weight w -> LUT[round(255 w)]
+    var lut = new Uint8Array(256 * 3);
+    for (var n = 0; n < 256; n++) {
+      var x = (n / 255) * (VIRIDIS.length - 1), i = Math.min(VIRIDIS.length - 2, Math.floor(x)), f = x - i;
+      for (var c = 0; c < 3; c++) { lut[n * 3 + c] = Math.round(VIRIDIS[i][c] + f * (VIRIDIS[i + 1][c] - VIRIDIS[i][c])); }
+    }
+    return lut;
+  })();
+  MG.viridisGradient = function () {                 // the colour scale as a CSS gradient
+    return "linear-gradient(to right, " + VIRIDIS.map(function (c, i) {
+      return "rgb(" + c.join(",") + ") " + (100 * i / (VIRIDIS.length - 1)).toFixed(1) + "%";
+    }).join(", ") + ")";
+  };
 
-  // Draw one (T, T) map into a canvas of `size` CSS pixels, leaving `margin` for labels.
-  function drawMap(canvas, map, T, size, margin, labels, cursor) {
-    var ratio = root.devicePixelRatio || 1, ctx = canvas.getContext("2d");
-    canvas.width = Math.round(size * ratio);
-    canvas.height = Math.round(size * ratio);
-    canvas.style.width = size + "px";
-    canvas.style.height = size + "px";
-    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-    ctx.clearRect(0, 0, size, size);
-    var cell = (size - margin) / T;
-    for (var i = 0; i < T; i++) {
-      for (var j = 0; j <= i; j++) {               // the upper triangle is masked: left blank
-        ctx.fillStyle = colour(map[i * T + j]);
-        ctx.fillRect(margin + j * cell, margin + i * cell, Math.ceil(cell), Math.ceil(cell));
+  // One (T, T) map as an S x S image: S = T, or for S < T each pixel the largest weight of its
+  // block of cells (max-pooling keeps thin lines such as the diagonal). Masked cells are clear.
+  function mapImage(ctx, map, T, S) {
+    var image = ctx.createImageData(S, S), data = image.data;
+    for (var a = 0; a < S; a++) {
+      var i0 = Math.floor(a * T / S), i1 = Math.max(i0 + 1, Math.floor((a + 1) * T / S));
+      for (var b = 0; b <= a; b++) {
+        var j0 = Math.floor(b * T / S), j1 = Math.max(j0 + 1, Math.floor((b + 1) * T / S)), best = -1;
+        for (var i = i0; i < i1; i++) {
+          for (var j = j0; j < j1 && j <= i; j++) { if (map[i * T + j] > best) { best = map[i * T + j]; } }
+        }
+        if (best < 0) { continue; }
+        var n = Math.round(255 * Math.max(0, Math.min(1, best))) * 3, p = (a * S + b) * 4;
+        data[p] = LUT[n]; data[p + 1] = LUT[n + 1]; data[p + 2] = LUT[n + 2]; data[p + 3] = 255;
       }
     }
-    if (labels) {
-      var style = root.getComputedStyle(canvas), font = Math.max(7, Math.min(14, cell * 0.8));
-      ctx.fillStyle = style.color;
-      ctx.font = font + "px monospace";
-      ctx.textAlign = "center";
-      ctx.textBaseline = "middle";
-      var every = Math.ceil(8 / cell);             // thin the labels when cells get tiny
-      for (var t = 0; t < T; t += every) {
-        var label = MG.showChar(labels[t]);
-        ctx.fillText(label, margin + (t + 0.5) * cell, margin / 2);      // keys along the top
-        ctx.fillText(label, margin / 2, margin + (t + 0.5) * cell);      // queries down the side
-      }
-    }
-    if (cursor) {
-      ctx.strokeStyle = root.getComputedStyle(canvas).color;
-      ctx.lineWidth = 2;
-      ctx.strokeRect(margin + cursor.j * cell, margin + cursor.i * cell, cell, cell);
-    }
-    return cell;
+    return image;
   }
 
   // How much of a head's attention goes where, on this text (queries i >= 1).
@@ -73,6 +69,13 @@
                    uniform: uniform / rows} : null;
   }
 
+  // Position ticks for a long text: a step from 1, 2, 5, 10, 20, ... leaving >= 22 px between labels.
+  function tickStep(cell) {
+    var steps = [1, 2, 5, 10, 20, 25, 50, 100];
+    for (var s = 0; s < steps.length; s++) { if (steps[s] * cell >= 22) { return steps[s]; } }
+    return 100;
+  }
+
   MG.widgets.attention = function (node, model, config) {
     var cfg = model.config, tok = model.tokenizer, maxChars = config.max_chars;
     var header = el("div", {"class": "mg-caption", "data-mg": "model", text: "Model: " + MG.describeModel(model)});
@@ -82,8 +85,8 @@
       preset.appendChild(el("option", {value: String(i), text: t.label}));
     });
     preset.appendChild(el("option", {value: "own", text: "your own text"}));
-    var text = el("textarea", {id: "mg-text-" + uid, rows: "2", maxlength: String(maxChars), "data-mg": "text",
-                               spellcheck: "false"});
+    var text = el("textarea", {id: "mg-text-" + uid, rows: "2", "data-mg": "text", spellcheck: "false",
+                               "aria-label": "text to explore (at most " + maxChars + " characters)"});
     text.value = config.texts[0].text;
     var error = el("div", {"class": "mg-error", "data-mg": "text-error", role: "alert"});
     var layer = el("select", {id: "mg-layer-" + uid, "data-mg": "layer"});
@@ -93,82 +96,197 @@
     layer.value = String(config.layer);
     head.value = String(config.head);
     var big = el("canvas", {"class": "mg-heatmap", tabindex: "0", "data-mg": "heatmap", role: "img"});
-    var readout = el("div", {"class": "mg-readout", "data-mg": "readout", "aria-live": "polite",
-                             text: "Hover over a square (or focus the map and use the arrow keys)."});
+    var scale = el("div", {"class": "mg-scale", "data-mg": "scale", "aria-hidden": "true"}, [
+      el("span", {text: "0"}), el("span", {"class": "mg-scale-bar"}), el("span", {text: "1"}),
+      el("span", {"class": "mg-caption", text: "attention weight"})]);
+    scale.querySelector(".mg-scale-bar").style.background = MG.viridisGradient();
+    var hint = "Hover over a square (or focus the map and use the arrow keys).";
+    var readout = el("div", {"class": "mg-readout", "data-mg": "readout", "aria-live": "polite", text: hint});
     var headScores = el("div", {"class": "mg-caption", "data-mg": "head-scores"});
-    var overview = el("div", {"class": "mg-overview", "data-mg": "overview"});
+    var overview = el("div", {"class": "mg-overview", "data-mg": "overview", role: "radiogroup",
+                              "aria-label": "all heads: arrow keys move between layers and heads"});
+    var mapBox = el("div", {"class": "mg-heatmap-box", "data-mg": "map-box"}, [
+      el("div", {"class": "mg-axis-key", text: "key →"}),
+      el("div", {"class": "mg-heatmap-row"}, [el("div", {"class": "mg-axis-query", text: "query ↓"}), big]),
+      scale]);
     node.appendChild(el("div", {"class": "mg-card"}, [
       header,
       el("div", {"class": "mg-row mg-wrap"}, [el("label", {"for": preset.id, text: "text"}), preset]),
       text, error,
       el("div", {"class": "mg-row mg-wrap"}, [el("label", {"for": layer.id, text: "layer"}), layer,
                                                el("label", {"for": head.id, text: "head"}), head]),
-      el("div", {"class": "mg-heatmap-box"}, [big]), readout, headScores,
+      mapBox, readout, headScores,
       el("div", {"class": "mg-panel-title", text: "All heads (rows: layers, columns: heads). " +
-                 "Click one to open it above."}),
+                 "Click one, or use the arrow keys, to open it above."}),
       overview
     ]));
 
-    var state = {chars: null, maps: null, cursor: null, cell: 0, margin: 0, size: 0};
+    // The thumbnails are made once; a new text redraws their pixels, a head switch none.
+    var thumbs = [];
+    overview.style.gridTemplateColumns = "repeat(" + cfg.n_head + ", minmax(0, 1fr))";
+    for (l = 0; l < cfg.n_layer; l++) {
+      thumbs.push([]);
+      for (h = 0; h < cfg.n_head; h++) {
+        var canvas = el("canvas");
+        var button = el("button", {type: "button", "class": "mg-thumb", role: "radio", "aria-checked": "false",
+                                   tabindex: "-1", "data-layer": String(l), "data-head": String(h),
+                                   "aria-label": "layer " + l + ", head " + h, title: "layer " + l + ", head " + h},
+                        [canvas, el("span", {text: "L" + l + " H" + h})]);
+        overview.appendChild(button);
+        thumbs[l].push({button: button, canvas: canvas});
+      }
+    }
+
+    var state = {chars: null, maps: null, images: null, cursor: null, cell: 0, margin: 0, size: 0,
+                 thumbDraws: 0, bigDraws: 0, timing: null, stale: false};
     node.mgState = state;
 
     function current() { return state.maps[+layer.value][+head.value]; }
 
+    function headImage(l, h) {                        // the (T, T) picture of one head, made once per text
+      var key = l * cfg.n_head + h;
+      if (!state.images[key]) {
+        var T = state.chars.length, canvas = root.document.createElement("canvas");
+        canvas.width = T;
+        canvas.height = T;
+        var ctx = canvas.getContext("2d");
+        ctx.putImageData(mapImage(ctx, state.maps[l][h], T, T), 0, 0);
+        state.images[key] = canvas;
+      }
+      return state.images[key];
+    }
+
     function drawBig() {
-      var T = state.chars.length;
-      var width = Math.min(560, node.clientWidth || 560);
-      state.margin = Math.max(14, Math.min(22, width / T));
+      var T = state.chars.length, ratio = root.devicePixelRatio || 1, ctx = big.getContext("2d");
+      var width = Math.max(160, Math.min(560, (node.clientWidth || 560) - 28));
+      var labelled = (width - 22) / T >= 9;           // room for a character per row and column
+      var margin = labelled ? Math.max(14, Math.min(22, width / T)) : 28;
+      var cell = (width - margin) / T;
+      state.margin = margin;
       state.size = width;
-      state.cell = drawMap(big, current(), T, width, state.margin, state.chars, state.cursor);
+      state.cell = cell;
+      if (big.width !== Math.round(width * ratio)) {
+        big.width = Math.round(width * ratio);
+        big.height = Math.round(width * ratio);
+        big.style.width = width + "px";
+        big.style.height = width + "px";
+      }
+      ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+      ctx.clearRect(0, 0, width, width);
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(headImage(+layer.value, +head.value), margin, margin, T * cell, T * cell);
+      var colour = root.getComputedStyle(big).color;
+      ctx.fillStyle = colour;
+      ctx.strokeStyle = colour;
+      ctx.textBaseline = "middle";
+      if (labelled) {                                 // the characters themselves
+        ctx.font = Math.max(7, Math.min(14, cell * 0.8)) + "px monospace";
+        ctx.textAlign = "center";
+        for (var t = 0; t < T; t++) {
+          var label = MG.showChar(state.chars[t]);
+          ctx.fillText(label, margin + (t + 0.5) * cell, margin / 2);      // keys along the top
+          ctx.fillText(label, margin / 2, margin + (t + 0.5) * cell);      // queries down the side
+        }
+      } else {                                        // position ticks: 0, 10, 20, ...
+        var step = tickStep(cell);
+        ctx.font = "10px sans-serif";
+        ctx.lineWidth = 1;
+        for (var p = 0; p < T; p += step) {
+          var at = margin + (p + 0.5) * cell;
+          ctx.textAlign = "center";
+          ctx.fillText(String(p), at, margin / 2 - 2);
+          ctx.textAlign = "right";
+          ctx.fillText(String(p), margin - 5, at);
+          ctx.beginPath();
+          ctx.moveTo(at, margin - 4); ctx.lineTo(at, margin);
+          ctx.moveTo(margin - 4, at); ctx.lineTo(margin, at);
+          ctx.stroke();
+        }
+      }
+      if (state.cursor) {
+        ctx.lineWidth = 2;
+        ctx.strokeRect(margin + state.cursor.j * cell, margin + state.cursor.i * cell, cell, cell);
+      }
+      state.bigDraws += 1;
       showReadout();
       big.setAttribute("aria-label", "attention of layer " + layer.value + ", head " + head.value +
-                       " over " + T + " characters");
+                       " over " + T + " characters; rows are queries, columns keys");
       var s = scores(current(), state.chars);
       headScores.textContent = s ? "On this text, layer " + layer.value + " head " + head.value +
         " puts on average " + s.previous.toFixed(2) + " on the previous character, " + s.first.toFixed(2) +
         " on the first character and " + s.newline.toFixed(2) + " on newlines (a head spreading evenly would put " + s.uniform.toFixed(2) + " on any one key)." : "";
     }
 
-    function drawOverview() {
-      overview.textContent = "";
-      var T = state.chars.length;
-      var thumb = Math.max(24, Math.min(56, Math.floor(((node.clientWidth || 480) - 40) / cfg.n_head) - 8));
-      overview.style.gridTemplateColumns = "repeat(" + cfg.n_head + ", minmax(0, 1fr))";
-      for (var l = 0; l < cfg.n_layer; l++) {
-        for (var h = 0; h < cfg.n_head; h++) {
-          var button = el("button", {type: "button", "class": "mg-thumb", "data-layer": String(l),
-                                     "data-head": String(h), "aria-label": "layer " + l + ", head " + h,
-                                     title: "layer " + l + ", head " + h});
-          if (l === +layer.value && h === +head.value) { button.classList.add("mg-selected"); }
-          var canvas = el("canvas");
-          button.appendChild(canvas);
-          button.appendChild(el("span", {text: "L" + l + " H" + h}));
-          overview.appendChild(button);
-          drawMap(canvas, state.maps[l][h], T, thumb, 0, null, null);
-        }
-      }
+    function drawThumbnails() {
+      var T = state.chars.length, S = Math.min(T, THUMB);
+      thumbs.forEach(function (row, l) {
+        row.forEach(function (thumb, h) {
+          thumb.canvas.width = S;
+          thumb.canvas.height = S;
+          var ctx = thumb.canvas.getContext("2d");
+          ctx.putImageData(mapImage(ctx, state.maps[l][h], T, S), 0, 0);
+          state.thumbDraws += 1;
+        });
+      });
+    }
+
+    function markSelected() {                          // the open head: one Tab stop in the overview
+      thumbs.forEach(function (row, l) {
+        row.forEach(function (thumb, h) {
+          var on = l === +layer.value && h === +head.value;
+          thumb.button.classList.toggle("mg-selected", on);
+          thumb.button.setAttribute("aria-checked", on ? "true" : "false");
+          thumb.button.setAttribute("tabindex", on ? "0" : "-1");
+        });
+      });
+    }
+
+    function setStale(stale) {
+      state.stale = stale;
+      mapBox.classList.toggle("mg-stale", stale);
+      overview.classList.toggle("mg-stale", stale);
+      headScores.classList.toggle("mg-stale", stale);
     }
 
     function compute() {
       error.textContent = "";
-      var ids;
+      var ids, chars = Array.from(text.value);
       try {
+        if (chars.length === 0) { throw new Error("the text is empty: type at least one character."); }
+        if (chars.length > maxChars) {
+          throw new Error("the text has " + chars.length + " characters; the explorer shows at most " + maxChars +
+                          ": shorten it.");
+        }
         ids = tok.encode(text.value);
-        if (ids.length === 0) { throw new Error("the text is empty: type at least one character."); }
       } catch (e) {
         error.textContent = e.message;
+        setStale(true);
+        state.cursor = null;
+        readout.removeAttribute("data-query");
+        readout.removeAttribute("data-key");
+        readout.textContent = state.maps ? "The greyed maps show the previous text; fix the text above to redraw them."
+                                         : "Fix the text above to draw its maps.";
         return;
       }
-      state.chars = Array.from(text.value);
+      var started = root.performance.now();
       state.maps = model.attentionMaps(ids);
-      state.cursor = null;
+      var computed = root.performance.now();
+      state.chars = chars;
+      state.images = [];
+      state.cursor = null;                            // a cursor on the old text would name its characters
+      readout.removeAttribute("data-query");
+      readout.removeAttribute("data-key");
+      readout.textContent = hint;
+      setStale(false);
       drawBig();
-      drawOverview();
+      drawThumbnails();
+      state.timing = {chars: chars.length, computeMs: computed - started,
+                      drawMs: root.performance.now() - computed};
     }
 
     function read(i, j) {                            // move the cursor to query i, key j
       var T = state.chars.length;
-      if (i < 0 || j < 0 || i >= T || j >= T) { return; }
+      if (state.stale || i < 0 || j < 0 || i >= T || j >= T) { return; }
       state.cursor = {i: i, j: j};
       drawBig();
     }
@@ -184,6 +302,14 @@
           "): it is in the future (masked)."
         : "query " + q + " (position " + c.i + ") → key " + k + " (position " + c.j + "): weight " +
           current()[c.i * T + c.j].toFixed(4) + " (layer " + layer.value + ", head " + head.value + ")";
+    }
+
+    function openHead(l, h, focusThumb) {
+      layer.value = String(l);
+      head.value = String(h);
+      markSelected();
+      if (state.maps) { drawBig(); }
+      if (focusThumb) { thumbs[l][h].button.focus(); }
     }
 
     big.addEventListener("mousemove", function (event) {
@@ -203,14 +329,19 @@
     overview.addEventListener("click", function (event) {
       var button = event.target.closest ? event.target.closest(".mg-thumb") : null;
       if (!button) { return; }
-      layer.value = button.getAttribute("data-layer");
-      head.value = button.getAttribute("data-head");
-      drawBig();
-      drawOverview();
+      openHead(+button.getAttribute("data-layer"), +button.getAttribute("data-head"), false);
       big.focus();
     });
+    overview.addEventListener("keydown", function (event) {
+      var move = {ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1]}[event.key];
+      if (!move) { return; }
+      event.preventDefault();
+      var l = Math.max(0, Math.min(cfg.n_layer - 1, +layer.value + move[0]));
+      var h = Math.max(0, Math.min(cfg.n_head - 1, +head.value + move[1]));
+      openHead(l, h, true);
+    });
     [layer, head].forEach(function (select) {
-      select.addEventListener("change", function () { drawBig(); drawOverview(); });
+      select.addEventListener("change", function () { openHead(+layer.value, +head.value, false); });
     });
     preset.addEventListener("change", function () {
       if (preset.value !== "own") { text.value = config.texts[+preset.value].text; compute(); }
@@ -220,13 +351,14 @@
     text.addEventListener("input", function () {
       preset.value = "own";
       root.clearTimeout(debounce);
-      debounce = root.setTimeout(compute, 300);
+      debounce = root.setTimeout(compute, 150);
     });
     var resize = null;
-    root.addEventListener("resize", function () {
+    root.addEventListener("resize", function () {          // thumbnails scale by CSS alone
       root.clearTimeout(resize);
-      resize = root.setTimeout(function () { if (state.maps) { drawBig(); drawOverview(); } }, 150);
+      resize = root.setTimeout(function () { if (state.maps) { drawBig(); } }, 150);
     });
+    markSelected();
     compute();
   };
 

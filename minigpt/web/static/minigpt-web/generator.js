@@ -3,6 +3,13 @@
  *
  * Everything runs in this page: model.js computes the logits, sampling.js filters them
  * exactly as minigpt.next_token_probs does and draws with a seeded RNG.
+ *
+ * Speed: the prompt's KV caches are kept up to date while the reader types (a model.js
+ * Prefill: typing at the end costs one token), so Generate starts decoding at once instead
+ * of running the whole prompt again.
+ * Honesty: whatever the panel and the output show belongs to the prompt and settings on
+ * screen; an invalid field says so and clears what it would make stale, and nothing typed
+ * is silently cut or clamped.
  */
 (function (root) {
   "use strict";
@@ -10,62 +17,92 @@
   MG.widgets = MG.widgets || {};
   var el = function (t, a, c) { return MG.el(t, a, c); };
   var SHOWN = 12;                                   // bars in the distribution panel
+  var MAX_SEED = 4294967295;
+
+  function uid(prefix) { return prefix + "-" + Math.random().toString(36).slice(2, 8); }
 
   function slider(label, attrs) {
     var input = el("input", Object.assign({type: "range", "data-mg": attrs.key}, attrs.range));
     var value = el("output", {"data-mg": attrs.key + "-value", "class": "mg-value"});
-    var id = "mg-" + attrs.key + "-" + Math.random().toString(36).slice(2, 8);
-    input.id = id;
-    return {row: el("div", {"class": "mg-row"}, [el("label", {"for": id, text: label}), input, value]),
+    input.id = uid("mg-" + attrs.key);
+    value.setAttribute("for", input.id);
+    return {row: el("div", {"class": "mg-row"}, [el("label", {"for": input.id, text: label}), input, value]),
             input: input, value: value};
+  }
+
+  // A whole number typed in a box, checked against [low, high]: {value} or {error}.
+  function wholeNumber(text, low, high, what) {
+    var trimmed = String(text).trim();
+    if (!/^\d+$/.test(trimmed) || +trimmed < low || +trimmed > high) {
+      return {error: what + " must be a whole number from " + low + " to " + high + " (the box shows " +
+                     JSON.stringify(trimmed) + "); Generate waits until it is."};
+    }
+    return {value: +trimmed};
   }
 
   MG.widgets.generator = function (node, model, config) {
     var V = model.config.vocab_size, blockSize = model.config.block_size, tok = model.tokenizer;
+    var maxPrompt = blockSize - 1;                   // leave room for at least one new character
     var header = el("div", {"class": "mg-caption", "data-mg": "model", text: "Model: " + MG.describeModel(model)});
-    var promptId = "mg-prompt-" + Math.random().toString(36).slice(2, 8);
-    var prompt = el("textarea", {id: promptId, rows: "3", "data-mg": "prompt", maxlength: String(blockSize - 1),
-                                 spellcheck: "false"});
+    var promptId = uid("mg-prompt");
+    var prompt = el("textarea", {id: promptId, rows: "3", "data-mg": "prompt", spellcheck: "false"});
     prompt.value = config.prompt;
     var promptError = el("div", {"class": "mg-error", "data-mg": "prompt-error", role: "alert"});
+    var promptNote = el("div", {"class": "mg-caption", "data-mg": "prompt-note"});
     var T = slider("temperature", {key: "temperature", range: {min: "0", max: "2", step: "0.05"}});
     var K = slider("top-k", {key: "top-k", range: {min: "1", max: String(V), step: "1"}});
     var P = slider("top-p", {key: "top-p", range: {min: "0.05", max: "1", step: "0.01"}});
-    T.input.value = String(config.temperature);
-    K.input.value = String(config.top_k === null ? V : config.top_k);
-    P.input.value = String(config.top_p === null ? 1 : config.top_p);
-    var seedId = "mg-seed-" + Math.random().toString(36).slice(2, 8);
-    var seed = el("input", {id: seedId, type: "number", min: "0", max: "4294967295", step: "1",
-                            "data-mg": "seed", "class": "mg-seed"});
-    seed.value = String(config.seed);
+    var seedId = uid("mg-seed");
+    var seed = el("input", {id: seedId, type: "text", inputmode: "numeric", "data-mg": "seed", "class": "mg-seed"});
     var newSeed = el("button", {type: "button", "data-mg": "new-seed", text: "new seed"});
-    var lengthId = "mg-length-" + Math.random().toString(36).slice(2, 8);
-    var length = el("input", {id: lengthId, type: "number", min: "1", max: String(blockSize - 1), step: "1",
-                              "data-mg": "length", "class": "mg-seed"});
+    var lengthId = uid("mg-length");
+    var length = el("input", {id: lengthId, type: "text", inputmode: "numeric", "data-mg": "length", "class": "mg-seed"});
     length.value = String(config.length);
+    var fieldError = el("div", {"class": "mg-error", "data-mg": "field-error", role: "alert"});
     var go = el("button", {type: "button", "class": "mg-primary", "data-mg": "generate", text: "Generate"});
     var stop = el("button", {type: "button", "data-mg": "stop", text: "Stop", disabled: "disabled"});
-    var status = el("div", {"class": "mg-status", "data-mg": "status", "aria-live": "polite"});
+    var status = el("div", {"class": "mg-status", "data-mg": "status"});
+    // Screen readers hear the start and the end of a run only, not every progress update.
+    var announce = el("div", {"class": "mg-sr-only", "data-mg": "announce", "aria-live": "polite", role: "status"});
     var output = el("div", {"class": "mg-output", "data-mg": "output", "aria-label": "generated text: " +
                             "use the arrow keys to move between generated characters"});
     var panelTitle = el("div", {"class": "mg-panel-title", "data-mg": "dist-title"});
     var kept = el("div", {"class": "mg-kept", "data-mg": "kept"});
     var bars = el("div", {"class": "mg-bars", "data-mg": "bars"});
+    var examples = null;
+    if (config.examples && config.examples.length) {
+      examples = el("div", {"class": "mg-row mg-wrap mg-examples", "data-mg": "examples"},
+                    [el("span", {"class": "mg-caption", text: "Try:"})]);
+      config.examples.forEach(function (example, i) {
+        examples.appendChild(el("button", {type: "button", "data-mg": "example", "data-example": String(i),
+                                           title: example.note || example.label, text: example.label}));
+      });
+    }
     node.appendChild(el("div", {"class": "mg-card"}, [
-      header,
-      el("label", {"for": promptId, "class": "mg-block-label", text: "Prompt"}), prompt, promptError,
+      header, examples,
+      el("label", {"for": promptId, "class": "mg-block-label", text: "Prompt"}), prompt, promptNote, promptError,
       T.row, K.row, P.row,
       el("div", {"class": "mg-row mg-wrap"}, [
         el("label", {"for": seedId, text: "seed"}), seed, newSeed,
         el("label", {"for": lengthId, text: "characters"}), length]),
-      el("div", {"class": "mg-row mg-wrap"}, [go, stop, status]),
+      fieldError,
+      el("div", {"class": "mg-row mg-wrap"}, [go, stop, status]), announce,
       output,
       el("div", {"class": "mg-panel"}, [panelTitle, kept, bars])
     ]));
 
-    var state = {promptIds: null, promptLogits: null, run: null, selected: -1, timer: null, stopped: false};
+    var prefill = new MG.Prefill(model);
+    var state = {promptIds: null, promptLogits: null, run: null, selected: -1, timer: null, stopped: false,
+                 prefill: prefill, prefilledPositions: 0, seed: null, length: null};
     node.mgState = state;                            // for the tests and the benchmark
 
+    function applySettings(s) {                      // s: {temperature, top_k, top_p, seed, length}
+      T.input.value = String(s.temperature);
+      K.input.value = String(s.top_k === null || s.top_k === undefined ? V : s.top_k);
+      P.input.value = String(s.top_p === null || s.top_p === undefined ? 1 : s.top_p);
+      if (s.seed !== undefined) { seed.value = String(s.seed); }
+      if (s.length !== undefined) { length.value = String(s.length); }
+    }
     function settings() {
       var k = parseInt(K.input.value, 10), p = parseFloat(P.input.value);
       return {temperature: parseFloat(T.input.value), topK: k >= V ? null : k, topP: p >= 1 ? null : p};
@@ -77,8 +114,21 @@
       P.value.textContent = s.topP === null ? "off (1.00)" : s.topP.toFixed(2);
     }
 
+    function barRow(id, probs, drawn, rank) {
+      var isKept = probs[id] > 0;
+      var fill = el("div", {"class": "mg-bar-fill"});
+      fill.style.width = (100 * probs[id]).toFixed(2) + "%";
+      return el("div", {"class": "mg-bar" + (isKept ? " mg-kept-token" : " mg-cut-token") +
+                        (id === drawn ? " mg-drawn" : ""), "data-token": tok.chars[id], "data-rank": String(rank)}, [
+        el("span", {"class": "mg-bar-label", text: MG.showChar(tok.chars[id])}),
+        el("div", {"class": "mg-bar-track"}, [fill]),
+        el("span", {"class": "mg-bar-value", text: isKept ? (100 * probs[id]).toFixed(1) + "%" : "cut"})
+      ]);
+    }
+
     // The bars: the SHOWN most likely tokens (by logit), each with its probability after the
-    // filters; tokens the filters cut are drawn hollow. `drawn` marks the sampled token.
+    // filters; tokens the filters cut are drawn hollow. `drawn` marks the sampled token, which
+    // always gets a bar: below the others, with its rank, when it is not among the SHOWN.
     function drawDistribution(logits, s, drawn, title) {
       var probs = MG.filterProbs(logits, s.temperature, s.topK, s.topP);
       var order = [];
@@ -91,21 +141,24 @@
          probs[drawn].toFixed(3));
       kept.setAttribute("data-kept", String(nKept));
       bars.textContent = "";
-      order.slice(0, SHOWN).forEach(function (id) {
-        var isKept = probs[id] > 0;
-        var fill = el("div", {"class": "mg-bar-fill"});
-        fill.style.width = (100 * probs[id]).toFixed(2) + "%";
-        bars.appendChild(el("div", {"class": "mg-bar" + (isKept ? " mg-kept-token" : " mg-cut-token") +
-                                    (id === drawn ? " mg-drawn" : ""), "data-token": tok.chars[id]}, [
-          el("span", {"class": "mg-bar-label", text: MG.showChar(tok.chars[id])}),
-          el("div", {"class": "mg-bar-track"}, [fill]),
-          el("span", {"class": "mg-bar-value", text: isKept ? (100 * probs[id]).toFixed(1) + "%" : "cut"})
-        ]));
-      });
-      var rest = 0;
-      order.slice(SHOWN).forEach(function (id) { rest += probs[id]; });
-      bars.appendChild(el("div", {"class": "mg-bar-rest", text: "the other " + (V - SHOWN) + " tokens: " +
+      order.slice(0, SHOWN).forEach(function (id, rank) { bars.appendChild(barRow(id, probs, drawn, rank + 1)); });
+      var drawnRank = drawn === null ? -1 : order.indexOf(drawn), rest = 0, others = V - SHOWN;
+      order.slice(SHOWN).forEach(function (id) { if (id !== drawn) { rest += probs[id]; } });
+      if (drawnRank >= SHOWN) {
+        others -= 1;
+        bars.appendChild(el("div", {"class": "mg-bar-rest", text: "… the drawn character ranks " +
+                                    (drawnRank + 1) + " of " + V + ":"}));
+        bars.appendChild(barRow(drawn, probs, drawn, drawnRank + 1));
+      }
+      bars.appendChild(el("div", {"class": "mg-bar-rest", text: "the other " + others + " tokens: " +
                                   (100 * rest).toFixed(1) + "%"}));
+    }
+
+    function clearDistribution(title) {
+      panelTitle.textContent = title;
+      kept.textContent = "";
+      kept.removeAttribute("data-kept");
+      bars.textContent = "";
     }
 
     function showPromptDistribution() {
@@ -114,25 +167,77 @@
                        "Next character after the prompt, with the settings above:");
     }
 
+    function deselect() {
+      state.selected = -1;
+      Array.prototype.forEach.call(output.querySelectorAll(".mg-char.mg-selected"), function (span) {
+        span.classList.remove("mg-selected");
+        span.setAttribute("aria-pressed", "false");
+      });
+    }
+
+    // The prompt as ids, or null with the reason shown (and stale bars and output cleared).
     function readPrompt() {
+      var chars = Array.from(prompt.value);
       promptError.textContent = "";
+      promptNote.textContent = "";
+      var visible = chars;
+      if (chars.length > maxPrompt) {
+        visible = chars.slice(chars.length - maxPrompt);
+        promptNote.textContent = "Your prompt has " + chars.length + " characters; the model's window holds " +
+          blockSize + ", so it reads only the last " + maxPrompt + " (the first " + (chars.length - maxPrompt) +
+          " are cut, from " + JSON.stringify(chars.slice(0, Math.min(12, chars.length - maxPrompt)).join("")) +
+          (chars.length - maxPrompt > 12 ? "…" : "") + ").";
+      }
       try {
-        var ids = tok.encode(prompt.value);
-        if (ids.length === 0) { throw new Error("the prompt is empty: type at least one character."); }
-        return ids;
+        if (visible.length === 0) { throw new Error("the prompt is empty: type at least one character."); }
+        return tok.encode(visible.join(""));
       } catch (e) {
-        promptError.textContent = e.message;
+        var offset = chars.length - visible.length;
+        promptError.textContent = e.position === undefined ? e.message
+          : e.message.replace("at position " + e.position, "at position " + (e.position + offset));
         return null;
       }
     }
 
-    function refreshPrompt() {                       // recompute the prompt's next-token logits
+    function readFields() {                          // seed and length, never clamped behind the reader's back
+      var messages = [];
+      var s = wholeNumber(seed.value, 0, MAX_SEED, "seed"), n = wholeNumber(length.value, 1, maxPrompt, "characters");
+      seed.setAttribute("aria-invalid", s.error ? "true" : "false");
+      length.setAttribute("aria-invalid", n.error ? "true" : "false");
+      if (s.error) { messages.push(s.error); }
+      if (n.error) { messages.push(n.error); }
+      fieldError.textContent = messages.join(" ");
+      state.seed = s.error ? null : s.value;
+      state.length = n.error ? null : n.value;
+      return !messages.length;
+    }
+
+    function running() { return state.run !== null && !state.run.done; }
+    function updateGo() {
+      go.disabled = state.promptIds === null || state.seed === null || state.length === null || running();
+    }
+
+    function refreshPrompt() {                       // bring the prefill up to the prompt on screen
       var ids = readPrompt();
       state.promptIds = ids;
-      go.disabled = ids === null || (state.run !== null && !state.run.done);
-      if (ids === null) { return; }
-      state.promptLogits = model.nextLogits(ids, model.newCaches());
-      if (state.run === null || state.run.done) { showPromptDistribution(); }
+      if (ids === null) {
+        state.promptLogits = null;
+        if (!running()) {                            // bars and text of an older prompt would mislead
+          state.run = null;
+          deselect();
+          output.textContent = "";
+          clearDistribution("No distribution: the prompt above has an error.");
+          status.textContent = "Fix the prompt to generate.";
+        }
+        updateGo();
+        return;
+      }
+      // A run decodes from its own copy of the caches, so the prefill can follow the prompt
+      // even between a run's chunks (JavaScript runs one of them at a time).
+      state.prefilledPositions = prefill.update(ids);
+      state.promptLogits = prefill.logits;
+      if (state.selected < 0) { showPromptDistribution(); }
+      updateGo();
     }
 
     function select(index) {                          // show the distribution of generated char i
@@ -157,29 +262,39 @@
 
     function finish(message) {
       if (state.timer) { root.clearTimeout(state.timer); state.timer = null; }
-      go.disabled = state.promptIds === null;
+      var hadFocus = root.document.activeElement === stop || root.document.activeElement === root.document.body;
       stop.disabled = true;
       if (state.run) { state.run.done = true; }
       status.textContent = message;
+      announce.textContent = message;
+      refreshPrompt();                                // the prompt may have changed during the run
+      if (hadFocus && !go.disabled) { go.focus(); }
     }
 
     function generate() {
-      var ids = readPrompt();
-      if (ids === null) { return; }
-      var n = Math.max(1, Math.min(parseInt(length.value, 10) || 1, blockSize - ids.length));
-      var s = settings(), seedValue = (parseInt(seed.value, 10) >>> 0);
-      seed.value = String(seedValue);
-      var choose = MG.sampler(s, new MG.Rng(seedValue));
-      var gen = model.generator(ids, choose);
+      refreshPrompt();                                // usually nothing left to do: typed positions are cached
+      readFields();
+      updateGo();
+      if (go.disabled) { return; }
       var started = root.performance.now();
+      var ids = state.promptIds, wanted = state.length, seedValue = state.seed;
+      var n = Math.min(wanted, blockSize - ids.length);
+      var s = settings();
+      var choose = MG.sampler(s, new MG.Rng(seedValue));
+      var gen = model.generator(ids, choose, prefill);
       state.run = {settings: s, seed: seedValue, ids: [], history: choose.history, started: started,
-                   firstTokenMs: null, finishedMs: null, done: false};
-      state.selected = -1;
+                   firstTokenMs: null, finishedMs: null, done: false, usedPrefill: prefill.matches(ids)};
+      deselect();
       output.textContent = "";
-      output.appendChild(el("span", {"class": "mg-prompt-text", text: prompt.value}));
+      output.appendChild(el("span", {"class": "mg-prompt-text", text: tok.decode(ids)}));
+      var hadFocus = root.document.activeElement === go;
       go.disabled = true;
       stop.disabled = false;
+      if (hadFocus) { stop.focus(); }               // a disabled button would drop focus to the page
       state.stopped = false;
+      var fits = n < wanted ? " (only " + n + " of the " + wanted + " asked for fit in the " + blockSize +
+        "-character window after this prompt)" : "";
+      announce.textContent = "Generating " + n + " characters" + fits + ".";
       var run = state.run;
       function chunk() {
         var deadline = root.performance.now() + 15;   // keep the page responsive: ~60 frames/s
@@ -189,19 +304,21 @@
           var ch = tok.chars[id];
           var span = el("span", {"class": "mg-char" + (ch === "\n" ? " mg-newline" : ""), role: "button",
                                  tabindex: index === 0 ? "0" : "-1", "data-index": String(index),
+                                 "aria-pressed": "false",
                                  "aria-label": "character " + (index + 1) + ": " + JSON.stringify(ch),
                                  text: ch === "\n" ? "↵\n" : ch});
           output.appendChild(span);
           if (run.firstTokenMs === null) { run.firstTokenMs = root.performance.now() - started; }
         }
         var elapsed = (root.performance.now() - started) / 1000;
-        status.textContent = run.ids.length + " characters, " + (run.ids.length / elapsed).toFixed(0) +
-          " characters/s, first after " + run.firstTokenMs.toFixed(0) + " ms";
+        status.textContent = run.ids.length + " of " + n + " characters, " +
+          (run.ids.length / elapsed).toFixed(0) + " characters/s, first after " + run.firstTokenMs.toFixed(0) + " ms";
         if (run.ids.length >= n || state.stopped) {
           run.finishedMs = root.performance.now() - started;
           var full = ids.length + run.ids.length >= blockSize ? " The context window (" + blockSize +
             " characters) is full." : "";
-          finish(status.textContent + " (seed " + seedValue + ")." + full + " Click a character to see its distribution.");
+          finish((state.stopped ? "Stopped: " : "Done: ") + status.textContent + fits + " (seed " + seedValue + ")." +
+                 full + " Click a character to see its distribution.");
           return;
         }
         state.timer = root.setTimeout(chunk, 0);
@@ -232,19 +349,41 @@
       }
     });
     [T, K, P].forEach(function (s) {
-      s.input.addEventListener("input", function () { showSettings(); showPromptDistribution(); });
+      // New settings describe the next draw, not a character already drawn: leave the
+      // character's panel and show the prompt's distribution under the new settings.
+      s.input.addEventListener("input", function () { showSettings(); deselect(); showPromptDistribution(); });
     });
-    var debounce = null;
-    prompt.addEventListener("input", function () {
-      root.clearTimeout(debounce);
-      debounce = root.setTimeout(refreshPrompt, 250);
+    var pending = null;
+    prompt.addEventListener("input", function () {   // coalesce a burst of keystrokes into one update
+      root.clearTimeout(pending);
+      pending = root.setTimeout(refreshPrompt, 30);
+    });
+    [seed, length].forEach(function (field) {
+      field.addEventListener("input", function () { readFields(); updateGo(); });
     });
     newSeed.addEventListener("click", function () {
       seed.value = String(Math.floor(Math.random() * 1e6));
+      readFields();
+      updateGo();
     });
+    if (examples) {
+      examples.addEventListener("click", function (event) {
+        var button = event.target.closest ? event.target.closest("[data-example]") : null;
+        if (!button || running()) { return; }
+        var example = config.examples[+button.getAttribute("data-example")];
+        prompt.value = example.prompt;
+        applySettings(example);
+        showSettings();
+        readFields();
+        refreshPrompt();
+        generate();
+      });
+    }
     go.addEventListener("click", generate);
     stop.addEventListener("click", function () { state.stopped = true; });
+    applySettings({temperature: config.temperature, top_k: config.top_k, top_p: config.top_p, seed: config.seed});
     showSettings();
+    readFields();
     refreshPrompt();
     status.textContent = "Press Generate.";
   };

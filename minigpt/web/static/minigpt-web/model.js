@@ -198,6 +198,15 @@
     this.maxLen = maxLen;
     this.length = 0;
   }
+  // A copy to decode from, so the original (a prompt's prefill) stays reusable.
+  KVCache.prototype.clone = function () {
+    var copy = Object.create(KVCache.prototype);
+    copy.k = this.k.slice();
+    copy.v = this.v.slice();
+    copy.maxLen = this.maxLen;
+    copy.length = this.length;
+    return copy;
+  };
   MG.KVCache = KVCache;
 
   function attention(qkv, T, cfg, cache, rope, y, weights, scratch) {
@@ -256,8 +265,8 @@
   }
 
   // [block:mlp] ------------------------------------------------------------------------
-  // MLP: C -> 4C -> GELU -> C. GELU is the exact one, x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)),
-  // as nn.GELU() computes it. JavaScript has no Math.erf: this is the classic Chebyshev fit
+  // MLP: C -> 4C -> GELU -> C. GELU is the exact one by default, x * Phi(x) =
+  // 0.5 x (1 + erf(x / sqrt 2)), as nn.GELU() computes it. JavaScript has no Math.erf: this is the classic Chebyshev fit
   // of erfc (Numerical Recipes' erfcc), fractional error below 1.2e-7 everywhere, about the
   // rounding error of float32 itself, at the cost of one exp.
   function erf(x) {
@@ -268,10 +277,14 @@
     return x >= 0 ? 1 - erfc : erfc - 1;
   }
   function gelu(v) { return 0.5 * v * (1 + erf(v / Math.SQRT2)); }
+  // GPT-2's tanh approximation, nn.GELU(approximate="tanh") (config.gelu === "tanh"): it
+  // differs from the exact GELU by up to ~5e-4, so a model trained with it must run with it.
+  var TANH_SCALE = Math.sqrt(2 / Math.PI);
+  function geluTanh(v) { return 0.5 * v * (1 + Math.tanh(TANH_SCALE * (v + 0.044715 * v * v * v))); }
 
-  function mlp(x, T, C, p, hidden, out) {
+  function mlp(x, T, C, p, hidden, out, activation) {
     linear(x, T, C, p.c_fc_w, p.c_fc_b, 4 * C, hidden);             // (T, 4C)
-    for (var i = 0; i < T * 4 * C; i++) { hidden[i] = gelu(hidden[i]); }
+    for (var i = 0; i < T * 4 * C; i++) { hidden[i] = activation(hidden[i]); }
     return linear(hidden, T, 4 * C, p.c_proj_w, p.c_proj_b, C, out); // (T, C)
   }
 
@@ -291,7 +304,7 @@
     for (i = 0; i < T * C; i++) { x[i] += out[i]; }
     if (!pre) { layerNorm(x, T, C, p.ln_1_w, p.ln_1_b, x); }
     input = pre ? layerNorm(x, T, C, p.ln_2_w, p.ln_2_b, h) : x;
-    mlp(input, T, C, p, hidden, out);
+    mlp(input, T, C, p, hidden, out, cfg.gelu === "tanh" ? geluTanh : gelu);
     for (i = 0; i < T * C; i++) { x[i] += out[i]; }
     if (!pre) { layerNorm(x, T, C, p.ln_2_w, p.ln_2_b, x); }
     return x;
@@ -350,9 +363,11 @@
   };
 
   // ids (T,) new tokens -> final hidden states (T, C) before ln_f; the caches hold earlier
-  // positions. With weights = [] it also collects every layer's (H, T, S) attention.
-  // The result lives in the model's scratch buffer: read it before the next call.
-  Model.prototype.hidden = function (ids, caches, weights) {
+  // positions. With weights = [] it also collects every layer's (H, T, S) attention; with
+  // residuals = [] a copy of the residual stream (T, C) after the embedding and after each
+  // block (n_layer + 1 arrays). The result lives in the model's scratch buffer: read it
+  // before the next call.
+  Model.prototype.hidden = function (ids, caches, weights, residuals) {
     var cfg = this.config, C = cfg.n_embd, T = ids.length, start = caches[0].length;
     if (T === 0) { throw new Error("no tokens: give at least one character"); }
     if (start + T > cfg.block_size) {
@@ -367,6 +382,7 @@
         x[t * C + i] = this.wte[tok + i] + p;
       }
     }
+    if (residuals) { residuals.push(x.slice(0, T * C)); }
     for (var l = 0; l < cfg.n_layer; l++) {
       var layerWeights = null;
       if (weights) {
@@ -375,6 +391,7 @@
         weights.push(layerWeights);
       }
       block(x, T, cfg, this.blocks[l], caches[l], this.rope, layerWeights, this.scratch);
+      if (residuals) { residuals.push(x.slice(0, T * C)); }
     }
     return x;
   };
@@ -406,21 +423,63 @@
     return this.head(x.subarray((ids.length - 1) * C), 1);
   };
 
+  // What each layer predicts (the "logit lens"): ln_f and the tied head applied to the
+  // residual stream after the embedding and after every block, as if the model stopped
+  // there. Returns n_layer + 1 arrays of logits (T, V); the last one is forward(ids).
+  // The twin of minigpt.viz.layer_logits.
+  Model.prototype.layerLogits = function (ids) {
+    var residuals = [], self = this, T = ids.length;
+    this.hidden(ids, this.newCaches(), null, residuals);
+    return residuals.map(function (x) { return self.head(x, T); });
+  };
+
+  // A prompt kept ready to decode from: its KV caches and next-token logits, updated as the
+  // reader edits it. update(ids) reuses every cached position the new prompt shares with the
+  // old one (typing at the end costs one token), so Generate starts from finished work.
+  function Prefill(model) {
+    this.model = model;
+    this.ids = [];
+    this.caches = model.newCaches();
+    this.logits = null;
+  }
+  Prefill.prototype.update = function (ids) {
+    var shared = 0, old = this.ids;
+    while (shared < old.length && shared < ids.length && old[shared] === ids[shared]) { shared++; }
+    if (shared === ids.length && shared === old.length && this.logits) { return 0; }
+    shared = Math.min(shared, ids.length - 1);      // the last token's row gives the logits
+    this.caches.forEach(function (cache) { cache.length = shared; });   // rows past it are stale
+    this.logits = this.model.nextLogits(ids.slice(shared), this.caches);
+    this.ids = ids.slice();
+    return ids.length - shared;                     // how many positions were computed
+  };
+  Prefill.prototype.matches = function (ids) {
+    if (!this.logits || ids.length !== this.ids.length) { return false; }
+    for (var i = 0; i < ids.length; i++) { if (ids[i] !== this.ids[i]) { return false; } }
+    return true;
+  };
+  MG.Prefill = Prefill;
+
   // [block:generate] -------------------------------------------------------------------
   // A generator that yields one token per call of .step(), as MiniGPT.generate does:
   // prefill the prompt into the KV caches, then feed one new token per step. Past
   // block_size the window slides and every step recomputes it (cached keys would be stale),
   // exactly as the Python does. `choose(logits)` returns the next id (greedy, or a sampler
   // from sampling.js).
-  Model.prototype.generator = function (promptIds, choose) {
+  // With `prefill` (a Prefill whose ids are promptIds) the first step reuses its caches
+  // (copied, so the prefill stays ready for the next run) and its logits: no prompt pass.
+  Model.prototype.generator = function (promptIds, choose, prefill) {
     var self = this, ids = promptIds.slice(), caches = null, blockSize = this.config.block_size;
     if (ids.length === 0) { throw new Error("the prompt is empty: give at least one character"); }
+    var ready = prefill && prefill.matches(ids) && ids.length <= blockSize ? prefill : null;
     return {
       ids: ids,
       step: function () {
         var logits;
         if (ids.length <= blockSize) {
-          if (caches === null) { caches = self.newCaches(); logits = self.nextLogits(ids, caches); }
+          if (caches === null && ready) {
+            caches = ready.caches.map(function (cache) { return cache.clone(); });
+            logits = ready.logits;
+          } else if (caches === null) { caches = self.newCaches(); logits = self.nextLogits(ids, caches); }
           else { logits = self.nextLogits(ids.slice(-1), caches); }
         } else {
           logits = self.nextLogits(ids.slice(-blockSize), self.newCaches());
@@ -447,6 +506,8 @@
 
   MG.Model = Model;
   MG.erf = erf;
+  MG.gelu = gelu;
+  MG.geluTanh = geluTanh;
   MG.layerNorm = layerNorm;
 
   // Asset loading. An asset is a .js file that registers itself in MINIGPT_WEB_MODELS, so it

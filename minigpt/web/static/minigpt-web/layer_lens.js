@@ -1,0 +1,156 @@
+/* Chapter 10's "what each layer predicts" view (the logit lens), on the reader's own text.
+ *
+ * model.layerLogits(ids) applies the final LayerNorm and the tied head to the residual stream
+ * after the embedding and after every block (the twin of minigpt.viz.layer_logits). For the
+ * chosen position the table shows each layer's most likely next characters, and where the
+ * character that really comes next in the text ranks.
+ */
+(function (root) {
+  "use strict";
+  var MG = root.MiniGPTWeb = root.MiniGPTWeb || {};
+  MG.widgets = MG.widgets || {};
+  var el = function (t, a, c) { return MG.el(t, a, c); };
+
+  function softmax(logits, offset, V) {
+    var max = -Infinity, total = 0, probs = new Float64Array(V), i;
+    for (i = 0; i < V; i++) { if (logits[offset + i] > max) { max = logits[offset + i]; } }
+    for (i = 0; i < V; i++) { probs[i] = Math.exp(logits[offset + i] - max); total += probs[i]; }
+    for (i = 0; i < V; i++) { probs[i] /= total; }
+    return probs;
+  }
+  // The k most likely ids of probs, best first (ties by the lower id, as everywhere in the book).
+  function topIds(probs, k) {
+    var order = [];
+    for (var i = 0; i < probs.length; i++) { order.push(i); }
+    order.sort(function (a, b) { return (probs[b] - probs[a]) || (a - b); });
+    return {top: order.slice(0, k), order: order};
+  }
+  MG.layerTop = function (layerLogits, position, V, k) {   // [{ids, probs}] per layer, for the tests
+    return layerLogits.map(function (logits) {
+      var probs = softmax(logits, position * V, V), top = topIds(probs, k).top;
+      return {ids: top, probs: top.map(function (id) { return probs[id]; })};
+    });
+  };
+
+  MG.widgets.layers = function (node, model, config) {
+    var cfg = model.config, V = cfg.vocab_size, tok = model.tokenizer, k = config.top_k, maxChars = config.max_chars;
+    var uid = Math.random().toString(36).slice(2, 8);
+    var header = el("div", {"class": "mg-caption", "data-mg": "model", text: "Model: " + MG.describeModel(model)});
+    var text = el("textarea", {id: "mg-lens-text-" + uid, rows: "2", "data-mg": "text", spellcheck: "false"});
+    text.value = config.text;
+    var error = el("div", {"class": "mg-error", "data-mg": "text-error", role: "alert"});
+    var chars = el("div", {"class": "mg-output mg-lens-chars", "data-mg": "positions", role: "radiogroup",
+                           "aria-label": "position to read: arrow keys move"});
+    var title = el("div", {"class": "mg-panel-title", "data-mg": "lens-title", "aria-live": "polite"});
+    var table = el("table", {"class": "mg-lens", "data-mg": "lens"});
+    node.appendChild(el("div", {"class": "mg-card"}, [
+      header,
+      el("label", {"for": text.id, "class": "mg-block-label", text: "Text"}), text, error,
+      el("div", {"class": "mg-caption", text: "Pick a position (click a character, or focus one and use the arrow " +
+                 "keys): each row is what the model would predict for the next character if it stopped after " +
+                 "that layer."}),
+      chars, title, el("div", {"class": "mg-lens-box"}, [table])
+    ]));
+
+    var state = {chars: null, logits: null, position: -1, stale: false};
+    node.mgState = state;
+
+    function drawTable() {
+      var p = state.position, T = state.chars.length, next = p + 1 < T ? tok.stoi[state.chars[p + 1]] : null;
+      title.textContent = "After " + JSON.stringify(state.chars.slice(Math.max(0, p - 11), p + 1).join("")) +
+        " (position " + p + ")" + (next === null ? ", the end of the text:" :
+        "; the text continues with " + JSON.stringify(state.chars[p + 1]) + ":");
+      table.textContent = "";
+      var head = el("tr", {}, [el("th", {text: "stopped after"})]);
+      for (var r = 0; r < k; r++) { head.appendChild(el("th", {text: "#" + (r + 1)})); }
+      if (next !== null) { head.appendChild(el("th", {text: "next " + JSON.stringify(state.chars[p + 1])})); }
+      table.appendChild(el("thead", {}, [head]));
+      var body = el("tbody");
+      state.logits.forEach(function (logits, layer) {
+        var probs = softmax(logits, p * V, V), ranked = topIds(probs, k);
+        var name = layer === 0 ? "embedding" : "block " + (layer - 1) + (layer === cfg.n_layer ? " (output)" : "");
+        var row = el("tr", {"data-layer": String(layer)}, [el("th", {scope: "row", text: name})]);
+        ranked.top.forEach(function (id) {
+          row.appendChild(el("td", {"class": id === next ? "mg-lens-hit" : "", "data-token": tok.chars[id]}, [
+            el("span", {"class": "mg-lens-char", text: MG.showChar(tok.chars[id])}),
+            el("span", {"class": "mg-lens-p", text: " " + (100 * probs[id]).toFixed(0) + "%"})]));
+        });
+        if (next !== null) {
+          row.appendChild(el("td", {"class": "mg-lens-next", text: (100 * probs[next]).toFixed(1) + "% (rank " +
+                                    (ranked.order.indexOf(next) + 1) + ")"}));
+        }
+        body.appendChild(row);
+      });
+      table.appendChild(body);
+    }
+
+    function choose(position, focus) {
+      var spans = chars.querySelectorAll(".mg-char");
+      if (position < 0 || position >= spans.length) { return; }
+      state.position = position;
+      Array.prototype.forEach.call(spans, function (span, i) {
+        var on = i === position;
+        span.classList.toggle("mg-selected", on);
+        span.setAttribute("aria-checked", on ? "true" : "false");
+        span.setAttribute("tabindex", on ? "0" : "-1");
+      });
+      drawTable();
+      if (focus) { spans[position].focus(); }
+    }
+
+    function compute() {
+      error.textContent = "";
+      var list = Array.from(text.value), ids;
+      try {
+        if (list.length === 0) { throw new Error("the text is empty: type at least one character."); }
+        if (list.length > maxChars) {
+          throw new Error("the text has " + list.length + " characters; this view reads at most " + maxChars +
+                          ": shorten it.");
+        }
+        ids = tok.encode(text.value);
+      } catch (e) {
+        error.textContent = e.message;
+        state.stale = true;
+        chars.classList.add("mg-stale");
+        table.classList.add("mg-stale");
+        title.textContent = state.logits ? "The greyed table is for the previous text; fix the text to update it." : "";
+        return;
+      }
+      state.stale = false;
+      chars.classList.remove("mg-stale");
+      table.classList.remove("mg-stale");
+      state.chars = list;
+      state.logits = model.layerLogits(ids);
+      chars.textContent = "";
+      list.forEach(function (ch, i) {
+        chars.appendChild(el("span", {"class": "mg-char" + (ch === "\n" ? " mg-newline" : ""), role: "radio",
+                                      "aria-checked": "false", tabindex: "-1", "data-index": String(i),
+                                      "aria-label": "position " + i + ": " + JSON.stringify(ch),
+                                      text: ch === "\n" ? "↵\n" : ch}));
+      });
+      var wanted = config.position === null || config.position === undefined ? list.length - 1 : config.position;
+      choose(Math.max(0, Math.min(list.length - 1, state.position >= 0 ? state.position : wanted)), false);
+    }
+
+    chars.addEventListener("click", function (event) {
+      var target = event.target.closest ? event.target.closest(".mg-char") : null;
+      if (target && !state.stale) { choose(+target.getAttribute("data-index"), true); }
+    });
+    chars.addEventListener("keydown", function (event) {
+      if (state.stale) { return; }
+      var count = state.chars.length;
+      var next = {ArrowRight: state.position + 1, ArrowLeft: state.position - 1, Home: 0, End: count - 1}[event.key];
+      if (next === undefined) { return; }
+      event.preventDefault();
+      choose(Math.max(0, Math.min(count - 1, next)), true);
+    });
+    var debounce = null;
+    text.addEventListener("input", function () {
+      root.clearTimeout(debounce);
+      debounce = root.setTimeout(function () { state.position = -1; compute(); }, 150);
+    });
+    compute();
+  };
+
+  if (MG.mountAll) { MG.mountAll(); }
+})(typeof globalThis !== "undefined" ? globalThis : this);
