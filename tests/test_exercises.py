@@ -78,6 +78,45 @@ def test_same_compares_structure():
     assert same(0.1 + 0.2, 0.3) and not same(1, 2)
 
 
+def test_same_is_strict_about_dtype_device_and_nan():
+    t = torch.tensor([[0.25, 0.75], [1.0, 0.0]])
+    assert same(t, t.clone())
+    assert not same(t.bool(), t.bool().float())               # a bool answer only for a bool question
+    assert not same(torch.ones(2, 2, dtype=torch.bool), t) and not same(t, t.bool())
+    assert not same(t.double(), t) and not same(t.to(torch.complex64), t)
+    assert not same(t.long(), t) and not same(torch.empty(2, 2, device="meta"), t)
+    nan = torch.full((2, 2), float("nan"))
+    assert not same(nan, t) and same(nan, nan.clone())       # NaN only where NaN is expected
+    assert not same(True, 1) and not same(1, True) and same(True, True)
+    assert same({"a": t}, {"a": t.clone()}) and not same({"a": t}, {"b": t})
+
+
+def test_differences_are_named_by_form_before_values():
+    from minigpt.exercises.core import describe_difference
+    t = torch.tensor([[0.25, 0.75], [1.0, 0.0]])
+    assert "meta device" in describe_difference(t, torch.empty(2, 2, device="meta"))
+    assert "complex" in describe_difference(t, t.to(torch.complex64))
+    said = describe_difference(t, t.double())
+    assert "torch.float64" in said and "values would agree" in said
+    said = describe_difference(t, torch.ones(2, 2, dtype=torch.bool))
+    assert "bool" in said and "values differ" in said
+    said = describe_difference(t, torch.tensor([[0.25, float("nan")], [1.0, 0.0]]))
+    assert "got NaN" in said and "(0, 1)" in said and "inf" not in said
+    ids = torch.tensor([[3, 4, 5]])
+    said = describe_difference(ids, torch.tensor([[3, 9, 5]]))
+    assert "shape is right" not in said and "expected 4, got 9" in said
+    said = describe_difference(torch.tensor(0.5), torch.tensor(0.25))
+    assert "shape is right" not in said and "expected 0.5000, got 0.2500" in said
+
+
+def test_a_torch_not_implemented_error_is_not_an_unsolved_exercise():
+    def uses_meta(x):
+        return torch.empty(3, device="meta").nonzero()      # torch: no meta kernel
+    exercise = Exercise("x", reference=lambda x: x, cases=lambda: [Case("x", (torch.ones(3),))])
+    result = exercise.check(uses_meta)
+    assert result.status == FAILED and "NotImplementedError" in result.message
+
+
 def test_check_answer():
     assert ex.check_answer("q", 8, 8, "because").passed
     wrong = ex.check_answer("q", 4, 8, "because", wrong={4: "you counted heads, not layers"})

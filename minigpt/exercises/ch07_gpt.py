@@ -7,7 +7,7 @@ import torch
 from ..config import GPTConfig
 from ..dropout import dropout
 from ..model import MiniGPT
-from .core import Case, CheckResult, Exercise, Mistake
+from .core import Case, CheckResult, Exercise, Mistake, require_tensor_like
 
 
 # ------------------------------------------------------------------------------ dropout
@@ -19,9 +19,7 @@ def _summary(solution, case: Case):
     and the single factor every kept entry is multiplied by."""
     x, p, training = case.args
     torch.manual_seed(0)
-    out = solution(x.clone(), p, training)
-    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
-        return {"output shape": tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}
+    out = require_tensor_like(solution(x.clone(), p, training), x)
     dropped = out == 0
     ratio = out[~dropped] / x[~dropped]
     if ratio.numel() == 0:

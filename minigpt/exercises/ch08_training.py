@@ -10,7 +10,7 @@ import torch
 from ..config import GPTConfig
 from ..model import MiniGPT
 from ..train import TrainConfig, make_optimizer
-from .core import Case, CheckResult, Exercise, Mistake
+from .core import Case, CheckResult, Exercise, Mistake, require_number
 
 
 # ------------------------------------------------------------- warm-up + cosine schedule
@@ -23,7 +23,8 @@ def _schedule(solution, case: Case) -> torch.Tensor:
     """The solution's learning rate at every step of the case (index = step), as a tensor."""
     settings = case.kwargs
     steps = range(settings["max_iters"] + case.args[0])          # a few steps past the end too
-    return torch.tensor([float(solution(step, **settings)) for step in steps], dtype=torch.float64)
+    return torch.tensor([require_number(solution(step, **settings), f"the learning rate at step {step}")
+                         for step in steps], dtype=torch.float64)
 
 
 def _lr_cases() -> list[Case]:
@@ -150,7 +151,7 @@ def _clipped(solution, case: Case):
     both work."""
     grads, max_norm = case.args
     clipped, norm = solution([g.clone() for g in grads], max_norm)
-    return (*clipped, float(norm))
+    return (*clipped, require_number(norm, "the norm you returned"))
 
 
 def _grads(shapes, scale, seed):
@@ -266,9 +267,9 @@ def _decay_split(solution, case: Case):
     model = MiniGPT(case.args[0])
     seen: dict[int, list[str]] = {id(p): [] for p in model.parameters()}
     for group in solution(model, 0.1):
+        decay = require_number(group.get("weight_decay", 0.0), "a group's weight_decay")
         for p in group["params"]:
-            seen.setdefault(id(p), []).append("decayed" if group.get("weight_decay", 0.0) > 0
-                                              else "not decayed")
+            seen.setdefault(id(p), []).append("decayed" if decay > 0 else "not decayed")
     status = {1: None, 0: "missing from every group"}
     lines = [f"{name}: {status.get(len(seen[id(p)]), 'in two groups') or seen[id(p)][0]}"
              for name, p in model.named_parameters()]

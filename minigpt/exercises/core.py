@@ -109,47 +109,185 @@ def qkv(B: int, H: int, T: int, D: int, seed: int, scale: float = 1.0):
 
 
 # ------------------------------------------------------------------ comparing outputs
-def same(a: Any, b: Any, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
-    """True when a and b agree: tensors by shape and value, sequences element-wise."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+# Dtypes are compared strictly: an answer must have the reference's dtype. A bool or integer
+# tensor is never "close" to a float one, and float64 is refused too, although its values
+# may be right: every tensor the book's model sees is float32, and a float64 one either
+# promotes everything it touches (twice the memory, a fraction of the speed on a GPU) or
+# stops nn.Linear with "mat1 and mat2 must have the same dtype". The answer says so, and
+# says whether the values would have been right. Complex answers and tensors on the meta
+# device (a shape with no values) fail with a message of their own.
+def _kind(t: torch.Tensor) -> str:
+    if t.dtype == torch.bool:
+        return "bool"
+    if t.is_complex():
+        return "complex"
+    return "floating-point" if t.is_floating_point() else "integer"
+
+
+def _values(t: torch.Tensor) -> torch.Tensor:
+    """The values as a CPU tensor comparable across dtypes (float64, or int64 for integers)."""
+    t = t.detach().cpu()
+    return t.long() if _kind(t) in ("bool", "integer") else t.double()
+
+
+def _values_agree(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> bool:
+    if _kind(a) in ("bool", "integer") or _kind(b) in ("bool", "integer"):
+        return bool(torch.equal(_values(a), _values(b)))
+    return bool(torch.allclose(_values(a), _values(b), atol=atol, rtol=rtol, equal_nan=True))
+
+
+def _comparable(got: torch.Tensor, expected: torch.Tensor) -> bool:
+    return (got.device.type != "meta" and expected.device.type != "meta" and not got.is_complex()
+            and got.dtype == expected.dtype and got.shape == expected.shape)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def same(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
+    """True when the answer `got` agrees with `expected`: tensors by device, dtype, shape and
+    value (floats to the tolerances, NaN only where NaN is expected; integers and bools exactly),
+    sequences and dicts element-wise, numbers by value (a bool only where a bool is expected)."""
+    if isinstance(got, torch.Tensor) or isinstance(expected, torch.Tensor):
+        if not (isinstance(got, torch.Tensor) and isinstance(expected, torch.Tensor)):
             return False
-        if a.shape != b.shape:
-            return False
-        if a.dtype == torch.bool or b.dtype == torch.bool:
-            return bool(torch.equal(a.bool(), b.bool()))
-        return bool(torch.allclose(a.detach().double().cpu(), b.detach().double().cpu(),
-                                   atol=atol, rtol=rtol, equal_nan=True))
-    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
-        return len(a) == len(b) and all(same(x, y, atol, rtol) for x, y in zip(a, b))
-    if isinstance(a, float) or isinstance(b, float):
-        try:
-            return math.isclose(float(a), float(b), rel_tol=rtol, abs_tol=atol)
-        except (TypeError, ValueError):
-            return False
-    return a == b
+        return _comparable(got, expected) and _values_agree(got, expected, atol, rtol)
+    if isinstance(got, (tuple, list)) and isinstance(expected, (tuple, list)):
+        return len(got) == len(expected) and all(same(g, e, atol, rtol) for g, e in zip(got, expected))
+    if isinstance(got, dict) and isinstance(expected, dict):
+        return got.keys() == expected.keys() and all(same(got[k], expected[k], atol, rtol) for k in got)
+    if isinstance(got, bool) or isinstance(expected, bool):
+        return isinstance(got, bool) and isinstance(expected, bool) and got == expected
+    if _is_number(got) and _is_number(expected):
+        if isinstance(expected, float) or isinstance(got, float):
+            return math.isclose(got, expected, rel_tol=rtol, abs_tol=atol) or (
+                math.isnan(got) and math.isnan(expected))
+        return got == expected
+    if _is_number(got) != _is_number(expected):     # a number for a string, a string for a number
+        return False
+    try:
+        return bool(got == expected)
+    except Exception:   # e.g. a numpy array against a string: not equal, whatever it is
+        return False
+
+
+def _format(x: Any) -> str:
+    if isinstance(x, torch.Tensor):
+        x = x.item()
+    if isinstance(x, bool) or not isinstance(x, float):
+        return repr(x)
+    return "NaN" if math.isnan(x) else f"{x:.4f}"
+
+
+def _tensor_form_difference(expected: torch.Tensor, got: torch.Tensor) -> Optional[str]:
+    """What is wrong with `got` before its values can be compared (device, shape, dtype), or None."""
+    if got.device.type == "meta":
+        return (f"your tensor is on the meta device: it has a shape, {tuple(got.shape)}, but no "
+                f"values. Build the answer from the inputs (they are on the CPU)")
+    if got.shape != expected.shape:
+        return f"expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
+    if got.dtype == expected.dtype:
+        return None
+    if got.is_complex():
+        return (f"your tensor is complex ({got.dtype}); the answer is a real {expected.dtype} "
+                f"tensor. A complex value usually comes from a power or log of a negative number, "
+                f"or from torch.view_as_complex: keep the computation real")
+    kinds = {"bool": "a bool tensor (True/False)", "integer": "an integer tensor",
+             "floating-point": "a floating-point tensor"}
+    values = ("its values would agree with the package's" if _values_agree(got, expected, 1e-5, 1e-4)
+              else "its values differ too")
+    if _kind(got) == _kind(expected) == "floating-point":
+        return (f"expected {expected.dtype}, got {got.dtype} ({values}): the model computes in "
+                f"{expected.dtype}, so build the answer in it (e.g. .to({expected.dtype}))")
+    return f"expected {kinds[_kind(expected)]} of dtype {expected.dtype}, got {got.dtype} ({values})"
+
+
+def _value_difference(expected: torch.Tensor, got: torch.Tensor) -> str:
+    """Where the values of two tensors of the same shape and dtype differ, in words."""
+    e, g = _values(expected), _values(got)
+    if expected.dim() == 0:
+        return f"expected {_format(expected)}, got {_format(got)}"
+    if _kind(expected) in ("bool", "integer"):
+        wrong = e != g
+        where = tuple(int(i) for i in torch.unravel_index(wrong.flatten().nonzero()[0, 0], wrong.shape))
+        return (f"{int(wrong.sum())} of {wrong.numel()} entries differ, the first at index {where}: "
+                f"expected {_format(expected[where])}, got {_format(got[where])}")
+    for bad, name in ((g.isnan() & ~e.isnan(), "NaN"), (g.isinf() & ~e.isinf(), "inf")):
+        if bad.any():
+            where = tuple(int(i) for i in torch.unravel_index(bad.flatten().nonzero()[0, 0], bad.shape))
+            return (f"got {name} in {int(bad.sum())} of {bad.numel()} entries, the first at index "
+                    f"{where} (expected {_format(expected[where])})")
+    diff = torch.nan_to_num((g - e).abs(), nan=float("inf"))
+    where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+    return (f"the shape is right, but values differ: largest difference {diff.max().item():.3g} "
+            f"at index {where} (expected {expected[where].item():.4f}, "
+            f"got {got[where].item():.4f})")
 
 
 def describe_difference(expected: Any, got: Any) -> str:
-    """One sentence saying how `got` differs from `expected` (shape first, then values)."""
+    """One sentence saying how `got` differs from `expected` (form first: type, device, shape,
+    dtype; then values)."""
     if isinstance(expected, torch.Tensor):
         if not isinstance(got, torch.Tensor):
-            return f"expected a tensor of shape {tuple(expected.shape)}, got {type(got).__name__}"
-        if got.shape != expected.shape:
-            return f"expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
-        diff = (got.detach().double().cpu() - expected.detach().double().cpu()).abs()
-        diff = torch.nan_to_num(diff, nan=float("inf"))
-        where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
-        return (f"the shape is right, but values differ: largest difference {diff.max().item():.3g} "
-                f"at index {where} (expected {expected[where].item():.4f}, "
-                f"got {got[where].item():.4f})")
+            what = f"a {type(got).__name__} of {len(got)} items" if isinstance(got, (tuple, list)) \
+                else type(got).__name__
+            return f"expected a tensor of shape {tuple(expected.shape)}, got {what}"
+        return _tensor_form_difference(expected, got) or _value_difference(expected, got)
     if isinstance(expected, (tuple, list)) and isinstance(got, (tuple, list)):
         if len(expected) != len(got):
             return f"expected {len(expected)} outputs, got {len(got)}"
         for i, (e, g) in enumerate(zip(expected, got)):
-            if not same(e, g):
+            if not same(g, e):
                 return f"output {i}: {describe_difference(e, g)}"
-    return f"expected {expected!r}, got {got!r}"
+    if isinstance(expected, dict) and isinstance(got, dict) and expected.keys() == got.keys():
+        for key in expected:
+            if not same(got[key], expected[key]):
+                return f"{key}: {describe_difference(expected[key], got[key])}"
+    if isinstance(got, torch.Tensor) and got.device.type == "meta":
+        return "your tensor is on the meta device: it has a shape but no values"
+    return f"expected {_format(expected)}, got {_format(got)}"
+
+
+class WrongForm(Exception):
+    """Raised by a check's own `run` when the answer cannot even be read (a bool where a number
+    is due, a tensor with no values): the message is shown as is, not as a crash of your code."""
+
+
+def require_tensor_like(got: Any, like: torch.Tensor) -> torch.Tensor:
+    """`got`, when it is a tensor of like's shape and dtype holding real, non-NaN values; else
+    WrongForm saying what is wrong (for a check's `run` that computes on the answer)."""
+    if not isinstance(got, torch.Tensor):
+        raise WrongForm(describe_difference(like, got))
+    problem = _tensor_form_difference(like, got)
+    if problem:
+        raise WrongForm(problem)
+    if got.is_floating_point() and got.isnan().any():
+        raise WrongForm(f"your output holds NaN in {int(got.isnan().sum())} of {got.numel()} entries")
+    return got
+
+
+def require_number(value: Any, what: str) -> float:
+    """`value` as a float when it is a real number (an int, a float or a one-element real
+    tensor, never a bool); else WrongForm naming `what`."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.device.type != "meta" \
+            and value.dtype != torch.bool and not value.is_complex():
+        value = value.item()
+    if isinstance(value, torch.Tensor) and value.device.type == "meta":
+        raise WrongForm(f"{what} is a tensor on the meta device: it has a shape but no values")
+    if isinstance(value, torch.Tensor):
+        raise WrongForm(f"{what} is a {value.dtype} tensor of shape {tuple(value.shape)}; it must "
+                        f"be a real number")
+    if not _is_number(value):
+        raise WrongForm(f"{what} is a {type(value).__name__} ({value!r}); it must be a real number")
+    if math.isnan(value):
+        raise WrongForm(f"{what} is NaN")
+    return float(value)
+
+
+def _sentence(text: str) -> str:
+    """`text` without the full stop it may end with, so that ours does not double it."""
+    return text.rstrip().rstrip(".") if not text.rstrip().endswith("...") else text.rstrip()
 
 
 def _clone(value: Any) -> Any:
@@ -198,22 +336,23 @@ class Exercise:
             expected = self.run(self.reference, case)
             try:
                 got = self.run(solution, case)
-            except NotImplementedError:
+            except NotImplementedError as err:
+                if _raised_by_torch(err):   # e.g. an operator the meta device has no kernel for
+                    return self._raised(err, case)
                 return CheckResult(self.name, NOT_IMPLEMENTED,
                                    "fill in the cell above (replace `raise NotImplementedError()` "
                                    "with your code), run it, then run this check again.")
+            except WrongForm as err:
+                return CheckResult(self.name, FAILED, f"on {case.name}, {_sentence(str(err))}.")
             except Exception as err:  # the student's code failed: report it, don't crash the notebook
-                where = _student_frame(err)
-                return CheckResult(self.name, FAILED,
-                                   f"on {case.name}, your code raised {type(err).__name__}: {err}"
-                                   f"{where}. Compare the shapes you build with the ones in the text.")
+                return self._raised(err, case)
             if got is None and expected is not None:
                 return CheckResult(self.name, FAILED,
                                    f"on {case.name}, your code returned None: did you forget `return`?")
             if same(got, expected, self.atol, self.rtol):
                 continue
             mistake = self.diagnose(got, case)
-            message = f"on {case.name}, {describe_difference(expected, got)}."
+            message = f"on {case.name}, {_sentence(describe_difference(expected, got))}."
             if mistake is not None:
                 message += f" Likely mistake: {mistake.hint}"
             else:
@@ -224,6 +363,24 @@ class Exercise:
         success = f" {self.success}" if self.success else ""
         return CheckResult(self.name, PASSED,
                            f"all {len(cases)} cases agree with the package ({names}).{success}")
+
+    def _raised(self, err: Exception, case: Case) -> CheckResult:
+        """The answer when the student's code raised: the error, where, and what it suggests."""
+        text = _sentence(f"{type(err).__name__}: {err}")
+        message = f"on {case.name}, your code raised {text}{_student_frame(err)}."
+        mistake = self.diagnose_error(err, case)
+        if mistake is not None:
+            message += f" Likely mistake: {mistake.hint}"
+        elif isinstance(err, TypeError) and case.kwargs and "keyword argument" in str(err):
+            names = ", ".join(f"{name}=..." for name in case.kwargs)
+            message += (f" The check passes these arguments by keyword ({names}): give your "
+                        f"function's parameters exactly these names.")
+        elif isinstance(err, TypeError) and "argument" in str(err):
+            message += (" Check that your function takes the arguments the exercise names, in "
+                        "that order.")
+        else:
+            message += " Compare the shapes you build with the ones in the text."
+        return CheckResult(self.name, FAILED, message, mistake.key if mistake else None)
 
     def diagnose(self, got: Any, case: Case) -> Optional[Mistake]:
         """The first catalogued mistake whose output on `case` equals the student's, if any."""
@@ -236,6 +393,27 @@ class Exercise:
                 return mistake
         return None
 
+    def diagnose_error(self, err: Exception, case: Case) -> Optional[Mistake]:
+        """The first catalogued mistake that raises the same error (type and message) on `case`:
+        some mistakes show only as a crash (a cache that overflows, an index past the table)."""
+        for mistake in self.mistakes:
+            try:
+                self.run(mistake.solution, case)
+            except Exception as wrong:
+                if type(wrong) is type(err) and str(wrong) == str(err):
+                    return mistake
+        return None
+
+
+def _raised_by_torch(err: BaseException) -> bool:
+    """True when a NotImplementedError comes from inside torch (an operator the meta device has
+    no kernel for), not from a `raise NotImplementedError()` line (the student edition's stub)."""
+    frames = traceback.extract_tb(err.__traceback__)
+    line = (frames[-1].line or "") if frames else ""
+    if "NotImplementedError" in line:
+        return False
+    return bool(line) or bool(str(err))
+
 
 def _student_frame(err: BaseException) -> str:
     """' (line N of your cell)' for the innermost frame that comes from a notebook cell."""
@@ -246,25 +424,32 @@ def _student_frame(err: BaseException) -> str:
 
 
 def check_answer(question: str, given: Any, expected: Any, explanation: str,
-                 wrong: Optional[dict] = None) -> CheckResult:
+                 wrong: Optional[dict] = None, form: str = "") -> CheckResult:
     """For questions with one right value (a shape, a count, a choice).
 
     `wrong` maps tempting wrong answers to the hint for each; `explanation` says why the
-    right answer is right and is shown once the answer is correct.
+    right answer is right and is shown once the answer is correct; `form` says what a right
+    answer looks like ("one letter, 'a' to 'd'"), shown with any other wrong answer.
     """
-    return _answer(_check_answer(question, given, expected, explanation, wrong))
+    return _answer(_check_answer(question, given, expected, explanation, wrong, form))
 
 
 def _check_answer(question: str, given: Any, expected: Any, explanation: str,
-                  wrong: Optional[dict] = None) -> CheckResult:
+                  wrong: Optional[dict] = None, form: str = "") -> CheckResult:
     if callable(given):     # an answer written as a function (an nbgrader solution cell)
         try:
             given = given()
         except NotImplementedError:
             return CheckResult(question, NOT_IMPLEMENTED,
                                "fill in the cell above, run it, then run this check again.")
+        except Exception as err:
+            return CheckResult(question, FAILED, f"your function raised "
+                                                 f"{_sentence(f'{type(err).__name__}: {err}')}"
+                                                 f"{_student_frame(err)}.")
     if isinstance(given, list):     # a shape typed as a list is still a shape
         given = tuple(given)
+    if isinstance(given, torch.Tensor) and given.dim() == 0 and given.device.type != "meta":
+        given = given.item()        # a count computed with torch is still a count
     if given is ... or given is None:
         return CheckResult(question, NOT_IMPLEMENTED, "replace `...` with your answer and run the cell again.")
     if same(given, expected):
@@ -272,4 +457,5 @@ def _check_answer(question: str, given: Any, expected: Any, explanation: str,
     for value, hint in (wrong or {}).items():
         if same(given, value):
             return CheckResult(question, FAILED, f"{given!r} is not it. {hint}", mistake=f"{question}:{value!r}")
-    return CheckResult(question, FAILED, f"{given!r} is not it. Re-read the section and try again.")
+    shape = f" The answer is {_sentence(form)}." if form else ""
+    return CheckResult(question, FAILED, f"{given!r} is not it.{shape} Re-read the section and try again.")

@@ -1,0 +1,171 @@
+"""No check passes an answer that is not the package's: every registered check is fed answers
+built from its own reference with the output replaced (a constant, random values, the right
+values in the wrong dtype, a tensor on the meta device, NaN) and must fail with a message,
+never pass and never raise; with grading on, it must not pass either."""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+
+import pytest
+import torch
+import torch.nn as nn
+
+import minigpt.exercises as ex
+from minigpt.exercises.core import FAILED, PASSED, Exercise, ExerciseFailed
+
+
+def _exercise_of(check) -> Exercise | None:
+    """The Exercise a `check_*` function runs (the module-level name its code reads)."""
+    for name in check.__code__.co_names:
+        value = check.__globals__.get(name)
+        if isinstance(value, Exercise):
+            return value
+    return None
+
+
+CHECKS = {name: getattr(ex, name) for name in dir(ex)
+          if name.startswith("check_") and name not in ("check_answer", "check_self_test")}
+
+
+def test_every_exercise_has_one_check_and_every_check_one_exercise():
+    exercises = {name: _exercise_of(check) for name, check in CHECKS.items()}
+    assert all(exercises.values()), [n for n, e in exercises.items() if e is None]
+    assert sorted(id(e) for e in exercises.values()) == sorted(id(e) for e in ex.EXERCISES)
+
+
+# ------------------------------------------------------------------ the hostile answers
+def _float(value: float, kind: str, rng: random.Random):
+    return {"constant": 1.0, "random": rng.random(), "bool": True, "int": 1, "float64": value,
+            "complex": complex(value, 0.0), "meta": torch.empty((), device="meta"),
+            "nan": math.nan}[kind]
+
+
+def _tensor(t: torch.Tensor, kind: str, g: torch.Generator) -> torch.Tensor:
+    shape = t.shape
+    if kind == "constant":
+        return torch.ones_like(t)
+    if kind == "random":
+        if t.dtype == torch.bool:
+            return torch.rand(shape, generator=g) < 0.5
+        if t.is_floating_point():
+            return torch.rand(shape, generator=g).to(t.dtype)
+        return torch.randint(0, 11, shape, generator=g).to(t.dtype)
+    if kind == "bool":
+        return torch.ones(shape, dtype=torch.bool)
+    if kind == "int":
+        return torch.ones(shape, dtype=torch.long)
+    if kind == "float64":
+        return t.detach().double()                        # the right values, in float64
+    if kind == "complex":
+        return t.detach().to(torch.complex64)             # the right values, complex
+    if kind == "meta":
+        return torch.empty(shape, dtype=t.dtype, device="meta")
+    return torch.full(shape, float("nan"))
+
+
+def _transform(value, kind, g, rng, changed):
+    if isinstance(value, torch.Tensor):
+        new = _tensor(value, kind, g)
+        changed.append(not (new.dtype == value.dtype and new.device == value.device
+                            and torch.equal(new, value.detach())))
+        return new
+    if isinstance(value, float):
+        new = _float(value, kind, rng)
+        changed.append(new is not value and not (type(new) is float and new == value))
+        return new
+    if isinstance(value, (tuple, list)):
+        return type(value)(_transform(v, kind, g, rng, changed) for v in value)
+    if isinstance(value, dict):
+        return {k: _transform(v, kind, g, rng, changed) for k, v in value.items()}
+    return value
+
+
+def hostile(reference, kind: str, changed: list):
+    """A solution that runs the reference and replaces its output (see `kind`)."""
+    g, rng = torch.Generator().manual_seed(0), random.Random(0)
+
+    def spoil(out):
+        return _transform(out, kind, g, rng, changed)
+
+    if isinstance(reference, type) and issubclass(reference, nn.Module):
+        class Hostile(reference):
+            def forward(self, *args, **kwargs):
+                return spoil(super().forward(*args, **kwargs))
+        return Hostile
+    if isinstance(reference, type):
+        methods = {name: (lambda f: lambda self, *a, **k: spoil(f(self, *a, **k)))(member)
+                   for name, member in vars(reference).items()
+                   if callable(member) and not name.startswith("_")}
+        return type("Hostile", (reference,), methods)
+    return lambda *args, **kwargs: spoil(reference(*args, **kwargs))
+
+
+KINDS = ["constant", "random", "bool", "int", "float64", "complex", "meta", "nan"]
+DOUBLED_STOP = re.compile(r"(?<![.\s])\.\.(?![.\w])")    # "instead.." but not "0..t" or "(...)"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("check_name", sorted(CHECKS))
+def test_hostile_answer_fails_with_a_message(check_name, kind, monkeypatch):
+    monkeypatch.delenv("MINIGPT_GRADING", raising=False)
+    check = CHECKS[check_name]
+    changed: list = []
+    result = check(hostile(_exercise_of(check).reference, kind, changed))
+    if not any(changed):
+        pytest.skip(f"{kind}: the reference's output has nothing of that kind to spoil")
+    assert result.status == FAILED and not result, repr(result)
+    assert "Traceback" not in result.message and not DOUBLED_STOP.search(result.message), result.message
+    if kind == "meta":
+        assert "meta device" in result.message, result.message
+    if kind == "complex":
+        assert "complex" in result.message, result.message
+    if kind == "nan" and "Likely mistake" not in result.message and "dtype" not in result.message:
+        assert "NaN" in result.message and "difference inf" not in result.message, result.message
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("check_name", sorted(CHECKS))
+def test_hostile_answer_does_not_pass_under_grading(check_name, kind, monkeypatch):
+    monkeypatch.setenv("MINIGPT_GRADING", "1")
+    check = CHECKS[check_name]
+    changed: list = []
+    solution = hostile(_exercise_of(check).reference, kind, changed)
+    try:
+        check(solution)
+    except ExerciseFailed:
+        return
+    if not any(changed):
+        pytest.skip(f"{kind}: the reference's output has nothing of that kind to spoil")
+    pytest.fail(f"{check_name} passed a {kind} answer under grading")
+
+
+def test_all_true_bool_fails_every_tensor_check():
+    """The issue's own example: torch.ones(shape, dtype=torch.bool) passed 15 of 23 checks."""
+    for name, check in CHECKS.items():
+        changed: list = []
+        result = check(hostile(_exercise_of(check).reference, "bool", changed))
+        assert result.status == FAILED or not any(changed), f"{name}: {result!r}"
+
+
+@pytest.mark.parametrize("number", sorted(ex.QUESTIONS))
+@pytest.mark.parametrize("answer", [True, 1 + 0j, math.nan, torch.ones(3, dtype=torch.bool),
+                                    torch.empty(2, device="meta"), torch.empty((), device="meta")],
+                         ids=["bool", "complex", "nan", "bool-tensor", "meta", "meta-scalar"])
+def test_self_test_refuses_hostile_answers(number, answer, monkeypatch):
+    monkeypatch.delenv("MINIGPT_GRADING", raising=False)
+    result = ex.check_self_test(number, answer)
+    assert result.status == FAILED and "is not it" in result.message, repr(result)
+    monkeypatch.setenv("MINIGPT_GRADING", "1")
+    with pytest.raises(ExerciseFailed):
+        ex.check_self_test(number, answer)
+
+
+def test_reference_passes_and_no_message_doubles_its_full_stop():
+    for exercise in ex.EXERCISES:
+        messages = [exercise.check(exercise.reference).message]
+        messages += [exercise.check(m.solution).message for m in exercise.mistakes]
+        for message in messages:
+            assert not DOUBLED_STOP.search(message), message
