@@ -21,13 +21,20 @@ from .model import MLP, Block, MiniGPT
 from .presets import PRESETS, Preset
 from .pretrained import load_pretrained, pretrained_info
 from .sampling import next_token_probs
-from . import exercises  # checks that answer back (chapter exercises)
 from .reproduce import expect
 from . import viz  # plots and the sampling explorer (matplotlib is imported on first use)
 from .train import (TrainConfig, TrainingDivergedError, TrainResult, estimate_loss, evaluate,
                     make_optimizer, train)
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`minigpt.exercises` (the checks that answer back) is imported on first use."""
+    if name == "exercises":
+        import importlib
+        return importlib.import_module(".exercises", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "GPTConfig", "ConfigError", "MiniGPTError", "UsageError", "CausalSelfAttention", "MLP", "Block", "MiniGPT", "KVCache", "kv_cache_nbytes",

@@ -144,3 +144,34 @@ def test_grading_mode_raises_on_anything_but_a_pass(monkeypatch):
     assert ex.check_causal_attention(ex.CAUSAL_ATTENTION.reference) is None  # a pass never raises
     monkeypatch.setenv("MINIGPT_GRADING", "0")
     assert not ex.check_causal_attention(unsolved)                      # answers again
+
+
+def test_import_minigpt_imports_no_chapter_checks_until_one_is_used():
+    """`import minigpt` stays cheap: chapter modules load on first use, one at a time, and the
+    registry finds them by name (no hand-written import list)."""
+    import subprocess
+    import sys
+    code = (
+        "import sys, minigpt\n"
+        "loaded = lambda: sorted(m for m in sys.modules if m.startswith('minigpt.exercises.ch'))\n"
+        "assert loaded() == [], loaded()\n"
+        "check = minigpt.exercises.check_softmax\n"
+        "assert loaded() == ['minigpt.exercises.ch02_attention'], loaded()\n"
+        "from minigpt.exercises import check_tiled_attention, EXERCISES, QUESTIONS\n"
+        "import minigpt.exercises as ex\n"
+        "assert len(loaded()) == len(ex.chapter_modules()) == 13, loaded()\n"
+        "assert EXERCISES[0].name == 'softmax by hand' and EXERCISES[-1].name.startswith('tiled')\n"
+        "assert ex.exercise_model.__module__.endswith('ch11_kv_cache')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_registry_holds_every_exercise_of_every_chapter_module_once():
+    from minigpt.exercises import chapter_modules
+    import importlib
+    found = [v for name in chapter_modules()
+             for v in vars(importlib.import_module(f"minigpt.exercises.{name}")).values()
+             if isinstance(v, Exercise)]
+    assert len(ex.EXERCISES) == len({id(e) for e in found}) >= 29
+    assert len({id(e) for e in ex.EXERCISES}) == len(ex.EXERCISES)

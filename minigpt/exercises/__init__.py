@@ -4,31 +4,66 @@
     minigpt.exercises.check_causal_attention(my_attention)
 
 Every chapter's checks live in their own module (`ch03_causal_mask.py`, ...); `core.py` holds
-the machinery. `EXERCISES` lists every exercise, so the tests can prove that each catalogued
-mistake is recognised by name.
+the machinery. Chapter modules are imported on first use: `minigpt.exercises.check_softmax`
+imports chapter 2's module only, and `EXERCISES` (every exercise, in chapter order, so the
+tests can prove that each catalogued mistake is recognised by name) imports them all. A new
+chapter module `chNN_topic.py` is found by its name; nothing here lists them.
 """
 
-from .core import Case, CheckResult, Exercise, Mistake, check_answer
-from .ch02_attention import ATTENTION_WEIGHTS, SOFTMAX, check_attention_weights, check_softmax
-from .ch03_causal_mask import CAUSAL_ATTENTION, CAUSAL_MASK, check_causal_attention, check_causal_mask
-from .ch04_heads import (MERGE_HEADS, MULTI_HEAD_ATTENTION, SPLIT_HEADS, check_merge_heads,
-                         check_multi_head_attention, check_split_heads)
-from .ch05_positions import ROPE, ROPE_ATTENTION, SINUSOIDAL, check_rope, check_rope_attention, check_sinusoidal
-from .ch06_blocks import LAYER_NORM, MLP_EXERCISE, PRE_LN_BLOCK, check_layer_norm, check_mlp, check_pre_ln_block
-from .ch07_gpt import DROPOUT, FORWARD, check_dropout, check_gpt_forward
-from .ch08_training import DECAY_GROUPS, GRAD_CLIP, LR_SCHEDULE, check_decay_groups, check_grad_clip, check_lr_schedule
-from .ch09_decoding import (GREEDY_LOOP, SAMPLING_FILTER, TOP_P, check_greedy_generate, check_sampling_filter,
-                            check_top_p)
-from .ch10_inside import ATTENTION_MAPS, OFFSET_SCORE, check_attention_maps, check_offset_scores
-from .ch11_kv_cache import CACHED_GENERATE, SLIDING_CACHE, check_cached_generate, check_sliding_cache
-from .ch12_gqa import GQA_ATTENTION, REPEAT_KV, check_grouped_attention, check_repeat_kv
-from .ch13_flash import ONLINE_SOFTMAX, TILED_ATTENTION, check_online_softmax, check_tiled_attention
-from .ch14_self_test import QUESTIONS, check_self_test
-# chapter modules: add one import line each, in chapter order
+from __future__ import annotations
 
-EXERCISES = [SOFTMAX, ATTENTION_WEIGHTS, CAUSAL_ATTENTION, CAUSAL_MASK, SPLIT_HEADS, MERGE_HEADS,
-             MULTI_HEAD_ATTENTION,
-             SINUSOIDAL, ROPE, ROPE_ATTENTION, MLP_EXERCISE, LAYER_NORM, PRE_LN_BLOCK, DROPOUT, FORWARD,
-             LR_SCHEDULE, GRAD_CLIP, DECAY_GROUPS,
-             SAMPLING_FILTER, TOP_P, GREEDY_LOOP, ATTENTION_MAPS, OFFSET_SCORE,
-             SLIDING_CACHE, CACHED_GENERATE, REPEAT_KV, GQA_ATTENTION, ONLINE_SOFTMAX, TILED_ATTENTION]
+import importlib
+import inspect
+import pkgutil
+import re
+from types import ModuleType
+
+from .core import Case, CheckResult, Exercise, Mistake, check_answer
+
+_CHAPTER_MODULE = re.compile(r"ch\d\d_\w+")
+
+
+def chapter_modules() -> list[str]:
+    """The names of the chapter modules (`ch02_attention`, ...), in chapter order."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if _CHAPTER_MODULE.fullmatch(m.name))
+
+
+def _load(name: str) -> ModuleType:
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def _registry() -> list[Exercise]:
+    exercises: list[Exercise] = []
+    for name in chapter_modules():
+        for value in vars(_load(name)).values():       # definition order within a chapter
+            if isinstance(value, Exercise) and all(value is not e for e in exercises):
+                exercises.append(value)
+    return exercises
+
+
+def __getattr__(name: str):
+    """A chapter's public name (check_softmax, SOFTMAX, QUESTIONS, ...), imported on first use."""
+    if name == "EXERCISES":
+        value = _registry()
+    elif name.startswith("_"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    else:
+        for module_name in chapter_modules():
+            module = _load(module_name)
+            value = vars(module).get(name)
+            # defined in this chapter (not a module or function it imports from elsewhere)
+            if value is None or isinstance(value, ModuleType):
+                continue
+            if not (inspect.isfunction(value) or inspect.isclass(value)) or value.__module__ == module.__name__:
+                break
+        else:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    names = set(globals()) | {"EXERCISES"}
+    for module_name in chapter_modules():
+        names |= {n for n in vars(_load(module_name)) if not n.startswith("_")}
+    return sorted(names)
