@@ -175,3 +175,16 @@ def test_registry_holds_every_exercise_of_every_chapter_module_once():
              if isinstance(v, Exercise)]
     assert len(ex.EXERCISES) == len({id(e) for e in found}) >= 29
     assert len({id(e) for e in ex.EXERCISES}) == len(ex.EXERCISES)
+
+
+def test_crash_messages_explain_keywords_and_views_without_doubling_the_full_stop():
+    def lr_at(step, lr, min_lr, warmup, max_iters):        # the student's own parameter names
+        return lr
+    said = ex.check_lr_schedule(lr_at).message
+    assert "by keyword (learning_rate=..., min_lr=..." in said and "shapes" not in said
+
+    def merge(y):
+        B, H, T, D = y.shape
+        return y.transpose(1, 2).view(B, T, H * D)        # view after transpose: torch refuses
+    said = ex.check_merge_heads(merge).message
+    assert ".contiguous()" in said and "instead.." not in said and "instead." in said

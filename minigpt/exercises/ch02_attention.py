@@ -49,6 +49,16 @@ def _softmax_over_everything(s):
     return e / e.sum()
 
 
+def _softmax_global_max(s):
+    e = (s - s.max()).exp()              # one maximum for the whole tensor, not one per row
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+def _softmax_max_without_keepdim(s):
+    e = (s - s.max(dim=-1).values).exp()  # (T,) broadcasts as a row: column j minus row j's max
+    return e / e.sum(dim=-1, keepdim=True)
+
+
 def _softmax_no_exp(s):
     return s / s.sum(dim=-1, keepdim=True)
 
@@ -76,6 +86,16 @@ SOFTMAX = Exercise(
                 "you normalised over the whole tensor (a sum with no dim): normalise each row on its "
                 "own, e.sum(dim=-1, keepdim=True).",
                 _softmax_over_everything),
+        Mistake("softmax.global_max",
+                "you subtracted the maximum of the whole tensor, not each row's own: a row whose "
+                "scores all lie far below the global maximum underflows to exp() = 0 everywhere, "
+                "and 0 / 0 is NaN. Subtract s.max(dim=-1, keepdim=True).values.",
+                _softmax_global_max),
+        Mistake("softmax.max_without_keepdim",
+                "the row maxima lost their last dimension (s.max(dim=-1).values is (T,)), so "
+                "subtracting them broadcast along the wrong axis: column j got row j's maximum. "
+                "Keep the dimension: s.max(dim=-1, keepdim=True).values.",
+                _softmax_max_without_keepdim),
         Mistake("softmax.no_exp",
                 "the scores are divided by their sum without exponentiating: softmax is "
                 "exp(s) / sum(exp(s)), which keeps every weight positive.",
@@ -147,6 +167,11 @@ def _w_upside_down(q, k):
     return _weights(q, k, future=~torch.ones(T, T, dtype=torch.bool).triu())
 
 
+def _w_mask_hides_self(q, k):
+    T = q.size(-2)
+    return _weights(q, k, future=~torch.ones(T, T, dtype=torch.bool).tril(-1))
+
+
 def _w_keys_times_queries(q, k):
     return _weights(q, k, keys_first=True)
 
@@ -187,6 +212,12 @@ ATTENTION_WEIGHTS = Exercise(
         Mistake("attention_weights.mask_upside_down",
                 "the mask keeps the future and hides the past (triu instead of tril).",
                 _w_upside_down),
+        Mistake("attention_weights.mask_hides_self",
+                "the mask also hides the diagonal (tril(diagonal=-1), or triu() where triu(1) was "
+                "meant): each position must see itself, and position 0, which sees nothing else, "
+                "gets a row of -inf whose softmax is NaN. Hide only j > i: ~torch.tril(torch.ones(T, T, "
+                "dtype=torch.bool)).",
+                _w_mask_hides_self),
         Mistake("attention_weights.keys_times_queries",
                 "the scores are k @ q^T, so row t holds key t against every query: the score of "
                 "query t for key s is q_t · k_s, i.e. q @ k.transpose(-2, -1).",

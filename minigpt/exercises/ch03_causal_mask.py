@@ -69,6 +69,17 @@ def _mask_upside_down(q, k, v):
     return F.softmax(s, dim=-1) @ v
 
 
+def _softmax_over_heads(q, k, v):
+    s = _scores(q, k).masked_fill(~_mask(q.size(-2)), float("-inf"))
+    return F.softmax(s, dim=1).nan_to_num() @ v                     # dim 1 of (B, H, T, T) is the heads
+
+
+def _returns_output_and_weights(q, k, v):
+    s = _scores(q, k).masked_fill(~_mask(q.size(-2)), float("-inf"))
+    weights = F.softmax(s, dim=-1)
+    return weights @ v, weights
+
+
 def _returns_weights(q, k, v):
     s = _scores(q, k).masked_fill(~_mask(q.size(-2)), float("-inf"))
     return F.softmax(s, dim=-1)
@@ -94,6 +105,10 @@ CAUSAL_ATTENTION = Exercise(
                 "the softmax runs over the wrong dimension: each query's weights over the keys "
                 "must sum to 1, so use softmax(dim=-1).",
                 _softmax_over_queries),
+        Mistake("causal_attention.softmax_over_heads",
+                "the softmax runs over dim=1, which in (B, H, T, T) scores is the heads: count "
+                "from the end, softmax(dim=-1), so that each query's weights over the keys sum to 1.",
+                _softmax_over_heads),
         Mistake("causal_attention.no_mask",
                 "every position attends to later positions: the causal mask is missing "
                 "(scores.masked_fill(~mask, float('-inf')) with mask = tril of ones).",
@@ -113,6 +128,10 @@ CAUSAL_ATTENTION = Exercise(
                 "you returned the attention weights (B, H, T, T); return the weighted sum of the "
                 "values, weights @ v, shape (B, H, T, D).",
                 _returns_weights),
+        Mistake("causal_attention.returns_output_and_weights",
+                "you returned a pair (output, weights); the check asks for the output alone, "
+                "weights @ v of shape (B, H, T, D), as minigpt.manual_attention returns it.",
+                _returns_output_and_weights),
     ],
 )
 
@@ -164,6 +183,11 @@ CAUSAL_MASK = Exercise(
         Mistake("causal_mask.square_only",
                 "the mask is (T, T) and ignores S: with a cache there are S keys, so it must be (T, S).",
                 lambda T, S: _ones(T, T).tril()),
+        Mistake("causal_mask.float_mask",
+                "the mask holds floats (1.0 / 0.0), e.g. torch.tril(torch.ones(T, S)): the mask is "
+                "a bool tensor (True = may look), because masked_fill and ~mask need bools (~ of a "
+                "float tensor is an error). Build it with dtype=torch.bool.",
+                lambda T, S: causal_mask(T, S).float()),
         Mistake("causal_mask.offset_sign",
                 "the diagonal is shifted the wrong way (tril(diagonal=T - S)); the offset is S - T, "
                 "so a single new query sees every cached key.",

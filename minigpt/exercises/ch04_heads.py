@@ -179,7 +179,8 @@ def _run_module(solution, case: Case):
         return module(x.clone())
 
 
-def _mha_variant(split=_split, merge=_merge, scale="D", softmax_dim=-1, mask=True, project=True):
+def _mha_variant(split=_split, merge=_merge, scale="D", softmax_dim=-1, mask="before", diagonal=0,
+                 project=True, order="qkv"):
     """A multi-head attention module with one step done wrong (the catalogue's mistakes)."""
     class Variant(nn.Module):
         def __init__(self, n_embd, n_head):
@@ -190,12 +191,17 @@ def _mha_variant(split=_split, merge=_merge, scale="D", softmax_dim=-1, mask=Tru
 
         def forward(self, x):
             B, T, C = x.shape
-            q, k, v = (split(t, self.n_head) for t in self.c_attn(x).split(C, dim=2))
+            chunks = dict(zip(order, (split(t, self.n_head) for t in self.c_attn(x).split(C, dim=2))))
+            q, k, v = chunks["q"], chunks["k"], chunks["v"]
             width = {"D": C // self.n_head, "C": C, "none": 1}[scale]
             scores = q @ k.transpose(-2, -1) / math.sqrt(width)
-            if mask:
-                scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
-            y = merge(torch.softmax(scores, dim=softmax_dim) @ v)
+            hidden = ~torch.ones(T, T, dtype=torch.bool).tril(diagonal)
+            if mask == "before":
+                scores = scores.masked_fill(hidden, float("-inf"))
+            weights = torch.softmax(scores, dim=softmax_dim)
+            if mask == "after":
+                weights = weights.masked_fill(hidden, 0.0)
+            y = merge(weights @ v)
             return self.c_proj(y) if project else y
     return Variant
 
@@ -230,7 +236,27 @@ MULTI_HEAD_ATTENTION = Exercise(
         Mistake("multi_head_attention.no_mask",
                 "positions attend to later positions: apply the causal mask (or call "
                 "minigpt.manual_attention, which does).",
-                _mha_variant(mask=False)),
+                _mha_variant(mask="none")),
+        Mistake("multi_head_attention.mask_after_softmax",
+                "the future is hidden after the softmax, so the kept weights no longer sum to 1: "
+                "fill the future scores with -inf before the softmax.",
+                _mha_variant(mask="after")),
+        Mistake("multi_head_attention.mask_off_by_one",
+                "each position also sees the next one: the mask is off by one (tril(diagonal=1)); "
+                "position t may see 0..t, so keep torch.tril(torch.ones(T, T)).",
+                _mha_variant(diagonal=1)),
+        Mistake("multi_head_attention.softmax_over_heads",
+                "the softmax runs over dim=1, which in (B, H, T, T) scores is the heads: use "
+                "softmax(dim=-1), over the keys.",
+                _mha_variant(softmax_dim=1)),
+        Mistake("multi_head_attention.q_and_k_swapped",
+                "the first two chunks of c_attn were read as k, q: c_attn's output is q, k, v in "
+                "that order (q, k, v = self.c_attn(x).split(C, dim=2)), the order GPT-2's weights use.",
+                _mha_variant(order="kqv")),
+        Mistake("multi_head_attention.k_and_v_swapped",
+                "the last two chunks of c_attn were read as v, k: c_attn's output is q, k, v in "
+                "that order (q, k, v = self.c_attn(x).split(C, dim=2)).",
+                _mha_variant(order="qvk")),
         Mistake("multi_head_attention.no_projection",
                 "the merged heads are returned without self.c_proj: the last step mixes the heads' "
                 "outputs with c_proj.",

@@ -80,6 +80,19 @@ def _rotate_interleaved(x, cos, sin, backwards=False):
     return torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), -1).flatten(-2)
 
 
+def _rotate_halves_out(x, cos, sin):
+    """Right pairs, right angles, but the results concatenated (all first members, then all
+    second members) instead of interleaved back into the pairs' places."""
+    x_even, x_odd = x[..., 0::2], x[..., 1::2]
+    return torch.cat((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1)
+
+
+def _rotate_sign_slip(x, cos, sin):
+    """The minus of the first member written as a plus: not a rotation at all."""
+    x_even, x_odd = x[..., 0::2], x[..., 1::2]
+    return torch.stack((x_even * cos + x_odd * sin, x_even * sin + x_odd * cos), -1).flatten(-2)
+
+
 def _rotate_half(x, cos, sin):
     """The other correct convention (Hugging Face Llama / GPT-NeoX): pair x[i] with x[i + D/2]."""
     half = x.size(-1) // 2
@@ -99,10 +112,11 @@ def _reference_rope(x):
     return apply_rope(x, cos, sin)
 
 
-def _rope_attention(q, k, v, rotate_q=True, rotate_k=True, rotate_v=False):
-    q = _reference_rope(q) if rotate_q else q
-    k = _reference_rope(k) if rotate_k else k
-    v = _reference_rope(v) if rotate_v else v
+def _rope_attention(q, k, v, rotate_q=True, rotate_k=True, rotate_v=False, rope=None):
+    rope = rope or _reference_rope
+    q = rope(q) if rotate_q else q
+    k = rope(k) if rotate_k else k
+    v = rope(v) if rotate_v else v
     return manual_attention(q, k, v)
 
 
@@ -147,6 +161,16 @@ ROPE = Exercise(
                 "each pair is turned by minus the angle: the new pair is "
                 "(x0 cos - x1 sin, x0 sin + x1 cos).",
                 lambda x: _rope(x, backwards=True)),
+        Mistake("rope.halves_not_interleaved",
+                "the pairs are rotated right, but the results were concatenated (torch.cat: every "
+                "pair's first member, then every second member) instead of put back in their "
+                "places: stack the two results on a new last axis and flatten, so that channels 2i "
+                "and 2i+1 hold pair i again.",
+                lambda x: _rope(x, rotate=_rotate_halves_out)),
+        Mistake("rope.sign_slip",
+                "a sign slipped: the first member of a pair is x0 cos - x1 sin (minus), the second "
+                "x0 sin + x1 cos. With a plus in both, the map is not a rotation and lengths change.",
+                lambda x: _rope(x, rotate=_rotate_sign_slip)),
         Mistake("rope.no_rotation",
                 "nothing is rotated: the output equals the input.",
                 lambda x: x.clone()),
@@ -185,6 +209,21 @@ ROPE_ATTENTION = Exercise(
         Mistake("rope_attention.only_keys",
                 "only the keys are rotated: rotate the queries by their positions as well.",
                 lambda q, k, v: _rope_attention(q, k, v, rotate_q=False)),
+        Mistake("rope_attention.rotate_half_convention",
+                "you paired channel i with channel i + D/2 (the 'rotate-half' convention of Hugging "
+                "Face's Llama code), which the chapter warns about: it is a correct RoPE too, but "
+                "this book pairs neighbours (x[2i], x[2i+1]), and the two give different scores "
+                "for the same weights. Rotate x[..., 0::2] and x[..., 1::2] together.",
+                lambda q, k, v: _rope_attention(q, k, v, rope=lambda x: _rope(x, rotate=_rotate_half))),
+        Mistake("rope_attention.sign_slip",
+                "a sign slipped in the rotation: the first member of a pair is x0 cos - x1 sin "
+                "(minus), the second x0 sin + x1 cos; with a plus in both, q and k are not rotated "
+                "and the scores no longer depend on the distance alone.",
+                lambda q, k, v: _rope_attention(q, k, v, rope=lambda x: _rope(x, rotate=_rotate_sign_slip))),
+        Mistake("rope_attention.rotates_backwards",
+                "q and k are turned by minus their angles: the new pair is "
+                "(x0 cos - x1 sin, x0 sin + x1 cos), as in minigpt.apply_rope.",
+                lambda q, k, v: _rope_attention(q, k, v, rope=lambda x: _rope(x, backwards=True))),
         Mistake("rope_attention.no_rotation",
                 "nothing is rotated: apply RoPE to q and k before the attention scores.",
                 lambda q, k, v: manual_attention(q, k, v)),

@@ -26,10 +26,10 @@ class _ReferenceMLP(nn.Module):
 
 
 class _BuggyMLP(nn.Module):
-    def __init__(self, C, hidden=4, activation=F.gelu, project=True, activation_last=False):
+    def __init__(self, C, hidden=4, activation=F.gelu, project=True, activation_last=False, bias=True):
         super().__init__()
-        self.c_fc = nn.Linear(C, hidden * C)
-        self.c_proj = nn.Linear(hidden * C, C) if project else None
+        self.c_fc = nn.Linear(C, hidden * C, bias=bias)
+        self.c_proj = nn.Linear(hidden * C, C, bias=bias) if project else None
         self.activation, self.activation_last = activation, activation_last
 
     def forward(self, x):
@@ -102,6 +102,10 @@ MLP_EXERCISE = Exercise(
                 "GELU comes after the projection; it belongs between the two layers: "
                 "c_proj(gelu(c_fc(x))).",
                 lambda C: _BuggyMLP(C, activation_last=True)),
+        Mistake("mlp.no_bias",
+                "the layers have no bias (bias=False): minigpt.MLP, like GPT-2, keeps a bias in "
+                "c_fc and c_proj (nn.Linear's default, bias=True).",
+                lambda C: _BuggyMLP(C, bias=False)),
         Mistake("mlp.no_activation",
                 "there is no activation between the layers, so the MLP is one linear map in "
                 "disguise: put nn.GELU() between c_fc and c_proj.",
@@ -169,6 +173,18 @@ LAYER_NORM = Exercise(
                 "the statistics are taken over the batch (dim=0), as batch norm does; LayerNorm "
                 "normalises each position over its C channels, dim=-1.",
                 lambda x, g, b: _layer_norm(x, g, b, dim=0)),
+        Mistake("layer_norm.rms_norm",
+                "this is RMSNorm: x is divided by its root mean square without subtracting the mean "
+                "first. LayerNorm centres each position, (x - mean) / sqrt(var + eps), then scales "
+                "and shifts.",
+                lambda x, g, b: g * x / torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True) + 1e-5) + b),
+        Mistake("layer_norm.gamma_beta_swapped",
+                "gamma and beta are swapped: gamma (the gain) multiplies the normalised x and beta "
+                "(the shift) is added, gamma * x_hat + beta.",
+                lambda x, g, b: _layer_norm(x, b, g)),
+        Mistake("layer_norm.no_beta",
+                "beta is not added: the output is gamma * x_hat + beta.",
+                lambda x, g, b: _layer_norm(x, g, torch.zeros_like(b))),
         Mistake("layer_norm.no_affine",
                 "gamma and beta are not applied: return gamma * x_hat + beta.",
                 lambda x, g, b: _layer_norm(x, g, b, affine=False)),
@@ -210,8 +226,14 @@ def _block_cases() -> list[Case]:
     ]
 
 
-def _pre_ln(b, x, attn_residual=True, mlp_residual=True, same_ln=False, ln_after=False, order_mlp_first=False):
+def _pre_ln(b, x, attn_residual=True, mlp_residual=True, same_ln=False, ln_after=False, order_mlp_first=False,
+            residual_normalised=False):
     ln_2 = b.ln_1 if same_ln else b.ln_2
+    if residual_normalised:                         # h = ln(x); x = h + f(h): the stream is normalised
+        h = b.ln_1(x)
+        x = h + b.attn(h)
+        h = ln_2(x)
+        return h + b.mlp(h)
     if ln_after:                                    # normalises the branch output instead of its input
         x = x + b.ln_1(b.attn(x))
         return x + ln_2(b.mlp(x))
@@ -250,6 +272,11 @@ PRE_LN_BLOCK = Exercise(
                 "neither branch has a residual connection: each sub-layer's output is added to "
                 "its input, x = x + f(ln(x)).",
                 lambda b, x: _pre_ln(b, x, attn_residual=False, mlp_residual=False)),
+        Mistake("block.residual_adds_normalised_x",
+                "the residual adds the normalised x (h = ln_1(x); x = h + attn(h)): the residual "
+                "stream must carry x itself, x = x + attn(ln_1(x)), so only the branch sees the "
+                "normalised copy.",
+                lambda b, x: _pre_ln(b, x, residual_normalised=True)),
         Mistake("block.ln_1_twice",
                 "ln_1 is used before both sub-layers; the MLP gets its own LayerNorm, ln_2.",
                 lambda b, x: _pre_ln(b, x, same_ln=True)),

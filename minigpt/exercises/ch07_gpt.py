@@ -20,7 +20,8 @@ def _summary(solution, case: Case):
     x, p, training = case.args
     torch.manual_seed(0)
     out = require_tensor_like(solution(x.clone(), p, training), x)
-    dropped = out == 0
+    dropped = out == 0                                   # (rows, columns)
+    shared = bool((dropped == dropped[:1]).all())        # every row dropped the same columns
     ratio = out[~dropped] / x[~dropped]
     if ratio.numel() == 0:
         scale = "nothing kept"
@@ -28,12 +29,15 @@ def _summary(solution, case: Case):
         scale = "differs between entries"
     else:
         scale = round(ratio.mean().item(), 3)
-    return {"fraction set to 0": round(dropped.float().mean().item(), 2), "kept entries scaled by": scale}
+    return {"fraction set to 0": round(dropped.float().mean().item(), 2), "kept entries scaled by": scale,
+            "every row has the same mask": shared and 0 < dropped.float().mean().item() < 1}
 
 
-def _dropout(x, p, training, scale=True, in_eval=False, keep_p=False, times=False):
+def _dropout(x, p, training, scale=True, in_eval=False, keep_p=False, times=False, shared=False):
     if not (training or in_eval) or p == 0:
         return x
+    if shared:                                          # one mask row, broadcast over every row
+        return x * (torch.rand(x.shape[-1]) >= p) / (1 - p)
     keep = torch.rand_like(x) >= (1 - p if keep_p else p)
     if not scale:
         factor = 1.0
@@ -46,7 +50,8 @@ def _dropout(x, p, training, scale=True, in_eval=False, keep_p=False, times=Fals
 
 def _dropout_cases() -> list[Case]:
     g = torch.Generator().manual_seed(0)
-    x = 0.5 + torch.rand(400_000, generator=g)        # no zeros in the input: a 0 means dropped
+    # no zeros in the input (a 0 means dropped); 400 rows, so a mask shared by every row shows
+    x = 0.5 + torch.rand(400, 1_000, generator=g)
     return [
         Case("training, p = 0.1", (x, 0.1, True)),
         Case("training, p = 0.5", (x, 0.5, True)),
@@ -74,6 +79,17 @@ DROPOUT = Exercise(
                 "entries are dropped in eval mode too: with training=False dropout must return "
                 "x unchanged.",
                 lambda x, p, training: _dropout(x, p, training, in_eval=True)),
+        Mistake("dropout.mask_shared_by_rows",
+                "every row dropped the same columns: the mask was drawn for one row "
+                "(torch.rand(x.shape[-1])) and broadcast. Draw one random number per entry, "
+                "torch.rand_like(x), so every position drops its own features.",
+                lambda x, p, training: _dropout(x, p, training, shared=True)),
+        Mistake("dropout.bernoulli_keeps_p",
+                "torch.bernoulli(p) gives 1 with probability p, so the mask *keeps* a fraction p and "
+                "drops 1 - p: draw the keep mask with the keep probability, torch.bernoulli(1 - p), "
+                "or torch.rand_like(x) >= p.",
+                lambda x, p, training: x * torch.bernoulli(torch.full_like(x, p)) / (1 - p)
+                if training and p > 0 else x),
         Mistake("dropout.p_is_keep_probability",
                 "p is used as the probability of *keeping* an entry; it is the probability of "
                 "dropping one: keep = torch.rand_like(x) >= p.",
@@ -120,7 +136,8 @@ def _run_forward(solution, case: Case):
         return solution(model, idx.clone())
 
 
-def _forward(model, idx, positions=True, final_ln=True, post_ln=False, last_only=False, pos_from_1=False):
+def _forward(model, idx, positions=True, final_ln=True, post_ln=False, last_only=False, pos_from_1=False,
+             residual=True, ln_f_every_block=False, softmax=False):
     T = idx.size(1)
     x = model.wte(idx)
     if positions:
@@ -130,12 +147,19 @@ def _forward(model, idx, positions=True, final_ln=True, post_ln=False, last_only
         if post_ln:
             x = b.ln_1(x + b.attn(x))
             x = b.ln_2(x + b.mlp(x))
-        else:
+        elif residual:
             x = x + b.attn(b.ln_1(x))
             x = x + b.mlp(b.ln_2(x))
-    if final_ln:
+        else:
+            x = b.attn(b.ln_1(x))
+            x = b.mlp(b.ln_2(x))
+        if ln_f_every_block:
+            x = model.ln_f(x)
+    if final_ln and not ln_f_every_block:
         x = model.ln_f(x)
     logits = x @ model.wte.weight.T
+    if softmax:
+        return torch.softmax(logits, dim=-1)
     return logits[:, -1] if last_only else logits
 
 
@@ -160,6 +184,18 @@ FORWARD = Exercise(
                 "the blocks are written Post-LN (ln(x + f(x))); MiniGPT's default is Pre-LN: "
                 "x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)).",
                 lambda m, i: _forward(m, i, post_ln=True)),
+        Mistake("gpt.no_residual",
+                "the blocks have no residual connections (x = attn(ln_1(x)) instead of x = x + "
+                "attn(ln_1(x))): each sub-layer adds to the residual stream, it does not replace it.",
+                lambda m, i: _forward(m, i, residual=False)),
+        Mistake("gpt.softmax_on_logits",
+                "you returned probabilities (a softmax of the logits): the forward pass returns the "
+                "raw logits, (B, T, V); F.cross_entropy and the sampler apply the softmax themselves.",
+                lambda m, i: _forward(m, i, softmax=True)),
+        Mistake("gpt.ln_f_after_every_block",
+                "ln_f was applied after every block: it runs once, after the last block, just "
+                "before the head (x = ln_f(x); logits = x @ wte.weight.T).",
+                lambda m, i: _forward(m, i, ln_f_every_block=True)),
         Mistake("gpt.last_position_only",
                 "you returned the logits of the last position only, (B, V); the forward pass "
                 "gives logits for every position, (B, T, V) (generate uses only the last).",

@@ -40,13 +40,25 @@ def _lr_cases() -> list[Case]:
 
 
 def _cosine(step, learning_rate, min_lr, warmup_iters, max_iters, floor=None, turn=math.pi,
-            start=None, clamp=True):
+            start=None, clamp=True, end=None, floor_added=False):
     start = warmup_iters if start is None else start
-    progress = (step - start) / max(1, max_iters - start)
+    end = max_iters if end is None else end
+    progress = (step - start) / max(1, end - start)
     if clamp:
         progress = min(progress, 1.0)
     floor = min_lr if floor is None else floor
+    if floor_added:                                # the floor added on top of the whole peak
+        return floor + 0.5 * (1.0 + math.cos(turn * progress)) * learning_rate
     return floor + 0.5 * (1.0 + math.cos(turn * progress)) * (learning_rate - floor)
+
+
+def _warmed(cosine_switches):
+    """A schedule with the right warm-up and a cosine with the given switches."""
+    def lr_at(step, learning_rate, min_lr, warmup_iters, max_iters):
+        if step < warmup_iters:
+            return learning_rate * (step + 1) / warmup_iters
+        return _cosine(step, learning_rate, min_lr, warmup_iters, max_iters, **cosine_switches)
+    return lr_at
 
 
 def _lr_no_warmup(step, learning_rate, min_lr, warmup_iters, max_iters):
@@ -123,6 +135,16 @@ LR_SCHEDULE = Exercise(
                 "and does not start from the peak: progress = (step - warmup_iters) / "
                 "(max_iters - warmup_iters).",
                 _lr_progress_from_zero),
+        Mistake("lr_schedule.floor_added_to_the_peak",
+                "min_lr was added on top of the whole cosine (min_lr + 0.5 * (1 + cos) * "
+                "learning_rate), so the schedule starts above the peak: the cosine spans the gap, "
+                "min_lr + 0.5 * (1 + cos(pi * progress)) * (learning_rate - min_lr).",
+                _warmed(dict(floor_added=True))),
+        Mistake("lr_schedule.ends_one_step_early",
+                "the cosine reaches min_lr at step max_iters - 1, one step early: progress = "
+                "(step - warmup_iters) / (max_iters - warmup_iters) reaches 1 at step max_iters.",
+                lambda step, learning_rate, min_lr, warmup_iters, max_iters: _warmed(dict(
+                    end=max_iters - 1))(step, learning_rate, min_lr, warmup_iters, max_iters)),
         Mistake("lr_schedule.not_clamped_after_the_end",
                 "after max_iters the learning rate rises again: clamp progress to at most 1, so the "
                 "rate stays at min_lr if training runs longer.",
@@ -265,14 +287,22 @@ def _decay_split(solution, case: Case):
     "in two groups"), from the groups the solution returns."""
     torch.manual_seed(0)
     model = MiniGPT(case.args[0])
-    seen: dict[int, list[str]] = {id(p): [] for p in model.parameters()}
-    for group in solution(model, 0.1):
+    seen: dict[int, list[tuple[int, str]]] = {id(p): [] for p in model.parameters()}
+    for index, group in enumerate(solution(model, 0.1)):
         decay = require_number(group.get("weight_decay", 0.0), "a group's weight_decay")
         for p in group["params"]:
-            seen.setdefault(id(p), []).append("decayed" if decay > 0 else "not decayed")
-    status = {1: None, 0: "missing from every group"}
-    lines = [f"{name}: {status.get(len(seen[id(p)]), 'in two groups') or seen[id(p)][0]}"
-             for name, p in model.named_parameters()]
+            seen.setdefault(id(p), []).append((index, "decayed" if decay > 0 else "not decayed"))
+
+    def status(places: list[tuple[int, str]]) -> str:
+        if not places:
+            return "missing from every group"
+        if len({index for index, _ in places}) > 1:
+            return "in two groups"
+        if len(places) > 1:      # a tied weight (wte = lm_head) listed under both names
+            return f"listed {len(places)} times in one group"
+        return places[0][1]
+
+    lines = [f"{name}: {status(seen[id(p)])}" for name, p in model.named_parameters()]
     if len(seen) > len(lines):
         lines.append("a group holds tensors that are not the model's parameters")
     return tuple(lines)
@@ -302,6 +332,19 @@ def _decay_linear_only(model, weight_decay):
 
 def _forgets_no_decay_group(model, weight_decay):
     return _groups(model, weight_decay, lambda n, p: p.dim() >= 2)[:1]
+
+
+def _decay_values_swapped(model, weight_decay):
+    groups = _groups(model, weight_decay, lambda n, p: p.dim() >= 2)
+    groups[0]["weight_decay"], groups[1]["weight_decay"] = 0.0, weight_decay
+    return groups
+
+
+def _tied_weight_twice(model, weight_decay):
+    """Both names of the tied weight (wte.weight and lm_head.weight) in the decay group."""
+    params = list(model.named_parameters(remove_duplicate=False))
+    return [{"params": [p for n, p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for n, p in params if p.dim() < 2], "weight_decay": 0.0}]
 
 
 def _decay_nothing(model, weight_decay):
@@ -335,6 +378,16 @@ DECAY_GROUPS = Exercise(
                 "only the decayed group was returned, so the biases and LayerNorm parameters would "
                 "never be trained at all: return a second group with them and weight_decay=0.",
                 _forgets_no_decay_group),
+        Mistake("decay_groups.values_swapped",
+                "the weight_decay values are swapped: the matrices' group (p.dim() >= 2) gets "
+                "weight_decay and the group of biases and LayerNorm parameters gets 0.0.",
+                _decay_values_swapped),
+        Mistake("decay_groups.tied_weight_listed_twice",
+                "the tied weight is listed twice: wte.weight and lm_head.weight are one tensor, so "
+                "model.named_parameters(remove_duplicate=False) (or collecting modules' weights) "
+                "gives it twice, and AdamW warns about duplicate parameters. Use "
+                "model.named_parameters(), which lists each tensor once.",
+                _tied_weight_twice),
         Mistake("decay_groups.nothing",
                 "nothing is decayed: check that the matrices' group has weight_decay set (> 0).",
                 _decay_nothing),

@@ -375,6 +375,10 @@ class Exercise:
             names = ", ".join(f"{name}=..." for name in case.kwargs)
             message += (f" The check passes these arguments by keyword ({names}): give your "
                         f"function's parameters exactly these names.")
+        elif "view size is not compatible" in str(err):
+            message += (" After a transpose the tensor's memory is no longer laid out in the new "
+                        "order, so .view() cannot regroup it: call .contiguous() first (or use "
+                        ".reshape()), as in y.transpose(1, 2).contiguous().view(B, T, C).")
         elif isinstance(err, TypeError) and "argument" in str(err):
             message += (" Check that your function takes the arguments the exercise names, in "
                         "that order.")
