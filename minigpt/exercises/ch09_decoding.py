@@ -4,6 +4,8 @@ function `MiniGPT.generate` samples from."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -142,6 +144,8 @@ def _top_p_cases() -> list[Case]:
         Case("a batch of 3 rows of 20 logits, top_p=0.6", (_logits((3, 20), 1.5, 4), 0.6)),
         Case("one row of 30 logits, top_p=0.95", (_logits((30,), 2.0, 5), 0.95)),
         Case("a small p (top_p=0.05): only the best token", (_logits((2, 10), 1.0, 6), 0.05)),
+        Case("probabilities 1/2, 1/4, 1/8, 1/16, 1/16 with top_p=0.75: the best two hold exactly p",
+             (torch.tensor([0.0, -1.0, -2.0, -3.0, -3.0]) * math.log(2), 0.75)),
     ]
 
 
@@ -182,6 +186,18 @@ def _top_p_ascending(logits, top_p):
     return _top_p_from_drop(probs, drop, order)
 
 
+def _top_p_keeps_at_exactly_p(logits, top_p):
+    probs, sorted_probs, order = _sorted(logits)
+    return _top_p_from_drop(probs, sorted_probs.cumsum(-1) - sorted_probs > top_p, order)
+
+
+def _top_p_mask_not_scattered(logits, top_p):
+    probs, sorted_probs, order = _sorted(logits)
+    drop = sorted_probs.cumsum(-1) - sorted_probs >= top_p      # in sorted order...
+    kept = probs.masked_fill(drop, 0.0)                         # ...applied to vocabulary order
+    return kept / kept.sum(dim=-1, keepdim=True)
+
+
 def _top_p_on_logits(logits, top_p):
     sorted_logits, order = logits.float().sort(dim=-1, descending=True)
     drop = sorted_logits.cumsum(-1) - sorted_logits >= top_p      # sums logits, not probabilities
@@ -209,6 +225,17 @@ TOP_P = Exercise(
                 "the right tokens survived but their probabilities do not sum to 1: divide the "
                 "kept probabilities by their sum.",
                 _top_p_not_renormalised),
+        Mistake("top_p.keeps_a_token_at_exactly_p",
+                "one token too many survived where the better tokens already hold exactly p: the "
+                "set has reached p then, so drop a token when the mass before it is >= p (not > p; "
+                "keep it only while that mass is < p).",
+                _top_p_keeps_at_exactly_p),
+        Mistake("top_p.mask_not_scattered_back",
+                "the drop mask was computed in sorted order but applied to the probabilities in "
+                "vocabulary order, so the wrong tokens were dropped: scatter it back first, "
+                "drop = drop_sorted.scatter(-1, order, drop_sorted) (or sort, filter, and scatter "
+                "the kept probabilities back).",
+                _top_p_mask_not_scattered),
         Mistake("top_p.sorted_ascending",
                 "the least likely tokens survived: sort the probabilities in descending order "
                 "(sort(descending=True)), so the nucleus is built from the best token down.",
@@ -263,6 +290,14 @@ def _returns_new_only(model, idx, max_new_tokens):
 
 
 @torch.no_grad()
+def _crops_one_short(model, idx, max_new_tokens):
+    for _ in range(max_new_tokens):
+        logits, _ = model(idx[:, -(model.config.block_size - 1):])   # block_size - 1 tokens of context
+        idx = torch.cat([idx, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return idx
+
+
+@torch.no_grad()
 def _one_short(model, idx, max_new_tokens):
     return greedy_generate(model, idx, max(0, max_new_tokens - 1))
 
@@ -304,6 +339,10 @@ GREEDY_LOOP = Exercise(
                 "once the text outgrew block_size the model saw the *first* block_size tokens: "
                 "the next token depends on the most recent ones, so crop with idx[:, -block_size:].",
                 _crops_the_start),
+        Mistake("greedy.crops_to_block_size_minus_1",
+                "the window is one token short: idx[:, -(block_size - 1):] keeps block_size - 1 "
+                "tokens; the model can read block_size of them, idx[:, -block_size:].",
+                _crops_one_short),
         Mistake("greedy.first_position_logits",
                 "the next token came from the first position's logits: the prediction for the "
                 "token after the text is the *last* row, logits[:, -1].",

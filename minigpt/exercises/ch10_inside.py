@@ -52,7 +52,7 @@ def _map_cases() -> list[Case]:
 
 @torch.no_grad()
 def _maps_by_hand(block, x, ln=True, scale=True, split_heads="transpose", key_chunk=1,
-                  mask="before"):
+                  mask="before", softmax_dim=-1, hidden_from=1):
     """The reference written out, with one switch per mistake."""
     B, T, C = x.shape
     H = block.attn.n_head
@@ -67,9 +67,9 @@ def _maps_by_hand(block, x, ln=True, scale=True, split_heads="transpose", key_ch
     scores = q @ k.transpose(-2, -1)
     if scale:
         scores = scores / math.sqrt(D)
-    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    future = torch.ones(T, T, dtype=torch.bool).triu(hidden_from)
     if mask == "before":
-        return F.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+        return F.softmax(scores.masked_fill(future, float("-inf")), dim=softmax_dim)
     if mask == "after":
         return F.softmax(scores, dim=-1).masked_fill(future, 0.0)
     return F.softmax(scores, dim=-1)
@@ -105,6 +105,15 @@ ATTENTION_MAPS = Exercise(
                 "the future was hidden after the softmax, so the rows no longer sum to 1: fill "
                 "the future scores with -inf before the softmax.",
                 _wrapped(mask="after")),
+        Mistake("maps.softmax_over_queries",
+                "the softmax ran over dim=-2, the queries: each row (one query) must sum to 1 over "
+                "the keys, so take softmax(dim=-1).",
+                _wrapped(softmax_dim=-2)),
+        Mistake("maps.mask_hides_self",
+                "the mask also hides the diagonal (triu(0) instead of triu(1)): a query may look at "
+                "its own position, and the first query, which sees nothing else, gets a row of "
+                "-inf whose softmax is NaN.",
+                _wrapped(hidden_from=0)),
         Mistake("maps.no_mask",
                 "positions attend to later positions: the causal mask is missing (fill the "
                 "scores above the diagonal with -inf).",
@@ -128,9 +137,10 @@ def offset_scores(maps: torch.Tensor, offset: int, first_row: int) -> torch.Tens
     return maps[:, :, rows, rows - offset].mean(dim=-1)
 
 
-def _score_rows(maps, offset, first_row, key_shift=0, all_rows=False, reduce="mean", swapped=False):
+def _score_rows(maps, offset, first_row, key_shift=0, all_rows=False, reduce="mean", swapped=False,
+                from_offset=False):
     # no clamping: a negative key index wraps around, exactly as in the student's code
-    rows = torch.arange(0 if all_rows else first_row, maps.size(-1))
+    rows = torch.arange(0 if all_rows else offset if from_offset else first_row, maps.size(-1))
     keys = rows - offset + key_shift
     picked = maps[:, :, keys, rows] if swapped else maps[:, :, rows, keys]
     return picked.mean(-1) if reduce == "mean" else picked.sum(-1)
@@ -170,8 +180,10 @@ OFFSET_SCORE = Exercise(
     success="Row i of a map is query i; its weight on key i - offset sits offset places left of the diagonal.",
     mistakes=[
         Mistake("offset_score.rows_and_columns_swapped",
-                "you read row i - offset, column i: that is above the diagonal, where the causal "
-                "mask leaves 0. Rows are queries and columns keys, so index maps[..., i, i - offset].",
+                "you read entries above the diagonal (a key after its query: row i - offset and "
+                "column i, or row i and column i + offset, as diagonal(offset) with a positive "
+                "offset does), where the causal mask leaves 0. Rows are queries and columns keys: "
+                "query i's weight on key i - offset is maps[..., i, i - offset], below the diagonal.",
                 lambda maps, offset, first_row: _score_rows(maps, offset, first_row, swapped=True)),
         Mistake("offset_score.one_key_too_near",
                 "the key is one position too close (i - offset + 1): for the previous character "
@@ -185,6 +197,11 @@ OFFSET_SCORE = Exercise(
                 "the average included the first rows: average over queries i = first_row .. T - 1 "
                 "only (the first rows have so few keys that any head looks focused there).",
                 lambda maps, offset, first_row: _score_rows(maps, offset, first_row, all_rows=True)),
+        Mistake("offset_score.ignores_first_row",
+                "first_row was ignored: the average ran over every query that has a key offset "
+                "places back (i >= offset); average over i = first_row .. T - 1 only, as asked "
+                "(the first rows have so few keys that any head looks focused there).",
+                lambda maps, offset, first_row: _score_rows(maps, offset, first_row, from_offset=True)),
         Mistake("offset_score.sum_not_mean",
                 "the weights were summed over the query rows: the score is their mean, a number "
                 "between 0 and 1 comparable with the uniform baseline.",

@@ -101,6 +101,23 @@ class _KeepsOldest(SlidingKVCache):
         return keys, values
 
 
+class _RingBuffer(SlidingKVCache):
+    def append(self, k, v):
+        slot = getattr(self, "slot", 0)                        # where the next position goes
+        for t in range(k.size(2)):
+            self.k[:, :, slot], self.v[:, :, slot] = k[:, :, t], v[:, :, t]
+            slot = (slot + 1) % self.max_len
+            self.length = min(self.length + 1, self.max_len)
+        self.slot = slot
+        return self.k[:, :, :self.length], self.v[:, :, :self.length]   # in storage order
+
+
+class _KeysValuesSwapped(SlidingKVCache):
+    def append(self, k, v):
+        keys, values = super().append(k, v)
+        return values, keys
+
+
 def _steps(B: int, H: int, D: int, sizes: list[int], seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
     return [(torch.randn(B, H, T, D, generator=g), torch.randn(B, H, T, D, generator=g)) for T in sizes]
@@ -164,6 +181,16 @@ SLIDING_CACHE = Exercise(
                 "past max_len the cache kept growing: once it holds more than max_len positions, "
                 "keep only the most recent max_len (slice [-max_len:]).",
                 _NotTruncated),
+        Mistake("kv_cache.ring_buffer_order",
+                "the cache is a ring buffer (the oldest slot overwritten) and returns its slots in "
+                "storage order, so once it wraps around the keys come back out of order: return "
+                "the held positions oldest first (shift the buffer, or roll it by the write slot "
+                "before returning), so position order survives for the causal mask.",
+                _RingBuffer),
+        Mistake("kv_cache.keys_and_values_swapped",
+                "append returned (values, keys): return the keys first, then the values, "
+                "as the skeleton says (keys, values).",
+                _KeysValuesSwapped),
         Mistake("kv_cache.keeps_oldest",
                 "past max_len the cache dropped the new positions and kept the oldest ones: a "
                 "sliding window keeps the *most recent* max_len ([-max_len:], not [:max_len]).",
@@ -233,6 +260,36 @@ def _positions_from_zero(model, idx, max_new_tokens):
             logits = _step(model, idx, caches, 0)
         else:
             logits = _step(model, idx[:, -1:], caches, 0)   # the new token gets position 0
+        idx = torch.cat([idx, logits.argmax(-1, keepdim=True)], dim=1)
+    return idx
+
+
+@torch.no_grad()
+def _position_one_too_far(model, idx, max_new_tokens):
+    block_size, caches = model.config.block_size, None
+    for _ in range(max_new_tokens):
+        T = idx.size(1)
+        if T > block_size:
+            logits = _step(model, idx[:, -block_size:], model.new_kv_caches(idx.size(0)), 0)
+        elif caches is None:
+            caches = model.new_kv_caches(idx.size(0))
+            logits = _step(model, idx, caches, 0)
+        else:
+            logits = _step(model, idx[:, -1:], caches, T)     # position T: one past the newest token
+        idx = torch.cat([idx, logits.argmax(-1, keepdim=True)], dim=1)
+    return idx
+
+
+@torch.no_grad()
+def _never_recomputes(model, idx, max_new_tokens):
+    caches = None
+    for _ in range(max_new_tokens):
+        T = idx.size(1)
+        if caches is None:
+            caches = model.new_kv_caches(idx.size(0))
+            logits = _step(model, idx, caches, 0)
+        else:                                             # past block_size: no row of wpe, no slot left
+            logits = _step(model, idx[:, -1:], caches, T - 1)
         idx = torch.cat([idx, logits.argmax(-1, keepdim=True)], dim=1)
     return idx
 
@@ -325,6 +382,16 @@ CACHED_GENERATE = Exercise(
                 "`length` cached positions sits at position `length` (wpe, or the RoPE tables, "
                 "must start there).",
                 _positions_from_zero),
+        Mistake("kv_generate.window_never_recomputed",
+                "once the text outgrew block_size the generator kept feeding the cache: there is no "
+                "position embedding past block_size - 1 and no slot left in the cache. From then on "
+                "recompute the last block_size tokens in fresh caches at every step.",
+                _never_recomputes, raises=(IndexError, RuntimeError)),
+        Mistake("kv_generate.position_one_too_far",
+                "each new token got the position after its own: the newest token of a text of "
+                "length T sits at position T - 1 (positions count from 0), so its embedding is "
+                "wpe.weight[T - 1:T].",
+                _position_one_too_far),
         Mistake("kv_generate.recomputes",
                 "the tokens are right, but every step ran the whole text through the model again: "
                 "after the prefill, feed only the newest token and let the cache supply the rest "

@@ -8,6 +8,8 @@ checkpoint made with this one, so the checks insist on it.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..attention import manual_attention
@@ -111,6 +113,18 @@ def _gqa_queries_pooled(q, k, v):
     return repeat_kv(manual_attention(pooled, k, v), H)
 
 
+def _gqa_by_hand(q, k, v, scale="D", mask="tril"):
+    """GQA with the attention written out, one switch per mistake."""
+    H, T, D = q.size(1), q.size(-2), q.size(-1)
+    group = H // k.size(1)
+    k, v = repeat_kv(k, H), repeat_kv(v, H)
+    width = {"D": D, "none": 1, "D*group": D * group}[scale]
+    scores = q @ k.transpose(-2, -1) / math.sqrt(width)
+    ones = torch.ones(T, T, dtype=torch.bool)
+    visible = ones.tril() if mask == "tril" else ones.triu()
+    return torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1) @ v
+
+
 def _qkv(B: int, H: int, Hkv: int, T: int, D: int, seed: int):
     g = torch.Generator().manual_seed(seed)
     q = 2 * torch.randn(B, H, T, D, generator=g)
@@ -144,6 +158,18 @@ GQA_ATTENTION = Exercise(
                 "keys and values are grouped differently (values with repeat_interleave, keys with "
                 "repeat): a query head must read the keys of the same K/V head as its values.",
                 _gqa_keys_tiled),
+        Mistake("gqa_attention.no_scale",
+                "the scores are sqrt(D) times too large: divide q @ k^T by sqrt(D), D the head "
+                "size (q.size(-1)), before the softmax.",
+                lambda q, k, v: _gqa_by_hand(q, k, v, scale="none")),
+        Mistake("gqa_attention.scale_by_sqrt_d_times_group",
+                "the scores are divided by sqrt(D * group): sharing a K/V head does not change "
+                "the dot product, which still has D terms, so divide by sqrt(D).",
+                lambda q, k, v: _gqa_by_hand(q, k, v, scale="D*group")),
+        Mistake("gqa_attention.mask_upside_down",
+                "the mask keeps the future and hides the past (triu instead of tril): query t may "
+                "see keys 0..t.",
+                lambda q, k, v: _gqa_by_hand(q, k, v, mask="triu")),
         Mistake("gqa_attention.queries_pooled",
                 "the query heads of a group were averaged into one: GQA shares only keys and "
                 "values; every query head keeps its own query and its own output.",

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from ..attention import manual_attention
-from .core import Case, CheckResult, Exercise, Mistake
+from .core import Case, CheckResult, Exercise, Mistake, call_function
 
 
 # ------------------------------------------------------------ one row, chunk by chunk
@@ -114,11 +115,11 @@ def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block: in
 
 
 def _tiled(q, k, v, block, rescale=True, divide=True, mask="absolute", last_key="diagonal",
-           rescale_l=True):
+           rescale_l=True, rescale_acc=True, scale=True):
     B, H, T, D = q.shape
     out = torch.empty_like(q)
     for i in range(0, T, block):
-        qi = q[:, :, i:i + block] / math.sqrt(D)
+        qi = q[:, :, i:i + block] / (math.sqrt(D) if scale else 1.0)
         rows = torch.arange(i, min(i + block, T))[:, None]
         m = torch.full((B, H, rows.size(0), 1), float("-inf"))
         l = torch.zeros(B, H, rows.size(0), 1)
@@ -133,12 +134,34 @@ def _tiled(q, k, v, block, rescale=True, divide=True, mask="absolute", last_key=
                 s = s.masked_fill((cols - j) > (rows - i), float("-inf"))
             m_new = torch.maximum(m, s.amax(-1, keepdim=True))
             p = torch.exp(s - m_new)
-            scale = torch.exp(m - m_new) if rescale else torch.ones(())
-            l = (l * scale if rescale_l else l) + p.sum(-1, keepdim=True)
-            acc = acc * scale + p @ v[:, :, j:j + block]
+            shrink = torch.exp(m - m_new) if rescale else torch.ones(())
+            l = (l * shrink if rescale_l else l) + p.sum(-1, keepdim=True)
+            acc = (acc * shrink if rescale_acc else acc) + p @ v[:, :, j:j + block]
             m = m_new
         out[:, :, i:i + block] = acc / l if divide else acc
     return out
+
+
+def _skipping_flops(q: torch.Tensor, block: int) -> int:
+    """The matmul work of tiled attention that skips the key tiles after each query tile:
+    two products (scores, then weights @ values) per computed tile, 2 flops per multiply-add."""
+    B, H, T, D = q.shape
+    pairs = sum(min(block, T - i) * min(block, T - j)
+                for i in range(0, T, block) for j in range(0, min(i + block, T), block))
+    return 2 * 2 * B * H * pairs * D
+
+
+def _run_tiled(solution, case: Case):
+    """Output 0: the attention output. Output 1: whether the matmul work (counted by torch's
+    FlopCounterMode) stays within what skipping the future key tiles costs, as asked; visiting
+    every key tile gives the same output with about 1.5x the work in the first two cases."""
+    q = case.args[0]
+    with FlopCounterMode(display=False) as counter:
+        out = call_function(solution, case)
+    work = counter.get_total_flops() / _skipping_flops(q, case.kwargs["block"])
+    if work <= 1.25:
+        return out, "skips the key tiles after each query tile"
+    return out, f"visits key tiles after the query tile too ({work:.2f}x the matmul work of skipping them)"
 
 
 def _tiled_qkv(B: int, H: int, T: int, D: int, seed: int):
@@ -158,14 +181,31 @@ def _tile_cases() -> list[Case]:
 
 TILED_ATTENTION = Exercise(
     name="tiled attention with an online softmax",
-    reference=lambda q, k, v, block: manual_attention(q, k, v),
+    # the reference is the tiled solution, so that the work it does is the skipping tiling's;
+    # tests/test_attention.py checks that it computes manual_attention's output
+    reference=lambda q, k, v, block: _tiled(q, k, v, block),
     cases=_tile_cases,
+    run=_run_tiled,
     success="Same output as manual_attention, one (block x block) score tile at a time.",
     mistakes=[
         Mistake("tiled_attention.max_not_rescaled",
                 "the running sums were not rescaled when a key tile raised the row max: multiply "
                 "l and acc by exp(m - m_new) before adding the new tile.",
                 lambda q, k, v, block: _tiled(q, k, v, block, rescale=False)),
+        Mistake("tiled_attention.no_scale",
+                "the scores are sqrt(D) times too large: divide each query tile (or its scores) by "
+                "sqrt(D) before the exponentials.",
+                lambda q, k, v, block: _tiled(q, k, v, block, scale=False)),
+        Mistake("tiled_attention.acc_not_rescaled",
+                "the normaliser l is rescaled but the weighted sum acc is not: when a tile raises the "
+                "row max, acc = acc * exp(m - m_new) + p @ v_tile.",
+                lambda q, k, v, block: _tiled(q, k, v, block, rescale_acc=False)),
+        Mistake("tiled_attention.future_tiles_not_skipped",
+                "the output is right, but the key loop visits every tile, also those that start "
+                "after the query tile's last row, where the mask hides everything: the exercise "
+                "asks you to skip them (range(0, min(i + block, T), block)), which is where tiling "
+                "saves about half the work of causal attention.",
+                lambda q, k, v, block: _tiled(q, k, v, block, last_key="all")),
         Mistake("tiled_attention.normaliser_not_rescaled",
                 "acc is rescaled but the normaliser l is not: l = l * exp(m - m_new) + p.sum(-1).",
                 lambda q, k, v, block: _tiled(q, k, v, block, rescale_l=False)),

@@ -69,6 +69,9 @@ class Mistake:
     key: str                        # stable id, e.g. "attention.no_scale"
     hint: str                       # what to tell the student, as a question or a fix
     solution: Any                   # same kind of object the student hands in
+    # A mistake that shows as a crash: a student's error of one of these types is put down to
+    # it on a case where `solution` crashes too (however the student's code words the error).
+    raises: tuple = ()
 
 
 @dataclass
@@ -398,13 +401,14 @@ class Exercise:
         return None
 
     def diagnose_error(self, err: Exception, case: Case) -> Optional[Mistake]:
-        """The first catalogued mistake that raises the same error (type and message) on `case`:
-        some mistakes show only as a crash (a cache that overflows, an index past the table)."""
+        """The first catalogued mistake that raises the same error (type and message, or a type
+        it names in `raises`) on `case`: some mistakes show only as a crash (a cache that
+        overflows, an index past the table)."""
         for mistake in self.mistakes:
             try:
                 self.run(mistake.solution, case)
             except Exception as wrong:
-                if type(wrong) is type(err) and str(wrong) == str(err):
+                if (type(wrong) is type(err) and str(wrong) == str(err)) or isinstance(err, mistake.raises):
                     return mistake
         return None
 
