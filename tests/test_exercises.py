@@ -188,3 +188,23 @@ def test_crash_messages_explain_keywords_and_views_without_doubling_the_full_sto
         return y.transpose(1, 2).view(B, T, H * D)        # view after transpose: torch refuses
     said = ex.check_merge_heads(merge).message
     assert ".contiguous()" in said and "instead.." not in said and "instead." in said
+
+
+def test_token_ids_and_scalars_are_not_said_to_have_the_right_shape():
+    def one_token_late(model, idx, max_new_tokens):       # greedy, but the last token replaced
+        out = model.generate(idx, max_new_tokens, temperature=0, use_cache=False)
+        out[:, -1] = (out[:, -1] + 1) % 11
+        return out
+    said = ex.check_greedy_generate(one_token_late).message
+    assert "shape is right" not in said and "entries differ, the first at index" in said
+    from minigpt.exercises.ch08_training import _reference_clip
+    said = ex.check_grad_clip(lambda grads, max_norm: (_reference_clip(grads, max_norm)[0], 1.0)).message
+    assert "shape is right" not in said and "output 3: expected" in said
+
+
+def test_no_hint_success_or_case_name_doubles_a_full_stop():
+    import re
+    doubled = re.compile(r"(?<![.\s])\.\.(?![.\w])")
+    for exercise in ex.EXERCISES:
+        texts = [exercise.success] + [m.hint for m in exercise.mistakes] + [c.name for c in exercise.cases()]
+        assert not [t for t in texts if doubled.search(t)], exercise.name
