@@ -203,9 +203,11 @@ class CausalSelfAttention(nn.Module):
         impl = "manual" if return_weights else (impl or self.attn_impl)
         dropout_p = self.dropout if self.training else 0.0
         weights = None
-        if impl == "sdpa" and dropout_p > 0 and x.device.type == "cpu":
+        if impl == "sdpa" and dropout_p > 0 and x.device.type == "cpu" and not torch.compiler.is_compiling():
             # SDPA's fused CPU kernel has no dropout; its fallback is the manual formula with
-            # a slow random mask. dropout_attention is that formula with fewer passes.
+            # a slow random mask. dropout_attention is that formula with fewer passes. Under
+            # torch.compile SDPA stays: the compiler fuses its fallback, and dropout_attention's
+            # in-place mask draw would split the graph.
             out = dropout_attention(q, k, v, dropout_p)
         elif impl == "manual":
             out = manual_attention(q, k, v, dropout_p, self.training, return_weights)

@@ -8,7 +8,10 @@ bits of each lane are compared with round(p * 2^15). The drop probability is the
 rounded to a multiple of 2^-15 (0.1 -> 0.100006), the mask is still drawn from PyTorch's
 seeded generator (so runs are reproducible and resumable), and the result is scaled by
 1 / (1 - p) as usual.
-On GPUs the built-in dropout is already fast and is used unchanged.
+On GPUs the built-in dropout is already fast and is used unchanged, and so it is under
+`torch.compile`: the in-place `random_` draw splits a compiled graph at every dropout
+(Dynamo cannot trace it), while the compiler draws F.dropout's mask inside its fused kernels.
+A compiled run therefore draws other masks than an eager one (same rate, other random stream).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """Drop-in for F.dropout: zero each entry with probability p, scale the rest by 1/(1-p)."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or not 0.0 < p < 1.0:
+    if x.device.type != "cpu" or not 0.0 < p < 1.0 or torch.compiler.is_compiling():
         return F.dropout(x, p, training)
     # one float mask with the 1/(1-p) scale folded in: multiplying by a bool mask would
     # convert it to float again in every forward and backward product
