@@ -1,23 +1,21 @@
 """Checkpoints: safetensors for tensors, JSON for everything else, never pickle.
 
-A training run's folder looks like this:
+A checkpoint is one folder (a training run's step folder, or an export):
 
-    run/
-      latest                 one line: the newest complete step folder
-      .lock                  held (flock) by the training process writing this folder
-      step-000500/
-        model.safetensors    weights, GPT-2 names (the tied lm_head is stored once, as wte)
-        trainer.safetensors  AdamW moments and random-number-generator states
-        minigpt.json         config, tokenizer, training state, sha256 of both files
+    step-000500/
+      model.safetensors    weights, GPT-2 names (the tied lm_head is stored once, as wte)
+      trainer.safetensors  AdamW moments and random-number-generator states
+      minigpt.json         config, tokenizer, training state, sha256 of both files
 
-A step folder is written under a temporary name and renamed only when complete, and
-`latest` is replaced atomically after that, so a crash at any moment leaves the previous
-checkpoint intact; the temporary folders a crash leaves behind are removed by the next run
-that takes the folder's lock. `minigpt.json` is covered too: the sha256 of everything in it
-but the file checksums is stored in model.safetensors' header, so an edited description (say
-`norm` changed from pre to post) is refused instead of loading a different model. An
-exported model (like the one shipped in the package) is one folder with `model.safetensors`
-and `minigpt.json` and no trainer state.
+The run folder around the step folders (its lock, `latest`, temporary folders, the disk
+check) is `run_folder.py`. A step folder is written under a temporary name and renamed only
+when complete, and `latest` is replaced atomically after that, so a crash at any moment
+leaves the previous checkpoint intact; the temporary folders a crash leaves behind are
+removed by the next run that takes the folder's lock. `minigpt.json` is covered too: the
+sha256 of everything in it but the file checksums is stored in model.safetensors' header,
+so an edited description (say `norm` changed from pre to post) is refused instead of
+loading a different model. An exported model (like the one shipped in the package) is one
+folder with `model.safetensors` and `minigpt.json` and no trainer state.
 
 `torch.load` is never called: unpickling can run arbitrary code, so a `.pt`/`.pth` file is
 refused with an explanation instead.
@@ -25,18 +23,13 @@ refused with an explanation instead.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import hashlib
 import json
 import os
-import re
 import shutil
-import socket
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -44,22 +37,17 @@ from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, GPTConfig
 from .data import CharTokenizer
-from .errors import MiniGPTError
+from .device import pick_device
+from .errors import CheckpointError, UsageError
 from .model import MiniGPT
+from .run_folder import (LATEST_FILE, META_FILE, complete_steps, is_run_folder, os_reason, read_latest,
+                         remove_old_steps, step_name, temporary_path, write_fix, write_latest)
 
 FORMAT = "minigpt-checkpoint"
 FORMAT_VERSION = 1
-MODEL_FILE, TRAINER_FILE, META_FILE, LATEST_FILE, LOCK_FILE = (
-    "model.safetensors", "trainer.safetensors", "minigpt.json", "latest", ".lock")
+MODEL_FILE, TRAINER_FILE = "model.safetensors", "trainer.safetensors"    # META_FILE: run_folder
 DESCRIPTION_KEY = "minigpt.json.sha256"     # in model.safetensors' header
-STEP_NAME = re.compile(r"step-\d+")
-TEMPORARY_NAME = re.compile(r"\.(step-\d+\.(tmp|old)|latest\.tmp)-\d+")
 PathLike = Union[str, os.PathLike]
-
-
-class CheckpointError(MiniGPTError, RuntimeError):
-    """A checkpoint or run folder that is missing, corrupted, truncated, unsafe, does not fit,
-    cannot be written, or is in use by another training run."""
 
 
 @dataclass
@@ -106,27 +94,6 @@ def _write_json(path: Path, obj: Any) -> None:
         os.fsync(f.fileno())
 
 
-def _os_reason(err: Exception) -> str:
-    """A short human reason for an OSError or a safetensors write error (disk full, ...)."""
-    if isinstance(err, OSError):
-        return err.strerror or str(err)
-    text = str(err)
-    if "StorageFull" in text or "No space left" in text:
-        return "No space left on device"
-    if "PermissionDenied" in text or "Permission denied" in text:
-        return "Permission denied"
-    return text
-
-
-def _write_fix(err: Exception) -> str:
-    reason = _os_reason(err)
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC or "No space" in reason:
-        return "free some disk space or choose another output folder (--out)"
-    if isinstance(err, OSError) and err.errno in (errno.ENOTDIR, errno.EEXIST):
-        return "a part of the path is a file; choose another output folder (--out)"
-    return "make the folder writable or choose another output folder (--out)"
-
-
 def model_tensors(model: MiniGPT, dtype: Optional[torch.dtype] = None) -> dict[str, torch.Tensor]:
     """The state dict as safetensors wants it: contiguous CPU tensors, tied head once."""
     tensors = {}
@@ -166,111 +133,6 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
                               "resume with the same model configuration.") from None
 
 
-# ---------------------------------------------------------------- run folders
-def _complete_steps(directory: Path) -> list[Path]:
-    """The step-* folders that hold a minigpt.json (renamed into place only when complete)."""
-    try:
-        return sorted(p for p in directory.iterdir()
-                      if STEP_NAME.fullmatch(p.name) and (p / META_FILE).is_file())
-    except OSError:
-        return []
-
-
-def has_checkpoint(directory: PathLike) -> bool:
-    """True when `directory` holds a training checkpoint to resume (a `latest` or a step-* folder)."""
-    directory = Path(directory)
-    return (directory / LATEST_FILE).exists() or bool(_complete_steps(directory))
-
-
-def clean_temporary_files(directory: PathLike) -> list[Path]:
-    """Remove the half-written `.step-*.tmp-PID` folders (and `.old-`/`latest` temporaries) that a
-    killed or failed save left behind. Call it only while holding the folder's `run_lock`."""
-    removed = []
-    for path in Path(directory).iterdir():
-        if TEMPORARY_NAME.fullmatch(path.name):
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
-
-
-def checkpoint_nbytes(model: MiniGPT, with_optimizer: bool = True) -> int:
-    """About how many bytes one step folder of this model takes (weights + AdamW's two moments)."""
-    n = sum(p.numel() for p in model.parameters())
-    return 4 * n * (3 if with_optimizer else 1) + (1 << 20)      # + RNG states and minigpt.json
-
-
-def check_output_folder(directory: PathLike, need_bytes: int = 0) -> Path:
-    """Fail now, not at the first checkpoint, if `directory` cannot hold this run's checkpoints:
-    it is a file, cannot be created or written, or its disk has less than `need_bytes` free."""
-    directory = Path(directory)
-    try:
-        if directory.exists() and not directory.is_dir():
-            raise CheckpointError(f"the output folder {str(directory)!r} is an existing file; choose "
-                                  "a folder path for --out (it is created if missing).")
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise CheckpointError(f"cannot create the output folder {str(directory)!r}: "
-                              f"{_os_reason(err)}; choose another --out.") from None
-    probe = directory / f".write-test-{os.getpid()}"
-    try:
-        with open(probe, "wb") as f:
-            f.write(b"minigpt")
-    except OSError as err:
-        raise CheckpointError(f"cannot write into the output folder {str(directory)!r}: "
-                              f"{_os_reason(err)}; {_write_fix(err)}.") from None
-    finally:
-        with contextlib.suppress(OSError):
-            probe.unlink()
-    free = shutil.disk_usage(directory).free
-    if free < need_bytes:
-        raise CheckpointError(f"the disk holding {str(directory)!r} has {free / 1e6:.1f} MB free but this "
-                              f"run's checkpoints need about {need_bytes / 1e6:.1f} MB; free some space "
-                              "or choose another --out.")
-    return directory
-
-
-@contextlib.contextmanager
-def run_lock(directory: PathLike) -> Iterator[Path]:
-    """Hold the run folder's lock for the `with` block; refuse if another process holds it.
-
-    The lock is an flock on `directory/.lock`: the kernel releases it when the holding
-    process ends, however it ends (even SIGKILL), so a crashed run never leaves it stuck.
-    The file records the holder's PID and host, only to name it in the refusal. (Where
-    fcntl is missing, on Windows, the block runs without a lock.)
-    """
-    directory = Path(directory)
-    try:
-        import fcntl
-    except ImportError:          # pragma: no cover - Windows
-        yield directory
-        return
-    path = directory / LOCK_FILE
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as err:
-        raise CheckpointError(f"cannot create the lock file {str(path)!r}: {_os_reason(err)}; "
-                              f"{_write_fix(err)}.") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise CheckpointError(f"cannot lock {str(path)!r}: {_os_reason(err)}.") from None
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
-            raise CheckpointError(
-                f"{str(directory)!r} is in use by another training run ({holder}); wait for it to "
-                "finish, or choose another output folder (--out).") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()}, since "
-                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
-        yield directory
-    finally:
-        os.close(fd)             # closing the file releases the flock
-
-
 # --------------------------------------------------------------------- saving
 def _describe(model: MiniGPT, tokenizer: CharTokenizer,
               train_state: Optional[dict[str, Any]]) -> dict[str, Any]:
@@ -292,26 +154,48 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: Option
     os.chmod(path, 0o666 & ~umask)
 
 
-def _write_weights(path: Path, model: MiniGPT, meta: dict[str, Any],
-                   dtype: Optional[torch.dtype] = None) -> None:
+def finite_weights(model: MiniGPT, dtype: Optional[torch.dtype] = None) -> dict[str, torch.Tensor]:
+    """model_tensors(model, dtype), refused with a CheckpointError if any value is NaN or
+    infinite, so that a broken model is stopped when it is written, not when it is loaded.
+    With dtype=torch.float16 that includes weights beyond float16's range (|w| > 65504),
+    which the conversion turns into inf."""
+    tensors = model_tensors(model, dtype)
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            if dtype is not None and bool(torch.isfinite(model.state_dict()[name]).all()):
+                biggest = float(model.state_dict()[name].abs().max())
+                raise CheckpointError(
+                    f"{name} holds values up to {biggest:.4g}, beyond {dtype}'s range "
+                    f"({torch.finfo(dtype).max:.6g}): they would be stored as inf. Save it in "
+                    "float32 (drop --fp16).")
+            raise CheckpointError(f"the model's {name} contains NaN or inf values; nothing was written. "
+                                  "Save an earlier checkpoint of the run, before it diverged.")
+    return tensors
+
+
+def _write_weights(path: Path, weights: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     """model.safetensors, whose header records the sha256 of the description in `meta`."""
-    _save_tensors(model_tensors(model, dtype), path, metadata={DESCRIPTION_KEY: _description_sha256(meta)})
+    _save_tensors(weights, path, metadata={DESCRIPTION_KEY: _description_sha256(meta)})
 
 
 def save_checkpoint(directory: PathLike, model: MiniGPT, tokenizer: CharTokenizer, step: int,
                     optimizer: Optional[torch.optim.Optimizer] = None,
                     train_state: Optional[dict[str, Any]] = None,
-                    extra_tensors: Optional[dict[str, torch.Tensor]] = None,
+                    trainer_tensors: Optional[dict[str, torch.Tensor]] = None,
                     keep: int = 2) -> Path:
     """Atomically write step `step` into `directory`; keep the newest `keep` step folders.
 
-    A write that fails (disk full, permissions) removes its temporary folder and raises a
-    CheckpointError; the previous checkpoint stays intact.
+    `trainer_tensors` (e.g. random-number-generator states) are stored in trainer.safetensors
+    beside the optimizer's moments, and come back as `Checkpoint.trainer_tensors`.
+    Weights with NaN or inf values are refused before anything is written. A write that
+    fails (disk full, permissions) removes its temporary folder and raises a CheckpointError;
+    the previous checkpoint stays intact.
     """
     directory = Path(directory)
-    name = f"step-{step:06d}"
-    tmp = directory / f".{name}.tmp-{os.getpid()}"
+    name = step_name(step)
+    tmp = temporary_path(directory, name)
     final = directory / name
+    weights = finite_weights(model)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         if tmp.exists():
@@ -319,11 +203,11 @@ def save_checkpoint(directory: PathLike, model: MiniGPT, tokenizer: CharTokenize
         tmp.mkdir()
         meta = _describe(model, tokenizer, train_state)
         meta["step"] = step
-        trainer = dict(extra_tensors or {})
+        trainer = dict(trainer_tensors or {})
         if optimizer is not None:
             opt_tensors, meta["optimizer_param_groups"] = optimizer_tensors(optimizer)
             trainer.update(opt_tensors)
-        _write_weights(tmp / MODEL_FILE, model, meta)
+        _write_weights(tmp / MODEL_FILE, weights, meta)
         files = {MODEL_FILE: _sha256(tmp / MODEL_FILE)}
         if trainer:
             _save_tensors({k: v.contiguous() for k, v in trainer.items()}, tmp / TRAINER_FILE)
@@ -333,32 +217,25 @@ def save_checkpoint(directory: PathLike, model: MiniGPT, tokenizer: CharTokenize
         for f in files:
             _fsync(tmp / f)
         if final.exists():                       # re-saving the same step: swap, then delete
-            old = directory / f".{name}.old-{os.getpid()}"
+            old = temporary_path(directory, name, "old")
             final.rename(old)
             tmp.rename(final)
             shutil.rmtree(old)
         else:
             tmp.rename(final)
-        latest_tmp = directory / f".{LATEST_FILE}.tmp-{os.getpid()}"
-        latest_tmp.write_text(name + "\n", encoding="utf-8")
-        _fsync(latest_tmp)
-        os.replace(latest_tmp, directory / LATEST_FILE)
+        write_latest(directory, name)
     except (OSError, SafetensorError) as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        previous = [p.name for p in _complete_steps(directory)]
+        previous = [p.name for p in complete_steps(directory)]
         kept = f"; the earlier checkpoint {previous[-1]!r} is intact" if previous else ""
         raise CheckpointError(f"could not write checkpoint {name!r} in {str(directory)!r}: "
-                              f"{_os_reason(err)}{kept}. To fix: {_write_fix(err)}.") from None
-    steps = [p for p in _complete_steps(directory)]
-    for stale in steps[:-keep] if keep > 0 else []:
-        if stale.name != name:
-            shutil.rmtree(stale, ignore_errors=True)
+                              f"{os_reason(err)}{kept}. To fix: {write_fix(err)}.") from None
+    remove_old_steps(directory, keep, name)
     return final
 
 
 def _holds_training_state(directory: Path) -> bool:
-    return ((directory / TRAINER_FILE).exists() or (directory / LATEST_FILE).exists()
-            or (directory / LOCK_FILE).exists() or bool(_complete_steps(directory)))
+    return (directory / TRAINER_FILE).exists() or is_run_folder(directory)
 
 
 def export_model(model: MiniGPT, tokenizer: CharTokenizer, directory: PathLike,
@@ -366,7 +243,8 @@ def export_model(model: MiniGPT, tokenizer: CharTokenizer, directory: PathLike,
                  overwrite: bool = False) -> Path:
     """Write weights + config + tokenizer only (e.g. in float16 to halve the size).
 
-    The folder must be new or empty: an existing export is replaced only with
+    Weights with NaN or inf values (also a float16 overflow) are refused before anything is
+    written. The folder must be new or empty: an existing export is replaced only with
     `overwrite=True` (CLI: --force), and a training checkpoint or run folder never, so an
     export can never destroy a run that is meant to be resumed.
     """
@@ -377,7 +255,7 @@ def export_model(model: MiniGPT, tokenizer: CharTokenizer, directory: PathLike,
     try:
         non_empty = directory.is_dir() and any(directory.iterdir())
     except OSError as err:
-        raise CheckpointError(f"cannot read {str(directory)!r}: {_os_reason(err)}.") from None
+        raise CheckpointError(f"cannot read {str(directory)!r}: {os_reason(err)}.") from None
     if non_empty and _holds_training_state(directory):
         raise CheckpointError(f"{str(directory)!r} holds a training checkpoint or run; export never "
                               "writes into one (resuming it would break). Choose a new folder.")
@@ -385,6 +263,7 @@ def export_model(model: MiniGPT, tokenizer: CharTokenizer, directory: PathLike,
         raise CheckpointError(f"{str(directory)!r} already exists and is not empty; export writes only "
                               "into a new or empty folder. Choose another folder, or pass --force "
                               "(overwrite=True) to replace the exported model there.")
+    weights = finite_weights(model, dtype)
     meta = _describe(model, tokenizer, info)
     staging = (directory if non_empty
                else directory.parent / f".{directory.name}.tmp-{os.getpid()}")
@@ -394,7 +273,7 @@ def export_model(model: MiniGPT, tokenizer: CharTokenizer, directory: PathLike,
         tmp_model = staging / f".{MODEL_FILE}.tmp-{os.getpid()}"
         tmp_meta = staging / f".{META_FILE}.tmp-{os.getpid()}"
         written += [tmp_model, tmp_meta]
-        _write_weights(tmp_model, model, meta, dtype)
+        _write_weights(tmp_model, weights, meta)
         meta["files"] = {MODEL_FILE: _sha256(tmp_model)}
         _write_json(tmp_meta, meta)
         _fsync(tmp_model)
@@ -410,38 +289,17 @@ def export_model(model: MiniGPT, tokenizer: CharTokenizer, directory: PathLike,
                 path.unlink(missing_ok=True)
         else:
             shutil.rmtree(staging, ignore_errors=True)
-        raise CheckpointError(f"could not export to {str(directory)!r}: {_os_reason(err)}. "
-                              f"To fix: {_write_fix(err)}.") from None
+        raise CheckpointError(f"could not export to {str(directory)!r}: {os_reason(err)}. "
+                              f"To fix: {write_fix(err)}.") from None
     return directory
 
 
 # -------------------------------------------------------------------- loading
-def _read_latest(run: Path) -> Path:
-    """The step folder that run/latest names: one `step-N` name inside the run folder, never a
-    path that leads elsewhere (an absolute path, `..`, a link out of the folder)."""
-    latest = run / LATEST_FILE
+def _resolve_device(device: Union[str, torch.device, None]) -> torch.device:
     try:
-        with open(latest, "rb") as f:
-            raw = f.read(256)
-    except OSError as err:
-        raise CheckpointError(f"cannot read {str(latest)!r}: {_os_reason(err)}.") from None
-    try:
-        name = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        name = None
-    if name is None or not STEP_NAME.fullmatch(name):
-        shown = repr(name[:60]) if name is not None else "binary data"
-        raise CheckpointError(f"{str(latest)!r} must hold the name of a step folder of this run "
-                              f"(like 'step-000500'), but holds {shown}; the run folder was modified "
-                              "by hand. Point to a complete step-* folder instead.")
-    step_dir = run / name
-    if not (step_dir / META_FILE).is_file() or step_dir.resolve().parent != run.resolve():
-        complete = _complete_steps(run)
-        hint = f" (the newest complete one is {str(complete[-1])!r})" if complete else ""
-        raise CheckpointError(f"{str(latest)!r} points to {name!r}, which is missing or incomplete; "
-                              f"the run folder was modified by hand. Point to a complete step-* "
-                              f"folder instead{hint}.")
-    return step_dir
+        return pick_device(device)
+    except ValueError as err:           # a device the user named that is missing or unknown
+        raise UsageError(str(err)) from None
 
 
 def resolve_checkpoint(path: PathLike) -> Path:
@@ -462,15 +320,15 @@ def resolve_checkpoint(path: PathLike) -> Path:
                 "minigpt.json, and never unpickles files, because unpickling can run arbitrary code. "
                 "Pass the checkpoint folder written by `python -m minigpt train --out DIR`.")
         if (path / LATEST_FILE).exists():
-            return _read_latest(path)
+            return read_latest(path)
         if (path / META_FILE).is_file():
             return path
-        complete = _complete_steps(path)
+        complete = complete_steps(path)
         if complete:          # killed after the first step folder was renamed, before `latest`
             return complete[-1]
         os.listdir(path)      # a folder we may not read says so, rather than "holds no checkpoint"
     except OSError as err:
-        raise CheckpointError(f"cannot read {str(path)!r}: {_os_reason(err)}.") from None
+        raise CheckpointError(f"cannot read {str(path)!r}: {os_reason(err)}.") from None
     raise CheckpointError(f"{str(path)!r} holds no minigpt checkpoint (no {META_FILE} and no "
                           f"{LATEST_FILE} file). Did training run with --out pointing here?")
 
@@ -482,7 +340,7 @@ def _read_meta(folder: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{where} is corrupted or truncated (not valid JSON: {err}).") from None
     except (OSError, RecursionError) as err:
-        raise CheckpointError(f"cannot read {where}: {_os_reason(err)}.") from None
+        raise CheckpointError(f"cannot read {where}: {os_reason(err)}.") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{where} is not a minigpt checkpoint description.")
     version = meta.get("version", 0)
@@ -532,12 +390,52 @@ def _load_tensors(folder: Path, filename: str, meta: dict[str, Any]) -> dict[str
     except (SafetensorError, ValueError) as err:
         raise CheckpointError(f"{str(file)!r} is not a readable safetensors file ({err}).") from None
     except OSError as err:
-        raise CheckpointError(f"cannot read {str(file)!r}: {_os_reason(err)}.") from None
+        raise CheckpointError(f"cannot read {str(file)!r}: {os_reason(err)}.") from None
+
+
+@dataclass
+class CheckpointSummary:
+    """What a checkpoint describes, read from its minigpt.json alone (no weights loaded)."""
+    path: Path                      # the step (or export) folder
+    config: GPTConfig
+    step: Optional[int]             # None for an export
+    train_state: dict[str, Any]
+
+
+def read_summary(path: PathLike) -> CheckpointSummary:
+    """The config, step and training state of a checkpoint, without reading its weights (the
+    weights' checksums are checked when the checkpoint is loaded)."""
+    folder = resolve_checkpoint(path)
+    meta = _read_meta(folder)
+    try:
+        config = GPTConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError, ConfigError) as err:
+        raise CheckpointError(f"{str(folder / META_FILE)!r} has an invalid config: {err}") from None
+    return CheckpointSummary(folder, config, meta.get("step"), dict(meta.get("train_state", {})))
+
+
+# Config fields that change how a model computes but not what: every attention implementation
+# computes the same function with the same weights, so a run may continue with another one.
+INTERCHANGEABLE_FIELDS = ("attn_impl",)
+
+
+def config_differences(saved: GPTConfig, wanted: GPTConfig) -> list[str]:
+    """The fields in which `wanted` describes another model than `saved` ("n_layer=2, not 4"),
+    leaving out the INTERCHANGEABLE_FIELDS; empty when the checkpoint's weights fit `wanted`."""
+    a, b = saved.to_dict(), wanted.to_dict()
+    return [f"{name}={a[name]!r}, not {b[name]!r}" for name in a
+            if name not in INTERCHANGEABLE_FIELDS and a[name] != b[name]]
 
 
 def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
                     with_trainer: bool = False) -> Checkpoint:
-    """Rebuild the model (in float32 on `device`) and tokenizer from a checkpoint."""
+    """Rebuild the model (in float32 on `device`) and tokenizer from a checkpoint.
+
+    `device` follows `pick_device`'s convention, as everywhere in minigpt: "auto" (CUDA > MPS >
+    CPU), "cpu", "cuda", "cuda:1", "mps" or a torch.device; a device that is missing is a
+    UsageError, before anything is read.
+    """
+    device = _resolve_device(device)
     folder = resolve_checkpoint(path)
     meta = _read_meta(folder)
     try:
@@ -578,6 +476,7 @@ def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
 
 
 def load_model(path: PathLike, device: Union[str, torch.device] = "cpu"):
-    """(model, tokenizer) from a checkpoint folder, ready for generation."""
+    """(model, tokenizer) from a checkpoint folder, ready for generation (device: as in
+    `load_checkpoint`, "auto" included)."""
     ckpt = load_checkpoint(path, device)
     return ckpt.model, ckpt.tokenizer

@@ -1,4 +1,4 @@
-"""Command line: `python -m minigpt train | sample | bench | export`.
+"""Command line: `python -m minigpt train | sample | bench | export | export-web`.
 
 Every error a user can cause (a bad flag, a missing file, a character the model does not
 know, a broken checkpoint, an output folder in use) is printed as one line that says what to
@@ -70,6 +70,14 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _folder(text: str) -> Path:
+    """An argparse type for an output folder: an empty path would silently mean the current one."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder path, got an empty one (use '.' for the "
+                                         "current folder)")
+    return Path(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import ATTN_IMPLS, POS_ENCODINGS
     from .device import DEVICE_CHOICES
@@ -77,16 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="python -m minigpt",
                                      description="Train, sample and benchmark minigpt models.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,sample,bench,export}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,sample,bench,export,export-web}")
     sub.required = True
 
     p = sub.add_parser("train", help="train a character-level GPT",
                        description="Train on tinyshakespeare (default) or any UTF-8 text file. "
                                    "Presets: " + "; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()))
-    p.add_argument("--preset", default="cpu-quick", choices=sorted(PRESETS), help="recipe (default: cpu-quick)")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help=f"recipe (default: {DEFAULT_PRESET}; with --resume, the run's own settings)")
     p.add_argument("--text", type=Path, help="UTF-8 text file to train on (default: tinyshakespeare)")
-    p.add_argument("--out", type=Path, help="checkpoint folder (default: runs/<preset>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--out", type=_folder, help="checkpoint folder (default: runs/<preset>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out: its model shape and settings come from the checkpoint "
+                        "(flags given change the settings; --attn-impl may change, the shape may not)")
     p.add_argument("--max-iters", type=_positive_int)
     p.add_argument("--batch-size", type=_positive_int, help="sequences per step (under torchrun: over all processes)")
     p.add_argument("--micro-batch-size", type=_positive_int, help="sequences per forward pass and process (gradient accumulation)")
@@ -137,10 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="write a weights-only copy of a checkpoint",
                        description="Strip optimizer state and optionally store float16 weights.")
     e.add_argument("checkpoint", type=Path)
-    e.add_argument("out", type=Path)
+    e.add_argument("out", type=_folder)
     e.add_argument("--fp16", action="store_true", help="store weights as float16 (half the size)")
     e.add_argument("--force", action="store_true",
                    help="replace the exported model in an existing non-empty OUT (never a training run)")
+
+    # parsed by minigpt.web.export's own parser (`python -m minigpt export-web --help`): listed here
+    sub.add_parser("export-web", add_help=False,
+                   help="write a model as a .js asset for the book's in-page model (--out FILE.js "
+                        "[--checkpoint DIR] [--quantize int8|float16|float32])")
     return parser
 
 
@@ -155,20 +171,48 @@ def _pick_device(name: str):
         raise UsageError(str(err)) from None
 
 
-def _check_model_fits(config, device) -> None:
-    """Refuse a model whose training state cannot fit in memory, before allocating it (an
-    absurd --n-embd or --block-size would otherwise die inside torch's allocator)."""
+def parameter_count(config) -> int:
+    """MiniGPT(config).num_parameters(), from the config's arithmetic alone: no module is built
+    (building 100,000 layers, even on the meta device, takes minutes)."""
+    C, V, T = config.n_embd, config.vocab_size, config.block_size
+    b = 1 if config.bias else 0
+    qkv_width = C + 2 * config.n_kv_head * config.head_dim
+    per_layer = (2 * (C + b * C)                         # ln_1, ln_2
+                 + C * qkv_width + b * qkv_width         # attn.c_attn
+                 + C * C + b * C                         # attn.c_proj
+                 + C * 4 * C + b * 4 * C                 # mlp.c_fc
+                 + 4 * C * C + b * C)                    # mlp.c_proj
+    positions = T * C if config.pos_encoding == "learned" else 0
+    return V * C + positions + config.n_layer * per_layer + C + b * C    # wte (= lm_head), wpe, blocks, ln_f
+
+
+def training_memory(config, cfg, world_size: int = 1, bytes_per_activation: int = 4) -> tuple[int, int]:
+    """(bytes for the model's training state, a lower bound on the bytes of one micro-batch's
+    activations) for training `config` with `cfg`, from the arithmetic alone.
+
+    The state is fp32 weights, gradients and AdamW's two moments (16 bytes a parameter) plus
+    the position tables. The activations kept for the backward pass are at least, per token,
+    15 values a layer (ln_1's input, q/k/v, the attention output, c_proj's input, ln_2's input,
+    the MLP's 4C hidden and GELU output) and the logits with their gradient: a lower bound, so
+    that only what certainly cannot fit is refused.
+    """
+    C, V, T = config.n_embd, config.vocab_size, config.block_size
+    state = 16 * parameter_count(config) + 4 * 2 * T * C
+    rows = cfg.micro_batch_size or max(1, cfg.batch_size // world_size)
+    activations = bytes_per_activation * rows * T * (15 * C * config.n_layer + 2 * V)
+    return state, activations
+
+
+def _check_model_fits(config, cfg, device) -> None:
+    """Refuse, before anything is allocated, a model or a batch whose training cannot fit in
+    the device's memory (an absurd --n-embd, --n-layer or --batch-size would otherwise run for
+    minutes and die inside torch's allocator)."""
     import os
 
     import torch
 
+    from . import distributed
     from .errors import UsageError
-    from .model import MiniGPT
-    with torch.device("meta"):              # shapes only: nothing is allocated
-        shapes = MiniGPT(config)
-    n_params = sum(p.numel() for p in shapes.parameters())
-    n_buffers = sum(b.numel() for b in shapes.buffers())
-    need = 16 * n_params + 4 * n_buffers    # fp32 weights, gradients, AdamW's two moments; tables
     if device.type == "cuda":
         have = torch.cuda.get_device_properties(device).total_memory
     else:
@@ -176,49 +220,147 @@ def _check_model_fits(config, device) -> None:
             have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         except (ValueError, OSError, AttributeError):   # not a POSIX system: no limit known
             return
-    if need > have:
+    half_precision = device.type == "cuda" and cfg.autocast
+    state, activations = training_memory(config, cfg, distributed.world().world_size,
+                                         2 if half_precision else 4)
+    n_params = parameter_count(config)
+    where = f"the {device.type} has {_size(have)} of memory"
+    if state > have:
         raise UsageError(f"this model has {n_params / 1e6:,.1f}M parameters and training it needs about "
-                         f"{need / 1e9:,.1f} GB, but the {device.type} has {have / 1e9:,.1f} GB of memory; "
-                         "choose a smaller --n-embd, --n-layer or --block-size.")
+                         f"{_size(state)}, but {where}; choose a smaller --n-embd, --n-layer or --block-size.")
+    if state + activations > have:
+        raise UsageError(f"one batch of {cfg.micro_batch_size or cfg.batch_size:,} sequences of {config.block_size:,} "
+                         f"tokens needs at least {_size(activations)} for its activations (and the model "
+                         f"{_size(state)}), but {where}; choose a smaller --batch-size, or --micro-batch-size "
+                         "for gradient accumulation.")
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e9:,.1f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:,.1f} MB"
+
+
+# GPTConfig fields the train command sets from flags; TrainConfig fields likewise
+MODEL_FLAGS = ("n_layer", "n_head", "n_kv_head", "n_embd", "block_size", "dropout", "pos_encoding", "attn_impl")
+TRAIN_FLAGS = ("max_iters", "batch_size", "micro_batch_size", "learning_rate", "eval_interval", "seed", "device")
+DEFAULT_PRESET = "cpu-quick"
+
+
+def _flag(name: str) -> str:
+    return "--lr" if name == "learning_rate" else "--" + name.replace("_", "-")
+
+
+def _run_to_resume(out: Path):
+    """The summary of the checkpoint `--resume` continues, or a one-line error saying there is
+    nothing to resume in `out` (a mistyped --out must not silently start a new run)."""
+    from .checkpoint import read_summary
+    from .errors import UsageError
+    from .run_folder import META_FILE, has_checkpoint, is_run_folder
+    if (out / META_FILE).is_file():
+        raise UsageError(f"{str(out)!r} is a single checkpoint (an export or a step-* folder), not a run "
+                         "folder; --resume continues a run: pass the folder above the step-* folders.")
+    if not has_checkpoint(out):
+        if out.is_dir() and is_run_folder(out):
+            why = "a run started there but stopped before its first checkpoint"
+        elif out.is_dir():
+            why = "it holds no checkpoint"
+        elif out.exists():
+            why = "it is a file"
+        else:
+            why = "the folder does not exist"
+        raise UsageError(f"nothing to resume in {str(out)!r}: {why}. Check --out, or leave out --resume "
+                         "to start a new run there.")
+    return read_summary(out)
+
+
+def _train_configs(args, vocab_size: int, out: Path, saved):
+    """(GPTConfig, TrainConfig) for this command. A new run: the preset, changed by the flags
+    given. A resumed run (`saved`, its checkpoint's summary): the run's own model shape and
+    training settings, changed by the flags given; a shape flag that differs from the
+    checkpoint's is refused, naming the field (only the attention implementation may change:
+    every one computes the same function)."""
+    from .checkpoint import INTERCHANGEABLE_FIELDS
+    from .config import GPTConfig
+    from .errors import UsageError
+    from .presets import PRESETS
+    from .train import TrainConfig
+
+    preset_name = args.preset or DEFAULT_PRESET
+    preset = PRESETS[preset_name]
+    # (value, where it came from) for every setting the user chose
+    model_given = {k: (getattr(args, k), _flag(k)) for k in MODEL_FLAGS if getattr(args, k) is not None}
+    train_given = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
+    if args.compile:
+        train_given["compile"] = True
+    if saved is None:
+        model_kw = {**preset.model, **{k: v for k, (v, _) in model_given.items()}}
+        return (GPTConfig(vocab_size=vocab_size, **model_kw),
+                TrainConfig(**{**preset.train, **train_given}))
+    if args.preset is not None:            # an explicit --preset on resume counts as its flags
+        model_given = {**{k: (v, f"--preset {preset_name}") for k, v in preset.model.items()}, **model_given}
+        train_given = {**preset.train, **train_given}
+    shape = saved.config.to_dict()
+    differ = [f"{name} ({source} {value!r}; the checkpoint has {shape[name]!r})"
+              for name, (value, source) in model_given.items()
+              if name not in INTERCHANGEABLE_FIELDS and value != shape[name]]
+    if differ:
+        raise UsageError(f"cannot resume {str(out)!r} with another model shape: {'; '.join(differ)}. "
+                         "Leave out the shape flags when resuming (the shape comes from the checkpoint), "
+                         "or start a new run in another --out.")
+    shape.update(vocab_size=vocab_size,    # another text's vocabulary is refused by train(), naming it
+                 **{k: v for k, (v, _) in model_given.items() if k in INTERCHANGEABLE_FIELDS})
+    known = {f for f in TrainConfig.__dataclass_fields__}
+    saved_train = {k: v for k, v in (saved.train_state.get("train_config") or {}).items() if k in known}
+    return GPTConfig(**shape), TrainConfig(**{**preset.train, **saved_train, **train_given})
+
+
+def _previous_preset(out: Path):
+    """The preset named in the summary.json an earlier `train` wrote to `out` (None if unknown)."""
+    try:
+        return json.loads((out / "summary.json").read_text(encoding="utf-8")).get("preset")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _check_batch_split(cfg) -> None:
+    """Under torchrun, a batch that does not split over the processes is refused before any
+    work, naming the flag; every rank finds the same error, so rank 0 alone prints it."""
+    from . import distributed
+    from .errors import UsageError
+    w = distributed.world()
+    try:
+        distributed.check_batch_split(cfg.batch_size, w.world_size, cfg.micro_batch_size)
+    except UsageError as err:
+        if not w.is_main:
+            raise SystemExit(2) from None
+        raise UsageError(f"--batch-size / --micro-batch-size: {err}") from None
 
 
 def _cmd_train(args) -> int:
     import torch
 
     from .checkpoint import CheckpointError
-    from .config import GPTConfig
     from .data import TextData, load_shakespeare, read_text_file
     from .device import describe, set_seed
     from .model import MiniGPT
-    from .presets import PRESETS
-    from .train import TrainConfig, evaluate, train
+    from .train import evaluate, train
     from . import distributed
 
     distributed.quiet_other_ranks()         # under torchrun, rank 0 prints for the run
     if args.threads:
         torch.set_num_threads(args.threads)
-    preset = PRESETS[args.preset]
+    preset_name = args.preset or DEFAULT_PRESET
+    out = args.out if args.out is not None else Path("runs") / preset_name
+    saved = _run_to_resume(out) if args.resume else None
     text = read_text_file(args.text) if args.text else load_shakespeare()
     data = TextData.from_text(text)
-    model_kw = dict(preset.model)
-    for key in ("n_layer", "n_head", "n_kv_head", "n_embd", "block_size", "dropout", "pos_encoding",
-                "attn_impl"):
-        if getattr(args, key) is not None:
-            model_kw[key] = getattr(args, key)
-    train_kw = dict(preset.train)
-    for key in ("max_iters", "batch_size", "micro_batch_size", "learning_rate", "eval_interval", "seed", "device"):
-        if getattr(args, key) is not None:
-            train_kw[key] = getattr(args, key)
-    if args.compile:
-        train_kw["compile"] = True
-    config = GPTConfig(vocab_size=data.tokenizer.vocab_size, **model_kw)
-    cfg = TrainConfig(**train_kw)
-    out = args.out or Path("runs") / args.preset
+    config, cfg = _train_configs(args, data.tokenizer.vocab_size, out, saved)
+    _check_batch_split(cfg)
     device = _pick_device(cfg.device)
-    _check_model_fits(config, device)
+    _check_model_fits(config, cfg, device)
     set_seed(cfg.seed)
     model = MiniGPT(config)
-    print(f"preset {args.preset}: {model.num_parameters() / 1e6:.2f}M parameters, "
+    what = f"resuming {str(out)!r} at step {saved.step}" if saved is not None else f"preset {preset_name}"
+    print(f"{what}: {model.num_parameters() / 1e6:.2f}M parameters, "
           f"{len(data.train):,} train / {len(data.val):,} val characters, device {describe(device)}")
     print(f"checkpoints -> {out}")
 
@@ -232,7 +374,10 @@ def _cmd_train(args) -> int:
     if not distributed.is_main():
         return 0
     val_loss = evaluate(result.model, data.val, use_autocast=cfg.autocast)
-    print(f"trained {result.steps} steps; {result.tokens_per_second:,.0f} tokens/s")
+    start_step = saved.step if saved is not None and isinstance(saved.step, int) else 0
+    steps = (f"{result.steps - start_step} steps ({result.steps} in all)" if saved is not None
+             else f"{result.steps} steps")
+    print(f"trained {steps}; {result.tokens_per_second:,.0f} tokens/s")
     if args.sample_tokens > 0:
         prompt = "\n" if "\n" in data.tokenizer.stoi else data.tokenizer.chars[0]
         idx = torch.tensor([data.tokenizer.encode(prompt)], device=result.model.device)
@@ -245,7 +390,8 @@ def _cmd_train(args) -> int:
     wall = time.perf_counter() - _T0
     print(f"val_loss {val_loss:.4f}  (whole validation split, {len(data.val):,} characters)")
     print(f"wall_time {wall:.1f}s  (whole command, start-up included)")
-    summary = {"preset": args.preset, "val_loss": val_loss, "wall_time_s": wall, "steps": result.steps,
+    preset_used = args.preset or (_previous_preset(out) if saved is not None else preset_name)
+    summary = {"preset": preset_used, "val_loss": val_loss, "wall_time_s": wall, "steps": result.steps,
                "tokens_per_second": result.tokens_per_second, "device": describe(device),
                "torch": torch.__version__}
     try:
@@ -319,21 +465,23 @@ def _cmd_sample(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    # The benchmarks live in the repository's bench/ folder, not in the installed package;
-    # a checkout (or an editable install of one) has it next to minigpt/.
+    """`python -m bench` in the checkout this minigpt comes from. The benchmarks live in the
+    repository's bench/ folder, next to minigpt/, not in the installed package: the child runs
+    from the checkout's root, where `-m bench` finds them (no sys.path changes here)."""
+    import subprocess
+
+    from .errors import UsageError
     checkout = Path(__file__).resolve().parent.parent
-    if (checkout / "bench" / "harness.py").is_file():
-        sys.path.insert(0, str(checkout))
-    try:
-        from bench.harness import run_benchmarks
-    except ModuleNotFoundError as err:
-        if err.name not in ("bench", "bench.harness"):
-            raise
-        print("error: the benchmarks are not part of the installed package; run `python -m bench` "
-              "from the root of a checkout of the minigpt repository.", file=sys.stderr)
-        return 2
-    run_benchmarks(args.what, device=args.device, threads=args.threads, json_path=args.json)
-    return 0
+    if not (checkout / "bench" / "__main__.py").is_file():
+        raise UsageError("the benchmarks are not part of the installed package; run `python -m minigpt "
+                         "bench` (or `python -m bench`) from a checkout of the minigpt repository, "
+                         "installed with `pip install -e .`.")
+    command = [sys.executable, "-m", "bench", *args.what, "--device", args.device]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    if args.json:
+        command += ["--json", str(args.json.resolve())]      # the child runs in the checkout
+    return subprocess.call(command, cwd=checkout)
 
 
 def _cmd_export(args) -> int:
@@ -372,14 +520,23 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["export-web"]:         # the book's in-page model: minigpt.web has its own parser
         from .web.export import main as export_web_main
-        return export_web_main(argv[1:])
-    args = build_parser().parse_args(argv)
+        command = lambda: export_web_main(argv[1:])     # noqa: E731
+    else:
+        args = build_parser().parse_args(argv)
+        handlers = {"train": _cmd_train, "sample": _cmd_sample, "bench": _cmd_bench, "export": _cmd_export}
+        command = lambda: handlers[args.command](args)  # noqa: E731
+    import torch
+
     from .errors import MiniGPTError
-    handlers = {"train": _cmd_train, "sample": _cmd_sample, "bench": _cmd_bench, "export": _cmd_export}
     with warnings.catch_warnings():
         warnings.showwarning = _print_warning
         try:
-            return handlers[args.command](args)
+            return command()
         except MiniGPTError as err:            # only the package's own user-facing errors:
             print(f"error: {err}", file=sys.stderr)   # anything else is a bug and keeps its traceback
+            return 2
+        except torch.cuda.OutOfMemoryError as err:  # the estimate before training is a lower bound
+            first = str(err).strip().splitlines()[0] if str(err).strip() else "out of memory"
+            print(f"error: out of GPU memory ({first[:160]}); choose a smaller --batch-size, or "
+                  "--micro-batch-size for gradient accumulation.", file=sys.stderr)
             return 2

@@ -6,6 +6,7 @@ UTF-8 text works (Shakespeare, Chinese poetry, source code).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -171,21 +172,48 @@ def load_shakespeare() -> str:
     return resources.files("minigpt").joinpath("data/tinyshakespeare.txt").read_text(encoding="utf-8")
 
 
-def read_text_file(path: Union[str, Path]) -> str:
-    """Read a UTF-8 training text, with errors that say what is wrong."""
+# The largest training text read: the ids alone take 8 bytes a character (int64), so 512 MB of
+# text need over 4 GB for its tensor. enwik8, a large character-level corpus, is 100 MB.
+MAX_TEXT_BYTES = 512 * 2**20
+_READ_CHUNK = 1 << 24
+
+
+def read_text_file(path: Union[str, Path], max_bytes: Optional[int] = None) -> str:
+    """Read a UTF-8 training text of at most `max_bytes` bytes (default MAX_TEXT_BYTES), with errors that say what is
+    wrong. A pipe or a device (`--text <(zcat corpus.gz)`) is read in chunks up to the limit,
+    so an endless one (/dev/zero) is refused instead of filling the memory."""
     path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{str(path)!r} is a folder; --text needs a UTF-8 text file, "
-                        "e.g. --text my_poems.txt.")
-    if not path.exists():
-        raise DataError(f"text file {str(path)!r} does not exist.")
+    max_bytes = MAX_TEXT_BYTES if max_bytes is None else max_bytes
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.is_dir():
+            raise DataError(f"{str(path)!r} is a folder; --text needs a UTF-8 text file, "
+                            "e.g. --text my_poems.txt.")
+        if not path.exists():
+            raise DataError(f"text file {str(path)!r} does not exist.")
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise DataError(f"{str(path)!r} has {size / 2**20:,.0f} MB; minigpt reads training texts of "
+                                f"up to {max_bytes / 2**20:,.0f} MB (the ids take 8 bytes a character). "
+                                "Train on a part of it, e.g. `head -c 100M big.txt > part.txt`.")
+            raw = bytearray()
+            while len(raw) <= max_bytes:
+                chunk = f.read(_READ_CHUNK)
+                if not chunk:
+                    break
+                raw += chunk
+            if len(raw) > max_bytes:
+                raise DataError(f"{str(path)!r} gave more than {max_bytes / 2**20:,.0f} MB and was still "
+                                f"not at its end (a device or an endless stream?); minigpt reads training "
+                                f"texts of up to {max_bytes / 2**20:,.0f} MB. Pass a text file.")
+    except OSError as err:          # permission denied (on the file or a folder above it), I/O error
+        raise DataError(f"cannot read {str(path)!r}: {err.strerror or err}.") from None
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise DataError(f"{str(path)!r} is not valid UTF-8 (byte {err.start}); "
                         "convert it first, e.g. `iconv -t UTF-8`.") from None
-    except OSError as err:          # permission denied, a device, an I/O error
-        raise DataError(f"cannot read {str(path)!r}: {err.strerror or err}.") from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")    # universal newlines, as text mode reads
     if len(text) < 100:
         raise DataError(f"{str(path)!r} has only {len(text)} characters; a language model needs "
                          "far more text (tinyshakespeare has 1.1 million).")

@@ -17,3 +17,8 @@ class MiniGPTError(Exception):
 
 class UsageError(MiniGPTError, ValueError):
     """A request that cannot work as given (e.g. an output folder that would overwrite work)."""
+
+
+class CheckpointError(MiniGPTError, RuntimeError):
+    """A checkpoint or run folder that is missing, corrupted, truncated, unsafe, does not fit,
+    cannot be written, or is in use by another training run."""

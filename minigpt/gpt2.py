@@ -22,6 +22,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 from .config import ConfigError, GPTConfig
+from .errors import MiniGPTError
 from .model import MiniGPT
 
 # Conv1D layers: stored (in, out) by GPT-2, (out, in) by nn.Linear
@@ -32,6 +33,10 @@ ACTIVATIONS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}
 IGNORED_BUFFERS = ("attn.bias", "attn.masked_bias")
 
 
+class GPT2WeightsError(MiniGPTError, ValueError):
+    """Tensors that are not GPT-2 weights for the given config (names, shapes, an untied head)."""
+
+
 def config_from_hf(hf_config: Any, attn_impl: str = "sdpa") -> GPTConfig:
     """The GPTConfig that computes what a Hugging Face `GPT2Config` describes.
 
@@ -39,6 +44,11 @@ def config_from_hf(hf_config: Any, attn_impl: str = "sdpa") -> GPTConfig:
     an MLP width other than 4C, a different LayerNorm epsilon, unscaled attention).
     """
     get = lambda name, default=None: getattr(hf_config, name, default)  # noqa: E731
+    sizes = {name: get(name) for name in ("vocab_size", "n_positions", "n_embd", "n_head", "n_layer")}
+    missing = [name for name, value in sizes.items() if isinstance(value, bool) or not isinstance(value, int)]
+    if missing:
+        raise ConfigError(f"{type(hf_config).__name__} is not a GPT-2 config: {', '.join(missing)} must be "
+                          "integers (pass hf_model.config, a transformers.GPT2Config).")
     activation = get("activation_function", "gelu_new")
     if activation not in ACTIVATIONS:
         raise ConfigError(f"GPT-2 activation_function={activation!r} is not supported; "
@@ -66,8 +76,14 @@ def config_from_hf(hf_config: Any, attn_impl: str = "sdpa") -> GPTConfig:
 
 def convert_state_dict(hf_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Hugging Face GPT-2 tensor names and layouts -> MiniGPT's (without lm_head, which is wte)."""
+    if not isinstance(hf_state, Mapping):
+        raise GPT2WeightsError(f"expected a mapping of tensor names to tensors (a state dict), got "
+                               f"{type(hf_state).__name__}.")
     out = {}
     for name, tensor in hf_state.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise GPT2WeightsError(f"{name!r} is a {type(tensor).__name__}, not a tensor; pass a state "
+                                   "dict (model.state_dict(), or safetensors.torch.load_file(path)).")
         key = name[len("transformer."):] if name.startswith("transformer.") else name
         if ".".join(key.split(".")[-2:]) in IGNORED_BUFFERS or key == "lm_head.weight":
             continue
@@ -98,7 +114,7 @@ def from_hf_state_dict(hf_state: Mapping[str, torch.Tensor], config: GPTConfig) 
     tensors = convert_state_dict(hf_state)
     head = hf_state.get("lm_head.weight")
     if head is not None and "wte.weight" in tensors and not torch.equal(head, tensors["wte.weight"]):
-        raise ValueError("lm_head.weight differs from the token embedding (an untied head); "
+        raise GPT2WeightsError("lm_head.weight differs from the token embedding (an untied head); "
                          "MiniGPT ties the two, so these weights cannot be loaded.")
     with torch.device("meta"):          # shapes only: no random init of weights overwritten next
         model = MiniGPT(config)
@@ -108,13 +124,13 @@ def from_hf_state_dict(hf_state: Mapping[str, torch.Tensor], config: GPTConfig) 
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
-        raise ValueError(f"the state dict does not look like GPT-2 with {config.n_layer} layers: "
+        raise GPT2WeightsError(f"the state dict does not look like GPT-2 with {config.n_layer} layers: "
                          f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
                          f"unexpected {unexpected[:4]}{'...' if len(unexpected) > 4 else ''}.")
     wrong = [f"{k} {tuple(tensors[k].shape)} (MiniGPT: {tuple(shape)})"
              for k, shape in expected.items() if tensors[k].shape != shape]
     if wrong:
-        raise ValueError(f"shapes do not match the config ({config.n_embd} wide, vocabulary "
+        raise GPT2WeightsError(f"shapes do not match the config ({config.n_embd} wide, vocabulary "
                          f"{config.vocab_size}, {config.block_size} positions): {wrong[:3]}.")
     model.load_state_dict(dict(tensors, **{"lm_head.weight": tensors["wte.weight"]}), strict=True)
     return model.eval()

@@ -23,8 +23,9 @@ from typing import Any, Callable, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import (META_FILE, CheckpointError, check_output_folder, checkpoint_nbytes, clean_temporary_files,
-                         has_checkpoint, load_checkpoint, restore_optimizer, run_lock, save_checkpoint)
+from .checkpoint import CheckpointError, config_differences, load_checkpoint, restore_optimizer, save_checkpoint
+from .run_folder import (META_FILE, check_output_folder, checkpoint_nbytes, clean_temporary_files, has_checkpoint,
+                         run_lock)
 from .config import ConfigError
 from .data import DataError, TextData, get_batch
 from . import distributed
@@ -289,9 +290,11 @@ def _check_resumable(ckpt, model: MiniGPT, data: TextData, cfg: TrainConfig, out
             f"{str(out_dir)!r} was trained with ({differ or 'the same characters in another order'}), "
             "so ids would mean other characters. Resume with the text the run was trained on "
             "(--text), or start a new run in another output folder.")
-    if ckpt.model.config != model.config:
-        raise CheckpointError(f"cannot resume: the checkpoint in {str(out_dir)!r} was trained "
-                              f"with {ckpt.model.config}, not {model.config}.")
+    differences = config_differences(ckpt.model.config, model.config)    # any attn_impl may continue
+    if differences:
+        raise CheckpointError(f"cannot resume: the checkpoint in {str(out_dir)!r} was trained with "
+                              f"{'; '.join(differences)}; build the model from the checkpoint's config "
+                              "(the CLI takes it from the checkpoint when no shape flag is given).")
     state = ckpt.train_state
     if not ckpt.trainer_tensors or not isinstance(state.get("history"), dict) \
             or not isinstance(state.get("step"), int):
@@ -333,9 +336,10 @@ def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, 
         raise UsageError(f"stop_at must be a step number >= 0 or None, got {stop_at!r}.")
     try:
         device = pick_device(cfg.device)
-        device = distributed.setup(device, cfg.batch_size, cfg.micro_batch_size)  # torchrun: this rank's device
     except ValueError as err:
         raise ConfigError(f"TrainConfig.device: {err}") from None
+    # torchrun: this rank's device; its UsageErrors name what is wrong (e.g. the batch split)
+    device = distributed.setup(device, cfg.batch_size, cfg.micro_batch_size)
     if out_dir is None:
         if resume:
             raise UsageError("resume=True needs out_dir, the folder the earlier run wrote to.")

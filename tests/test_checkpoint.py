@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file
 from conftest import random_ids, tiny_model
 from minigpt import (CharTokenizer, CheckpointError, TrainConfig, export_model, load_checkpoint,
                      load_model, make_optimizer, save_checkpoint)
+import minigpt
 from minigpt.checkpoint import _sha256
 
 CHARS = "abcdefghijklmnopqrstuvw"          # 23 characters = the tiny vocab
@@ -304,3 +305,87 @@ def test_checkpoint_files_follow_the_umask_not_owner_only(tmp_path):
         os.umask(old)
     for f in folder.iterdir():
         assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
+
+
+# ------------------------------------------------------------ writing refuses what loading would
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_when_saved_and_exported(tmp_path, tok, value):
+    model = tiny_model()
+    with torch.no_grad():
+        model.blocks[1].mlp.c_fc.weight[3, 4] = value
+    with pytest.raises(CheckpointError, match=r"blocks\.1\.mlp\.c_fc\.weight contains NaN or inf"):
+        save_checkpoint(tmp_path / "run", model, tok, step=1)
+    with pytest.raises(CheckpointError, match=r"blocks\.1\.mlp\.c_fc\.weight contains NaN or inf"):
+        export_model(model, tok, tmp_path / "exported")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "exported").exists()
+
+
+def test_a_float16_overflow_is_refused_at_export(tmp_path, tok):
+    model = tiny_model()
+    with torch.no_grad():
+        model.ln_f.weight[0] = 1e5                 # float16's largest value is 65504
+    with pytest.raises(CheckpointError, match=r"ln_f\.weight holds values up to 1e\+05, beyond torch\.float16's "
+                                              r"range \(65504\).*drop --fp16"):
+        export_model(model, tok, tmp_path / "half", torch.float16)
+    assert not (tmp_path / "half").exists()
+    export_model(model, tok, tmp_path / "full")    # float32 holds it
+    assert load_model(tmp_path / "full")[0].ln_f.weight[0] == 1e5
+
+
+def test_trainer_tensors_come_back_under_the_name_they_were_saved_with(tmp_path, tok):
+    rng = {"rng.torch": torch.get_rng_state()}
+    save_checkpoint(tmp_path / "run", tiny_model(), tok, step=2, trainer_tensors=rng)
+    ckpt = load_checkpoint(tmp_path / "run", with_trainer=True)
+    assert torch.equal(ckpt.trainer_tensors["rng.torch"], rng["rng.torch"])
+
+
+# ------------------------------------------------------------------------- devices
+def test_load_model_takes_the_same_device_names_as_everything_else(saved):
+    model, _ = load_model(saved[0], "auto")
+    assert model.device == minigpt.pick_device("auto")
+    assert load_checkpoint(saved[0], device=None).model.device == minigpt.pick_device("auto")
+    if not torch.cuda.is_available():
+        with pytest.raises(minigpt.UsageError, match="device 'cuda' was requested"):
+            load_model(saved[0], "cuda")
+    with pytest.raises(minigpt.UsageError, match="unknown device 'gpu'"):
+        load_model(saved[0], "gpu")
+
+
+# ----------------------------------------------------------------------- run lock
+def test_a_deleted_lock_file_does_not_let_a_second_run_in(tmp_path):
+    """A first process holds the run and is writing a step folder; someone deletes `.lock` by
+    hand. A second process must still be refused, so that its start-up cleanup never removes
+    the first one's half-written folder."""
+    import os
+    import signal
+    import time
+
+    from minigpt.run_folder import clean_temporary_files, run_lock, temporary_path
+    run = tmp_path / "run"
+    run.mkdir()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                   # the first training run
+        try:
+            with run_lock(run):
+                half_written = temporary_path(run, "step-000004")
+                half_written.mkdir()
+                (half_written / "model.safetensors").write_bytes(b"half")
+                os.write(ready_w, b"1")
+                time.sleep(60)
+        finally:
+            os._exit(0)
+    try:
+        os.read(ready_r, 1)
+        (run / ".lock").unlink()
+        with pytest.raises(CheckpointError, match="is in use by another training run"):
+            with run_lock(run):
+                clean_temporary_files(run)          # what a second run does once it holds the lock
+        assert (run / f".step-000004.tmp-{pid}" / "model.safetensors").read_bytes() == b"half"
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(ready_r)
+        os.close(ready_w)
+    with run_lock(run):                            # the holder is gone: the kernel released the lock
+        assert clean_temporary_files(run) == [run / f".step-000004.tmp-{pid}"]

@@ -13,6 +13,9 @@ import torch
 from conftest import chinese_text
 from minigpt import load_model
 from minigpt.cli import main
+from minigpt.pretrained import pretrained_path
+
+PRETRAINED = pretrained_path()
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
 
@@ -40,11 +43,18 @@ def tiny_run(tmp_path_factory):
     return out, proc
 
 
-@pytest.mark.parametrize("command", ["train", "sample", "bench", "export"])
+@pytest.mark.parametrize("command", ["train", "sample", "bench", "export", "export-web"])
 def test_help(command):
     proc = run(command, "--help")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"usage: python -m minigpt {command}")
+
+
+def test_the_top_level_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "{train,sample,bench,export,export-web}" in out and "export-web " in out
 
 
 def test_train_tiny(tiny_run):
@@ -261,7 +271,7 @@ def test_export_never_overwrites_a_training_checkpoint(tiny_run, tmp_path, capsy
 
 
 def test_a_second_train_on_the_same_out_is_refused(tmp_path, capsys):
-    from minigpt.checkpoint import run_lock
+    from minigpt.run_folder import run_lock
     out = tmp_path / "run"
     out.mkdir()
     ready_r, ready_w = os.pipe()
@@ -354,3 +364,172 @@ def test_an_infinite_temperature_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["sample", "--temperature", "inf"])
     assert "expected a finite number >= 0, got inf" in capsys.readouterr().err
+
+
+
+# ------------------------------------------------------------ export-web: one-line errors
+def test_export_web_input_errors_are_one_line(tmp_path, capsys):
+    assert main(["export-web", "--out", str(tmp_path / "m.js"), "--checkpoint", str(tmp_path / "nope")]) == 2
+    one_line_error(capsys, "no checkpoint at", "the path does not exist")
+    evil = tmp_path / "model.pt"
+    evil.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    assert main(["export-web", "--out", str(tmp_path / "m.js"), "--checkpoint", str(evil)]) == 2
+    one_line_error(capsys, "is a pickle (torch.save) file", "never unpickles")
+    assert main(["export-web", "--out", str(tmp_path / "m.txt")]) == 2
+    one_line_error(capsys, "give a path ending in .js")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert main(["export-web", "--out", str(blocker / "m.js")]) == 2
+    one_line_error(capsys, f"cannot write '{blocker / 'm.js'}'", "choose another --out")
+
+
+@pytest.mark.parametrize("quantize,value,message", [
+    ("int8", float("nan"), "contains NaN or inf values; nothing was written"),
+    ("float32", float("inf"), "contains NaN or inf values; nothing was written"),
+    ("float16", 1e5, "beyond float16's range (65504)"),
+])
+def test_export_web_refuses_non_finite_weights_when_writing(tmp_path, quantize, value, message):
+    from conftest import tiny_model
+    from minigpt import CharTokenizer, MiniGPTError
+    from minigpt.web.export import export_web
+    model = tiny_model()
+    with torch.no_grad():
+        model.blocks[0].attn.c_proj.weight[1, 2] = value
+    tokenizer = CharTokenizer([chr(ord("a") + i) for i in range(model.config.vocab_size)])
+    with pytest.raises(MiniGPTError, match=re.escape(message)):
+        export_web(model, tokenizer, tmp_path / "m.js", quantize=quantize)
+    assert not (tmp_path / "m.js").exists()
+
+
+def test_export_of_a_model_with_nan_weights_is_refused_before_writing(tmp_path, capsys, monkeypatch):
+    from minigpt import checkpoint
+    real_load = checkpoint.load_checkpoint
+
+    def load_broken(*args, **kwargs):
+        ckpt = real_load(*args, **kwargs)
+        with torch.no_grad():
+            ckpt.model.ln_f.bias[0] = float("nan")
+        return ckpt
+    monkeypatch.setattr(checkpoint, "load_checkpoint", load_broken)
+    assert main(["export", str(PRETRAINED), str(tmp_path / "exp")]) == 2
+    one_line_error(capsys, "ln_f.bias contains NaN or inf values; nothing was written")
+    assert not (tmp_path / "exp").exists()
+
+
+# ------------------------------------------------------------------- resume
+def test_resume_takes_the_shape_from_the_checkpoint_and_says_what_it_trained(tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--no-progress", "--threads", "1", "--sample-tokens", "0"]
+    assert main(["train", "--preset", "tiny", "--max-iters", "3", *common]) == 0
+    assert "trained 3 steps;" in capsys.readouterr().out
+    # no preset, no shape flag, another attention implementation: the run continues
+    assert main(["train", "--resume", "--max-iters", "6", "--attn-impl", "manual", *common]) == 0
+    captured = capsys.readouterr()
+    assert "trained 3 steps (6 in all);" in captured.out and f"resuming '{out}' at step 3" in captured.out
+    assert "GPTConfig(" not in captured.err
+    model, _ = load_model(out)
+    assert model.config.n_embd == 32 and model.config.attn_impl == "manual"
+    # a shape flag that differs is refused, naming that field alone
+    assert main(["train", "--resume", "--max-iters", "9", "--n-layer", "3", "--n-head", "4", *common]) == 2
+    err = one_line_error(capsys, "cannot resume", "n_layer (--n-layer 3; the checkpoint has 2)",
+                         "Leave out the shape flags when resuming")
+    assert "n_head" not in err and "GPTConfig(" not in err
+
+
+def test_resume_in_a_folder_with_nothing_to_resume_says_so(tmp_path, capsys):
+    common = ["--no-progress", "--threads", "1", "--sample-tokens", "0", "--resume"]
+    assert main(["train", "--out", str(tmp_path / "typo"), *common]) == 2
+    one_line_error(capsys, f"nothing to resume in '{tmp_path / 'typo'}': the folder does not exist",
+                   "leave out --resume to start a new run there")
+    assert not (tmp_path / "typo").exists()
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--out", str(tmp_path / "empty"), *common]) == 2
+    one_line_error(capsys, "it holds no checkpoint")
+    assert main(["train", "--out", str(PRETRAINED), *common]) == 2
+    one_line_error(capsys, "is a single checkpoint (an export or a step-* folder), not a run folder")
+
+
+def test_a_mismatched_config_through_the_api_names_the_field(tmp_path):
+    from conftest import tiny_model
+    from minigpt import CheckpointError, TextData, TrainConfig, train
+    data = TextData.from_text("abcdefghijklmnopqrstuvw" * 40)
+    cfg = TrainConfig(max_iters=3, batch_size=2, eval_interval=2, eval_iters=1, warmup_iters=0, device="cpu")
+    train(tiny_model(), data, cfg, tmp_path / "run", stop_at=2, progress=False)
+    resumed = train(tiny_model(attn_impl="manual"), data, cfg, tmp_path / "run", resume=True, progress=False)
+    assert resumed.steps == 3
+    with pytest.raises(CheckpointError, match=r"was trained with n_layer=2, not 1; build the model") as info:
+        train(tiny_model(n_layer=1), data, cfg, tmp_path / "run", resume=True, progress=False)
+    assert "GPTConfig(" not in str(info.value)
+
+
+# ----------------------------------------------------------------- bad inputs
+def test_train_input_files_and_folders_that_cannot_work(tmp_path, capsys, monkeypatch):
+    locked = tmp_path / "locked" / "text.txt"
+    real_stat = type(locked).stat
+
+    def stat(self, *args, **kwargs):            # a parent folder without the x bit (root may search all)
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, *args, **kwargs)
+    monkeypatch.setattr(type(locked), "stat", stat)
+    assert main(["train", "--text", str(locked), "--out", str(tmp_path / "a")]) == 2
+    one_line_error(capsys, f"cannot read '{locked}': Permission denied")
+    monkeypatch.setattr("minigpt.data.MAX_TEXT_BYTES", 2**20)
+    assert main(["train", "--text", "/dev/zero", "--out", str(tmp_path / "b")]) == 2
+    one_line_error(capsys, "'/dev/zero' gave more than 1 MB and was still not at its end")
+    for command in (["train", "--out", ""], ["export", str(tmp_path), ""]):
+        with pytest.raises(SystemExit) as info:
+            main(command)
+        assert info.value.code == 2
+        assert "expected a folder path, got an empty one" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_bench_runs_from_the_checkout_and_an_unknown_name_is_one_line(capfd):
+    path_before = list(sys.path)
+    assert main(["bench", "nope", "--device", "cpu"]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("error: unknown benchmark(s) nope; choose from") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert sys.path == path_before             # no sys.path surgery to reach bench/
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--n-layer", "100000", "--n-embd", "4096"], ["training it needs about", "--n-layer"]),
+    (["--batch-size", "100000000"], ["one batch of 100,000,000 sequences", "--micro-batch-size"]),
+])
+def test_sizes_that_cannot_fit_are_refused_before_anything_is_built(args, fragments, tmp_path, capsys, monkeypatch):
+    from minigpt import model as model_module
+
+    def never(*a, **k):
+        raise AssertionError("the model was built")
+    monkeypatch.setattr(model_module.MiniGPT, "__init__", never)
+    assert main(["train", *args, "--out", str(tmp_path / "big"), "--no-progress", "--device", "cpu"]) == 2
+    one_line_error(capsys, *fragments)
+    assert not (tmp_path / "big").exists()
+
+
+@pytest.mark.parametrize("overrides", [
+    {}, dict(bias=False), dict(n_kv_head=2), dict(n_kv_head=1, pos_encoding="rope"),
+    dict(pos_encoding="sinusoidal", n_layer=3), dict(vocab_size=101, n_embd=48, n_head=6, block_size=7),
+])
+def test_the_parameter_arithmetic_matches_the_model(overrides):
+    from conftest import tiny_config
+    from minigpt import MiniGPT
+    config = tiny_config(**overrides)
+    assert cli_module.parameter_count(config) == MiniGPT(config).num_parameters()
+
+
+def test_an_uneven_batch_under_torchrun_names_the_flag(tmp_path, capsys, monkeypatch):
+    from conftest import tiny_model
+    from minigpt import TextData, TrainConfig, UsageError, train
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["train", "--preset", "tiny", "--batch-size", "7", "--out", str(tmp_path / "o"),
+                 "--no-progress"]) == 2
+    err = one_line_error(capsys, "--batch-size / --micro-batch-size: batch_size=7 does not split evenly "
+                                 "over 2 processes")
+    assert "TrainConfig.device" not in err and not (tmp_path / "o").exists()
+    data = TextData.from_text("abcdefghijklmnopqrstuvw" * 40)
+    with pytest.raises(UsageError, match="^batch_size=7 does not split evenly"):
+        train(tiny_model(), data, TrainConfig(batch_size=7, device="cpu"), progress=False)

@@ -164,11 +164,46 @@ def test_read_text_file_unreadable(tmp_path, monkeypatch):
     path = tmp_path / "secret.txt"
     path.write_text("x" * 200)
 
-    def refuse(self, *args, **kwargs):
+    def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
-    monkeypatch.setattr(type(path), "read_text", refuse)
+    monkeypatch.setattr("minigpt.data.open", refuse, raising=False)
     with pytest.raises(DataError, match=r"cannot read '.*secret.txt': Permission denied"):
         read_text_file(path)
+
+
+def test_read_text_file_in_a_folder_that_is_not_searchable(tmp_path, monkeypatch):
+    """A folder above the file without the x bit: even stat() fails (PermissionError), which
+    Path.is_dir() does not swallow. (Patched: the tests may run as root, who may search anything.)"""
+    path = tmp_path / "locked" / "poem.txt"
+    real_stat = type(path).stat
+
+    def stat(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, *args, **kwargs)
+    monkeypatch.setattr(type(path), "stat", stat)
+    with pytest.raises(DataError, match=r"cannot read '.*poem.txt': Permission denied"):
+        read_text_file(path)
+
+
+def test_an_endless_stream_is_read_up_to_the_limit_and_refused():
+    with pytest.raises(DataError, match=r"'/dev/zero' gave more than 1 MB and was still not at its end"):
+        read_text_file("/dev/zero", max_bytes=2**20)
+
+
+def test_a_text_over_the_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    path = tmp_path / "huge.txt"
+    with open(path, "wb") as f:
+        f.truncate(2 * 2**20)                       # sparse: nothing to read, only a size
+    monkeypatch.setattr("minigpt.data.MAX_TEXT_BYTES", 2**20)
+    with pytest.raises(DataError, match=r"has 2 MB; minigpt reads training texts of up to 1 MB.*head -c"):
+        read_text_file(path)
+
+
+def test_read_text_file_reads_newlines_as_text_mode_does(tmp_path):
+    path = tmp_path / "dos.txt"
+    path.write_bytes(b"first line\r\nsecond\rthird\n" * 10)
+    assert read_text_file(path) == "first line\nsecond\nthird\n" * 10
 
 
 def test_read_text_file_not_utf8(tmp_path):

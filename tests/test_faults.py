@@ -24,7 +24,7 @@ import importlib
 
 from minigpt import (CheckpointError, GPTConfig, MiniGPT, TextData, TrainConfig, TrainingDivergedError,
                      load_checkpoint, save_checkpoint, train)
-from minigpt.checkpoint import run_lock
+from minigpt.run_folder import run_lock
 from minigpt.errors import MiniGPTError, UsageError
 from minigpt.train import ResumeWarning
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from minigpt import ConfigError, GPTConfig
-from minigpt.gpt2 import config_from_hf, from_hf_model, from_hf_state_dict
+from minigpt import MiniGPTError
+from minigpt.gpt2 import GPT2WeightsError, config_from_hf, from_hf_model, from_hf_state_dict
 
 transformers = pytest.importorskip(
     "transformers", reason="transformers is not installed (pip install 'minigpt[gpt2]'); "
@@ -107,9 +108,9 @@ def test_conv1d_weights_are_transposed(hf_model):
 def test_mismatched_config_is_a_clear_error(hf_model):
     state = hf_model.state_dict()
     config = config_from_hf(hf_model.config)
-    with pytest.raises(ValueError, match="does not look like GPT-2 with 3 layers"):
+    with pytest.raises(GPT2WeightsError, match="does not look like GPT-2 with 3 layers"):
         from_hf_state_dict(state, GPTConfig(**dict(config.to_dict(), n_layer=3)))
-    with pytest.raises(ValueError, match="shapes do not match"):
+    with pytest.raises(GPT2WeightsError, match="shapes do not match"):
         from_hf_state_dict(state, GPTConfig(**dict(config.to_dict(), vocab_size=VOCAB + 1)))
     with pytest.raises(ConfigError, match="pos_encoding='learned'"):
         from_hf_state_dict(state, GPTConfig(**dict(config.to_dict(), pos_encoding="rope")))
@@ -124,3 +125,22 @@ def test_mismatched_config_is_a_clear_error(hf_model):
 def test_unsupported_gpt2_variants(overrides, message):
     with pytest.raises(ConfigError, match=message):
         config_from_hf(hf_config(**overrides))
+
+
+def test_input_errors_are_minigpt_errors(hf_model):
+    """Bad input is a MiniGPTError (one line in the CLI) and still the ValueError it always was."""
+    state = hf_model.state_dict()
+    config = config_from_hf(hf_model.config)
+    untied = dict(state, **{"lm_head.weight": state["lm_head.weight"] + 1})
+    cases = [
+        (lambda: from_hf_state_dict(untied, config), "an untied head"),
+        (lambda: from_hf_state_dict(dict(state, **{"transformer.wte.weight": "weights"}), config),
+         "'transformer.wte.weight' is a str, not a tensor"),
+        (lambda: from_hf_state_dict([1, 2], config), "expected a mapping of tensor names to tensors"),
+        (lambda: config_from_hf(object()), "object is not a GPT-2 config: vocab_size, n_positions"),
+        (lambda: from_hf_state_dict(state, GPTConfig(**dict(config.to_dict(), n_layer=3))), "3 layers"),
+    ]
+    for call, message in cases:
+        with pytest.raises(MiniGPTError, match=message) as info:
+            call()
+        assert isinstance(info.value, ValueError)

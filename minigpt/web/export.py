@@ -27,8 +27,9 @@ from typing import Optional, Union
 
 import torch
 
-from ..config import GPTConfig
-from ..data import CharTokenizer
+from ..config import ConfigError, GPTConfig
+from ..data import CharTokenizer, DataError
+from ..errors import MiniGPTError
 from ..model import MiniGPT
 
 QUANTIZE = ("int8", "float16", "float32")
@@ -39,6 +40,14 @@ DEFAULT_MODEL = "shakespeare_char"
 PRETRAINED_INT8_VAL_LOSS = 1.4788
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PREFIX = "(globalThis.MINIGPT_WEB_MODELS = globalThis.MINIGPT_WEB_MODELS || {})"
+
+
+class WebExportError(MiniGPTError, ValueError):
+    """A model, tokenizer, path or asset that the web export cannot write or read."""
+
+
+class WebAssetNotFoundError(WebExportError, FileNotFoundError):
+    """No web asset at the given path."""
 
 
 def asset_path(name: str = DEFAULT_MODEL) -> Path:
@@ -86,24 +95,25 @@ def export_web(model: MiniGPT, tokenizer: CharTokenizer, path: Union[str, Path],
     info: a few facts the page shows, e.g. {"description": "...", "val_loss": 1.48}.
     """
     if not isinstance(model, MiniGPT):
-        raise TypeError(f"export_web expects a MiniGPT, got {type(model).__name__}.")
+        raise WebExportError(f"export_web expects a MiniGPT, got {type(model).__name__}.")
     if not isinstance(tokenizer, CharTokenizer):
-        raise TypeError(f"export_web expects a CharTokenizer, got {type(tokenizer).__name__}.")
+        raise WebExportError(f"export_web expects a CharTokenizer, got {type(tokenizer).__name__}.")
     if tokenizer.vocab_size != model.config.vocab_size:
-        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} characters but the model's "
+        raise WebExportError(f"the tokenizer has {tokenizer.vocab_size} characters but the model's "
                          f"vocab_size is {model.config.vocab_size}; pass the tokenizer it was trained with.")
     if quantize not in QUANTIZE:
-        raise ValueError(f"quantize must be one of {', '.join(map(repr, QUANTIZE))}, got {quantize!r}.")
+        raise WebExportError(f"quantize must be one of {', '.join(map(repr, QUANTIZE))}, got {quantize!r}.")
     path = Path(path)
     if path.suffix != ".js":
-        raise ValueError(f"the asset is a script: give a path ending in .js, got {str(path)!r}.")
+        raise WebExportError(f"the asset is a script: give a path ending in .js, got {str(path)!r}.")
     name = name or path.stem
     if not _NAME.match(name):
-        raise ValueError(f"name {name!r} must be 1-64 letters, digits, '_' or '-'.")
+        raise WebExportError(f"name {name!r} must be 1-64 letters, digits, '_' or '-'.")
     tensors = {}
     for key, value in model.state_dict().items():
         if key == "lm_head.weight":        # tied to wte.weight: stored once
             continue
+        _refuse_non_finite(key, value, quantize)
         tensors[key] = _encode_tensor(value, quantize)
     config = model.config.to_dict()
     asset = {"format": "minigpt-web", "version": 1, "name": name, "quantize": quantize,
@@ -112,21 +122,49 @@ def export_web(model: MiniGPT, tokenizer: CharTokenizer, path: Union[str, Path],
     text = (f"/* minigpt web asset {name!r}: written by minigpt.web.export_web "
             f"({quantize}); load it with a <script> tag. */\n"
             f"{_PREFIX}[{json.dumps(name)}] =\n{json.dumps(asset, separators=(',', ':'))};\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise WebExportError(f"cannot write {str(path)!r}: {err.strerror or err}; choose another --out "
+                             "(a .js path in a folder you can write).") from None
     return path
+
+
+def _refuse_non_finite(name: str, value: torch.Tensor, quantize: str) -> None:
+    """A NaN or inf weight would reach the page and make every probability NaN: refuse it
+    here, when the asset is written (float16 overflow included)."""
+    value = value.detach().float()
+    if not bool(torch.isfinite(value).all()):
+        raise WebExportError(f"the model's {name} contains NaN or inf values; nothing was written. "
+                             "Export a checkpoint from before the run diverged.")
+    if quantize == "float16" and value.dim() == 2 and not bool(torch.isfinite(value.half()).all()):
+        raise WebExportError(f"{name} holds values up to {float(value.abs().max()):.4g}, beyond float16's "
+                             "range (65504): they would be stored as inf. Use --quantize int8 or float32.")
 
 
 def read_web_asset(path: Union[str, Path]) -> dict:
     """The dictionary stored in an asset written by `export_web`."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no web asset at {str(path)!r}; write one with minigpt.web.export_web.")
-    text = path.read_text(encoding="utf-8")
+        raise WebAssetNotFoundError(f"no web asset at {str(path)!r}; write one with minigpt.web.export_web.")
+    not_an_asset = WebExportError(f"{str(path)!r} is not a minigpt web asset (written by export_web).")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise not_an_asset from None
+    except OSError as err:
+        raise WebExportError(f"cannot read {str(path)!r}: {err.strerror or err}.") from None
     start, end = text.find("=\n{"), text.rstrip().rfind("};")
     if start < 0 or end < 0 or _PREFIX not in text:
-        raise ValueError(f"{str(path)!r} is not a minigpt web asset (written by export_web).")
-    return json.loads(text[start + 2:end + 1])
+        raise not_an_asset
+    try:
+        asset = json.loads(text[start + 2:end + 1])
+    except (ValueError, RecursionError):
+        raise not_an_asset from None
+    if not isinstance(asset, dict) or asset.get("format") != "minigpt-web":
+        raise not_an_asset
+    return asset
 
 
 def _decode_tensor(entry: dict) -> torch.Tensor:
@@ -146,13 +184,23 @@ def load_web_model(path: Union[str, Path]) -> tuple[MiniGPT, CharTokenizer]:
     For an int8 asset this is the quantised model: the PyTorch reference for the page's logits.
     """
     asset = read_web_asset(path)
-    config = GPTConfig.from_dict(asset["config"])
+    try:
+        config = GPTConfig.from_dict(asset["config"])
+    except (KeyError, TypeError, ConfigError) as err:
+        raise WebExportError(f"{str(path)!r} holds no valid model config ({err}); write it again with "
+                             "export_web.") from None
     model = MiniGPT(config)
-    state = {key: _decode_tensor(entry) for key, entry in asset["tensors"].items()}
-    state["lm_head.weight"] = state["wte.weight"]
-    model.load_state_dict(state)
+    try:
+        state = {key: _decode_tensor(entry) for key, entry in asset["tensors"].items()}
+        state["lm_head.weight"] = state["wte.weight"]
+        model.load_state_dict(state)
+        tokenizer = CharTokenizer(list(asset["chars"]))
+    except (KeyError, TypeError, ValueError, RuntimeError, DataError) as err:
+        raise WebExportError(f"{str(path)!r} is a damaged minigpt web asset ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0][:160] if str(err) else 'missing entry'}); "
+                             "write it again with export_web.") from None
     model.eval()
-    return model, CharTokenizer(list(asset["chars"]))
+    return model, tokenizer
 
 
 def export_pretrained(path: Optional[Union[str, Path]] = None, quantize: str = "int8") -> Path:
@@ -171,7 +219,7 @@ def export_pretrained(path: Optional[Union[str, Path]] = None, quantize: str = "
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="minigpt export-web",
+    parser = argparse.ArgumentParser(prog="python -m minigpt export-web",
                                      description="Write a model as a .js asset for the book's in-page model.")
     parser.add_argument("--out", required=True, help="the .js file to write")
     parser.add_argument("--checkpoint", default=None,
