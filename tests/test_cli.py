@@ -533,3 +533,24 @@ def test_an_uneven_batch_under_torchrun_names_the_flag(tmp_path, capsys, monkeyp
     data = TextData.from_text("abcdefghijklmnopqrstuvw" * 40)
     with pytest.raises(UsageError, match="^batch_size=7 does not split evenly"):
         train(tiny_model(), data, TrainConfig(batch_size=7, device="cpu"), progress=False)
+
+
+def test_a_damaged_web_asset_is_one_error_naming_the_file(tmp_path):
+    import json as json_module
+
+    from conftest import tiny_model
+    from minigpt import CharTokenizer, MiniGPTError
+    from minigpt.web.export import export_web, load_web_model, read_web_asset
+    model = tiny_model()
+    tokenizer = CharTokenizer([chr(ord("a") + i) for i in range(model.config.vocab_size)])
+    path = export_web(model, tokenizer, tmp_path / "m.js", quantize="float32")
+    asset = read_web_asset(path)
+    asset["tensors"]["ln_f.weight"]["shape"] = [7]             # 32 values stored, 7 announced
+    text = path.read_text(encoding="utf-8")
+    head = text[:text.index("=\n{") + 2]
+    path.write_text(head + json_module.dumps(asset) + ";\n", encoding="utf-8")
+    with pytest.raises(MiniGPTError, match=r"m\.js' is a damaged minigpt web asset \(RuntimeError: shape"):
+        load_web_model(path)
+    path.write_bytes(b"\xff\xfe not text")
+    with pytest.raises(MiniGPTError, match="is not a minigpt web asset"):
+        load_web_model(path)
