@@ -1,7 +1,10 @@
 """The loss ladder: switch the parts of a GPT on one at a time and measure what each buys.
 
-Rungs (every one trained with the same short budget, measured on the whole validation split):
+Rungs (every one but the first trained with the same short budget, all measured on the whole
+validation split):
 
+0. unigram           - letter frequencies counted in the training text, whatever came before:
+                       the floor for any model that ignores the context (nothing to train)
 1. bigram            - a token embedding read straight out by an (untied) head
 2. one head          - + position embeddings and one causal self-attention head
 3. multi-head        - the same width split into several heads
@@ -17,6 +20,7 @@ token embedding as `MiniGPT` does; the bigram rung cannot (see `build_rung`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -27,6 +31,7 @@ import torch.nn.functional as F
 from .attention import CausalSelfAttention
 from .config import GPTConfig
 from .data import TextData
+from .errors import UsageError
 from .model import MLP, Block, MiniGPT, eval_mode
 from .positions import rope_cos_sin, sinusoidal_table
 from .sampling import draw_next_token, next_token_probs
@@ -114,6 +119,49 @@ class RungModel(nn.Module):
         return logits, loss
 
 
+class UnigramModel(nn.Module):
+    """The same next-character distribution at every position: the training text's letter
+    frequencies.  idx (B, T) -> logits (B, T, V) [, loss].
+
+    `count(tokens)` sets it; it is never trained. Its validation loss is what a model reaches
+    by learning how often each character occurs without using the context at all.
+    """
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.log_probs = nn.Parameter(torch.full((config.vocab_size,), -math.log(config.vocab_size)))
+
+    @property
+    def device(self) -> torch.device:
+        return self.log_probs.device
+
+    def num_parameters(self) -> int:
+        return self.log_probs.numel()
+
+    @torch.no_grad()
+    def count(self, tokens: torch.Tensor) -> "UnigramModel":
+        """Set the distribution to the frequencies in `tokens` (add-one smoothing, so an unseen
+        character costs a finite loss)."""
+        counts = torch.bincount(tokens.reshape(-1).cpu(), minlength=self.config.vocab_size).double() + 1
+        self.log_probs.copy_((counts / counts.sum()).log().float())
+        return self
+
+    def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None):
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise UsageError(f"sequence of {T} tokens exceeds block_size={self.config.block_size}; "
+                                  f"crop the input to its last {self.config.block_size} tokens.")
+        logits = self.log_probs.expand(B, T, -1)                    # (B, T, V), the same at every position
+        loss = None
+        if targets is not None:
+            if targets.shape != idx.shape:
+                raise UsageError(f"targets must have the same shape as idx {tuple(idx.shape)}, "
+                                      f"got {tuple(targets.shape)}.")
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+
 @dataclass
 class Rung:
     name: str
@@ -122,7 +170,7 @@ class Rung:
     sample: str
 
 
-RUNGS = ("bigram", "one head", "multi-head", "+ MLP", "+ LayerNorm/residuals", "full model")
+RUNGS = ("unigram", "bigram", "one head", "multi-head", "+ MLP", "+ LayerNorm/residuals", "full model")
 
 
 def build_rung(name: str, config: GPTConfig, full_layers: Optional[int] = None) -> nn.Module:
@@ -134,6 +182,8 @@ def build_rung(name: str, config: GPTConfig, full_layers: Optional[int] = None) 
     (a -> b scored like b -> a), which caps a bigram far above the counted one.
     """
     one = replace(config, n_layer=1)
+    if name == "unigram":
+        return UnigramModel(config)                       # uniform until run_ladder counts the text
     if name == "bigram":
         return RungModel(one, positions=False, attention=False, mlp=False, residual_norm=False,
                          tie_head=False)
@@ -168,7 +218,7 @@ def sample(model: nn.Module, data: TextData, length: int = 120, prompt: str = "\
 
 
 def default_settings(vocab_size: int) -> tuple[GPTConfig, TrainConfig]:
-    """Small enough that all six rungs train in about a minute on a 2-core CPU."""
+    """Small enough that the six trained rungs take about a minute on a 2-core CPU."""
     model = GPTConfig(vocab_size=vocab_size, block_size=32, n_embd=64, n_head=4, n_layer=4,
                       dropout=0.0)
     training = TrainConfig(max_iters=300, batch_size=32, learning_rate=3e-3, warmup_iters=20,
@@ -179,7 +229,8 @@ def default_settings(vocab_size: int) -> tuple[GPTConfig, TrainConfig]:
 def run_ladder(data: TextData, config: Optional[GPTConfig] = None,
                train_config: Optional[TrainConfig] = None, rungs=RUNGS, full_layers: Optional[int] = None,
                sample_length: int = 120, seed: int = 1337, val_tokens: Optional[int] = None) -> list[Rung]:
-    """Train every rung with the same budget; return (name, params, val loss, sample) per rung.
+    """Train every rung with the same budget (the unigram rung is counted from the training
+    text instead); return (name, params, val loss, sample) per rung.
 
     The validation loss is `evaluate` over the whole validation split (or its first
     `val_tokens` tokens), so rungs are compared on exactly the same text. The full model
@@ -193,8 +244,10 @@ def run_ladder(data: TextData, config: Optional[GPTConfig] = None,
     for name in rungs:
         torch.manual_seed(seed)
         model = build_rung(name, config, full_layers)
-        result = train(model, data, train_config, progress=False)
-        model = result.model
+        if isinstance(model, UnigramModel):
+            model = model.count(data.train).to(train_config.device)     # counted, not trained
+        else:
+            model = train(model, data, train_config, progress=False).model
         params = model.num_parameters()
         loss = evaluate(model, val, batch_size=256)
         table.append(Rung(name, params, loss, sample(model, data, sample_length, seed=seed)))
