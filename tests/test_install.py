@@ -30,6 +30,21 @@ def test_first_cell_of_every_chapter_is_the_template(chapter):
     assert not diff, f"{chapter.name}'s first cell drifted; run `python tools/sync_first_cell.py`:\n{diff}"
 
 
+def test_the_install_cell_is_hidden_but_still_runs(tmp_path):
+    """The book collapses the first cell (`hide-input`); a chapter without the tag is drift."""
+    assert "hide-input" in sync.FIRST_CELL_TAGS
+    chapter = tmp_path / "01_x.ipynb"
+    chapter.write_text(sync.json.dumps({"cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": ["# 1. X"]},
+        {"cell_type": "code", "metadata": {"tags": ["keep-me"]}, "source": [sync.first_cell_source()],
+         "outputs": [], "execution_count": None}]}), encoding="utf-8")
+    assert "lacks the tag(s) ['hide-input']" in sync.drift(chapter, sync.first_cell_source())
+    sync.write(chapter, sync.first_cell_source())
+    assert sync.drift(chapter, sync.first_cell_source()) == ""
+    cell = sync.json.loads(chapter.read_text(encoding="utf-8"))["cells"][1]
+    assert cell["metadata"]["tags"] == ["keep-me", "hide-input"]
+
+
 def test_there_are_fourteen_chapters():
     assert len(sync.chapters()) == 14
 

@@ -5,8 +5,10 @@ book's package comes from: pyproject.toml's `[project.urls] Repository` and `ver
 "minigpt @ git+<Repository>@v<version>" (so every release needs the git tag v<version>).
 The template is tools/first_cell.tmpl. `--check` changes nothing: it prints what would change
 and exits 1 when a chapter's first cell differs from the template (tests/test_install.py fails
-then too). Outputs and metadata of the cell are kept: the cell prints nothing when minigpt is
-already installed, so the stored (empty) output stays true.
+then too). The cell carries the tag `hide-input` (FIRST_CELL_TAGS): the book shows a reader the
+chapter, not 20 lines of install plumbing, behind a "show code" toggle; the cell still runs and
+defines `device`. Outputs and other metadata of the cell are kept: the cell prints nothing when
+minigpt is already installed, so the stored (empty) output stays true.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ except ModuleNotFoundError:          # Python < 3.11 (requirements.txt installs 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).resolve().parent / "first_cell.tmpl"
 NOTEBOOKS = REPO / "notebooks"
+FIRST_CELL_TAGS = ("hide-input",)    # Jupyter Book collapses the install code; other tags are kept
 
 
 def install_source(repo: Path = REPO) -> str:
@@ -49,19 +52,26 @@ def _first_code_cell(notebook: dict) -> dict:
 
 
 def drift(path: Path, expected: str) -> str:
-    """A unified diff from the chapter's first code cell to the template ('' when they agree)."""
+    """A unified diff from the chapter's first code cell to the template, and the tags it lacks
+    ('' when they agree)."""
     cell = _first_code_cell(json.loads(path.read_text(encoding="utf-8")))
     actual = "".join(cell["source"])
+    tags = cell.get("metadata", {}).get("tags", [])
+    missing = [tag for tag in FIRST_CELL_TAGS if tag not in tags]
+    report = f"{path.name}: the first cell lacks the tag(s) {missing}\n" if missing else ""
     if actual == expected:
-        return ""
+        return report
     now, wanted = (actual + "\n").splitlines(keepends=True), (expected + "\n").splitlines(keepends=True)
-    return "".join(difflib.unified_diff(now, wanted, f"{path.name} (now)", f"{path.name} (template)"))
+    return report + "".join(difflib.unified_diff(now, wanted, f"{path.name} (now)", f"{path.name} (template)"))
 
 
 def write(path: Path, expected: str) -> None:
     notebook = json.loads(path.read_text(encoding="utf-8"))
     lines = expected.splitlines(keepends=True)
-    _first_code_cell(notebook)["source"] = lines
+    cell = _first_code_cell(notebook)
+    cell["source"] = lines
+    tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+    tags += [tag for tag in FIRST_CELL_TAGS if tag not in tags]
     path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
