@@ -3,7 +3,8 @@
 # make lab   - open the chapters in JupyterLab (widgets recompute live); as root (containers)
 #              it adds --allow-root --no-browser; LAB_IP=0.0.0.0 listens on every address
 # make student - the classroom (student) edition, made by nbgrader, in _classroom/release/
-# make classroom - the student edition run to the end + nbgrader's autograde of the full edition
+# make classroom - the student edition run to the end + issue 17's students graded in every chapter
+# make grade SUBMITTED=DIR - autograde nbgrader's submitted folder DIR, write DIR/grades.csv
 # make test-oldest-torch - the unit tests on the oldest supported torch, in a throw-away venv
 # make test-install - the chapters' first cell installs minigpt from git into a fresh venv, offline
 
@@ -18,7 +19,7 @@ TORCH_CPU   ?= torch==2.13.0
 TORCH_INDEX ?=
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: install book test unit notebooks html browser chromium lab bench clean student classroom \
+.PHONY: install book test unit notebooks html browser chromium lab bench clean student classroom grade \
         test-oldest-torch test-install
 
 install: $(STAMP)
@@ -62,15 +63,28 @@ notebooks: $(STAMP)
 browser: html chromium
 	$(BIN)/python -m pytest -q tests/test_book_html.py
 
-# The classroom edition (issue 11): nbgrader's generate_assignment replaces every solution
-# with `raise NotImplementedError()`; the student edition must run to the end with every
-# exercise "not implemented yet", and nbgrader's autograde must give the full edition full marks.
+# The classroom edition (issues 11, 17): nbgrader's generate_assignment replaces every solution
+# with `raise NotImplementedError()` and strips the hidden tests and the answers; the student
+# edition must run to the end with every exercise "not implemented yet", and `play` grades the
+# students of issue 17 (answer key, blank, env switch, monkeypatch, package calls, lookup
+# table, copied helper, one bug) in every chapter: each must get its fair score.
+# ONLY=my_softmax,... WEIGHTS=my_softmax=2,... shape the assignments (the rest is practice).
+ONLY    ?=
+WEIGHTS ?=
+SHAPE   := $(if $(ONLY),--only $(ONLY)) $(if $(WEIGHTS),--weights $(WEIGHTS))
 student: $(STAMP)
-	$(BIN)/python tools/classroom.py student
+	$(BIN)/python tools/classroom.py student $(SHAPE)
 
 classroom: $(STAMP)
 	$(BIN)/python tools/classroom.py student --run
-	$(BIN)/python tools/classroom.py autograde
+	$(BIN)/python tools/classroom.py play
+
+# make grade SUBMITTED=DIR: nbgrader autograde of every DIR/<student>/<assignment>/<assignment>.ipynb
+# (nbgrader's submitted layout), with the hidden tests; writes DIR/grades.csv
+# (student, assignment, score, max_score) and the feedback into _classroom/autograded/.
+grade: $(STAMP)
+	@test -n "$(SUBMITTED)" || { echo "usage: make grade SUBMITTED=DIR (DIR/<student>/<assignment>/<assignment>.ipynb)"; exit 2; }
+	$(BIN)/python tools/classroom.py grade "$(SUBMITTED)" $(SHAPE)
 
 test: unit notebooks browser
 

@@ -1,39 +1,74 @@
-"""The classroom edition, made by nbgrader itself.
+"""The classroom edition, made by nbgrader itself, graded by hidden tests.
 
-    python tools/classroom.py tag [--check]   # nbgrader cell metadata in notebooks/*.ipynb
-    python tools/classroom.py student [--run] # _classroom/release/<chapter>/: the student edition
-    python tools/classroom.py autograde       # grade the full edition as a student; exit 1 unless full marks
-    python tools/classroom.py catalogue       # the mistakes each check names, into book/instructor_guide.md
+    python tools/classroom.py tag [--check]        # nbgrader cell metadata in notebooks/*.ipynb
+    python tools/classroom.py student [--run] [--only NAMES] [--weights NAME=POINTS,...]
+                                                   # _classroom/release/<chapter>/: the student edition
+    python tools/classroom.py grade SUBMITTED      # autograde SUBMITTED/<student>/<chapter>/<chapter>.ipynb,
+                                                   # write SUBMITTED/grades.csv
+    python tools/classroom.py autograde            # grade the full edition as a student; exit 1 unless full marks
+    python tools/classroom.py catalogue            # the mistakes each check names, into book/instructor_guide.md
 
 The chapters are written the way nbgrader courses are: each exercise's solution sits between
 `### BEGIN SOLUTION` and `### END SOLUTION` inside a function body, and the cell after it
 calls a `minigpt.exercises.check_*` function. `tag` gives those cells the metadata nbgrader
 needs (solution cells, and autograded cells worth 1 point each), so an instructor's own
-nbgrader course can take the notebooks unchanged. `student` lays out an nbgrader course in
-`_classroom/` (one assignment per chapter) and runs `nbgrader generate_assignment`, which
-replaces each solution by `raise NotImplementedError()` and clears the outputs. `autograde`
-submits the full edition as the student "answer-key" and runs `nbgrader autograde` with
-MINIGPT_GRADING=1, so a check that does not pass raises and costs its point.
+nbgrader course can take the notebooks unchanged.
+
+`student` lays out an nbgrader course in `_classroom/` (one assignment per chapter). The
+course's *source* copy of each chapter is the full edition changed at generation time (the
+chapters in notebooks/ are never edited):
+
+* every graded check cell gets a hidden test (`### BEGIN HIDDEN TESTS`), which nbgrader strips
+  from the student edition and puts back at autograde. The hidden test loads
+  `grading/hidden.py` by its path and grades the student's function on inputs drawn at grading
+  time, against a private copy of the package, watching for forbidden calls; its last line is
+  the cell's partial score (nbgrader reads a displayed number as the points). Why it is built
+  that way, and its limits, are in grading/hidden.py's docstring. The visible check stays in
+  the cell: it is the student's practice feedback and decides nothing.
+* `--only` keeps some exercises graded (names: the student's function, e.g. `my_softmax`, or
+  the check, e.g. `check_softmax`); the others stay as ungraded practice (still checked, no
+  points). `--weights my_softmax=2,...` sets points (default 1).
+* a "How you are graded" cell after the title says what is graded, for how many points, and
+  the rules.
+* the answers leave: every "Answers" admonition (chapter 14's included), and the `hide-cell`
+  code cells after it (they compute the answers to the questions).
+
+`nbgrader generate_assignment` then replaces each solution by `raise NotImplementedError()`,
+removes the hidden tests and clears the outputs. `grade` (`make grade SUBMITTED=DIR`) runs
+`nbgrader autograde` on every submission with a per-cell time limit sized from the chapter's
+recorded cell times and a kernel that may die in one cell without costing the others
+(grading/execute.py), then writes DIR/grades.csv. `autograde` submits the full edition as the
+student "answer-key": it must get full marks. No step sets or reads MINIGPT_GRADING.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import math
 import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from datetime import datetime
 from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))                 # minigpt from this checkout
+from minigpt.errors import MiniGPTError  # noqa: E402
 NOTEBOOKS = ROOT / "notebooks"
 COURSE = ROOT / "_classroom"
 ANSWER_KEY = "answer-key"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 CHECK_CALL = re.compile(r"minigpt\.exercises\.(check_\w+)\(")
+CHECK_LINE = re.compile(r"^minigpt\.exercises\.(check_\w+)\((.*)\)\s*$", re.MULTILINE)
+HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+GRADING = ROOT / "grading"
+ANSWERS = re.compile(r"^(`{3,})\{admonition\} Answers.*?^\1[ \t]*$\n?", re.MULTILINE | re.DOTALL)
+ANSWERS_GONE = "*(The answers to these questions are not in this edition: ask your instructor.)*\n"
 DEFINED = re.compile(r"^(?:def|class)\s+(\w+)", re.MULTILINE)
 
 CONFIG = """\
@@ -41,10 +76,20 @@ CONFIG = """\
 c = get_config()
 c.CourseDirectory.course_id = "minigpt"
 c.CourseDirectory.root = {root!r}
-# Chapter 8 trains a model: give every cell time on a slow or shared CPU.
+# Chapter 8 trains a model: give every cell time on a slow or shared CPU. `grade` passes each
+# chapter's own limit (cell_limit) on the command line.
 c.Execute.timeout = 1800
 c.ClearSolutions.code_stub = {{"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}}
-"""
+# A kernel that dies costs the cell it died in, not the notebook (grading/execute.py).
+import sys
+sys.path.insert(0, {grading!r})
+from execute import ResilientExecute
+from nbgrader.preprocessors import (IgnorePattern, LimitOutput, SaveAutoGrades, AssignLatePenalties,
+                                    CheckCellMetadata)
+from nbconvert.preprocessors import ClearMetadataPreprocessor
+c.Autograde.autograde_preprocessors = [ResilientExecute, IgnorePattern, ClearMetadataPreprocessor,
+                                       LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+{extra}"""
 
 
 def set_folders(notebooks: Path, course: Path) -> None:
@@ -127,34 +172,188 @@ def exercise_chapters() -> list[Path]:
             if nbgrader_metadata(json.loads(p.read_text(encoding="utf-8")), p.stem)]
 
 
-def nbgrader(*args: str, grading: bool = False) -> None:
-    # nbgrader runs `alembic` (database set-up) and kernels by name: both from this Python's folder
+def nbgrader(*args: str, force: bool = True) -> None:
+    # nbgrader runs `alembic` (database set-up) and kernels by name: both from this Python's
+    # folder. MINIGPT_GRADING is removed: the grade never depends on it (grading/hidden.py).
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = dict(os.environ, MINIGPT_GRADING="1" if grading else "0", PATH=path)
-    command = [sys.executable, "-m", "nbgrader", *args, "--force"]
+    env = {k: v for k, v in os.environ.items() if k != "MINIGPT_GRADING"}
+    env["PATH"] = path
+    command = [sys.executable, "-m", "nbgrader", *args, *(["--force"] if force else [])]
     subprocess.run(command, cwd=COURSE, env=env, check=True)
 
 
-def make_course() -> list[str]:
+# ------------------------------------------------------------------ shaping an assignment
+def cell_limit(path: Path) -> int:
+    """Seconds one cell may run at autograde: 8x the chapter's slowest recorded cell (the
+    stored run; a busy shared CPU measured up to 6.7x slower for chapter 8, and the graded
+    cells' hidden tests run the student's code again), at least 2 min, at most 20 min."""
+    slowest = 0.0
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        run = cell.get("metadata", {}).get("execution", {})
+        if cell["cell_type"] == "code" and "iopub.execute_input" in run and "shell.execute_reply" in run:
+            start, end = (datetime.fromisoformat(run[k].replace("Z", "+00:00"))
+                          for k in ("iopub.execute_input", "shell.execute_reply"))
+            slowest = max(slowest, (end - start).total_seconds())
+    return int(min(1200, max(120, math.ceil(8 * slowest))))
+
+
+def exercise_key(check_text: str, solved: set) -> tuple[str, str]:
+    """(the student's name the check cell grades, the check's name) of a check cell."""
+    check = CHECK_CALL.search(check_text).group(1)
+    names = [w for w in re.findall(r"\w+", check_text.split(check, 1)[1]) if w in solved]
+    return (names[0] if names else check), check
+
+
+def exercises_of(notebook: dict, chapter: str) -> list[tuple[int, str, str]]:
+    """(cell index, the student's name, the check) of every graded check cell."""
+    meta = dict(nbgrader_metadata(notebook, chapter))
+    solved, found = set(), []
+    for index, cell in enumerate(notebook["cells"]):
+        if index in meta and meta[index]["solution"]:
+            solved.update(DEFINED.findall(source_text(cell)))
+        elif index in meta and meta[index]["grade"]:
+            found.append((index, *exercise_key(source_text(cell), solved)))
+    return found
+
+
+def hidden_test(check_text: str, points: float) -> str:
+    """The check cell of the source edition: the visible check, and the hidden test around it."""
+    match = CHECK_LINE.search(check_text)
+    if match is None:
+        raise SystemExit(f"a graded cell's last line must be `minigpt.exercises.check_x(...)`: {check_text!r}")
+    check, args = match.group(1), match.group(2)
+    loader = (f'_grading_spec = __import__("importlib.util").util.spec_from_file_location(\n'
+              f'    "_minigpt_hidden_" + __import__("os").urandom(6).hex(), {str(GRADING / "hidden.py")!r})\n'
+              f'_grading = __import__("importlib.util").util.module_from_spec(_grading_spec)\n'
+              f'_grading_spec.loader.exec_module(_grading)\n')
+    return "\n".join([
+        HIDDEN_BEGIN,
+        '__import__("os").environ.pop("MINIGPT_GRADING", None)   # the visible check must never raise',
+        '__import__("sys").stderr = __import__("sys").stdout     # nbgrader zeroes a cell that writes to stderr',
+        HIDDEN_END,
+        check_text.strip(),
+        HIDDEN_BEGIN,
+        loader + f'_grading.grade({check!r}, {args}, points={float(points)!r}, namespace=globals())',
+        HIDDEN_END,
+    ])
+
+
+def parse_weights(text: Optional[str]) -> dict[str, float]:
+    weights = {}
+    for item in filter(None, (text or "").split(",")):
+        name, _, value = item.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise MiniGPTError(f"--weights: {item!r} is not NAME=POINTS (e.g. my_softmax=2)") from None
+        if weights[name.strip()] <= 0:
+            raise MiniGPTError(f"--weights: {item!r}: points must be positive")
+    return weights
+
+
+def strip_answers(notebook: dict) -> int:
+    """Remove every "Answers" admonition and the hide-cell code cells after one (they compute
+    the answers); return how many pieces were removed."""
+    removed, after_answers, kept = 0, False, []
+    for cell in notebook["cells"]:
+        text = source_text(cell)
+        if cell["cell_type"] == "markdown" and ANSWERS.search(text):
+            cell["source"] = ANSWERS.sub(ANSWERS_GONE, text)
+            removed, after_answers = removed + 1, True
+        elif (after_answers and cell["cell_type"] == "code"
+              and "hide-cell" in cell.get("metadata", {}).get("tags", [])):
+            removed += 1
+            continue
+        kept.append(cell)
+    notebook["cells"] = kept
+    return removed
+
+
+def how_graded(graded: list[tuple[str, str, float]], practice: list[str], limit: int) -> dict:
+    """The markdown cell that tells the student how this notebook is graded."""
+    total = sum(points for _, _, points in graded)
+    rows = "\n".join(f"| `{name}` | `{check}` | {points:g} |" for name, check, points in graded)
+    lines = ["## How you are graded", ""]
+    if graded:
+        lines += [f"This notebook is graded out of **{total:g} points**:", "",
+                  "| your answer | checked by | points |", "| --- | --- | --- |", rows, ""]
+    else:
+        lines += ["Nothing in this notebook is graded: every exercise is practice.", ""]
+    if practice:
+        lines += ["Practice, not graded (the checks still answer): " + ", ".join(f"`{n}`" for n in practice) + ".", ""]
+    lines += [
+        "- When your notebook is graded, each graded exercise runs again on **new inputs drawn at "
+        "grading time**, not the ones the check in this notebook uses: an answer that only fits "
+        "those inputs scores 0.",
+        "- The points of an exercise are split evenly over its cases; your feedback lists every "
+        "case you miss, with the likely mistake when the check knows it.",
+        "- **The exercise is your own work**: an answer that calls the function it asks you to "
+        "write (the package's version, or torch's where the text says \"by hand\"), or a copy of "
+        "the package's code, scores 0 for that exercise, however it is imported or renamed. Using "
+        "what earlier chapters built (and the text says to use) is fine.",
+        "- The visible checks are for practice: changing them, torch or environment variables does "
+        "not change your grade, and when the grading notices such a change the exercise scores 0.",
+        f"- Each cell may run for at most {limit} seconds when graded. A cell that runs longer, or "
+        "that crashes the kernel (for example by running out of memory), scores 0; the rest of the "
+        "notebook is graded as usual.",
+        "- Before you submit, run *Kernel → Restart & Run All*: the notebook is graded top to "
+        "bottom in a fresh kernel.",
+    ]
+    return {"cell_type": "markdown", "metadata": {}, "source": "\n".join(lines)}
+
+
+def shape_assignment(notebook: dict, chapter: str, only: Optional[set], weights: dict,
+                     limit: int) -> list[str]:
+    """Turn a copy of a chapter into the course's source edition (see the module docstring);
+    return the names of its exercises."""
+    found = exercises_of(notebook, chapter)
+    meta = dict(nbgrader_metadata(notebook, chapter))
+    graded, practice = [], []
+    for index, name, check in found:
+        cell = notebook["cells"][index]
+        wanted = only is None or name in only or check in only or meta[index]["grade_id"] in only
+        if not wanted:
+            cell["metadata"].pop("nbgrader", None)          # an ordinary cell: practice
+            practice.append(name)
+            continue
+        points = weights.get(name, weights.get(check, 1.0))
+        cell["metadata"]["nbgrader"] = dict(meta[index], points=points)
+        cell["source"] = hidden_test(source_text(cell), points)
+        graded.append((name, check, points))
+    strip_answers(notebook)
+    title = next((i for i, c in enumerate(notebook["cells"]) if c["cell_type"] == "markdown"), -1)
+    notebook["cells"].insert(title + 1, how_graded(graded, practice, limit))
+    return [name for _, name, _ in found]
+
+
+def make_course(only: Optional[set] = None, weights: Optional[dict] = None) -> list[str]:
     """Lay out _classroom/ with one nbgrader assignment per chapter that has exercises."""
     try:
         import nbgrader  # noqa: F401
     except ImportError:
         raise SystemExit("nbgrader is not installed: pip install -e '.[classroom]' (or `make student`).")
+    weights = weights or {}
     COURSE.mkdir(exist_ok=True)
-    (COURSE / "nbgrader_config.py").write_text(CONFIG.format(root=str(COURSE)))
-    names = []
+    (COURSE / "nbgrader_config.py").write_text(CONFIG.format(root=str(COURSE), grading=str(GRADING), extra=""))
+    names, known = [], set()
     for path in exercise_chapters():
         folder = COURSE / "source" / path.stem
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, folder / path.name)
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        known.update(shape_assignment(notebook, path.stem, only, weights, cell_limit(path)))
+        (folder / path.name).write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         names.append(path.stem)
+    checks = {CHECK_CALL.search(source_text(c)).group(1) for p in exercise_chapters()
+              for c in json.loads(p.read_text(encoding="utf-8"))["cells"] if CHECK_CALL.search(source_text(c))}
+    unknown = sorted(set(only or ()) | set(weights)) and sorted((set(only or ()) | set(weights)) - known - checks)
+    if unknown:
+        raise MiniGPTError(f"no exercise named {', '.join(unknown)}; the exercises are: {', '.join(sorted(known))}")
     return names
 
 
-def student(run: bool = False) -> int:
+def student(run: bool = False, only: Optional[set] = None, weights: Optional[dict] = None) -> int:
     """Generate the student edition; with `run`, execute it and check every exercise is open."""
-    names = make_course()
+    names = make_course(only, weights)
     for name in names:
         nbgrader("generate_assignment", name)
     print(f"student edition: {COURSE / 'release'}")
@@ -177,45 +376,145 @@ def run_student_edition(names: list[str]) -> int:
         except Exception as err:  # a cell raised: the student edition must run to the end
             problems.append(f"{name}: {type(err).__name__}: {str(err).strip().splitlines()[-1]}")
             continue
-        checks = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade")]
+        checks = [c for c in notebook.cells if CHECK_CALL.search(c.source) and c.cell_type == "code"
+                  and "def " not in c.source]
         for cell in checks:
             shown = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
                             for o in cell.get("outputs", []))
-            if "Not implemented yet" not in shown:
-                problems.append(f"{name}: check cell {cell.metadata.nbgrader.grade_id} showed {shown[:120]!r}")
+            if "Not implemented yet" not in shown and "not implemented" not in shown.lower():
+                problems.append(f"{name}: check cell {cell.source.strip()[:60]!r} showed {shown[:120]!r}")
         print(f"{name}: ran to the end, {len(checks)} exercises open")
     for problem in problems:
         print("PROBLEM", problem)
     return 1 if problems else 0
 
 
+# ------------------------------------------------------------------------------ grading
+def submitted_layout(submitted: Path) -> dict[str, list[str]]:
+    """assignment -> students, from SUBMITTED/<student>/<assignment>/<assignment>.ipynb."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(submitted.glob("*/*/*.ipynb")):
+        student_id, assignment = path.parent.parent.name, path.parent.name
+        if path.stem == assignment:
+            found.setdefault(assignment, []).append(student_id)
+    return found
+
+
+def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] = None) -> int:
+    """nbgrader autograde every submission in `submitted`; write submitted/grades.csv."""
+    from nbgrader.api import Gradebook
+
+    submitted = submitted.resolve()
+    layout = submitted_layout(submitted)
+    if not layout:
+        raise MiniGPTError(f"{submitted} holds no <student>/<assignment>/<assignment>.ipynb: "
+                           "point SUBMITTED at nbgrader's submitted folder")
+    source = (COURSE / "source")
+    if only is not None or weights or not source.is_dir():
+        make_course(only, weights)
+    unknown = sorted(a for a in layout if not (source / a / f"{a}.ipynb").is_file())
+    if unknown:
+        raise MiniGPTError(f"no assignment named {', '.join(unknown)} in {source}: run "
+                           "`python tools/classroom.py student` (with the same --only/--weights) first")
+    config = CONFIG.format(root=str(COURSE), grading=str(GRADING),
+                           extra=f"c.CourseDirectory.submitted_directory = {str(submitted)!r}\n")
+    (COURSE / "nbgrader_config.py").write_text(config)
+    students = sorted({s for names in layout.values() for s in names})
+    for assignment in layout:
+        nbgrader("generate_assignment", assignment)      # records the assignment and its cells
+    with Gradebook(f"sqlite:///{COURSE / 'gradebook.db'}") as gradebook:
+        for student_id in students:
+            gradebook.update_or_create_student(student_id)
+    for assignment in layout:
+        limit = cell_limit(source / assignment / f"{assignment}.ipynb")
+        nbgrader("autograde", assignment, f"--ResilientExecute.timeout={limit}")
+    rows = []
+    with Gradebook(f"sqlite:///{COURSE / 'gradebook.db'}") as gradebook:
+        for assignment, names in layout.items():
+            max_score = gradebook.find_assignment(assignment).max_score
+            for student_id in students:
+                try:
+                    score = gradebook.find_submission(assignment, student_id).score
+                except Exception:       # nbgrader's MissingEntry: no submission, or it could not be graded
+                    score = 0.0
+                rows.append((student_id, assignment, round(score, 2), max_score))
+    with open(submitted / "grades.csv", "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["student", "assignment", "score", "max_score"])
+        writer.writerows(rows)
+    print(f"grades: {submitted / 'grades.csv'} ({len(rows)} rows); feedback: {COURSE / 'autograded'}")
+    return 0
+
+
 def autograde(student_id: str = ANSWER_KEY, submissions: Optional[Path] = None) -> int:
     """Autograde `submissions/<chapter>.ipynb` (default: the full edition) as `student_id`;
     exit status 1 unless every chapter gets full marks."""
-    from nbgrader.api import Gradebook
+    import tempfile
 
     names = make_course()
     source = submissions or NOTEBOOKS
-    for name in names:
-        nbgrader("generate_assignment", name)        # records the assignment and its cells
-        submitted = COURSE / "submitted" / student_id / name
-        submitted.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source / f"{name}.ipynb", submitted / f"{name}.ipynb")
-    with Gradebook(f"sqlite:///{COURSE / 'gradebook.db'}") as gradebook:
-        gradebook.update_or_create_student(student_id)
-    for name in names:
-        nbgrader("autograde", name, "--student", student_id, grading=True)
-    short = []
-    with Gradebook(f"sqlite:///{COURSE / 'gradebook.db'}") as gradebook:
+    with tempfile.TemporaryDirectory(dir=COURSE) as folder:
         for name in names:
-            submission = gradebook.find_submission(name, student_id)
-            print(f"{name}: {submission.score:g} / {submission.max_score:g}")
-            if submission.score < submission.max_score:
-                short.append(name)
+            target = Path(folder) / student_id / name
+            target.mkdir(parents=True)
+            shutil.copy2(source / f"{name}.ipynb", target / f"{name}.ipynb")
+        grade(Path(folder))
+        with open(Path(folder) / "grades.csv", encoding="utf-8") as table:
+            rows = [r for r in csv.DictReader(table) if r["student"] == student_id]
+    short = []
+    for row in rows:
+        print(f"{row['assignment']}: {float(row['score']):g} / {float(row['max_score']):g}")
+        if float(row["score"]) < float(row["max_score"]):
+            short.append(row["assignment"])
     if short:
         print("not full marks: " + ", ".join(short))
         return 1
     print(f"full marks in all {len(names)} chapters with exercises")
+    return 0
+
+
+def play(students: Optional[list[str]] = None, chapters_wanted: Optional[set] = None) -> int:
+    """Play the students of issue 17 (grading/students.py) on every chapter through `grade`;
+    exit status 1 unless each gets its fair score."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("classroom_students", GRADING / "students.py")
+    players = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(players)
+    names = [n for n in make_course() if chapters_wanted is None or n[:2] in chapters_wanted or n in chapters_wanted]
+    for name in names:
+        nbgrader("generate_assignment", name)
+    played = COURSE / "played"
+    shutil.rmtree(played, ignore_errors=True)
+    helper = ""
+    for name in names:
+        full = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text(encoding="utf-8"))
+        release = json.loads((COURSE / "release" / name / f"{name}.ipynb").read_text(encoding="utf-8"))
+        for cell in full["cells"]:
+            if "def tiles_in_order(" in source_text(cell):
+                helper = source_text(cell).split("\n\n\n")[0]
+        for student_id in students or players.STUDENTS:
+            notebook = players.submission(student_id, name, full, release, helper)
+            if notebook is not None:
+                folder = played / student_id / name
+                folder.mkdir(parents=True)
+                (folder / f"{name}.ipynb").write_text(json.dumps(notebook, ensure_ascii=False), encoding="utf-8")
+    grade(played)
+    wrong = []
+    with open(played / "grades.csv", encoding="utf-8") as table:
+        for row in csv.DictReader(table):
+            if not (played / row["student"] / row["assignment"]).is_dir():
+                continue                     # this student does not play this chapter
+            fair = players.expected(row["student"], row["assignment"], float(row["max_score"]))
+            mark = "ok" if abs(float(row["score"]) - fair) <= 0.02 else "WRONG"
+            print(f"{mark:5} {row['assignment']:32} {row['student']:16} {float(row['score']):6.2f} "
+                  f"(fair {fair:.2f} of {float(row['max_score']):g})")
+            if mark != "ok":
+                wrong.append(f"{row['student']} in {row['assignment']}")
+    if wrong:
+        print("not the fair score: " + ", ".join(wrong) + f" (feedback: {COURSE / 'autograded'})")
+        return 1
+    print(f"every student got the fair score in {len(names)} chapters")
     return 0
 
 
@@ -271,23 +570,45 @@ def main(argv=None) -> int:
     student_parser = sub.add_parser("student", help="make the student edition in _classroom/release/")
     student_parser.add_argument("--run", action="store_true",
                                 help="also execute it and check that every exercise is still open")
+    submit_parser = sub.add_parser("grade", help="autograde SUBMITTED/<student>/<assignment>/<assignment>.ipynb "
+                                   "and write SUBMITTED/grades.csv")
+    submit_parser.add_argument("submitted", type=Path, help="nbgrader's submitted folder")
+    for shaped in (student_parser, submit_parser):
+        shaped.add_argument("--only", help="comma-separated exercises to grade (e.g. my_softmax,check_causal_mask); "
+                            "the others become ungraded practice")
+        shaped.add_argument("--weights", help="points per exercise, e.g. my_softmax=2,my_attention=3 (default 1)")
     grade_parser = sub.add_parser("autograde", help="autograde the full edition; exit 1 unless full marks")
     grade_parser.add_argument("--student", default=ANSWER_KEY, help="the student id to grade as")
     grade_parser.add_argument("--submissions", type=Path, help="folder of submitted chapters "
                               "(default: the full edition in notebooks/)")
     parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help="folder of the chapters")
     parser.add_argument("--course", type=Path, default=COURSE, help="the nbgrader course folder to write")
+    play_parser = sub.add_parser("play", help="grade issue 17's students (grading/students.py) on every chapter; "
+                                 "exit 1 unless each gets the fair score")
+    play_parser.add_argument("--students", help="comma-separated subset of the students")
+    play_parser.add_argument("--chapters", help="comma-separated chapter numbers (e.g. 03,04)")
     catalogue_parser = sub.add_parser("catalogue", help="write the mistake catalogue into book/instructor_guide.md")
     catalogue_parser.add_argument("--check", action="store_true", help="only report whether it is out of date")
     args = parser.parse_args(argv)
     set_folders(args.notebooks, args.course)
-    if args.command == "tag":
-        return tag(args.check)
-    if args.command == "catalogue":
-        return catalogue(args.check)
-    if args.command == "student":
-        return student(args.run)
-    return autograde(args.student, args.submissions)
+    try:
+        if args.command == "tag":
+            return tag(args.check)
+        if args.command == "catalogue":
+            return catalogue(args.check)
+        if args.command in ("student", "grade"):
+            only = {n.strip() for n in args.only.split(",") if n.strip()} if args.only else None
+            weights = parse_weights(args.weights)
+            if args.command == "student":
+                return student(args.run, only, weights)
+            return grade(args.submitted, only, weights)
+        if args.command == "play":
+            return play(args.students.split(",") if args.students else None,
+                        set(args.chapters.split(",")) if args.chapters else None)
+        return autograde(args.student, args.submissions)
+    except MiniGPTError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,608 @@
+"""The hidden tests of the classroom edition: what decides a student's points.
+
+`tools/classroom.py student` writes, into every graded check cell of the source edition,
+
+    minigpt.exercises.check_softmax(my_softmax)          # the visible check (practice feedback)
+    ### BEGIN HIDDEN TESTS
+    <load this file by its path> .grade("check_softmax", my_softmax, points=1.0, namespace=globals())
+    ### END HIDDEN TESTS
+
+nbgrader strips the hidden block from the student edition and restores it at autograde, and it
+reads the value the block's last line displays as the cell's (partial) score.
+
+Design, and why:
+
+* **Nothing the student controls decides the grade.** This file is loaded by file path under a
+  fresh random module name (never from `sys.modules`, which the student's cells can fill), and
+  it loads its own fresh copy of the `minigpt` package the same way (`load_package`): the
+  references, the run adapters, the comparison (`core.same`) and the mistake catalogue all come
+  from that copy, so `minigpt.exercises.check_x = ...` or `minigpt.manual_attention = ...` in
+  a cell changes nothing here. No environment variable is read: graded with or without
+  MINIGPT_GRADING, a wrong answer scores 0 (the hidden block even removes that variable so the
+  visible check never raises and costs the partial credit).
+* **Inputs the student never saw.** Every case of the exercise is redrawn at grading time
+  (`redraw`: float tensors get noise, token ids are redrawn, models get their weights moved;
+  masks, shapes and settings stay, so each case keeps its point) from a seed taken from
+  `os.urandom`, printed in the feedback so that an instructor can reproduce the run with
+  `seed=`. Exercises whose inputs are only integers draw new ones (`CUSTOM_DRAWS`). A lookup
+  table of the visible check's inputs therefore scores 0.
+* **The student's own work.** While the student's code runs, `sys.setprofile` watches every
+  Python and C call (`Watcher`). A call to a function the exercise asks the student to write,
+  under any name, alias or import path, is recognised by *what* runs, not by the name used:
+  Python functions by their source file and qualified name (`minigpt/attention.py`,
+  `manual_attention`), C functions (torch's softmax, SDPA) by their name, and code pasted
+  from the package or from an answer-bearing helper of the full edition by its bytecode
+  (`fingerprint`; only functions of 4 lines or more, so that an honest one-liner that happens
+  to equal the package's is never called a copy). Anything under `minigpt/exercises/` (the
+  checks' references and worked solutions) is always forbidden. `SPECS` lists, per exercise,
+  what else is. A forbidden call makes the exercise 0 with a line naming what was used.
+* **Partial credit that is fair.** Points are split evenly over the cases; every failing case
+  is reported with the difference and, when the catalogue knows it, the mistake. For a
+  module built on earlier answers (chapter 4's `MyAttentionFromScratch` uses `my_split_heads`
+  and `my_merge_heads`), the references are injected into the notebook's namespace while it
+  is graded, so one bug costs one exercise, not two.
+
+Limits, stated honestly: the hidden test runs *in the student's kernel*, after their cells.
+Python offers no wall inside one process: a student who knows this file could, from a cell,
+rewrite torch's C functions' Python wrappers, IPython's display formatter, the profiler hook
+or nbgrader's output. What is checked (`tampering`): the torch, `torch.nn.functional`,
+`torch.Tensor`, `torch.nn.Module` and `math` namespaces hold only torch's own functions (a
+lambda, a partial or a foreign built-in in them is reported and scores 0); `sys.setprofile`
+is the real one and the watcher is still installed after the student's code ran; the
+returned tensors are plain tensors (a subclass could lie in comparisons); IPython's plain-text
+formatter has no printer for floats. A replaced `minigpt.exercises.check_*` is reported too
+(it does not change the grade). What is not checked: a student who edits torch's compiled
+functions through ctypes or forges kernel messages; the instructor guide says so, and the
+feedback of every graded cell (seed, case lines) makes a forged score stand out on review.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import copy
+import dis
+import functools
+import importlib.util
+import io
+import math
+import os
+import sys
+import types
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn as nn
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "minigpt"
+NOTEBOOKS = ROOT / "notebooks"
+
+# torch's C functions that compute a softmax / a whole attention (names as the profiler sees them)
+SOFTMAX_C = frozenset({"softmax", "_softmax", "log_softmax", "_log_softmax", "special_softmax",
+                       "special_log_softmax", "softmin"})
+ATTENTION_C = frozenset({"scaled_dot_product_attention", "_scaled_dot_product_attention_math",
+                         "_scaled_dot_product_flash_attention_for_cpu", "_native_multi_head_attention",
+                         "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention"})
+SOFTMAX_PY = (("torch/nn/functional.py", "softmax"), ("torch/nn/functional.py", "log_softmax"),
+              ("torch/nn/functional.py", "softmin"))
+ATTENTION_PY = (("torch/nn/functional.py", "multi_head_attention_forward"),
+                ("torch/nn/modules/activation.py", "MultiheadAttention"))
+EXERCISES_PY = ("minigpt/exercises/", "*")
+
+
+class Spec:
+    """What grading one check needs to know beyond the package's Exercise. (A plain class: this
+    file is loaded without a `sys.modules` entry, which dataclasses need.)"""
+
+    def __init__(self, exercise: str, forbid_py: tuple = (), forbid_c: frozenset = frozenset(), what: str = "",
+                 inject: Optional[dict] = None, copied: tuple = ()):
+        self.exercise = exercise            # the Exercise's name in minigpt.exercises
+        self.forbid_py = forbid_py          # (path suffix, qualified name or "*") of Python functions
+        self.forbid_c = forbid_c            # names of torch's C functions
+        self.what = what                    # how the feedback names the forbidden thing
+        self.inject = inject or {}          # notebook name -> "module:attribute" of the private package
+        self.copied = copied                # ("chapter stem", "helper name") of the full edition
+
+
+def _attention_only(what: str = "the package's attention (minigpt.attention) or torch's SDPA") -> dict:
+    return dict(forbid_py=(("minigpt/attention.py", "*"),) + ATTENTION_PY, forbid_c=ATTENTION_C, what=what)
+
+
+SPECS: dict[str, Spec] = {
+    "check_softmax": Spec("SOFTMAX", forbid_py=SOFTMAX_PY + (("minigpt/", "*"),), forbid_c=SOFTMAX_C,
+                          what="a softmax you did not write (torch.softmax, Tensor.softmax, F.softmax, "
+                               "nn.Softmax or the package)"),
+    "check_attention_weights": Spec("ATTENTION_WEIGHTS", **_attention_only()),
+    "check_causal_mask": Spec("CAUSAL_MASK", **_attention_only("the package's causal_mask (minigpt.attention)")),
+    "check_causal_attention": Spec("CAUSAL_ATTENTION", **_attention_only()),
+    "check_split_heads": Spec("SPLIT_HEADS", **_attention_only()),
+    "check_merge_heads": Spec("MERGE_HEADS", **_attention_only()),
+    "check_multi_head_attention": Spec(
+        "MULTI_HEAD_ATTENTION", **_attention_only(),
+        inject={"my_split_heads": "exercises.ch04_heads:_split", "my_merge_heads": "exercises.ch04_heads:_merge"}),
+    "check_sinusoidal": Spec("SINUSOIDAL", forbid_py=(("minigpt/positions.py", "*"),),
+                             what="the package's positions (minigpt.positions)"),
+    "check_rope": Spec("ROPE", forbid_py=(("minigpt/positions.py", "*"),),
+                       what="the package's RoPE (minigpt.positions.apply_rope / rope_cos_sin)"),
+    "check_rope_attention": Spec("ROPE_ATTENTION", forbid_py=(("minigpt/attention.py", "CausalSelfAttention"),),
+                                 what="the package's attention module"),
+    "check_mlp": Spec("MLP_EXERCISE", forbid_py=(("minigpt/model.py", "MLP"),), what="the package's MLP"),
+    "check_layer_norm": Spec("LAYER_NORM", forbid_py=(("torch/nn/functional.py", "layer_norm"),
+                                                      ("torch/nn/modules/normalization.py", "LayerNorm"),
+                                                      ("minigpt/model.py", "*")),
+                             forbid_c=frozenset({"layer_norm", "native_layer_norm"}),
+                             what="a LayerNorm you did not write (F.layer_norm, nn.LayerNorm or the package)"),
+    "check_pre_ln_block": Spec("PRE_LN_BLOCK", forbid_py=(("minigpt/model.py", "Block.forward"),),
+                               what="the block's own forward (block(x))"),
+    "check_dropout": Spec("DROPOUT", forbid_py=(("minigpt/dropout.py", "*"), ("torch/nn/functional.py", "dropout"),
+                                                ("torch/nn/modules/dropout.py", "*")),
+                          forbid_c=frozenset({"dropout", "native_dropout", "feature_dropout", "dropout_"}),
+                          what="a dropout you did not write (F.dropout, nn.Dropout or minigpt.dropout)"),
+    "check_gpt_forward": Spec("FORWARD", forbid_py=(("minigpt/model.py", "MiniGPT.forward"),),
+                              what="the model's own forward (model(idx))"),
+    "check_lr_schedule": Spec("LR_SCHEDULE", forbid_py=(("minigpt/train.py", "*"),),
+                              what="the package's schedule (TrainConfig.lr_at)"),
+    "check_grad_clip": Spec("GRAD_CLIP", forbid_py=(("torch/nn/utils/clip_grad.py", "*"), ("minigpt/train.py", "*")),
+                            what="a clipping you did not write (torch.nn.utils.clip_grad_norm_ or the package)"),
+    "check_decay_groups": Spec("DECAY_GROUPS", forbid_py=(("minigpt/train.py", "*"),),
+                               what="the package's optimizer set-up (make_optimizer)"),
+    "check_sampling_filter": Spec("SAMPLING_FILTER", forbid_py=(("minigpt/sampling.py", "*"),
+                                                                ("minigpt/model.py", "MiniGPT.generate")),
+                                  what="the package's sampling (next_token_probs)"),
+    "check_top_p": Spec("TOP_P", forbid_py=(("minigpt/sampling.py", "*"), ("minigpt/model.py", "MiniGPT.generate")),
+                        what="the package's sampling (next_token_probs)"),
+    "check_greedy_generate": Spec("GREEDY_LOOP", forbid_py=(("minigpt/sampling.py", "*"),
+                                                            ("minigpt/model.py", "MiniGPT.generate")),
+                                  what="the package's generation (model.generate / next_token_probs)"),
+    "check_attention_maps": Spec("ATTENTION_MAPS", forbid_py=(("minigpt/model.py", "MiniGPT.attention_maps"),
+                                                              ("minigpt/attention.py", "manual_attention")),
+                                 what="the package's attention maps (model.attention_maps / manual_attention)"),
+    "check_offset_scores": Spec("OFFSET_SCORE", what="the package's offset scores"),
+    "check_sliding_cache": Spec("SLIDING_CACHE", forbid_py=(("minigpt/kv_cache.py", "*"),),
+                                what="the package's KV cache"),
+    "check_cached_generate": Spec("CACHED_GENERATE", forbid_py=(("minigpt/sampling.py", "*"),
+                                                                ("minigpt/model.py", "MiniGPT.generate")),
+                                  what="the package's generation (model.generate)"),
+    "check_repeat_kv": Spec("REPEAT_KV", forbid_py=(("minigpt/attention.py", "*"),),
+                            what="the package's grouped attention (minigpt.attention)"),
+    "check_grouped_attention": Spec("GQA_ATTENTION", forbid_py=(("minigpt/attention.py", "CausalSelfAttention"),
+                                                                ("minigpt/attention.py", "repeat_kv")),
+                                    what="the package's grouped attention (CausalSelfAttention with n_kv_head)"),
+    "check_online_softmax": Spec("ONLINE_SOFTMAX", forbid_py=SOFTMAX_PY + (("minigpt/attention.py", "*"),),
+                                 forbid_c=SOFTMAX_C | ATTENTION_C,
+                                 what="a softmax over the whole row (torch.softmax / F.softmax) or the package"),
+    "check_tiled_attention": Spec("TILED_ATTENTION", **_attention_only(),
+                                  copied=(("13_flash_attention", "tiles_in_order"),)),
+}
+SELF_TEST = "check_self_test"
+
+
+# ----------------------------------------------------------------------- a fresh package
+def load_package() -> tuple[types.ModuleType, set]:
+    """A private copy of `minigpt`, loaded from its files under a random name, and the ids of
+    its modules' globals (the watcher never examines the grading's own frames). The copy is
+    taken out of `sys.modules` once loaded, so that student code cannot look it up by name."""
+    name = f"_minigpt_grading_{os.urandom(6).hex()}"
+    spec = importlib.util.spec_from_file_location(name, PACKAGE / "__init__.py",
+                                                  submodule_search_locations=[str(PACKAGE)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    try:
+        spec.loader.exec_module(package)
+        # every submodule the exercises need, loaded while the private name resolves
+        chapters = sorted(f"exercises.{p.stem}" for p in (PACKAGE / "exercises").glob("ch[0-9][0-9]_*.py"))
+        for sub in ["exercises", "exercises.core", *chapters]:
+            importlib.import_module(f"{name}.{sub}")
+    finally:
+        ours = {key: mod for key, mod in sys.modules.items() if key == name or key.startswith(name + ".")}
+        for key in ours:
+            del sys.modules[key]
+    return package, {id(vars(mod)) for mod in ours.values()} | {id(globals())}
+
+
+def exercise_named(package: types.ModuleType, name: str) -> Any:
+    """An object defined in one of the private package's chapter modules (loaded by load_package)."""
+    for key, module in vars(package.exercises).items():
+        if key.startswith("ch") and isinstance(module, types.ModuleType) and name in vars(module):
+            return vars(module)[name]
+    raise KeyError(f"no {name} in the exercises' chapter modules")
+
+
+def attribute(package: types.ModuleType, path: str) -> Any:
+    """'exercises.ch04_heads:_split' -> that object of the private package."""
+    module_path, _, name = path.partition(":")
+    obj = package
+    for part in module_path.split("."):
+        obj = getattr(obj, part)
+    return getattr(obj, name)
+
+
+# --------------------------------------------------------------------------- fresh inputs
+def redraw(value: Any, g: torch.Generator) -> Any:
+    """The same kind of input with new values: what the student's code has never been run on."""
+    if isinstance(value, torch.Tensor):
+        if value.dtype == torch.bool or value.numel() == 0:
+            return value.clone()
+        if value.is_floating_point():
+            finite = torch.isfinite(value)
+            kept = value[finite].double()
+            spread = kept.std().item() if kept.numel() > 1 else (kept.abs().mean().item() if kept.numel() else 1.0)
+            noise = torch.randn(value.shape, generator=g, dtype=torch.float64)
+            out = (value.double() + 0.25 * max(spread, 1e-3) * noise).to(value.dtype)
+            return torch.where(finite, out, value)
+        high = max(int(value.max().item()) + 1, 2)
+        return torch.randint(0, high, value.shape, generator=g, dtype=value.dtype)
+    if isinstance(value, nn.Module):
+        module = copy.deepcopy(value)
+        with torch.no_grad():
+            for p in module.parameters():
+                size = max(p.abs().mean().item(), 0.02)
+                p.add_(0.2 * size * torch.randn(p.shape, generator=g, dtype=p.dtype))
+        return module
+    if isinstance(value, tuple):
+        return tuple(redraw(v, g) for v in value)
+    if isinstance(value, list):
+        return [redraw(v, g) for v in value]
+    if isinstance(value, dict):
+        return {k: redraw(v, g) for k, v in value.items()}
+    return value
+
+
+def _randint(g: torch.Generator, low: int, high: int) -> int:
+    """An integer in [low, high]."""
+    return int(torch.randint(low, high + 1, (1,), generator=g).item())
+
+
+def _draw_masks(core, g):
+    """One shape of each kind the visible check has, with new sizes every time (T = S = 1 is left
+    to the visible check: a single True cannot be drawn anew)."""
+    T = _randint(g, 2, 9)
+    S = _randint(g, 3, 10)
+    T2 = _randint(g, 2, S - 1)
+    S3 = _randint(g, 2, 10)
+    return [core.Case(f"T=S={T} (training: queries and keys are the same positions)", (T, T)),
+            core.Case(f"T=1, S={S} (generation with a cache: one new query)", (1, S)),
+            core.Case(f"T={T2}, S={S} (new queries after cached keys)", (T2, S)),
+            core.Case(f"T=1, S={S3} (one new query)", (1, S3))]
+
+
+def _draw_tables(core, g):
+    sizes = [(_randint(g, 2, 150), 2 * _randint(g, 1, 24)) for _ in range(3)] + [(1, 2 * _randint(g, 1, 8))]
+    return [core.Case(f"{P} positions, dim = {dim}", (P, dim)) for P, dim in sizes]
+
+
+def _draw_schedules(core, g):
+    cases = []
+    for warmup in (_randint(g, 2, 15), 0, 1):
+        peak = round(0.1 + 0.9 * torch.rand(1, generator=g).item(), 3)
+        floor = round(peak * 0.2 * torch.rand(1, generator=g).item(), 4) if warmup != 1 else 0.0
+        steps = warmup + _randint(g, 5, 60)
+        cases.append(core.Case(f"peak {peak}, floor {floor}, {warmup} warm-up steps, {steps} steps", (3,),
+                               dict(learning_rate=peak, min_lr=floor, warmup_iters=warmup, max_iters=steps)))
+    return cases
+
+
+CUSTOM_DRAWS: dict[str, Callable] = {
+    "check_causal_mask": _draw_masks,
+    "check_sinusoidal": _draw_tables,
+    "check_lr_schedule": _draw_schedules,
+}
+
+
+# ------------------------------------------------------------------------- the watcher
+def _suffix_match(filename: str, suffix: str) -> bool:
+    filename = filename.replace(os.sep, "/")
+    return filename.endswith(suffix) if not suffix.endswith("/") else f"/{suffix}" in filename
+
+
+def _qualname_match(qualname: str, wanted: str) -> bool:
+    return wanted == "*" or qualname == wanted or qualname.startswith(wanted + ".")
+
+
+def fingerprint(code: types.CodeType) -> Optional[tuple]:
+    """What a pasted copy of a function keeps whatever its names: its instructions, with the
+    global and attribute names they use, but not its local names, line numbers or strings
+    (CPython compiles `torch.f(...)` with LOAD_ATTR or LOAD_METHOD depending on where `torch`
+    was imported, so both read the same). None for functions of under 4 lines (too easy to
+    write alike by chance)."""
+    lines = {line for _, _, line in code.co_lines() if line is not None}
+    if len(lines) < 4:
+        return None
+    jumps = set(dis.hasjrel) | set(dis.hasjabs)
+    ops = []
+    for ins in dis.get_instructions(code):
+        name = {"LOAD_METHOD": "LOAD_ATTR"}.get(ins.opname, ins.opname)
+        if name in ("CACHE", "NOP", "PRECALL", "PUSH_NULL", "RESUME"):
+            continue
+        arg = ins.argval
+        if ins.opcode in jumps or "FAST" in name or "DEREF" in name or isinstance(arg, (str, types.CodeType)) \
+                and name == "LOAD_CONST":
+            arg = None
+        ops.append((name, repr(arg)))
+    return tuple(ops)
+
+
+def _code_objects(code: types.CodeType):
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(const)
+
+
+def forbidden_fingerprints(spec: Spec) -> dict:
+    """fingerprint -> what it is, for the package functions this exercise forbids and the
+    full edition's answer-bearing helpers it names."""
+    found = {}
+    for suffix, qualname in spec.forbid_py:
+        if not suffix.startswith("minigpt/") or suffix.endswith("/"):
+            continue
+        path = PACKAGE / suffix[len("minigpt/"):]
+        if not path.is_file():
+            continue
+        for code in _code_objects(compile(path.read_text(encoding="utf-8"), str(path), "exec")):
+            if code.co_name != "<module>" and _qualname_match(code.co_qualname, qualname):
+                mark = fingerprint(code)
+                if mark:
+                    found[mark] = f"a copy of the package's {code.co_qualname} ({suffix})"
+    for chapter, helper in spec.copied:
+        import json
+        path = NOTEBOOKS / f"{chapter}.ipynb"
+        if not path.is_file():
+            continue
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            if cell["cell_type"] != "code" or f"def {helper}(" not in text:
+                continue
+            for code in _code_objects(compile(text, chapter, "exec")):
+                if code.co_qualname.split(".")[0] == helper:
+                    mark = fingerprint(code)
+                    if mark:
+                        found[mark] = f"a copy of the book's helper {helper} (chapter {chapter[:2]})"
+    return found
+
+
+class Watcher:
+    """A profiler that records calls to forbidden code while the student's code runs.
+
+    Only frames that are not the grading's own (its globals are the private package's or this
+    file's) are examined, so the references and run adapters may use anything."""
+
+    def __init__(self, spec: Spec, own_globals: set):
+        self.py = tuple(spec.forbid_py) + (EXERCISES_PY,)
+        self.c = spec.forbid_c
+        self.fingerprints = forbidden_fingerprints(spec)
+        self.own = own_globals
+        self.used: dict[str, None] = {}
+        self._seen: dict[int, Optional[str]] = {}
+
+    def _verdict(self, code: types.CodeType) -> Optional[str]:
+        key = id(code)
+        if key in self._seen:
+            return self._seen[key]
+        verdict = None
+        filename = code.co_filename
+        for suffix, qualname in self.py:
+            if _suffix_match(filename, suffix) and _qualname_match(code.co_qualname, qualname):
+                where = filename.replace(os.sep, "/").split("site-packages/")[-1]
+                where = where[where.find("minigpt/"):] if "minigpt/" in where else where
+                verdict = f"{code.co_qualname} ({where})"
+                break
+        if verdict is None and self.fingerprints:
+            verdict = self.fingerprints.get(fingerprint(code))
+        self._seen[key] = verdict
+        return verdict
+
+    def __call__(self, frame, event, arg):
+        if id(frame.f_globals) in self.own:
+            return
+        if event == "call":
+            verdict = self._verdict(frame.f_code)
+            if verdict:
+                self.used[verdict] = None
+        elif event == "c_call":
+            name = getattr(arg, "__name__", "")
+            if name in self.c:
+                self.used[f"torch's {name} (a C function)"] = None
+
+    @contextlib.contextmanager
+    def watching(self):
+        """Install the profiler around the student's code; report if something removed it."""
+        sys.setprofile(self)
+        try:
+            yield
+        finally:
+            still = sys.getprofile() is self
+            sys.setprofile(None)
+            if not still:
+                self.used["something that switched off the grading's call watcher (sys.setprofile)"] = None
+
+
+# ---------------------------------------------------------------------- tampering checks
+def tampering(package) -> list[str]:
+    """What the notebook replaced that the grading relies on (see the module docstring)."""
+    found = []
+    import sysconfig
+    # torch's own functions, and the standard library's that torch re-exports (typing's, ...)
+    homes = (os.path.dirname(os.path.dirname(os.path.abspath(torch._C.__file__))) + os.sep,
+             os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep)
+    for label, namespace in (("torch", vars(torch)), ("torch.nn.functional", vars(torch.nn.functional)),
+                             ("torch.Tensor", vars(torch.Tensor)), ("torch.nn.Module", vars(nn.Module)),
+                             ("math", vars(math))):
+        for name, obj in list(namespace.items()):
+            if isinstance(obj, (staticmethod, classmethod)):
+                obj = obj.__func__
+            if isinstance(obj, types.FunctionType):
+                if not os.path.abspath(obj.__code__.co_filename).startswith(homes):
+                    found.append(f"{label}.{name} was replaced by a function of the notebook")
+            elif isinstance(obj, functools.partial):
+                found.append(f"{label}.{name} was replaced by a functools.partial")
+            elif isinstance(obj, types.BuiltinFunctionType) and getattr(obj, "__self__", None) is builtins:
+                found.append(f"{label}.{name} was replaced by Python's built-in {obj.__name__}")
+    for name in ("setprofile", "getprofile"):
+        if not (isinstance(getattr(sys, name), types.BuiltinFunctionType) and getattr(sys, name).__self__ is sys):
+            found.append(f"sys.{name} was replaced")
+    try:
+        from IPython import get_ipython
+        shell = get_ipython()
+        if shell is not None:
+            printers = shell.display_formatter.formatters["text/plain"].type_printers
+            for kind in (float, object):          # IPython's own float printer is allowed (%precision)
+                printer = printers.get(kind)
+                if printer is not None and not getattr(printer, "__module__", "").startswith("IPython."):
+                    found.append(f"IPython's display of {kind.__name__} values was replaced")
+    except ImportError:
+        pass
+    return found
+
+
+def replaced_checks() -> list[str]:
+    """Visible checks replaced from a cell (reported only: the grade never uses them)."""
+    module = sys.modules.get("minigpt.exercises")
+    if module is None:
+        return []
+    out = []
+    for name in list(SPECS) + [SELF_TEST]:
+        check = getattr(module, name, None)
+        code = getattr(check, "__code__", None)
+        if check is not None and (code is None or "minigpt" not in code.co_filename.replace(os.sep, "/")):
+            out.append(name)
+    return out
+
+
+# ------------------------------------------------------------------------------ grading
+def _plain(value: Any) -> Any:
+    """Tensors as plain torch.Tensor (a subclass could answer comparisons its own way)."""
+    if isinstance(value, torch.Tensor):
+        return torch.Tensor.as_subclass(torch.Tensor.detach(value), torch.Tensor)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_plain(v) for v in value) if isinstance(value, list) else tuple(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@contextlib.contextmanager
+def _injected(namespace: Optional[dict], values: dict):
+    """Put the references in the notebook's namespace while a module built on them is graded."""
+    if not namespace or not values:
+        yield
+        return
+    missing = object()
+    saved = {name: namespace.get(name, missing) for name in values}
+    namespace.update(values)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is missing:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = old
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:200] if text else ''}"
+
+
+def grade(check: str, *answer: Any, points: float = 1.0, namespace: Optional[dict] = None,
+          seed: Optional[int] = None) -> float:
+    """Grade one exercise: print a report, return the points (0 .. points)."""
+    os.environ.pop("MINIGPT_GRADING", None)
+    seed = int.from_bytes(os.urandom(4), "little") if seed is None else int(seed)
+    package, own = load_package()
+    lines: list[str] = []
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()) as stderr:
+        warnings.simplefilter("ignore")
+        if check == SELF_TEST:
+            score, lines = _grade_answer(package, *answer)
+        else:
+            score, lines = _grade_exercise(package, own, check, answer[0], seed, namespace)
+    problems = tampering(package)
+    if problems:
+        score = 0.0
+        lines.append("✗ 0 points: the notebook changed what grading relies on: " + "; ".join(problems) + ".")
+    replaced = replaced_checks()
+    if replaced:
+        lines.append("note: the visible check(s) " + ", ".join(replaced) + " were replaced in this notebook; "
+                     "they give feedback only and never decided this grade.")
+    if stderr.getvalue().strip():
+        lines.append("(your code wrote to stderr while graded: " + stderr.getvalue().strip()[:200] + ")")
+    earned = round(points * score, 2)
+    lines.append(f"Score: {earned:g} / {points:g}")
+    print("\n".join(lines))
+    return float(earned)
+
+
+def _grade_exercise(package, own: set, check: str, answer: Any, seed: int, namespace) -> tuple[float, list[str]]:
+    spec = SPECS[check]
+    core = package.exercises.core
+    exercise = exercise_named(package, spec.exercise)
+    g = torch.Generator().manual_seed(seed)
+    draw = CUSTOM_DRAWS.get(check)
+    if draw is not None:
+        visible = {repr(case.args) + repr(case.kwargs) for case in exercise.cases()}
+        cases = draw(core, g)
+        for _ in range(50):      # a draw that hit one of the visible check's inputs is drawn again
+            if not any(repr(c.args) + repr(c.kwargs) in visible for c in cases):
+                break
+            cases = draw(core, g)
+    else:
+        cases = [core.Case(case.name, redraw(case.args, g), redraw(case.kwargs, g)) for case in exercise.cases()]
+    head = (f"Graded: {exercise.name}, {len(cases)} cases on inputs drawn at grading time "
+            f"(seed {seed}: grade(..., seed={seed}) reproduces them)")
+    inject = {name: attribute(package, path) for name, path in spec.inject.items()}
+    watcher = Watcher(spec, own)
+    results, passed = [], 0
+    for case in cases:
+        torch.manual_seed(seed)
+        expected = exercise.run(exercise.reference, case)
+        torch.manual_seed(seed)
+        try:
+            with _injected(namespace, inject), watcher.watching():
+                got = exercise.run(answer, case)
+            got = _plain(got)
+        except NotImplementedError:
+            results.append(f"  … {case.name}: not implemented yet")
+            continue
+        except Exception as err:    # the student's code failed on this case: it costs this case
+            results.append(f"  ✗ {case.name}: your code raised {_short(err)}")
+            continue
+        if got is None and expected is not None:
+            results.append(f"  ✗ {case.name}: your code returned None (a missing `return`?)")
+            continue
+        if core.same(got, expected, exercise.atol, exercise.rtol):
+            passed += 1
+            results.append(f"  ✓ {case.name}")
+            continue
+        line = f"  ✗ {case.name}: {core.describe_difference(expected, got)}."
+        mistake = exercise.diagnose(got, case)
+        if mistake is not None:
+            line += f" Likely mistake: {mistake.hint}"
+        results.append(line)
+    if watcher.used:
+        used = ", ".join(watcher.used)
+        what = f" The exercise is to write it yourself: {spec.what} may not be used." if spec.what else ""
+        return 0.0, [head, f"✗ 0 points: your answer used {used}.{what}"] + results
+    return passed / len(cases), [head] + results
+
+
+def _grade_answer(package, number: str, given: Any) -> tuple[float, list[str]]:
+    """A self-test question (chapter 14): one right value, compared with the private copy."""
+    question = exercise_named(package, "QUESTIONS").get(number)
+    if question is None:
+        return 0.0, [f"no self-test question {number!r}"]
+    if callable(given):
+        try:
+            given = given()
+        except NotImplementedError:
+            return 0.0, [f"Graded: question {number}", "  … not implemented yet"]
+        except Exception as err:
+            return 0.0, [f"Graded: question {number}", f"  ✗ your answer raised {_short(err)}"]
+    if isinstance(given, list):
+        given = tuple(given)
+    ok = package.exercises.core.same(_plain(given), question.answer)
+    return (1.0 if ok else 0.0), [f"Graded: question {number}", "  ✓ right" if ok else f"  ✗ {given!r} is not it"]

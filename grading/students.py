@@ -1,0 +1,193 @@
+"""The students of issue 17, written as submissions of every chapter, with the score each must get.
+
+`python tools/classroom.py play` (part of `make classroom`) writes them into an nbgrader
+submitted folder, grades it with `grade` (what `make grade` runs) and compares grades.csv with
+`expected`. tests/test_grading.py plays a few of them on chapter 3 in the unit tests.
+
+| student | what they hand in | fair score |
+| --- | --- | --- |
+| answer-key | the full edition | full marks |
+| blank | the student edition, untouched | 0 |
+| env-switch | blank, and `os.environ["MINIGPT_GRADING"] = "0"` in a solution cell | 0 |
+| monkeypatch | every visible check replaced by `lambda *a, **k: None`, `torch.allclose` by `lambda: True`, wrong answers | 0 |
+| package-direct | each answer calls the function it is asked to write (the package's, or the check's own reference) | 0 |
+| package-aliased | the same, reached through `importlib` and another name | 0 |
+| lookup-table | the visible check's inputs and right outputs memorised, anything else answered wrong | 0 |
+| copied-helper | chapter 13: the book's hide-cell helper `tiles_in_order`, pasted and renamed | 0 |
+| one-bug | chapter 4: the answer key with one bug in `my_split_heads` | 2.67 of 3 |
+
+Chapter 14's answers are values, not calls: a student who reads them from the package
+(`minigpt.exercises.QUESTIONS`) is not detectable by watching calls, so chapter 14 is left
+out of the package students (instructor guide, "What grading cannot see").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Optional
+
+# the answer as a call of the package's own function, for the exercises the issue names
+PACKAGE_BODY = {
+    "my_softmax": "return torch.nn.functional.softmax(scores, dim=-1)",
+    "my_attention_weights": "return minigpt.manual_attention(q[:, None], k[:, None], k[:, None], "
+                            "return_weights=True)[1][:, 0]",
+    "03:my_causal_mask": "return minigpt.causal_mask(T, S)",
+    "03:my_attention": "return minigpt.manual_attention(q, k, v)",
+    "my_probs": "return minigpt.next_token_probs(logits, temperature, top_k)",
+    "my_top_p": "return minigpt.next_token_probs(logits, top_p=top_p)",
+    "09:my_generate": "return model.generate(idx, max_new_tokens, temperature=0)",
+    "11:my_generate": "return model.generate(idx, max_new_tokens, temperature=0)",
+}
+ALIASED_BODY = {
+    "my_softmax": "_f = getattr(__import__('torch').nn.functional, 'soft' + 'max')\n    return _f(scores, -1)",
+    "my_attention_weights": "_f = getattr(__import__('importlib').import_module('minigpt.attention'), "
+                            "'manual_attention')\n    return _f(q[:, None], k[:, None], k[:, None], "
+                            "return_weights=True)[1][:, 0]",
+    "03:my_causal_mask": "_f = getattr(__import__('importlib').import_module('minigpt.attention'), 'causal_mask')\n"
+                         "    return _f(T, S)",
+    "03:my_attention": "from minigpt.attention import manual_attention as _helper\n    return _helper(q, k, v)",
+    "my_probs": "from minigpt.sampling import next_token_probs as _p\n    return _p(logits, temperature, top_k)",
+    "my_top_p": "_p = vars(__import__('importlib').import_module('minigpt.sampling'))['next_token_probs']\n"
+                "    return _p(logits, top_p=top_p)",
+    "09:my_generate": "_g = type(model).generate\n    return _g(model, idx, max_new_tokens, temperature=0)",
+    "11:my_generate": "_g = getattr(model, 'gene' + 'rate')\n    return _g(idx, max_new_tokens, temperature=0)",
+}
+SPLIT_BUG = "return t.reshape(t.size(0), n_head, t.size(1), t.size(2) // n_head)   # no transpose"
+STUDENTS = ("answer-key", "blank", "env-switch", "monkeypatch", "package-direct", "package-aliased",
+            "lookup-table", "copied-helper", "one-bug")
+
+
+def source_text(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def _solutions(notebook: dict) -> list[tuple[dict, str]]:
+    """(cell, the name it defines) of every solution cell."""
+    out = []
+    for cell in notebook["cells"]:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+            name = re.search(r"^(?:def|class)\s+(\w+)", source_text(cell), re.MULTILINE)
+            out.append((cell, name.group(1) if name else ""))
+    return out
+
+
+def _header(text: str) -> str:
+    """The solution cell up to its body: decorators and the def line (docstring left out)."""
+    lines = text.splitlines()
+    end = next(i for i, line in enumerate(lines) if line.startswith(("def ", "class ")))
+    return "\n".join(lines[:end + 1])
+
+
+def _checks(notebook: dict) -> dict[str, str]:
+    """solution name -> the EXERCISE constant its visible check uses (check_softmax -> SOFTMAX)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("_students_hidden", Path(__file__).with_name("hidden.py"))
+    hidden = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hidden)
+    found = {}
+    for cell in notebook["cells"]:
+        match = re.match(r"minigpt\.exercises\.(check_\w+)\((\w+)", source_text(cell).strip())
+        if match and match.group(1) in hidden.SPECS:
+            found[match.group(2)] = hidden.SPECS[match.group(1)].exercise
+    return found
+
+
+def _function_names(cell_text: str) -> list[str]:
+    header = _header(cell_text).splitlines()[-1]
+    return re.findall(r"(\w+)\s*(?:,|\))", header.split("(", 1)[1]) if header.startswith("def ") else []
+
+
+def submission(student: str, chapter: str, full: dict, release: dict, helper_source: str = "") -> Optional[dict]:
+    """The notebook `student` hands in for `chapter` (None: this student skips the chapter)."""
+    if student == "answer-key":
+        return full
+    notebook = json.loads(json.dumps(release))
+    solutions = _solutions(notebook)
+    if not solutions:
+        return None
+    number = chapter[:2]
+    first = solutions[0][0]
+    if student == "blank":
+        return notebook
+    if student == "env-switch":
+        first["source"] = 'import os\nos.environ["MINIGPT_GRADING"] = "0"\n' + source_text(first)
+        return notebook
+    if student == "monkeypatch":
+        patch = ("import torch\nfor _name in dir(minigpt.exercises):\n    if _name.startswith('check_'):\n"
+                 "        setattr(minigpt.exercises, _name, lambda *a, **k: None)\n"
+                 "torch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True\n")
+        first["source"] = patch + source_text(first)
+        return notebook
+    exercises = _checks(full)
+    if student in ("package-direct", "package-aliased"):
+        if number == "14":
+            return None
+        table = PACKAGE_BODY if student == "package-direct" else ALIASED_BODY
+        for cell, name in solutions:
+            text = source_text(cell)
+            body = table.get(f"{number}:{name}", table.get(name))
+            exercise = exercises.get(name)
+            if body is None and exercise is None:
+                continue
+            if text.lstrip().startswith("class") or "\nclass " in text:
+                reference = (f"minigpt.exercises.{exercise}.reference" if student == "package-direct" else
+                             f"getattr(__import__('importlib').import_module('minigpt.exercises'), "
+                             f"{exercise!r}).reference")
+                header = _header(text).splitlines()[-1]
+                cls = re.match(r"class\s+(\w+)", header).group(1)
+                cell["source"] = f"import torch.nn as nn\n{cls} = {reference}\n"
+                continue
+            if body is None:
+                args = ", ".join(_function_names(text))
+                body = (f"return minigpt.exercises.{exercise}.reference({args})" if student == "package-direct" else
+                        f"_ref = getattr(__import__('importlib').import_module('minigpt.exercises'), "
+                        f"{exercise!r}).reference\n    return _ref({args})")
+            cell["source"] = _header(text) + "\n    " + body + "\n"
+        return notebook
+    if student == "lookup-table":
+        if number == "14":
+            return None
+        for cell, name in solutions:
+            text = source_text(cell)
+            exercise = exercises.get(name)
+            args = _function_names(text)
+            if exercise is None or not args or text.lstrip().startswith(("class", "@")):
+                continue
+            key = ("tuple(round(a.double().sum().item(), 5) if isinstance(a, torch.Tensor) else repr(a) "
+                   "for a in {})")
+            cell["source"] = (
+                "import torch\n"
+                f"_{name}_seen = {{{key.format('c.args')}: minigpt.exercises.{exercise}.reference(*c.args, **c.kwargs)"
+                f"\n    for c in minigpt.exercises.{exercise}.cases()}}\n"
+                + _header(text) + f"\n    return _{name}_seen.get({key.format('(' + ', '.join(args) + ',)')})\n")
+        return notebook
+    if student == "copied-helper":
+        if number != "13" or not helper_source:
+            return None
+        for cell, name in solutions:
+            if name == "my_tiled_attention":
+                pasted = helper_source.replace("tiles_in_order", "_my_loop")
+                cell["source"] = (pasted + "\n\n\n" + _header(source_text(cell))
+                                  + "\n    return _my_loop(q, k, v, block, lambda tiles: tiles)\n")
+        return notebook
+    if student == "one-bug":
+        if number != "04":
+            return None
+        notebook = json.loads(json.dumps(full))
+        for cell, name in _solutions(notebook):
+            if name == "my_split_heads":
+                cell["source"] = _header(source_text(cell)) + "\n    " + SPLIT_BUG + "\n"
+        return notebook
+    raise ValueError(f"unknown student {student!r}")
+
+
+def expected(student: str, chapter: str, max_score: float) -> float:
+    """The fair score of `student` in `chapter` (out of `max_score`)."""
+    if student == "answer-key":
+        return max_score
+    if student == "one-bug":
+        return max_score - 1 + 2 / 3          # the split right for one head and for T = 1: 2 of 3 cases
+    return 0.0

@@ -1,0 +1,253 @@
+"""The graded course (issue 17): the students of the issue's table, played through the real
+nbgrader pipeline (`tools/classroom.py grade`, what `make grade` runs) on chapter 3, and the
+hidden tests' parts on their own. `make classroom` plays them on every chapter."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("classroom_for_grading", ROOT / "tools" / "classroom.py")
+classroom = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(classroom)
+CHAPTER = "03_causal_mask"
+
+MASK = '''def my_causal_mask(T, S):
+    """(T, S) bool, True where query i (at position S - T + i) may look at key j."""
+{body}'''
+ATTENTION = '''def my_attention(q, k, v):
+    """Causal scaled dot-product attention: (B, H, T, D) -> (B, H, T, D)."""
+{body}'''
+RIGHT_MASK = "    return torch.ones(T, S, dtype=torch.bool).tril(diagonal=S - T)"
+RIGHT_ATTENTION = '''    T, D = q.size(-2), q.size(-1)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(D)
+    scores = scores.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool)), float("-inf"))
+    return torch.exp(scores - scores.amax(-1, keepdim=True)) @ v / torch.exp(
+        scores - scores.amax(-1, keepdim=True)).sum(-1, keepdim=True)'''
+BLANK = "    raise NotImplementedError()"
+
+# student -> (mask cell, attention cell, expected (mask points, attention points), words the feedback must hold)
+STUDENTS = {
+    "blank": (MASK.format(body=BLANK), ATTENTION.format(body=BLANK), (0, 0), ["not implemented"]),
+    "env-switch": ('import os\nos.environ["MINIGPT_GRADING"] = "0"\n' + MASK.format(body=BLANK),
+                   ATTENTION.format(body=BLANK), (0, 0), []),
+    "monkeypatch": ("minigpt.exercises.check_causal_mask = lambda *a, **k: None\n"
+                    "minigpt.exercises.check_causal_attention = lambda *a, **k: None\n"
+                    "torch.allclose = lambda *a, **k: True\n"
+                    + MASK.format(body="    return torch.zeros(T, S, dtype=torch.bool)"),
+                    ATTENTION.format(body="    return v"), (0, 0), ["torch.allclose was replaced"]),
+    "package-direct": (MASK.format(body="    return minigpt.causal_mask(T, S)"),
+                       ATTENTION.format(body="    return minigpt.manual_attention(q, k, v)"), (0, 0),
+                       ["causal_mask (minigpt/attention.py)", "manual_attention (minigpt/attention.py)"]),
+    "package-aliased": ("import importlib as _il\n_helper = getattr(_il.import_module('minigpt.attention'), "
+                        "'causal' + '_mask')\n" + MASK.format(body="    return _helper(T, S)"),
+                        "from torch.nn.functional import scaled_dot_product_attention as _fast\n"
+                        + ATTENTION.format(body="    return _fast(q, k, v, is_causal=True)"), (0, 0),
+                        ["causal_mask (minigpt/attention.py)", "scaled_dot_product_attention"]),
+    # the visible check's inputs, memorised: it passes the visible check, not the hidden test
+    "lookup-table": ("_seen = {(c.args[0], c.args[1]): torch.ones(c.args[0], c.args[1], dtype=torch.bool)"
+                     ".tril(c.args[1] - c.args[0]) for c in minigpt.exercises.CAUSAL_MASK.cases()}\n"
+                     + MASK.format(body="    return _seen.get((T, S), torch.zeros(T, S, dtype=torch.bool))"),
+                     "_answers = {round(c.args[0].sum().item(), 4): minigpt.exercises.CAUSAL_ATTENTION.reference("
+                     "*c.args) for c in minigpt.exercises.CAUSAL_ATTENTION.cases()}\n"
+                     + ATTENTION.format(body="    return _answers.get(round(q.sum().item(), 4), torch.zeros_like(v))"), (0, 0), []),
+    # partly right: the mask ignores the cached keys (right when T == S), the attention is not
+    # scaled (right only for T = 1, where one weight is 1 whatever the scale)
+    "partly-right": (MASK.format(body="    return torch.ones(T, S, dtype=torch.bool).tril()"),
+                     ATTENTION.format(body=RIGHT_ATTENTION.replace(" / math.sqrt(D)", "")), (0.5, 0.33),
+                     ["Likely mistake", "sqrt(D)"]),
+    "right-by-hand": (MASK.format(body=RIGHT_MASK), ATTENTION.format(body=RIGHT_ATTENTION), (1, 1), []),
+}
+
+
+def load_hidden():
+    spec = importlib.util.spec_from_file_location("hidden_for_tests", ROOT / "grading" / "hidden.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def release_notebook(course: Path) -> dict:
+    return json.loads((course / "release" / CHAPTER / f"{CHAPTER}.ipynb").read_text(encoding="utf-8"))
+
+
+def submit(notebook: dict, cells: dict[str, str], folder: Path, student: str) -> None:
+    """The student edition with the solution cells (by grade id) written as the student did."""
+    notebook = json.loads(json.dumps(notebook))
+    for cell in notebook["cells"]:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id in cells:
+            cell["source"] = cells[grade_id]
+    target = folder / student / CHAPTER
+    target.mkdir(parents=True)
+    (target / f"{CHAPTER}.ipynb").write_text(json.dumps(notebook), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Chapter 3's course made, the students submitted, `grade` run once for all of them."""
+    pytest.importorskip("nbgrader", reason="the classroom extra: pip install -e '.[classroom]'")
+    tmp = tmp_path_factory.mktemp("graded")
+    (tmp / "nb").mkdir()
+    shutil.copy2(ROOT / "notebooks" / f"{CHAPTER}.ipynb", tmp / "nb")
+    classroom.set_folders(tmp / "nb", tmp / "course")
+    assert classroom.student() == 0
+    released = release_notebook(tmp / "course")
+    submitted = tmp / "submitted"
+    for student, (mask, attention, _, _) in STUDENTS.items():
+        submit(released, {f"{CHAPTER}-my_causal_mask": mask, f"{CHAPTER}-my_attention": attention},
+               submitted, student)
+    key = submitted / "answer-key" / CHAPTER
+    key.mkdir(parents=True)
+    shutil.copy2(ROOT / "notebooks" / f"{CHAPTER}.ipynb", key)
+    assert classroom.grade(submitted) == 0
+    with open(submitted / "grades.csv", encoding="utf-8") as table:
+        rows = {r["student"]: r for r in csv.DictReader(table)}
+    return tmp, rows
+
+
+def feedback(tmp: Path, student: str) -> list[str]:
+    """The text each graded cell of a student's autograded notebook printed, in order."""
+    notebook = json.loads((tmp / "course" / "autograded" / student / CHAPTER / f"{CHAPTER}.ipynb").read_text())
+    out = []
+    for cell in notebook["cells"]:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+            out.append("".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+                               + " ".join(o.get("traceback", [])) for o in cell.get("outputs", [])))
+    return out
+
+
+def test_grades_csv_has_one_row_per_student(graded):
+    _, rows = graded
+    assert set(rows) == set(STUDENTS) | {"answer-key"}
+    assert all(r["assignment"] == CHAPTER and float(r["max_score"]) == 2 for r in rows.values())
+
+
+def test_answer_key_gets_full_marks(graded):
+    _, rows = graded
+    assert float(rows["answer-key"]["score"]) == 2
+
+
+@pytest.mark.parametrize("student", list(STUDENTS))
+def test_each_student_gets_the_fair_score(graded, student):
+    tmp, rows = graded
+    expected, words = sum(STUDENTS[student][2]), STUDENTS[student][3]
+    assert float(rows[student]["score"]) == pytest.approx(expected, abs=0.011), feedback(tmp, student)
+    text = "\n".join(feedback(tmp, student))
+    assert "drawn at grading time (seed" in text
+    for word in words:
+        assert word in text, (word, text)
+
+
+def test_student_edition_holds_no_answer(graded):
+    """No solution line, answer admonition, hidden test or grading path of the full edition is
+    readable in the student edition; the "How you are graded" cell is there."""
+    tmp, _ = graded
+    released = json.dumps(release_notebook(tmp / "course"))
+    full = json.loads((ROOT / "notebooks" / f"{CHAPTER}.ipynb").read_text(encoding="utf-8"))
+    for cell in full["cells"]:
+        text = classroom.source_text(cell)
+        for block in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", text, re.DOTALL):
+            for line in block.strip().splitlines():
+                assert json.dumps(line.strip())[1:-1] not in released, line
+        if classroom.ANSWERS.search(text):
+            body = classroom.ANSWERS.search(text).group(0)
+            for line in body.splitlines()[2:-1]:
+                if len(line.strip()) > 20:
+                    assert json.dumps(line.strip())[1:-1] not in released, line
+    for secret in ("admonition} Answers", "BEGIN HIDDEN TESTS", "hidden.py", "_grading"):
+        assert secret not in released
+    assert "How you are graded" in released
+
+
+def test_hidden_grade_reads_no_environment(monkeypatch):
+    """Graded with MINIGPT_GRADING set to anything, or unset, a wrong answer scores 0."""
+    hidden = load_hidden()
+    for value in ("0", "1", None):
+        if value is None:
+            monkeypatch.delenv("MINIGPT_GRADING", raising=False)
+        else:
+            monkeypatch.setenv("MINIGPT_GRADING", value)
+        assert hidden.grade("check_softmax", lambda s: s) == 0
+
+
+def test_watcher_names_a_forbidden_softmax_under_any_name(capsys):
+    import torch
+    hidden = load_hidden()
+    by_hand = lambda s: (s - s.amax(-1, keepdim=True)).exp() / (s - s.amax(-1, keepdim=True)).exp().sum(-1, keepdim=True)  # noqa: E731
+    assert hidden.grade("check_softmax", by_hand) == 1
+    for forbidden in (lambda s: s.softmax(-1), lambda s: torch.nn.Softmax(dim=-1)(s),
+                      lambda s: torch.special.softmax(s, -1)):
+        assert hidden.grade("check_softmax", forbidden) == 0
+        assert "0 points: your answer used" in capsys.readouterr().out
+
+
+def test_copied_book_helper_is_recognised(capsys):
+    """Chapter 13's hide-cell helper `tiles_in_order`, pasted under another name, scores 0."""
+    hidden = load_hidden()
+    cells = json.loads((ROOT / "notebooks" / "13_flash_attention.ipynb").read_text(encoding="utf-8"))["cells"]
+    helper = next(classroom.source_text(c) for c in cells if "def tiles_in_order(" in classroom.source_text(c))
+    helper = helper[:helper.index("\n\n\n") if "\n\n\n" in helper else len(helper)]
+    namespace = {}
+    exec("import math, torch\n" + helper.replace("tiles_in_order", "my_own_loop"), namespace)
+    copied = lambda q, k, v, block: namespace["my_own_loop"](q, k, v, block, lambda tiles: tiles)  # noqa: E731
+    assert hidden.grade("check_tiled_attention", copied, seed=1) == 0
+    assert "a copy of the book's helper tiles_in_order" in capsys.readouterr().out
+
+
+MODULE_WITH_SPLIT_BUG = """
+import math, torch, torch.nn as nn
+
+def my_split_heads(t, n_head):          # the bug: no transpose
+    B, T, C = t.shape
+    return t.reshape(B, n_head, T, C // n_head)
+
+class MyAttentionFromScratch(nn.Module):
+    def __init__(self, n_embd, n_head):
+        super().__init__()
+        self.n_head = n_head
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd)
+        self.c_proj = nn.Linear(n_embd, n_embd)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = (my_split_heads(t, self.n_head) for t in self.c_attn(x).split(C, dim=2))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(C // self.n_head)
+        scores = scores.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool)), float("-inf"))
+        y = torch.softmax(scores, dim=-1) @ v
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+"""
+
+
+def test_one_bug_in_split_costs_one_point():
+    """Chapter 4's module is graded with the reference split put in the notebook's namespace
+    (as a notebook's globals), so the split's bug costs the split's point only."""
+    hidden = load_hidden()
+    namespace = {}
+    exec(MODULE_WITH_SPLIT_BUG, namespace)
+    buggy = namespace["my_split_heads"]
+    assert hidden.grade("check_split_heads", buggy) < 1                # right only for one head
+    assert hidden.grade("check_multi_head_attention", namespace["MyAttentionFromScratch"], namespace=namespace) == 1
+    assert namespace["my_split_heads"] is buggy                      # put back after grading
+
+
+def test_only_and_weights_shape_the_assignment(tmp_path):
+    full = json.loads((ROOT / "notebooks" / f"{CHAPTER}.ipynb").read_text(encoding="utf-8"))
+    limit = classroom.cell_limit(ROOT / "notebooks" / f"{CHAPTER}.ipynb")
+    names = classroom.shape_assignment(full, CHAPTER, {"my_attention"}, {"my_attention": 3}, limit)
+    assert names == ["my_causal_mask", "my_attention"]
+    graded = [c for c in full["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    assert len(graded) == 1 and graded[0]["metadata"]["nbgrader"]["points"] == 3
+    assert "BEGIN HIDDEN TESTS" in classroom.source_text(graded[0])
+    how = classroom.source_text(full["cells"][1])
+    assert "How you are graded" in how and "3 points" in how and "Practice, not graded" in how
+    with pytest.raises(classroom.MiniGPTError, match="no exercise named my_typo"):
+        classroom.set_folders(ROOT / "notebooks", tmp_path / "course")
+        classroom.make_course({"my_typo"}, {})
