@@ -7,11 +7,16 @@ it again without keeping their outputs (graded cells are skipped: they define no
 rest needs), and goes on. A cell that runs past the time limit is interrupted by nbgrader's
 own `interrupt_on_timeout` and costs only that cell too. nbgrader loads this class through
 the course's nbgrader_config.py (`c.Autograde.autograde_preprocessors`).
+
+It also logs each notebook's grading time and its kernel's peak memory (VmHWM, Linux): the
+numbers the instructor guide gives per chapter come from these lines.
 """
 
 from __future__ import annotations
 
 import copy
+import time
+from pathlib import Path
 
 from nbclient.exceptions import DeadKernelError
 from nbclient.util import run_sync
@@ -25,9 +30,30 @@ DIED = ("the kernel died while running this cell (most often it ran out of memor
 class ResilientExecute(Execute):
     """Execute, where a dead kernel costs the cell it died in and nothing else."""
 
+    def preprocess(self, nb, resources=None, km=None):
+        self._peak_kib, start = 0, time.perf_counter()
+        result = super().preprocess(nb, resources, km)
+        name = (resources or {}).get("unique_key", "notebook")
+        self.log.info("graded %s in %.1f s; kernel peak memory %.0f MiB", name, time.perf_counter() - start,
+                      self._peak_kib / 1024)
+        return result
+
+    def _kernel_peak_kib(self) -> int:
+        """The kernel process's peak resident memory so far (0 where /proc cannot tell)."""
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        status = Path(f"/proc/{getattr(process, 'pid', -1)}/status")
+        if not status.is_file():
+            return 0
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return 0
+
     def preprocess_cell(self, cell, resources, index):
         try:
-            return super().preprocess_cell(cell, resources, index)
+            result = super().preprocess_cell(cell, resources, index)
+            self._peak_kib = max(getattr(self, "_peak_kib", 0), self._kernel_peak_kib())
+            return result
         except DeadKernelError:
             self.log.warning("kernel died in cell %d: restarting and replaying the cells before it", index)
             cell.outputs = [NotebookNode(output_type="error", ename="DeadKernelError", evalue=DIED,

@@ -251,3 +251,98 @@ def test_only_and_weights_shape_the_assignment(tmp_path):
     with pytest.raises(classroom.MiniGPTError, match="no exercise named my_typo"):
         classroom.set_folders(ROOT / "notebooks", tmp_path / "course")
         classroom.make_course({"my_typo"}, {})
+
+
+def write_chapter(folder: Path, attention_body: str) -> Path:
+    """A two-exercise chapter whose first graded cell runs `attention_body`."""
+    nbformat = pytest.importorskip("nbformat")
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("# 03 A test chapter"),
+        nbformat.v4.new_code_cell("import math\nimport minigpt\nimport torch"),
+        nbformat.v4.new_code_cell(ATTENTION.format(body="    ### BEGIN SOLUTION\n" + attention_body
+                                                   + "\n    ### END SOLUTION")),
+        nbformat.v4.new_code_cell("minigpt.exercises.check_causal_attention(my_attention)"),
+        nbformat.v4.new_code_cell(MASK.format(body="    ### BEGIN SOLUTION\n" + RIGHT_MASK + "\n    ### END SOLUTION")),
+        nbformat.v4.new_code_cell("minigpt.exercises.check_causal_mask(my_causal_mask)"),
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "03_test.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_dead_kernel_and_timeout_cost_only_their_cell(tmp_path):
+    """A student whose answer kills the kernel (as running out of memory does), and one whose
+    answer never returns: each loses that exercise only, with a line of feedback."""
+    pytest.importorskip("nbgrader", reason="the classroom extra: pip install -e '.[classroom]'")
+    write_chapter(tmp_path / "nb", RIGHT_ATTENTION)
+    classroom.set_folders(tmp_path / "nb", tmp_path / "course")
+    classroom.tag(check_only=False)
+    assert classroom.student() == 0
+    released = json.loads((tmp_path / "course/release/03_test/03_test.ipynb").read_text())
+    key = "03_test-my_attention"
+    for student, body in (("dies", "    import os, signal\n    os.kill(os.getpid(), signal.SIGKILL)"),
+                          ("loops", "    while True:\n        pass")):
+        notebook = json.loads(json.dumps(released))
+        for cell in notebook["cells"]:
+            if cell["metadata"].get("nbgrader", {}).get("grade_id") == key:
+                cell["source"] = ATTENTION.format(body=body)
+            if cell["metadata"].get("nbgrader", {}).get("grade_id") == "03_test-my_causal_mask":
+                cell["source"] = MASK.format(body=RIGHT_MASK)
+        (tmp_path / "sub" / student / "03_test").mkdir(parents=True)
+        (tmp_path / "sub" / student / "03_test" / "03_test.ipynb").write_text(json.dumps(notebook))
+    assert classroom.grade(tmp_path / "sub", timeout=20) == 0
+    with open(tmp_path / "sub" / "grades.csv") as table:
+        rows = {r["student"]: float(r["score"]) for r in csv.DictReader(table)}
+    assert rows == {"dies": 1.0, "loops": 1.0}
+    died = json.loads((tmp_path / "course/autograded/dies/03_test/03_test.ipynb").read_text())
+    assert any("the kernel died while running this cell" in json.dumps(c.get("outputs", []))
+               for c in died["cells"])
+    looped = json.loads((tmp_path / "course/autograded/loops/03_test/03_test.ipynb").read_text())
+    assert any("CellTimeoutError" in json.dumps(c.get("outputs", [])) for c in looped["cells"])
+
+
+def student_edition(path: Path) -> dict:
+    """A chapter's student edition, made in-process by the same steps as `make student`:
+    classroom.py's shaping, then nbgrader's own ClearSolutions and ClearHiddenTests."""
+    nbformat = pytest.importorskip("nbformat")
+    preprocessors = pytest.importorskip("nbgrader.preprocessors")
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    classroom.shape_assignment(notebook, path.stem, None, {}, classroom.cell_limit(path))
+    node = nbformat.reads(json.dumps(notebook), as_version=4)     # sources joined, as nbgrader reads them
+    resources = {}
+    for step in (preprocessors.ClearSolutions(), preprocessors.ClearHiddenTests()):
+        node, resources = step.preprocess(node, resources)
+    return node
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem[:2])
+def test_no_answer_is_readable_in_any_student_edition(path):
+    """Every chapter: no line of a solution, of an "Answers" dropdown or of a hide-cell helper
+    after it, no hidden test and no grading path is left in the student edition."""
+    released = "\n".join(classroom.source_text(c) for c in student_edition(path)["cells"])
+    full = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    secrets, public, after_answers = [], [], False
+    solution = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.DOTALL)
+    for cell in full:
+        text = classroom.source_text(cell)
+        secrets += solution.findall(text)
+        if cell["cell_type"] == "markdown" and classroom.ANSWERS.search(text):
+            secrets += [m.group(0).split("\n", 1)[1] for m in classroom.ANSWERS.finditer(text)]
+            public.append(classroom.ANSWERS.sub("", text))
+            after_answers = True
+        elif after_answers and "hide-cell" in cell.get("metadata", {}).get("tags", []):
+            secrets.append(text)
+        else:
+            public.append(solution.sub("", text))
+    public = "\n".join(public)          # what the chapter teaches in the open may appear again
+    leaked = [line.strip() for block in secrets for line in block.splitlines()
+              if len(line.strip()) > 24 and not line.strip().startswith("```") and line.strip() in released
+              and line.strip() not in public]
+    assert not leaked, leaked[:5]
+    for marker in ("admonition} Answers", "BEGIN HIDDEN TESTS", "hidden.py", "_grading", "BEGIN SOLUTION"):
+        assert marker not in released
+    if any(c.get("metadata", {}).get("nbgrader", {}).get("grade") for c in full):
+        assert "## How you are graded" in released

@@ -400,8 +400,11 @@ def submitted_layout(submitted: Path) -> dict[str, list[str]]:
     return found
 
 
-def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] = None) -> int:
-    """nbgrader autograde every submission in `submitted`; write submitted/grades.csv."""
+def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] = None,
+          timeout: Optional[int] = None) -> int:
+    """nbgrader autograde every submission in `submitted`; write submitted/grades.csv.
+    `timeout` overrides the per-cell limit (cell_limit) of every chapter."""
+    import time
     from nbgrader.api import Gradebook
 
     submitted = submitted.resolve()
@@ -425,9 +428,13 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
     with Gradebook(f"sqlite:///{COURSE / 'gradebook.db'}") as gradebook:
         for student_id in students:
             gradebook.update_or_create_student(student_id)
-    for assignment in layout:
-        limit = cell_limit(source / assignment / f"{assignment}.ipynb")
+    for assignment, names in layout.items():
+        limit = timeout or cell_limit(source / assignment / f"{assignment}.ipynb")
+        start = time.perf_counter()
         nbgrader("autograde", assignment, f"--ResilientExecute.timeout={limit}")
+        seconds = time.perf_counter() - start
+        print(f"graded {assignment}: {len(names)} notebooks in {seconds:.0f} s "
+              f"({seconds / len(names):.1f} s per notebook; cell limit {limit} s)")
     rows = []
     with Gradebook(f"sqlite:///{COURSE / 'gradebook.db'}") as gradebook:
         for assignment, names in layout.items():
@@ -573,6 +580,7 @@ def main(argv=None) -> int:
     submit_parser = sub.add_parser("grade", help="autograde SUBMITTED/<student>/<assignment>/<assignment>.ipynb "
                                    "and write SUBMITTED/grades.csv")
     submit_parser.add_argument("submitted", type=Path, help="nbgrader's submitted folder")
+    submit_parser.add_argument("--timeout", type=int, help="seconds a cell may run (default: sized per chapter)")
     for shaped in (student_parser, submit_parser):
         shaped.add_argument("--only", help="comma-separated exercises to grade (e.g. my_softmax,check_causal_mask); "
                             "the others become ungraded practice")
@@ -601,7 +609,7 @@ def main(argv=None) -> int:
             weights = parse_weights(args.weights)
             if args.command == "student":
                 return student(args.run, only, weights)
-            return grade(args.submitted, only, weights)
+            return grade(args.submitted, only, weights, args.timeout)
         if args.command == "play":
             return play(args.students.split(",") if args.students else None,
                         set(args.chapters.split(",")) if args.chapters else None)
