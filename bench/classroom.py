@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -118,6 +119,132 @@ def measure_spin(steps: int, reps: int) -> list[dict]:
     return results
 
 
+# ------------------------------------------------------------------ the thread rule (issue 22)
+# Candidate rules for torch's CPU thread count, each a function of the CPUs the process may use
+# and of what it can read about the rest of the machine at the moment it decides (`read_signals`).
+# minigpt/cpu.py implements the one these scenarios supported (busy); the others stay here.
+CANDIDATES = {
+    # the rule before issue 22: one thread when the 1-minute load average reaches the CPUs
+    "load1": lambda usable, sig: 1 if sig["load1"] >= usable else usable,
+    # always the CPUs the process may use (affinity and cgroup quota), whatever else runs
+    "usable": lambda usable, sig: usable,
+    # leave a CPU to each task that is runnable right now (/proc/loadavg's running count)
+    "running": lambda usable, sig: max(1, usable - int(sig["running_others"] + 0.5)),
+    # leave the CPUs other processes kept busy over the last 50 ms (/proc/stat): minigpt's rule
+    # since issue 22 ('auto' runs the package's own code)
+    "busy": lambda usable, sig: max(1, usable - int(sig["busy_cpus"] + 0.5)),
+}
+
+
+def read_signals(window_s: float = 0.05, samples: int = 10) -> dict:
+    """What a rule can know when it decides: the 1-minute load average, the tasks runnable
+    besides this one (/proc/loadavg's fourth field, averaged over `samples` reads in the window)
+    and how many of this process's CPUs other processes kept busy over the window
+    (/proc/stat, read as minigpt.cpu.busy_cpus reads it; this process sleeps meanwhile)."""
+    from minigpt import cpu
+    before = Path("/proc/stat").read_text()
+    running = []
+    for _ in range(samples):
+        running.append(int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]))
+        time.sleep(window_s / samples)
+    after = Path("/proc/stat").read_text()
+    return {"load1": os.getloadavg()[0], "running_others": sum(running) / samples - 1,
+            "busy_cpus": cpu.busy_cpus_between(before, after, set(os.sched_getaffinity(0)))}
+
+
+def train_under_rule(rule: str, steps: int) -> dict:
+    """The job the rule scenarios run (in a fresh process): import minigpt, decide the thread
+    count by `rule` (a candidate, 'auto' for minigpt's own, or a number), train chapter 8's
+    model for `steps` steps. Returns what it saw, what it chose and how long training took."""
+    import torch
+    import minigpt
+    from minigpt import cpu
+    signals = read_signals()
+    usable = cpu.usable_cpus()
+    if rule == "auto":
+        minigpt.pick_device("cpu")
+        threads, reason = torch.get_num_threads(), cpu.configure_cpu_threads().reason
+    else:
+        threads = int(rule) if rule.isdigit() else CANDIDATES[rule](usable, signals)
+        reason = rule
+        torch.set_num_threads(threads)
+    book = minigpt.PRESETS["book"]
+    data = minigpt.TextData.shakespeare()
+    cfg = minigpt.TrainConfig(**dict(book.train, max_iters=steps, eval_interval=10**9), device="cpu")
+    torch.manual_seed(cfg.seed)
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=data.tokenizer.vocab_size, **book.model))
+    start = time.perf_counter()
+    minigpt.train(model, data, cfg, progress=False)
+    return {"rule": rule, "threads": threads, "reason": reason, "usable": usable,
+            "signals": signals, "train_s": time.perf_counter() - start,
+            "would_choose": {name: f(usable, signals) for name, f in CANDIDATES.items()}}
+
+
+def rule_job(rule: str, steps: int) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "_train", "--rule", rule, "--steps", str(steps)]
+
+
+def _job_report(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def _describe(report: dict, job_s: float) -> str:
+    sig = report["signals"]
+    choices = " ".join(f"{k}={v}" for k, v in report["would_choose"].items())
+    return (f"rule {report['rule']}: {report['threads']} thread{'s' if report['threads'] > 1 else ''}, "
+            f"training {report['train_s']:.1f} s, process {job_s:.1f} s | saw load1 {sig['load1']:.2f}, "
+            f"running others {sig['running_others']:.1f}, busy CPUs {sig['busy_cpus']:.2f} -> {choices}")
+
+
+def measure_rule(scenario: str, rules: list[str], steps: int, copies: int, warm_steps: int,
+                 delay_s: float, settle_below: Optional[float]) -> list[dict]:
+    """The three scenarios of issue 22, each in one run so that its ratios share the machine's
+    mood. after-own-job: a 2-thread job of `warm_steps` steps, then each rule's job right after
+    it, one after another. busy: beside a 2-thread job of `warm_steps` steps, each rule's job
+    starts `delay_s` later (one batch per rule). together: `copies` jobs start at once, one batch
+    per rule, against the same jobs with 2 threads one after another."""
+    env = job_env("auto")
+    load = os.getloadavg()[0]
+    print(f"[rule: {scenario}] {steps} steps per job; load average before {load:.2f}", flush=True)
+    results = []
+    if scenario == "after-own-job":
+        commands = [rule_job("2", warm_steps)] + [rule_job(r, steps) for r in rules]
+        run = run_jobs(commands, env, concurrent=False, cwd=ROOT, settle_below=settle_below)
+        print(f"  your own job (2 threads, {warm_steps} steps): {run['job_s'][0]:.1f} s", flush=True)
+        for i, rule in enumerate(rules, start=1):
+            report = _job_report(run["stdout"][i])
+            print(f"  then {_describe(report, run['job_s'][i])}", flush=True)
+            results.append({"scenario": scenario, "job_s": run["job_s"][i], **report})
+    elif scenario == "busy":
+        for rule in rules:
+            commands = [rule_job("2", warm_steps), rule_job(rule, steps)]
+            run = run_jobs(commands, env, concurrent=True, cwd=ROOT, settle_below=settle_below,
+                           start_delays=[0.0, delay_s])
+            report = _job_report(run["stdout"][1])
+            print(f"  {_describe(report, run['job_s'][1])}; the other job (2 threads, {warm_steps} "
+                  f"steps) {run['job_s'][0]:.1f} s; both done after {run['wall_s']:.1f} s", flush=True)
+            results.append({"scenario": scenario, "job_s": run["job_s"][1], "other_job_s": run["job_s"][0],
+                            "wall_s": run["wall_s"], **report})
+    else:
+        sequential = run_jobs([rule_job("2", steps) for _ in range(copies)], env, concurrent=False,
+                              cwd=ROOT, settle_below=settle_below)
+        print(f"  {copies} jobs, 2 threads, one after another: {sequential['wall_s']:.1f} s "
+              f"(jobs {', '.join(f'{t:.0f}' for t in sequential['job_s'])} s)", flush=True)
+        for rule in rules:
+            run = run_jobs([rule_job(rule, steps) for _ in range(copies)], env, concurrent=True,
+                           cwd=ROOT, settle_below=settle_below)
+            reports = [_job_report(out) for out in run["stdout"]]
+            threads = [r["threads"] for r in reports]
+            print(f"  {copies} at once, rule {rule}: {run['wall_s']:.1f} s = "
+                  f"{run['wall_s'] / sequential['wall_s']:.2f} x sequential; threads {threads}; "
+                  f"jobs {', '.join(f'{t:.0f}' for t in run['job_s'])} s; load before "
+                  f"{run['load_before']:.2f}", flush=True)
+            results.append({"scenario": scenario, "rule": rule, "wall_s": run["wall_s"],
+                            "sequential_s": sequential["wall_s"], "threads": threads,
+                            "job_s": run["job_s"], "reports": reports})
+    return results
+
+
 def job_env(threads: str) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("MINIGPT_THREADS", None)
@@ -135,34 +262,49 @@ def settle(below: float, longest_s: float = 600.0) -> None:
         time.sleep(5)
 
 
+def _finish(proc: subprocess.Popen, started: float, index: int, times: list, codes: list,
+            outputs: list) -> None:
+    """Wait for one job and record its own end: a job that ends early is not charged for the
+    jobs that run on after it."""
+    out, err = proc.communicate()
+    times[index], codes[index], outputs[index] = time.perf_counter() - started, proc.returncode, out
+    if proc.returncode:
+        print(f"  job {index} failed:\n{err[-2000:]}", file=sys.stderr)
+
+
 def run_jobs(commands: list[list[str]], env: dict[str, str], concurrent: bool,
-             cwd: Path, settle_below: Optional[float] = None) -> dict:
-    """Run the commands one after another or all at once; wall time and each job's time."""
+             cwd: Path, settle_below: Optional[float] = None,
+             start_delays: Optional[list[float]] = None) -> dict:
+    """Run the commands one after another or all at once; the wall time, each job's own time
+    (from its start to its own end) and its standard output. `start_delays` (concurrent only)
+    starts job i that many seconds after the first."""
     if settle_below is not None:
         settle(settle_below)
     load = os.getloadavg()[0]
+    n = len(commands)
+    times, codes, outputs = [0.0] * n, [0] * n, [""] * n
     start = time.perf_counter()
-    times, codes = [0.0] * len(commands), [0] * len(commands)
     if concurrent:
-        procs = [(i, time.perf_counter(), subprocess.Popen(cmd, env=env, cwd=cwd,
-                                                           stdout=subprocess.DEVNULL,
-                                                           stderr=subprocess.PIPE, text=True))
-                 for i, cmd in enumerate(commands)]
-        for i, t0, proc in procs:
-            _, err = proc.communicate()
-            times[i], codes[i] = time.perf_counter() - t0, proc.returncode
-            if proc.returncode:
-                print(f"  job {i} failed:\n{err[-2000:]}", file=sys.stderr)
+        delays = start_delays or [0.0] * n
+        waiters = []
+        for i in sorted(range(n), key=lambda j: delays[j]):
+            time.sleep(max(0.0, start + delays[i] - time.perf_counter()))
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(commands[i], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            waiter = threading.Thread(target=_finish, args=(proc, t0, i, times, codes, outputs))
+            waiter.start()
+            waiters.append(waiter)
+        for waiter in waiters:
+            waiter.join()
     else:
         for i, cmd in enumerate(commands):
             t0 = time.perf_counter()
-            proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
-            times[i], codes[i] = time.perf_counter() - t0, proc.returncode
-            if proc.returncode:
-                print(f"  job {i} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            _finish(proc, t0, i, times, codes, outputs)
     return {"wall_s": time.perf_counter() - start, "job_s": times, "returncodes": codes,
-            "load_before": load}
+            "load_before": load, "stdout": outputs}
 
 
 def measure(kind: str, chapters: list[str], copies: int, threads: str,
@@ -190,6 +332,8 @@ def measure(kind: str, chapters: list[str], copies: int, threads: str,
         print(f"  all at once:       {together['wall_s']:.1f} s "
               f"(jobs {', '.join(f'{t:.0f}' for t in together['job_s'])} s; "
               f"load before {together['load_before']:.1f})", flush=True)
+    for run in (sequential, together):
+        run.pop("stdout")                 # the notebooks' and pytest's own output
     ratio = together["wall_s"] / sequential["wall_s"]
     passed = not any(sequential["returncodes"]) and not any(together["returncodes"])
     print(f"  together / sequential = {ratio:.2f} (aim <= 1.2); every job passed: {passed}", flush=True)
@@ -200,24 +344,42 @@ def measure(kind: str, chapters: list[str], copies: int, threads: str,
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=("kernels", "nbval", "spin"),
+    parser.add_argument("kind", choices=("kernels", "nbval", "spin", "rule", "_train"),
                         help="kernels: execute chapters in separate kernels; nbval: whole nbval runs; "
-                             "spin: OpenMP's spin count, one training process alone and two at once")
-    parser.add_argument("--steps", type=int, default=60, help="spin: training steps per process")
+                             "spin: OpenMP's spin count, one training process alone and two at once; "
+                             "rule: candidate thread rules in one scenario (--scenario)")
+    parser.add_argument("--steps", type=int, default=60, help="spin, rule: training steps per process")
     parser.add_argument("--reps", type=int, default=3, help="spin: repetitions")
+    parser.add_argument("--scenario", choices=("after-own-job", "busy", "together"), default="together",
+                        help="rule: right after your own 2-thread job; beside another 2-thread job; "
+                             "--copies jobs started together")
+    parser.add_argument("--rules", nargs="+", default=None,
+                        help=f"rule: any of {', '.join(CANDIDATES)}, auto (minigpt's) or a thread count")
+    parser.add_argument("--rule", default="auto", help=argparse.SUPPRESS)
+    parser.add_argument("--warm-steps", type=int, default=600,
+                        help="rule: steps of the other 2-thread job (after-own-job, busy)")
+    parser.add_argument("--delay", type=float, default=5.0,
+                        help="rule, busy: seconds between the other job's start and the rule's job")
     parser.add_argument("--chapters", nargs="*", default=[],
                         help="chapter numbers (kernels: default 06 08; nbval: default all)")
     parser.add_argument("--copies", "--runs", type=int, default=None,
-                        help="jobs per batch (kernels: 4, nbval: 2)")
+                        help="jobs per batch (kernels, rule: 4, nbval: 2)")
     parser.add_argument("--threads", nargs="+", default=["auto"],
                         help="'auto' (minigpt's choice) and/or numbers for MINIGPT_THREADS")
     parser.add_argument("--settle", type=float, default=None, metavar="LOAD",
                         help="before each batch, wait until the 1-minute load average is below LOAD")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
-    copies = args.copies or (4 if args.kind == "kernels" else 2)
+    if args.kind == "_train":             # one job of the rule scenarios, in its own process
+        print(json.dumps(train_under_rule(args.rule, args.steps)), flush=True)
+        return 0
+    copies = args.copies or (2 if args.kind == "nbval" else 4)
     if args.kind == "spin":               # a failed training job stops it with its own message
         results = measure_spin(args.steps, args.reps)
+    elif args.kind == "rule":
+        rules = args.rules or (["2", "1"] if args.scenario != "together" else [*CANDIDATES, "1"])
+        results = measure_rule(args.scenario, rules, args.steps, copies, args.warm_steps, args.delay,
+                               args.settle)
     else:
         results = [measure(args.kind, args.chapters, copies, t, args.settle) for t in args.threads]
     if args.json:

@@ -3,9 +3,9 @@
     from minigpt import GPTConfig, MiniGPT, TextData, TrainConfig, train, load_pretrained
 """
 
-from .openmp import limit_openmp_spinning
+from .cpu import limit_openmp_spinning, remember_torch_threads
 
-limit_openmp_spinning()     # before anything below imports torch: OpenMP reads it once (see openmp.py)
+limit_openmp_spinning()     # before anything below imports torch: OpenMP reads it once (see cpu.py)
 
 from .attention import CausalSelfAttention, causal_mask, flash_attention, manual_attention
 from .kv_cache import KVCache, kv_cache_nbytes
@@ -25,6 +25,8 @@ from .reproduce import expect
 from . import viz  # plots and the sampling explorer (matplotlib is imported on first use)
 from .train import (TrainConfig, TrainingDivergedError, TrainResult, estimate_loss, evaluate,
                     make_optimizer, train)
+
+remember_torch_threads()    # torch's count now: pick_device keeps a count you set after this line
 
 __version__ = "0.1.0"
 

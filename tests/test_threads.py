@@ -1,0 +1,291 @@
+"""minigpt.cpu: the CPUs a process may use, the thread rule, OpenMP's spin limit.
+
+The rule's inputs (affinity mask, cgroup files, /proc/stat, environment) are faked; no test
+measures time.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from minigpt import cpu, describe, pick_device
+from minigpt.cpu import (THREADS_ENV, ThreadChoice, busy_cpus_between, cgroup_cpu_limit,
+                         choose_cpu_threads, configure_cpu_threads, usable_cpus)
+from minigpt.errors import MiniGPTError
+
+
+def fake_files(root, files):
+    """Write {relative path: text} under root, like a tiny /proc and /sys."""
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+# ------------------------------------------------------------------ cgroup quota and affinity
+def test_no_cgroup_files_means_no_limit(tmp_path):
+    assert cgroup_cpu_limit(tmp_path) is None
+
+
+def test_cgroup_v2_quota_in_own_cgroup(tmp_path):
+    fake_files(tmp_path, {"proc/self/cgroup": "0::/user.slice/job\n",
+                          "sys/fs/cgroup/cpu.max": "max 100000\n",
+                          "sys/fs/cgroup/user.slice/job/cpu.max": "150000 100000\n"})
+    assert cgroup_cpu_limit(tmp_path) == 1.5
+
+
+def test_cgroup_v2_tightest_ancestor_wins(tmp_path):
+    fake_files(tmp_path, {"proc/self/cgroup": "0::/a/b\n",
+                          "sys/fs/cgroup/a/cpu.max": "100000 100000\n",
+                          "sys/fs/cgroup/a/b/cpu.max": "max 100000\n"})
+    assert cgroup_cpu_limit(tmp_path) == 1.0
+
+
+def test_cgroup_v2_container_sees_its_cgroup_at_the_mount_point(tmp_path):
+    # /proc/self/cgroup names a path that does not exist inside the container's mount
+    fake_files(tmp_path, {"proc/self/cgroup": "0::/kubepods/pod1/abc\n",
+                          "sys/fs/cgroup/cpu.max": "200000 100000\n"})
+    assert cgroup_cpu_limit(tmp_path) == 2.0
+
+
+def test_cgroup_v1_quota_and_unlimited(tmp_path):
+    fake_files(tmp_path, {"proc/self/cgroup": "4:cpu,cpuacct:/docker/xyz\n0::/\n",
+                          "sys/fs/cgroup/cpu,cpuacct/docker/xyz/cpu.cfs_quota_us": "50000\n",
+                          "sys/fs/cgroup/cpu,cpuacct/docker/xyz/cpu.cfs_period_us": "100000\n"})
+    assert cgroup_cpu_limit(tmp_path) == 0.5
+    fake_files(tmp_path, {"sys/fs/cgroup/cpu,cpuacct/docker/xyz/cpu.cfs_quota_us": "-1\n"})
+    assert cgroup_cpu_limit(tmp_path) is None
+
+
+def test_usable_cpus_is_affinity_capped_by_quota_rounded_up(tmp_path, monkeypatch):
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert usable_cpus(tmp_path) == 64                                   # no quota: the mask
+    fake_files(tmp_path, {"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "250000 100000\n"})
+    assert usable_cpus(tmp_path) == 3                                    # 2.5 CPUs -> 3 threads
+    fake_files(tmp_path, {"sys/fs/cgroup/cpu.max": "10000 100000\n"})
+    assert usable_cpus(tmp_path) == 1                                    # 0.1 CPU -> still 1
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    fake_files(tmp_path, {"sys/fs/cgroup/cpu.max": "800000 100000\n"})
+    assert usable_cpus(tmp_path) == 2                                    # taskset to 2 of 64
+
+
+def test_usable_cpus_without_affinity_call(tmp_path, monkeypatch):
+    monkeypatch.delattr(cpu.os, "sched_getaffinity", raising=False)     # as on macOS
+    monkeypatch.setattr(cpu.os, "cpu_count", lambda: 8)
+    assert usable_cpus(tmp_path) == 8
+
+
+# ------------------------------------------------------------------ the rule
+def test_rule_lowers_to_usable_and_never_raises():
+    assert choose_cpu_threads(current=16, usable=2, env={}) == ThreadChoice(2, "2 usable CPUs")
+    assert choose_cpu_threads(current=2, usable=16, env={}).threads == 2
+    assert choose_cpu_threads(current=1, usable=4, env={}).threads == 1
+    assert choose_cpu_threads(current=64, usable=1, env={}) == ThreadChoice(1, "1 usable CPU")
+
+
+def test_rule_leaves_the_cpus_other_work_keeps_busy():
+    # another 2-thread job on 2 cores: one thread
+    assert choose_cpu_threads(current=2, usable=2, env={}, busy=2.0, schedulable=2) == \
+        ThreadChoice(1, "2 CPUs of 2 busy with other work when the device was picked")
+    # one other single-threaded job on 4 cores: 3 threads
+    assert choose_cpu_threads(current=4, usable=4, env={}, busy=1.0, schedulable=4) == \
+        ThreadChoice(3, "1 CPU of 4 busy with other work when the device was picked")
+    # a machine busier than its cores still gets one thread
+    assert choose_cpu_threads(current=2, usable=2, env={}, busy=7.5, schedulable=2).threads == 1
+    # half a CPU busy is rounded up to one, less than half is light work and ignored
+    assert choose_cpu_threads(current=2, usable=2, env={}, busy=0.5, schedulable=2).threads == 1
+    assert choose_cpu_threads(current=2, usable=2, env={}, busy=0.4, schedulable=2) == \
+        ThreadChoice(2, "torch's default; 2 usable CPUs")
+
+
+def test_rule_uses_every_usable_cpu_once_your_own_job_has_ended():
+    """The 1-minute load average still counts a job that ended a second ago (the rule it
+    replaced picked one thread there); the busy CPUs of the last 50 ms do not."""
+    assert choose_cpu_threads(current=2, usable=2, env={}, busy=0.0, schedulable=2).threads == 2
+
+
+def test_rule_in_a_container_compares_the_busy_cpus_with_its_mask():
+    # quota of 4 CPUs, mask of 64 host CPUs of which 30 are busy: 34 free, the quota's 4 used
+    assert choose_cpu_threads(current=64, usable=4, env={}, busy=30.0, schedulable=64) == \
+        ThreadChoice(4, "4 usable CPUs")
+    # the same container on a host with 62 of 64 busy: 2 threads
+    assert choose_cpu_threads(current=64, usable=4, env={}, busy=62.0, schedulable=64).threads == 2
+    # no measurement (no /proc/stat): the usable CPUs
+    assert choose_cpu_threads(current=8, usable=4, env={}, busy=None).threads == 4
+
+
+def test_what_you_chose_wins_over_the_busy_rule():
+    assert choose_cpu_threads(current=2, usable=2, env={}, set_by_user=True, busy=2.0).threads == 2
+    assert choose_cpu_threads(current=1, usable=2, env={THREADS_ENV: "2"}, busy=2.0).threads == 2
+    assert choose_cpu_threads(current=2, usable=2, env={"OMP_NUM_THREADS": "2"}, busy=2.0).threads == 2
+
+
+STAT_BEFORE = """cpu  300 0 100 1000 0 0 0 0 0 0
+cpu0 100 0 50 500 0 0 0 0 0 0
+cpu1 200 0 50 500 0 0 0 0 0 0
+intr 12345
+"""
+# over the window: cpu0 busy 5 of 5 ticks, cpu1 busy 1 of 5 (4 idle), iowait counts as idle
+STAT_AFTER = """cpu  306 0 100 1004 0 0 0 0 0 0
+cpu0 104 0 51 500 0 0 0 0 0 0
+cpu1 200 0 51 502 2 0 0 0 0 0
+intr 12399
+"""
+
+
+def test_busy_cpus_between_two_reads_of_proc_stat():
+    assert busy_cpus_between(STAT_BEFORE, STAT_AFTER) == pytest.approx(1.2)
+    assert busy_cpus_between(STAT_BEFORE, STAT_AFTER, cpus={0}) == pytest.approx(1.0)   # mask
+    assert busy_cpus_between(STAT_BEFORE, STAT_AFTER, cpus={1}) == pytest.approx(0.2)
+    assert busy_cpus_between(STAT_BEFORE, STAT_BEFORE) == 0.0          # no tick: nothing busy
+
+
+def test_busy_cpus_reads_proc_stat_twice(tmp_path, monkeypatch):
+    stat = fake_files(tmp_path, {"proc/stat": STAT_BEFORE}) / "proc/stat"
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    import time
+    monkeypatch.setattr(time, "sleep", lambda s: stat.write_text(STAT_AFTER))   # the window
+    assert cpu.busy_cpus(root=tmp_path) == pytest.approx(1.2)
+    assert cpu.busy_cpus(root=tmp_path / "nowhere") is None                      # no /proc/stat
+
+
+def test_configure_measures_the_busy_cpus(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(cpu, "_THREAD_CHOICE", None)
+    monkeypatch.setattr(cpu, "_THREADS_AT_IMPORT", None)
+    for name in (THREADS_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(cpu, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(cpu, "busy_cpus", lambda: 1.9)
+    try:
+        torch.set_num_threads(2)
+        choice = configure_cpu_threads()
+        assert choice.threads == 1 and torch.get_num_threads() == 1
+        monkeypatch.setattr(cpu, "busy_cpus", lambda: 0.1)
+        torch.set_num_threads(2)
+        assert configure_cpu_threads(force=True).threads == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_rule_keeps_what_the_user_chose():
+    kept = choose_cpu_threads(current=8, usable=2, env={}, set_by_user=True)
+    assert kept == ThreadChoice(8, "set by you with torch.set_num_threads")
+    omp = choose_cpu_threads(current=3, usable=2, env={"OMP_NUM_THREADS": "3"})
+    assert omp == ThreadChoice(3, "OMP_NUM_THREADS=3 set by you")
+    mkl = choose_cpu_threads(current=1, usable=2, env={"MKL_NUM_THREADS": " 1 "})
+    assert mkl == ThreadChoice(1, "MKL_NUM_THREADS=1 set by you")
+
+
+TORCHRUN_2_PER_MACHINE = {"TORCHELASTIC_RUN_ID": "none", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "0",
+                          "WORLD_SIZE": "2", "RANK": "0"}
+
+
+def test_under_torchrun_its_omp_num_threads_is_named_as_its():
+    env = {**TORCHRUN_2_PER_MACHINE, "OMP_NUM_THREADS": "1"}
+    choice = choose_cpu_threads(current=1, usable=2, env=env)
+    assert choice.threads == 1
+    assert choice.reason.startswith("OMP_NUM_THREADS=1 from torchrun (its default for several "
+                                    "processes per machine")
+    assert "set by you" not in choice.reason
+
+
+@pytest.mark.parametrize("env", [
+    {**TORCHRUN_2_PER_MACHINE, "OMP_NUM_THREADS": "2"},        # torchrun only ever sets 1
+    {**TORCHRUN_2_PER_MACHINE, "LOCAL_WORLD_SIZE": "1", "OMP_NUM_THREADS": "1"},  # one per machine
+    {"OMP_NUM_THREADS": "1"},                                   # no torchrun at all
+])
+def test_omp_num_threads_torchrun_did_not_set_is_yours(env):
+    choice = choose_cpu_threads(current=int(env["OMP_NUM_THREADS"]), usable=2, env=env)
+    assert choice.reason == f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']} set by you"
+
+
+def test_minigpt_threads_overrides_everything():
+    choice = choose_cpu_threads(current=1, usable=2, env={THREADS_ENV: "4", "OMP_NUM_THREADS": "1"},
+                                set_by_user=True)
+    assert choice == ThreadChoice(4, "MINIGPT_THREADS=4")
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "two", "1.5"])
+def test_bad_minigpt_threads_is_a_one_line_minigpt_error(bad):
+    with pytest.raises(MiniGPTError, match=rf"MINIGPT_THREADS='{bad}' is not a positive number of "
+                                           r"threads; set it to e\.g\. 1 or 2, or unset it"):
+        choose_cpu_threads(current=2, usable=2, env={THREADS_ENV: bad})
+
+
+def test_configure_applies_once_per_process(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(cpu, "_THREAD_CHOICE", None)
+    monkeypatch.setenv(THREADS_ENV, "1")
+    try:
+        first = configure_cpu_threads()
+        assert first == ThreadChoice(1, "MINIGPT_THREADS=1") and torch.get_num_threads() == 1
+        monkeypatch.setenv(THREADS_ENV, "2")
+        assert configure_cpu_threads() is first and torch.get_num_threads() == 1   # decided once
+        assert pick_device("cpu").type == "cpu" and torch.get_num_threads() == 1
+        assert "MINIGPT_THREADS=1" in describe(torch.device("cpu"))
+        assert cpu.thread_choice() is first
+        assert configure_cpu_threads(force=True).threads == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_count_set_after_import_is_kept(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(cpu, "_THREAD_CHOICE", None)
+    monkeypatch.setattr(cpu, "_THREADS_AT_IMPORT", 2)
+    for name in (THREADS_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        torch.set_num_threads(1)                    # the user's own call, after `import minigpt`
+        assert configure_cpu_threads() == ThreadChoice(1, "set by you with torch.set_num_threads")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_old_import_paths_still_work():
+    from minigpt.device import configure_cpu_threads as old_configure, tune_cpu_allocator
+    assert old_configure is configure_cpu_threads and tune_cpu_allocator is cpu.tune_cpu_allocator
+
+
+# ------------------------------------------------------------------ OpenMP's spinning
+def test_spin_limit_is_set_only_when_nobody_chose_a_wait_policy(monkeypatch):
+    monkeypatch.delitem(sys.modules, "torch")          # as if torch were not loaded yet
+    env = {}
+    assert cpu.limit_openmp_spinning(env) and env == {"GOMP_SPINCOUNT": cpu.SPIN_COUNT}
+    for chosen in ({"GOMP_SPINCOUNT": "300000"}, {"OMP_WAIT_POLICY": "ACTIVE"}):
+        env = dict(chosen)
+        assert not cpu.limit_openmp_spinning(env) and env == chosen   # the user's choice stays
+
+
+def test_spin_limit_is_not_claimed_once_torch_is_loaded():
+    env = {}                                           # torch is loaded in this process
+    assert not cpu.limit_openmp_spinning(env) and env == {}
+
+
+@pytest.mark.parametrize("first, expected", [("minigpt", "10000"), ("torch", "unset")])
+def test_importing_minigpt_before_torch_limits_the_spin(first, expected):
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code = f"import os, {first}, minigpt; print(os.environ.get('GOMP_SPINCOUNT', 'unset'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
+
+
+def test_importing_the_cpu_module_does_not_load_torch():
+    """The spin limit must run before torch loads, so the module that holds it cannot import
+    torch at its top: import it under a bare package (minigpt/__init__.py, which does load
+    torch, does not run) and look."""
+    code = ("import sys, types\n"
+            "package = types.ModuleType('minigpt')\n"
+            f"package.__path__ = [{os.path.dirname(cpu.__file__)!r}]\n"
+            "sys.modules['minigpt'] = package\n"
+            "import minigpt.cpu\n"
+            "print(minigpt.cpu.limit_openmp_spinning({}), 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True False"
