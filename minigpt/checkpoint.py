@@ -40,8 +40,8 @@ from .data import CharTokenizer
 from .device import pick_device
 from .errors import CheckpointError, UsageError
 from .model import MiniGPT
-from .run_folder import (LATEST_FILE, META_FILE, complete_steps, is_run_folder, os_reason, read_latest,
-                         remove_old_steps, step_name, temporary_path, write_fix, write_latest)
+from .run_folder import (LATEST_FILE, META_FILE, complete_steps, fsync_path, is_run_folder, os_reason,
+                         read_latest, remove_old_steps, step_name, temporary_path, write_fix, write_latest)
 
 FORMAT = "minigpt-checkpoint"
 FORMAT_VERSION = 1
@@ -77,14 +77,6 @@ def _description_sha256(meta: dict[str, Any]) -> str:
     described = json.loads(json.dumps({k: v for k, v in meta.items() if k != "files"}))
     text = json.dumps(described, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -215,7 +207,7 @@ def save_checkpoint(directory: PathLike, model: MiniGPT, tokenizer: CharTokenize
         meta["files"] = files
         _write_json(tmp / META_FILE, meta)
         for f in files:
-            _fsync(tmp / f)
+            fsync_path(tmp / f)
         if final.exists():                       # re-saving the same step: swap, then delete
             old = temporary_path(directory, name, "old")
             final.rename(old)
@@ -276,7 +268,7 @@ def export_model(model: MiniGPT, tokenizer: CharTokenizer, directory: PathLike,
         _write_weights(tmp_model, weights, meta)
         meta["files"] = {MODEL_FILE: _sha256(tmp_model)}
         _write_json(tmp_meta, meta)
-        _fsync(tmp_model)
+        fsync_path(tmp_model)
         os.replace(tmp_model, staging / MODEL_FILE)
         os.replace(tmp_meta, staging / META_FILE)
         if not non_empty:                                  # a new folder appears complete

@@ -129,12 +129,17 @@ def write_latest(run: PathLike, name: str) -> None:
     run = Path(run)
     tmp = temporary_path(run, LATEST_FILE)
     tmp.write_text(name + "\n", encoding="utf-8")
-    fd = os.open(tmp, os.O_RDONLY)
+    fsync_path(tmp)
+    os.replace(tmp, run / LATEST_FILE)
+
+
+def fsync_path(path: PathLike) -> None:
+    """Flush a written file to the disk (before it is renamed into place)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, run / LATEST_FILE)
 
 
 def remove_old_steps(run: PathLike, keep: int, newest: str) -> None:

@@ -141,7 +141,7 @@ def kill_plan(seed=0):
     random moments. Drawn from a seeded generator: the same plan every run."""
     rng = random.Random(seed)
     stages = [("save_file", False), ("save_file", True), ("_write_json", False), ("_write_json", True),
-              ("_fsync", False), ("replace", False), ("replace", True)]
+              ("fsync_path", False), ("replace", False), ("replace", True)]
     first = [("save", signal.SIGKILL, "save_file", 1, True)]    # inside the very first checkpoint write
     placed, timed = [], []
     for sig in (signal.SIGKILL, signal.SIGINT):
