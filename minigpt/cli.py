@@ -537,6 +537,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
             return 2
         except torch.cuda.OutOfMemoryError as err:  # the estimate before training is a lower bound
             first = str(err).strip().splitlines()[0] if str(err).strip() else "out of memory"
-            print(f"error: out of GPU memory ({first[:160]}); choose a smaller --batch-size, or "
-                  "--micro-batch-size for gradient accumulation.", file=sys.stderr)
+            fix = ("choose a smaller --batch-size, or --micro-batch-size for gradient accumulation"
+                   if argv[:1] == ["train"] else "use fewer --num-samples, or --device cpu")
+            print(f"error: out of GPU memory ({first[:160]}); {fix}.", file=sys.stderr)
             return 2

@@ -554,3 +554,17 @@ def test_a_damaged_web_asset_is_one_error_naming_the_file(tmp_path):
     path.write_bytes(b"\xff\xfe not text")
     with pytest.raises(MiniGPTError, match="is not a minigpt web asset"):
         load_web_model(path)
+
+
+def test_running_out_of_gpu_memory_is_one_line(monkeypatch, capsys):
+    """The size check before training is a lower bound: an allocation that still fails on the
+    GPU is the user's batch, said in one line with the fix."""
+    def out_of_memory(args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.1 GiB total)")
+    monkeypatch.setattr(cli_module, "_cmd_sample", out_of_memory)
+    monkeypatch.setattr(cli_module, "_cmd_train", out_of_memory)
+    assert main(["sample"]) == 2
+    one_line_error(capsys, "out of GPU memory (CUDA out of memory. Tried to allocate 20.00 GiB",
+                   "use fewer --num-samples, or --device cpu")
+    assert main(["train"]) == 2
+    one_line_error(capsys, "out of GPU memory", "choose a smaller --batch-size, or --micro-batch-size")
