@@ -256,19 +256,27 @@ PARITY_PROMPTS = ["JULIET:\nO Romeo, Romeo! wherefore art thou ", "ROMEO:\nBut s
                   "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.",
                   "KING RICHARD II:\nI have been studying how I may compare"]
 ATTENTION_TEXTS = ["ROMEO:\nBut soft, what light", "the king, the king, the king"]
+EXAMPLES = [{"label": "ligh, top-p 0.9", "prompt": "ROMEO:\nBut soft, what ligh", "temperature": 1.0,
+             "top_p": 0.9, "seed": 3, "length": 20}]
+LENS_TEXT = "ROMEO:\nBut soft, what ligh"
+GEN = "[data-mg-widget=generator] "
+EXP = "[data-mg-widget=attention] "
+RUN_DONE = "document.querySelector('[data-mg-widget=generator]').mgState.run.done"
 
 
 @pytest.fixture(scope="module")
 def page_and_errors(tmp_path_factory):
     base = STATIC_DIR.as_uri() + "/"
     html = widgets.standalone_page([
-        widgets.generator("JULIET:\nO Romeo, Romeo! wherefore art thou ", temperature=0.8, seed=0, length=40, base=base),
-        widgets.attention_explorer(ATTENTION_TEXTS, layer=0, head=2, base=base)])
+        widgets.generator("JULIET:\nO Romeo, Romeo! wherefore art thou ", temperature=0.8, seed=0, length=40, base=base,
+                          examples=EXAMPLES),
+        widgets.attention_explorer(ATTENTION_TEXTS, layer=0, head=2, base=base),
+        widgets.layer_predictions(LENS_TEXT, base=base)])
     page_file = tmp_path_factory.mktemp("web") / "page.html"
     page_file.write_text(html, encoding="utf-8")
     with offline_page(viewport=(900, 1200)) as (page, errors, blocked):
         page.goto(page_file.as_uri())
-        page.wait_for_function("document.querySelectorAll('[data-mg-mounted=ready]').length === 2", timeout=60_000)
+        page.wait_for_function("document.querySelectorAll('[data-mg-mounted=ready]').length === 3", timeout=60_000)
         yield page, errors, blocked
     assert not errors, errors
     assert not blocked, f"the page tried the network: {blocked}"
@@ -419,3 +427,284 @@ def test_widgets_fit_a_phone(page_and_errors):
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
     page.set_viewport_size({"width": 900, "height": 1200})
     assert not errors
+
+
+# ------------------------------------------------------- speed: ratios measured in one run
+def test_generate_decodes_from_the_prompt_typed_so_far(page_and_errors, shakespeare):
+    """With a 200-character prompt already typed, the first character comes within 3
+    per-character times of the click (the prompt's KV caches were kept), where a cold pass
+    over the prompt alone costs many of them."""
+    page, errors, _ = page_and_errors
+    prompt = shakespeare[:200]
+    page.fill(GEN + "[data-mg=prompt]", prompt)
+    page.wait_for_function("() => { const s = document.querySelector('[data-mg-widget=generator]').mgState;"
+                           " return s.promptIds && s.promptIds.length === 200 && s.prefill.matches(s.promptIds); }")
+    _set(page, GEN + "[data-mg=temperature]", "0")
+    _set(page, GEN + "[data-mg=length]", "40")
+    ratios, cold = [], []
+    for _ in range(3):
+        page.click(GEN + "[data-mg=generate]")
+        page.wait_for_function(RUN_DONE, timeout=60_000)
+        run = page.evaluate("""() => { const s = document.querySelector('[data-mg-widget=generator]').mgState,
+            r = s.run, m = MiniGPTWeb.loadModel("shakespeare_char"), t0 = performance.now();
+            m.nextLogits(s.promptIds, m.newCaches());
+            return {first: r.firstTokenMs, finished: r.finishedMs, n: r.ids.length, used: r.usedPrefill,
+                    cold: performance.now() - t0}; }""")
+        assert run["used"], "Generate ran the prompt again instead of using its prefill"
+        per_char = (run["finished"] - run["first"]) / (run["n"] - 1)
+        ratios.append(run["first"] / per_char)
+        cold.append(run["cold"] / per_char)
+    ratio = sorted(ratios)[1]
+    print(f"first character / per-character time: {ratios}; a cold prompt pass / per-character: {cold}")
+    assert ratio <= 3, f"first character after {ratio:.1f} per-character times (runs: {ratios})"
+    assert ratio < sorted(cold)[1] / 2, "starting from the prefill should beat a cold prompt pass"
+    assert not errors
+
+
+# ------------------------------------------------------------- never stale, never silent
+def test_generator_clears_what_an_invalid_prompt_would_leave_stale(page_and_errors):
+    page, errors, _ = page_and_errors
+    page.fill(GEN + "[data-mg=prompt]", "ROMEO:\n")
+    _set(page, GEN + "[data-mg=length]", "10")
+    page.click(GEN + "[data-mg=generate]")
+    page.wait_for_function(RUN_DONE, timeout=60_000)
+    assert page.locator(GEN + ".mg-char").count() == 10 and page.locator(GEN + ".mg-bar").count() > 0
+    page.fill(GEN + "[data-mg=prompt]", "ROMEO: \U0001F600")
+    page.wait_for_function("document.querySelector('[data-mg=prompt-error]').textContent.includes('position 7')")
+    assert page.locator(GEN + ".mg-char").count() == 0, "the old output stayed under the error"
+    assert page.locator(GEN + ".mg-bar").count() == 0, "the old bars stayed under the error"
+    assert "error" in page.inner_text(GEN + "[data-mg=dist-title]")
+    assert page.is_disabled(GEN + "[data-mg=generate]")
+    assert not errors
+
+
+def test_a_long_paste_says_what_was_cut(page_and_errors, shakespeare):
+    page, errors, _ = page_and_errors
+    page.fill(GEN + "[data-mg=prompt]", shakespeare[:5000])
+    page.wait_for_function("document.querySelector('[data-mg=prompt-note]').textContent.length > 0")
+    note = page.inner_text(GEN + "[data-mg=prompt-note]")
+    assert "5000 characters" in note and "last 255" in note and "first 4745 are cut" in note
+    assert page.input_value(GEN + "[data-mg=prompt]") == shakespeare[:5000], "the box cut the paste itself"
+    assert page.evaluate("document.querySelector('[data-mg-widget=generator]').mgState.promptIds.length") == 255
+    # a character the model does not know, in the kept part, is named at its place in the box
+    page.fill(GEN + "[data-mg=prompt]", "a" * 300 + "é")
+    page.wait_for_function("document.querySelector('[data-mg=prompt-error]').textContent.includes('position 300')")
+    assert not errors
+
+
+@pytest.mark.parametrize("field,value,message", [("seed", "99999999999", "seed must be a whole number"),
+                                                 ("seed", "-3", "seed must be a whole number"),
+                                                 ("length", "0", "characters must be a whole number"),
+                                                 ("length", "300", "characters must be a whole number")])
+def test_out_of_range_fields_are_named_not_clamped(page_and_errors, field, value, message):
+    page, errors, _ = page_and_errors
+    page.fill(GEN + "[data-mg=prompt]", "ROMEO:\n")
+    _set(page, GEN + f"[data-mg={field}]", value)
+    assert message in page.inner_text(GEN + "[data-mg=field-error]")
+    assert page.input_value(GEN + f"[data-mg={field}]") == value, "the box was changed behind the reader's back"
+    assert page.get_attribute(GEN + f"[data-mg={field}]", "aria-invalid") == "true"
+    page.wait_for_function("document.querySelector('[data-mg=generate]').disabled")
+    _set(page, GEN + f"[data-mg={field}]", "7")
+    assert page.inner_text(GEN + "[data-mg=field-error]") == ""
+    page.wait_for_function("!document.querySelector('[data-mg=generate]').disabled")
+    assert not errors
+
+
+def test_the_drawn_character_always_has_a_bar(page_and_errors):
+    page, errors, _ = page_and_errors
+    page.fill(GEN + "[data-mg=prompt]", "ROMEO:\n")
+    _set(page, GEN + "[data-mg=temperature]", "2")
+    _set(page, GEN + "[data-mg=top-k]", "65")
+    _set(page, GEN + "[data-mg=top-p]", "1")
+    _set(page, GEN + "[data-mg=length]", "120")
+    _set(page, GEN + "[data-mg=seed]", "1")
+    page.wait_for_function("!document.querySelector('[data-mg=generate]').disabled")
+    page.click(GEN + "[data-mg=generate]")
+    page.wait_for_function(RUN_DONE, timeout=60_000)
+    low = page.evaluate("""() => { const h = document.querySelector('[data-mg-widget=generator]').mgState.run.history;
+        for (let i = 0; i < h.length; i++) {
+          const rank = h[i].logits.filter((x, j) => x > h[i].logits[h[i].id] || (x === h[i].logits[h[i].id] && j < h[i].id)).length;
+          if (rank >= 12) return [i, rank + 1];
+        } return null; }""")
+    assert low is not None, "no character ranked below 12th in 120 draws at temperature 2"
+    page.click(GEN + f".mg-char[data-index='{low[0]}']")
+    drawn = page.locator(GEN + ".mg-bar.mg-drawn")
+    assert drawn.count() == 1
+    assert drawn.get_attribute("data-rank") == str(low[1])
+    assert f"ranks {low[1]} of 65" in page.inner_text(GEN + "[data-mg=bars]")
+    # a slider moved after clicking a character: the panel and the highlight agree again
+    _set(page, GEN + "[data-mg=temperature]", "0.5")
+    assert page.inner_text(GEN + "[data-mg=dist-title]").startswith("Next character after the prompt")
+    assert page.locator(GEN + ".mg-char.mg-selected").count() == 0
+    assert not errors
+
+
+def test_generator_keyboard_focus_and_announcements(page_and_errors):
+    page, errors, _ = page_and_errors
+    page.fill(GEN + "[data-mg=prompt]", "ROMEO:\n")
+    _set(page, GEN + "[data-mg=temperature]", "1")
+    _set(page, GEN + "[data-mg=length]", "150")
+    page.wait_for_function("!document.querySelector('[data-mg=generate]').disabled")
+    assert page.get_attribute(GEN + "[data-mg=status]", "aria-live") is None
+    focus = page.evaluate("""() => { const w = document.querySelector('[data-mg-widget=generator]'),
+        live = w.querySelector('[data-mg=announce]'), go = w.querySelector('[data-mg=generate]');
+        window.mgAnnouncements = [];
+        new MutationObserver(() => window.mgAnnouncements.push(live.textContent))
+          .observe(live, {childList: true, characterData: true, subtree: true});
+        go.focus(); go.click(); return document.activeElement.getAttribute('data-mg'); }""")
+    assert focus == "stop", "focus fell off the disabled Generate button"
+    page.wait_for_function(RUN_DONE, timeout=60_000)
+    page.wait_for_timeout(50)
+    assert page.evaluate("document.activeElement.getAttribute('data-mg')") == "generate"
+    said = page.evaluate("window.mgAnnouncements")
+    assert len(said) == 2 and said[0].startswith("Generating 150") and said[1].startswith("Done"), said
+    assert not errors
+
+
+def test_one_click_example_sets_the_widget(page_and_errors):
+    page, errors, _ = page_and_errors
+    page.click(GEN + "[data-mg=example][data-example='0']")
+    page.wait_for_function(RUN_DONE, timeout=60_000)
+    assert page.input_value(GEN + "[data-mg=prompt]") == EXAMPLES[0]["prompt"]
+    assert page.input_value(GEN + "[data-mg=seed]") == "3" and page.input_value(GEN + "[data-mg=top-p]") == "0.9"
+    assert page.locator(GEN + ".mg-char").count() == 20
+    assert page.get_attribute(GEN + "[data-mg=kept]", "data-kept") == "1"    # 't' holds 0.997 after 'ligh'
+    assert "seed 3" in page.inner_text(GEN + "[data-mg=status]")
+    assert not errors
+
+
+# ---------------------------------------------------------------------------- the explorer
+def test_explorer_draws_a_128_character_text_fast_and_switches_heads_cheaply(page_and_errors, shakespeare):
+    page, errors, _ = page_and_errors
+    text = shakespeare[:128]
+    page.fill(EXP + "[data-mg=text]", text)
+    page.wait_for_function("document.querySelector('[data-mg-widget=attention]').mgState.chars.length === 128")
+    state = "document.querySelector('[data-mg-widget=attention]').mgState"
+    timing = page.evaluate(f"{state}.timing")
+    print(f"128 characters: maps computed in {timing['computeMs']:.0f} ms, drawn in {timing['drawMs']:.0f} ms")
+    assert timing["drawMs"] <= timing["computeMs"], timing      # drawing costs less than the model's pass
+    assert page.evaluate(f"{state}.labels") == "positions"       # position ticks, not thinned letters
+    before = page.evaluate(f"[{state}.thumbDraws, {state}.bigDraws]")
+    page.select_option(EXP + "[data-mg=head]", "5")
+    after = page.evaluate(f"[{state}.thumbDraws, {state}.bigDraws]")
+    assert after[0] == before[0], "a head switch redrew the thumbnails"
+    assert after[1] == before[1] + 1
+    assert page.inner_text(EXP + ".mg-axis-query") == "query ↓" and page.inner_text(EXP + ".mg-axis-key") == "key →"
+    assert page.inner_text(EXP + "[data-mg=scale]").split()[:2] == ["0", "1"]
+    # the previous-character head keeps its line in a 64-pixel thumbnail of 128 characters
+    bright = page.evaluate("""() => { const c = document.querySelector('[data-mg-widget=attention] .mg-thumb[data-layer="0"][data-head="2"] canvas'),
+        d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data, S = c.width;
+        let diag = 0, rest = 0, n = 0;
+        for (let a = 1; a < S; a++) { diag += d[(a * S + a) * 4 + 1];
+          for (let b = 0; b < a; b++) { rest += d[(a * S + b) * 4 + 1]; n++; } }
+        return [S, diag / (S - 1), rest / n]; }""")
+    assert bright[0] == 64 and bright[1] > 2 * bright[2], bright
+    assert not errors
+
+
+def test_explorer_readout_and_maps_follow_the_text(page_and_errors):
+    page, errors, _ = page_and_errors
+    page.select_option(EXP + "[data-mg=preset]", "0")
+    page.focus(EXP + "[data-mg=heatmap]")
+    for _ in range(6):
+        page.keyboard.press("ArrowDown")
+    assert "(position 6)" in page.inner_text(EXP + "[data-mg=readout]")
+    page.fill(EXP + "[data-mg=text]", "To be, or not")
+    page.wait_for_function("document.querySelector('[data-mg-widget=attention]').mgState.chars.length === 13")
+    assert page.get_attribute(EXP + "[data-mg=readout]", "data-query") is None
+    assert "position" not in page.inner_text(EXP + "[data-mg=readout]"), "the readout names the old text"
+    page.fill(EXP + "[data-mg=text]", "To be, or nöt")
+    page.wait_for_function("document.querySelector('[data-mg=text-error]').textContent.includes('position 11')")
+    assert "mg-stale" in page.get_attribute(EXP + "[data-mg=map-box]", "class")
+    assert "previous text" in page.inner_text(EXP + "[data-mg=readout]")
+    page.fill(EXP + "[data-mg=text]", "To be, or not")
+    page.wait_for_function("!document.querySelector('[data-mg=map-box]').classList.contains('mg-stale')")
+    assert not errors
+
+
+def test_explorer_overview_is_one_tab_stop_with_arrow_keys(page_and_errors):
+    page, errors, _ = page_and_errors
+    page.select_option(EXP + "[data-mg=layer]", "1")
+    page.select_option(EXP + "[data-mg=head]", "3")
+    assert page.locator(EXP + ".mg-thumb[tabindex='0']").count() == 1
+    page.focus(EXP + ".mg-thumb[tabindex='0']")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowDown")
+    assert page.input_value(EXP + "[data-mg=layer]") == "2" and page.input_value(EXP + "[data-mg=head]") == "4"
+    focused = page.evaluate("[document.activeElement.dataset.layer, document.activeElement.dataset.head]")
+    assert focused == ["2", "4"]
+    assert page.locator(EXP + ".mg-thumb[aria-checked='true']").count() == 1
+    assert not errors
+
+
+# --------------------------------------------------------------- what each layer predicts
+def test_layer_view_matches_pytorch(page_and_errors, reference):
+    page, errors, _ = page_and_errors
+    model, tok = reference
+    lens = viz.layer_logits(model, torch.tensor([tok.encode(LENS_TEXT)]))[:, 0]     # (L + 1, T, V)
+    for position in (len(LENS_TEXT) - 1, 7):
+        if position != len(LENS_TEXT) - 1:
+            page.click(f"[data-mg-widget=layers] .mg-char[data-index='{position}']")
+        rows = page.eval_on_selector_all("[data-mg-widget=layers] tbody tr", "rows => rows.map(r => "
+                                         "Array.from(r.querySelectorAll('td[data-token]')).map(td => td.dataset.token))")
+        assert len(rows) == model.config.n_layer + 1
+        probs = lens[:, position].softmax(-1)
+        for layer, row in enumerate(rows):
+            top = sorted(range(len(tok.chars)), key=lambda i: (-probs[layer, i].item(), i))[:5]
+            # within float rounding a neighbour may swap with a near-tie; the set must agree
+            assert row[0] == tok.chars[top[0]] and set(row) <= set(tok.chars[i] for i in
+                                                                     sorted(range(len(tok.chars)), key=lambda i: -probs[layer, i].item())[:6])
+        assert rows[-1][0] == tok.chars[int(lens[-1, position].argmax())]
+    page.focus("[data-mg-widget=layers] .mg-char[data-index='7']")
+    page.keyboard.press("ArrowRight")
+    assert "position 8" in page.inner_text("[data-mg-widget=layers] [data-mg=lens-title]")
+    assert not errors
+
+
+# ------------------------------------------------------------------- inside Jupyter
+def test_inside_a_jupyter_output_the_widget_requests_nothing(page_and_errors, tmp_path):
+    """In JupyterLab the book's files are not served (/lab/minigpt-web/model.js is Lab's HTML):
+    the widget must not ask for them and must say where the live version is."""
+    html = widgets.standalone_page([widgets.attention_explorer(ATTENTION_TEXTS)])
+    html = html.replace("<body", "<body data-jp-theme-light").replace(
+        '<div class="mg-widget"', '<div class="jp-OutputArea-output"><div class="mg-widget"').replace("</body>", "</div></body>")
+    page_file = tmp_path / "lab.html"
+    page_file.write_text(html, encoding="utf-8")
+    lab = page_and_errors[0].context.new_page()           # the same offline browser context
+    requests, errors = [], []
+    lab.on("request", lambda request: requests.append(request.url))
+    lab.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        lab.goto(page_file.as_uri())
+        lab.wait_for_function("document.querySelector('.mg-widget').getAttribute('data-mg-mounted') === 'jupyter'")
+        assert "kernel_attention_explorer" in lab.inner_text(".mg-fallback")
+        assert [u for u in requests if "minigpt-web" in u] == [], requests
+    finally:
+        lab.close()
+    assert not errors
+
+
+def test_kernel_attention_explorer_drives_like_the_page():
+    """The kernel-side explorer (ipywidgets), driven through its controls' callbacks."""
+    model, tok = minigpt.load_pretrained("cpu")
+    text = "the king, the king"
+    explorer = widgets.kernel_attention_explorer(model, tok, {"Romeo": "ROMEO:\nBut soft", "king": text},
+                                                 layer=0, head=2)
+    assert explorer.image.value[:8] == b"\x89PNG\r\n\x1a\n"
+    explorer.preset.value = 1                                   # the prepared text
+    assert explorer.text.value == text and len(explorer.chars) == len(text)
+    maps = model.attention_maps(torch.tensor([tok.encode(text)]))[:, 0]
+    draws = explorer.draws
+    explorer.layer.value, explorer.head.value = 3, 4
+    explorer.query.value, explorer.key.value = 12, 7
+    assert explorer.readout_text() == (f'query "{text[12]}" (position 12) → key "{text[7]}" (position 7): '
+                                       f"weight {maps[3, 4, 12, 7].item():.4f} (layer 3, head 4)")
+    assert explorer.draws == draws + 4                          # one redraw per change, no recompute
+    explorer.key.value = 15
+    assert "in the future (masked)" in explorer.readout_text()
+    explorer.text.value = "To be"                               # the cursor moves onto the new text
+    assert explorer.preset.value == -1 and explorer.query.max == 4 and explorer.query.value == 4
+    assert explorer.readout_text().startswith('query "e" (position 4)')
+    explorer.text.value = "Hello, wörld"
+    assert "position 8" in explorer.error.value and explorer.maps is None and explorer.image.value == b""
+    assert repr(explorer).startswith("KernelAttentionExplorer(2 prepared texts")

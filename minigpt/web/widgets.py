@@ -59,8 +59,7 @@ def _widget(kind: str, config: dict, base: str) -> str:
     jupyter = JUPYTER_TEXT[kind]
     needs = NEEDS.format(model=config["model"], jupyter=jupyter)
     loader = (STATIC_DIR / "loader.js").read_text(encoding="utf-8").replace("</", "<\\/")
-    return (f'<link rel="stylesheet" href="{base}widgets.css">'
-            f'<div class="mg-widget" data-mg-widget="{kind}" data-mg-config="{attr}" '
+    return (f'<div class="mg-widget" data-mg-widget="{kind}" data-mg-config="{attr}" '
             f'data-mg-base="{html_lib.escape(base, quote=True)}" '
             f'data-mg-scripts="{html_lib.escape(json.dumps(scripts), quote=True)}" '
             f'data-mg-jupyter="{html_lib.escape(jupyter, quote=True)}">'

@@ -163,6 +163,7 @@
       var margin = labelled ? Math.max(14, Math.min(22, width / T)) : 28;
       var cell = (width - margin) / T;
       state.margin = margin;
+      state.labels = labelled ? "characters" : "positions";
       state.size = width;
       state.cell = cell;
       if (big.width !== Math.round(width * ratio)) {

@@ -1,5 +1,5 @@
 /* The few lines a widget's notebook output runs inline (minigpt.web.widgets copies this file
- * into a <script> after the widget's <div>): load the widget scripts, or, inside Jupyter,
+ * into a <script> after the widget's <div>): load the widget styles and scripts, or, inside Jupyter,
  * say where the live view is instead.
  *
  * In the rendered book the scripts sit beside the page (../minigpt-web/). A Jupyter front end
@@ -28,6 +28,13 @@
       return;
     }
     var base = node.getAttribute("data-mg-base");
+    if (!loaded[base + "widgets.css"]) {              // the styles too: Jupyter would answer with HTML
+      loaded[base + "widgets.css"] = true;
+      var link = doc.createElement("link");
+      link.rel = "stylesheet";
+      link.href = base + "widgets.css";
+      doc.head.appendChild(link);
+    }
     JSON.parse(node.getAttribute("data-mg-scripts")).forEach(function (name) {
       var src = base + name;
       if (loaded[src]) { return; }

@@ -266,9 +266,9 @@
 
   // [block:mlp] ------------------------------------------------------------------------
   // MLP: C -> 4C -> GELU -> C. GELU is the exact one by default, x * Phi(x) =
-  // 0.5 x (1 + erf(x / sqrt 2)), as nn.GELU() computes it. JavaScript has no Math.erf: this is the classic Chebyshev fit
-  // of erfc (Numerical Recipes' erfcc), fractional error below 1.2e-7 everywhere, about the
-  // rounding error of float32 itself, at the cost of one exp.
+  // 0.5 x (1 + erf(x / sqrt 2)), as nn.GELU() computes it. JavaScript has no Math.erf: this
+  // is the classic Chebyshev fit of erfc (Numerical Recipes' erfcc), fractional error below
+  // 1.2e-7 everywhere, about the rounding error of float32 itself, at the cost of one exp.
   function erf(x) {
     var z = Math.abs(x), t = 1 / (1 + 0.5 * z);
     var erfc = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
