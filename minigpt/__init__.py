@@ -23,8 +23,8 @@ from .pretrained import load_pretrained, pretrained_info
 from .sampling import next_token_probs
 from .reproduce import expect
 from . import viz  # plots and the sampling explorer (matplotlib is imported on first use)
-from .train import (TrainConfig, TrainingDivergedError, TrainResult, estimate_loss, evaluate,
-                    make_optimizer, train)
+from .evaluation import estimate_loss, evaluate
+from .train import TrainConfig, TrainingDivergedError, TrainResult, make_optimizer, train
 
 remember_torch_threads()    # torch's count now: pick_device keeps a count you set after this line
 

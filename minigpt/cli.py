@@ -373,7 +373,7 @@ def _cmd_train(args) -> int:
     distributed.shutdown()                  # data-parallel part over: rank 0 evaluates and writes
     if not distributed.is_main():
         return 0
-    val_loss = evaluate(result.model, data.val, use_autocast=cfg.autocast)
+    val_loss = evaluate(result.model, data.val, autocast=cfg.autocast)
     start_step = saved.step if saved is not None and isinstance(saved.step, int) else 0
     steps = (f"{result.steps - start_step} steps ({result.steps} in all)" if saved is not None
              else f"{result.steps} steps")

@@ -5,7 +5,9 @@ Everything that makes a run reproducible is explicit: the caller seeds the model
 initialisation (the CLI calls `set_seed(TrainConfig.seed)`), batches come from their own
 seeded generator, evaluation batches from another one, and a checkpoint stores every
 generator's state next to the AdamW moments, so "train 2N steps" and "train N, stop, resume,
-train N" produce the same numbers on a CPU.
+train N" produce the same numbers on a CPU (with the same thread count: resume warns otherwise).
+
+The loss estimates live in `evaluation`, the resume checks in `resume`.
 """
 
 from __future__ import annotations
@@ -15,13 +17,11 @@ import math
 import signal
 import threading
 import time
-import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import torch
-import torch.nn.functional as F
 
 from .checkpoint import CheckpointError, config_differences, load_checkpoint, restore_optimizer, save_checkpoint
 from .run_folder import (META_FILE, check_output_folder, checkpoint_nbytes, clean_temporary_files, has_checkpoint,
@@ -31,22 +31,16 @@ from .data import DataError, TextData, get_batch
 from . import distributed
 from .device import DEVICE_CHOICES, autocast, maybe_compile, pick_device, tune_cpu_allocator
 from .errors import MiniGPTError, UsageError
-from .model import MiniGPT, eval_mode
+from .evaluation import estimate_loss, evaluate  # noqa: F401  (also importable from here, as before)
+from .model import MiniGPT
+from .resume import ResumeWarning, check_resumable, trainer_state  # noqa: F401  (ResumeWarning: as before)
 
 # torch.manual_seed takes seeds up to 2**64 - 1; evaluation seeds with seed + 1
 MAX_SEED = 2**63 - 1
-# TrainConfig fields that change the numbers a run produces: resuming with other values
-# continues the run, but not as the uninterrupted run would have (a warning says so)
-_TRAJECTORY_FIELDS = ("max_iters", "batch_size", "learning_rate", "min_lr", "warmup_iters",
-                      "weight_decay", "beta1", "beta2", "grad_clip", "autocast")
 
 
 class TrainingDivergedError(MiniGPTError, RuntimeError):
     """The loss or the gradients became NaN or infinite."""
-
-
-class ResumeWarning(UserWarning):
-    """Resuming with training settings that differ from the checkpoint's."""
 
 
 def _is_number(value: Any) -> bool:
@@ -161,62 +155,6 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), **extra)
 
 
-@torch.no_grad()
-def estimate_loss(model: MiniGPT, data: TextData, batch_size: int, eval_iters: int,
-                  seed: int = 0, device: Optional[torch.device] = None,
-                  use_autocast: bool = True) -> dict[str, float]:
-    """Mean loss over `eval_iters` random batches of each split (same batches every call).
-
-    `use_autocast` is TrainConfig.autocast: False evaluates in float32 on a GPU too.
-    """
-    device = device or model.device
-    out = {}
-    with eval_mode(model):
-        for split, tokens in (("train", data.train), ("val", data.val)):
-            generator = torch.Generator().manual_seed(seed)
-            losses = []
-            for _ in range(eval_iters):
-                x, y = get_batch(tokens, model.config.block_size, batch_size, generator, device)
-                with autocast(device, use_autocast):
-                    losses.append(model(x, y)[1].float().item())
-            out[split] = sum(losses) / len(losses)
-    return out
-
-
-@torch.no_grad()
-def evaluate(model: MiniGPT, tokens: torch.Tensor, batch_size: int = 64,
-             block_size: Optional[int] = None, use_autocast: bool = True) -> float:
-    """Mean next-token cross-entropy over *all* of `tokens`, in non-overlapping windows.
-
-    This is the number to compare between runs: unlike `estimate_loss` it does not depend
-    on which random windows were drawn. The last, shorter window is included.
-    `use_autocast` is TrainConfig.autocast: False evaluates in float32 on a GPU too.
-    """
-    block_size = block_size or model.config.block_size
-    device = model.device
-    n_targets = len(tokens) - 1
-    full = n_targets // block_size
-    total, count = 0.0, 0
-    windows = []
-    if full:
-        x_all = tokens[:full * block_size].view(full, block_size)
-        y_all = tokens[1:full * block_size + 1].view(full, block_size)
-        windows = [(x_all[i:i + batch_size], y_all[i:i + batch_size]) for i in range(0, full, batch_size)]
-    tail = n_targets - full * block_size
-    if tail:
-        start = full * block_size
-        windows.append((tokens[start:start + tail][None], tokens[start + 1:start + tail + 1][None]))
-    with eval_mode(model):
-        for x, y in windows:
-            x, y = x.to(device), y.to(device)
-            with autocast(device, use_autocast):
-                logits, _ = model(x)
-            total += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
-                                     reduction="sum").item()
-            count += y.numel()
-    return total / count
-
-
 def _rng_tensors(batch_gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
     tensors = {"rng.torch": torch.get_rng_state(), "rng.batches": batch_gen.get_state()}
     if device.type == "cuda":
@@ -273,40 +211,6 @@ class _StopAtStepBoundary:
         if self._installed:
             previous = self._previous if self._previous is not None else signal.default_int_handler
             signal.signal(signal.SIGINT, previous)
-
-
-def _check_resumable(ckpt, model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Path) -> None:
-    """Refuse a checkpoint this run cannot continue; warn when the settings differ."""
-    saved_chars, chars = ckpt.tokenizer.chars, data.tokenizer.chars
-    if saved_chars != chars:
-        only_saved = sorted(set(saved_chars) - set(chars))
-        only_text = sorted(set(chars) - set(saved_chars))
-        show = lambda cs: ", ".join(map(repr, cs[:10])) + (", ..." if len(cs) > 10 else "")  # noqa: E731
-        differ = "; ".join(part for part in (
-            f"only in the checkpoint: {show(only_saved)}" if only_saved else "",
-            f"only in this text: {show(only_text)}" if only_text else "") if part)
-        raise CheckpointError(
-            f"cannot resume: this text's vocabulary differs from the one the checkpoint in "
-            f"{str(out_dir)!r} was trained with ({differ or 'the same characters in another order'}), "
-            "so ids would mean other characters. Resume with the text the run was trained on "
-            "(--text), or start a new run in another output folder.")
-    differences = config_differences(ckpt.model.config, model.config)    # any attn_impl may continue
-    if differences:
-        raise CheckpointError(f"cannot resume: the checkpoint in {str(out_dir)!r} was trained with "
-                              f"{'; '.join(differences)}; build the model from the checkpoint's config "
-                              "(the CLI takes it from the checkpoint when no shape flag is given).")
-    state = ckpt.train_state
-    if not ckpt.trainer_tensors or not isinstance(state.get("history"), dict) \
-            or not isinstance(state.get("step"), int):
-        raise CheckpointError(f"{str(ckpt.path)!r} holds no training state (an exported "
-                              "model?); resume needs a training checkpoint.")
-    saved_cfg = state.get("train_config") or {}
-    differences = [f"{name} {saved_cfg[name]!r} -> {getattr(cfg, name)!r}" for name in _TRAJECTORY_FIELDS
-                   if name in saved_cfg and saved_cfg[name] != getattr(cfg, name)]
-    if differences:
-        warnings.warn(f"resuming {str(out_dir)!r} with other training settings than its checkpoint "
-                      f"({'; '.join(differences)}): the run continues, but will not match an "
-                      "uninterrupted run.", ResumeWarning, stacklevel=4)
 
 
 def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, Path, None] = None,
@@ -375,7 +279,7 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
 
     if resume:
         ckpt = load_checkpoint(out_dir, device, with_trainer=True)
-        _check_resumable(ckpt, model, data, cfg, out_dir)
+        check_resumable(ckpt, model, data, cfg, out_dir, device)
         model.load_state_dict(ckpt.model.state_dict())
         restore_optimizer(optimizer, ckpt.trainer_tensors, ckpt.train_state["optimizer_param_groups"])
         try:
@@ -395,12 +299,12 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
     def save(step: int, rng: dict[str, torch.Tensor]) -> Path:
         if not distributed.is_main():
             return out_dir / f"step-{step:06d}"        # rank 0 writes it
-        state = {"history": history, "train_config": cfg.to_dict(), "step": step}
-        return save_checkpoint(out_dir, model, data.tokenizer, step, optimizer, state, rng)
+        return save_checkpoint(out_dir, model, data.tokenizer, step, optimizer,
+                               trainer_state(history, cfg, step), rng)
 
     def run_eval(step: int, elapsed: float) -> None:
         losses = estimate_loss(model, data, cfg.batch_size, cfg.eval_iters, cfg.seed + 1, device,
-                               cfg.autocast)
+                               autocast=cfg.autocast)
         record = {"step": step, "train": losses["train"], "val": losses["val"],
                   "lr": cfg.lr_at(max(step - 1, 0)), "elapsed": elapsed}
         history["eval"].append(record)

@@ -290,12 +290,15 @@ def test_evaluation_honours_train_config_autocast(small_data, monkeypatch):
     so the flag that reaches device.autocast is what is checked)."""
     import importlib
     train_module = importlib.import_module("minigpt.train")
+    evaluation_module = importlib.import_module("minigpt.evaluation")
     seen = []
     real = train_module.autocast
-    monkeypatch.setattr(train_module, "autocast", lambda device, enabled=True: seen.append(enabled) or real(device, enabled))
+    spy = lambda device, enabled=True: seen.append(enabled) or real(device, enabled)  # noqa: E731
+    monkeypatch.setattr(train_module, "autocast", spy)              # the training steps
+    monkeypatch.setattr(evaluation_module, "autocast_context", spy)  # estimate_loss, evaluate
     model = model_for(small_data)
-    estimate_loss(model, small_data, batch_size=2, eval_iters=1, use_autocast=False)
-    evaluate(model, small_data.val[:40], use_autocast=False)
+    estimate_loss(model, small_data, batch_size=2, eval_iters=1, autocast=False)
+    evaluate(model, small_data.val[:40], autocast=False)
     assert seen and not any(seen)
     seen.clear()
     train(model, small_data, small_cfg(autocast=False, max_iters=2, eval_interval=1), progress=False)

@@ -1,0 +1,54 @@
+"""minigpt.resume: a resumed run warns when it cannot match the uninterrupted one."""
+
+import warnings
+
+import pytest
+import torch
+
+from minigpt import GPTConfig, MiniGPT, TrainConfig, load_checkpoint, train
+from minigpt.resume import THREADS_KEY, ResumeWarning
+
+
+def model_for(data):
+    torch.manual_seed(0)
+    return MiniGPT(GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=16, n_embd=32, n_head=4,
+                             n_layer=1, dropout=0.0))
+
+
+def cfg(max_iters=4):
+    return TrainConfig(max_iters=max_iters, batch_size=4, learning_rate=3e-3, warmup_iters=1,
+                       eval_interval=100, eval_iters=1, checkpoint_interval=2, device="cpu")
+
+
+@pytest.fixture
+def threads():
+    """Sets torch's thread count for one test and gives the previous one back."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def test_a_checkpoint_records_the_thread_count(small_data, tmp_path, threads):
+    threads(1)
+    train(model_for(small_data), small_data, cfg(2), tmp_path / "run", progress=False)
+    assert load_checkpoint(tmp_path / "run").train_state[THREADS_KEY] == 1
+
+
+def test_resume_with_another_thread_count_warns_in_one_line(small_data, tmp_path, threads):
+    threads(1)
+    train(model_for(small_data), small_data, cfg(), tmp_path / "run", stop_at=2, progress=False)
+    threads(2)
+    with pytest.warns(ResumeWarning, match=r"with 2 CPU thread\(s\), but its checkpoint was trained with 1: "
+                                           r"the losses will differ .*torch\.set_num_threads\(1\)") as caught:
+        result = train(model_for(small_data), small_data, cfg(), tmp_path / "run", resume=True, progress=False)
+    assert result.steps == 4
+    assert all("\n" not in str(w.message) for w in caught)
+
+
+def test_resume_with_the_same_thread_count_is_silent(small_data, tmp_path, threads):
+    threads(1)
+    train(model_for(small_data), small_data, cfg(), tmp_path / "run", stop_at=2, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResumeWarning)
+        assert train(model_for(small_data), small_data, cfg(), tmp_path / "run", resume=True,
+                     progress=False).steps == 4
