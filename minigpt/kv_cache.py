@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from .errors import MiniGPTError
+
+
+class KVCacheOverflowError(MiniGPTError, RuntimeError):
+    """More positions appended than the cache was allocated for."""
+
 
 class KVCache:
     """Pre-allocated keys and values for one attention layer.
@@ -26,7 +32,8 @@ class KVCache:
         """Store k/v (B, Hkv, T, D) after the cached ones; return all keys and values so far."""
         start, end = self.length, self.length + k.size(2)
         if end > self.max_len:
-            raise RuntimeError(f"KV cache overflow: {end} positions > capacity {self.max_len}.")
+            raise KVCacheOverflowError(f"KV cache overflow: {end} positions > capacity {self.max_len}; "
+                                       "allocate it with max_len >= prompt + new tokens, or reset() it.")
         self.k[:, :, start:end] = k
         self.v[:, :, start:end] = v
         self.length = end

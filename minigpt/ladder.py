@@ -29,13 +29,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import CausalSelfAttention
-from .config import GPTConfig
+from .config import ConfigError, GPTConfig
 from .data import TextData
 from .errors import UsageError
-from .model import MLP, Block, MiniGPT, eval_mode
+from .evaluation import evaluate
+from .model import MLP, Block, MiniGPT, ModelInputError, eval_mode
 from .positions import rope_cos_sin, sinusoidal_table
 from .sampling import draw_next_token, next_token_probs
-from .train import TrainConfig, evaluate, train
+from .train import TrainConfig, train
 
 
 class RungModel(nn.Module):
@@ -65,7 +66,7 @@ class RungModel(nn.Module):
                                  persistent=False)
         elif positions and config.pos_encoding == "rope":
             if not attention:
-                raise ValueError("pos_encoding='rope' rotates queries and keys, so positions need "
+                raise ConfigError("pos_encoding='rope' rotates queries and keys, so positions need "
                                  "attention on; use pos_encoding='learned' for a rung without it.")
             cos, sin = rope_cos_sin(config.block_size, config.head_dim)
             self.register_buffer("rope_cos", cos, persistent=False)
@@ -74,7 +75,7 @@ class RungModel(nn.Module):
         layer_config = config if positions else replace(config, pos_encoding="learned")
         if residual_norm:
             if not (attention and mlp):
-                raise ValueError("residual_norm builds full Blocks: it needs attention and mlp on.")
+                raise ConfigError("residual_norm builds full Blocks: it needs attention and mlp on.")
             self.layers = nn.ModuleList([Block(layer_config) for _ in range(config.n_layer)])
             self.ln_f: nn.Module = nn.LayerNorm(config.n_embd, bias=config.bias)
         else:
@@ -102,8 +103,8 @@ class RungModel(nn.Module):
     def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None):
         T = idx.size(1)
         if T > self.config.block_size:
-            raise ValueError(f"sequence of {T} tokens exceeds block_size={self.config.block_size}; "
-                             f"crop the input to its last {self.config.block_size} tokens.")
+            raise ModelInputError(f"sequence of {T} tokens exceeds block_size={self.config.block_size}; "
+                                  f"crop the input to its last {self.config.block_size} tokens.")
         x = self.wte(idx)                                           # (B, T, C)
         if self.wpe is not None:
             x = x + self.wpe.weight[:T]
@@ -115,7 +116,12 @@ class RungModel(nn.Module):
         logits = self.lm_head(self.ln_f(x))                         # (B, T, V)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+            if targets.shape != idx.shape:
+                raise ModelInputError(f"targets must have the same shape as idx {tuple(idx.shape)}, "
+                                      f"got {tuple(targets.shape)}.")
+            # targets equal to -1 are ignored, as in MiniGPT.forward
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+                                   ignore_index=-1)
         return logits, loss
 
 
@@ -150,13 +156,13 @@ class UnigramModel(nn.Module):
     def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None):
         B, T = idx.shape
         if T > self.config.block_size:
-            raise UsageError(f"sequence of {T} tokens exceeds block_size={self.config.block_size}; "
+            raise ModelInputError(f"sequence of {T} tokens exceeds block_size={self.config.block_size}; "
                                   f"crop the input to its last {self.config.block_size} tokens.")
         logits = self.log_probs.expand(B, T, -1)                    # (B, T, V), the same at every position
         loss = None
         if targets is not None:
             if targets.shape != idx.shape:
-                raise UsageError(f"targets must have the same shape as idx {tuple(idx.shape)}, "
+                raise ModelInputError(f"targets must have the same shape as idx {tuple(idx.shape)}, "
                                       f"got {tuple(targets.shape)}.")
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         return logits, loss
@@ -197,20 +203,20 @@ def build_rung(name: str, config: GPTConfig, full_layers: Optional[int] = None) 
         return RungModel(one)
     if name == "full model":
         return MiniGPT(config if full_layers is None else replace(config, n_layer=full_layers))
-    raise ValueError(f"unknown rung {name!r}; choose one of {RUNGS}.")
+    raise UsageError(f"unknown rung {name!r}; choose one of {RUNGS}.")
 
 
 @torch.no_grad()
-def sample(model: nn.Module, data: TextData, length: int = 120, prompt: str = "\n",
+def sample(model: nn.Module, data: TextData, max_new_tokens: int = 120, prompt: str = "\n",
            temperature: float = 0.8, seed: int = 0) -> str:
-    """Sample `length` characters with a seeded generator (works for any rung).
+    """Sample `max_new_tokens` characters with a seeded generator (works for any rung).
 
     The model runs in eval mode and gets its previous mode back afterwards.
     """
     generator = torch.Generator().manual_seed(seed)
     idx = torch.tensor([data.tokenizer.encode(prompt)], device=model.device)
     with eval_mode(model):
-        for _ in range(length):
+        for _ in range(max_new_tokens):
             logits, _ = model(idx[:, -model.config.block_size:])
             probs = next_token_probs(logits[:, -1], temperature)              # (1, V)
             idx = torch.cat((idx, draw_next_token(probs, generator)), dim=1)   # drawn on the CPU
@@ -228,13 +234,14 @@ def default_settings(vocab_size: int) -> tuple[GPTConfig, TrainConfig]:
 
 def run_ladder(data: TextData, config: Optional[GPTConfig] = None,
                train_config: Optional[TrainConfig] = None, rungs=RUNGS, full_layers: Optional[int] = None,
-               sample_length: int = 120, seed: int = 1337, val_tokens: Optional[int] = None) -> list[Rung]:
+               sample_tokens: int = 120, seed: int = 1337, val_tokens: Optional[int] = None) -> list[Rung]:
     """Train every rung with the same budget (the unigram rung is counted from the training
     text instead); return (name, params, val loss, sample) per rung.
 
     The validation loss is `evaluate` over the whole validation split (or its first
     `val_tokens` tokens), so rungs are compared on exactly the same text. The full model
-    has `full_layers` blocks, by default `config.n_layer`.
+    has `full_layers` blocks, by default `config.n_layer`. Each rung's sample is
+    `sample_tokens` characters long (the CLI's `train --sample-tokens`).
     """
     default_model, default_train = default_settings(data.tokenizer.vocab_size)
     config = config or default_model
@@ -250,7 +257,7 @@ def run_ladder(data: TextData, config: Optional[GPTConfig] = None,
             model = train(model, data, train_config, progress=False).model
         params = model.num_parameters()
         loss = evaluate(model, val, batch_size=256)
-        table.append(Rung(name, params, loss, sample(model, data, sample_length, seed=seed)))
+        table.append(Rung(name, params, loss, sample(model, data, sample_tokens, seed=seed)))
     return table
 
 

@@ -19,7 +19,16 @@ from .kv_cache import KVCache
 from .positions import rope_cos_sin, sinusoidal_table
 from .config import GPTConfig
 from .dropout import Dropout
-from .sampling import check_sampling_settings, draw_next_token, next_token_probs
+from .errors import MiniGPTError
+from .sampling import probs_from_checked_logits, check_finite_logits, check_sampling_settings, draw_next_token, is_greedy
+
+
+class ModelInputError(MiniGPTError, ValueError):
+    """Token ids, targets or generation settings the model cannot take (shape, range, device)."""
+
+
+class ModelInputTypeError(ModelInputError, TypeError):
+    """An argument of the wrong type (a list for a tensor, floats for token ids)."""
 
 
 @contextlib.contextmanager
@@ -89,7 +98,7 @@ class MiniGPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         if not isinstance(config, GPTConfig):
-            raise TypeError(f"MiniGPT expects a GPTConfig, got {type(config).__name__}; "
+            raise ModelInputTypeError(f"MiniGPT expects a GPTConfig, got {type(config).__name__}; "
                             "build one with GPTConfig(vocab_size=..., ...).")
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
@@ -140,17 +149,17 @@ class MiniGPT(nn.Module):
     # ---------------------------------------------------------------- checks
     def _check_idx(self, idx) -> torch.Tensor:
         if not isinstance(idx, torch.Tensor):
-            raise TypeError(f"idx must be a LongTensor of token ids with shape (B, T), got "
+            raise ModelInputTypeError(f"idx must be a LongTensor of token ids with shape (B, T), got "
                             f"{type(idx).__name__}; use torch.tensor([tokenizer.encode(text)]).")
         if idx.dim() == 1:
-            raise ValueError(f"idx must have shape (B, T); got a 1-D tensor of length {idx.numel()}. "
+            raise ModelInputError(f"idx must have shape (B, T); got a 1-D tensor of length {idx.numel()}. "
                              "Add a batch dimension with idx[None] or idx.unsqueeze(0).")
         if idx.dim() != 2:
-            raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}.")
+            raise ModelInputError(f"idx must have shape (B, T), got {tuple(idx.shape)}.")
         if idx.dtype not in (torch.long, torch.int32, torch.int16, torch.uint8):
-            raise TypeError(f"idx must hold integer token ids, got dtype {idx.dtype}.")
+            raise ModelInputTypeError(f"idx must hold integer token ids, got dtype {idx.dtype}.")
         if idx.size(1) == 0:
-            raise ValueError("idx has no tokens (T = 0); give at least one token, e.g. a newline.")
+            raise ModelInputError("idx has no tokens (T = 0); give at least one token, e.g. a newline.")
         # The range check reads values back (a host sync on GPUs, a graph break under
         # torch.compile), so it runs where it is cheap: on the CPU and at inference.
         compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)()
@@ -158,10 +167,10 @@ class MiniGPT(nn.Module):
             low, high = int(idx.min()), int(idx.max())
             if low < 0 or high >= self.config.vocab_size:
                 bad = low if low < 0 else high
-                raise ValueError(f"token id {bad} is outside the vocabulary 0..{self.config.vocab_size - 1}; "
+                raise ModelInputError(f"token id {bad} is outside the vocabulary 0..{self.config.vocab_size - 1}; "
                                  "encode text with the tokenizer this model was trained with.")
         if idx.device != self.device:
-            raise ValueError(f"idx is on {idx.device} but the model is on {self.device}; "
+            raise ModelInputError(f"idx is on {idx.device} but the model is on {self.device}; "
                              "move it with idx.to(model.device).")
         return idx.long()
 
@@ -172,7 +181,7 @@ class MiniGPT(nn.Module):
         T = idx.size(1)
         start = caches[0].length if caches else 0
         if start + T > self.config.block_size:
-            raise ValueError(f"sequence of {start + T} tokens exceeds block_size="
+            raise ModelInputError(f"sequence of {start + T} tokens exceeds block_size="
                              f"{self.config.block_size}; crop the input to its last "
                              f"{self.config.block_size} tokens (generate() does this for you).")
         x = self.wte(idx)                                                    # (B, T, C)
@@ -203,7 +212,7 @@ class MiniGPT(nn.Module):
         loss = None
         if targets is not None:
             if targets.shape != idx.shape:
-                raise ValueError(f"targets must have the same shape as idx {tuple(idx.shape)}, "
+                raise ModelInputError(f"targets must have the same shape as idx {tuple(idx.shape)}, "
                                  f"got {tuple(targets.shape)}.")
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1),
                                    ignore_index=-1)
@@ -242,7 +251,8 @@ class MiniGPT(nn.Module):
                  use_cache: bool = True, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Extend idx (B, T) by max_new_tokens sampled tokens; returns (B, T + max_new_tokens).
 
-        temperature=0 is greedy decoding. With use_cache the keys and values of earlier
+        temperature=0 is greedy decoding (so is a temperature that rounds to 0 in float32, below
+        about 1.4e-45); logits holding NaN or inf raise NonFiniteLogitsError. With use_cache the keys and values of earlier
         positions are kept, so each step processes one new token. Once the text outgrows
         block_size the window slides and every cached key is stale (it was computed with
         context that has now dropped out), so from then on each step recomputes the window:
@@ -254,12 +264,13 @@ class MiniGPT(nn.Module):
         """
         idx = self._check_idx(idx)
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}.")
+            raise ModelInputError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}.")
         check_sampling_settings(temperature, top_k, top_p)
+        greedy = is_greedy(temperature)
         block_size = self.config.block_size
         with eval_mode(self):
             caches = None
-            for _ in range(max_new_tokens):
+            for step in range(1, max_new_tokens + 1):
                 T = idx.size(1)
                 if use_cache and T <= block_size:
                     if caches is None:                         # prefill with the whole prompt
@@ -269,10 +280,12 @@ class MiniGPT(nn.Module):
                         logits = self._next_logits(idx[:, -1:], caches)
                 else:
                     logits = self._next_logits(idx[:, -block_size:])
-                if temperature == 0:
+                # NaN logits would give NaN probabilities, and argmax would emit token 0
+                check_finite_logits(logits, step)
+                if greedy:
                     next_id = logits.argmax(dim=-1, keepdim=True)             # (B, 1)
                 else:
-                    probs = next_token_probs(logits, temperature, top_k, top_p)
+                    probs = probs_from_checked_logits(logits, temperature, top_k, top_p)
                     next_id = draw_next_token(probs, generator)               # (B, 1)
                 idx = torch.cat((idx, next_id), dim=1)
         return idx

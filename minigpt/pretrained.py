@@ -14,7 +14,9 @@ from typing import Union
 import torch
 
 from .checkpoint import load_checkpoint, load_model
+from .data import CharTokenizer
 from .device import pick_device
+from .model import MiniGPT
 
 PRETRAINED_NAME = "shakespeare_char"
 
@@ -23,8 +25,12 @@ def pretrained_path() -> Path:
     return Path(str(resources.files("minigpt").joinpath(f"pretrained/{PRETRAINED_NAME}")))
 
 
-def load_pretrained(device: Union[str, torch.device, None] = "auto"):
-    """(model, tokenizer) for the shipped tinyshakespeare model, in eval mode on `device`."""
+def load_pretrained(device: Union[str, torch.device, None] = "auto") -> tuple[MiniGPT, CharTokenizer]:
+    """(model, tokenizer) for the shipped tinyshakespeare model, in eval mode on `device`.
+
+    Every loader of a whole model returns this pair (`load_model`, `load_web_model`);
+    `load_checkpoint` returns a `Checkpoint` that holds it with the training state.
+    """
     return load_model(pretrained_path(), pick_device(device))
 
 

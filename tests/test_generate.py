@@ -5,6 +5,8 @@ import torch
 from torch.testing import assert_close
 
 from conftest import TINY, random_ids, tiny_model
+from minigpt import MiniGPTError
+from minigpt.sampling import NonFiniteLogitsError
 
 
 # several architectures; weights drawn with a larger std so that logits are well separated
@@ -117,5 +119,30 @@ def test_generate_restores_training_mode_and_zero_tokens():
     ({"max_new_tokens": 5, "top_p": 1.5}, r"top_p must be in \(0, 1\]"),
 ])
 def test_generate_rejects_bad_settings(kw, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(MiniGPTError, match=message):
         model_for("learned-sdpa").generate(random_ids(1, 3), **kw)
+
+
+@pytest.mark.parametrize("temperature", [0, 0.8])
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_generation_from_nan_weights_names_the_cause(temperature, use_cache):
+    """Greedy decoding from NaN logits used to emit token 0 forever, silently."""
+    model = model_for("learned-sdpa")
+    with torch.no_grad():
+        model.ln_f.weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteLogitsError, match=r"the model produced NaN logits at generation step 1: "
+                                                   r"its weights or its input are broken"):
+        model.generate(random_ids(1, 3), 5, temperature=temperature, use_cache=use_cache,
+                       generator=torch.Generator().manual_seed(0))
+
+
+def test_generation_reports_the_step_where_logits_broke():
+    """A weight that breaks only later positions: the error names the step where it happened."""
+    model = model_for("learned-sdpa")
+    prompt = random_ids(1, 3)                 # positions 0-2; step 4 is the first to read position 5
+    with torch.no_grad():
+        model.wpe.weight[5] = float("inf")
+    for use_cache in (True, False):
+        assert model.generate(prompt, 3, temperature=0, use_cache=use_cache).shape == (1, 6)
+        with pytest.raises(NonFiniteLogitsError, match=r"(NaN|inf) logits at generation step 4"):
+            model.generate(prompt, 4, temperature=0, use_cache=use_cache)

@@ -62,7 +62,7 @@ def test_one_block_rung_matches_minigpt(data, pos_encoding):
 def test_run_ladder_is_deterministic(data):
     config, training = tiny_configs(data.tokenizer.vocab_size)
     kwargs = dict(config=config, train_config=training, rungs=("bigram", "+ MLP", "full model"),
-                  full_layers=2, sample_length=20, val_tokens=500)
+                  full_layers=2, sample_tokens=20, val_tokens=500)
     first = run_ladder(data, **kwargs)
     second = run_ladder(data, **kwargs)
     assert [r.name for r in first] == ["bigram", "+ MLP", "full model"]
@@ -90,7 +90,7 @@ def test_ladder_runs_with_fixed_positions(data, pos_encoding):
     assert (rung.pos_table is not None) == (pos_encoding == "sinusoidal")
     assert (rung.rope_cos is not None) == (pos_encoding == "rope")
     table = run_ladder(data, config, training, rungs=("bigram", "one head", "full model"),
-                       sample_length=5, val_tokens=300)
+                       sample_tokens=5, val_tokens=300)
     assert [r.name for r in table] == ["bigram", "one head", "full model"]
     assert all(0 < r.val_loss < 5.0 for r in table)
 
@@ -139,3 +139,28 @@ def test_rung_rejects_too_long_input(data):
     config, _ = tiny_configs(data.tokenizer.vocab_size)
     with pytest.raises(ValueError, match="exceeds block_size=16; crop"):
         build_rung("bigram", config)(torch.zeros(1, 17, dtype=torch.long))
+
+
+@pytest.mark.parametrize("name", [n for n in RUNGS if n != "full model"])
+def test_rungs_ignore_targets_of_minus_one_as_minigpt_does(data, name):
+    """A target of -1 is skipped by the loss (MiniGPT.forward's convention), not an IndexError."""
+    config, _ = tiny_configs(data.tokenizer.vocab_size)
+    torch.manual_seed(0)
+    rung = build_rung(name, config).eval()
+    idx = torch.randint(config.vocab_size, (2, 6), generator=torch.Generator().manual_seed(1))
+    targets = torch.randint(config.vocab_size, (2, 6), generator=torch.Generator().manual_seed(2))
+    targets[0, 1] = targets[1, 4] = -1
+    logits, loss = rung(idx, targets)
+    kept = targets != -1
+    expected = torch.nn.functional.cross_entropy(logits[kept], targets[kept])
+    torch.testing.assert_close(loss, expected)
+    with pytest.raises(minigpt.MiniGPTError, match=r"targets must have the same shape as idx \(2, 6\)"):
+        rung(idx, targets[:, :3])
+
+
+def test_rung_errors_are_one_line_minigpt_errors(data):
+    config, _ = tiny_configs(data.tokenizer.vocab_size)
+    with pytest.raises(minigpt.MiniGPTError, match="unknown rung 'nope'"):
+        build_rung("nope", config)
+    with pytest.raises(minigpt.ConfigError, match="residual_norm builds full Blocks"):
+        RungModel(config, mlp=False, residual_norm=True)

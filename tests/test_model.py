@@ -7,6 +7,8 @@ import torch
 from torch.testing import assert_close
 
 from conftest import ALL_COMBOS, ALL_IMPLS, ALL_NORMS, ALL_POS, TINY, random_ids, tiny_model
+from minigpt import MiniGPTError
+from minigpt.model import ModelInputError, ModelInputTypeError
 
 V = TINY["vocab_size"]
 
@@ -34,7 +36,7 @@ def test_loss_matches_cross_entropy_and_ignores_minus_one():
 
 
 def test_targets_shape_must_match():
-    with pytest.raises(ValueError, match=r"targets must have the same shape as idx \(2, 5\)"):
+    with pytest.raises(ModelInputError, match=r"targets must have the same shape as idx \(2, 5\)"):
         tiny_model()(random_ids(2, 5), random_ids(2, 4))
 
 
@@ -138,12 +140,12 @@ def test_attention_maps(impl):
 
 # -------------------------------------------------------------- input checks
 def test_idx_must_be_a_tensor():
-    with pytest.raises(TypeError, match=r"idx must be a LongTensor.*got list"):
+    with pytest.raises(ModelInputTypeError, match=r"idx must be a LongTensor.*got list"):
         tiny_model()([[1, 2, 3]])
 
 
 def test_idx_dtype():
-    with pytest.raises(TypeError, match=r"integer token ids, got dtype torch.float32"):
+    with pytest.raises(ModelInputTypeError, match=r"integer token ids, got dtype torch.float32"):
         tiny_model()(torch.zeros(1, 4))
     # smaller integer types are accepted
     model = tiny_model()
@@ -152,11 +154,11 @@ def test_idx_dtype():
 
 def test_idx_shape():
     model = tiny_model()
-    with pytest.raises(ValueError, match=r"1-D tensor of length 4.*idx\[None\]"):
+    with pytest.raises(ModelInputError, match=r"1-D tensor of length 4.*idx\[None\]"):
         model(torch.zeros(4, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"shape \(B, T\), got \(1, 2, 3\)"):
+    with pytest.raises(ModelInputError, match=r"shape \(B, T\), got \(1, 2, 3\)"):
         model(torch.zeros(1, 2, 3, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"no tokens \(T = 0\)"):
+    with pytest.raises(ModelInputError, match=r"no tokens \(T = 0\)"):
         model(torch.zeros(1, 0, dtype=torch.long))
 
 
@@ -164,17 +166,26 @@ def test_idx_shape():
 def test_out_of_vocab_ids(bad):
     idx = random_ids(1, 5)
     idx[0, 2] = bad
-    with pytest.raises(ValueError, match=rf"token id {bad} is outside the vocabulary 0\.\.{V - 1}"):
+    with pytest.raises(ModelInputError, match=rf"token id {bad} is outside the vocabulary 0\.\.{V - 1}"):
         tiny_model()(idx)
 
 
 def test_idx_on_another_device():
     model = tiny_model().to("meta")          # any device other than the idx's one
-    with pytest.raises(ValueError, match=r"idx is on cpu but the model is on meta.*idx.to\(model.device\)"):
+    with pytest.raises(ModelInputError, match=r"idx is on cpu but the model is on meta.*idx.to\(model.device\)"):
         model(random_ids(1, 5))
 
 
 def test_sequence_longer_than_block_size():
-    with pytest.raises(ValueError, match=r"sequence of 17 tokens exceeds block_size=16; crop"):
+    with pytest.raises(ModelInputError, match=r"sequence of 17 tokens exceeds block_size=16; crop"):
         tiny_model()(random_ids(1, 17))
     tiny_model()(random_ids(1, 16))          # exactly block_size is fine
+
+
+def test_input_errors_are_minigpt_errors_and_keep_their_builtin_types():
+    """The CLI prints a MiniGPTError as one line; `except ValueError/TypeError` keeps working."""
+    assert issubclass(ModelInputError, MiniGPTError) and issubclass(ModelInputError, ValueError)
+    assert issubclass(ModelInputTypeError, ModelInputError) and issubclass(ModelInputTypeError, TypeError)
+    import minigpt
+    with pytest.raises(ModelInputTypeError, match=r"MiniGPT expects a GPTConfig, got dict"):
+        minigpt.MiniGPT(dict(TINY))

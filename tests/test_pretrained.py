@@ -44,3 +44,15 @@ def test_pretrained_info():
     info = pretrained_info()
     assert info["train_config"]["max_iters"] > 0
     assert info["step"] == info["train_config"]["max_iters"]
+
+
+def test_every_model_loader_returns_a_model_and_its_tokenizer():
+    """One return type for the loaders of a whole model: (MiniGPT, CharTokenizer), never a bare model."""
+    from minigpt import CharTokenizer, MiniGPT, load_model
+    from minigpt.pretrained import pretrained_path
+    from minigpt.web.export import asset_path, load_web_model
+    for loaded in (load_pretrained("cpu"), load_model(pretrained_path(), "cpu"), load_web_model(asset_path())):
+        assert isinstance(loaded, tuple) and len(loaded) == 2
+        model, tokenizer = loaded
+        assert isinstance(model, MiniGPT) and isinstance(tokenizer, CharTokenizer)
+        assert tokenizer.vocab_size == model.config.vocab_size == 65

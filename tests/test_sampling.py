@@ -161,3 +161,81 @@ def test_generated_ids_can_enter_a_training_step():
     _, loss = model(out[:, :-1], out[:, 1:])
     loss.backward()
     assert model.wte.weight.grad is not None
+
+
+# ------------------------------------------------------------ ties, broken logits, tiny temperatures
+def lowest_ids_reference(logits_row, k):
+    """The JavaScript twin's rule (minigpt/web/static/minigpt-web/sampling.js): sort by logit,
+    best first, ties by the lower id; keep the first k."""
+    order = sorted(range(len(logits_row)), key=lambda i: (-logits_row[i], i))
+    return sorted(order[:k])
+
+
+def test_top_k_among_ties_keeps_the_lowest_ids():
+    logits = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])   # 8 tied at the top
+    assert next_token_probs(logits, top_k=2).nonzero().flatten().tolist() == [4, 5]
+    # a token above the tie always stays; the one place left goes to the lowest tied id
+    logits = torch.tensor([2.0, 5.0, 2.0, 1.0, 2.0, 2.0])
+    assert next_token_probs(logits, top_k=2).nonzero().flatten().tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 3.0])
+def test_top_k_agrees_with_the_page_on_many_tied_rows(temperature):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randint(0, 4, (200, 12), generator=g).float()       # values 0-3: ties everywhere
+    for k in (1, 2, 5, 11):
+        probs = next_token_probs(logits, temperature, top_k=k)
+        for row, p in zip(logits.tolist(), probs):
+            assert p.nonzero().flatten().tolist() == lowest_ids_reference(row, k)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_top_k_among_ties_is_the_same_on_cuda():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randint(0, 3, (64, 300), generator=g).float()
+    for k in (1, 7, 150):
+        on_cpu = next_token_probs(logits, top_k=k) > 0
+        on_gpu = next_token_probs(logits.cuda(), top_k=k).cpu() > 0
+        assert torch.equal(on_cpu, on_gpu)
+
+
+@pytest.mark.parametrize("bad,name", [(float("nan"), "NaN"), (float("inf"), r"\+inf")])
+@pytest.mark.parametrize("temperature", [0, 1.0])
+def test_broken_logits_raise_instead_of_giving_nan(bad, name, temperature):
+    from minigpt.sampling import NonFiniteLogitsError
+    logits = torch.tensor([[1.0, 2.0, 0.5], [0.0, bad, 1.0]])
+    with pytest.raises(NonFiniteLogitsError, match=rf"the logits hold {name}.*weights or its input are broken"):
+        next_token_probs(logits, temperature)
+
+
+def test_a_row_with_every_token_masked_is_refused():
+    from minigpt import MiniGPTError
+    with pytest.raises(MiniGPTError, match=r"every logit of a row is -inf"):
+        next_token_probs(torch.full((1, 4), float("-inf")))
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 1e-46, 2.0**-150])
+def test_a_temperature_that_is_zero_in_float32_is_greedy(temperature):
+    """1e-300 is 0 in float32 (logits / 0 would be inf and NaN): it decodes greedily, like 0."""
+    logits = torch.tensor([[1.0, 3.0, 3.0, 2.0], [-1.0, -2.0, -3.0, 0.5]])
+    probs = next_token_probs(logits, temperature=temperature)
+    assert torch.equal(probs, next_token_probs(logits, temperature=0))
+    assert probs[0].tolist() == [0.0, 1.0, 0.0, 0.0]                  # the lowest id among ties
+
+
+def test_generate_with_a_temperature_that_is_zero_in_float32_is_greedy():
+    from conftest import random_ids, tiny_model
+    model = tiny_model(scale=0.5)
+    idx = random_ids(2, 5)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(model.generate(idx, 8, temperature=1e-300, top_k=3, generator=g),
+                       model.generate(idx, 8, temperature=0))
+
+
+def test_the_cli_samples_greedily_with_a_temperature_that_is_zero_in_float32(capsys):
+    from minigpt.cli import main
+    common = ["sample", "--device", "cpu", "--prompt", "ROMEO:", "--max-new-tokens", "20"]
+    assert main(common + ["--temperature", "1e-300", "--seed", "1"]) == 0
+    tiny = capsys.readouterr().out
+    assert main(common + ["--temperature", "0", "--seed", "2"]) == 0
+    assert capsys.readouterr().out == tiny and tiny.startswith("ROMEO:") and len(tiny) > 20
