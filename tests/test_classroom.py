@@ -77,7 +77,7 @@ def test_student_edition_and_autograde(tmp_path):
 
     assert classroom.student(run=True) == 0                  # runs to the end, exercise open
     released = json.loads((tmp_path / "course/release/03_test/03_test.ipynb").read_text())
-    code = "".join(released["cells"][2]["source"])
+    code = next("".join(c["source"]) for c in released["cells"] if c["metadata"].get("nbgrader", {}).get("solution"))
     assert "raise NotImplementedError()" in code and "amax" not in code
 
     assert classroom.autograde() == 0                        # the full edition: full marks
@@ -89,7 +89,7 @@ def test_student_edition_and_autograde(tmp_path):
 
     wrong_folder = tmp_path / "wrong"
     wrong = json.loads((tmp_path / "nb/03_test.ipynb").read_text())
-    wrong["cells"][2]["source"] = WRONG
+    wrong["cells"][2]["source"] = WRONG                     # the full edition's solution cell
     wrong_folder.mkdir()
     (wrong_folder / "03_test.ipynb").write_text(json.dumps(wrong))
     assert classroom.autograde("wrong-student", wrong_folder) == 1

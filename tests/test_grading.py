@@ -58,10 +58,10 @@ STUDENTS = {
                      "_answers = {round(c.args[0].sum().item(), 4): minigpt.exercises.CAUSAL_ATTENTION.reference("
                      "*c.args) for c in minigpt.exercises.CAUSAL_ATTENTION.cases()}\n"
                      + ATTENTION.format(body="    return _answers.get(round(q.sum().item(), 4), torch.zeros_like(v))"), (0, 0), []),
-    # partly right: the mask ignores the cached keys (right when T == S), the attention is not
-    # scaled (right only for T = 1, where one weight is 1 whatever the scale)
+    # partly right: the mask ignores the cached keys (right in the one case of four where T == S),
+    # the attention is not scaled (right only for T = 1, where one weight is 1 whatever the scale)
     "partly-right": (MASK.format(body="    return torch.ones(T, S, dtype=torch.bool).tril()"),
-                     ATTENTION.format(body=RIGHT_ATTENTION.replace(" / math.sqrt(D)", "")), (0.5, 0.33),
+                     ATTENTION.format(body=RIGHT_ATTENTION.replace(" / math.sqrt(D)", "")), (0.25, 0.33),
                      ["Likely mistake", "sqrt(D)"]),
     "right-by-hand": (MASK.format(body=RIGHT_MASK), ATTENTION.format(body=RIGHT_ATTENTION), (1, 1), []),
 }

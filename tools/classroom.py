@@ -299,7 +299,7 @@ def how_graded(graded: list[tuple[str, str, float]], practice: list[str], limit:
         "- Before you submit, run *Kernel → Restart & Run All*: the notebook is graded top to "
         "bottom in a fresh kernel.",
     ]
-    return {"cell_type": "markdown", "metadata": {}, "source": "\n".join(lines)}
+    return {"cell_type": "markdown", "id": "how-you-are-graded", "metadata": {}, "source": "\n".join(lines)}
 
 
 def shape_assignment(notebook: dict, chapter: str, only: Optional[set], weights: dict,
