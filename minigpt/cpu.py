@@ -201,8 +201,8 @@ def _who_set(name: str, value: str, env: Mapping[str, str]) -> str:
     if name == "OMP_NUM_THREADS" and value == "1" and any(env.get(v) for v in TORCHRUN_ENVS):
         per_machine = env.get("LOCAL_WORLD_SIZE", "").strip()
         if not per_machine.isdigit() or int(per_machine) > 1:
-            return ("OMP_NUM_THREADS=1 from torchrun (its default for several processes per "
-                    "machine, unless you set it before)")
+            return ("OMP_NUM_THREADS=1 from torchrun, its default for several processes per "
+                    "machine unless you set it before")
     return f"{name}={value} set by you"
 
 
@@ -270,7 +270,9 @@ def configure_cpu_threads(force: bool = False) -> ThreadChoice:
     """Apply `choose_cpu_threads` once per process (pick_device calls it); return the choice.
 
     Later calls return the first choice without touching torch again, so a thread count you
-    set afterwards with `torch.set_num_threads` stays. `force=True` decides again.
+    set afterwards with `torch.set_num_threads` stays. `force=True` decides again. The thread
+    count changes a seeded run's floats in the last digits: set MINIGPT_THREADS to make runs
+    on a busy and an idle machine give the same numbers.
     """
     global _THREAD_CHOICE
     import torch
@@ -282,7 +284,8 @@ def configure_cpu_threads(force: bool = False) -> ThreadChoice:
         schedulable: Optional[int] = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):      # no affinity call (macOS, Windows): no busy rule
         schedulable = None
-    busy = busy_cpus() if schedulable is not None else None
+    chosen = set_by_user or any(os.environ.get(n, "").strip() for n in (THREADS_ENV, *USER_THREAD_ENVS))
+    busy = busy_cpus() if schedulable is not None and not chosen else None    # 50 ms, once
     choice = choose_cpu_threads(current, usable_cpus(), os.environ, set_by_user=set_by_user,
                                 busy=busy, schedulable=schedulable)
     if choice.threads != current:

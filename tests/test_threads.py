@@ -169,6 +169,12 @@ def test_configure_measures_the_busy_cpus(monkeypatch):
         monkeypatch.setattr(cpu, "busy_cpus", lambda: 0.1)
         torch.set_num_threads(2)
         assert configure_cpu_threads(force=True).threads == 2 and torch.get_num_threads() == 2
+
+        def not_needed():
+            raise AssertionError("busy_cpus was measured though the user chose the count")
+        monkeypatch.setattr(cpu, "busy_cpus", not_needed)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert configure_cpu_threads(force=True).reason == "OMP_NUM_THREADS=2 set by you"
     finally:
         torch.set_num_threads(before)
 
@@ -190,8 +196,8 @@ def test_under_torchrun_its_omp_num_threads_is_named_as_its():
     env = {**TORCHRUN_2_PER_MACHINE, "OMP_NUM_THREADS": "1"}
     choice = choose_cpu_threads(current=1, usable=2, env=env)
     assert choice.threads == 1
-    assert choice.reason.startswith("OMP_NUM_THREADS=1 from torchrun (its default for several "
-                                    "processes per machine")
+    assert choice.reason == ("OMP_NUM_THREADS=1 from torchrun, its default for several processes "
+                             "per machine unless you set it before")
     assert "set by you" not in choice.reason
 
 
