@@ -9,6 +9,9 @@ measures what that costs compared with running the same jobs one after another:
     python bench/classroom.py kernels --threads auto 1 --json out.json
     python bench/classroom.py nbval --settle 0.5      # each batch starts on a quiet machine
     python bench/classroom.py spin                    # OpenMP's spin count: alone vs two at once
+    python bench/classroom.py rule --scenario after-own-job   # thread rules right after your job
+    python bench/classroom.py rule --scenario busy            # ... beside another 2-thread job
+    python bench/classroom.py rule --scenario together        # ... 4 jobs started together
 
 Each job is a real process: `jupyter nbconvert --execute` on a copy of a chapter (the
 repository's notebooks are never written) or `pytest --nbval` on the chapters. Every job runs
@@ -17,8 +20,10 @@ twice: once alone, one after another (the sequential total), and once all at the
 passing. `--threads` repeats the experiment for several thread settings: `auto` is minigpt's
 own choice (`pick_device`), a number sets MINIGPT_THREADS for every job.
 
-Other work on the machine changes every number here: the load average is printed before each
-batch, so a reader can tell a quiet measurement from a noisy one.
+Each job's time runs from its own start to its own end, also when jobs run at once. Other work
+on the machine changes every number here: the load average is printed before each batch, so a
+reader can tell a quiet measurement from a noisy one. The results and what they decided are in
+bench/results/cpu_sharing.md.
 """
 
 from __future__ import annotations
