@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import html
 import math
+import numbers
 import os
 import traceback
 from dataclasses import dataclass, field
@@ -145,7 +146,8 @@ def _comparable(got: torch.Tensor, expected: torch.Tensor) -> bool:
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    """A real number, NumPy's included (np.float64, np.int64), never a bool."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
 def same(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
@@ -163,10 +165,11 @@ def same(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-4) -> boo
     if isinstance(got, bool) or isinstance(expected, bool):
         return isinstance(got, bool) and isinstance(expected, bool) and got == expected
     if _is_number(got) and _is_number(expected):
-        if isinstance(expected, float) or isinstance(got, float):
-            return math.isclose(got, expected, rel_tol=rtol, abs_tol=atol) or (
-                math.isnan(got) and math.isnan(expected))
-        return got == expected
+        if isinstance(expected, numbers.Integral) and isinstance(got, numbers.Integral):
+            return int(got) == int(expected)
+        got, expected = float(got), float(expected)
+        return math.isclose(got, expected, rel_tol=rtol, abs_tol=atol) or (
+            math.isnan(got) and math.isnan(expected))
     if _is_number(got) != _is_number(expected):     # a number for a string, a string for a number
         return False
     try:
