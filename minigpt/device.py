@@ -45,15 +45,43 @@ def pick_device(preferred: Union[str, torch.device, None] = "auto") -> torch.dev
     return torch.device(preferred)
 
 
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA GPUs that support it; a no-op elsewhere.
+# bf16 runs natively from compute capability 8.0 (Ampere: A100, RTX 30xx) on; a T4 (7.5) or
+# V100 (7.0) only emulates it, slower than fp32
+NATIVE_BF16_CAPABILITY = (8, 0)
 
-    On a CPU, bf16 matmuls are far slower than fp32 (no fast path on most laptops), so the
-    CPU always runs in fp32.
+
+def autocast_dtype(device: torch.device, enabled: bool = True) -> Optional[torch.dtype]:
+    """The reduced precision autocast uses on `device`, or None for float32.
+
+    CUDA GPUs with native bf16 (compute capability 8.0 and later) get bfloat16; older ones
+    (Colab's T4 is 7.5, V100 7.0) get float16, which needs a gradient scaler in training (see
+    `train`). The capability decides, not `torch.cuda.is_bf16_supported()`, which also counts
+    emulated bf16 and says yes on a T4. AMD GPUs (ROCm) have bf16. On a CPU, bf16 matmuls
+    are far slower than fp32 (no fast path on most laptops), so CPUs and MPS run in float32.
     """
-    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    if not enabled or device.type != "cuda":
+        return None
+    if torch.version.hip:
+        return torch.bfloat16
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    native_bf16 = torch.cuda.get_device_capability(index) >= NATIVE_BF16_CAPABILITY
+    return torch.bfloat16 if native_bf16 else torch.float16
+
+
+def describe_precision(device: torch.device, enabled: bool = True) -> str:
+    """What `autocast` does on `device`, for the training header: e.g. 'bf16 autocast'."""
+    dtype = autocast_dtype(device, enabled)
+    if dtype is None:
+        return "fp32"
+    return "bf16 autocast" if dtype == torch.bfloat16 else "fp16 autocast + gradient scaler"
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """Autocast to `autocast_dtype(device)` (bf16 or fp16 on CUDA); a no-op elsewhere."""
+    dtype = autocast_dtype(device, enabled)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=dtype)
 
 
 def synchronize(device: torch.device) -> None:

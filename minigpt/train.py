@@ -29,7 +29,7 @@ from .run_folder import (META_FILE, check_output_folder, checkpoint_nbytes, clea
 from .config import ConfigError
 from .data import DataError, TextData, get_batch
 from . import distributed
-from .device import DEVICE_CHOICES, autocast, maybe_compile, pick_device, tune_cpu_allocator
+from .device import DEVICE_CHOICES, autocast, autocast_dtype, maybe_compile, pick_device, tune_cpu_allocator
 from .errors import MiniGPTError, UsageError
 from .evaluation import estimate_loss, evaluate  # noqa: F401  (also importable from here, as before)
 from .model import MiniGPT
@@ -64,7 +64,7 @@ class TrainConfig:
     seed: int = 1337
     device: str = "auto"            # "auto" = CUDA > MPS > CPU; a torch.device is stored as its name
     compile: bool = False           # torch.compile the model (pays off on long GPU runs)
-    autocast: bool = True           # bf16 autocast on CUDA, in training and evaluation (CPUs: fp32)
+    autocast: bool = True           # bf16 (fp16 before Ampere) autocast on CUDA, in training and evaluation (CPUs: fp32)
     micro_batch_size: Optional[int] = None  # rows per forward pass and process; fewer = gradient accumulation
 
     def __post_init__(self) -> None:
@@ -167,6 +167,71 @@ def _restore_rng(tensors: dict[str, torch.Tensor], batch_gen: torch.Generator, d
     batch_gen.set_state(tensors["rng.batches"])
     if device.type == "cuda" and "rng.cuda" in tensors:
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+
+
+def make_grad_scaler(device: torch.device, cfg: TrainConfig) -> torch.amp.GradScaler:
+    """A gradient scaler for fp16 autocast (GPUs without native bf16); a disabled one otherwise.
+
+    fp16's smallest normal number is 6e-5, so small gradients would flush to zero: the loss is
+    multiplied by a large scale before the backward pass and the gradients divided by it
+    before clipping; a step whose gradients overflowed is skipped and the scale halved.
+    bf16 and float32 have float32's range: the scaler is then disabled, and `step` just
+    calls the optimizer.
+    """
+    fp16 = autocast_dtype(device, cfg.autocast) == torch.float16
+    return torch.amp.GradScaler(device.type if fp16 else "cpu", enabled=fp16)
+
+
+class _ScaleGradient(torch.autograd.Function):
+    """The identity in the forward pass; multiplies the gradient by `scale` in the backward pass."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(scale)
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (scale,) = ctx.saved_tensors
+        return grad * scale.to(grad.dtype), None
+
+
+class _ScaledLoss:
+    """Calls `model` and returns its loss with the gradient scaled by `scaler` (fp16 training).
+
+    The backward pass computes what `scaler.scale(loss).backward()` computes, while the loss
+    value stays the true one (it is logged and checked for divergence, also when loss * scale
+    overflows). Every other attribute is the model's (DDP's `no_sync`, for gradient accumulation).
+    """
+
+    def __init__(self, model: Callable, scaler: torch.amp.GradScaler):
+        self.model, self.scaler = model, scaler
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor):
+        logits, loss = self.model(x, y)
+        scale = self.scaler.scale(torch.ones((), device=loss.device))    # the current scale, as a tensor
+        return logits, _ScaleGradient.apply(loss, scale)
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+
+def _scaler_tensors(scaler: torch.amp.GradScaler) -> dict[str, torch.Tensor]:
+    """The scaler's state as checkpoint tensors (none when it is disabled)."""
+    if not scaler.is_enabled():
+        return {}
+    state = scaler.state_dict()
+    return {"amp.scale": torch.tensor(state["scale"], dtype=torch.float64),
+            "amp.growth_tracker": torch.tensor(state["_growth_tracker"], dtype=torch.int64)}
+
+
+def _restore_scaler(scaler: torch.amp.GradScaler, tensors: dict[str, torch.Tensor]) -> None:
+    """Continue with the checkpoint's scale; a checkpoint without one (written in bf16 or fp32)
+    leaves the scaler at its initial scale."""
+    if scaler.is_enabled() and "amp.scale" in tensors:
+        state = scaler.state_dict()
+        state.update(scale=float(tensors["amp.scale"]), _growth_tracker=int(tensors["amp.growth_tracker"]))
+        scaler.load_state_dict(state)
 
 
 def _clip_and_measure(params: list[torch.Tensor], grad_clip: float) -> float:
@@ -272,6 +337,7 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
         tune_cpu_allocator()
     model.to(device)
     optimizer = make_optimizer(model, cfg, device)
+    scaler = make_grad_scaler(device, cfg)
     batch_gen = torch.Generator().manual_seed(cfg.seed)
     history: dict[str, list] = {"step": [], "loss": [], "lr": [], "grad_norm": [], "eval": []}
     start_step = 0
@@ -287,11 +353,14 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
         except (KeyError, RuntimeError, TypeError) as err:
             raise CheckpointError(f"{str(ckpt.path)!r} holds unusable random-number-generator "
                                   f"states ({err}); resume from an earlier checkpoint.") from None
+        _restore_scaler(scaler, ckpt.trainer_tensors)
         history = ckpt.train_state["history"]
         start_step = ckpt.train_state["step"]
         last_saved = ckpt.path
 
     step_model = maybe_compile(distributed.prepare(model, device), cfg.compile)
+    if scaler.is_enabled():
+        step_model = _ScaledLoss(step_model, scaler)
     end_step = cfg.max_iters if stop_at is None else min(stop_at, cfg.max_iters)
     block_size = model.config.block_size
     params = [p for p in model.parameters() if p.requires_grad]
@@ -339,6 +408,7 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
                     break                      # nothing new to check and save
                 # the state at this step boundary: what a checkpoint of `step` stores
                 boundary_rng = _rng_tensors(batch_gen, device)
+                boundary_rng.update(_scaler_tensors(scaler))     # saved beside the generators
                 lr = cfg.lr_at(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -349,8 +419,12 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
                                                           cfg.micro_batch_size)
                 if not math.isfinite(loss_value):
                     raise diverged("loss", loss_value, step, lr)
+                if scaler.is_enabled():
+                    scaler.unscale_(optimizer)     # clip and measure the true gradients
                 grad_norm = _clip_and_measure(params, cfg.grad_clip)
-                if not math.isfinite(grad_norm):
+                # with fp16's scaler an overflow is expected now and then: scaler.step skips
+                # that update and lowers the scale; a non-finite loss still stops the run
+                if not math.isfinite(grad_norm) and not scaler.is_enabled():
                     raise diverged("gradient norm", grad_norm, step, lr)
                 # the weights after `step` updates gave a finite loss and finite gradients:
                 # only now may they be saved as a good checkpoint
@@ -360,7 +434,8 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
                     optimizer.zero_grad(set_to_none=True)
                     _restore_rng(boundary_rng, batch_gen, device)   # leave no trace of it
                     break
-                optimizer.step()
+                scaler.step(optimizer)             # optimizer.step() unless fp16 gradients overflowed
+                scaler.update()
                 step += 1
                 history["step"].append(step)
                 history["loss"].append(loss_value)
