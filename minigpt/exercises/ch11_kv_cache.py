@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..config import GPTConfig
+from ..errors import MiniGPTError
 from ..kv_cache import KVCache
 from ..model import MiniGPT
 from .core import Case, CheckResult, Exercise, Mistake
@@ -386,7 +387,7 @@ CACHED_GENERATE = Exercise(
                 "once the text outgrew block_size the generator kept feeding the cache: there is no "
                 "position embedding past block_size - 1 and no slot left in the cache. From then on "
                 "recompute the last block_size tokens in fresh caches at every step.",
-                _never_recomputes, raises=(IndexError, RuntimeError)),
+                _never_recomputes, raises=(IndexError, RuntimeError, MiniGPTError)),
         Mistake("kv_generate.position_one_too_far",
                 "each new token got the position after its own: the newest token of a text of "
                 "length T sits at position T - 1 (positions count from 0), so its embedding is "
