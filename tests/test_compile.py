@@ -60,3 +60,24 @@ def test_eager_dropout_keeps_the_fast_cpu_mask(monkeypatch):
     model = _model(attn_impl="sdpa").train()
     model(torch.randint(0, 11, (2, 16)))
     assert calls == []
+
+
+def test_compiled_training_compiles_once_and_evaluation_and_generation_never(small_data, monkeypatch):
+    # train(compile=True) compiles the training forward once for the whole run; evaluation
+    # (every eval_interval, and `evaluate` with its shorter last window) and generation (a new
+    # length every token) run the eager model, so no call of theirs ever compiles
+    from minigpt import TrainConfig, evaluate, train
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **options: real_compile(model, backend="eager"))
+    model = _model(vocab_size=small_data.tokenizer.vocab_size, attn_impl="sdpa")
+    cfg = TrainConfig(max_iters=6, batch_size=4, learning_rate=3e-3, warmup_iters=2, eval_interval=2,
+                      eval_iters=2, device="cpu", compile=True)
+    dynamo.reset()
+    counters.clear()
+    result = train(model, small_data, cfg, progress=False)
+    assert len(result.history["eval"]) == 4                   # steps 0, 2, 4, 6
+    assert counters["stats"]["unique_graphs"] == 1
+    evaluate(result.model, small_data.val[:200], batch_size=3)
+    for batch, length in ((1, 3), (2, 5), (3, 9)):
+        result.model.generate(torch.zeros(batch, length, dtype=torch.long), 4, temperature=0)
+    assert counters["stats"]["unique_graphs"] == 1
