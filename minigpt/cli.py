@@ -340,7 +340,7 @@ def _cmd_train(args) -> int:
 
     from .checkpoint import CheckpointError
     from .data import TextData, load_shakespeare, read_text_file
-    from .device import describe, set_seed
+    from .device import describe, describe_precision, set_seed
     from .model import MiniGPT
     from .train import evaluate, train
     from . import distributed
@@ -361,7 +361,8 @@ def _cmd_train(args) -> int:
     model = MiniGPT(config)
     what = f"resuming {str(out)!r} at step {saved.step}" if saved is not None else f"preset {preset_name}"
     print(f"{what}: {model.num_parameters() / 1e6:.2f}M parameters, "
-          f"{len(data.train):,} train / {len(data.val):,} val characters, device {describe(device)}")
+          f"{len(data.train):,} train / {len(data.val):,} val characters, device {describe(device)}, "
+          f"{describe_precision(device, cfg.autocast)}")
     print(f"checkpoints -> {out}")
 
     def report(record):

@@ -134,3 +134,14 @@ def test_resume_restores_the_scale(small_data, cpu_scaler, tmp_path):
     assert resumed.history["loss"] == full.history["loss"]
     # a scaler that restarted at 2^10 would end at 2^13, not at the uninterrupted run's 2^16
     assert made[0].get_scale() == made[-1].get_scale() == 2.0 ** 16
+
+
+def test_training_header_says_the_precision(tmp_path):
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "minigpt", "train", "--preset", "tiny", "--max-iters", "2",
+                           "--eval-interval", "2", "--out", str(tmp_path / "run"), "--no-progress",
+                           "--sample-tokens", "0", "--device", "cpu"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    header = proc.stdout.splitlines()[0]
+    assert header.startswith("preset tiny: ") and header.endswith(", fp32"), header
