@@ -53,3 +53,25 @@ def test_cpu_generator_gives_the_same_text_on_cuda_as_on_the_cpu():
     on_cpu = cpu.generate(prompt, 40, temperature=0.8, generator=g())
     on_gpu = gpu.generate(prompt.cuda(), 40, temperature=0.8, generator=g())
     assert on_gpu.device.type == "cuda" and torch.equal(on_gpu.cpu(), on_cpu)
+
+
+def test_cuda_precision_follows_this_gpus_capability():
+    from minigpt.device import autocast_dtype, describe_precision
+    native_bf16 = torch.cuda.get_device_capability() >= (8, 0)
+    assert autocast_dtype(torch.device("cuda")) == (torch.bfloat16 if native_bf16 else torch.float16)
+    assert describe_precision(torch.device("cuda")) == ("bf16 autocast" if native_bf16
+                                                       else "fp16 autocast + gradient scaler")
+
+
+def test_cuda_compiled_training_with_dropout_is_one_graph_and_learns(small_data):
+    # inductor for real (not the eager backend of test_compile.py): one graph, finite falling loss
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    counters.clear()
+    model = tiny_model(vocab_size=small_data.tokenizer.vocab_size, dropout=0.1, attn_impl="sdpa")
+    cfg = TrainConfig(max_iters=30, batch_size=8, learning_rate=3e-3, warmup_iters=2, eval_interval=15,
+                      eval_iters=2, device="cuda", compile=True)
+    result = train(model, small_data, cfg, progress=False)
+    assert counters["stats"]["unique_graphs"] == 1
+    losses = result.history["loss"]
+    assert all(torch.isfinite(torch.tensor(losses))) and sum(losses[-5:]) < sum(losses[:5])
