@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-interval", type=_positive_int)
     p.add_argument("--seed", type=_bounded_int(0, MAX_SEED, "torch seeds are 64-bit"))
     p.add_argument("--device", choices=DEVICE_CHOICES)
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training step (on a CPU it has not paid off: see the README)")
     p.add_argument("--n-layer", type=_positive_int)
     p.add_argument("--n-head", type=_positive_int)
     p.add_argument("--n-kv-head", type=_positive_int,
@@ -201,6 +202,15 @@ def training_memory(config, cfg, world_size: int = 1, bytes_per_activation: int 
     rows = cfg.micro_batch_size or max(1, cfg.batch_size // world_size)
     activations = bytes_per_activation * rows * T * (15 * C * config.n_layer + 2 * V)
     return state, activations
+
+
+def compile_note(device) -> str | None:
+    """What `--compile` is worth on this device, when we measured that it is not worth it."""
+    if device.type != "cpu":
+        return None
+    return ("note: --compile on a CPU: compiling takes from 40 s to several minutes and made training "
+            "no faster on our 2-core test machine (README, CPU speed); leave it out unless you have "
+            "measured a gain on this machine.")
 
 
 def _check_model_fits(config, cfg, device) -> None:
@@ -364,6 +374,8 @@ def _cmd_train(args) -> int:
           f"{len(data.train):,} train / {len(data.val):,} val characters, device {describe(device)}, "
           f"{describe_precision(device, cfg.autocast)}")
     print(f"checkpoints -> {out}")
+    if cfg.compile and compile_note(device):
+        print(compile_note(device))
 
     def report(record):
         print(f"step {record['step']:>6}  train {record['train']:.4f}  val {record['val']:.4f}  "

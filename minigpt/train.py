@@ -63,7 +63,7 @@ class TrainConfig:
     checkpoint_interval: int = 500  # with an output folder: checkpoint this often (and at the end)
     seed: int = 1337
     device: str = "auto"            # "auto" = CUDA > MPS > CPU; a torch.device is stored as its name
-    compile: bool = False           # torch.compile the model (pays off on long GPU runs)
+    compile: bool = False           # torch.compile the training step (CPU: no gain measured; GPU: not yet measured)
     autocast: bool = True           # bf16 (fp16 before Ampere) autocast on CUDA, in training and evaluation (CPUs: fp32)
     micro_batch_size: Optional[int] = None  # rows per forward pass and process; fewer = gradient accumulation
 

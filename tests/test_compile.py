@@ -81,3 +81,10 @@ def test_compiled_training_compiles_once_and_evaluation_and_generation_never(sma
     for batch, length in ((1, 3), (2, 5), (3, 9)):
         result.model.generate(torch.zeros(batch, length, dtype=torch.long), 4, temperature=0)
     assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_cli_says_compile_does_not_pay_on_a_cpu():
+    from minigpt.cli import compile_note
+    note = compile_note(torch.device("cpu"))
+    assert note.startswith("note: --compile on a CPU") and "no faster" in note
+    assert compile_note(torch.device("cuda")) is None
