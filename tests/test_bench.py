@@ -119,3 +119,13 @@ def test_nanogpt_learning_rate_schedule():
     assert nanogpt_lr(0) == 1e-3 / 101 and nanogpt_lr(99) == 1e-3 * 100 / 101
     assert nanogpt_lr(100) == 1e-3 and nanogpt_lr(5000) == nanogpt_lr(6000) == 1e-4
     assert abs(nanogpt_lr(2550) - 5.5e-4) < 1e-12                  # half-way down the cosine
+
+
+def test_compile_cpu_script_runs(tmp_path):
+    """bench/compile_cpu.py with Dynamo's eager backend (seconds; the real run compiles for minutes)."""
+    from bench.compile_cpu import main
+    out = tmp_path / "compile.json"
+    assert main(["--backend", "eager", "--rounds", "1", "--steps", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert len(result["all_ms"]["eager"]) == len(result["all_ms"]["compiled"]) == 2
+    assert result["eager_step_ms"] > 0 and result["compiled_step_ms"] > 0 and result["first_compiled_step_s"] > 0
