@@ -66,6 +66,7 @@ import copy
 import dis
 import functools
 import importlib.util
+import inspect
 import io
 import math
 import os
@@ -391,26 +392,37 @@ def forbidden_fingerprints(spec: Spec) -> dict:
 class Watcher:
     """A profiler that records calls to forbidden code while the student's code runs.
 
-    Only frames that are not the grading's own (its globals are the private package's or this
-    file's) are examined, so the references and run adapters may use anything."""
+    The grading's own frames (the private package's and this file's) are examined only when
+    the student's code called them, directly or not: a run adapter may call anything, but
+    `model.generate` on a model the grading built is the package's generate all the same.
+    The references injected into the notebook (chapter 4) may always run."""
 
-    def __init__(self, spec: Spec, own_globals: set, namespace: Optional[dict] = None):
+    def __init__(self, spec: Spec, own_globals: set, namespace: Optional[dict] = None, allowed: tuple = ()):
         self.py = tuple(spec.forbid_py) + (EXERCISES_PY,)
         self.c = spec.forbid_c
         self.fingerprints = forbidden_fingerprints(spec)
+        self.own = own_globals
+        self.allowed = {id(getattr(inspect.unwrap(f), "__code__", None)) for f in allowed}
+        libraries = [os.path.dirname(os.path.dirname(os.path.abspath(torch._C.__file__)))]
+        libraries += [os.path.dirname(os.path.abspath(os.__file__))]
+        self.libraries = tuple(os.path.join(d, "") for d in libraries)
         # the chapter's own helper that computes the answer, as the notebook defined it: called
-        # under any name it is the same code object (a renamed copy is left to the fingerprint)
+        # under any name it is the same code object (a renamed copy is left to the fingerprint).
+        # Decorators are looked through: torch.no_grad's wrapper is shared by every function.
         self.helpers = {}
         for _, name in spec.copied:
             obj = (namespace or {}).get(name)
-            functions = [obj] if isinstance(obj, types.FunctionType) else (
-                [f for f in vars(obj).values() if isinstance(f, types.FunctionType)] if isinstance(obj, type) else [])
+            functions = [obj] if callable(obj) and not isinstance(obj, type) else (
+                [f for f in vars(obj).values() if callable(f)] if isinstance(obj, type) else [])
             for function in functions:
-                for code in _code_objects(function.__code__):
-                    self.helpers[id(code)] = f"the chapter's own {name} (the exercise asks you to write it)"
-        self.own = own_globals
+                code = getattr(inspect.unwrap(function), "__code__", None)
+                if code is None or os.path.abspath(code.co_filename).startswith(self.libraries):
+                    continue
+                for inner in _code_objects(code):
+                    self.helpers[id(inner)] = f"the chapter's own {name} (the exercise asks you to write it)"
         self.used: dict[str, None] = {}
         self._seen: dict[int, Optional[str]] = {}
+        self._stop = None
 
     def _verdict(self, code: types.CodeType) -> Optional[str]:
         key = id(code)
@@ -429,21 +441,38 @@ class Watcher:
         self._seen[key] = verdict
         return verdict
 
+    def _student(self, frame) -> bool:
+        """True when a frame of the student's code (not the grading's, not a library's) is
+        among the callers of `frame`, below the frame that started watching."""
+        frame = frame.f_back
+        while frame is not None and frame is not self._stop:
+            if id(frame.f_globals) not in self.own and not os.path.abspath(
+                    frame.f_code.co_filename).startswith(self.libraries):
+                return True
+            frame = frame.f_back
+        return False
+
     def __call__(self, frame, event, arg):
-        if id(frame.f_globals) in self.own:
-            return
         if event == "call":
+            if id(frame.f_code) in self.allowed:
+                return
+            if id(frame.f_globals) in self.own and (
+                    not self._student(frame) or _suffix_match(frame.f_code.co_filename, EXERCISES_PY[0])):
+                return          # the grading's own code, or its run adapters' instruments
             verdict = self._verdict(frame.f_code)
             if verdict:
                 self.used[verdict] = None
         elif event == "c_call":
             name = getattr(arg, "__name__", "")
-            if name in self.c:
+            if name in self.c and (id(frame.f_globals) not in self.own or self._student(frame)
+                                   or not os.path.abspath(frame.f_code.co_filename).startswith(self.libraries)):
                 self.used[f"torch's {name} (a C function)"] = None
 
     @contextlib.contextmanager
-    def watching(self):
-        """Install the profiler around the student's code; report if something removed it."""
+    def watching(self, stop):
+        """Install the profiler around the student's code (`stop`: the grading frame above it);
+        report if something removed it."""
+        self._stop = stop
         sys.setprofile(self)
         try:
             yield
@@ -589,14 +618,14 @@ def _grade_exercise(package, own: set, check: str, answer: Any, seed: int, names
     head = (f"Graded: {exercise.name}, {len(cases)} cases on inputs drawn at grading time "
             f"(seed {seed}: grade(..., seed={seed}) reproduces them)")
     inject = {name: attribute(package, path) for name, path in spec.inject.items()}
-    watcher = Watcher(spec, own, namespace)
+    watcher = Watcher(spec, own, namespace, tuple(inject.values()))
     results, passed = [], 0
     for case in cases:
         torch.manual_seed(seed)
         expected = exercise.run(exercise.reference, case)
         torch.manual_seed(seed)
         try:
-            with _injected(namespace, inject), watcher.watching():
+            with _injected(namespace, inject), watcher.watching(sys._getframe()):
                 got = exercise.run(answer, case)
             got = _plain(got)
         except NotImplementedError:

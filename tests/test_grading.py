@@ -346,3 +346,23 @@ def test_no_answer_is_readable_in_any_student_edition(path):
         assert marker not in released
     if any(c.get("metadata", {}).get("nbgrader", {}).get("grade") for c in full):
         assert "## How you are graded" in released
+
+
+def test_package_calls_on_the_graders_own_models_are_seen(capsys):
+    """model.generate on a model the grading built (from its private package) is still the
+    package's generate; a chapter helper called under another name is still that helper."""
+    import torch
+    hidden = load_hidden()
+    greedy = lambda model, idx, n: model.generate(idx, n, temperature=0)  # noqa: E731
+    assert hidden.grade("check_greedy_generate", greedy) == 0
+    assert "MiniGPT.generate (minigpt/model.py)" in capsys.readouterr().out
+    namespace = {"torch": torch}
+    exec("@torch.no_grad()\ndef my_dropout(x, p, training):\n    if not training or p == 0:\n        return x\n"
+         "    keep = (torch.rand_like(x) >= p).to(x.dtype)\n    return x * keep / (1 - p)\n", namespace)
+    renamed = namespace["my_dropout"]
+    assert hidden.grade("check_dropout", lambda x, p, training: renamed(x, p, training), namespace=namespace) == 0
+    assert "the chapter's own my_dropout" in capsys.readouterr().out
+    # the same code, not the chapter's object (a student's own no_grad function): full marks
+    exec("@torch.no_grad()\ndef mine(x, p, training):\n    if not training or p == 0:\n        return x\n"
+         "    keep = (torch.rand_like(x) >= p).to(x.dtype)\n    return x * keep / (1 - p)\n", namespace)
+    assert hidden.grade("check_dropout", namespace["mine"], namespace=namespace) == 1
