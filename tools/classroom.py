@@ -376,8 +376,12 @@ def run_student_edition(names: list[str]) -> int:
         except Exception as err:  # a cell raised: the student edition must run to the end
             problems.append(f"{name}: {type(err).__name__}: {str(err).strip().splitlines()[-1]}")
             continue
-        checks = [c for c in notebook.cells if CHECK_CALL.search(c.source) and c.cell_type == "code"
-                  and "def " not in c.source]
+        # the checks of the student's own answers, graded or practice (a check the chapter runs
+        # on its own example, e.g. a deliberately wrong function, answers "not yet" by design)
+        solved = {name for c in notebook.cells if c.metadata.get("nbgrader", {}).get("solution")
+                  for name in DEFINED.findall(c.source)}
+        checks = [c for c in notebook.cells if c.cell_type == "code" and CHECK_CALL.search(c.source)
+                  and solved & set(re.findall(r"\w+", c.source.split(CHECK_CALL.search(c.source).group(1), 1)[1]))]
         for cell in checks:
             shown = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
                             for o in cell.get("outputs", []))
