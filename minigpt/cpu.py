@@ -5,8 +5,9 @@ kernels on one server, two test runs at once, a container with a CPU quota):
 
 - `limit_openmp_spinning` (run by `import minigpt`, before torch loads): how long OpenMP's idle
   threads spin before they sleep.
-- `configure_cpu_threads` (run by `pick_device`): how many threads torch uses, from the CPUs
-  this process may use (`usable_cpus`: affinity mask and cgroup quota) and what you chose.
+- `configure_cpu_threads` (run by `pick_device`): how many threads torch uses, from what you
+  chose, the CPUs this process may use (`usable_cpus`: affinity mask and cgroup quota) and the
+  CPUs other work keeps busy at that moment (`busy_cpus`).
 - `tune_cpu_allocator` (run by `train` on a CPU): keep freed memory for the next step.
 
 The measurements behind each choice are in bench/results/cpu_sharing.md, made with
