@@ -208,9 +208,9 @@ def compile_note(device) -> str | None:
     """What `--compile` is worth on this device, when we measured that it is not worth it."""
     if device.type != "cpu":
         return None
-    return ("note: --compile on a CPU: compiling takes from 40 s to several minutes and made training "
-            "no faster on our 2-core test machine (README, CPU speed); leave it out unless you have "
-            "measured a gain on this machine.")
+    return ("note: --compile on a CPU: on our 2-core test machine compiling the cpu-quick model took 21 s "
+            "and made each step 2% faster, which pays back after about 16,000 steps (the preset runs "
+            "1,100); leave it out unless you have measured a gain on this machine.")
 
 
 def _check_model_fits(config, cfg, device) -> None:
