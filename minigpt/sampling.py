@@ -1,9 +1,10 @@
 """From logits to the next-token distribution: temperature, top-k and top-p (nucleus).
 
 `next_token_probs` is the reference implementation of these filters: `MiniGPT.generate` and
-the book's ipywidgets sliders call it, and the offline HTML explorer in `minigpt.viz` has a
-Python/JavaScript twin that is tested against it, so what the sliders show is what
-generation does.
+the book's ipywidgets sliders call it, and the pages' JavaScript twin
+(`minigpt/web/static/minigpt-web/sampling.js`, `filterProbs`) is tested against it, so what
+the sliders show is what generation does, ties at top-k's k-th value included (the lowest
+ids stay).
 """
 
 from __future__ import annotations
