@@ -4,7 +4,11 @@
 
 Measures, for the shipped model (minigpt/web/static/minigpt-web/shakespeare_char.js):
 * asset load: navigation start -> the model decoded and the widget ready (from file://);
-* time to first token after clicking Generate (prefill of the prompt + one step);
+* time to first token after clicking Generate (the prompt's KV caches are already computed
+  while it is typed, so this is one decode step), and its ratio to the per-character time,
+  for the 43-character default prompt and for a typed 200-character one;
+* the attention explorer on a 128-character text: the model's pass (attentionMaps) and the
+  drawing, and a head switch;
 * tokens/s of the page's generation (greedy, KV cache), and of `MiniGPT.generate` in PyTorch
   (greedy, KV cache, same prompt, same length) in this process.
 --quality also evaluates the float model and its int8 copy on the whole validation split.
@@ -16,6 +20,7 @@ Timings vary with the machine's load: run it on an idle machine and read them si
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
@@ -77,6 +82,48 @@ def page_numbers(n_tokens: int, repeats: int, other_model_js: Path | None = None
     return numbers
 
 
+def interaction_numbers(repeats: int) -> dict:
+    """First character with a typed 200-character prompt (ratio to the per-character time) and
+    the explorer on a 128-character text, in one page, medians of `repeats`."""
+    from playwright.sync_api import sync_playwright
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    text = minigpt.load_shakespeare()
+    base = STATIC_DIR.as_uri() + "/"
+    html = widgets.standalone_page([widgets.generator(text[:200], temperature=0.0, length=60, base=base),
+                                    widgets.attention_explorer(["abc"], base=base)])
+    with tempfile.TemporaryDirectory() as folder, sync_playwright() as p:
+        page_file = Path(folder) / "bench_interaction.html"
+        page_file.write_text(html, encoding="utf-8")
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.goto(page_file.as_uri())
+        page.wait_for_function("document.querySelectorAll('[data-mg-mounted=ready]').length === 2", timeout=60_000)
+        firsts, ratios, maps_ms, draw_ms, switch_ms = [], [], [], [], []
+        for r in range(repeats):
+            page.click("[data-mg=generate]")
+            page.wait_for_function("document.querySelector('[data-mg-widget=generator]').mgState.run.done",
+                                   timeout=120_000)
+            first, finished, n = page.evaluate("() => { const r = document.querySelector('[data-mg-widget=generator]')"
+                                               ".mgState.run; return [r.firstTokenMs, r.finishedMs, r.ids.length]; }")
+            firsts.append(first)
+            ratios.append(first / ((finished - first) / (n - 1)))
+            page.fill("[data-mg=text]", text[r:r + 128])
+            page.wait_for_function(f"document.querySelector('[data-mg-widget=attention]').mgState.timing.chars === 128 && "
+                                   f"document.querySelector('[data-mg=text]').value === {json.dumps(text[r:r + 128])}",
+                                   timeout=60_000)
+            page.wait_for_timeout(300)
+            timing = page.evaluate("document.querySelector('[data-mg-widget=attention]').mgState.timing")
+            maps_ms.append(timing["computeMs"])
+            draw_ms.append(timing["drawMs"])
+            switch_ms.append(page.evaluate("""() => { const s = document.querySelector('[data-mg=head]'),
+                t0 = performance.now(); s.value = String((+s.value + 1) % 8);
+                s.dispatchEvent(new Event('change')); return performance.now() - t0; }"""))
+        browser.close()
+    median = lambda xs: sorted(xs)[len(xs) // 2]
+    return {"first_ms": median(firsts), "first_ratio": median(ratios), "maps_ms": median(maps_ms),
+            "draw_ms": median(draw_ms), "switch_ms": median(switch_ms)}
+
+
 def torch_numbers(n_tokens: int, repeats: int) -> dict:
     model, tok = load_web_model(asset_path())
     ids = torch.tensor([tok.encode(PROMPT)])
@@ -113,6 +160,10 @@ def main() -> None:
         label = "page" if name == "current" else f"page with {args.model_js}"
         print(f"asset {size:.1f} MB; {label}: load {web['load_ms']:.0f} ms, first token "
               f"{web['first_token_ms']:.0f} ms, {web['tokens_per_s']:.0f} tokens/s")
+    act = interaction_numbers(args.repeats)
+    print(f"typed 200-character prompt: first character {act['first_ms']:.0f} ms after Generate, "
+          f"{act['first_ratio']:.2f} per-character times; explorer on 128 characters: maps {act['maps_ms']:.0f} ms, "
+          f"drawing {act['draw_ms']:.0f} ms, head switch {act['switch_ms']:.0f} ms")
     print(f"PyTorch generate ({ref['threads']} threads): {ref['tokens_per_s']:.0f} tokens/s  "
           f"[{args.tokens} greedy tokens, median of {args.repeats}; load average before: {load}]")
     if args.quality:

@@ -169,7 +169,8 @@ def test_no_page_has_a_javascript_error():
     assert not blocked, f"pages tried the network: {blocked}"
 
 
-@pytest.mark.parametrize("chapter,kind", [("09_decoding", "generator"), ("10_inside_the_model", "attention")])
+@pytest.mark.parametrize("chapter,kind", [("09_decoding", "generator"), ("04_multi_head_attention", "attention"),
+                                          ("10_inside_the_model", "attention"), ("10_inside_the_model", "layers")])
 def test_in_page_model_runs_in_the_built_book(chapter, kind):
     """The chapter's widget mounts from file:// with the network cut, in light, dark and phone
     views (screenshots of each land in _build/screenshots/ to look at)."""
@@ -182,21 +183,50 @@ def test_in_page_model_runs_in_the_built_book(chapter, kind):
             page.wait_for_function(f"document.querySelector('[data-mg-widget={kind}]')"
                                    ".getAttribute('data-mg-mounted') === 'ready'", timeout=60_000)
             assert "shakespeare_char" in widget.inner_text()
-            if kind == "generator":
+            if kind == "layers":
+                widget.scroll_into_view_if_needed()
+                widget.locator(".mg-char[data-index='3']").click()
+                assert "(position 3)" in widget.locator("[data-mg=lens-title]").inner_text()
+                assert widget.locator("tbody tr").count() == 7          # the embedding and 6 blocks
+            elif kind == "generator":
                 page.click("[data-mg=generate]")
                 page.wait_for_function("document.querySelector('[data-mg-widget=generator]').mgState.run.done",
                                        timeout=60_000)
                 page.click(".mg-char[data-index='3']")
                 assert page.locator(".mg-bar.mg-drawn").count() == 1
             else:
-                heatmap = page.locator("[data-mg=heatmap]")
+                heatmap = widget.locator("[data-mg=heatmap]")
                 heatmap.scroll_into_view_if_needed()        # the mouse moves in viewport coordinates
                 box = heatmap.bounding_box()
                 page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.8)
-                assert "weight" in page.inner_text("[data-mg=readout]")
+                assert "weight" in widget.locator("[data-mg=readout]").inner_text()
             overflow = widget.evaluate("w => w.scrollWidth - w.clientWidth")
             assert overflow <= 1, f"the {kind} widget is {overflow} px too wide at {viewport[0]} px"
             widget.scroll_into_view_if_needed()
             widget.screenshot(path=str(SHOTS / f"{chapter}_{kind}_{mode}.png"))
+            if os.environ.get("MINIGPT_SHOTS"):                  # a copy to look at outside the build
+                widget.screenshot(path=str(Path(os.environ["MINIGPT_SHOTS"]) / f"{chapter}_{kind}_{mode}.png"))
         assert not errors, errors
         assert not blocked, blocked
+
+
+@pytest.mark.parametrize("name,width", [("book/gpt2", 390), ("book/appendix_javascript", 1280),
+                                        ("book/appendix_javascript", 390)])
+def test_appendix_pages_do_not_scroll_sideways(name, width):
+    """No page-wide sideways scroll on a phone (GPT-2 had a long inline call); the JavaScript
+    appendix shows each Python block beside its JavaScript twin at 1280 px, stacked on a phone,
+    and its code wraps instead of scrolling sideways. (A code block on the GPT-2 page may scroll
+    inside itself on a phone, as code does.)"""
+    with offline_page((width, 1000)) as (page, errors, blocked):
+        page.goto((HTML / f"{name}.html").as_uri())
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        if name.endswith("javascript"):
+            wide = page.evaluate("Array.from(document.querySelectorAll('article pre'))"
+                                 ".filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.textContent.slice(0, 40))")
+            assert not wide, f"code blocks scroll sideways at {width} px: {wide}"
+            tops = page.evaluate("Array.from(document.querySelectorAll('.mg-side')).map(g => "
+                                 "Array.from(g.querySelectorAll('pre')).map(p => Math.round(p.getBoundingClientRect().top)))")
+            assert len(tops) == 7 and all(len(t) == 2 for t in tops)
+            side_by_side = [t[0] == t[1] for t in tops]
+            assert all(side_by_side) if width >= 1280 else not any(side_by_side), tops
+    assert not errors and not blocked

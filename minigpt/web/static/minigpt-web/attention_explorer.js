@@ -106,9 +106,9 @@
     var overview = el("div", {"class": "mg-overview", "data-mg": "overview", role: "radiogroup",
                               "aria-label": "all heads: arrow keys move between layers and heads"});
     var mapBox = el("div", {"class": "mg-heatmap-box", "data-mg": "map-box"}, [
-      el("div", {"class": "mg-axis-key", text: "key →"}),
-      el("div", {"class": "mg-heatmap-row"}, [el("div", {"class": "mg-axis-query", text: "query ↓"}), big]),
-      scale]);
+      el("div", {"class": "mg-axes"}, [el("span", {"class": "mg-axis-query", text: "query ↓"}),
+                                        el("span", {"class": "mg-axis-key", text: "key →"})]),
+      big, scale]);
     node.appendChild(el("div", {"class": "mg-card"}, [
       header,
       el("div", {"class": "mg-row mg-wrap"}, [el("label", {"for": preset.id, text: "text"}), preset]),
