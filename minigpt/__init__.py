@@ -22,6 +22,7 @@ from .presets import PRESETS, Preset
 from .pretrained import load_pretrained, pretrained_info
 from .sampling import next_token_probs
 from .reproduce import expect
+from . import lora  # LoRA adapters: add_lora, merge_lora, save_adapters, load_adapters
 from . import viz  # plots and the sampling explorer (matplotlib is imported on first use)
 from .evaluation import estimate_loss, evaluate
 from .train import TrainConfig, TrainingDivergedError, TrainResult, make_optimizer, train

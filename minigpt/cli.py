@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pos-encoding", choices=POS_ENCODINGS)
     p.add_argument("--attn-impl", choices=ATTN_IMPLS)
     p.add_argument("--threads", type=_positive_int, help="CPU threads for torch")
+    p.add_argument("--init-from", choices=["pretrained"],
+                   help="fine-tune the shipped Shakespeare model instead of training a new one "
+                        "(its shape and vocabulary; the text must use only its characters)")
+    p.add_argument("--lora-rank", type=_positive_int,
+                   help="with --init-from: train LoRA adapters of this rank on the attention layers "
+                        "(the model stays frozen); --out then holds the adapters alone")
+    p.add_argument("--lora-alpha", type=_non_negative, help="LoRA scale numerator (default: 2 * rank)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--sample-tokens", type=_bounded_int(0, MAX_NEW_TOKENS, "split longer texts over several "
                                                        "`sample` commands"),
@@ -346,6 +353,41 @@ def _check_batch_split(cfg) -> None:
         raise UsageError(f"--batch-size / --micro-batch-size: {err}") from None
 
 
+def _check_fine_tune_flags(args) -> None:
+    """--lora-rank/--lora-alpha need --init-from; a fine-tune takes the base model's shape."""
+    from .errors import UsageError
+    if args.lora_rank is None and args.lora_alpha is not None:
+        raise UsageError("--lora-alpha scales LoRA adapters: add --lora-rank R (and --init-from pretrained).")
+    if args.init_from is None:
+        if args.lora_rank is not None:
+            raise UsageError("--lora-rank adapts a trained model: add --init-from pretrained.")
+        return
+    shape = [_flag(k) for k in MODEL_FLAGS if getattr(args, k) is not None]
+    if shape:
+        raise UsageError(f"{', '.join(shape)}: a fine-tune keeps the pretrained model's shape; "
+                         "leave out the shape flags with --init-from.")
+    if args.resume:
+        raise UsageError("--resume continues a run of its own; --init-from starts a new fine-tune. "
+                         "Leave out one of them.")
+    if args.lora_alpha is not None and args.lora_alpha <= 0:
+        raise UsageError(f"--lora-alpha must be > 0, got {args.lora_alpha:g}; 2 * rank is usual.")
+    out = args.out
+    if args.lora_rank is not None and out is not None and out.exists() and (
+            not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{str(out)!r} exists and is not an empty folder; LoRA adapters are written "
+                         "into a new or empty --out. Choose another folder.")
+
+
+def _fine_tune_start(text: str):
+    """(the pretrained model, the text split 90/10 and encoded with its tokenizer)."""
+    from .data import TextData
+    from .pretrained import load_pretrained
+    model, tokenizer = load_pretrained("cpu")
+    ids = tokenizer.encode_tensor(text)        # a character the model does not know: one-line error
+    n_train = int(len(ids) * 0.9)
+    return model, TextData(tokenizer, ids[:n_train], ids[n_train:])
+
+
 def _cmd_train(args) -> int:
     import torch
 
@@ -361,16 +403,30 @@ def _cmd_train(args) -> int:
         torch.set_num_threads(args.threads)
     preset_name = args.preset or DEFAULT_PRESET
     out = args.out if args.out is not None else Path("runs") / preset_name
+    _check_fine_tune_flags(args)
     saved = _run_to_resume(out) if args.resume else None
     text = read_text_file(args.text) if args.text else load_shakespeare()
-    data = TextData.from_text(text)
-    config, cfg = _train_configs(args, data.tokenizer.vocab_size, out, saved)
+    if args.init_from is None:
+        data = TextData.from_text(text)
+        config, cfg = _train_configs(args, data.tokenizer.vocab_size, out, saved)
+    else:
+        base, data = _fine_tune_start(text)
+        config, cfg = _train_configs(args, data.tokenizer.vocab_size, out, saved)
+        config = base.config
     _check_batch_split(cfg)
     device = _pick_device(cfg.device)
     _check_model_fits(config, cfg, device)
     set_seed(cfg.seed)
-    model = MiniGPT(config)
+    model = MiniGPT(config) if args.init_from is None else base
     what = f"resuming {str(out)!r} at step {saved.step}" if saved is not None else f"preset {preset_name}"
+    if args.init_from is not None:
+        what = f"fine-tuning the pretrained model ({'full' if args.lora_rank is None else 'LoRA'}), preset {preset_name}"
+    if args.lora_rank is not None:
+        from .lora import add_lora, lora_parameter_count
+        alpha = args.lora_alpha if args.lora_alpha is not None else 2.0 * args.lora_rank
+        add_lora(model, args.lora_rank, alpha)
+        print(f"LoRA rank {args.lora_rank}, alpha {alpha:g} on attn.c_attn and attn.c_proj: "
+              f"{lora_parameter_count(model):,} trainable parameters")
     print(f"{what}: {model.num_parameters() / 1e6:.2f}M parameters, "
           f"{len(data.train):,} train / {len(data.val):,} val characters, device {describe(device)}, "
           f"{describe_precision(device, cfg.autocast)}")
@@ -382,8 +438,14 @@ def _cmd_train(args) -> int:
         print(f"step {record['step']:>6}  train {record['train']:.4f}  val {record['val']:.4f}  "
               f"({record['elapsed']:.0f}s)", flush=True)
 
-    result = train(model, data, cfg, out_dir=out, resume=args.resume,
+    # LoRA: the run keeps no step folders (a checkpoint holds whole models); the adapters alone
+    # are written to --out at the end
+    result = train(model, data, cfg, out_dir=out if args.lora_rank is None else None, resume=args.resume,
                    progress=not args.no_progress, callback=report)
+    if args.lora_rank is not None:
+        from .lora import save_adapters
+        save_adapters(result.model, out)
+        print(f"adapters -> {out} (load them with minigpt.lora.load_adapters(load_pretrained()[0], DIR))")
     distributed.shutdown()                  # data-parallel part over: rank 0 evaluates and writes
     if not distributed.is_main():
         return 0
