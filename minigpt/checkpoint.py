@@ -315,6 +315,9 @@ def resolve_checkpoint(path: PathLike) -> Path:
             return read_latest(path)
         if (path / META_FILE).is_file():
             return path
+        if (path / "lora.json").is_file():         # minigpt.lora's ADAPTER_META
+            raise CheckpointError(f"{str(path)!r} holds LoRA adapters alone, not a model: load the base model "
+                                  "and add them with minigpt.lora.load_adapters(model, folder).")
         complete = complete_steps(path)
         if complete:          # killed after the first step folder was renamed, before `latest`
             return complete[-1]

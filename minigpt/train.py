@@ -303,6 +303,11 @@ def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, 
                             f"block_size={block_size:,}; use a smaller block_size or more text.")
     if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int) or stop_at < 0):
         raise UsageError(f"stop_at must be a step number >= 0 or None, got {stop_at!r}.")
+    if out_dir is not None and any(".lora_" in name for name, _ in model.named_parameters()):
+        # a run folder's checkpoints hold whole plain models; an adapted model has extra tensors
+        raise UsageError("a model with LoRA adapters trains without out_dir (checkpoints hold whole models): "
+                         "call train(model, data, cfg) and save the adapters with "
+                         "minigpt.lora.save_adapters(model, DIR).")
     try:
         device = pick_device(cfg.device)
     except ValueError as err:

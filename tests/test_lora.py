@@ -187,3 +187,26 @@ def test_same_outputs_as_peft_lora():
     torch.testing.assert_close(theirs(x)[0], ours(x)[0], rtol=1e-5, atol=1e-5)
     trainable = sum(p.numel() for p in theirs.parameters() if p.requires_grad)
     assert trainable == lora_parameter_count(ours)
+
+
+def test_training_an_adapted_model_into_a_run_folder_is_refused(tmp_path):
+    from minigpt import TextData, TrainConfig, train
+    data = TextData.from_text("abcdefghij" * 40)
+    torch.manual_seed(0)
+    model = add_lora(MiniGPT(GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=8, n_embd=8,
+                                       n_head=2, n_layer=1)), rank=2, alpha=4)
+    cfg = TrainConfig(max_iters=2, batch_size=2, eval_interval=2, eval_iters=1, device="cpu")
+    with pytest.raises(MiniGPTError, match="save_adapters"):
+        train(model, data, cfg, out_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    result = train(model, data, cfg, progress=False)          # without out_dir: the adapters learn
+    assert any(torch.count_nonzero(l.lora_B) > 0 for l in lora_layers(result.model).values())
+
+
+def test_an_adapter_folder_loaded_as_a_model_says_what_it_is(tmp_path, capsys):
+    from minigpt import load_model
+    save_adapters(add_lora(tiny(), rank=2, alpha=4), tmp_path / "ad")
+    with pytest.raises(MiniGPTError, match="holds LoRA adapters alone.*load_adapters"):
+        load_model(tmp_path / "ad")
+    assert main(["sample", "--checkpoint", str(tmp_path / "ad"), "--max-new-tokens", "2"]) == 2
+    assert "LoRA adapters alone" in capsys.readouterr().err
