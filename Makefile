@@ -35,8 +35,8 @@ $(STAMP): requirements.txt pyproject.toml
 	  fi; \
 	fi
 	$(PIP) install -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
-	@echo "the package itself, with the extras the tests use: nbgrader (classroom), transformers (gpt2)"
-	$(PIP) install -e ".[classroom,gpt2]" 2>&1 | grep -v "^WARNING: Location" || true
+	@echo "the package itself, with the extras the tests use: nbgrader (classroom), transformers (gpt2), tokenizers and regex (bpe)"
+	$(PIP) install -e ".[classroom,gpt2,bpe]" 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/python -c "import minigpt, jupyter_book, nbval, nbgrader, transformers, torch; print('minigpt', minigpt.__version__, '| torch', torch.__version__)"
 	touch $(STAMP)
 

@@ -16,6 +16,7 @@ from .config import ConfigError, GPTConfig
 from .errors import MiniGPTError, UsageError
 from .data import (CharDataset, CharTokenizer, TextData, UnknownCharacterError, get_batch,
                    load_shakespeare, read_text_file)
+from .bpe import BPETokenizer
 from .device import autocast, describe, pick_device, set_seed
 from .model import MLP, Block, MiniGPT
 from .presets import PRESETS, Preset
@@ -42,7 +43,7 @@ def __getattr__(name: str):
 __all__ = [
     "GPTConfig", "ConfigError", "MiniGPTError", "UsageError", "CausalSelfAttention", "MLP", "Block", "MiniGPT", "KVCache", "kv_cache_nbytes",
     "manual_attention", "flash_attention", "causal_mask", "apply_rope", "rope_cos_sin",
-    "sinusoidal_table", "CharTokenizer", "CharDataset", "TextData", "UnknownCharacterError",
+    "sinusoidal_table", "CharTokenizer", "BPETokenizer", "CharDataset", "TextData", "UnknownCharacterError",
     "get_batch", "load_shakespeare", "read_text_file", "next_token_probs", "TrainConfig",
     "TrainResult", "TrainingDivergedError", "train", "evaluate", "estimate_loss", "make_optimizer",
     "save_checkpoint", "load_checkpoint", "load_model", "export_model", "Checkpoint",

@@ -37,6 +37,7 @@ from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, GPTConfig
 from .data import CharTokenizer
+from .bpe import tokenizer_from_dict
 from .device import pick_device
 from .errors import CheckpointError, UsageError
 from .model import MiniGPT
@@ -435,13 +436,14 @@ def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
     meta = _read_meta(folder)
     try:
         config = GPTConfig.from_dict(meta["config"])
-        tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
+        tokenizer = tokenizer_from_dict(meta["tokenizer"])      # "char" or "bpe", stored as JSON
     except (KeyError, TypeError, ValueError, ConfigError) as err:
         raise CheckpointError(f"{str(folder / META_FILE)!r} has an invalid config or tokenizer: "
                               f"{err}") from None
     if tokenizer.vocab_size != config.vocab_size:
         raise CheckpointError(f"checkpoint mismatch: the tokenizer has {tokenizer.vocab_size} "
-                              f"characters but the model expects vocab_size={config.vocab_size}.")
+                              f"{'characters' if isinstance(tokenizer, CharTokenizer) else 'tokens'} but the model "
+                              f"expects vocab_size={config.vocab_size}.")
     tensors = _load_tensors(folder, MODEL_FILE, meta)
     model = MiniGPT(config)
     expected = model_tensors(model)

@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help=f"recipe (default: {DEFAULT_PRESET}; with --resume, the run's own settings)")
     p.add_argument("--text", type=Path, help="UTF-8 text file to train on (default: tinyshakespeare)")
+    p.add_argument("--tokenizer", choices=("char", "bpe"), default="char",
+                   help="tokens: the text's characters (default) or byte-level BPE trained on the training split")
+    p.add_argument("--vocab-size", type=_bounded_int(256, 65536, "256 byte tokens plus the merges"),
+                   help="with --tokenizer bpe: tokens in all (default 512)")
     p.add_argument("--out", type=_folder, help="checkpoint folder (default: runs/<preset>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out: its model shape and settings come from the checkpoint "
@@ -388,6 +392,34 @@ def _fine_tune_start(text: str):
     return model, TextData(tokenizer, ids[:n_train], ids[n_train:])
 
 
+def _check_tokenizer_flags(args, out: Path) -> None:
+    """--vocab-size needs --tokenizer bpe; a fine-tune and a resumed run keep their tokenizer."""
+    from .checkpoint import _read_meta, resolve_checkpoint
+    from .errors import UsageError
+    if args.vocab_size is not None and args.tokenizer != "bpe":
+        raise UsageError("--vocab-size sets the size of a BPE vocabulary; add --tokenizer bpe "
+                         "(a character vocabulary is the text's own characters).")
+    if args.init_from is not None and args.tokenizer != "char":
+        raise UsageError("--tokenizer bpe: a fine-tune keeps the pretrained model's character "
+                         "vocabulary; leave out --tokenizer with --init-from.")
+    if args.resume and (args.tokenizer == "bpe"
+                        or _read_meta(resolve_checkpoint(out)).get("tokenizer", {}).get("type") == "bpe"):
+        raise UsageError("resuming a run trained on BPE tokens is not supported yet; start a new run "
+                         "in another --out.")
+
+
+def _train_data(args, text: str):
+    """TextData for a new run: characters, or a BPE tokenizer trained on the training split
+    only (the validation text stays unseen by the tokenizer too)."""
+    from .bpe import BPETokenizer
+    from .data import TextData
+    if args.tokenizer == "char":
+        return TextData.from_text(text)
+    n_train = int(len(text) * 0.9)          # TextData's split: the last 10% is validation
+    tokenizer = BPETokenizer.train(text[:n_train], args.vocab_size or 512)
+    return TextData.from_text(text, tokenizer=tokenizer)
+
+
 def _cmd_train(args) -> int:
     import torch
 
@@ -406,8 +438,9 @@ def _cmd_train(args) -> int:
     _check_fine_tune_flags(args)
     saved = _run_to_resume(out) if args.resume else None
     text = read_text_file(args.text) if args.text else load_shakespeare()
+    _check_tokenizer_flags(args, out)
     if args.init_from is None:
-        data = TextData.from_text(text)
+        data = _train_data(args, text)
         config, cfg = _train_configs(args, data.tokenizer.vocab_size, out, saved)
     else:
         base, data = _fine_tune_start(text)
@@ -455,7 +488,8 @@ def _cmd_train(args) -> int:
              else f"{result.steps} steps")
     print(f"trained {steps}; {result.tokens_per_second:,.0f} tokens/s")
     if args.sample_tokens > 0:
-        prompt = "\n" if "\n" in data.tokenizer.stoi else data.tokenizer.chars[0]
+        stoi = getattr(data.tokenizer, "stoi", None)      # a BPE tokenizer encodes any text
+        prompt = "\n" if stoi is None or "\n" in stoi else data.tokenizer.chars[0]
         idx = torch.tensor([data.tokenizer.encode(prompt)], device=result.model.device)
         generator = torch.Generator().manual_seed(cfg.seed)     # CPU: same draws on any device
         out_ids = result.model.generate(idx, args.sample_tokens, temperature=0.8, top_k=40,
@@ -500,6 +534,17 @@ def _generate_streaming(model, idx, max_new_tokens: int, on_tokens, **sampling):
         chunk = min(2 * chunk, 64)
 
 
+def _stream_decoder(tokenizer):
+    """ids -> text for a stream of chunks. A BPE token can hold part of a character's UTF-8
+    bytes; an incremental decoder keeps them until the character is complete, so a chunk
+    boundary never prints U+FFFD where the whole text has a character."""
+    if not hasattr(tokenizer, "decode_bytes"):
+        return tokenizer.decode
+    import codecs
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return lambda ids: decoder.decode(tokenizer.decode_bytes(ids))
+
+
 def _cmd_sample(args) -> int:
     import torch
 
@@ -514,6 +559,7 @@ def _cmd_sample(args) -> int:
     if not ids:
         raise UsageError("the prompt is empty; pass at least one character, e.g. --prompt 'ROMEO:'.")
     idx = torch.tensor([ids] * args.num_samples, device=device)
+    decoders = [_stream_decoder(tokenizer) for _ in range(args.num_samples)]
     generator = torch.Generator().manual_seed(args.seed)    # CPU: a seed means the same on any device
     sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                     use_cache=not args.no_cache, generator=generator)
@@ -521,7 +567,7 @@ def _cmd_sample(args) -> int:
         print(args.prompt, end="", flush=True)
         try:
             _generate_streaming(model, idx, args.max_new_tokens,
-                                lambda new: print(tokenizer.decode(new[0]), end="", flush=True), **sampling)
+                                lambda new: print(decoders[0](new[0]), end="", flush=True), **sampling)
         finally:
             print(flush=True)              # end the line, also when interrupted
         return 0
@@ -529,7 +575,7 @@ def _cmd_sample(args) -> int:
 
     def collect(new):
         for i in range(args.num_samples):
-            texts[i] += tokenizer.decode(new[i])
+            texts[i] += decoders[i](new[i])
 
     try:
         _generate_streaming(model, idx, args.max_new_tokens, collect, **sampling)

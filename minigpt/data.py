@@ -224,18 +224,29 @@ def read_text_file(path: Union[str, Path], max_bytes: Optional[int] = None) -> s
 class TextData:
     """A tokenizer plus the encoded train and validation splits (the last 10% is validation)."""
 
-    tokenizer: CharTokenizer
+    tokenizer: "CharTokenizer | BPETokenizer"    # minigpt.bpe.BPETokenizer for subword tokens
     train: torch.Tensor   # (N_train,) int64 token ids
     val: torch.Tensor     # (N_val,) int64 token ids
 
     @classmethod
-    def from_text(cls, text: str, val_fraction: float = 0.1) -> "TextData":
+    def from_text(cls, text: str, val_fraction: float = 0.1, tokenizer=None) -> "TextData":
+        """Split `text` (the last val_fraction of its characters is validation) and encode it
+        with `tokenizer`: a CharTokenizer or BPETokenizer, or None for the text's characters.
+
+        The split is made on characters before encoding, so char and BPE data of the same text
+        hold the same validation text (what makes bits per character comparable).
+        """
         if not 0.0 < val_fraction < 1.0:
             raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}.")
-        tokenizer = CharTokenizer.from_text(text)
-        ids = tokenizer.encode_tensor(text)
-        n_train = int(len(ids) * (1.0 - val_fraction))
-        return cls(tokenizer, ids[:n_train], ids[n_train:])
+        if tokenizer is None:
+            tokenizer = CharTokenizer.from_text(text)
+            ids = tokenizer.encode_tensor(text)
+            n_train = int(len(ids) * (1.0 - val_fraction))
+            return cls(tokenizer, ids[:n_train], ids[n_train:])
+        if not hasattr(tokenizer, "encode_tensor") or not hasattr(tokenizer, "vocab_size"):
+            raise DataError(f"tokenizer must be a CharTokenizer or BPETokenizer, got {type(tokenizer).__name__}.")
+        n_train = int(len(text) * (1.0 - val_fraction))
+        return cls(tokenizer, tokenizer.encode_tensor(text[:n_train]), tokenizer.encode_tensor(text[n_train:]))
 
     @classmethod
     def shakespeare(cls) -> "TextData":
