@@ -16,10 +16,13 @@ however the code is written.
 A solution that still raises `NotImplementedError` (what nbgrader's student edition puts in
 place of the solution) answers "not implemented yet" instead of failing.
 
-Grading: a check only *answers*; it never stops the notebook, so a student can run every cell.
-With the environment variable MINIGPT_GRADING=1 (set by `make autograde` / an instructor's
-`MINIGPT_GRADING=1 nbgrader autograde ...`) a check that did not pass raises `ExerciseFailed`
-instead, which is how nbgrader's autograder takes the points away.
+A check only *answers*; it never stops the notebook, so a student can run every cell. It is
+practice feedback, not the grade: a student's kernel can reach and replace it. Graded courses
+score the hidden tests that `tools/classroom.py` adds at generation time (`grading/hidden.py`:
+inputs drawn at grading time, references loaded privately, forbidden calls watched), which read
+no environment variable. MINIGPT_GRADING=1 still makes a check that did not pass raise
+`ExerciseFailed` instead of answering, for an instructor's own nbgrader course that uses the
+visible checks as its tests; it is not what `make grade` relies on.
 """
 
 from __future__ import annotations
