@@ -27,15 +27,18 @@ import torch
 
 from .data import CharTokenizer, DataError
 
-try:                                   # the `regex` module knows \p{L} (letters) and \p{N} (numbers)
+# GPT-2's pre-tokenisation pattern (openai/gpt-2, encoder.py), unchanged: it needs the `regex`
+# module, which knows \p{L} (letters) and \p{N} (numbers)
+GPT2_REGEX_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# the stdlib `re` approximation: [^\W\d_] is "a letter", \d "a number" (\d misses numbers that
+# are not decimal digits, such as "²", which count as letters here)
+GPT2_STDLIB_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+"""
+try:
     import regex as _re
-    # GPT-2's pre-tokenisation pattern (openai/gpt-2, encoder.py), unchanged
-    GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-    PATTERN_ENGINE = "regex"
-except ImportError:                    # stdlib approximation: [^\W\d_] is "a letter", \d "a number"
+    GPT2_PATTERN, PATTERN_ENGINE = GPT2_REGEX_PATTERN, "regex"
+except ImportError:
     import re as _re
-    GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?[^\s\w]+| ?_+|\s+(?!\S)|\s+"""
-    PATTERN_ENGINE = "re"
+    GPT2_PATTERN, PATTERN_ENGINE = GPT2_STDLIB_PATTERN, "re"
 
 _SPLITTER = _re.compile(GPT2_PATTERN)
 MIN_VOCAB_SIZE = 256

@@ -84,6 +84,14 @@ def test_merges_never_cross_a_pre_token_boundary():
     assert pretokenize("Hello, world! It's 2026.") == ["Hello", ",", " world", "!", " It", "'s", " 2026", "."]
 
 
+def test_the_stdlib_pattern_splits_like_gpt2s_on_ordinary_text(shakespeare):
+    import re
+    regex = pytest.importorskip("regex")
+    from minigpt.bpe import GPT2_REGEX_PATTERN, GPT2_STDLIB_PATTERN
+    for text in TEXTS + [shakespeare[:100_000], "snake_case__x !_! a_1"]:
+        assert re.findall(GPT2_STDLIB_PATTERN, text) == regex.findall(GPT2_REGEX_PATTERN, text), text
+
+
 def test_encode_applies_merges_in_rank_order():
     a, b, c = ord("a"), ord("b"), ord("c")
     bc_first = BPETokenizer([(b, c, 256), (a, b, 257)])
@@ -235,6 +243,8 @@ def test_cli_trains_on_bpe_tokens_and_samples_with_them(tmp_path):
                "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ROMEO: café 🙂")
+    proc = run("train", "--resume", "--out", out, "--max-iters", "4", "--no-progress")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "BPE" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("args, fragment", [
