@@ -41,7 +41,19 @@ def check_resumable(ckpt, model: torch.nn.Module, data, cfg, out_dir: Path,
     `ckpt` is a `Checkpoint` loaded with its trainer tensors, `cfg` this run's TrainConfig,
     `device` the device this run trains on.
     """
-    saved_chars, chars = ckpt.tokenizer.chars, data.tokenizer.chars
+    saved_tok, tok = ckpt.tokenizer, data.tokenizer
+    if not (hasattr(saved_tok, "chars") and hasattr(tok, "chars")):
+        # a subword (BPE) run: the vocabulary is the merge table, so compare the whole description
+        if saved_tok.to_dict() != tok.to_dict():
+            raise CheckpointError(
+                f"cannot resume: this run's tokenizer differs from the one the checkpoint in "
+                f"{str(out_dir)!r} was trained with ({type(saved_tok).__name__}, "
+                f"{saved_tok.vocab_size} tokens, against {type(tok).__name__}, {tok.vocab_size}), so ids "
+                "would mean other text. Encode the data with the checkpoint's tokenizer, or start a new "
+                "run in another output folder.")
+        saved_chars = chars = []
+    else:
+        saved_chars, chars = saved_tok.chars, tok.chars
     if saved_chars != chars:
         only_saved = sorted(set(saved_chars) - set(chars))
         only_text = sorted(set(chars) - set(saved_chars))

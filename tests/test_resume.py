@@ -52,3 +52,27 @@ def test_resume_with_the_same_thread_count_is_silent(small_data, tmp_path, threa
         warnings.simplefilter("error", ResumeWarning)
         assert train(model_for(small_data), small_data, cfg(), tmp_path / "run", resume=True,
                      progress=False).steps == 4
+
+
+TEXT = "the king and the queen, the knight and the knave; " * 40
+
+
+def bpe_data(merges_from):
+    """TEXT encoded by a 270-token BPE whose merges were learned on `merges_from`."""
+    from minigpt import BPETokenizer
+    from minigpt.data import TextData
+    return TextData.from_text(TEXT, tokenizer=BPETokenizer.train(merges_from, 270))
+
+
+def test_a_bpe_run_resumes_and_another_merge_table_is_refused_in_one_line(tmp_path):
+    data = bpe_data(TEXT)
+    train(model_for(data), data, cfg(), tmp_path / "run", stop_at=2, progress=False)
+    result = train(model_for(data), data, cfg(), tmp_path / "run", resume=True, progress=False)
+    assert result.steps == 4
+    train(model_for(data), data, cfg(), tmp_path / "other", stop_at=2, progress=False)
+    other = bpe_data("a queen's knave: quick, quiet, quaint. " * 40)
+    from minigpt.checkpoint import CheckpointError
+    with pytest.raises(CheckpointError, match=r"tokenizer differs .*BPETokenizer, 270 tokens, against "
+                                              r"BPETokenizer, 270\)") as caught:
+        train(model_for(data), other, cfg(), tmp_path / "other", resume=True, progress=False)
+    assert "\n" not in str(caught.value)
