@@ -35,9 +35,9 @@ $(STAMP): requirements.txt pyproject.toml
 	  fi; \
 	fi
 	$(PIP) install -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
-	@echo "the package itself, with the extras the tests use: nbgrader (classroom), transformers (gpt2), tokenizers and regex (bpe)"
-	$(PIP) install -e ".[classroom,gpt2,bpe]" 2>&1 | grep -v "^WARNING: Location" || true
-	$(BIN)/python -c "import minigpt, jupyter_book, nbval, nbgrader, transformers, torch; print('minigpt', minigpt.__version__, '| torch', torch.__version__)"
+	@echo "the package itself, with the extras the tests use: nbgrader (classroom), transformers (gpt2), tokenizers and regex (bpe), peft (lora-test)"
+	$(PIP) install -e ".[classroom,gpt2,bpe,lora-test]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import minigpt, jupyter_book, nbval, nbgrader, transformers, tokenizers, regex, peft, torch; print('minigpt', minigpt.__version__, '| torch', torch.__version__)"
 	touch $(STAMP)
 
 # The book renders the outputs stored in the notebooks (nbval checks that they are real).
