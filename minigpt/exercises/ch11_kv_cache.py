@@ -249,36 +249,28 @@ def cached_generate(model: MiniGPT, idx: torch.Tensor, max_new_tokens: int) -> t
     return idx
 
 
-@torch.no_grad()
-def _positions_from_zero(model, idx, max_new_tokens):
-    block_size, caches = model.config.block_size, None
-    for _ in range(max_new_tokens):
-        T = idx.size(1)
-        if T > block_size:
-            logits = _step(model, idx[:, -block_size:], model.new_kv_caches(idx.size(0)), 0)
-        elif caches is None:
-            caches = model.new_kv_caches(idx.size(0))
-            logits = _step(model, idx, caches, 0)
-        else:
-            logits = _step(model, idx[:, -1:], caches, 0)   # the new token gets position 0
-        idx = torch.cat([idx, logits.argmax(-1, keepdim=True)], dim=1)
-    return idx
+def _new_token_at(position_of_newest):
+    """The cached generator above with the newest token of a length-T text embedded at
+    `position_of_newest(T)` instead of T - 1: the two position mistakes."""
+    @torch.no_grad()
+    def generate(model, idx, max_new_tokens):
+        block_size, caches = model.config.block_size, None
+        for _ in range(max_new_tokens):
+            T = idx.size(1)
+            if T > block_size:
+                logits = _step(model, idx[:, -block_size:], model.new_kv_caches(idx.size(0)), 0)
+            elif caches is None:
+                caches = model.new_kv_caches(idx.size(0))
+                logits = _step(model, idx, caches, 0)
+            else:
+                logits = _step(model, idx[:, -1:], caches, position_of_newest(T))
+            idx = torch.cat([idx, logits.argmax(-1, keepdim=True)], dim=1)
+        return idx
+    return generate
 
 
-@torch.no_grad()
-def _position_one_too_far(model, idx, max_new_tokens):
-    block_size, caches = model.config.block_size, None
-    for _ in range(max_new_tokens):
-        T = idx.size(1)
-        if T > block_size:
-            logits = _step(model, idx[:, -block_size:], model.new_kv_caches(idx.size(0)), 0)
-        elif caches is None:
-            caches = model.new_kv_caches(idx.size(0))
-            logits = _step(model, idx, caches, 0)
-        else:
-            logits = _step(model, idx[:, -1:], caches, T)     # position T: one past the newest token
-        idx = torch.cat([idx, logits.argmax(-1, keepdim=True)], dim=1)
-    return idx
+_positions_from_zero = _new_token_at(lambda T: 0)        # every new token at position 0
+_position_one_too_far = _new_token_at(lambda T: T)       # one past the newest token
 
 
 @torch.no_grad()
