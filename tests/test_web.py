@@ -257,7 +257,7 @@ PARITY_PROMPTS = ["JULIET:\nO Romeo, Romeo! wherefore art thou ", "ROMEO:\nBut s
                   "KING RICHARD II:\nI have been studying how I may compare"]
 ATTENTION_TEXTS = ["ROMEO:\nBut soft, what light", "the king, the king, the king"]
 EXAMPLES = [{"label": "ligh, top-p 0.9", "prompt": "ROMEO:\nBut soft, what ligh", "temperature": 1.0,
-             "top_p": 0.9, "seed": 3, "length": 20}]
+             "top_p": 0.9, "seed": 3, "max_new_tokens": 20}]
 LENS_TEXT = "ROMEO:\nBut soft, what ligh"
 GEN = "[data-mg-widget=generator] "
 EXP = "[data-mg-widget=attention] "
@@ -268,7 +268,7 @@ RUN_DONE = "document.querySelector('[data-mg-widget=generator]').mgState.run.don
 def page_and_errors(tmp_path_factory):
     base = STATIC_DIR.as_uri() + "/"
     html = widgets.standalone_page([
-        widgets.generator("JULIET:\nO Romeo, Romeo! wherefore art thou ", temperature=0.8, seed=0, length=40, base=base,
+        widgets.generator("JULIET:\nO Romeo, Romeo! wherefore art thou ", temperature=0.8, seed=0, max_new_tokens=40, base=base,
                           examples=EXAMPLES),
         widgets.attention_explorer(ATTENTION_TEXTS, layer=0, head=2, base=base),
         widgets.layer_predictions(LENS_TEXT, base=base)])

@@ -72,30 +72,31 @@ def _example(example: dict, V: Optional[int] = None) -> dict:
     from ..sampling import check_sampling_settings
     if not isinstance(example, dict) or "label" not in example or "prompt" not in example:
         raise _bad(f"an example needs at least a 'label' and a 'prompt', got {example!r}.")
-    unknown = set(example) - {"label", "prompt", "temperature", "top_k", "top_p", "seed", "length", "note"}
+    unknown = set(example) - {"label", "prompt", "temperature", "top_k", "top_p", "seed", "max_new_tokens", "note"}
     if unknown:
         raise _bad(f"unknown example keys {sorted(unknown)}; use label, prompt, temperature, top_k, top_p, "
-                   "seed, length, note.")
+                   "seed, max_new_tokens, note.")
     out = {"temperature": 1.0, "top_k": None, "top_p": None, "seed": 0, **example}
     check_sampling_settings(out["temperature"], out["top_k"], out["top_p"])
     return out
 
 
 def generator(prompt: str = "ROMEO:\n", temperature: float = 0.8, top_k: Optional[int] = None,
-              top_p: Optional[float] = None, seed: int = 0, length: int = 200,
+              top_p: Optional[float] = None, seed: int = 0, max_new_tokens: int = 200,
               model: str = DEFAULT_MODEL, base: str = BASE,
               examples: Sequence[dict] = ()) -> WebWidget:
     """Chapter 9's live generator: prompt, temperature/top-k/top-p sliders, seed, Generate.
     `examples`: one-click "Try:" buttons, each {label, prompt, temperature, top_k, top_p, seed}
-    (optional: length, note), that set the widget and generate."""
+    (optional: max_new_tokens, note), that set the widget and generate. `max_new_tokens` is the
+    number of characters to generate, the name `generate` and the CLI use."""
     from ..sampling import check_sampling_settings
     check_sampling_settings(temperature, top_k, top_p)
     if not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
         raise _bad(f"seed must be an integer in [0, 2**32), got {seed!r}.")
-    if not isinstance(length, int) or length < 1:
-        raise _bad(f"length must be a positive number of characters, got {length!r}.")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise _bad(f"max_new_tokens must be a positive number of characters, got {max_new_tokens!r}.")
     config = {"model": model, "prompt": prompt, "temperature": temperature, "top_k": top_k,
-              "top_p": top_p, "seed": seed, "length": length, "examples": [_example(e) for e in examples]}
+              "top_p": top_p, "seed": seed, "max_new_tokens": max_new_tokens, "examples": [_example(e) for e in examples]}
     html = _widget("generator", config, base)
     return WebWidget("generator", html, f"prompt {prompt!r}, temperature {temperature}, seed {seed}"
                      + (f", {len(examples)} examples" if examples else ""))

@@ -57,7 +57,7 @@
     var newSeed = el("button", {type: "button", "data-mg": "new-seed", text: "new seed"});
     var lengthId = uid("mg-length");
     var length = el("input", {id: lengthId, type: "text", inputmode: "numeric", "data-mg": "length", "class": "mg-seed"});
-    length.value = String(config.length);
+    length.value = String(config.max_new_tokens);
     var fieldError = el("div", {"class": "mg-error", "data-mg": "field-error", role: "alert"});
     var go = el("button", {type: "button", "class": "mg-primary", "data-mg": "generate", text: "Generate"});
     var stop = el("button", {type: "button", "data-mg": "stop", text: "Stop", disabled: "disabled"});
@@ -96,12 +96,12 @@
                  prefill: prefill, prefilledPositions: 0, seed: null, length: null};
     node.mgState = state;                            // for the tests and the benchmark
 
-    function applySettings(s) {                      // s: {temperature, top_k, top_p, seed, length}
+    function applySettings(s) {                      // s: {temperature, top_k, top_p, seed, max_new_tokens}
       T.input.value = String(s.temperature);
       K.input.value = String(s.top_k === null || s.top_k === undefined ? V : s.top_k);
       P.input.value = String(s.top_p === null || s.top_p === undefined ? 1 : s.top_p);
       if (s.seed !== undefined) { seed.value = String(s.seed); }
-      if (s.length !== undefined) { length.value = String(s.length); }
+      if (s.max_new_tokens !== undefined) { length.value = String(s.max_new_tokens); }
     }
     function settings() {
       var k = parseInt(K.input.value, 10), p = parseFloat(P.input.value);
