@@ -194,6 +194,11 @@ SPECS: dict[str, Spec] = {
                                  what="a softmax over the whole row (torch.softmax / F.softmax) or the package"),
     "check_tiled_attention": Spec("TILED_ATTENTION", **_attention_only(),
                                   copied=(("13_flash_attention", "tiles_in_order"), ("13_flash_attention", "tiled_attention"))),
+    "check_lora_forward": Spec("LORA_FORWARD", forbid_py=(("minigpt/lora.py", "*"),),
+                               what="the package's LoRA (minigpt.lora: LoRALinear)",
+                               copied=(("16_fine_tuning_lora", "LoRAByHand"),)),
+    "check_lora_merge": Spec("LORA_MERGE", forbid_py=(("minigpt/lora.py", "*"),),
+                             what="the package's LoRA merge (minigpt.lora: merge_lora / merged_weight)"),
 }
 SELF_TEST = "check_self_test"
 

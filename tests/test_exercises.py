@@ -159,8 +159,9 @@ def test_import_minigpt_imports_no_chapter_checks_until_one_is_used():
         "assert loaded() == ['minigpt.exercises.ch02_attention'], loaded()\n"
         "from minigpt.exercises import check_tiled_attention, EXERCISES, QUESTIONS\n"
         "import minigpt.exercises as ex\n"
-        "assert len(loaded()) == len(ex.chapter_modules()) == 13, loaded()\n"
-        "assert EXERCISES[0].name == 'softmax by hand' and EXERCISES[-1].name.startswith('tiled')\n"
+        "assert len(loaded()) == len(ex.chapter_modules()) >= 14, loaded()\n"
+        "assert EXERCISES[0].name == 'softmax by hand'\n"
+        "assert any(e.name.startswith('tiled') for e in EXERCISES)\n"
         "assert ex.exercise_model.__module__.endswith('ch11_kv_cache')\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

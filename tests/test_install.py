@@ -45,8 +45,8 @@ def test_the_install_cell_is_hidden_but_still_runs(tmp_path):
     assert cell["metadata"]["tags"] == ["keep-me", "hide-input"]
 
 
-def test_there_are_fourteen_chapters():
-    assert len(sync.chapters()) == 14
+def test_there_are_at_least_fifteen_chapters():
+    assert len(sync.chapters()) >= 15          # 1-14, the subword chapter 15, and later ones
 
 
 def test_the_first_cell_installs_the_tagged_version_from_the_one_repository_address():
