@@ -194,6 +194,12 @@ SPECS: dict[str, Spec] = {
                                  what="a softmax over the whole row (torch.softmax / F.softmax) or the package"),
     "check_tiled_attention": Spec("TILED_ATTENTION", **_attention_only(),
                                   copied=(("13_flash_attention", "tiles_in_order"), ("13_flash_attention", "tiled_attention"))),
+    "check_merge": Spec("MERGE", forbid_py=(("minigpt/bpe.py", "*"),),
+                        what="the package's BPE (minigpt.bpe.merge_pair / BPETokenizer)",
+                        copied=(("15_subword_tokens", "merge_by_hand"),)),
+    "check_encode": Spec("ENCODE", forbid_py=(("minigpt/bpe.py", "*"),),
+                         what="the package's BPE (minigpt.bpe: BPETokenizer.encode / merge_pair)",
+                         copied=(("15_subword_tokens", "encode_by_hand"),)),
     "check_lora_forward": Spec("LORA_FORWARD", forbid_py=(("minigpt/lora.py", "*"),),
                                what="the package's LoRA (minigpt.lora: LoRALinear)",
                                copied=(("16_fine_tuning_lora", "LoRAByHand"),)),
@@ -308,7 +314,55 @@ def _draw_schedules(core, g):
     return cases
 
 
+def _draw_token_lists(core, g):
+    """New token lists over a small alphabet (so pairs repeat), each with a pair it holds."""
+    cases = []
+    for n in (_randint(g, 6, 14), _randint(g, 6, 14), _randint(g, 3, 6)):
+        ids = [97 + _randint(g, 0, 2) for _ in range(n)]
+        i = _randint(g, 0, n - 2)
+        cases.append(core.Case(f"{n} tokens over 3 letters", (ids, (ids[i], ids[i + 1]), _randint(g, 256, 400))))
+    a = 97 + _randint(g, 0, 2)
+    run = _randint(g, 3, 7)
+    cases.append(core.Case(f"{run} equal tokens (overlapping pairs)", ([a] * run + [120], (a, a), 256)))
+    return cases
+
+
+def _draw_merge_tables(core, g):
+    """New texts over a small alphabet, each with a merge table learned (most frequent pair
+    first, ties to the smaller pair) on another text of the same letters."""
+    def learn(ids, n_merges):
+        merges = []
+        for new in range(256, 256 + n_merges):
+            counts: dict = {}
+            for pair in zip(ids, ids[1:]):
+                counts[pair] = counts.get(pair, 0) + 1
+            if not counts:
+                break
+            best = max(counts, key=lambda p: (counts[p], -p[0], -p[1]))
+            merges.append((best[0], best[1], new))
+            out, i = [], 0
+            while i < len(ids):
+                if i + 1 < len(ids) and (ids[i], ids[i + 1]) == best:
+                    out.append(new)
+                    i += 2
+                else:
+                    out.append(ids[i])
+                    i += 1
+            ids = out
+        return merges
+
+    cases = []
+    for _ in range(4):
+        letters = [97 + _randint(g, 0, 3) for _ in range(_randint(g, 20, 40))]
+        text = bytes(97 + _randint(g, 0, 3) for _ in range(_randint(g, 5, 15)))
+        merges = learn(letters, _randint(g, 3, 8))
+        cases.append(core.Case(f"{len(text)} bytes, {len(merges)} merges", (text, merges)))
+    return cases
+
+
 CUSTOM_DRAWS: dict[str, Callable] = {
+    "check_merge": _draw_token_lists,
+    "check_encode": _draw_merge_tables,
     "check_causal_mask": _draw_masks,
     "check_sinusoidal": _draw_tables,
     "check_lr_schedule": _draw_schedules,
