@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
-from .checkpoint import CheckpointError, config_differences, load_checkpoint, restore_optimizer, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, restore_optimizer, save_checkpoint
 from .run_folder import (META_FILE, check_output_folder, checkpoint_nbytes, clean_temporary_files, has_checkpoint,
                          run_lock)
 from .config import ConfigError
