@@ -127,6 +127,23 @@ QUESTIONS = {q.number: q for q in [
               8: "The diagonal tiles are computed too (they are masked inside): 1 + 2 + 3 + 4.",
               6: "6 is the number of tiles skipped."},
              WHOLE.format("tiles")),
+    Question("15.1", "How many merges does BPETokenizer.train(text, 512) learn (when the text has that many pairs to merge)?",
+             256, "The first 256 ids are the byte values, the base alphabet; every merge adds one token, so "
+                  "a vocabulary of 512 holds 512 - 256 = 256 merges.",
+             {512: "512 is the vocabulary size; the 256 byte values are in it without being learned.",
+              65: "65 is the character model's vocabulary; byte-level BPE starts from the 256 byte values.",
+              447: "447 = 512 - 65 starts from the characters; byte-level BPE starts from the 256 byte values."},
+             WHOLE.format("merges")),
+    Question("16.2", "How many parameters does a rank-8 LoRA adapter add to one attn.c_attn of the pretrained "
+                     "model (256 inputs, 768 outputs)?",
+             8192, "A is (r, n_in) = (8, 256) and B is (n_out, r) = (768, 8): r x (n_in + n_out) = "
+                   "8 x 1,024 = 8,192 (W's 196,608 stay frozen).",
+             {1572864: "8 x 256 x 768 is not how LoRA grows: B·A has W's shape but only r x (n_in + n_out) "
+                       "parameters, A (8, 256) and B (768, 8).",
+              196608: "196,608 = 256 x 768 is W itself, which LoRA freezes.",
+              2048: "2,048 counts A (8 x 256) only; B (768 x 8) trains too.",
+              6144: "6,144 counts B (768 x 8) only; A (8 x 256) trains too."},
+             WHOLE.format("parameters")),
 ]}
 
 
