@@ -79,8 +79,13 @@ def built_book():
         pytest.fail("the book is not built: run `make html` first (make browser does).")
 
 
-def test_there_are_fourteen_chapters():
-    assert len(CHAPTERS) == 14, [c.name for c in CHAPTERS]
+def test_every_chapter_notebook_is_in_the_table_of_contents():
+    """The toc lists exactly the chapter notebooks on disk (16 today), so a new chapter cannot
+    be left out of the book, nor a removed one linger in it."""
+    import re
+    in_toc = re.findall(r"^\s*- file: notebooks/(\d\d_\w+)\s*$", (ROOT / "_toc.yml").read_text(), re.M)
+    assert sorted(in_toc) == [c.stem for c in CHAPTERS]
+    assert len(CHAPTERS) >= 16, [c.name for c in CHAPTERS]
 
 
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=[c.stem for c in CHAPTERS])
