@@ -26,14 +26,13 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .attention import CausalSelfAttention
 from .config import ConfigError, GPTConfig
 from .data import TextData
 from .errors import UsageError
 from .evaluation import evaluate
-from .model import MLP, Block, MiniGPT, ModelInputError, eval_mode
+from .model import MLP, Block, MiniGPT, ModelInputError, eval_mode, next_token_loss
 from .positions import rope_cos_sin, sinusoidal_table
 from .sampling import draw_next_token, next_token_probs
 from .train import TrainConfig, train
@@ -114,15 +113,7 @@ class RungModel(nn.Module):
         for layer in self.layers:
             x = layer(x) if isinstance(layer, MLP) else layer(x, rope)
         logits = self.lm_head(self.ln_f(x))                         # (B, T, V)
-        loss = None
-        if targets is not None:
-            if targets.shape != idx.shape:
-                raise ModelInputError(f"targets must have the same shape as idx {tuple(idx.shape)}, "
-                                      f"got {tuple(targets.shape)}.")
-            # targets equal to -1 are ignored, as in MiniGPT.forward
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                                   ignore_index=-1)
-        return logits, loss
+        return logits, next_token_loss(logits, idx, targets)
 
 
 class UnigramModel(nn.Module):
@@ -159,13 +150,7 @@ class UnigramModel(nn.Module):
             raise ModelInputError(f"sequence of {T} tokens exceeds block_size={self.config.block_size}; "
                                   f"crop the input to its last {self.config.block_size} tokens.")
         logits = self.log_probs.expand(B, T, -1)                    # (B, T, V), the same at every position
-        loss = None
-        if targets is not None:
-            if targets.shape != idx.shape:
-                raise ModelInputError(f"targets must have the same shape as idx {tuple(idx.shape)}, "
-                                      f"got {tuple(targets.shape)}.")
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
-        return logits, loss
+        return logits, next_token_loss(logits, idx, targets)
 
 
 @dataclass

@@ -92,6 +92,19 @@ class Block(nn.Module):
         return (x, weights) if return_weights else x
 
 
+
+def next_token_loss(logits: torch.Tensor, idx: torch.Tensor,
+                    targets: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The mean cross-entropy of logits (B, T, V) against targets (B, T), in float32; targets
+    equal to -1 are ignored. None when there are no targets. Shared by MiniGPT and the ladder's
+    rungs, so every model of the book scores the same way."""
+    if targets is None:
+        return None
+    if targets.shape != idx.shape:
+        raise ModelInputError(f"targets must have the same shape as idx {tuple(idx.shape)}, "
+                              f"got {tuple(targets.shape)}.")
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
+
 class MiniGPT(nn.Module):
     """A decoder-only Transformer language model."""
 
@@ -209,14 +222,7 @@ class MiniGPT(nn.Module):
         idx = self._check_idx(idx)
         x = self.ln_f(self._hidden(idx))
         logits = self.lm_head(x)                                             # (B, T, V)
-        loss = None
-        if targets is not None:
-            if targets.shape != idx.shape:
-                raise ModelInputError(f"targets must have the same shape as idx {tuple(idx.shape)}, "
-                                 f"got {tuple(targets.shape)}.")
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1),
-                                   ignore_index=-1)
-        return logits, loss
+        return logits, next_token_loss(logits, idx, targets)
 
     @torch.no_grad()
     def attention_maps(self, idx: torch.Tensor) -> torch.Tensor:
