@@ -25,7 +25,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from .data import CharTokenizer, DataError
+from .data import CharTokenizer, DataError, ids_as_list
 
 # GPT-2's pre-tokenisation pattern (openai/gpt-2, encoder.py), unchanged: it needs the `regex`
 # module, which knows \p{L} (letters) and \p{N} (numbers)
@@ -237,13 +237,8 @@ class BPETokenizer:
         return torch.tensor(self.encode(text), dtype=torch.long)
 
     def decode_bytes(self, ids: Union[Sequence[int], torch.Tensor]) -> bytes:
-        if isinstance(ids, torch.Tensor):
-            if ids.dim() != 1:
-                raise ValueError(f"decode expects a 1-D sequence of ids, got shape {tuple(ids.shape)}; "
-                                 "decode one row at a time, e.g. decode(out[0]).")
-            ids = ids.tolist()
         parts = []
-        for i in ids:
+        for i in ids_as_list(ids):
             if not 0 <= int(i) < len(self.vocab):
                 raise DataError(f"token id {int(i)} is outside this BPE vocabulary (0..{len(self.vocab) - 1}); "
                                 "decode ids made by this tokenizer or a model trained with it.")

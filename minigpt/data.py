@@ -10,11 +10,14 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence, Union
 
 import torch
 
 from .errors import MiniGPTError
+
+if TYPE_CHECKING:                       # bpe imports data; the name is for annotations only
+    from .bpe import BPETokenizer
 
 # Texts are converted to code points in chunks of this many characters, so the temporary
 # buffers stay small (16 MB) next to the (N,) int64 id tensor, whatever the text's size.
@@ -43,6 +46,17 @@ def _code_point_chunks(text: str) -> Iterator[tuple[int, torch.Tensor]]:
             yield start, torch.frombuffer(bytearray(chunk, "ascii"), dtype=torch.uint8)
         else:
             yield start, torch.frombuffer(bytearray(chunk, "utf-32-le", "surrogatepass"), dtype=torch.int32)
+
+
+
+def ids_as_list(ids: Union[Sequence[int], torch.Tensor]) -> Sequence[int]:
+    """What a tokenizer's decode accepts: a sequence of ids, or a 1-D tensor of them."""
+    if isinstance(ids, torch.Tensor):
+        if ids.dim() != 1:
+            raise ValueError(f"decode expects a 1-D sequence of ids, got shape {tuple(ids.shape)}; "
+                             "decode one row at a time, e.g. decode(out[0]).")
+        return ids.tolist()
+    return ids
 
 
 class CharTokenizer:
@@ -114,11 +128,7 @@ class CharTokenizer:
         return ids[ids >= 0] if errors == "skip" else ids
 
     def decode(self, ids: Union[Sequence[int], torch.Tensor]) -> str:
-        if isinstance(ids, torch.Tensor):
-            if ids.dim() != 1:
-                raise ValueError(f"decode expects a 1-D sequence of ids, got shape {tuple(ids.shape)}; "
-                                 "decode one row at a time, e.g. decode(out[0]).")
-            ids = ids.tolist()
+        ids = ids_as_list(ids)
         try:
             return "".join(self.itos[int(i)] for i in ids)
         except KeyError as err:
