@@ -424,7 +424,7 @@ def _cmd_train(args) -> int:
     import torch
 
     from .checkpoint import CheckpointError
-    from .data import TextData, load_shakespeare, read_text_file
+    from .data import load_shakespeare, read_text_file
     from .device import describe, describe_precision, set_seed
     from .model import MiniGPT
     from .train import evaluate, train

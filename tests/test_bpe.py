@@ -69,7 +69,7 @@ def test_incremental_training_equals_naive_recounting(shakespeare):
 
 def test_first_merge_is_the_most_frequent_pair():
     tok = BPETokenizer.train("aaabdaaabac", 259)
-    a, b, d = ord("a"), ord("b"), ord("d")
+    a, d = ord("a"), ord("d")
     assert tok.merges[0] == (a, a, 256)              # "aa" occurs 4 times (overlapping counts once per pair position)
     assert tok.vocab[256] == b"aa"
     assert tok.decode(tok.encode("aaabdaaabac")) == "aaabdaaabac"

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 import minigpt.exercises as ex
-from minigpt.exercises.core import FAILED, PASSED, Exercise, ExerciseFailed
+from minigpt.exercises.core import FAILED, Exercise, ExerciseFailed
 
 
 def _exercise_of(check) -> Exercise | None:
