@@ -1,0 +1,303 @@
+"""The Chinese edition (中文版), made from the English one and kept in sync with it.
+
+    python tools/zh_edition.py stale            # what is untranslated or out of date (exit 1 if any)
+    python tools/zh_edition.py refresh [PAGE]   # add new English units, keep every translation
+    python tools/zh_edition.py build            # write zh/notebooks/*.ipynb and zh/book/*.md
+
+Every page of the English book (a chapter notebook or a `book/*.md` page) has one translation
+file, `zh/translations/<page>.md`, a list of *units*. A unit is one markdown cell of a notebook,
+or one section of a page (from a heading to the next heading outside code fences). Each unit
+records the English it was translated from and its Chinese:
+
+    %%%% 3 en
+    The English text, exactly as the page has it now.
+    %%%% 3 zh
+    中文译文。
+
+`stale` compares the recorded English of every unit with the page's English today: a unit whose
+English changed prints a diff (what to re-translate) and `tests/test_zh_edition.py` fails until the
+Chinese and the recorded English are both updated. `refresh` re-aligns a translation file with
+its page after cells or sections were added, removed or edited: units whose English is unchanged
+keep their Chinese; an edited unit keeps its old Chinese *and* its old English, so `stale`
+shows the diff; a new unit gets an empty Chinese part (`stale` lists it as untranslated).
+
+`build` writes the Chinese notebooks (same cells, ids, tags and outputs as the English ones; only
+the markdown is Chinese, and the first cell adds `minigpt.set_language("zh")` so the checks and
+widgets speak Chinese) and the Chinese pages. The zh notebooks' outputs are then refreshed by
+running them (`make zh-notebooks`), and nbval checks them like the English ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import difflib
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ZH = REPO / "zh"
+TRANSLATIONS = ZH / "translations"
+LANGUAGE_LINE = 'minigpt.set_language("zh")      # 检查结果和小部件的提示用中文'
+
+_MARK = re.compile(r"^%%%% (\d+) (en|zh)$")
+_FENCE = re.compile(r"^(`{3,}|~{3,}|:{3,})")
+
+
+def english_pages(repo: Path = REPO) -> dict[str, Path]:
+    """Every page of the English book, by name: the chapter notebooks and the book/*.md pages."""
+    pages = {p.stem: p for p in sorted((repo / "notebooks").glob("[0-9][0-9]_*.ipynb"))}
+    pages.update({p.stem: p for p in sorted((repo / "book").glob("*.md"))})
+    return pages
+
+
+def split_sections(text: str) -> list[str]:
+    """A markdown page cut before every heading that is not inside a code fence or directive.
+    Concatenating the pieces gives the text back exactly."""
+    units: list[str] = []
+    current: list[str] = []
+    fences: list[str] = []                 # the open fences, innermost last
+    for line in text.splitlines(keepends=True):
+        stripped = line.strip()
+        fence = _FENCE.match(stripped)
+        if fence:
+            marker = fence.group(1)
+            if fences and marker[0] == fences[-1][0] and len(marker) >= len(fences[-1]) \
+                    and stripped == marker:
+                fences.pop()                     # a bare fence of the open kind closes it
+            elif stripped != marker or not fences:
+                fences.append(marker)            # an opener: ```{note}, ```python, :::{admonition}
+        elif not fences and line.startswith("#") and current and any(l.strip() for l in current):
+            units.append("".join(current))
+            current = []
+        current.append(line)
+    if current:
+        units.append("".join(current))
+    return units
+
+
+def english_units(path: Path) -> list[str]:
+    """The English units of a page: its markdown cells, or its sections."""
+    if path.suffix == ".ipynb":
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        return ["".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "markdown"]
+    return split_sections(path.read_text(encoding="utf-8"))
+
+
+@dataclass
+class Unit:
+    english: str          # the English this translation was made from
+    chinese: str          # "" while untranslated
+
+
+def read_translation(path: Path) -> list[Unit]:
+    """The units of a translation file, in order (see the module docstring for the format)."""
+    units: list[Unit] = []
+    part = None
+    lines: list[str] = []
+
+    def flush():
+        if part is None:
+            return
+        text = "".join(lines)
+        text = text[:-1] if text.endswith("\n") else text    # the newline before the next mark
+        if part == "en":
+            units.append(Unit(text, ""))
+        else:
+            units[-1].chinese = text
+
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        mark = _MARK.match(line.rstrip("\n"))
+        if mark:
+            flush()
+            number, part = int(mark.group(1)), mark.group(2)
+            if part == "en" and number != len(units):
+                raise ValueError(f"{path}: unit {number} where unit {len(units)} was expected")
+            if part == "zh" and number != len(units) - 1:
+                raise ValueError(f"{path}: the Chinese of unit {number} does not follow its English")
+            lines = []
+        elif part is None:
+            if line.strip():
+                raise ValueError(f"{path}: text before the first '%%%% 0 en' mark")
+        else:
+            lines.append(line)
+    flush()
+    return units
+
+
+def write_translation(path: Path, units: list[Unit]) -> None:
+    parts = []
+    for number, unit in enumerate(units):
+        parts.append(f"%%%% {number} en\n{unit.english}\n%%%% {number} zh\n{unit.chinese}\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(parts), encoding="utf-8")
+
+
+def realign(old: list[Unit], english: list[str]) -> list[Unit]:
+    """New units for today's English: unchanged units keep their Chinese; a unit edited in place
+    keeps its old English and Chinese (so it shows as stale); new units are untranslated."""
+    matcher = difflib.SequenceMatcher(a=[u.english for u in old], b=english, autojunk=False)
+    units: list[Unit] = []
+    for tag, a0, a1, b0, b1 in matcher.get_opcodes():
+        if tag == "equal":
+            units += [copy.copy(u) for u in old[a0:a1]]
+        elif tag == "replace" and a1 - a0 == b1 - b0:
+            units += [copy.copy(u) for u in old[a0:a1]]          # edited: stale, diff shown
+        else:
+            units += [Unit(text, "") for text in english[b0:b1]]
+    return units
+
+
+def has_chinese(text: str) -> bool:
+    return re.search(r"[\u4e00-\u9fff]", text) is not None
+
+
+def needs_translation(english: str) -> bool:
+    """False for units with no prose to translate (only code, math, a label or an image)."""
+    prose = re.sub(r"```.*?```|\$\$.*?\$\$|\$[^$]*\$|`[^`]*`|\([^)]*\)=|<[^>]+>", " ", english, flags=re.S)
+    return re.search(r"[A-Za-z]{3,}", prose) is not None
+
+
+def problems(repo: Path = REPO) -> dict[str, list[str]]:
+    """Per page: what is missing, untranslated or stale (an empty dict when all is in sync)."""
+    found: dict[str, list[str]] = {}
+    for name, page in english_pages(repo).items():
+        path = repo / "zh" / "translations" / f"{name}.md"
+        issues: list[str] = []
+        if not path.exists():
+            found[name] = [f"no translation file {path.relative_to(repo)} (run `refresh {name}`)"]
+            continue
+        units = read_translation(path)
+        english = english_units(page)
+        if len(units) != len(english):
+            issues.append(f"{len(units)} units but the page has {len(english)} (run `refresh {name}`)")
+        for number, (unit, now) in enumerate(zip(units, english)):
+            if unit.english != now:
+                diff = "".join(difflib.unified_diff(unit.english.splitlines(True), now.splitlines(True),
+                                                    "translated from", "English now", n=1))
+                issues.append(f"unit {number}: the English changed since it was translated:\n{diff}")
+            elif not unit.chinese.strip():
+                issues.append(f"unit {number}: untranslated: {now.strip().splitlines()[0][:70] if now.strip() else '(blank)'}")
+            elif needs_translation(now) and not has_chinese(unit.chinese):
+                issues.append(f"unit {number}: the Chinese part has no Chinese")
+        if issues:
+            found[name] = issues
+    return found
+
+
+# ------------------------------------------------------------------------------ build
+def zh_notebook(english_path: Path, units: list[Unit]) -> dict:
+    """The Chinese notebook: the English one with Chinese markdown and the language line."""
+    notebook = json.loads(english_path.read_text(encoding="utf-8"))
+    markdown = iter(units)
+    first_code = True
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "markdown":
+            cell["source"] = next(markdown).chinese.splitlines(keepends=True)
+        elif cell["cell_type"] == "code" and first_code:
+            first_code = False
+            source = "".join(cell["source"]).rstrip("\n") + "\n" + LANGUAGE_LINE
+            cell["source"] = source.splitlines(keepends=True)
+    return notebook
+
+
+def build(repo: Path = REPO, only: list[str] | None = None) -> list[Path]:
+    """Write zh/notebooks/*.ipynb and zh/book/*.md from the translations; refuse when stale."""
+    bad = problems(repo)
+    if only:
+        bad = {k: v for k, v in bad.items() if k in only}
+    if bad:
+        raise SystemExit("the translation is not in sync; `python tools/zh_edition.py stale` says what to do:\n  "
+                         + "\n  ".join(bad))
+    written = []
+    for name, page in english_pages(repo).items():
+        if only and name not in only:
+            continue
+        units = read_translation(repo / "zh" / "translations" / f"{name}.md")
+        if page.suffix == ".ipynb":
+            target = repo / "zh" / "notebooks" / page.name
+            old = json.loads(target.read_text(encoding="utf-8")) if target.exists() else None
+            notebook = zh_notebook(page, units)
+            if old is not None:
+                keep_outputs(notebook, old)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        else:
+            target = repo / "zh" / "book" / page.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("".join(u.chinese if u.chinese.endswith("\n") or i == len(units) - 1
+                                      else u.chinese + "\n" for i, u in enumerate(units)), encoding="utf-8")
+        written.append(target)
+    return written
+
+
+def keep_outputs(notebook: dict, old: dict) -> None:
+    """Keep the outputs the zh notebook's own run stored (its checks print Chinese) for every
+    code cell whose source is unchanged; a changed cell takes the English outputs until the zh
+    notebooks are run again."""
+    old_cells = {c.get("id"): c for c in old["cells"] if c["cell_type"] == "code"}
+    for cell in notebook["cells"]:
+        previous = old_cells.get(cell.get("id"))
+        if cell["cell_type"] == "code" and previous is not None and previous["source"] == cell["source"]:
+            cell["outputs"] = previous.get("outputs", [])
+            cell["execution_count"] = previous.get("execution_count")
+
+
+def code_drift(repo: Path = REPO) -> list[str]:
+    """Where a zh notebook's code cells differ from the English notebook's (should be none)."""
+    found = []
+    for name, page in english_pages(repo).items():
+        if page.suffix != ".ipynb":
+            continue
+        target = repo / "zh" / "notebooks" / page.name
+        if not target.exists():
+            found.append(f"{name}: no zh notebook (run `python tools/zh_edition.py build`)")
+            continue
+        units = read_translation(repo / "zh" / "translations" / f"{name}.md")
+        expected = zh_notebook(page, units)
+        actual = json.loads(target.read_text(encoding="utf-8"))
+        strip = lambda nb: [(c["cell_type"], "".join(c["source"]), c.get("metadata"), c.get("id"))
+                            for c in nb["cells"]]
+        if strip(expected) != strip(actual):
+            found.append(f"{name}: zh/notebooks/{page.name} is not what the English notebook and the "
+                         "translation make (run `python tools/zh_edition.py build`)")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("stale", help="list untranslated and out-of-date units (exit 1 if any)")
+    refresh = sub.add_parser("refresh", help="re-align translation files with their pages")
+    refresh.add_argument("pages", nargs="*")
+    build_cmd = sub.add_parser("build", help="write zh/notebooks and zh/book from the translations")
+    build_cmd.add_argument("pages", nargs="*")
+    args = parser.parse_args(argv)
+    if args.command == "stale":
+        bad = problems()
+        for name, issues in bad.items():
+            print(f"== {name}")
+            for issue in issues:
+                print("  " + issue.replace("\n", "\n  "))
+        total = sum(len(v) for v in bad.values())
+        print(f"{total} unit(s) to translate or update in {len(bad)} page(s)" if bad else "the zh edition is in sync")
+        return 1 if bad else 0
+    if args.command == "refresh":
+        for name, page in english_pages().items():
+            if args.pages and name not in args.pages:
+                continue
+            path = TRANSLATIONS / f"{name}.md"
+            old = read_translation(path) if path.exists() else []
+            write_translation(path, realign(old, english_units(page)))
+            print(f"refreshed {path.relative_to(REPO)}")
+        return 0
+    for path in build(only=args.pages or None):
+        print(f"wrote {path.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
