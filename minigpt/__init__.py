@@ -23,6 +23,7 @@ from .presets import PRESETS, Preset
 from .pretrained import load_pretrained, pretrained_info
 from .sampling import next_token_probs
 from .reproduce import expect
+from .language import language, set_language, tr
 from . import lora  # LoRA adapters: add_lora, merge_lora, save_adapters, load_adapters
 from . import viz  # plots and the sampling explorer (matplotlib is imported on first use)
 from .evaluation import estimate_loss, evaluate
@@ -48,5 +49,5 @@ __all__ = [
     "TrainResult", "TrainingDivergedError", "train", "evaluate", "estimate_loss", "make_optimizer",
     "save_checkpoint", "load_checkpoint", "load_model", "export_model", "Checkpoint",
     "CheckpointError", "load_pretrained", "pretrained_info", "pick_device", "autocast", "set_seed",
-    "describe", "PRESETS", "Preset", "expect",
+    "describe", "PRESETS", "Preset", "expect", "set_language", "language", "tr",
 ]
