@@ -1,4 +1,4 @@
-# make book  - set up .venv, build the HTML book into _build/html
+# make book  - set up .venv, build the HTML book into _build/html (the Chinese edition into _build/html/zh)
 # make test  - set up .venv, run unit tests, the notebooks (nbval), the book build and a browser check
 # make lab   - open the chapters in JupyterLab (widgets recompute live); as root (containers)
 #              it adds --allow-root --no-browser; LAB_IP=0.0.0.0 listens on every address
@@ -19,7 +19,7 @@ TORCH_CPU   ?= torch==2.13.0
 TORCH_INDEX ?=
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: install book test unit notebooks html browser chromium lab bench clean student classroom grade \
+.PHONY: install book test unit notebooks html browser chromium lab bench clean student classroom grade zh-notebooks \
         test-oldest-torch test-install
 
 install: $(STAMP)
@@ -41,9 +41,22 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 # The book renders the outputs stored in the notebooks (nbval checks that they are real).
+# The Chinese edition (zh/, issue 21) is a second book, copied to _build/html/zh/ so that the two
+# editions link to each other's pages by relative paths (minigpt/web/page/language_switch.js).
 html: $(STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
-	@echo "open _build/html/index.html"
+	$(BIN)/python tools/zh_edition.py check
+	$(BIN)/jupyter-book build zh -W -n --keep-going
+	rm -rf _build/html/zh && cp -r zh/_build/html _build/html/zh
+	@echo "open _build/html/index.html (中文版: _build/html/zh/index.html)"
+
+# The Chinese notebooks after the English ones or the translations changed: write them
+# (tools/zh_edition.py build) and run them, so their stored outputs (the checks answer in
+# Chinese) are their own. `python tools/zh_edition.py stale` lists what needs translating.
+zh-notebooks: $(STAMP)
+	$(BIN)/python tools/zh_edition.py build
+	cd zh/notebooks && for nb in [0-9][0-9]_*.ipynb; do \
+	  ../../$(BIN)/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; done
 
 book: html
 
@@ -59,6 +72,7 @@ unit: $(STAMP) chromium
 
 notebooks: $(STAMP)
 	cd notebooks && ../$(BIN)/python -m pytest -q --nbval --nbval-sanitize-with ../tests/nbval_sanitize.cfg -p no:cacheprovider .
+	cd zh/notebooks && ../../$(BIN)/python -m pytest -q --nbval --nbval-sanitize-with ../../tests/nbval_sanitize.cfg -p no:cacheprovider .
 
 browser: html chromium
 	$(BIN)/python -m pytest -q tests/test_book_html.py
@@ -120,4 +134,4 @@ test-oldest-torch:
 	$(OLDEST_VENV)/bin/python -m pytest -q tests --ignore=tests/test_book_html.py
 
 clean:
-	rm -rf _build _classroom
+	rm -rf _build zh/_build _classroom

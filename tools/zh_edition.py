@@ -204,12 +204,13 @@ def zh_notebook(english_path: Path, units: list[Unit]) -> dict:
     return notebook
 
 
-def build(repo: Path = REPO, only: list[str] | None = None) -> list[Path]:
-    """Write zh/notebooks/*.ipynb and zh/book/*.md from the translations; refuse when stale."""
+def build(repo: Path = REPO, only: list[str] | None = None, draft: bool = False) -> list[Path]:
+    """Write zh/notebooks/*.ipynb and zh/book/*.md from the translations; refuse when stale
+    (`draft`: build anyway, English where a unit is untranslated, to try the pipeline out)."""
     bad = problems(repo)
     if only:
         bad = {k: v for k, v in bad.items() if k in only}
-    if bad:
+    if bad and not draft:
         raise SystemExit("the translation is not in sync; `python tools/zh_edition.py stale` says what to do:\n  "
                          + "\n  ".join(bad))
     written = []
@@ -217,6 +218,9 @@ def build(repo: Path = REPO, only: list[str] | None = None) -> list[Path]:
         if only and name not in only:
             continue
         units = read_translation(repo / "zh" / "translations" / f"{name}.md")
+        if draft:
+            units = [Unit(now, u.chinese if u.chinese.strip() and u.english == now else now)
+                     for u, now in zip(units, english_units(page))]
         if page.suffix == ".ipynb":
             target = repo / "zh" / "notebooks" / page.name
             old = json.loads(target.read_text(encoding="utf-8")) if target.exists() else None
@@ -228,10 +232,25 @@ def build(repo: Path = REPO, only: list[str] | None = None) -> list[Path]:
         else:
             target = repo / "zh" / "book" / page.name
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text("".join(u.chinese if u.chinese.endswith("\n") or i == len(units) - 1
-                                      else u.chinese + "\n" for i, u in enumerate(units)), encoding="utf-8")
+            target.write_text(_page_text(units), encoding="utf-8")
         written.append(target)
     return written
+
+
+def _page_text(units: list[Unit]) -> str:
+    """A zh/book page: its units' Chinese, one after another (each ends its own line)."""
+    text = "".join(u.chinese if u.chinese.endswith("\n") or i == len(units) - 1 else u.chinese + "\n"
+                   for i, u in enumerate(units))
+    return _one_level_deeper(text)
+
+
+_DIRECTIVE_PATH = re.compile(r"^(\s*```+\{(?:literalinclude|include|image|figure)\}\s+)\.\./", re.M)
+
+
+def _one_level_deeper(text: str) -> str:
+    """zh/book/x.md sits one folder deeper than book/x.md: a directive's `../minigpt/...` path
+    (the appendix includes the package's source) becomes `../../minigpt/...`."""
+    return _DIRECTIVE_PATH.sub(r"\1../../", text)
 
 
 def keep_outputs(notebook: dict, old: dict) -> None:
@@ -267,14 +286,31 @@ def code_drift(repo: Path = REPO) -> list[str]:
     return found
 
 
+def page_drift(repo: Path = REPO) -> list[str]:
+    """zh/book pages that are not what their translation makes (should be none)."""
+    found = []
+    for name, page in english_pages(repo).items():
+        if page.suffix != ".md":
+            continue
+        target = repo / "zh" / "book" / page.name
+        units = read_translation(repo / "zh" / "translations" / f"{name}.md")
+        if not target.exists() or target.read_text(encoding="utf-8") != _page_text(units):
+            found.append(f"{name}: zh/book/{page.name} is not what its translation makes "
+                         "(run `python tools/zh_edition.py build`)")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("stale", help="list untranslated and out-of-date units (exit 1 if any)")
+    sub.add_parser("check", help="fail unless the translation is in sync and zh/ is built from it")
     refresh = sub.add_parser("refresh", help="re-align translation files with their pages")
     refresh.add_argument("pages", nargs="*")
     build_cmd = sub.add_parser("build", help="write zh/notebooks and zh/book from the translations")
     build_cmd.add_argument("pages", nargs="*")
+    build_cmd.add_argument("--draft", action="store_true",
+                           help="build even when stale, English where untranslated (never commit this)")
     args = parser.parse_args(argv)
     if args.command == "stale":
         bad = problems()
@@ -285,6 +321,20 @@ def main(argv: list[str] | None = None) -> int:
         total = sum(len(v) for v in bad.values())
         print(f"{total} unit(s) to translate or update in {len(bad)} page(s)" if bad else "the zh edition is in sync")
         return 1 if bad else 0
+    if args.command == "check":
+        bad = problems()
+        drift = code_drift() + page_drift()
+        if bad or drift:
+            print("the Chinese edition is out of date:", file=sys.stderr)
+            for name, issues in bad.items():
+                print(f"  {name}: {len(issues)} unit(s) to translate or update", file=sys.stderr)
+            for line in drift:
+                print("  " + line, file=sys.stderr)
+            print("run `python tools/zh_edition.py stale` for the details, translate, then "
+                  "`make zh-notebooks`", file=sys.stderr)
+            return 1
+        print("the zh edition is in sync with the English one")
+        return 0
     if args.command == "refresh":
         for name, page in english_pages().items():
             if args.pages and name not in args.pages:
@@ -294,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             write_translation(path, realign(old, english_units(page)))
             print(f"refreshed {path.relative_to(REPO)}")
         return 0
-    for path in build(only=args.pages or None):
+    for path in build(only=args.pages or None, draft=args.draft):
         print(f"wrote {path.relative_to(REPO)}")
     return 0
 

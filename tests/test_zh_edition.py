@@ -1,0 +1,165 @@
+"""The Chinese edition (issue 21): in sync with the English text, built from it, consistent in
+its terms. The browser half (the built zh pages, the language switch) is in test_book_html.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import zh_edition  # noqa: E402
+
+ZH = ROOT / "zh"
+
+
+# ---------------------------------------------------------------- the tool itself
+def test_sections_split_at_headings_outside_fences_and_join_back():
+    text = ("# Title\n\nIntro.\n\n```python\n# a comment, not a heading\nx = 1\n```\n\n"
+            "## Part\n\n:::{note}\n# not a heading either\n:::\n\n### Sub\ntext\n")
+    units = zh_edition.split_sections(text)
+    assert "".join(units) == text
+    assert [u.splitlines()[0] for u in units] == ["# Title", "## Part", "### Sub"]
+
+
+def test_realign_keeps_translations_and_shows_edits_as_stale(tmp_path):
+    Unit = zh_edition.Unit
+    old = [Unit("A", "甲"), Unit("B", "乙"), Unit("C", "丙")]
+    # B edited in place, D inserted after C
+    units = zh_edition.realign(old, ["A", "B!", "C", "D"])
+    assert [(u.english, u.chinese) for u in units] == [("A", "甲"), ("B", "乙"), ("C", "丙"), ("D", "")]
+    path = tmp_path / "t.md"
+    zh_edition.write_translation(path, units)
+    assert [(u.english, u.chinese) for u in zh_edition.read_translation(path)] == \
+        [(u.english, u.chinese) for u in units]
+
+
+def test_a_changed_english_unit_is_reported_with_its_diff(tmp_path):
+    repo = tmp_path
+    (repo / "book").mkdir()
+    (repo / "notebooks").mkdir()
+    (repo / "book" / "page.md").write_text("# Page\n\nThe loss is 1.47.\n", encoding="utf-8")
+    zh_edition.write_translation(repo / "zh" / "translations" / "page.md",
+                                 [zh_edition.Unit("# Page\n\nThe loss is 1.47.\n", "# 页面\n\n损失是 1.47。\n")])
+    assert zh_edition.problems(repo) == {}
+    (repo / "book" / "page.md").write_text("# Page\n\nThe loss is 1.46.\n", encoding="utf-8")
+    issues = zh_edition.problems(repo)["page"]
+    assert len(issues) == 1 and "-The loss is 1.47." in issues[0] and "+The loss is 1.46." in issues[0]
+
+
+# ---------------------------------------------------------------- the edition in the repo
+def test_every_unit_is_translated_from_todays_english():
+    """Fails when an English page changed and its translation did not: `python
+    tools/zh_edition.py stale` prints each changed unit's diff."""
+    problems = zh_edition.problems()
+    report = "\n".join(f"{name}: {issue.splitlines()[0]}" for name, issues in problems.items() for issue in issues)
+    assert not problems, f"the zh edition is out of date (run `python tools/zh_edition.py stale`):\n{report}"
+
+
+def test_zh_notebooks_and_pages_are_built_from_the_translation():
+    """zh/notebooks have the English notebooks' code cells (ids, tags) in the same order with only
+    the markdown translated and the language line added; zh/book pages are their translations."""
+    drift = zh_edition.code_drift() + zh_edition.page_drift()
+    assert not drift, "\n".join(drift)
+
+
+def test_zh_notebooks_run_in_chinese_and_have_outputs():
+    for path in sorted((ZH / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        first = next(c for c in nb["cells"] if c["cell_type"] == "code")
+        assert zh_edition.LANGUAGE_LINE in "".join(first["source"]), path.name
+        english = json.loads((ROOT / "notebooks" / path.name).read_text(encoding="utf-8"))
+        with_output = lambda book: sum(bool(c.get("outputs")) for c in book["cells"] if c["cell_type"] == "code")
+        assert with_output(nb) == with_output(english), f"{path.name}: run it (`make zh-notebooks`)"
+
+
+def _toc_files(toc: Path) -> list[str]:
+    return re.findall(r"^\s*(?:- file|root): (\S+)\s*$", toc.read_text(encoding="utf-8"), re.M)
+
+
+def test_every_english_page_has_a_chinese_twin_in_the_same_place():
+    english = _toc_files(ROOT / "_toc.yml")
+    chinese = _toc_files(ZH / "_toc.yml")
+    assert [f for f in chinese if f != "book/glossary"] == english
+    for name in chinese:
+        assert (ZH / f"{name}.md").is_file() or (ZH / f"{name}.ipynb").is_file(), name
+    captions = re.findall(r"caption: (.+)", (ZH / "_toc.yml").read_text(encoding="utf-8"))
+    assert captions and all(zh_edition.has_chinese(c) for c in captions), captions
+
+
+def _glossary() -> list[tuple[str, str, list[str]]]:
+    rows = []
+    for line in (ZH / "book" / "glossary.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 3 and cells[0] not in ("英文", "---"):
+            rows.append((cells[0], cells[1], [v.strip() for v in cells[2].split(",") if v.strip()]))
+    return rows
+
+
+def _chinese_parts() -> dict[str, str]:
+    return {path.stem: "\n".join(u.chinese for u in zh_edition.read_translation(path))
+            for path in sorted((ZH / "translations").glob("*.md"))}
+
+
+def test_the_glossary_is_the_notation_pages_companion_and_is_followed():
+    rows = _glossary()
+    assert len(rows) >= 40, "the glossary lost its table"
+    assert any(english.startswith("causal mask") and chinese == "因果掩码" for english, chinese, _ in rows)
+    notation = (ZH / "book" / "notation.md").read_text(encoding="utf-8")
+    assert "glossary" in notation, "the zh notation page must link to the glossary (术语表)"
+    found = []
+    for name, text in _chinese_parts().items():
+        for english, chinese, avoided in rows:
+            found += [f"{name}: {word!r} (use {chinese!r} for {english})" for word in avoided if word in text]
+    assert not found, "\n".join(found)
+
+
+def _spans(text: str) -> dict[str, list[str]]:
+    """What a translation must carry over unchanged: inline code, math, link targets, directives."""
+    no_fences = re.sub(r"```.*?```", " ", text, flags=re.S)
+    return {
+        "inline code": re.findall(r"`[^`\n]+`", no_fences),
+        "math": re.findall(r"\$\$.+?\$\$|\$[^$\n]+\$", text, flags=re.S),
+        "link targets": re.findall(r"\]\(([^)\s]+)\)", text),
+        "directives": re.findall(r"^\s*(?:`{3,}|:{3,})\{([\w-]+)\}", text, flags=re.M),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ZH / "translations").glob("*.md")))
+def test_translation_keeps_code_math_links_and_directives(name):
+    """A translator may rephrase the prose, never the code, the formulas, the link targets or the
+    MyST directives (a missing `{admonition}` would change what the page shows)."""
+    lost = []
+    for number, unit in enumerate(zh_edition.read_translation(ZH / "translations" / f"{name}.md")):
+        if not unit.chinese.strip():
+            continue
+        english, chinese = _spans(unit.english), _spans(unit.chinese)
+        for kind in english:
+            if kind == "directives":
+                if english[kind] != chinese[kind]:
+                    lost.append(f"unit {number}: directives {english[kind]} became {chinese[kind]}")
+                continue
+            missing = sorted(set(english[kind]) - set(chinese[kind]))
+            if missing:
+                lost.append(f"unit {number}: {kind} missing: {missing[:4]}")
+    assert not lost, "\n".join(lost)
+
+
+# ---------------------------------------------------------------- the language setting
+def test_set_language_switches_and_refuses_unknown_codes():
+    import minigpt
+    from minigpt.errors import UsageError
+    try:
+        minigpt.set_language("zh_CN")
+        assert minigpt.language() == "zh"
+        with pytest.raises(UsageError, match="unknown language 'fr'"):
+            minigpt.set_language("fr")
+    finally:
+        minigpt.set_language("en")
+    assert minigpt.tr("{n} cases", n=3) == "3 cases"
