@@ -167,3 +167,8 @@ def test_set_language_switches_and_refuses_unknown_codes():
     finally:
         minigpt.set_language("en")
     assert minigpt.tr("{n} cases", n=3) == "3 cases"
+
+
+def test_chinese_lines_are_joined_where_html_would_show_a_space():
+    text = "第一行，\n第二行。\n\n- 列表\n- 项\n\n```\n代码，\n注释\n```\n英文 word\n下一行"
+    assert zh_edition.join_cjk_lines(text) == "第一行，第二行。\n\n- 列表\n- 项\n\n```\n代码，\n注释\n```\n英文 word\n下一行"

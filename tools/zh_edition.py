@@ -151,6 +151,19 @@ def realign(old: list[Unit], english: list[str]) -> list[Unit]:
     return units
 
 
+_CJK = "\u3000-\u303f\u4e00-\u9fff\uff00-\uffef"      # CJK punctuation, ideographs, full-width forms
+_CJK_BREAK = re.compile(f"(?<=[{_CJK}])\n(?=[{_CJK}])")
+
+
+def join_cjk_lines(text: str) -> str:
+    """Join the lines of a Chinese paragraph where both sides of the break are Chinese: HTML
+    turns a line break into a space, and Chromium draws it between two Chinese characters
+    (English needs that space, Chinese has none). Code fences and $$ math are left alone; a
+    line that starts with a Chinese character can't be a list item, heading or table row."""
+    parts = re.split(r"(```.*?```|\$\$.*?\$\$)", text, flags=re.S)
+    return "".join(part if i % 2 else _CJK_BREAK.sub("", part) for i, part in enumerate(parts))
+
+
 def has_chinese(text: str) -> bool:
     return re.search(r"[\u4e00-\u9fff]", text) is not None
 
@@ -196,7 +209,7 @@ def zh_notebook(english_path: Path, units: list[Unit]) -> dict:
     first_code = True
     for cell in notebook["cells"]:
         if cell["cell_type"] == "markdown":
-            cell["source"] = next(markdown).chinese.splitlines(keepends=True)
+            cell["source"] = join_cjk_lines(next(markdown).chinese).splitlines(keepends=True)
         elif cell["cell_type"] == "code" and first_code:
             first_code = False
             source = "".join(cell["source"]).rstrip("\n") + "\n" + LANGUAGE_LINE
@@ -241,7 +254,7 @@ def _page_text(units: list[Unit]) -> str:
     """A zh/book page: its units' Chinese, one after another (each ends its own line)."""
     text = "".join(u.chinese if u.chinese.endswith("\n") or i == len(units) - 1 else u.chinese + "\n"
                    for i, u in enumerate(units))
-    return _one_level_deeper(text)
+    return _one_level_deeper(join_cjk_lines(text))
 
 
 _DIRECTIVE_PATH = re.compile(r"^(\s*```+\{(?:literalinclude|include|image|figure)\}\s+)\.\./", re.M)
