@@ -194,6 +194,41 @@ def test_prefill_follows_edits_and_generation_starts_from_it(tmp_path):
     assert out["second"] == out["greedy"] and out["stillReady"], "a run used up the prefill"
 
 
+def test_odd_sizes_and_live_maps_follow_edits(tmp_path):
+    """Sizes that are not multiples of 4 (width 36, head size 9, vocabulary 13, c_attn's query
+    and key rows 54) take every tail of linear's 4 x 4 tiles and of attention's channel loop:
+    logits, maps and every layer's logits still match PyTorch. LiveMaps (the explorer's maps,
+    kept across edits) equals a fresh attentionMaps pass after each edit and runs only the
+    positions after the shared prefix."""
+    torch.manual_seed(1)
+    tok = minigpt.CharTokenizer(list("\n abcdefghijk"))
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=13, block_size=24, n_embd=36, n_head=4, n_kv_head=2,
+                                              n_layer=2, dropout=0.0))
+    for p in model.parameters():
+        p.data.normal_(0, 0.3)
+    path = export_web(model, tok, tmp_path / "m.js", quantize="int8")
+    reference, _ = load_web_model(path)
+    text = "hijk\nabcdefg abc"
+    edits = ["a", "ab", "abc", "abcd", "abc", "abkd", "hijk\nabc", text, "k" + text[1:], "k"]
+    out = run_js(f"""const m = new MG.Model(MINIGPT_WEB_MODELS["m"]), live = new MG.LiveMaps(m), ids = m.tokenizer.encode({json.dumps(text)});
+        const flat = maps => maps.map(l => l.map(h => Array.from(h)));
+        const steps = {json.dumps(edits)}.map(e => {{ const i = m.tokenizer.encode(e), got = flat(live.update(i));
+          return {{computed: live.computed, live: got, fresh: flat(m.attentionMaps(i))}}; }});
+        return {{logits: Array.from(m.forward(ids)), maps: flat(m.attentionMaps(ids)),
+                lens: m.layerLogits(ids).map(l => Array.from(l)), steps}};""", path)
+    ids = torch.tensor([tok.encode(text)])
+    with torch.no_grad():
+        logits = reference(ids)[0][0]
+    torch.testing.assert_close(torch.tensor(out["logits"]).view_as(logits), logits, atol=1e-4, rtol=0)
+    maps = reference.attention_maps(ids)[:, 0]
+    torch.testing.assert_close(torch.tensor(out["maps"]).view_as(maps), maps, atol=1e-5, rtol=0)
+    lens = viz.layer_logits(reference, ids)[:, 0]
+    torch.testing.assert_close(torch.tensor(out["lens"]).view_as(lens), lens, atol=1e-4, rtol=0)
+    assert [s["computed"] for s in out["steps"]] == [1, 1, 1, 1, 1, 2, 8, 8, 16, 1]
+    for edit, step in zip(edits, out["steps"]):
+        torch.testing.assert_close(torch.tensor(step["live"]), torch.tensor(step["fresh"]), atol=1e-6, rtol=0, msg=edit)
+
+
 def test_javascript_erf_is_accurate():
     xs = torch.linspace(-6, 6, 241, dtype=torch.float64)
     out = run_js(f"return {json.dumps(xs.tolist())}.map(MG.erf);")
@@ -582,7 +617,16 @@ def test_explorer_draws_a_128_character_text_fast_and_switches_heads_cheaply(pag
     state = "document.querySelector('[data-mg-widget=attention]').mgState"
     timing = page.evaluate(f"{state}.timing")
     print(f"128 characters: maps computed in {timing['computeMs']:.0f} ms, drawn in {timing['drawMs']:.0f} ms")
+    assert timing["positions"] == 128, timing                   # a new text: one whole pass
     assert timing["drawMs"] <= timing["computeMs"], timing      # drawing costs less than the model's pass
+    # an edit at the end reruns one position, not the text (ratios in one run, never absolute times)
+    page.fill(EXP + "[data-mg=text]", text[:127])
+    page.wait_for_function("document.querySelector('[data-mg-widget=attention]').mgState.chars.length === 127")
+    edit = page.evaluate(f"{state}.timing")
+    print(f"127 characters after 128: {edit['positions']} position(s) in {edit['computeMs']:.1f} ms")
+    assert edit["positions"] == 1 and edit["computeMs"] < timing["computeMs"] / 4, (edit, timing)
+    page.fill(EXP + "[data-mg=text]", text)
+    page.wait_for_function("document.querySelector('[data-mg-widget=attention]').mgState.chars.length === 128")
     assert page.evaluate(f"{state}.labels") == "positions"       # position ticks, not thinned letters
     before = page.evaluate(f"[{state}.thumbDraws, {state}.bigDraws]")
     page.select_option(EXP + "[data-mg=head]", "5")

@@ -7,9 +7,12 @@
  * weight. The overview draws all heads small; it is one Tab stop, and the arrow keys move
  * between its heads (each opens in the big view).
  *
- * Speed: the maps are computed once per text; each head becomes a (T, T) ImageData once,
- * scaled up for the big view and max-pooled down for its thumbnail (so a one-pixel diagonal
- * stays visible at 128 characters). Switching heads redraws the big view only.
+ * Speed: the maps are computed once per text, by a model.js LiveMaps: an edit reruns only the
+ * positions after the part of the text it left unchanged (typing at the end costs one
+ * position; a new 128-character text is one attentionMaps pass, which skips everything the
+ * maps do not need). Each head becomes a (T, T) ImageData once, scaled up for the big view
+ * and max-pooled down for its thumbnail (so a one-pixel diagonal stays visible at 128
+ * characters). Switching heads redraws the big view only.
  */
 (function (root) {
   "use strict";
@@ -137,6 +140,7 @@
       }
     }
 
+    var live = new MG.LiveMaps(model);
     var state = {chars: null, maps: null, images: null, cursor: null, cell: 0, margin: 0, size: 0,
                  thumbDraws: 0, bigDraws: 0, timing: null, stale: false};
     node.mgState = state;
@@ -270,7 +274,7 @@
         return;
       }
       var started = root.performance.now();
-      state.maps = model.attentionMaps(ids);
+      state.maps = live.update(ids);
       var computed = root.performance.now();
       state.chars = chars;
       state.images = [];
@@ -281,7 +285,7 @@
       setStale(false);
       drawBig();
       drawThumbnails();
-      state.timing = {chars: chars.length, computeMs: computed - started,
+      state.timing = {chars: chars.length, positions: live.computed, computeMs: computed - started,
                       drawMs: root.performance.now() - computed};
     }
 

@@ -157,53 +157,60 @@
   // nn.Linear: out (T, N) = x (T, K) @ W^T + b, with W stored (N, K) like PyTorch, so each
   // output is a dot product of two contiguous rows. M is a matrix from decodeMatrix: its
   // int8 or float32 values M.w, and for int8 the row scales M.scale (applied once per output).
-  // The loop visits each weight row once for all T positions (the row stays in the CPU
-  // cache). Several positions (a prompt, an explorer's text) go four at a time, so each
-  // weight read serves four dot products: a 128-character pass took 320-420 ms instead of
-  // 530-630 ms in node (2 busy cores). One position (a generated token) sums eight products
-  // at a time, in eight accumulators, which lets the JavaScript engine overlap them (K is a
-  // multiple of 8 in practice; a tail loop handles the rest). This loop is most of the time
-  // of a generated token.
-  function linear(x, T, K, M, b, N, out) {
-    var W = M.w, scale = M.scale, K8 = K - (K % 8), T4 = T - (T % 4), K2 = K - (K % 2);
-    for (var n = 0; n < N; n++) {
-      var wr = n * K, bias = b ? b[n] : 0, rowScale = scale ? scale[n] : 1;
-      // Four positions at a time: each weight is read once for four dot products (a prompt
-      // or an explorer text runs many positions through the same rows).
-      for (var t4 = 0; t4 < T4; t4 += 4) {
-        var r0 = t4 * K, r1 = r0 + K, r2 = r1 + K, r3 = r2 + K;
-        var a0 = 0, a1 = 0, a2 = 0, a3 = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0, kk = 0;
-        for (; kk < K2; kk += 2) {
-          var w0 = W[wr + kk], w1 = W[wr + kk + 1];
-          a0 += x[r0 + kk] * w0; c0 += x[r0 + kk + 1] * w1;
-          a1 += x[r1 + kk] * w0; c1 += x[r1 + kk + 1] * w1;
-          a2 += x[r2 + kk] * w0; c2 += x[r2 + kk + 1] * w1;
-          a3 += x[r3 + kk] * w0; c3 += x[r3 + kk + 1] * w1;
+  // `rows` (default N) computes only the first `rows` outputs of each position (the attention
+  // explorer's last layer needs only c_attn's queries and keys); out keeps its row stride N.
+  //
+  // One position (a generated token) is a dot product per output, summed eight products at a
+  // time in eight accumulators, which lets the JavaScript engine overlap them (K is a multiple
+  // of 8 in practice; a tail loop handles the rest). This is most of a generated token's time.
+  function dot(x, xr, W, wr, K) {                  // sum_k x[xr + k] * W[wr + k]
+    var K8 = K - (K % 8), s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0, k = 0;
+    for (; k < K8; k += 8) {
+      var xk = xr + k, wk = wr + k;
+      s0 += x[xk] * W[wk];
+      s1 += x[xk + 1] * W[wk + 1];
+      s2 += x[xk + 2] * W[wk + 2];
+      s3 += x[xk + 3] * W[wk + 3];
+      s4 += x[xk + 4] * W[wk + 4];
+      s5 += x[xk + 5] * W[wk + 5];
+      s6 += x[xk + 6] * W[wk + 6];
+      s7 += x[xk + 7] * W[wk + 7];
+    }
+    for (; k < K; k++) { s0 += x[xr + k] * W[wr + k]; }
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
+  }
+  // Many positions (a prompt, an explorer's text) go in tiles of 4 positions x 4 outputs:
+  // each step of k loads 4 inputs and 4 weights (8 numbers) for 16 products, where separate
+  // dot products load 2 numbers per product. On a 128-character pass that took the linear
+  // layers from 255 to 215 ms in node (one idle core; bench/web_node_speed.js --explorer).
+  // The loop is scalar: JavaScript has no float32 vectors, and the sums stay float64.
+  function linear(x, T, K, M, b, N, out, rows) {
+    var W = M.w, scale = M.scale, R = rows === undefined ? N : rows;
+    var T4 = T >= 4 ? T - (T % 4) : 0, R4 = R - (R % 4), t, n;
+    function put(t, n, sum) { out[t * N + n] = (b ? b[n] : 0) + sum * (scale ? scale[n] : 1); }
+    for (n = 0; n < R4; n += 4) {
+      var w0 = n * K, w1 = w0 + K, w2 = w1 + K, w3 = w2 + K;
+      for (t = 0; t < T4; t += 4) {
+        var x0 = t * K, x1 = x0 + K, x2 = x1 + K, x3 = x2 + K;
+        var a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;   // a: output n, b: n + 1, ...
+        var c0 = 0, c1 = 0, c2 = 0, c3 = 0, d0 = 0, d1 = 0, d2 = 0, d3 = 0;   // 0..3: positions t .. t + 3
+        for (var k = 0; k < K; k++) {
+          var p0 = x[x0 + k], p1 = x[x1 + k], p2 = x[x2 + k], p3 = x[x3 + k];
+          var q0 = W[w0 + k], q1 = W[w1 + k], q2 = W[w2 + k], q3 = W[w3 + k];
+          a0 += p0 * q0; a1 += p1 * q0; a2 += p2 * q0; a3 += p3 * q0;
+          b0 += p0 * q1; b1 += p1 * q1; b2 += p2 * q1; b3 += p3 * q1;
+          c0 += p0 * q2; c1 += p1 * q2; c2 += p2 * q2; c3 += p3 * q2;
+          d0 += p0 * q3; d1 += p1 * q3; d2 += p2 * q3; d3 += p3 * q3;
         }
-        for (; kk < K; kk++) {
-          var wl = W[wr + kk];
-          a0 += x[r0 + kk] * wl; a1 += x[r1 + kk] * wl; a2 += x[r2 + kk] * wl; a3 += x[r3 + kk] * wl;
-        }
-        out[t4 * N + n] = bias + (a0 + c0) * rowScale;
-        out[(t4 + 1) * N + n] = bias + (a1 + c1) * rowScale;
-        out[(t4 + 2) * N + n] = bias + (a2 + c2) * rowScale;
-        out[(t4 + 3) * N + n] = bias + (a3 + c3) * rowScale;
+        put(t, n, a0); put(t, n + 1, b0); put(t, n + 2, c0); put(t, n + 3, d0);
+        put(t + 1, n, a1); put(t + 1, n + 1, b1); put(t + 1, n + 2, c1); put(t + 1, n + 3, d1);
+        put(t + 2, n, a2); put(t + 2, n + 1, b2); put(t + 2, n + 2, c2); put(t + 2, n + 3, d2);
+        put(t + 3, n, a3); put(t + 3, n + 1, b3); put(t + 3, n + 2, c3); put(t + 3, n + 3, d3);
       }
-      for (var t = T4; t < T; t++) {
-        var xr = t * K, s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0, k = 0;
-        for (; k < K8; k += 8) {
-          var xk = xr + k, wk = wr + k;
-          s0 += x[xk] * W[wk];
-          s1 += x[xk + 1] * W[wk + 1];
-          s2 += x[xk + 2] * W[wk + 2];
-          s3 += x[xk + 3] * W[wk + 3];
-          s4 += x[xk + 4] * W[wk + 4];
-          s5 += x[xk + 5] * W[wk + 5];
-          s6 += x[xk + 6] * W[wk + 6];
-          s7 += x[xk + 7] * W[wk + 7];
-        }
-        for (; k < K; k++) { s0 += x[xr + k] * W[wr + k]; }
-        out[t * N + n] = bias + (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))) * rowScale;
+    }
+    for (t = 0; t < T; t++) {                      // what the tiles leave: every output of the
+      for (n = t < T4 ? R4 : 0; n < R; n++) {       // last T % 4 positions, the last R % 4 of the others
+        put(t, n, dot(x, t * K, W, n * K, K));
       }
     }
     return out;
@@ -214,8 +221,9 @@
   // qkv (T, C + 2 * Hkv * D) is c_attn's output: queries, then keys, then values.
   // The new keys and values are appended to the cache (Hkv, block_size, D), so each
   // generated token costs one row of work instead of the whole prefix.
-  // Returns y (T, C), the heads side by side; fills weights[h] (T, S) when asked.
-  // `scratch` holds the model's reusable buffers (scores, acc): no allocation per token.
+  // Returns y (T, C), the heads side by side; fills weights[h] (T, S) when asked. With
+  // y = null it computes the weights only (the explorer's last layer: no values are needed).
+  // `scratch` holds the model's reusable buffers (scores): no allocation per token.
   function KVCache(nKvHead, maxLen, headDim) {
     this.k = new Float32Array(nKvHead * maxLen * headDim);
     this.v = new Float32Array(nKvHead * maxLen * headDim);
@@ -248,18 +256,16 @@
     for (t = 0; t < T; t++) {                       // append k, v: (Hkv, S, D) layout
       for (h = 0; h < Hkv; h++) {
         var dst = (h * maxLen + start + t) * D, src = t * width + C + h * D;
-        for (d = 0; d < D; d++) {
-          keys[dst + d] = qkv[src + d];
-          values[dst + d] = qkv[src + Hkv * D + d];
-        }
+        for (d = 0; d < D; d++) { keys[dst + d] = qkv[src + d]; }
+        if (y) { for (d = 0; d < D; d++) { values[dst + d] = qkv[src + Hkv * D + d]; } }
       }
     }
     cache.length = S;
-    var scale = 1 / Math.sqrt(D), group = H / Hkv, scores = scratch.scores, acc = scratch.acc, D4 = D - (D % 4);
+    var scale = 1 / Math.sqrt(D), group = H / Hkv, scores = scratch.scores, D4 = D - (D % 4);
     for (h = 0; h < H; h++) {
       var kvBase = Math.floor(h / group) * maxLen * D;   // query heads share kv heads (GQA)
       for (t = 0; t < T; t++) {
-        var q = t * width + h * D, visible = start + t + 1;   // causal: keys 0 .. start + t
+        var q = t * width + h * D, visible = start + t + 1;   // causal: keys 0 .. start + t only
         var max = -Infinity;
         for (j = 0; j < visible; j++) {             // q . k, four products at a time (as linear)
           var kr = kvBase + j * D, s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -275,14 +281,28 @@
         }
         var total = 0;
         for (j = 0; j < visible; j++) { scores[j] = Math.exp(scores[j] - max); total += scores[j]; }
-        for (d = 0; d < D; d++) { acc[d] = 0; }
-        for (j = 0; j < visible; j++) {
-          var w = scores[j] / total, vr = kvBase + j * D;       // softmax weight of key j
-          if (weights) { weights[h][t * S + j] = w; }
-          for (d = 0; d < D; d++) { acc[d] += w * values[vr + d]; }
+        for (j = 0; j < visible; j++) { scores[j] /= total; }          // the softmax weights
+        if (weights) {
+          var row = weights[h], at = t * S;
+          for (j = 0; j < visible; j++) { row[at + j] = scores[j]; }
         }
+        if (!y) { continue; }
+        // y = weights @ values, four channels at a time: each weight is read once for four
+        // sums, each sum runs over j in order (so the same numbers as one channel at a time).
         var out = t * C + h * D;
-        for (d = 0; d < D; d++) { y[out + d] = acc[d]; }
+        for (d = 0; d < D4; d += 4) {
+          var y0 = 0, y1 = 0, y2 = 0, y3 = 0;
+          for (j = 0; j < visible; j++) {
+            var w = scores[j], vr = kvBase + j * D + d;
+            y0 += w * values[vr]; y1 += w * values[vr + 1]; y2 += w * values[vr + 2]; y3 += w * values[vr + 3];
+          }
+          y[out + d] = y0; y[out + d + 1] = y1; y[out + d + 2] = y2; y[out + d + 3] = y3;
+        }
+        for (; d < D; d++) {
+          var yd = 0;
+          for (j = 0; j < visible; j++) { yd += scores[j] * values[kvBase + j * D + d]; }
+          y[out + d] = yd;
+        }
       }
     }
     return y;
@@ -316,12 +336,19 @@
   // One Transformer block. Pre-LN (default): x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)).
   // Post-LN: x = ln_1(x + attn(x)); x = ln_2(x + mlp(x)).
   // `scratch` holds buffers for up to block_size rows (h, qkv, y, out, hidden): a block
-  // uses their first T rows and allocates nothing.
-  function block(x, T, cfg, p, cache, rope, weights, scratch) {
+  // uses their first T rows and allocates nothing. With `weightsOnly` (the attention
+  // explorer's last block) it stops at the attention weights: c_attn's queries and keys
+  // only, no values, no c_proj, no MLP (a seventh of the explorer's pass), x unchanged.
+  function block(x, T, cfg, p, cache, rope, weights, scratch, weightsOnly) {
     var C = cfg.n_embd, D = C / cfg.n_head, width = C + 2 * cfg.n_kv_head * D, i;
     var h = scratch.h, qkv = scratch.qkv, y = scratch.y, out = scratch.out, hidden = scratch.hidden;
     var pre = cfg.norm !== "post";
     var input = pre ? layerNorm(x, T, C, p.ln_1_w, p.ln_1_b, h) : x;
+    if (weightsOnly) {
+      linear(input, T, C, p.c_attn_w, p.c_attn_b, width, qkv, C + cfg.n_kv_head * D);
+      attention(qkv, T, cfg, cache, rope, null, weights, scratch);
+      return x;
+    }
     linear(input, T, C, p.c_attn_w, p.c_attn_b, width, qkv);
     attention(qkv, T, cfg, cache, rope, y, weights, scratch);
     linear(y, T, C, p.attn_proj_w, p.attn_proj_b, C, out);           // attn.c_proj mixes heads
@@ -376,7 +403,7 @@
     this.scratch = {
       x: new Float32Array(P * C), h: new Float32Array(P * C), qkv: new Float32Array(P * width),
       y: new Float32Array(P * C), out: new Float32Array(P * C), hidden: new Float32Array(P * 4 * C),
-      scores: new Float64Array(P), acc: new Float64Array(D)
+      scores: new Float64Array(P)
     };
   }
 
@@ -390,8 +417,9 @@
   // positions. With weights = [] it also collects every layer's (H, T, S) attention; with
   // residuals = [] a copy of the residual stream (T, C) after the embedding and after each
   // block (n_layer + 1 arrays). The result lives in the model's scratch buffer: read it
-  // before the next call.
-  Model.prototype.hidden = function (ids, caches, weights, residuals) {
+  // before the next call. weightsOnly: the last block stops at its attention weights (for
+  // attentionMaps; the hidden states returned are then not the model's).
+  Model.prototype.hidden = function (ids, caches, weights, residuals, weightsOnly) {
     var cfg = this.config, C = cfg.n_embd, T = ids.length, start = caches[0].length;
     if (T === 0) { throw new Error("no tokens: give at least one character"); }
     if (start + T > cfg.block_size) {
@@ -414,7 +442,8 @@
         for (var h = 0; h < cfg.n_head; h++) { layerWeights.push(new Float32Array(T * (start + T))); }
         weights.push(layerWeights);
       }
-      block(x, T, cfg, this.blocks[l], caches[l], this.rope, layerWeights, this.scratch);
+      block(x, T, cfg, this.blocks[l], caches[l], this.rope, layerWeights, this.scratch,
+            weightsOnly && l === cfg.n_layer - 1);
       if (residuals) { residuals.push(x.slice(0, T * C)); }
     }
     return x;
@@ -434,10 +463,14 @@
   };
 
   // Attention weights of every layer and head, like MiniGPT.attention_maps(idx)[:, 0]:
-  // maps[layer][head] is a (T, T) Float32Array, row = query, column = key.
+  // maps[layer][head] is a (T, T) Float32Array, row = query, column = key. Only what the
+  // maps need is computed: the last block stops at its weights, and no head runs. The KV
+  // caches are the model's own set, reused from call to call (one pass runs at a time).
   Model.prototype.attentionMaps = function (ids) {
     var weights = [];
-    this.hidden(ids, this.newCaches(), weights);
+    if (!this.mapCaches) { this.mapCaches = this.newCaches(); }
+    this.mapCaches.forEach(function (cache) { cache.length = 0; });
+    this.hidden(ids, this.mapCaches, weights, null, true);
     return weights;
   };
 
@@ -482,6 +515,44 @@
     return true;
   };
   MG.Prefill = Prefill;
+
+  // The attention explorer's maps for a text being edited, kept up to date like a Prefill:
+  // a causal model's row i depends on characters 0..i only, so the rows of the positions the
+  // new text shares with the old one are kept (with the keys in the caches) and only the
+  // positions after them run through the model. Typing at the end costs one position; a new
+  // text costs a whole attentionMaps pass. update(ids) returns maps[layer][head] (T, T): new
+  // arrays each time (the old ones stay as they were).
+  function LiveMaps(model) {
+    this.model = model;
+    this.ids = [];
+    this.maps = null;
+    this.caches = model.newCaches();
+    this.computed = 0;                              // positions run by the last update
+  }
+  LiveMaps.prototype.update = function (ids) {
+    var shared = 0, old = this.ids, T = ids.length, oldT = old.length;
+    while (shared < oldT && shared < T && old[shared] === ids[shared]) { shared++; }
+    if (shared === T && T === oldT && this.maps) { this.computed = 0; return this.maps; }
+    shared = Math.min(shared, T - 1);               // at least one position runs (hidden needs one)
+    this.caches.forEach(function (cache) { cache.length = shared; });
+    var fresh = [];                                 // [layer][head]: rows shared .. T - 1, (T - shared, T)
+    this.model.hidden(ids.slice(shared), this.caches, fresh, null, true);
+    var previous = this.maps;
+    this.maps = fresh.map(function (heads, l) {
+      return heads.map(function (rows, h) {
+        var map = new Float32Array(T * T);
+        for (var i = 0; i < shared; i++) {         // row i's keys 0..i, from the old map
+          map.set(previous[l][h].subarray(i * oldT, i * oldT + i + 1), i * T);
+        }
+        map.set(rows, shared * T);
+        return map;
+      });
+    });
+    this.ids = ids.slice();
+    this.computed = T - shared;
+    return this.maps;
+  };
+  MG.LiveMaps = LiveMaps;
 
   // [block:generate] -------------------------------------------------------------------
   // A generator that yields one token per call of .step(), as MiniGPT.generate does:
