@@ -181,9 +181,9 @@
   }
   // Many positions (a prompt, an explorer's text) go in tiles of 4 positions x 4 outputs:
   // each step of k loads 4 inputs and 4 weights (8 numbers) for 16 products, where separate
-  // dot products load 2 numbers per product. On a 128-character pass that took the linear
-  // layers from 255 to 215 ms in node (one idle core; bench/web_node_speed.js --explorer).
-  // The loop is scalar: JavaScript has no float32 vectors, and the sums stay float64.
+  // dot products load 2 numbers per product: the linear layers of a 128-character pass went
+  // from about 255 to 215 ms in node (one idle core, profiled). The loop stays scalar (plain
+  // JavaScript has no float vectors) and the sums float64, so the results do not change.
   function linear(x, T, K, M, b, N, out, rows) {
     var W = M.w, scale = M.scale, R = rows === undefined ? N : rows;
     var T4 = T >= 4 ? T - (T % 4) : 0, R4 = R - (R % 4), t, n;
