@@ -152,16 +152,42 @@ def realign(old: list[Unit], english: list[str]) -> list[Unit]:
 
 
 _CJK = "\u3000-\u303f\u4e00-\u9fff\uff00-\uffef"      # CJK punctuation, ideographs, full-width forms
-_CJK_BREAK = re.compile(f"(?<=[{_CJK}])\n(?=[{_CJK}])")
+_ENDS_CJK = re.compile(f"[{_CJK}]$")
+_STARTS_CJK = re.compile(f"^[{_CJK}]")
+_NOT_PROSE = ("#", "|", ":", "```", "~~~", "$$", "(")       # headings, table rows, options, fences, labels
 
 
 def join_cjk_lines(text: str) -> str:
     """Join the lines of a Chinese paragraph where both sides of the break are Chinese: HTML
     turns a line break into a space, and Chromium draws it between two Chinese characters
-    (English needs that space, Chinese has none). Code fences and $$ math are left alone; a
-    line that starts with a Chinese character can't be a list item, heading or table row."""
-    parts = re.split(r"(```.*?```|\$\$.*?\$\$)", text, flags=re.S)
-    return "".join(part if i % 2 else _CJK_BREAK.sub("", part) for i, part in enumerate(parts))
+    (English needs that space, Chinese has none). Never inside code or $$ math, never onto a
+    heading, table row, directive line or option; a line that starts with a Chinese character
+    can't itself be a list item, heading or table row."""
+    lines = text.split("\n")
+    out: list[str] = []
+    code_fence = None          # the fence of the code block we are in (directive bodies are prose)
+    in_math = False
+    joinable = False           # may the next line be appended to out[-1]?
+    for line in lines:
+        stripped = line.strip()
+        if code_fence is None and not in_math and joinable and _STARTS_CJK.match(line):
+            out[-1] += line
+            joinable = bool(_ENDS_CJK.search(line))
+            continue
+        out.append(line)
+        fence = _FENCE.match(stripped)
+        if code_fence is not None:
+            if fence and stripped == code_fence:
+                code_fence = None
+        elif in_math:
+            in_math = not stripped.endswith("$$")                  # the closing $$
+        elif stripped.startswith("$$"):
+            in_math = stripped == "$$" or not stripped.endswith("$$")   # $$...$$ on one line closes itself
+        elif fence and not stripped[len(fence.group(1)):].startswith("{") and fence.group(1)[0] != ":":
+            code_fence = fence.group(1)
+        joinable = (code_fence is None and not in_math and not stripped.startswith(_NOT_PROSE)
+                    and bool(_ENDS_CJK.search(line)))
+    return "\n".join(out)
 
 
 def has_chinese(text: str) -> bool:
