@@ -170,8 +170,8 @@ def test_set_language_switches_and_refuses_unknown_codes():
 
 
 def test_chinese_lines_are_joined_where_html_would_show_a_space():
-    text = ("## 标题\n第一行，\n第二行。\n\n- 列表\n- 项\n\n```\n代码，\n注释\n```\n英文 word\n下一行\n\n"
+    text = ("## 标题\n第一行，\n第二行。\n\n- 列表\n- 项\n\n```\n代码，\n注释\n```\n英文 word\n下一行\n由于 $e^0$\n，于是\n\n"
             ":::{dropdown} 答案\n:class: tip\n内容一，\n内容二。\n:::\n$$\n甲\n乙\n$$\n")
     assert zh_edition.join_cjk_lines(text) == (
-        "## 标题\n第一行，第二行。\n\n- 列表\n- 项\n\n```\n代码，\n注释\n```\n英文 word\n下一行\n\n"
+        "## 标题\n第一行，第二行。\n\n- 列表\n- 项\n\n```\n代码，\n注释\n```\n英文 word\n下一行由于 $e^0$，于是\n\n"
         ":::{dropdown} 答案\n:class: tip\n内容一，内容二。\n:::\n$$\n甲\n乙\n$$\n")

@@ -154,6 +154,7 @@ def realign(old: list[Unit], english: list[str]) -> list[Unit]:
 _CJK = "\u3000-\u303f\u4e00-\u9fff\uff00-\uffef"      # CJK punctuation, ideographs, full-width forms
 _ENDS_CJK = re.compile(f"[{_CJK}]$")
 _STARTS_CJK = re.compile(f"^[{_CJK}]")
+_STARTS_CJK_PUNCT = re.compile("^[\u3001\u3002\uff0c\uff1b\uff1a\uff09\uff01\uff1f\u300d\u300f\u201d]")  # 、。，；：）！？」』”
 _NOT_PROSE = ("#", "|", ":", "```", "~~~", "$$", "(")       # headings, table rows, options, fences, labels
 
 
@@ -167,12 +168,13 @@ def join_cjk_lines(text: str) -> str:
     out: list[str] = []
     code_fence = None          # the fence of the code block we are in (directive bodies are prose)
     in_math = False
-    joinable = False           # may the next line be appended to out[-1]?
+    prose_before = ends_cjk = False     # is out[-1] a prose line, and does it end in Chinese?
     for line in lines:
         stripped = line.strip()
-        if code_fence is None and not in_math and joinable and _STARTS_CJK.match(line):
-            out[-1] += line
-            joinable = bool(_ENDS_CJK.search(line))
+        if code_fence is None and not in_math and prose_before and (
+                (ends_cjk and _STARTS_CJK.match(line)) or _STARTS_CJK_PUNCT.match(line)):
+            out[-1] += line            # "……由于 $e^0$" + "，于是……": punctuation joins anything
+            ends_cjk = bool(_ENDS_CJK.search(line))
             continue
         out.append(line)
         fence = _FENCE.match(stripped)
@@ -185,8 +187,9 @@ def join_cjk_lines(text: str) -> str:
             in_math = stripped == "$$" or not stripped.endswith("$$")   # $$...$$ on one line closes itself
         elif fence and not stripped[len(fence.group(1)):].startswith("{") and fence.group(1)[0] != ":":
             code_fence = fence.group(1)
-        joinable = (code_fence is None and not in_math and not stripped.startswith(_NOT_PROSE)
-                    and bool(_ENDS_CJK.search(line)))
+        prose_before = (code_fence is None and not in_math and bool(stripped)
+                        and not stripped.startswith(_NOT_PROSE))
+        ends_cjk = bool(_ENDS_CJK.search(line))
     return "\n".join(out)
 
 
