@@ -175,3 +175,14 @@ def test_chinese_lines_are_joined_where_html_would_show_a_space():
     assert zh_edition.join_cjk_lines(text) == (
         "## 标题\n第一行，第二行。\n\n- 列表\n- 项\n\n```\n代码，\n注释\n```\n英文 word\n下一行由于 $e^0$，于是\n\n"
         ":::{dropdown} 答案\n:class: tip\n内容一，内容二。\n:::\n$$\n甲\n乙\n$$\n")
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+def test_exercises_keep_their_numbers_in_chinese(name):
+    """"Exercise 4.2" is "练习 4.2" and "question 10.2" is "第 10.2 题" on the zh page: the
+    labels a teacher and the checks refer to are the same in both editions."""
+    units = zh_edition.read_translation(ZH / "translations" / f"{name}.md")
+    english = "\n".join(u.english for u in units)
+    chinese = "\n".join(u.chinese for u in units)
+    exercises = set(re.findall(r"Exercise (\d+\.\d+)", english))
+    assert exercises <= set(re.findall(r"练习 (\d+\.\d+)", chinese)), sorted(exercises)
