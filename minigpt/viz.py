@@ -1,12 +1,71 @@
 """Plots used by the book (matplotlib, imported lazily): attention heatmaps, loss curves and
 next-token bar charts, and what each layer predicts (`layer_logits`, chapter 10). The live
-widgets of the rendered book live in `minigpt.web` (one way of shipping widgets)."""
+widgets of the rendered book live in `minigpt.web` (one way of shipping widgets).
+
+Language: a figure's words (axis labels, titles) go through `tr_figure`, the figure's twin of
+`minigpt.tr`: after `minigpt.set_language("zh")` they are Chinese, drawn with `figure_font()`,
+*if* matplotlib has a font that can draw Chinese (Noto Sans CJK, Source Han Sans, WenQuanYi,
+SimHei, Microsoft YaHei, PingFang...). Without one (Colab and many Linux machines have none)
+the figure keeps its English: legible words rather than empty boxes.
+"""
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
+from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
+
+from .language import language, tr
+
+# Families that draw Simplified Chinese, best first (the first one matplotlib knows is used).
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Source Han Sans CN", "WenQuanYi Zen Hei",
+             "WenQuanYi Micro Hei", "Sarasa Gothic SC", "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC",
+             "Hiragino Sans GB", "Droid Sans Fallback", "AR PL UMing CN", "Noto Sans CJK JP", "Noto Sans CJK TC")
+
+
+_CJK_FILE = re.compile(r"cjk|wqy|wenquanyi|sourcehan|droidsansfallback|simhei|msyh|pingfang|sarasa|uming")
+
+
+@lru_cache(maxsize=None)
+def cjk_font() -> Optional[str]:
+    """The first family of CJK_FONTS that matplotlib can use on this machine, or None. A font
+    installed after matplotlib built its font cache (apt install fonts-noto-cjk) is missing
+    from that cache: the system's CJK font files are then added to it (a quick scan)."""
+    from matplotlib import font_manager
+
+    def first() -> Optional[str]:
+        installed = {font.name for font in font_manager.fontManager.ttflist}
+        return next((name for name in CJK_FONTS if name in installed), None)
+
+    if first() is None:
+        for path in font_manager.findSystemFonts():
+            if _CJK_FILE.search(re.sub(r"[-_ ]", "", Path(path).name.lower())):
+                try:
+                    font_manager.fontManager.addfont(path)
+                except (OSError, RuntimeError, ValueError):      # a file FreeType cannot read
+                    pass
+    return first()
+
+
+def _chinese_figures() -> bool:
+    return language() == "zh" and cjk_font() is not None
+
+
+def tr_figure(english: str, **fields) -> str:
+    """Words for a figure: `tr(english, **fields)` when figures can be Chinese (see the module
+    docstring), else the English with its fields filled in. Pass `**figure_font()` with them."""
+    if _chinese_figures():
+        return tr(english, **fields)
+    return english.format(**fields) if fields else english
+
+
+def figure_font() -> dict:
+    """Keyword arguments for a matplotlib text drawn in Chinese: the CJK family first, DejaVu
+    Sans (matplotlib's own) for what it lacks. Empty in English."""
+    return {"fontfamily": [cjk_font(), "DejaVu Sans"]} if _chinese_figures() else {}
 
 
 def _labels(tokens: Sequence[str]) -> list[str]:
@@ -27,10 +86,10 @@ def plot_attention(weights: torch.Tensor, tokens: Sequence[str], ax=None, title:
     labels = _labels(tokens)
     ax.set_xticks(range(len(labels)), labels, fontsize=7)
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    ax.set_xlabel("key (attended to)")
-    ax.set_ylabel("query (attending)")
+    ax.set_xlabel(tr_figure("key (attended to)"), **figure_font())
+    ax.set_ylabel(tr_figure("query (attending)"), **figure_font())
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=9, **figure_font())
     return ax
 
 
@@ -57,8 +116,8 @@ def plot_attention_head(model, tokenizer, text: str, layer: int, head: int, ax=N
     fontsize = max(6, min(11, int(220 / max(T, 1))))
     ax.tick_params(labelsize=fontsize)
     shown = text.replace("\n", "↵")
-    ax.set_title(f"layer {layer}, head {head} on {shown[:48]!s}{'…' if len(shown) > 48 else ''}",
-                 fontsize=10)
+    ax.set_title(tr_figure("layer {layer}, head {head} on {text}", layer=layer, head=head,
+                           text=shown[:48] + ("…" if len(shown) > 48 else "")), fontsize=10, **figure_font())
     return ax
 
 
@@ -80,12 +139,12 @@ def plot_attention_grid(maps: torch.Tensor, tokens: Sequence[str], layers: Optio
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(f"head {head}", fontsize=9)
+                ax.set_title(tr_figure("head {head}", head=head), fontsize=9, **figure_font())
             if c == 0:
-                ax.set_ylabel(f"layer {layer}", fontsize=9)
+                ax.set_ylabel(tr_figure("layer {layer}", layer=layer), fontsize=9, **figure_font())
     if len(tokens) <= 40:
-        fig.suptitle("rows: query position, columns: key position; text: " + "".join(tokens)[:60],
-                     fontsize=9)
+        fig.suptitle(tr_figure("rows: query position, columns: key position; text: {text}",
+                               text="".join(tokens)[:60]), fontsize=9, **figure_font())
     fig.tight_layout()
     return fig
 
@@ -99,15 +158,16 @@ def plot_losses(history: dict, ax=None, label: str = "", smooth: int = 20):
     if smooth > 1 and len(losses) >= smooth:
         kernel = torch.ones(smooth) / smooth
         smoothed = torch.nn.functional.conv1d(torch.tensor(losses)[None, None], kernel[None, None])[0, 0]
-        ax.plot(steps[smooth - 1:], smoothed.tolist(), label=f"{label} train".strip())
+        ax.plot(steps[smooth - 1:], smoothed.tolist(), label=f"{label} {tr_figure('train')}".strip())
     else:
-        ax.plot(steps, losses, label=f"{label} train".strip())
+        ax.plot(steps, losses, label=f"{label} {tr_figure('train')}".strip())
     evals = history.get("eval", [])
     if evals:
-        ax.plot([e["step"] for e in evals], [e["val"] for e in evals], "o--", label=f"{label} val".strip())
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats)")
-    ax.legend()
+        ax.plot([e["step"] for e in evals], [e["val"] for e in evals], "o--",
+                label=f"{label} {tr_figure('val')}".strip())
+    ax.set_xlabel(tr_figure("step"), **figure_font())
+    ax.set_ylabel(tr_figure("cross-entropy (nats)"), **figure_font())
+    ax.legend(prop={"family": figure_font()["fontfamily"]} if figure_font() else None)
     return ax
 
 
@@ -129,9 +189,9 @@ def plot_next_token_probs(probs: torch.Tensor, tokens: Sequence[str], k: int = 1
     ax.bar(range(len(ids)), probs[ids].tolist(), color="#4c72b0")
     ax.set_xticks(range(len(ids)), labels, fontsize=9, family="monospace")
     ax.set_ylim(0, 1)
-    ax.set_ylabel("probability")
+    ax.set_ylabel(tr_figure("probability"), **figure_font())
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=9, **figure_font())
     return ax
 
 

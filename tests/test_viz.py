@@ -64,3 +64,37 @@ def test_the_old_html_explorer_is_gone():
     """One way of shipping widgets: minigpt.web. viz keeps plots only."""
     for name in ("sampling_explorer_html", "explorer_probs", "SamplingExplorer", "explorer_javascript"):
         assert not hasattr(viz, name), name
+
+
+@pytest.fixture
+def chinese():
+    """The package speaks Chinese for one test, and English again afterwards whatever happens."""
+    minigpt.set_language("zh")
+    try:
+        yield
+    finally:
+        minigpt.set_language("en")
+
+
+@pytest.mark.filterwarnings("ignore:Glyph")       # the CJK font is pretended: this machine may have none
+def test_figures_speak_chinese_only_with_a_font_that_draws_it(chinese, monkeypatch):
+    """Under set_language("zh") a figure's words are Chinese when matplotlib has a CJK font
+    (drawn with it), and stay English without one (boxes would be worse than English)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    probs = torch.softmax(_logits(2), -1)
+    chars = [chr(33 + i) for i in range(65)]
+    monkeypatch.setattr(viz, "cjk_font", lambda: None)
+    ax = viz.plot_next_token_probs(probs, chars, k=5)
+    assert ax.get_ylabel() == "probability" and viz.figure_font() == {}
+    monkeypatch.setattr(viz, "cjk_font", lambda: "Noto Sans CJK SC")
+    ax = viz.plot_next_token_probs(probs, chars, k=5)
+    assert ax.get_ylabel() == "概率"
+    assert ax.yaxis.label.get_fontfamily()[0] == "Noto Sans CJK SC"
+    fig = viz.plot_attention_grid(torch.rand(2, 2, 4, 4), list("abcd"))
+    assert fig.axes[0].get_title() == "头 0" and fig.axes[0].get_ylabel() == "层 0"
+    assert fig.texts[0].get_text() == "行：查询的位置，列：键的位置；文本：abcd"
+    plt.close("all")
+    minigpt.set_language("en")
+    assert viz.tr_figure("layer {layer}", layer=2) == "layer 2" and viz.figure_font() == {}

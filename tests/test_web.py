@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -752,3 +753,192 @@ def test_kernel_attention_explorer_drives_like_the_page():
     explorer.text.value = "Hello, wörld"
     assert "position 8" in explorer.error.value and explorer.maps is None and explorer.image.value == b""
     assert repr(explorer).startswith("KernelAttentionExplorer(2 prepared texts")
+
+
+# --------------------------------------------------------- the widgets in Chinese (issue 21)
+WIDGET_JS = ["widgets.js", "generator.js", "attention_explorer.js", "layer_lens.js"]
+PY_SOURCES = [Path(viz.__file__), *sorted(Path(widgets.__file__).parent.glob("*.py"))]
+FIELD = re.compile(r"\{(\w+)\}")
+
+
+@pytest.fixture
+def chinese():
+    """The package speaks Chinese for one test, and English again afterwards whatever happens."""
+    minigpt.set_language("zh")
+    try:
+        yield
+    finally:
+        minigpt.set_language("en")
+
+
+def _js_table(name: str) -> dict:
+    """A widget file's ZH table ({english: chinese}), read as JSON from the file's text."""
+    source = (STATIC_DIR / name).read_text(encoding="utf-8")
+    match = re.search(r"\n  var ZH = (\{\n.*?\n  \});\n", source, re.S)
+    assert match, f"{name} has no ZH table"
+    return json.loads(match.group(1))
+
+
+def _js_messages(name: str) -> set:
+    """Every literal a widget file passes to tr(...), string concatenations joined."""
+    source = (STATIC_DIR / name).read_text(encoding="utf-8")
+    messages = set()
+    for call in re.finditer(r'(?<![\w.$])tr\(((?:"(?:[^"\\]|\\.)*"\s*\+\s*)*"(?:[^"\\]|\\.)*")', source):
+        messages.add("".join(json.loads(part) for part in re.findall(r'"(?:[^"\\]|\\.)*"', call.group(1))))
+    return messages
+
+
+def _py_messages() -> set:
+    """Every literal minigpt/viz.py and minigpt/web/*.py pass to tr(...) or tr_figure(...) (ast)."""
+    import ast
+    messages = set()
+    for path in PY_SOURCES:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
+                    and isinstance(node.args[0].value, str):
+                name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+                if name in ("tr", "tr_figure"):
+                    messages.add(node.args[0].value)
+    return messages
+
+
+def _catalogue() -> dict:
+    return json.loads((Path(minigpt.__file__).parent / "locale" / "zh" / "widgets.json").read_text(encoding="utf-8"))
+
+
+def test_every_widget_message_has_its_chinese_with_the_same_fields():
+    """Each page widget's tr("...") messages are in its file's ZH table, the kernel side's in
+    minigpt/locale/zh/widgets.json; every translation keeps its English's {fields} and is
+    Chinese; a message both sides say is translated the same on both."""
+    catalogue = _catalogue()
+    python = _py_messages()
+    assert len(python) >= 30 and not python - set(catalogue), sorted(python - set(catalogue))
+    tables = {name: _js_table(name) for name in WIDGET_JS}
+    for name, table in tables.items():
+        said = _js_messages(name)
+        assert said and not said - set(table), (name, sorted(said - set(table)))
+        assert not set(table) - said - {read_web_asset(asset_path())["info"]["description"]}, \
+            (name, "entries nothing says", sorted(set(table) - said))
+    for table in [catalogue, *tables.values()]:
+        for english, chinese in table.items():
+            assert set(FIELD.findall(english)) == set(FIELD.findall(chinese)), (english, chinese)
+            assert re.search(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]", chinese), chinese   # Chinese words or punctuation
+    shared = {english: chinese for table in tables.values() for english, chinese in table.items() if english in catalogue}
+    assert len(shared) >= 5
+    assert {english: catalogue[english] for english in shared} == shared
+
+
+def test_the_shipped_models_description_is_translated_in_the_page():
+    description = read_web_asset(asset_path())["info"]["description"]
+    assert description in _js_table("widgets.js"), "re-exported asset: add its description to widgets.js's ZH"
+
+
+def test_chapter_widget_labels_are_in_the_catalogue():
+    """The labels the chapters give their widgets (example buttons, prepared texts) are written
+    through tr(): each has its Chinese in widgets.json."""
+    import ast
+    labels = set()
+    for notebook in sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+            source = "".join(cell["source"])
+            if cell["cell_type"] != "code" or "widgets" not in source:
+                continue
+            tree = ast.parse("\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!"))))
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.Call):
+                    continue
+                name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+                if name == "dict":                                     # dict(label=..., note=...)
+                    labels |= {k.value.value for k in node.keywords if k.arg in ("label", "note")
+                               and isinstance(k.value, ast.Constant)}
+                if name in ("attention_explorer", "kernel_attention_explorer"):   # {label: text}
+                    texts = [a for a in node.args if isinstance(a, ast.Dict)]
+                    labels |= {k.value for d in texts for k in d.keys if isinstance(k, ast.Constant)}
+    assert len(labels) >= 6, labels
+    assert not labels - set(_catalogue()), sorted(labels - set(_catalogue()))
+
+
+def test_kernel_widgets_speak_chinese_under_set_language(chinese):
+    """After set_language("zh"): the in-page widgets' HTML (fallback and Jupyter sentences,
+    labels) and the kernel explorer's controls, readout and messages are Chinese; the unknown-
+    character message names the 65 characters of tinyshakespeare. Shakespeare is not translated."""
+    html = widgets.attention_explorer({"Romeo": "ROMEO:\nBut soft"}).data
+    assert "罗密欧" in html and "在 Jupyter 里" in html and "这个实时视图" in html and "ROMEO:" in html
+    html = widgets.generator("ROMEO:\n", examples=[{"label": "greedy", "prompt": "ROMEO:\n", "temperature": 0.0}]).data
+    assert "贪心解码" in html and "在 Jupyter 里" in html
+    model, tok = minigpt.load_pretrained("cpu")
+    explorer = widgets.kernel_attention_explorer(model, tok, {"Romeo": "ROMEO:\nBut soft"}, layer=0, head=2)
+    assert [c.description for c in (explorer.preset, explorer.layer, explorer.head, explorer.query, explorer.key)] == \
+        ["文本", "层", "头", "查询 ↓", "键 →"]
+    assert explorer.preset.options[0][0] == "罗密欧" and explorer.preset.options[-1][0] == "你自己的文本"
+    explorer.query.value, explorer.key.value = 5, 2
+    assert explorer.readout_text().startswith('查询 ":"（位置 5）→ 键 "M"（位置 2）：权重 0.')
+    explorer.text.value = "ROMEO: 你好"
+    message = explorer.error.value
+    assert "位置 7" in message and "65 个字符" in message and "tinyshakespeare" in message and "中文" in message
+    assert explorer.readout.value == "没有注意力图：请改好上面的文本。"
+    assert repr(explorer).startswith("KernelAttentionExplorer(")      # the repr nbval sees stays as it was
+
+
+def test_kernel_widgets_speak_english_by_default():
+    assert minigpt.language() == "en"
+    model, tok = minigpt.load_pretrained("cpu")
+    explorer = widgets.kernel_attention_explorer(model, tok, ["ROMEO:\nBut soft"])
+    assert [c.description for c in (explorer.preset, explorer.layer, explorer.head)] == ["text", "layer", "head"]
+    explorer.text.value = "ROMEO: 你好"
+    assert "at position 7" in explorer.error.value and "65 characters of tinyshakespeare" in explorer.error.value
+
+
+def test_the_widgets_follow_the_pages_language(page_and_errors, tmp_path):
+    """A page with <html lang="zh-CN"> (the Chinese book's) gets Chinese widgets, including the
+    message that Chinese cannot be typed into a 65-character model; lang="en" gets English."""
+    base = STATIC_DIR.as_uri() + "/"
+    found, errors = {}, []
+    page = page_and_errors[0].context.new_page()           # the same offline browser context
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        for lang in ("zh-CN", "en"):
+            html = widgets.standalone_page([widgets.generator("ROMEO:\n", base=base, max_new_tokens=5),
+                                            widgets.attention_explorer(ATTENTION_TEXTS, base=base),
+                                            widgets.layer_predictions(LENS_TEXT, base=base)], lang=lang)
+            page_file = tmp_path / f"{lang}.html"
+            page_file.write_text(html, encoding="utf-8")
+            page.goto(page_file.as_uri())
+            page.wait_for_function("document.querySelectorAll('[data-mg-mounted=ready]').length === 3", timeout=60_000)
+            got = found[lang] = {
+                "generate": page.inner_text(GEN + "[data-mg=generate]"),
+                "model": page.inner_text(GEN + "[data-mg=model]"),
+                "explorer": page.inner_text(EXP + ".mg-card"),
+                "lens": page.inner_text("[data-mg-widget=layers] .mg-card"),
+                "thumb": page.get_attribute(EXP + ".mg-thumb[data-layer='1'][data-head='3']", "aria-label")}
+            page.click(GEN + "[data-mg=generate]")
+            page.wait_for_function(RUN_DONE, timeout=60_000)
+            got["status"] = page.inner_text(GEN + "[data-mg=status]")
+            page.fill(GEN + "[data-mg=prompt]", "ROMEO: 你好")
+            page.wait_for_function("document.querySelector('[data-mg=prompt-error]').textContent.length > 0")
+            got["prompt error"] = page.inner_text(GEN + "[data-mg=prompt-error]")
+            got["no distribution"] = page.inner_text(GEN + "[data-mg=dist-title]")
+            page.fill(EXP + "[data-mg=text]", "the king, 国王")
+            page.wait_for_function("document.querySelector('[data-mg=text-error]').textContent.length > 0")
+            got["explorer error"] = page.inner_text(EXP + "[data-mg=text-error]")
+    finally:
+        page.close()
+    assert not errors, errors
+    zh, en = found["zh-CN"], found["en"]
+    assert zh["generate"] == "生成" and en["generate"] == "Generate"
+    assert zh["model"].startswith("模型：") and "验证集损失 1.4787" in zh["model"]
+    assert en["model"].startswith("Model: minigpt's shipped model")
+    for word in ("层", "头", "查询 ↓", "键 →", "注意力权重", "所有的头"):
+        assert word in zh["explorer"], word
+    assert zh["thumb"] == "第 1 层，第 3 个头" and en["thumb"] == "layer 1, head 3"
+    assert "停在" in zh["lens"] and "嵌入" in zh["lens"] and "第 5 块（输出）" in zh["lens"]
+    assert zh["status"].startswith("完成：") and "随机种子 0" in zh["status"] and en["status"].startswith("Done: ")
+    for message in (zh["prompt error"], zh["explorer error"]):
+        assert "tinyshakespeare 里的 65 个字符" in message and "不能输入中文" in message, message
+    assert zh["prompt error"].startswith("位置 7 上的字符 \"你\"（U+4F60）")
+    assert zh["explorer error"].startswith("位置 10 上的字符 \"国\"")
+    assert zh["no distribution"] == "没有分布：上面的提示有错误。"
+    assert en["prompt error"].startswith('character "你" (U+4F60) at position 7 is not in this model\'s 65-character')
+    assert "65 characters of tinyshakespeare" in en["explorer error"]
+    for text in en.values():
+        assert not re.search(r"[\u4e00-\u9fff]", text.replace("你", "").replace("国", "")), text

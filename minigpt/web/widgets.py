@@ -9,29 +9,45 @@ inline `loader.js`, which adds `<script src>` tags for the shared files that Sph
 area the loader requests nothing (those files are not served there) and shows the widget's
 Jupyter text instead. The weights are one shared asset, loaded once per page; the page's own
 HTML stays a few kilobytes.
+
+Language: what this module writes for a reader (the fallback and Jupyter sentences, example
+labels, the kernel explorer's controls and messages) goes through `minigpt.tr`, so after
+`minigpt.set_language("zh")` it is Chinese (entries in minigpt/locale/zh/widgets.json). The
+in-page widgets choose their own language from the page's `<html lang>` (see widgets.js).
 """
 
 from __future__ import annotations
 
 import html as html_lib
 import json
+from functools import lru_cache
 from typing import Optional, Sequence, Union
 
 from ..errors import UsageError
+from ..language import tr
 from .export import DEFAULT_MODEL, STATIC_DIR
 
 # Where the shared files are, relative to a chapter page (notebooks/NN.html, book/x.html).
 BASE = "../minigpt-web/"
-NEEDS = ("This live view runs the model in your web browser: it needs JavaScript and the book's "
-         "model file (minigpt-web/{model}.js), so it works in the rendered book, even offline. {jupyter}")
-# What each widget says inside Jupyter, where its files are not served: where to look instead.
-JUPYTER_TEXT = {
-    "generator": "Inside Jupyter, the sliders above run the same model in your kernel.",
-    "attention": "Inside Jupyter, the next cell's explorer (minigpt.web.widgets.kernel_attention_explorer) "
-                 "runs the same model in your kernel.",
-    "layers": "Inside Jupyter, the cell above computes the same table in your kernel: change its text and "
-              "position and run it again.",
-}
+
+
+def _needs(model: str, jupyter: str) -> str:
+    return tr("This live view runs the model in your web browser: it needs JavaScript and the book's "
+              "model file (minigpt-web/{model}.js), so it works in the rendered book, even offline. {jupyter}",
+              model=model, jupyter=jupyter)
+
+
+def _jupyter_text(kind: str) -> str:
+    """What each widget says inside Jupyter, where its files are not served: where to look instead."""
+    if kind == "generator":
+        return tr("Inside Jupyter, the sliders above run the same model in your kernel.")
+    if kind == "attention":
+        return tr("Inside Jupyter, the next cell's explorer (minigpt.web.widgets.kernel_attention_explorer) "
+                  "runs the same model in your kernel.")
+    return tr("Inside Jupyter, the cell above computes the same table in your kernel: change its text and "
+              "position and run it again.")
+
+
 SCRIPTS = {"generator": ["generator.js"], "attention": ["attention_explorer.js"], "layers": ["layer_lens.js"]}
 
 
@@ -56,8 +72,8 @@ def _widget(kind: str, config: dict, base: str) -> str:
     config = dict(config, src=f"{base}{config['model']}.js")
     attr = html_lib.escape(json.dumps(config, sort_keys=True, ensure_ascii=False), quote=True)
     scripts = ["model.js", "sampling.js", "widgets.js", *SCRIPTS[kind]]
-    jupyter = JUPYTER_TEXT[kind]
-    needs = NEEDS.format(model=config["model"], jupyter=jupyter)
+    jupyter = _jupyter_text(kind)
+    needs = _needs(config["model"], jupyter)
     loader = (STATIC_DIR / "loader.js").read_text(encoding="utf-8").replace("</", "<\\/")
     return (f'<div class="mg-widget" data-mg-widget="{kind}" data-mg-config="{attr}" '
             f'data-mg-base="{html_lib.escape(base, quote=True)}" '
@@ -78,6 +94,9 @@ def _example(example: dict, V: Optional[int] = None) -> dict:
                    "seed, max_new_tokens, note.")
     out = {"temperature": 1.0, "top_k": None, "top_p": None, "seed": 0, **example}
     check_sampling_settings(out["temperature"], out["top_k"], out["top_p"])
+    out["label"] = tr(str(out["label"]))            # the chapter's label, in the reader's language
+    if out.get("note"):
+        out["note"] = tr(str(out["note"]))
     return out
 
 
@@ -107,7 +126,7 @@ def attention_explorer(texts: Union[Sequence[str], dict], layer: int = 0, head: 
     """Chapter 10's attention explorer over prepared `texts` (a list, or {label: text}) and the
     reader's own text: layer/head pickers, a labelled heatmap with hover, all heads small."""
     if isinstance(texts, dict):
-        items = [{"label": str(k), "text": str(v)} for k, v in texts.items()]
+        items = [{"label": tr(str(k)), "text": str(v)} for k, v in texts.items()]
     else:
         items = [{"label": (t[:28] + "…" if len(t) > 29 else t).replace("\n", "↵"), "text": t} for t in texts]
     if not items:
@@ -136,16 +155,42 @@ def layer_predictions(text: str, position: Optional[int] = None, top_k: int = 5,
                      f"{len(text)} characters, position {len(text) - 1 if position is None else position}")
 
 
-def standalone_page(widgets: Sequence[WebWidget], title: str = "minigpt in the page") -> str:
+def standalone_page(widgets: Sequence[WebWidget], title: str = "minigpt in the page", lang: str = "en") -> str:
     """A complete HTML document around `widgets` (tests and the benchmark open it from file://).
-    Build the widgets with base=STATIC_DIR.as_uri() + "/" so their scripts are found."""
+    Build the widgets with base=STATIC_DIR.as_uri() + "/" so their scripts are found. `lang`
+    is the page's language ("zh-CN" makes the widgets speak Chinese, as in the Chinese book)."""
     body = "\n".join(w.data for w in widgets)
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html_lib.escape(title)}</title>'
+    return (f'<!DOCTYPE html><html lang="{html_lib.escape(lang, quote=True)}"><head><meta charset="utf-8">'
+            f'<title>{html_lib.escape(title)}</title>'
             '<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
             f'<body style="font-family:sans-serif;margin:1rem">{body}</body></html>')
 
 
 # ------------------------------------------------------------- the same explorer, in the kernel
+@lru_cache(maxsize=None)
+def _shakespeare_chars() -> frozenset:
+    from ..data import load_shakespeare
+    return frozenset(load_shakespeare())
+
+
+def unknown_character_message(tokenizer, text: str) -> Optional[str]:
+    """The first character of `text` that `tokenizer` does not know, said the way the page says
+    it (with the vocabulary named: a reader who types Chinese learns why it cannot work), or None."""
+    known = tokenizer.stoi
+    for position, ch in enumerate(text):
+        if ch in known:
+            continue
+        fields = dict(character=json.dumps(ch, ensure_ascii=False), code=f"U+{ord(ch):04X}", position=position,
+                      n=len(known))
+        if set(known) == _shakespeare_chars():
+            return tr("character {character} ({code}) at position {position} is not in this model's {n}-character "
+                      "vocabulary: it knows only the {n} characters of tinyshakespeare (English letters, punctuation, "
+                      "space and newline). Remove or replace it.", **fields)
+        return tr("character {character} ({code}) at position {position} is not in this model's {n}-character "
+                  "vocabulary. Remove or replace it.", **fields)
+    return None
+
+
 class KernelAttentionExplorer:
     """Chapters 4 and 10's attention explorer for a live notebook (JupyterLab, Notebook, Colab),
     where the in-page widget's files are not served: ipywidgets controls run in the kernel.
@@ -153,14 +198,16 @@ class KernelAttentionExplorer:
     The same controls as the page: a prepared text or your own, layer, head, and a readout of
     one query/key cell (picked with two sliders: a kernel cannot follow the mouse over a
     picture). The maps are `model.attention_maps`, computed once per text; a layer, head or
-    cursor change redraws the picture only. `.widget` is the ipywidgets box.
+    cursor change redraws the picture only. `.widget` is the ipywidgets box. Its words follow
+    `minigpt.set_language` at the time it is made (the readout and messages as they are said).
     """
 
     def __init__(self, model, tokenizer, texts: Union[Sequence[str], dict], layer: int = 0, head: int = 0,
                  max_chars: int = 128):
         import ipywidgets as w
         cfg = model.config
-        items = list(texts.items()) if isinstance(texts, dict) else [(t.replace("\n", "↵")[:28], t) for t in texts]
+        items = ([(tr(str(label)), text) for label, text in texts.items()] if isinstance(texts, dict)
+                 else [(t.replace("\n", "↵")[:28], t) for t in texts])
         if not items:
             raise _bad("give at least one prepared text for the explorer.")
         if not (0 <= layer < cfg.n_layer and 0 <= head < cfg.n_head):
@@ -172,17 +219,17 @@ class KernelAttentionExplorer:
         self.draws = 0
         self._quiet = False
         wide = w.Layout(width="36em")
-        self.preset = w.Dropdown(options=[(label, i) for i, (label, _) in enumerate(items)] + [("your own text", -1)],
-                                 value=0, description="text", layout=wide)
+        self.preset = w.Dropdown(options=[(label, i) for i, (label, _) in enumerate(items)] + [(tr("your own text"), -1)],
+                                 value=0, description=tr("text"), layout=wide)
         self.text = w.Textarea(value=items[0][1], continuous_update=False, layout=w.Layout(width="36em", height="4em"),
-                               placeholder=f"your own text, at most {max_chars} characters")
+                               placeholder=tr("your own text, at most {n} characters", n=max_chars))
         self.error = w.HTML()
-        self.layer = w.Dropdown(options=list(range(cfg.n_layer)), value=layer, description="layer",
+        self.layer = w.Dropdown(options=list(range(cfg.n_layer)), value=layer, description=tr("layer"),
                                 layout=w.Layout(width="12em"))
-        self.head = w.Dropdown(options=list(range(cfg.n_head)), value=head, description="head",
+        self.head = w.Dropdown(options=list(range(cfg.n_head)), value=head, description=tr("head"),
                                layout=w.Layout(width="12em"))
-        self.query = w.IntSlider(value=0, min=0, max=0, description="query ↓", continuous_update=False, layout=wide)
-        self.key = w.IntSlider(value=0, min=0, max=0, description="key →", continuous_update=False, layout=wide)
+        self.query = w.IntSlider(value=0, min=0, max=0, description=tr("query ↓"), continuous_update=False, layout=wide)
+        self.key = w.IntSlider(value=0, min=0, max=0, description=tr("key →"), continuous_update=False, layout=wide)
         self.image = w.Image(format="png", layout=w.Layout(width="30em"))
         self.readout = w.HTML()
         self.preset.observe(self._on_preset, names="value")
@@ -200,20 +247,23 @@ class KernelAttentionExplorer:
     def compute(self) -> None:
         """Read the text box: new maps, or the reason there are none (the old picture is removed)."""
         import torch
-        from ..data import UnknownCharacterError
         text = self.text.value
         if self.preset.value >= 0 and text != self.texts[self.preset.value][1]:
             self.preset.value = -1
-        try:
-            if not text or len(text) > self.max_chars:
-                raise _bad(f"the text has {len(text)} characters; give 1 to {self.max_chars}.")
-            ids = self.tokenizer.encode(text)
-        except (UnknownCharacterError, UsageError) as error:
-            self.error.value = f"<span style='color:#c62828'>{html_lib.escape(str(error))}</span>"
+        if not text:
+            problem = tr("the text is empty: type at least one character.")
+        elif len(text) > self.max_chars:
+            problem = tr("the text has {n} characters; the explorer shows at most {max}: shorten it.",
+                         n=len(text), max=self.max_chars)
+        else:
+            problem = unknown_character_message(self.tokenizer, text)
+        if problem:
+            self.error.value = f"<span style='color:#c62828'>{html_lib.escape(problem)}</span>"
             self.maps, self.chars = None, []
             self.image.value = b""
-            self.readout.value = "No map: fix the text above."
+            self.readout.value = tr("No map: fix the text above.")
             return
+        ids = self.tokenizer.encode(text)
         self.error.value = ""
         idx = torch.tensor([ids], device=self.model.device)
         self.maps = self.model.attention_maps(idx)[:, 0].float().cpu()        # (L, H, T, T)
@@ -233,9 +283,10 @@ class KernelAttentionExplorer:
         i, j, layer, head = self.query.value, self.key.value, self.layer.value, self.head.value
         q, k = json.dumps(self.chars[i], ensure_ascii=False), json.dumps(self.chars[j], ensure_ascii=False)
         if j > i:
-            return (f"query {q} (position {i}) cannot see key {k} (position {j}): it is in the future (masked).")
-        weight = float(self.maps[layer, head, i, j])
-        return f"query {q} (position {i}) → key {k} (position {j}): weight {weight:.4f} (layer {layer}, head {head})"
+            return tr("query {query} (position {i}) cannot see key {key} (position {j}): it is in the future (masked).",
+                      query=q, i=i, key=k, j=j)
+        return tr("query {query} (position {i}) → key {key} (position {j}): weight {weight} (layer {layer}, head {head})",
+                  query=q, i=i, key=k, j=j, weight=f"{float(self.maps[layer, head, i, j]):.4f}", layer=layer, head=head)
 
     def draw(self) -> None:
         """The current head as a PNG with the cursor outlined, and the readout."""
@@ -244,17 +295,17 @@ class KernelAttentionExplorer:
         import io
         from matplotlib.figure import Figure
         from matplotlib.patches import Rectangle
-        from ..viz import plot_attention
+        from ..viz import figure_font, plot_attention, tr_figure
         layer, head, T = self.layer.value, self.head.value, len(self.chars)
         fig = Figure(figsize=(5.2, 4.6))
         ax = fig.subplots()
         plot_attention(self.maps[layer, head], self.chars, ax=ax,
-                       title=f"layer {layer}, head {head}: query ↓, key →")
+                       title=tr_figure("layer {layer}, head {head}: query ↓, key →", layer=layer, head=head))
         if T > 40:                                              # letters would overlap: position ticks
             ticks = list(range(0, T, 10))
             ax.set_xticks(ticks, [str(t) for t in ticks])
             ax.set_yticks(ticks, [str(t) for t in ticks])
-        fig.colorbar(ax.images[0], ax=ax, shrink=0.8, label="attention weight")
+        fig.colorbar(ax.images[0], ax=ax, shrink=0.8).set_label(tr_figure("attention weight"), **figure_font())
         ax.add_patch(Rectangle((self.key.value - 0.5, self.query.value - 0.5), 1, 1, fill=False,
                                edgecolor="red", lw=1.5))
         buffer = io.BytesIO()

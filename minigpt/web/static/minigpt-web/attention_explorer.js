@@ -13,13 +13,43 @@
  * maps do not need). Each head becomes a (T, T) ImageData once, scaled up for the big view
  * and max-pooled down for its thumbnail (so a one-pixel diagonal stays visible at 128
  * characters). Switching heads redraws the big view only.
+ * Language: every message goes through tr() and the table ZH below (see widgets.js).
  */
 (function (root) {
   "use strict";
   var MG = root.MiniGPTWeb = root.MiniGPTWeb || {};
   MG.widgets = MG.widgets || {};
-  var el = function (t, a, c) { return MG.el(t, a, c); };
+  var el = function (tag, a, c) { return MG.el(tag, a, c); };
   var THUMB = 64;                                   // thumbnail resolution (pixels) at most
+
+  var ZH = {
+    "text": "文本",
+    "your own text": "你自己的文本",
+    "text to explore (at most {n} characters)": "要探查的文本（至多 {n} 个字符）",
+    "layer": "层",
+    "head": "头",
+    "attention weight": "注意力权重",
+    "Hover over a square (or focus the map and use the arrow keys).": "把鼠标移到一个方格上（或者让热力图获得焦点，再用方向键）。",
+    "all heads: arrow keys move between layers and heads": "所有的头：用方向键在层和头之间移动",
+    "query ↓": "查询 ↓",
+    "key →": "键 →",
+    "All heads (rows: layers, columns: heads). Click one, or use the arrow keys, to open it above.":
+      "所有的头（每行一层，每列一个头）。点击其中一个，或者用方向键，就会在上面打开它。",
+    "layer {layer}, head {head}": "第 {layer} 层，第 {head} 个头",
+    "attention of layer {layer}, head {head} over {n} characters; rows are queries, columns keys":
+      "第 {layer} 层第 {head} 个头在 {n} 个字符上的注意力；行是查询，列是键",
+    "On this text, layer {layer} head {head} puts on average {previous} on the previous character, {first} on the first character and {newline} on newlines (a head spreading evenly would put {uniform} on any one key).":
+      "在这段文本上，第 {layer} 层第 {head} 个头平均把 {previous} 的权重放在前一个字符上，{first} 放在第一个字符上，{newline} 放在换行符上（均匀分配注意力的头在任何一个键上都会放 {uniform}）。",
+    "the text is empty: type at least one character.": "文本是空的：请至少输入一个字符。",
+    "the text has {n} characters; the explorer shows at most {max}: shorten it.": "文本有 {n} 个字符；探查器至多显示 {max} 个：请把它改短。",
+    "The greyed maps show the previous text; fix the text above to redraw them.": "变灰的注意力图是上一段文本的；改好上面的文本才会重画。",
+    "Fix the text above to draw its maps.": "改好上面的文本，才能画出它的注意力图。",
+    "query {query} (position {i}) cannot see key {key} (position {j}): it is in the future (masked).":
+      "查询 {query}（位置 {i}）看不到键 {key}（位置 {j}）：它在未来（被掩码遮住了）。",
+    "query {query} (position {i}) → key {key} (position {j}): weight {weight} (layer {layer}, head {head})":
+      "查询 {query}（位置 {i}）→ 键 {key}（位置 {j}）：权重 {weight}（第 {layer} 层，第 {head} 个头）"
+  };
+  function tr(english, fields) { return MG.tr(ZH, english, fields); }
 
   // viridis (matplotlib's default map, also used by minigpt.viz), 9 stops, linearly mixed:
   // dark purple = 0, yellow = 1, readable on light and dark pages alike.
@@ -81,15 +111,15 @@
 
   MG.widgets.attention = function (node, model, config) {
     var cfg = model.config, tok = model.tokenizer, maxChars = config.max_chars;
-    var header = el("div", {"class": "mg-caption", "data-mg": "model", text: "Model: " + MG.describeModel(model)});
+    var header = el("div", {"class": "mg-caption", "data-mg": "model", text: MG.describeModel(model)});
     var uid = Math.random().toString(36).slice(2, 8);
     var preset = el("select", {id: "mg-preset-" + uid, "data-mg": "preset"});
     config.texts.forEach(function (t, i) {
       preset.appendChild(el("option", {value: String(i), text: t.label}));
     });
-    preset.appendChild(el("option", {value: "own", text: "your own text"}));
+    preset.appendChild(el("option", {value: "own", text: tr("your own text")}));
     var text = el("textarea", {id: "mg-text-" + uid, rows: "2", "data-mg": "text", spellcheck: "false",
-                               "aria-label": "text to explore (at most " + maxChars + " characters)"});
+                               "aria-label": tr("text to explore (at most {n} characters)", {n: maxChars})});
     text.value = config.texts[0].text;
     var error = el("div", {"class": "mg-error", "data-mg": "text-error", role: "alert"});
     var layer = el("select", {id: "mg-layer-" + uid, "data-mg": "layer"});
@@ -101,26 +131,26 @@
     var big = el("canvas", {"class": "mg-heatmap", tabindex: "0", "data-mg": "heatmap", role: "img"});
     var scale = el("div", {"class": "mg-scale", "data-mg": "scale", "aria-hidden": "true"}, [
       el("span", {text: "0"}), el("span", {"class": "mg-scale-bar"}), el("span", {text: "1"}),
-      el("span", {"class": "mg-caption", text: "attention weight"})]);
+      el("span", {"class": "mg-caption", text: tr("attention weight")})]);
     scale.querySelector(".mg-scale-bar").style.background = MG.viridisGradient();
-    var hint = "Hover over a square (or focus the map and use the arrow keys).";
+    var hint = tr("Hover over a square (or focus the map and use the arrow keys).");
     var readout = el("div", {"class": "mg-readout", "data-mg": "readout", "aria-live": "polite", text: hint});
     var headScores = el("div", {"class": "mg-caption", "data-mg": "head-scores"});
     var overview = el("div", {"class": "mg-overview", "data-mg": "overview", role: "radiogroup",
-                              "aria-label": "all heads: arrow keys move between layers and heads"});
+                              "aria-label": tr("all heads: arrow keys move between layers and heads")});
     var mapBox = el("div", {"class": "mg-heatmap-box", "data-mg": "map-box"}, [
-      el("div", {"class": "mg-axes"}, [el("span", {"class": "mg-axis-query", text: "query ↓"}),
-                                        el("span", {"class": "mg-axis-key", text: "key →"})]),
+      el("div", {"class": "mg-axes"}, [el("span", {"class": "mg-axis-query", text: tr("query ↓")}),
+                                        el("span", {"class": "mg-axis-key", text: tr("key →")})]),
       big, scale]);
     node.appendChild(el("div", {"class": "mg-card"}, [
       header,
-      el("div", {"class": "mg-row mg-wrap"}, [el("label", {"for": preset.id, text: "text"}), preset]),
+      el("div", {"class": "mg-row mg-wrap"}, [el("label", {"for": preset.id, text: tr("text")}), preset]),
       text, error,
-      el("div", {"class": "mg-row mg-wrap"}, [el("label", {"for": layer.id, text: "layer"}), layer,
-                                               el("label", {"for": head.id, text: "head"}), head]),
+      el("div", {"class": "mg-row mg-wrap"}, [el("label", {"for": layer.id, text: tr("layer")}), layer,
+                                               el("label", {"for": head.id, text: tr("head")}), head]),
       mapBox, readout, headScores,
-      el("div", {"class": "mg-panel-title", text: "All heads (rows: layers, columns: heads). " +
-                 "Click one, or use the arrow keys, to open it above."}),
+      el("div", {"class": "mg-panel-title", text: tr("All heads (rows: layers, columns: heads). " +
+                                                    "Click one, or use the arrow keys, to open it above.")}),
       overview
     ]));
 
@@ -130,10 +160,12 @@
     for (l = 0; l < cfg.n_layer; l++) {
       thumbs.push([]);
       for (h = 0; h < cfg.n_head; h++) {
-        var canvas = el("canvas");
+        // "L1 H3" under the thumbnail in every language (it must fit a phone's column); its
+        // label and title say "layer 1, head 3" in the page's language.
+        var canvas = el("canvas"), name = tr("layer {layer}, head {head}", {layer: l, head: h});
         var button = el("button", {type: "button", "class": "mg-thumb", role: "radio", "aria-checked": "false",
                                    tabindex: "-1", "data-layer": String(l), "data-head": String(h),
-                                   "aria-label": "layer " + l + ", head " + h, title: "layer " + l + ", head " + h},
+                                   "aria-label": name, title: name},
                         [canvas, el("span", {text: "L" + l + " H" + h})]);
         overview.appendChild(button);
         thumbs[l].push({button: button, canvas: canvas});
@@ -214,12 +246,14 @@
       }
       state.bigDraws += 1;
       showReadout();
-      big.setAttribute("aria-label", "attention of layer " + layer.value + ", head " + head.value +
-                       " over " + T + " characters; rows are queries, columns keys");
+      big.setAttribute("aria-label", tr("attention of layer {layer}, head {head} over {n} characters; rows are queries, columns keys",
+                                       {layer: layer.value, head: head.value, n: T}));
       var s = scores(current(), state.chars);
-      headScores.textContent = s ? "On this text, layer " + layer.value + " head " + head.value +
-        " puts on average " + s.previous.toFixed(2) + " on the previous character, " + s.first.toFixed(2) +
-        " on the first character and " + s.newline.toFixed(2) + " on newlines (a head spreading evenly would put " + s.uniform.toFixed(2) + " on any one key)." : "";
+      headScores.textContent = s ? tr("On this text, layer {layer} head {head} puts on average {previous} on the previous " +
+        "character, {first} on the first character and {newline} on newlines (a head spreading evenly would put " +
+        "{uniform} on any one key).", {layer: layer.value, head: head.value, previous: s.previous.toFixed(2),
+                                       first: s.first.toFixed(2), newline: s.newline.toFixed(2),
+                                       uniform: s.uniform.toFixed(2)}) : "";
     }
 
     function drawThumbnails() {
@@ -257,20 +291,20 @@
       error.textContent = "";
       var ids, chars = Array.from(text.value);
       try {
-        if (chars.length === 0) { throw new Error("the text is empty: type at least one character."); }
+        if (chars.length === 0) { throw new Error(tr("the text is empty: type at least one character.")); }
         if (chars.length > maxChars) {
-          throw new Error("the text has " + chars.length + " characters; the explorer shows at most " + maxChars +
-                          ": shorten it.");
+          throw new Error(tr("the text has {n} characters; the explorer shows at most {max}: shorten it.",
+                            {n: chars.length, max: maxChars}));
         }
         ids = tok.encode(text.value);
       } catch (e) {
-        error.textContent = e.message;
+        error.textContent = e.position === undefined ? e.message : MG.unknownCharacter(e, model, 0);
         setStale(true);
         state.cursor = null;
         readout.removeAttribute("data-query");
         readout.removeAttribute("data-key");
-        readout.textContent = state.maps ? "The greyed maps show the previous text; fix the text above to redraw them."
-                                         : "Fix the text above to draw its maps.";
+        readout.textContent = state.maps ? tr("The greyed maps show the previous text; fix the text above to redraw them.")
+                                         : tr("Fix the text above to draw its maps.");
         return;
       }
       var started = root.performance.now();
@@ -302,11 +336,11 @@
       var q = JSON.stringify(state.chars[c.i]), k = JSON.stringify(state.chars[c.j]);
       readout.setAttribute("data-query", String(c.i));
       readout.setAttribute("data-key", String(c.j));
+      var fields = {query: q, i: c.i, key: k, j: c.j, layer: layer.value, head: head.value};
+      if (c.j <= c.i) { fields.weight = current()[c.i * T + c.j].toFixed(4); }
       readout.textContent = c.j > c.i
-        ? "query " + q + " (position " + c.i + ") cannot see key " + k + " (position " + c.j +
-          "): it is in the future (masked)."
-        : "query " + q + " (position " + c.i + ") → key " + k + " (position " + c.j + "): weight " +
-          current()[c.i * T + c.j].toFixed(4) + " (layer " + layer.value + ", head " + head.value + ")";
+        ? tr("query {query} (position {i}) cannot see key {key} (position {j}): it is in the future (masked).", fields)
+        : tr("query {query} (position {i}) → key {key} (position {j}): weight {weight} (layer {layer}, head {head})", fields);
     }
 
     function openHead(l, h, focusThumb) {

@@ -10,14 +10,61 @@
  * Honesty: whatever the panel and the output show belongs to the prompt and settings on
  * screen; an invalid field says so and clears what it would make stale, and nothing typed
  * is silently cut or clamped.
+ * Language: every message goes through tr() and the table ZH below (see widgets.js).
  */
 (function (root) {
   "use strict";
   var MG = root.MiniGPTWeb = root.MiniGPTWeb || {};
   MG.widgets = MG.widgets || {};
-  var el = function (t, a, c) { return MG.el(t, a, c); };
+  var el = function (tag, a, c) { return MG.el(tag, a, c); };
   var SHOWN = 12;                                   // bars in the distribution panel
   var MAX_SEED = 4294967295;
+
+  var ZH = {
+    "Prompt": "提示",
+    "temperature": "温度",
+    "seed": "随机种子",
+    "new seed": "换一个随机种子",
+    "characters": "字符数",
+    "Generate": "生成",
+    "Stop": "停止",
+    "Try:": "试一试：",
+    "generated text: use the arrow keys to move between generated characters": "生成的文本：用方向键在生成的字符之间移动",
+    "{what} must be a whole number from {low} to {high} (the box shows {shown}); Generate waits until it is.":
+      "{what}必须是 {low} 到 {high} 之间的整数（框里现在是 {shown}）；改好之前不能生成。",
+    "0 (greedy)": "0（贪心解码）",
+    "off ({V})": "关闭（{V}）",
+    "off (1.00)": "关闭（1.00）",
+    "cut": "切掉",
+    "kept {kept} of {V} tokens": "保留了 {V} 个词元中的 {kept} 个",
+    "; drawn: {character} with probability {p}": "；抽中 {character}，概率 {p}",
+    "… the drawn character ranks {rank} of {V}:": "……抽中的字符在 {V} 个中排第 {rank}：",
+    "the other {n} tokens: {percent}%": "其余 {n} 个词元：{percent}%",
+    "Next character after the prompt, with the settings above:": "按上面的设置，提示之后下一个字符的分布：",
+    "Your prompt has {n} characters; the model's window holds {block}, so it reads only the last {kept} (the first {cut} are cut, from {start}).":
+      "你的提示有 {n} 个字符；模型的上下文窗口只有 {block} 个字符，所以它只读最后 {kept} 个（开头的 {cut} 个被切掉了，从 {start} 开始）。",
+    "the prompt is empty: type at least one character.": "提示是空的：请至少输入一个字符。",
+    "No distribution: the prompt above has an error.": "没有分布：上面的提示有错误。",
+    "Fix the prompt to generate.": "改好提示才能生成。",
+    "Character {i} ({character}) was drawn from ({settings}):": "第 {i} 个字符（{character}）是从这个分布中抽出来的（{settings}）：",
+    "greedy": "贪心解码",
+    "temperature {value}": "温度 {value}",
+    ", top-k {value}": "，top-k {value}",
+    ", top-p {value}": "，top-p {value}",
+    " (only {n} of the {wanted} asked for fit in the {block}-character window after this prompt)":
+      "（在这个提示之后，{block} 个字符的上下文窗口只放得下所要的 {wanted} 个中的 {n} 个）",
+    "Generating {n} characters{fits}.": "正在生成 {n} 个字符{fits}。",
+    "character {i}: {character}": "第 {i} 个字符：{character}",
+    "{done} of {n} characters, {rate} characters/s, first after {first} ms":
+      "已生成 {done}/{n} 个字符，每秒 {rate} 个字符，第一个字符用了 {first} 毫秒",
+    " The context window ({block} characters) is full.": "上下文窗口（{block} 个字符）已经满了。",
+    "Done: {status}{fits} (seed {seed}).{full} Click a character to see its distribution.":
+      "完成：{status}{fits}（随机种子 {seed}）。{full}点击一个字符，可以看到它是从哪个分布中抽出来的。",
+    "Stopped: {status}{fits} (seed {seed}).{full} Click a character to see its distribution.":
+      "已停止：{status}{fits}（随机种子 {seed}）。{full}点击一个字符，可以看到它是从哪个分布中抽出来的。",
+    "Press Generate.": "请按“生成”。"
+  };
+  function tr(english, fields) { return MG.tr(ZH, english, fields); }
 
   function uid(prefix) { return prefix + "-" + Math.random().toString(36).slice(2, 8); }
 
@@ -34,8 +81,8 @@
   function wholeNumber(text, low, high, what) {
     var trimmed = String(text).trim();
     if (!/^\d+$/.test(trimmed) || +trimmed < low || +trimmed > high) {
-      return {error: what + " must be a whole number from " + low + " to " + high + " (the box shows " +
-                     JSON.stringify(trimmed) + "); Generate waits until it is."};
+      return {error: tr("{what} must be a whole number from {low} to {high} (the box shows {shown}); Generate waits until it is.",
+                       {what: tr(what), low: low, high: high, shown: JSON.stringify(trimmed)})};
     }
     return {value: +trimmed};
   }
@@ -43,36 +90,37 @@
   MG.widgets.generator = function (node, model, config) {
     var V = model.config.vocab_size, blockSize = model.config.block_size, tok = model.tokenizer;
     var maxPrompt = blockSize - 1;                   // leave room for at least one new character
-    var header = el("div", {"class": "mg-caption", "data-mg": "model", text: "Model: " + MG.describeModel(model)});
+    var header = el("div", {"class": "mg-caption", "data-mg": "model", text: MG.describeModel(model)});
     var promptId = uid("mg-prompt");
     var prompt = el("textarea", {id: promptId, rows: "3", "data-mg": "prompt", spellcheck: "false"});
     prompt.value = config.prompt;
     var promptError = el("div", {"class": "mg-error", "data-mg": "prompt-error", role: "alert"});
     var promptNote = el("div", {"class": "mg-caption", "data-mg": "prompt-note"});
-    var T = slider("temperature", {key: "temperature", range: {min: "0", max: "2", step: "0.05"}});
+    // top-k and top-p keep their names in Chinese too (as the Chinese chapters write them).
+    var T = slider(tr("temperature"), {key: "temperature", range: {min: "0", max: "2", step: "0.05"}});
     var K = slider("top-k", {key: "top-k", range: {min: "1", max: String(V), step: "1"}});
     var P = slider("top-p", {key: "top-p", range: {min: "0.05", max: "1", step: "0.01"}});
     var seedId = uid("mg-seed");
     var seed = el("input", {id: seedId, type: "text", inputmode: "numeric", "data-mg": "seed", "class": "mg-seed"});
-    var newSeed = el("button", {type: "button", "data-mg": "new-seed", text: "new seed"});
+    var newSeed = el("button", {type: "button", "data-mg": "new-seed", text: tr("new seed")});
     var lengthId = uid("mg-length");
     var length = el("input", {id: lengthId, type: "text", inputmode: "numeric", "data-mg": "length", "class": "mg-seed"});
     length.value = String(config.max_new_tokens);
     var fieldError = el("div", {"class": "mg-error", "data-mg": "field-error", role: "alert"});
-    var go = el("button", {type: "button", "class": "mg-primary", "data-mg": "generate", text: "Generate"});
-    var stop = el("button", {type: "button", "data-mg": "stop", text: "Stop", disabled: "disabled"});
+    var go = el("button", {type: "button", "class": "mg-primary", "data-mg": "generate", text: tr("Generate")});
+    var stop = el("button", {type: "button", "data-mg": "stop", text: tr("Stop"), disabled: "disabled"});
     var status = el("div", {"class": "mg-status", "data-mg": "status"});
     // Screen readers hear the start and the end of a run only, not every progress update.
     var announce = el("div", {"class": "mg-sr-only", "data-mg": "announce", "aria-live": "polite", role: "status"});
-    var output = el("div", {"class": "mg-output", "data-mg": "output", "aria-label": "generated text: " +
-                            "use the arrow keys to move between generated characters"});
+    var output = el("div", {"class": "mg-output", "data-mg": "output",
+                            "aria-label": tr("generated text: use the arrow keys to move between generated characters")});
     var panelTitle = el("div", {"class": "mg-panel-title", "data-mg": "dist-title"});
     var kept = el("div", {"class": "mg-kept", "data-mg": "kept"});
     var bars = el("div", {"class": "mg-bars", "data-mg": "bars"});
     var examples = null;
     if (config.examples && config.examples.length) {
       examples = el("div", {"class": "mg-row mg-wrap mg-examples", "data-mg": "examples"},
-                    [el("span", {"class": "mg-caption", text: "Try:"})]);
+                    [el("span", {"class": "mg-caption", text: tr("Try:")})]);
       config.examples.forEach(function (example, i) {
         examples.appendChild(el("button", {type: "button", "data-mg": "example", "data-example": String(i),
                                            title: example.note || example.label, text: example.label}));
@@ -80,11 +128,11 @@
     }
     node.appendChild(el("div", {"class": "mg-card"}, [
       header, examples,
-      el("label", {"for": promptId, "class": "mg-block-label", text: "Prompt"}), prompt, promptNote, promptError,
+      el("label", {"for": promptId, "class": "mg-block-label", text: tr("Prompt")}), prompt, promptNote, promptError,
       T.row, K.row, P.row,
       el("div", {"class": "mg-row mg-wrap"}, [
-        el("label", {"for": seedId, text: "seed"}), seed, newSeed,
-        el("label", {"for": lengthId, text: "characters"}), length]),
+        el("label", {"for": seedId, text: tr("seed")}), seed, newSeed,
+        el("label", {"for": lengthId, text: tr("characters")}), length]),
       fieldError,
       el("div", {"class": "mg-row mg-wrap"}, [go, stop, status]), announce,
       output,
@@ -109,9 +157,9 @@
     }
     function showSettings() {
       var s = settings();
-      T.value.textContent = s.temperature === 0 ? "0 (greedy)" : s.temperature.toFixed(2);
-      K.value.textContent = s.topK === null ? "off (" + V + ")" : String(s.topK);
-      P.value.textContent = s.topP === null ? "off (1.00)" : s.topP.toFixed(2);
+      T.value.textContent = s.temperature === 0 ? tr("0 (greedy)") : s.temperature.toFixed(2);
+      K.value.textContent = s.topK === null ? tr("off ({V})", {V: V}) : String(s.topK);
+      P.value.textContent = s.topP === null ? tr("off (1.00)") : s.topP.toFixed(2);
     }
 
     function barRow(id, probs, drawn, rank) {
@@ -122,7 +170,7 @@
                         (id === drawn ? " mg-drawn" : ""), "data-token": tok.chars[id], "data-rank": String(rank)}, [
         el("span", {"class": "mg-bar-label", text: MG.showChar(tok.chars[id])}),
         el("div", {"class": "mg-bar-track"}, [fill]),
-        el("span", {"class": "mg-bar-value", text: isKept ? (100 * probs[id]).toFixed(1) + "%" : "cut"})
+        el("span", {"class": "mg-bar-value", text: isKept ? (100 * probs[id]).toFixed(1) + "%" : tr("cut")})
       ]);
     }
 
@@ -136,9 +184,9 @@
       order.sort(function (a, b) { return (logits[b] - logits[a]) || (a - b); });
       var nKept = probs.filter(function (x) { return x > 0; }).length;
       panelTitle.textContent = title;
-      kept.textContent = "kept " + nKept + " of " + V + " tokens" +
-        (drawn === null ? "" : "; drawn: " + JSON.stringify(tok.chars[drawn]) + " with probability " +
-         probs[drawn].toFixed(3));
+      kept.textContent = tr("kept {kept} of {V} tokens", {kept: nKept, V: V}) +
+        (drawn === null ? "" : tr("; drawn: {character} with probability {p}",
+                                 {character: JSON.stringify(tok.chars[drawn]), p: probs[drawn].toFixed(3)}));
       kept.setAttribute("data-kept", String(nKept));
       bars.textContent = "";
       order.slice(0, SHOWN).forEach(function (id, rank) { bars.appendChild(barRow(id, probs, drawn, rank + 1)); });
@@ -146,12 +194,12 @@
       order.slice(SHOWN).forEach(function (id) { if (id !== drawn) { rest += probs[id]; } });
       if (drawnRank >= SHOWN) {
         others -= 1;
-        bars.appendChild(el("div", {"class": "mg-bar-rest", text: "… the drawn character ranks " +
-                                    (drawnRank + 1) + " of " + V + ":"}));
+        bars.appendChild(el("div", {"class": "mg-bar-rest", text: tr("… the drawn character ranks {rank} of {V}:",
+                                                                     {rank: drawnRank + 1, V: V})}));
         bars.appendChild(barRow(drawn, probs, drawn, drawnRank + 1));
       }
-      bars.appendChild(el("div", {"class": "mg-bar-rest", text: "the other " + others + " tokens: " +
-                                  (100 * rest).toFixed(1) + "%"}));
+      bars.appendChild(el("div", {"class": "mg-bar-rest", text: tr("the other {n} tokens: {percent}%",
+                                                                   {n: others, percent: (100 * rest).toFixed(1)})}));
     }
 
     function clearDistribution(title) {
@@ -164,7 +212,7 @@
     function showPromptDistribution() {
       if (!state.promptLogits) { return; }
       drawDistribution(state.promptLogits, settings(), null,
-                       "Next character after the prompt, with the settings above:");
+                       tr("Next character after the prompt, with the settings above:"));
     }
 
     function deselect() {
@@ -183,18 +231,18 @@
       var visible = chars;
       if (chars.length > maxPrompt) {
         visible = chars.slice(chars.length - maxPrompt);
-        promptNote.textContent = "Your prompt has " + chars.length + " characters; the model's window holds " +
-          blockSize + ", so it reads only the last " + maxPrompt + " (the first " + (chars.length - maxPrompt) +
-          " are cut, from " + JSON.stringify(chars.slice(0, Math.min(12, chars.length - maxPrompt)).join("")) +
-          (chars.length - maxPrompt > 12 ? "…" : "") + ").";
+        promptNote.textContent = tr("Your prompt has {n} characters; the model's window holds {block}, so it reads " +
+                                   "only the last {kept} (the first {cut} are cut, from {start}).",
+          {n: chars.length, block: blockSize, kept: maxPrompt, cut: chars.length - maxPrompt,
+           start: JSON.stringify(chars.slice(0, Math.min(12, chars.length - maxPrompt)).join("")) +
+                  (chars.length - maxPrompt > 12 ? "…" : "")});
       }
       try {
-        if (visible.length === 0) { throw new Error("the prompt is empty: type at least one character."); }
+        if (visible.length === 0) { throw new Error(tr("the prompt is empty: type at least one character.")); }
         return tok.encode(visible.join(""));
-      } catch (e) {
-        var offset = chars.length - visible.length;
+      } catch (e) {                                  // positions count from the start of the whole box
         promptError.textContent = e.position === undefined ? e.message
-          : e.message.replace("at position " + e.position, "at position " + (e.position + offset));
+          : MG.unknownCharacter(e, model, chars.length - visible.length);
         return null;
       }
     }
@@ -226,8 +274,8 @@
           state.run = null;
           deselect();
           output.textContent = "";
-          clearDistribution("No distribution: the prompt above has an error.");
-          status.textContent = "Fix the prompt to generate.";
+          clearDistribution(tr("No distribution: the prompt above has an error."));
+          status.textContent = tr("Fix the prompt to generate.");
         }
         updateGo();
         return;
@@ -251,13 +299,15 @@
       state.selected = index;
       var step = state.run.history[index];
       drawDistribution(step.logits, state.run.settings, step.id,
-                       "Character " + (index + 1) + " (" + JSON.stringify(tok.chars[step.id]) +
-                       ") was drawn from (" + describeSettings(state.run.settings) + "):");
+                       tr("Character {i} ({character}) was drawn from ({settings}):",
+                         {i: index + 1, character: JSON.stringify(tok.chars[step.id]),
+                          settings: describeSettings(state.run.settings)}));
     }
     function describeSettings(s) {
-      if (s.temperature === 0) { return "greedy"; }
-      return "temperature " + s.temperature + (s.topK === null ? "" : ", top-k " + s.topK) +
-             (s.topP === null ? "" : ", top-p " + s.topP);
+      if (s.temperature === 0) { return tr("greedy"); }
+      return tr("temperature {value}", {value: s.temperature}) +
+             (s.topK === null ? "" : tr(", top-k {value}", {value: s.topK})) +
+             (s.topP === null ? "" : tr(", top-p {value}", {value: s.topP}));
     }
 
     function finish(message) {
@@ -292,9 +342,9 @@
       stop.disabled = false;
       if (hadFocus) { stop.focus(); }               // a disabled button would drop focus to the page
       state.stopped = false;
-      var fits = n < wanted ? " (only " + n + " of the " + wanted + " asked for fit in the " + blockSize +
-        "-character window after this prompt)" : "";
-      announce.textContent = "Generating " + n + " characters" + fits + ".";
+      var fits = n < wanted ? tr(" (only {n} of the {wanted} asked for fit in the {block}-character window after this prompt)",
+                                {n: n, wanted: wanted, block: blockSize}) : "";
+      announce.textContent = tr("Generating {n} characters{fits}.", {n: n, fits: fits});
       var run = state.run;
       function chunk() {
         var deadline = root.performance.now() + 15;   // keep the page responsive: ~60 frames/s
@@ -305,20 +355,22 @@
           var span = el("span", {"class": "mg-char" + (ch === "\n" ? " mg-newline" : ""), role: "button",
                                  tabindex: index === 0 ? "0" : "-1", "data-index": String(index),
                                  "aria-pressed": "false",
-                                 "aria-label": "character " + (index + 1) + ": " + JSON.stringify(ch),
+                                 "aria-label": tr("character {i}: {character}", {i: index + 1, character: JSON.stringify(ch)}),
                                  text: ch === "\n" ? "↵\n" : ch});
           output.appendChild(span);
           if (run.firstTokenMs === null) { run.firstTokenMs = root.performance.now() - started; }
         }
         var elapsed = (root.performance.now() - started) / 1000;
-        status.textContent = run.ids.length + " of " + n + " characters, " +
-          (run.ids.length / elapsed).toFixed(0) + " characters/s, first after " + run.firstTokenMs.toFixed(0) + " ms";
+        status.textContent = tr("{done} of {n} characters, {rate} characters/s, first after {first} ms",
+                               {done: run.ids.length, n: n, rate: (run.ids.length / elapsed).toFixed(0),
+                                first: run.firstTokenMs.toFixed(0)});
         if (run.ids.length >= n || state.stopped) {
           run.finishedMs = root.performance.now() - started;
-          var full = ids.length + run.ids.length >= blockSize ? " The context window (" + blockSize +
-            " characters) is full." : "";
-          finish((state.stopped ? "Stopped: " : "Done: ") + status.textContent + fits + " (seed " + seedValue + ")." +
-                 full + " Click a character to see its distribution.");
+          var full = ids.length + run.ids.length >= blockSize
+            ? tr(" The context window ({block} characters) is full.", {block: blockSize}) : "";
+          var fields = {status: status.textContent, fits: fits, seed: seedValue, full: full};
+          finish(state.stopped ? tr("Stopped: {status}{fits} (seed {seed}).{full} Click a character to see its distribution.", fields)
+                               : tr("Done: {status}{fits} (seed {seed}).{full} Click a character to see its distribution.", fields));
           return;
         }
         state.timer = root.setTimeout(chunk, 0);
@@ -385,7 +437,7 @@
     showSettings();
     readFields();
     refreshPrompt();
-    status.textContent = "Press Generate.";
+    status.textContent = tr("Press Generate.");
   };
 
   if (MG.mountAll) { MG.mountAll(); }

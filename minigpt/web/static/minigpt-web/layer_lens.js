@@ -4,12 +4,35 @@
  * after the embedding and after every block (the twin of minigpt.viz.layer_logits). For the
  * chosen position the table shows each layer's most likely next characters, and where the
  * character that really comes next in the text ranks.
+ * Language: every message goes through tr() and the table ZH below (see widgets.js).
  */
 (function (root) {
   "use strict";
   var MG = root.MiniGPTWeb = root.MiniGPTWeb || {};
   MG.widgets = MG.widgets || {};
-  var el = function (t, a, c) { return MG.el(t, a, c); };
+  var el = function (tag, a, c) { return MG.el(tag, a, c); };
+
+  var ZH = {
+    "Text": "文本",
+    "Pick a position (click a character, or focus one and use the arrow keys): each row is what the model would predict for the next character if it stopped after that layer.":
+      "选一个位置（点击一个字符，或者让它获得焦点再用方向键）：每一行是模型如果在那一层之后就停下，会对下一个字符作出的预测。",
+    "position to read: arrow keys move": "要查看的位置：用方向键移动",
+    "After {text} (position {p})": "在 {text}（位置 {p}）之后",
+    ", the end of the text:": "，文本到此结束：",
+    "; the text continues with {next}:": "；文本接下来是 {next}：",
+    "stopped after": "停在",
+    "#{rank}": "第 {rank} 名",
+    "next {next}": "下一个 {next}",
+    "embedding": "嵌入",
+    "block {n}": "第 {n} 块",
+    "block {n} (output)": "第 {n} 块（输出）",
+    "{percent}% (rank {rank})": "{percent}%（第 {rank} 名）",
+    "the text is empty: type at least one character.": "文本是空的：请至少输入一个字符。",
+    "the text has {n} characters; this view reads at most {max}: shorten it.": "文本有 {n} 个字符；这个视图至多读 {max} 个：请把它改短。",
+    "The greyed table is for the previous text; fix the text to update it.": "变灰的表格是上一段文本的；改好文本才会更新。",
+    "position {i}: {character}": "位置 {i}：{character}"
+  };
+  function tr(english, fields) { return MG.tr(ZH, english, fields); }
 
   function softmax(logits, offset, V) {
     var max = -Infinity, total = 0, probs = new Float64Array(V), i;
@@ -35,20 +58,20 @@
   MG.widgets.layers = function (node, model, config) {
     var cfg = model.config, V = cfg.vocab_size, tok = model.tokenizer, k = config.top_k, maxChars = config.max_chars;
     var uid = Math.random().toString(36).slice(2, 8);
-    var header = el("div", {"class": "mg-caption", "data-mg": "model", text: "Model: " + MG.describeModel(model)});
+    var header = el("div", {"class": "mg-caption", "data-mg": "model", text: MG.describeModel(model)});
     var text = el("textarea", {id: "mg-lens-text-" + uid, rows: "2", "data-mg": "text", spellcheck: "false"});
     text.value = config.text;
     var error = el("div", {"class": "mg-error", "data-mg": "text-error", role: "alert"});
     var chars = el("div", {"class": "mg-output mg-lens-chars", "data-mg": "positions", role: "radiogroup",
-                           "aria-label": "position to read: arrow keys move"});
+                           "aria-label": tr("position to read: arrow keys move")});
     var title = el("div", {"class": "mg-panel-title", "data-mg": "lens-title", "aria-live": "polite"});
     var table = el("table", {"class": "mg-lens", "data-mg": "lens"});
     node.appendChild(el("div", {"class": "mg-card"}, [
       header,
-      el("label", {"for": text.id, "class": "mg-block-label", text: "Text"}), text, error,
-      el("div", {"class": "mg-caption", text: "Pick a position (click a character, or focus one and use the arrow " +
+      el("label", {"for": text.id, "class": "mg-block-label", text: tr("Text")}), text, error,
+      el("div", {"class": "mg-caption", text: tr("Pick a position (click a character, or focus one and use the arrow " +
                  "keys): each row is what the model would predict for the next character if it stopped after " +
-                 "that layer."}),
+                 "that layer.")}),
       chars, title, el("div", {"class": "mg-lens-box"}, [table])
     ]));
 
@@ -57,18 +80,20 @@
 
     function drawTable() {
       var p = state.position, T = state.chars.length, next = p + 1 < T ? tok.stoi[state.chars[p + 1]] : null;
-      title.textContent = "After " + JSON.stringify(state.chars.slice(Math.max(0, p - 11), p + 1).join("")) +
-        " (position " + p + ")" + (next === null ? ", the end of the text:" :
-        "; the text continues with " + JSON.stringify(state.chars[p + 1]) + ":");
+      title.textContent = tr("After {text} (position {p})", {text: JSON.stringify(state.chars.slice(Math.max(0, p - 11), p + 1).join("")),
+                                                            p: p}) +
+        (next === null ? tr(", the end of the text:") :
+         tr("; the text continues with {next}:", {next: JSON.stringify(state.chars[p + 1])}));
       table.textContent = "";
-      var head = el("tr", {}, [el("th", {text: "stopped after"})]);
-      for (var r = 0; r < k; r++) { head.appendChild(el("th", {text: "#" + (r + 1)})); }
-      if (next !== null) { head.appendChild(el("th", {text: "next " + JSON.stringify(state.chars[p + 1])})); }
+      var head = el("tr", {}, [el("th", {text: tr("stopped after")})]);
+      for (var r = 0; r < k; r++) { head.appendChild(el("th", {text: tr("#{rank}", {rank: r + 1})})); }
+      if (next !== null) { head.appendChild(el("th", {text: tr("next {next}", {next: JSON.stringify(state.chars[p + 1])})})); }
       table.appendChild(el("thead", {}, [head]));
       var body = el("tbody");
       state.logits.forEach(function (logits, layer) {
         var probs = softmax(logits, p * V, V), ranked = topIds(probs, k);
-        var name = layer === 0 ? "embedding" : "block " + (layer - 1) + (layer === cfg.n_layer ? " (output)" : "");
+        var name = layer === 0 ? tr("embedding") : layer === cfg.n_layer ? tr("block {n} (output)", {n: layer - 1})
+                                                                       : tr("block {n}", {n: layer - 1});
         var row = el("tr", {"data-layer": String(layer)}, [el("th", {scope: "row", text: name})]);
         ranked.top.forEach(function (id) {
           row.appendChild(el("td", {"class": id === next ? "mg-lens-hit" : "", "data-token": tok.chars[id]}, [
@@ -76,8 +101,8 @@
             el("span", {"class": "mg-lens-p", text: " " + (100 * probs[id]).toFixed(0) + "%"})]));
         });
         if (next !== null) {
-          row.appendChild(el("td", {"class": "mg-lens-next", text: (100 * probs[next]).toFixed(1) + "% (rank " +
-                                    (ranked.order.indexOf(next) + 1) + ")"}));
+          row.appendChild(el("td", {"class": "mg-lens-next", text: tr("{percent}% (rank {rank})",
+                                    {percent: (100 * probs[next]).toFixed(1), rank: ranked.order.indexOf(next) + 1})}));
         }
         body.appendChild(row);
       });
@@ -102,18 +127,18 @@
       error.textContent = "";
       var list = Array.from(text.value), ids;
       try {
-        if (list.length === 0) { throw new Error("the text is empty: type at least one character."); }
+        if (list.length === 0) { throw new Error(tr("the text is empty: type at least one character.")); }
         if (list.length > maxChars) {
-          throw new Error("the text has " + list.length + " characters; this view reads at most " + maxChars +
-                          ": shorten it.");
+          throw new Error(tr("the text has {n} characters; this view reads at most {max}: shorten it.",
+                            {n: list.length, max: maxChars}));
         }
         ids = tok.encode(text.value);
       } catch (e) {
-        error.textContent = e.message;
+        error.textContent = e.position === undefined ? e.message : MG.unknownCharacter(e, model, 0);
         state.stale = true;
         chars.classList.add("mg-stale");
         table.classList.add("mg-stale");
-        title.textContent = state.logits ? "The greyed table is for the previous text; fix the text to update it." : "";
+        title.textContent = state.logits ? tr("The greyed table is for the previous text; fix the text to update it.") : "";
         return;
       }
       state.stale = false;
@@ -125,7 +150,7 @@
       list.forEach(function (ch, i) {
         chars.appendChild(el("span", {"class": "mg-char" + (ch === "\n" ? " mg-newline" : ""), role: "radio",
                                       "aria-checked": "false", tabindex: "-1", "data-index": String(i),
-                                      "aria-label": "position " + i + ": " + JSON.stringify(ch),
+                                      "aria-label": tr("position {i}: {character}", {i: i, character: JSON.stringify(ch)}),
                                       text: ch === "\n" ? "↵\n" : ch}));
       });
       var wanted = config.position === null || config.position === undefined ? list.length - 1 : config.position;

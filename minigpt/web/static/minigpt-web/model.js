@@ -632,6 +632,7 @@
     };
     script.onerror = function () {
       var error = new Error("could not load the model file " + src);
+      error.src = src;                              // for the widgets' message in the page's language
       waiting[src].forEach(function (cb) { cb(error, null); });
     };
     root.document.head.appendChild(script);

@@ -1,13 +1,54 @@
-/* Shared plumbing for the book's widgets: find their <div>s, load the model once, mount.
+/* Shared plumbing for the book's widgets: find their <div>s, load the model once, mount;
+ * and the widgets' language.
  *
  * A widget is a <div class="mg-widget" data-mg-widget="generator" data-mg-config="{json}">
  * written by minigpt.web.widgets. Its text, shown until the script replaces it, says what
  * it needs, so a page without JavaScript (or a notebook that is not trusted) stays honest.
+ *
+ * Language: the widgets speak Chinese on a page whose <html lang> starts with "zh" (the
+ * Chinese edition is built with language = "zh_CN", so its pages say lang="zh-CN"), English
+ * everywhere else. Like minigpt.tr in the kernel, every message is written in English in the
+ * code and looked up by its English text in a small table, ZH, one per file (this one holds
+ * the shared messages); `{name}` fields are filled in after the lookup, so one entry covers
+ * every value. A message missing from its table is shown in English, never lost
+ * (tests/test_web.py checks that every message has its entry). Model output, prompts and
+ * Shakespeare's text are never translated.
  */
 (function (root) {
   "use strict";
   var MG = root.MiniGPTWeb = root.MiniGPTWeb || {};
   MG.widgets = MG.widgets || {};
+
+  // The page's language: "zh" when <html lang> starts with "zh", else "en".
+  MG.language = function () {
+    var lang = root.document && root.document.documentElement ? root.document.documentElement.lang : "";
+    return /^zh/i.test(lang || "") ? "zh" : "en";
+  };
+  // MG.tr(table, "kept {n} of {V} tokens", {n: 3, V: 65}): the message in the page's language
+  // (table: {english: chinese}), with its {fields} filled in.
+  MG.tr = function (table, english, fields) {
+    var text = MG.language() === "zh" && Object.prototype.hasOwnProperty.call(table, english) ? table[english] : english;
+    return fields ? text.replace(/\{(\w+)\}/g, function (all, name) {
+      return Object.prototype.hasOwnProperty.call(fields, name) ? String(fields[name]) : all;
+    }) : text;
+  };
+
+  var ZH = {
+    "Loading the model into this page…": "正在把模型载入本页……",
+    "This widget could not load its model ({error}).": "这个小部件没能载入它的模型（{error}）。",
+    "could not load the model file {src}": "无法载入模型文件 {src}",
+    "model {name}": "模型 {name}",
+    "minigpt's shipped model 'shakespeare_char' (tinyshakespeare, 4,821,248 parameters)":
+      "minigpt 自带的模型 'shakespeare_char'（在 tinyshakespeare 上训练，4,821,248 个参数）",
+    "validation loss {loss} nats/char": "验证集损失 {loss} 奈特/字符",
+    "this {quantize} copy {loss}": "本页的 {quantize} 副本 {loss}",
+    "Model: {description}": "模型：{description}",
+    "character {character} ({code}) at position {position} is not in this model's {n}-character vocabulary: it knows only the {n} characters of tinyshakespeare (English letters, punctuation, space and newline). Remove or replace it.":
+      "位置 {position} 上的字符 {character}（{code}）不在这个模型的词表里：它只认识 tinyshakespeare 里的 {n} 个字符（英文字母、标点、空格和换行），所以不能输入中文。请删除或替换这个字符。",
+    "character {character} ({code}) at position {position} is not in this model's {n}-character vocabulary. Remove or replace it.":
+      "位置 {position} 上的字符 {character}（{code}）不在这个模型的 {n} 个字符的词表里，所以不能输入中文等其他文字。请删除或替换这个字符。"
+  };
+  function tr(english, fields) { return MG.tr(ZH, english, fields); }
 
   // el("div", {class: "x", text: "hi"}, [children]): a tiny DOM builder.
   MG.el = function (tag, attrs, children) {
@@ -25,16 +66,33 @@
     return {"\n": "↵", " ": "␣", "\t": "⇥"}[ch] || ch;
   };
 
-  // A one-line description of the model for the widget's header.
+  // A one-line description of the model for the widget's header ("Model: ...").
   MG.describeModel = function (model) {
-    var info = model.info || {}, parts = [info.description || ("model " + model.name)];
+    var info = model.info || {};
+    var parts = [info.description ? tr(info.description) : tr("model {name}", {name: model.name})];
     if (typeof info.val_loss === "number") {
-      parts.push("validation loss " + info.val_loss.toFixed(4) + " nats/char");
+      parts.push(tr("validation loss {loss} nats/char", {loss: info.val_loss.toFixed(4)}));
     }
     if (typeof info.val_loss_quantized === "number") {
-      parts.push("this " + model.quantize + " copy " + info.val_loss_quantized.toFixed(4));
+      parts.push(tr("this {quantize} copy {loss}", {quantize: model.quantize, loss: info.val_loss_quantized.toFixed(4)}));
     }
-    return parts.join("; ");
+    return tr("Model: {description}", {description: parts.join(MG.language() === "zh" ? "；" : "; ")});
+  };
+
+  // The message for a character the model does not know (an error from tokenizer.encode, with
+  // .position and .character), `offset` added to its position (the part of a prompt that was
+  // cut). It names the vocabulary: a reader typing Chinese learns why it cannot work.
+  MG.unknownCharacter = function (error, model, offset) {
+    var ch = error.character, code = ch.codePointAt(0).toString(16).toUpperCase();
+    while (code.length < 4) { code = "0" + code; }
+    var fields = {character: JSON.stringify(ch), code: "U+" + code, position: error.position + (offset || 0),
+                  n: model.tokenizer.vocabSize};
+    return /tinyshakespeare/.test((model.info || {}).description || "")
+      ? tr("character {character} ({code}) at position {position} is not in this model's {n}-character vocabulary: " +
+          "it knows only the {n} characters of tinyshakespeare (English letters, punctuation, space and newline). " +
+          "Remove or replace it.", fields)
+      : tr("character {character} ({code}) at position {position} is not in this model's {n}-character vocabulary. " +
+          "Remove or replace it.", fields);
   };
 
   MG.mountAll = function () {
@@ -45,11 +103,12 @@
       node.setAttribute("data-mg-mounted", "loading");
       var config = JSON.parse(node.getAttribute("data-mg-config"));
       var status = node.querySelector(".mg-fallback");
-      if (status) { status.textContent = "Loading the model into this page…"; }
+      if (status) { status.textContent = tr("Loading the model into this page…"); }
       MG.whenModel(config.src, config.model, function (error, model) {
         if (error) {
           node.setAttribute("data-mg-mounted", "failed");
-          if (status) { status.textContent = "This widget could not load its model (" + error.message + ")."; }
+          var why = error.src ? tr("could not load the model file {src}", {src: error.src}) : error.message;
+          if (status) { status.textContent = tr("This widget could not load its model ({error}).", {error: why}); }
           return;
         }
         node.textContent = "";
