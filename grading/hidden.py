@@ -17,9 +17,12 @@ Design, and why:
   it loads its own fresh copy of the `minigpt` package the same way (`load_package`): the
   references, the run adapters, the comparison (`core.same`) and the mistake catalogue all come
   from that copy, so `minigpt.exercises.check_x = ...` or `minigpt.manual_attention = ...` in
-  a cell changes nothing here. No environment variable is read: graded with or without
-  MINIGPT_GRADING, a wrong answer scores 0 (the hidden block even removes that variable so the
-  visible check never raises and costs the partial credit).
+  a cell changes nothing here. The package holds no worked solution: the references it lacks
+  and the mistakes whose code would contain them are in `grading/solutions.py`, loaded by path
+  too, with the private copy (`load_solutions`); the package keeps only their outputs on the
+  visible cases. No environment variable is read: graded with or without MINIGPT_GRADING, a
+  wrong answer scores 0 (the hidden block even removes that variable so the visible check never
+  raises and costs the partial credit).
 * **Inputs the student never saw.** Every case of the exercise is redrawn at grading time
   (`redraw`: float tensors get noise, token ids are redrawn, models get their weights moved;
   masks, shapes and settings stay, so each case keeps its point) from a seed taken from
@@ -35,9 +38,10 @@ Design, and why:
   as the notebook's own function object, and code pasted from the package or from a helper
   the book hides (`hide-cell`, chapter 13's `tiles_in_order`) by its bytecode (`fingerprint`;
   only functions of 6 lines or more, so that an honest short answer that happens to equal the
-  package's is never called a copy). Anything under `minigpt/exercises/` (the checks'
-  references and worked solutions) is always forbidden to call. `SPECS` lists, per exercise,
-  what else is. A forbidden call makes the exercise 0 with a line naming what was used.
+  package's is never called a copy). Anything under `minigpt/exercises/` (the checks' adapters
+  and mistakes) or in `grading/solutions.py` (the worked solutions) is always forbidden to
+  call. `SPECS` lists, per exercise, what else is. A forbidden call makes the exercise 0 with
+  a line naming what was used.
 * **Partial credit that is fair.** Points are split evenly over the cases; every failing case
   is reported with the difference and, when the catalogue knows it, the mistake. For a
   module built on earlier answers (chapter 4's `MyAttentionFromScratch` uses `my_split_heads`
@@ -94,6 +98,8 @@ SOFTMAX_PY = (("torch/nn/functional.py", "softmax"), ("torch/nn/functional.py", 
 ATTENTION_PY = (("torch/nn/functional.py", "multi_head_attention_forward"),
                 ("torch/nn/modules/activation.py", "MultiheadAttention"))
 EXERCISES_PY = ("minigpt/exercises/", "*")
+SOLUTIONS_PY = ("grading/solutions.py", "*")
+SOLUTIONS = Path(__file__).resolve().with_name("solutions.py")
 
 
 class Spec:
@@ -106,7 +112,7 @@ class Spec:
         self.forbid_py = forbid_py          # (path suffix, qualified name or "*") of Python functions
         self.forbid_c = forbid_c            # names of torch's C functions
         self.what = what                    # how the feedback names the forbidden thing
-        self.inject = inject or {}          # notebook name -> "module:attribute" of the private package
+        self.inject = inject or {}          # notebook name -> "solutions:name" (grading/solutions.py)
         self.copied = copied                # ("chapter stem", "helper name") of the full edition
         self.atol = atol                    # a looser tolerance than the check's, where fresh inputs need it
 
@@ -126,7 +132,7 @@ SPECS: dict[str, Spec] = {
     "check_merge_heads": Spec("MERGE_HEADS", **_attention_only()),
     "check_multi_head_attention": Spec(
         "MULTI_HEAD_ATTENTION", **_attention_only(),
-        inject={"my_split_heads": "exercises.ch04_heads:_split", "my_merge_heads": "exercises.ch04_heads:_merge"},
+        inject={"my_split_heads": "solutions:split_heads", "my_merge_heads": "solutions:merge_heads"},
         copied=(("04_multi_head_attention", "MyMultiHeadAttention"),)),
     "check_sinusoidal": Spec("SINUSOIDAL", forbid_py=(("minigpt/positions.py", "*"),),
                              what="the package's positions (minigpt.positions)",
@@ -240,13 +246,22 @@ def exercise_named(package: types.ModuleType, name: str) -> Any:
     raise KeyError(f"no {name} in the exercises' chapter modules")
 
 
-def attribute(package: types.ModuleType, path: str) -> Any:
-    """'exercises.ch04_heads:_split' -> that object of the private package."""
-    module_path, _, name = path.partition(":")
-    obj = package
-    for part in module_path.split("."):
-        obj = getattr(obj, part)
-    return getattr(obj, name)
+def load_solutions(package: types.ModuleType) -> types.ModuleType:
+    """grading/solutions.py (the worked solutions, not installed with the package), loaded by its
+    path under a random name and run with the private package as its `minigpt`."""
+    spec = importlib.util.spec_from_file_location(f"_minigpt_solutions_{os.urandom(6).hex()}", SOLUTIONS)
+    module = importlib.util.module_from_spec(spec)
+    module.minigpt = package
+    spec.loader.exec_module(module)
+    return module
+
+
+def attribute(solutions: types.ModuleType, path: str) -> Any:
+    """'solutions:split_heads' -> that object of the private grading/solutions.py."""
+    where, _, name = path.partition(":")
+    if where != "solutions":
+        raise ValueError(f"an injected reference comes from grading/solutions.py, not {where!r}")
+    return getattr(solutions, name)
 
 
 # --------------------------------------------------------------------------- fresh inputs
@@ -414,10 +429,11 @@ def forbidden_fingerprints(spec: Spec) -> dict:
     """fingerprint -> what it is, for the package functions this exercise forbids and the
     full edition's answer-bearing helpers it names that the book hides (`hide-cell`).
 
-    Not fingerprinted, on purpose: the checks' worked solutions and the helpers a chapter
-    teaches in the open. The answer key is the same code as the worked solutions, and a student
-    who learned from the chapter may write its helper again, line for line: calling them is
-    caught (by module, or as the notebook's own object), a renamed copy is not."""
+    Not fingerprinted, on purpose: the worked solutions (grading/solutions.py, which students
+    never get) and the helpers a chapter teaches in the open. The answer key is the same code
+    as the worked solutions, and a student who learned from the chapter may write its helper
+    again, line for line: calling them is caught (by module, or as the notebook's own object),
+    a renamed copy is not."""
     found = {}
     for suffix, qualname in spec.forbid_py:
         if not suffix.startswith("minigpt/") or suffix.endswith("/"):
@@ -457,7 +473,7 @@ class Watcher:
     The references injected into the notebook (chapter 4) may always run."""
 
     def __init__(self, spec: Spec, own_globals: set, namespace: Optional[dict] = None, allowed: tuple = ()):
-        self.py = tuple(spec.forbid_py) + (EXERCISES_PY,)
+        self.py = tuple(spec.forbid_py) + (EXERCISES_PY, SOLUTIONS_PY)
         self.c = spec.forbid_c
         self.fingerprints = forbidden_fingerprints(spec)
         self.own = own_globals
@@ -493,6 +509,7 @@ class Watcher:
             if _suffix_match(filename, suffix) and _qualname_match(code.co_qualname, qualname):
                 where = filename.replace(os.sep, "/").split("site-packages/")[-1]
                 where = where[where.find("minigpt/"):] if "minigpt/" in where else where
+                where = where[where.rfind("grading/"):] if "grading/" in where else where
                 verdict = f"{code.co_qualname} ({where})"
                 break
         if verdict is None and self.fingerprints:
@@ -642,7 +659,9 @@ def grade(check: str, *answer: Any, points: float = 1.0, namespace: Optional[dic
         if check == SELF_TEST:
             score, lines = _grade_answer(package, *answer)
         else:
-            score, lines = _grade_exercise(package, own, check, answer[0], seed, namespace)
+            solutions = load_solutions(package)
+            own = own | {id(vars(solutions))}
+            score, lines = _grade_exercise(package, solutions, own, check, answer[0], seed, namespace)
     problems = tampering(package)
     if problems:
         score = 0.0
@@ -659,10 +678,12 @@ def grade(check: str, *answer: Any, points: float = 1.0, namespace: Optional[dic
     return float(earned)
 
 
-def _grade_exercise(package, own: set, check: str, answer: Any, seed: int, namespace) -> tuple[float, list[str]]:
+def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed: int,
+                    namespace) -> tuple[float, list[str]]:
     spec = SPECS[check]
     core = package.exercises.core
-    exercise = exercise_named(package, spec.exercise)
+    # the package's exercise with the code it leaves out (references, near-solution mistakes)
+    exercise = solutions.live(exercise_named(package, spec.exercise))
     g = torch.Generator().manual_seed(seed)
     draw = CUSTOM_DRAWS.get(check)
     if draw is not None:
@@ -676,7 +697,7 @@ def _grade_exercise(package, own: set, check: str, answer: Any, seed: int, names
         cases = [core.Case(case.name, redraw(case.args, g), redraw(case.kwargs, g)) for case in exercise.cases()]
     head = (f"Graded: {exercise.name}, {len(cases)} cases on inputs drawn at grading time "
             f"(seed {seed}: grade(..., seed={seed}) reproduces them)")
-    inject = {name: attribute(package, path) for name, path in spec.inject.items()}
+    inject = {name: attribute(solutions, path) for name, path in spec.inject.items()}
     watcher = Watcher(spec, own, namespace, tuple(inject.values()))
     results, passed = [], 0
     for case in cases:

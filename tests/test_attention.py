@@ -305,23 +305,32 @@ def test_kv_cache_nbytes_is_the_formula_and_allocates_nothing(dtype):
 
 
 # --------------------------------------- worked solutions of the chapter 11-13 exercises
+def _solutions():
+    """grading/solutions.py: the exercises' worked solutions (repository-only, not installed)."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "grading" / "solutions.py"
+    spec = importlib.util.spec_from_file_location("solutions_for_attention_tests", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_chapter_11_to_13_worked_solutions_pass_their_checks():
     import minigpt.exercises as ex
-    from minigpt.exercises.ch11_kv_cache import SlidingKVCache, cached_generate
-    from minigpt.exercises.ch12_gqa import grouped_query_attention, repeat_kv
-    from minigpt.exercises.ch13_flash import online_softmax_attend, tiled_attention
-    assert ex.check_sliding_cache(SlidingKVCache)
-    assert ex.check_cached_generate(cached_generate)
-    assert ex.check_repeat_kv(repeat_kv)
-    assert ex.check_grouped_attention(grouped_query_attention)
-    assert ex.check_online_softmax(online_softmax_attend)
-    assert ex.check_tiled_attention(tiled_attention)
+    solutions = _solutions()
+    assert ex.check_sliding_cache(solutions.SlidingKVCache)
+    assert ex.check_cached_generate(solutions.cached_generate)
+    assert ex.check_repeat_kv(solutions.repeat_kv)
+    assert ex.check_grouped_attention(solutions.grouped_query_attention)
+    assert ex.check_online_softmax(solutions.online_softmax_attend)
+    assert ex.check_tiled_attention(solutions.tiled_attention)
 
 
 @pytest.mark.parametrize("n_kv_head", [1, 2, 4])
 def test_gqa_exercise_grouping_is_the_modules_grouping(n_kv_head):
     """The chapter-12 check's grouping (repeat_kv) is the one CausalSelfAttention uses."""
-    from minigpt.exercises.ch12_gqa import grouped_query_attention
+    grouped_query_attention = _solutions().grouped_query_attention
     layer = _attn(n_kv_head=n_kv_head).eval()
     x = torch.randn(2, 6, layer.n_head * layer.head_dim)
     B, T, C = x.shape
@@ -334,8 +343,7 @@ def test_gqa_exercise_grouping_is_the_modules_grouping(n_kv_head):
 
 
 def test_sliding_cache_exercise_keeps_the_latest_positions():
-    from minigpt.exercises.ch11_kv_cache import SlidingKVCache
-    cache = SlidingKVCache(1, 1, 3, 2)
+    cache = _solutions().SlidingKVCache(1, 1, 3, 2)
     ks = torch.arange(10.0).view(1, 1, 5, 2)
     k, v = cache.append(ks[:, :, :2], -ks[:, :, :2])
     k, v = cache.append(ks[:, :, 2:], -ks[:, :, 2:])

@@ -1,22 +1,79 @@
 """Every exercise passes its reference, says "not implemented yet" for an empty solution,
-and recognises each catalogued mistake by name (not just "failed")."""
+and recognises each catalogued mistake by name (not just "failed"). The references and
+mistakes the package holds no code for come from grading/solutions.py (repository-only): the
+check, reading the outputs the package stores, must still pass the one and name the others,
+and the stored outputs must be what grading/solutions.py computes now."""
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
 
 import minigpt.exercises as ex
-from minigpt.exercises.core import FAILED, NOT_IMPLEMENTED, PASSED, Case, Exercise, same
+from minigpt.exercises.core import EXPECTED, FAILED, NOT_IMPLEMENTED, PASSED, Case, Exercise, same, stored_outputs
 
-MISTAKES = [(e, m) for e in ex.EXERCISES for m in e.mistakes]
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("solutions_for_exercise_tests", ROOT / "grading" / "solutions.py")
+solutions = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(solutions)
+
+LIVE = {id(e): solutions.live(e) for e in ex.EXERCISES}       # with the code the package leaves out
+MISTAKES = [(e, m) for e in ex.EXERCISES for m in LIVE[id(e)].mistakes]
+STORED = [e for e in ex.EXERCISES if e.stored]
 
 
 @pytest.mark.parametrize("exercise", ex.EXERCISES, ids=lambda e: e.name)
 def test_reference_passes(exercise):
-    result = exercise.check(exercise.reference)
+    result = exercise.check(LIVE[id(exercise)].reference)
     assert result.status == PASSED and result, repr(result)
     assert "all" in result.message and "cases agree" in result.message
+
+
+@pytest.mark.parametrize("name", sorted(solutions.WORKED))
+def test_worked_solutions_pass_their_checks(name):
+    """grading/solutions.py's worked solutions of exercises whose reference is the package's own
+    (a greedy loop, a cached generator, the online softmax, tiling, LoRA by hand)."""
+    assert getattr(ex, name).check(solutions.WORKED[name]), name
+
+
+@pytest.mark.parametrize("exercise", STORED, ids=lambda e: e.stored)
+def test_stored_outputs_are_what_grading_solutions_computes_now(exercise):
+    """minigpt/exercises/expected/<EXERCISE>.pt holds the outputs of grading/solutions.py on the
+    visible cases (floats to the exercise's tolerance): edit a solution, a mistake or a case
+    without running `python tools/classroom.py expected`, and this fails."""
+    problems = solutions.disagreements(exercise, stored_outputs(exercise.stored), solutions.stored_outputs(exercise))
+    assert not problems, f"{problems[:5]}: run python tools/classroom.py expected"
+
+
+def _chapter_modules():
+    import importlib
+    return [importlib.import_module(f"minigpt.exercises.{name}") for name in ex.chapter_modules()]
+
+
+def test_what_is_stored_is_exactly_what_has_no_code_in_the_package():
+    names = {name: value for module in _chapter_modules() for name, value in vars(module).items()
+             if isinstance(value, Exercise)}
+    for name, exercise in names.items():
+        codeless = exercise.reference is None or any(m.solution is None for m in exercise.mistakes)
+        assert bool(exercise.stored) == codeless, name
+        assert exercise.stored in ("", name), f"{name} stores its outputs as {exercise.stored}"
+        if exercise.reference is None:
+            assert exercise.stored in solutions.REFERENCES, name
+    assert {m.key for e in ex.EXERCISES for m in e.mistakes if m.solution is None} == set(solutions.MISTAKES)
+    assert set(solutions.REFERENCES) == {e.stored for e in ex.EXERCISES if e.reference is None}
+    assert sorted(p.stem for p in EXPECTED.glob("*.pt")) == sorted(e.stored for e in STORED)
+
+
+def test_stale_stored_outputs_are_an_error_not_a_wrong_answer():
+    """Outputs stored for other cases (a case edited, `expected` not run) stop the check with
+    the command to run, instead of judging the student against the wrong numbers."""
+    from minigpt.exercises.core import StaleOutputs
+    stale = Exercise("x", reference=None, cases=lambda: [Case("another case", (1,))], stored="SPLIT_HEADS")
+    with pytest.raises(StaleOutputs, match="tools/classroom.py expected"):
+        stale.check(lambda t: t)
 
 
 @pytest.mark.parametrize("exercise", ex.EXERCISES, ids=lambda e: e.name)
@@ -34,6 +91,8 @@ def test_each_mistake_is_diagnosed_by_name(exercise, mistake):
     assert result.status == FAILED
     assert result.mistake == mistake.key, repr(result)
     assert mistake.hint in result.message
+    live = LIVE[id(exercise)]                 # the hidden tests diagnose with the code itself
+    assert live.check(mistake.solution).mistake == mistake.key
 
 
 def test_catalogue_keys_are_unique_and_the_book_has_enough():
@@ -209,3 +268,164 @@ def test_no_hint_success_or_case_name_doubles_a_full_stop():
     for exercise in ex.EXERCISES:
         texts = [exercise.success] + [m.hint for m in exercise.mistakes] + [c.name for c in exercise.cases()]
         assert not [t for t in texts if doubled.search(t)], exercise.name
+
+
+# ------------------------------------------------------------- no worked solution in the package
+def _is_public(obj) -> bool:
+    """torch's, the standard library's, or the minigpt API outside minigpt.exercises."""
+    import inspect
+    module = getattr(obj, "__module__", None) or ""
+    if inspect.ismodule(obj) or module.split(".")[0] in ("torch", "math", "builtins", "typing"):
+        return True
+    name = getattr(obj, "__name__", "_")
+    return module.startswith("minigpt.") and not module.startswith("minigpt.exercises") and not name.startswith("_")
+
+
+def _reads_only_public_api(obj, seen=None) -> bool:
+    """True for a thin adapter: a function or class of minigpt.exercises whose code reads only the
+    public API (and other such adapters), e.g. manual_attention's weights for one head."""
+    import inspect
+    import types
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return True
+    seen.add(id(obj))
+    functions = [v for v in vars(obj).values() if inspect.isfunction(v)] if inspect.isclass(obj) else [obj]
+    for function in functions:
+        function = inspect.unwrap(function)
+        codes, names = [function.__code__], set()
+        while codes:
+            code = codes.pop()
+            names.update(code.co_names)
+            codes += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+        for name in names & set(function.__globals__):
+            value = function.__globals__[name]
+            if _is_public(value):
+                continue
+            if (inspect.isfunction(value) or inspect.isclass(value)) and _reads_only_public_api(value, seen):
+                continue
+            return False
+    return True
+
+
+# What each reference in the package is: the public API the book teaches and then uses (calling
+# or pasting it is caught by the grading's watcher); the exercises missing here store outputs.
+REFERENCE_IS = {
+    "softmax by hand": "torch.softmax",
+    "attention weights of one head": "manual_attention(return_weights=True), for one head",
+    "causal attention": "manual_attention",
+    "causal mask": "causal_mask",
+    "multi-head attention module": "CausalSelfAttention",
+    "sinusoidal position table": "sinusoidal_table",
+    "RoPE": "rope_cos_sin and apply_rope",
+    "RoPE attention": "apply_rope, then manual_attention",
+    "MLP": "MLP",
+    "LayerNorm": "F.layer_norm",
+    "Pre-LN block": "Block.forward",
+    "dropout": "minigpt.dropout.dropout",
+    "GPT forward pass": "MiniGPT.forward",
+    "warm-up + cosine learning rate": "TrainConfig.lr_at",
+    "gradient clipping by global norm": "torch.nn.utils.clip_grad_norm_",
+    "AdamW weight-decay groups": "make_optimizer",
+    "temperature + top-k": "next_token_probs",
+    "top-p (nucleus)": "next_token_probs",
+    "greedy decoding loop": "MiniGPT.generate",
+    "a block's attention maps": "CausalSelfAttention(return_weights=True)",
+    "greedy generation with a KV cache": "MiniGPT.generate",
+    "online softmax (one row)": "torch.softmax",
+    "tiled attention with an online softmax": "flash_attention",
+    "merge a pair (BPE)": "minigpt.bpe.merge_pair",
+    "LoRA linear forward": "LoRALinear",
+    "merge a LoRA update into W": "LoRALinear.merged_weight",
+}
+# the module-level adapters those references are written with
+ADAPTERS = {
+    "ch04_heads._PackageMultiHeadAttention": "multi-head attention module",
+    "ch05_positions._reference_rope": "RoPE",
+    "ch05_positions._rope_attention": "RoPE attention",
+    "ch06_blocks._ReferenceMLP": "MLP",
+    "ch08_training._reference_lr_at": "warm-up + cosine learning rate",
+    "ch08_training._reference_clip": "gradient clipping by global norm",
+    "ch08_training._reference_groups": "AdamW weight-decay groups",
+    "ch10_inside._reference_maps": "a block's attention maps",
+    "ch16_fine_tuning._reference_forward": "LoRA linear forward",
+    "ch16_fine_tuning._reference_merge": "merge a LoRA update into W",
+}
+# other things that pass a check because they are the public API too
+PUBLIC_TOO = {
+    ("rope_attention.no_rotation", "causal attention"),                     # it is manual_attention
+    ("gqa_attention.heads_tiled", "causal attention"),                      # manual_attention when every
+    ("minigpt.exercises.ch12_gqa._gqa_tiled", "causal attention"),          # query head has its own K/V head
+    ("reference of greedy generation with a KV cache", "greedy decoding loop"),   # MiniGPT.generate
+}
+
+
+def test_every_reference_is_the_public_api_or_absent():
+    """A check's reference is the package's public API (directly or through a thin adapter that
+    reads nothing else), or it is not in the package at all (its outputs are stored)."""
+    assert {e.name for e in ex.EXERCISES if e.reference is not None} == set(REFERENCE_IS)
+    for exercise in ex.EXERCISES:
+        assert exercise.reference is None or _reads_only_public_api(exercise.reference), exercise.name
+    import importlib
+    for name in ADAPTERS:
+        module, attribute = name.split(".")
+        assert _reads_only_public_api(getattr(importlib.import_module(f"minigpt.exercises.{module}"), attribute))
+
+
+def _candidates():
+    """Everything importable from minigpt.exercises that could be an answer: every function and
+    class its chapter modules define (public or not), what the argument-free ones build (a
+    class factory's default class), and every mistake the package holds code for."""
+    import inspect
+    for module in _chapter_modules():
+        for name, value in vars(module).items():
+            if name.startswith("check_") or not (inspect.isfunction(value) or inspect.isclass(value)) \
+                    or value.__module__ != module.__name__:
+                continue
+            yield f"{module.__name__}.{name}", value
+            if inspect.isfunction(value) and all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                                                 for p in inspect.signature(value).parameters.values()):
+                built = value()
+                if callable(built):
+                    yield f"{module.__name__}.{name}()", built
+    for exercise in ex.EXERCISES:
+        for mistake in exercise.mistakes:
+            if mistake.solution is not None:
+                yield mistake.key, mistake.solution
+
+
+def test_nothing_in_the_package_passes_a_check_but_the_public_api(monkeypatch):
+    """The student cannot import (or read with `??`) a worked solution: run every candidate
+    (and every reference) through every exercise's check; what passes is exactly the public API
+    listed above. A worked solution put back into minigpt/exercises fails this test."""
+    monkeypatch.delenv("MINIGPT_GRADING", raising=False)
+    candidates = list(_candidates())
+    candidates += [(f"reference of {e.name}", e.reference) for e in ex.EXERCISES if e.reference is not None]
+    assert len(candidates) > 150
+    passed = {(name, exercise.name) for name, candidate in candidates for exercise in ex.EXERCISES
+              if exercise._check(candidate).passed}
+    allowed = {(f"reference of {name}", name) for name in REFERENCE_IS} | PUBLIC_TOO | {
+        (f"minigpt.exercises.{name}", exercise) for name, exercise in ADAPTERS.items()}
+    assert passed == allowed, (sorted(passed - allowed), sorted(allowed - passed))
+
+
+def test_the_installed_package_holds_the_stored_outputs_and_no_grading_code(tmp_path):
+    """The wheel (what a hub installs): minigpt only, with the stored outputs; no grading/."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(ROOT / "minigpt", source / "minigpt", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "grading", source / "grading", ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation",
+                           "-q", "-w", str(tmp_path / "wheel")], cwd=source, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = zipfile.ZipFile(next((tmp_path / "wheel").glob("*.whl"))).namelist()
+    stored = sorted(n for n in names if n.startswith("minigpt/exercises/expected/"))
+    assert stored == sorted(f"minigpt/exercises/expected/{e.stored}.pt" for e in STORED)
+    assert not [n for n in names if "grading" in n or "solutions" in n]

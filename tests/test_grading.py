@@ -342,7 +342,8 @@ def test_no_answer_is_readable_in_any_student_edition(path):
               if len(line.strip()) > 24 and not line.strip().startswith("```") and line.strip() in released
               and line.strip() not in public]
     assert not leaked, leaked[:5]
-    for marker in ("admonition} Answers", "BEGIN HIDDEN TESTS", "hidden.py", "_grading", "BEGIN SOLUTION"):
+    for marker in ("admonition} Answers", "BEGIN HIDDEN TESTS", "hidden.py", "_grading", "BEGIN SOLUTION",
+                   "solutions.py"):
         assert marker not in released
     if any(c.get("metadata", {}).get("nbgrader", {}).get("grade") for c in full):
         assert "## How you are graded" in released
@@ -366,3 +367,45 @@ def test_package_calls_on_the_graders_own_models_are_seen(capsys):
     exec("@torch.no_grad()\ndef mine(x, p, training):\n    if not training or p == 0:\n        return x\n"
          "    keep = (torch.rand_like(x) >= p).to(x.dtype)\n    return x * keep / (1 - p)\n", namespace)
     assert hidden.grade("check_dropout", namespace["mine"], namespace=namespace) == 1
+
+
+def test_the_worked_solutions_are_forbidden_to_call(capsys):
+    """grading/solutions.py is not installed, but a student with a checkout could load it by its
+    path: calling anything in it scores 0, like calling the checks' own code."""
+    hidden = load_hidden()
+    spec = importlib.util.spec_from_file_location("a_students_copy", ROOT / "grading" / "solutions.py")
+    theirs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(theirs)
+    assert hidden.grade("check_offset_scores", theirs.offset_scores) == 0
+    assert "offset_scores (grading/solutions.py)" in capsys.readouterr().out
+    assert hidden.grade("check_sliding_cache", theirs.SlidingKVCache) == 0
+    assert "grading/solutions.py" in capsys.readouterr().out
+
+
+def test_exercises_without_a_package_reference_are_graded_on_fresh_inputs(capsys):
+    """The references the package lacks (chapter 10's offset scores, 12's GQA, ...) and the
+    mistakes it only stores come from grading/solutions.py: fresh inputs, named mistakes."""
+    import torch
+    hidden = load_hidden()
+
+    def mine(maps, offset, first_row):
+        rows = torch.arange(first_row, maps.size(-1))
+        return maps[:, :, rows, rows - offset].mean(dim=-1)
+
+    def summed(maps, offset, first_row):          # the catalogue's offset_score.sum_not_mean
+        rows = torch.arange(first_row, maps.size(-1))
+        return maps[:, :, rows, rows - offset].sum(dim=-1)
+    assert hidden.grade("check_offset_scores", mine) == 1
+    capsys.readouterr()
+    assert hidden.grade("check_offset_scores", summed, seed=5) < 1
+    assert "the weights were summed over the query rows" in capsys.readouterr().out
+
+    def grouped(q, k, v):
+        group = q.size(1) // k.size(1)
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        T = q.size(-2)
+        scores = (q @ k.transpose(-2, -1) / q.size(-1) ** 0.5).masked_fill(
+            ~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
+        return torch.softmax(scores, dim=-1) @ v
+    assert hidden.grade("check_grouped_attention", grouped) == 1
+

@@ -7,6 +7,7 @@
                                                    # write SUBMITTED/grades.csv
     python tools/classroom.py autograde            # grade the full edition as a student; exit 1 unless full marks
     python tools/classroom.py catalogue            # the mistakes each check names, into book/instructor_guide.md
+    python tools/classroom.py expected [--check]   # the outputs the package stores of grading/solutions.py
 
 The chapters are written the way nbgrader courses are: each exercise's solution sits between
 `### BEGIN SOLUTION` and `### END SOLUTION` inside a function body, and the cell after it
@@ -39,6 +40,12 @@ removes the hidden tests and clears the outputs. `grade` (`make grade SUBMITTED=
 recorded cell times and a kernel that may die in one cell without costing the others
 (grading/execute.py), then writes DIR/grades.csv. `autograde` submits the full edition as the
 student "answer-key": it must get full marks. No step sets or reads MINIGPT_GRADING.
+
+`expected` writes `minigpt/exercises/expected/<EXERCISE>.pt`: the package holds no worked
+solution (they are in `grading/solutions.py`, which is not installed), so for the exercises
+and mistakes whose code is there, the package ships their outputs on the visible cases. Run it
+after editing a solution, a mistake or a case (`--check` only reports; the tests fail while a
+stored output disagrees with grading/solutions.py).
 """
 
 from __future__ import annotations
@@ -529,6 +536,63 @@ def play(students: Optional[list[str]] = None, chapters_wanted: Optional[set] = 
     return 0
 
 
+# ------------------------------------------------------------------ the stored outputs
+EXPECTED = ROOT / "minigpt" / "exercises" / "expected"
+
+
+def load_solutions():
+    """grading/solutions.py, loaded by its path (it is not a package), with this checkout's minigpt."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("classroom_solutions", GRADING / "solutions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def expected(check_only: bool) -> int:
+    """Write the outputs the package stores (minigpt/exercises/expected/*.pt) from
+    grading/solutions.py; a file whose outputs already agree (to the exercise's tolerance: a
+    run on another CPU differs in the last bits) is left as it is. With --check, only report."""
+    import torch
+
+    from minigpt.exercises import EXERCISES
+
+    solutions = load_solutions()
+    EXPECTED.mkdir(exist_ok=True)
+    wanted, problems, written = set(), [], []
+    for exercise in EXERCISES:
+        if not exercise.stored:
+            continue
+        path = EXPECTED / f"{exercise.stored}.pt"
+        wanted.add(path.name)
+        fresh = solutions.stored_outputs(exercise)
+        old = torch.load(path, weights_only=True) if path.is_file() else None
+        differ = [f"{path.name} is missing"] if old is None else solutions.disagreements(exercise, old, fresh)
+        if not differ:
+            continue
+        if check_only:
+            problems += differ
+        else:
+            torch.save(fresh, path)
+            written.append(path.name)
+    extra = sorted(p.name for p in EXPECTED.glob("*.pt") if p.name not in wanted)
+    if check_only:
+        problems += [f"{name} belongs to no exercise" for name in extra]
+        for problem in problems:
+            print("out of date:", problem)
+        if problems:
+            print("run: python tools/classroom.py expected")
+            return 1
+        print(f"up to date ({len(wanted)} files)")
+        return 0
+    for name in extra:
+        (EXPECTED / name).unlink()
+    print(f"{len(wanted)} files in {EXPECTED}: written {', '.join(written) or 'none'}"
+          + (f"; removed {', '.join(extra)}" if extra else ""))
+    return 0
+
+
 CATALOGUE_START = "<!-- mistake catalogue: written by `python tools/classroom.py catalogue`; do not edit -->"
 CATALOGUE_END = "<!-- end of mistake catalogue -->"
 GUIDE = ROOT / "book" / "instructor_guide.md"
@@ -601,6 +665,9 @@ def main(argv=None) -> int:
     play_parser.add_argument("--chapters", help="comma-separated chapter numbers (e.g. 03,04)")
     catalogue_parser = sub.add_parser("catalogue", help="write the mistake catalogue into book/instructor_guide.md")
     catalogue_parser.add_argument("--check", action="store_true", help="only report whether it is out of date")
+    expected_parser = sub.add_parser("expected", help="write the outputs the package stores "
+                                     "(minigpt/exercises/expected/) from grading/solutions.py")
+    expected_parser.add_argument("--check", action="store_true", help="only report what is out of date")
     args = parser.parse_args(argv)
     set_folders(args.notebooks, args.course)
     try:
@@ -608,6 +675,8 @@ def main(argv=None) -> int:
             return tag(args.check)
         if args.command == "catalogue":
             return catalogue(args.check)
+        if args.command == "expected":
+            return expected(args.check)
         if args.command in ("student", "grade"):
             only = {n.strip() for n in args.only.split(",") if n.strip()} if args.only else None
             weights = parse_weights(args.weights)

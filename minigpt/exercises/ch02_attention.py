@@ -120,60 +120,8 @@ def _weights_cases() -> list[Case]:
     ]
 
 
-def _reference_weights(q, k):
-    _, weights = manual_attention(q[:, None], k[:, None], k[:, None], return_weights=True)
-    return weights[:, 0]                                             # (B, T, T)
-
-
 def _future(T: int) -> torch.Tensor:
     return ~torch.ones(T, T, dtype=torch.bool).tril()                # True above the diagonal
-
-
-def _weights(q, k, scale=None, fill=float("-inf"), dim=-1, keys_first=False, future=None):
-    D, T = q.size(-1), q.size(-2)
-    scores = (k @ q.transpose(-2, -1)) if keys_first else (q @ k.transpose(-2, -1))   # (B, T, T)
-    scores = scores / (math.sqrt(D) if scale is None else scale)
-    future = _future(T) if future is None else future
-    return torch.softmax(scores.masked_fill(future, fill), dim=dim)
-
-
-def _w_no_scale(q, k):
-    return _weights(q, k, scale=1.0)
-
-
-def _w_scale_by_d(q, k):
-    return _weights(q, k, scale=q.size(-1))
-
-
-def _w_future_zero(q, k):
-    return _weights(q, k, fill=0.0)
-
-
-def _w_mask_after_softmax(q, k):
-    return _weights(q, k, future=torch.zeros(q.size(-2), q.size(-2), dtype=torch.bool)).masked_fill(
-        _future(q.size(-2)), 0.0)
-
-
-def _w_over_queries(q, k):
-    return _weights(q, k, dim=-2)
-
-
-def _w_no_mask(q, k):
-    return _weights(q, k, future=torch.zeros(q.size(-2), q.size(-2), dtype=torch.bool))
-
-
-def _w_upside_down(q, k):
-    T = q.size(-2)
-    return _weights(q, k, future=~torch.ones(T, T, dtype=torch.bool).triu())
-
-
-def _w_mask_hides_self(q, k):
-    T = q.size(-2)
-    return _weights(q, k, future=~torch.ones(T, T, dtype=torch.bool).tril(-1))
-
-
-def _w_keys_times_queries(q, k):
-    return _weights(q, k, keys_first=True)
 
 
 def _w_no_softmax(q, k):
@@ -182,46 +130,40 @@ def _w_no_softmax(q, k):
 
 ATTENTION_WEIGHTS = Exercise(
     name="attention weights of one head",
-    reference=_reference_weights,
+    # manual_attention's weights, for one head (B, T, D) -> (B, T, T)
+    reference=lambda q, k: manual_attention(q[:, None], k[:, None], k[:, None], return_weights=True)[1][:, 0],
+    stored="ATTENTION_WEIGHTS",
     cases=_weights_cases,
     success="These are exactly the weights manual_attention computes: scaled, causal, rows summing to 1.",
+    # a mistake without code is stored (its code, one switch away from the answer, is in grading/solutions.py)
     mistakes=[
         Mistake("attention_weights.no_scale",
                 "the scores are sqrt(D) times too large, so the weights are too peaked: divide "
-                "q @ k^T by sqrt(D) before the softmax.",
-                _w_no_scale),
+                "q @ k^T by sqrt(D) before the softmax."),
         Mistake("attention_weights.scale_by_d",
-                "the scores are divided by D; the scale is 1/sqrt(D) (math.sqrt(D) or D ** 0.5).",
-                _w_scale_by_d),
+                "the scores are divided by D; the scale is 1/sqrt(D) (math.sqrt(D) or D ** 0.5)."),
         Mistake("attention_weights.future_filled_with_zero",
                 "the future scores were set to 0, and e^0 = 1, so the future still gets weight: "
-                "fill them with float('-inf').",
-                _w_future_zero),
+                "fill them with float('-inf')."),
         Mistake("attention_weights.mask_after_softmax",
                 "the future is zeroed after the softmax, so the remaining weights no longer sum to 1: "
-                "fill the future scores with -inf before the softmax.",
-                _w_mask_after_softmax),
+                "fill the future scores with -inf before the softmax."),
         Mistake("attention_weights.softmax_over_queries",
                 "the softmax runs over the queries (dim=-2 or dim=1): each query's weights over the "
-                "keys must sum to 1, so use softmax(dim=-1).",
-                _w_over_queries),
+                "keys must sum to 1, so use softmax(dim=-1)."),
         Mistake("attention_weights.no_mask",
                 "every position attends to later positions: the causal mask is missing "
-                "(scores.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool)), float('-inf'))).",
-                _w_no_mask),
+                "(scores.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool)), float('-inf')))."),
         Mistake("attention_weights.mask_upside_down",
-                "the mask keeps the future and hides the past (triu instead of tril).",
-                _w_upside_down),
+                "the mask keeps the future and hides the past (triu instead of tril)."),
         Mistake("attention_weights.mask_hides_self",
                 "the mask also hides the diagonal (tril(diagonal=-1), or triu() where triu(1) was "
                 "meant): each position must see itself, and position 0, which sees nothing else, "
                 "gets a row of -inf whose softmax is NaN. Hide only j > i: ~torch.tril(torch.ones(T, T, "
-                "dtype=torch.bool)).",
-                _w_mask_hides_self),
+                "dtype=torch.bool))."),
         Mistake("attention_weights.keys_times_queries",
                 "the scores are k @ q^T, so row t holds key t against every query: the score of "
-                "query t for key s is q_t · k_s, i.e. q @ k.transpose(-2, -1).",
-                _w_keys_times_queries),
+                "query t for key s is q_t · k_s, i.e. q @ k.transpose(-2, -1)."),
         Mistake("attention_weights.no_softmax",
                 "you returned the masked scores; the weights are their softmax over the keys.",
                 _w_no_softmax),

@@ -75,14 +75,11 @@ def _softmax_over_heads(q, k, v):
 
 
 def _returns_output_and_weights(q, k, v):
-    s = _scores(q, k).masked_fill(~_mask(q.size(-2)), float("-inf"))
-    weights = F.softmax(s, dim=-1)
-    return weights @ v, weights
+    return manual_attention(q, k, v, return_weights=True)               # (output, weights)
 
 
 def _returns_weights(q, k, v):
-    s = _scores(q, k).masked_fill(~_mask(q.size(-2)), float("-inf"))
-    return F.softmax(s, dim=-1)
+    return manual_attention(q, k, v, return_weights=True)[1]            # (B, H, T, T)
 
 
 CAUSAL_ATTENTION = Exercise(

@@ -3,8 +3,6 @@ multi-head attention module, with the reshape and transpose mistakes they invite
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 
@@ -21,11 +19,6 @@ def _split_cases() -> list[Case]:
         Case("one head (H=1, D=C=8)", (randn(2, 5, 8, seed=42), 1)),
         Case("T=1 (one position), 2 heads", (randn(1, 1, 8, seed=43), 2)),
     ]
-
-
-def _split(t, n_head):
-    B, T, C = t.shape
-    return t.view(B, T, n_head, C // n_head).transpose(1, 2)            # (B, H, T, D)
 
 
 def _split_reshape_no_transpose(t, n_head):
@@ -50,7 +43,8 @@ def _split_h_and_d_swapped(t, n_head):
 
 SPLIT_HEADS = Exercise(
     name="split heads",
-    reference=_split,
+    reference=None,                 # the package splits inside CausalSelfAttention: stored outputs
+    stored="SPLIT_HEADS",
     cases=_split_cases,
     success="Head h holds channels h*D .. (h+1)*D - 1 of every position, in order.",
     mistakes=[
@@ -90,11 +84,6 @@ def _merge_cases() -> list[Case]:
     ]
 
 
-def _merge(y):
-    B, H, T, D = y.shape
-    return y.transpose(1, 2).contiguous().view(B, T, H * D)             # (B, T, C)
-
-
 def _merge_no_transpose(y):
     B, H, T, D = y.shape
     return y.reshape(B, T, H * D)
@@ -111,7 +100,8 @@ def _merge_sum(y):
 
 MERGE_HEADS = Exercise(
     name="merge heads",
-    reference=_merge,
+    reference=None,                 # the package merges inside CausalSelfAttention: stored outputs
+    stored="MERGE_HEADS",
     cases=_merge_cases,
     success="Position t's channels are head 0's D outputs, then head 1's, ... as in the split.",
     mistakes=[
@@ -138,7 +128,7 @@ def check_merge_heads(my_merge_heads) -> CheckResult:
 
 
 # ------------------------------------------------------------ a multi-head attention module
-class PackageMultiHeadAttention(CausalSelfAttention):
+class _PackageMultiHeadAttention(CausalSelfAttention):
     """`CausalSelfAttention` built from (n_embd, n_head), the constructor the exercise asks for."""
 
     def __init__(self, n_embd: int, n_head: int):
@@ -179,88 +169,51 @@ def _run_module(solution, case: Case):
         return module(x.clone())
 
 
-def _mha_variant(split=_split, merge=_merge, scale="D", softmax_dim=-1, mask="before", diagonal=0,
-                 project=True, order="qkv"):
-    """A multi-head attention module with one step done wrong (the catalogue's mistakes)."""
-    class Variant(nn.Module):
-        def __init__(self, n_embd, n_head):
-            super().__init__()
-            self.n_head = n_head
-            self.c_attn = nn.Linear(n_embd, 3 * n_embd)
-            self.c_proj = nn.Linear(n_embd, n_embd)
-
-        def forward(self, x):
-            B, T, C = x.shape
-            chunks = dict(zip(order, (split(t, self.n_head) for t in self.c_attn(x).split(C, dim=2))))
-            q, k, v = chunks["q"], chunks["k"], chunks["v"]
-            width = {"D": C // self.n_head, "C": C, "none": 1}[scale]
-            scores = q @ k.transpose(-2, -1) / math.sqrt(width)
-            hidden = ~torch.ones(T, T, dtype=torch.bool).tril(diagonal)
-            if mask == "before":
-                scores = scores.masked_fill(hidden, float("-inf"))
-            weights = torch.softmax(scores, dim=softmax_dim)
-            if mask == "after":
-                weights = weights.masked_fill(hidden, 0.0)
-            y = merge(weights @ v)
-            return self.c_proj(y) if project else y
-    return Variant
-
-
 MULTI_HEAD_ATTENTION = Exercise(
     name="multi-head attention module",
-    reference=PackageMultiHeadAttention,
+    reference=_PackageMultiHeadAttention,
+    stored="MULTI_HEAD_ATTENTION",
     cases=_mha_cases,
     run=_run_module,
     success="Your module computes what minigpt.CausalSelfAttention computes, with the same weights.",
+    # stored: each mistake's code is the whole module with one step wrong (grading/solutions.py)
     mistakes=[
         Mistake("multi_head_attention.split_without_transpose",
                 "the heads were split with reshape(B, H, T, D) instead of view(B, T, H, D).transpose(1, 2): "
                 "the shapes fit, but each head's 'positions' are slices of other positions, so the "
-                "causal mask no longer protects the future.",
-                _mha_variant(split=_split_reshape_no_transpose)),
+                "causal mask no longer protects the future."),
         Mistake("multi_head_attention.merge_without_transpose",
                 "the heads were merged with view(B, T, C) without transpose(1, 2) first, which mixes "
-                "positions: use out.transpose(1, 2).contiguous().view(B, T, C).",
-                _mha_variant(merge=_merge_no_transpose)),
+                "positions: use out.transpose(1, 2).contiguous().view(B, T, C)."),
         Mistake("multi_head_attention.softmax_over_queries",
                 "the softmax runs over the queries (dim=-2): each query's weights over the keys must "
-                "sum to 1, so use softmax(dim=-1).",
-                _mha_variant(softmax_dim=-2)),
+                "sum to 1, so use softmax(dim=-1)."),
         Mistake("multi_head_attention.scale_by_sqrt_c",
                 "the scores are divided by sqrt(C), the full width; each head's dot product has "
-                "D = C // H terms, so divide by sqrt(D).",
-                _mha_variant(scale="C")),
+                "D = C // H terms, so divide by sqrt(D)."),
         Mistake("multi_head_attention.no_scale",
-                "the scores are sqrt(D) times too large: divide q @ k^T by sqrt(D).",
-                _mha_variant(scale="none")),
+                "the scores are sqrt(D) times too large: divide q @ k^T by sqrt(D)."),
         Mistake("multi_head_attention.no_mask",
                 "positions attend to later positions: apply the causal mask (or call "
-                "minigpt.manual_attention, which does).",
-                _mha_variant(mask="none")),
+                "minigpt.manual_attention, which does)."),
         Mistake("multi_head_attention.mask_after_softmax",
                 "the future is hidden after the softmax, so the kept weights no longer sum to 1: "
-                "fill the future scores with -inf before the softmax.",
-                _mha_variant(mask="after")),
+                "fill the future scores with -inf before the softmax."),
         Mistake("multi_head_attention.mask_off_by_one",
                 "each position also sees the next one: the mask is off by one (tril(diagonal=1)); "
-                "position t may see 0..t, so keep torch.tril(torch.ones(T, T)).",
-                _mha_variant(diagonal=1)),
+                "position t may see 0..t, so keep torch.tril(torch.ones(T, T))."),
         Mistake("multi_head_attention.softmax_over_heads",
                 "the softmax runs over dim=1, which in (B, H, T, T) scores is the heads: use "
-                "softmax(dim=-1), over the keys.",
-                _mha_variant(softmax_dim=1)),
+                "softmax(dim=-1), over the keys."),
         Mistake("multi_head_attention.q_and_k_swapped",
                 "the first two chunks of c_attn were read as k, q: c_attn's output is q, k, v in "
-                "that order (q, k, v = self.c_attn(x).split(C, dim=2)), the order GPT-2's weights use.",
-                _mha_variant(order="kqv")),
+                "that order (q, k, v = self.c_attn(x).split(C, dim=2)), the order GPT-2's weights use."),
         Mistake("multi_head_attention.k_and_v_swapped",
                 "the last two chunks of c_attn were read as v, k: c_attn's output is q, k, v in "
-                "that order (q, k, v = self.c_attn(x).split(C, dim=2)).",
-                _mha_variant(order="qvk")),
+                "that order (q, k, v = self.c_attn(x).split(C, dim=2))."),
         Mistake("multi_head_attention.no_projection",
                 "the merged heads are returned without self.c_proj: the last step mixes the heads' "
-                "outputs with c_proj.",
-                _mha_variant(project=False)),
+                "outputs with c_proj."),
     ],
 )
 

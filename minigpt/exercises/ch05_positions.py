@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import torch
-
 from ..attention import manual_attention
 from ..positions import apply_rope, rope_cos_sin, sinusoidal_table
 from .core import Case, CheckResult, Exercise, Mistake, qkv
 
 
 # ------------------------------------------------------------------ the sinusoidal table
-def _table(n_positions, dim, start=0, exponent_step=2, interleave=True, sin_first=True):
-    """A sinusoidal table with switches for each mistake (the reference has the defaults)."""
-    pos = torch.arange(start, start + n_positions, dtype=torch.float32)[:, None]      # (P, 1)
-    i = torch.arange(0, dim // 2, dtype=torch.float32)
-    omega = 10000.0 ** (-(exponent_step * i) / dim)                                   # (dim/2,)
-    first, second = torch.sin(pos * omega), torch.cos(pos * omega)
-    if not sin_first:
-        first, second = second, first
-    if not interleave:
-        return torch.cat((first, second), dim=-1)
-    table = torch.empty(n_positions, dim)
-    table[:, 0::2], table[:, 1::2] = first, second
-    return table
-
-
 def _table_cases() -> list[Case]:
     return [
         Case("64 positions, dim = 32", (64, 32)),
@@ -37,25 +20,23 @@ def _table_cases() -> list[Case]:
 SINUSOIDAL = Exercise(
     name="sinusoidal position table",
     reference=sinusoidal_table,
+    stored="SINUSOIDAL",
     cases=_table_cases,
     success="Each position has its own fingerprint, and any position can be computed.",
+    # stored: each mistake's code is the table with one switch flipped (grading/solutions.py)
     mistakes=[
         Mistake("sinusoidal.sin_cos_swapped",
                 "sine and cosine are swapped: even channels 0, 2, 4, ... hold sin(pos * omega_i), "
-                "odd channels hold cos.",
-                lambda n, d: _table(n, d, sin_first=False)),
+                "odd channels hold cos."),
         Mistake("sinusoidal.exponent_i_over_dim",
                 "the frequencies fall too slowly: omega_i = 10000 ** (-2i / dim) for pair i "
-                "(channels 2i and 2i+1); with arange(0, dim, 2) the 2 is already in the numbers.",
-                lambda n, d: _table(n, d, exponent_step=1)),
+                "(channels 2i and 2i+1); with arange(0, dim, 2) the 2 is already in the numbers."),
         Mistake("sinusoidal.halves_not_interleaved",
                 "the sines fill the first half and the cosines the second (torch.cat); the table "
-                "interleaves them: table[:, 0::2] = sin, table[:, 1::2] = cos.",
-                lambda n, d: _table(n, d, interleave=False)),
+                "interleaves them: table[:, 0::2] = sin, table[:, 1::2] = cos."),
         Mistake("sinusoidal.positions_start_at_1",
                 "positions start at 1; the first row is position 0 (all sines 0, all cosines 1): "
-                "use torch.arange(n_positions).",
-                lambda n, d: _table(n, d, start=1)),
+                "use torch.arange(n_positions)."),
     ],
 )
 
@@ -66,47 +47,6 @@ def check_sinusoidal(my_sinusoidal) -> CheckResult:
 
 
 # ------------------------------------------------------------------------- RoPE attention
-def _rope_tables(T, D, start=0, base=10000.0, exponent_step=2):
-    i = torch.arange(0, D // 2, dtype=torch.float32)
-    theta = base ** (-(exponent_step * i) / D)                                        # (D/2,)
-    angles = torch.arange(start, start + T, dtype=torch.float32)[:, None] * theta     # (T, D/2)
-    return angles.cos(), angles.sin()
-
-
-def _rotate_interleaved(x, cos, sin, backwards=False):
-    if backwards:
-        sin = -sin
-    x_even, x_odd = x[..., 0::2], x[..., 1::2]
-    return torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), -1).flatten(-2)
-
-
-def _rotate_halves_out(x, cos, sin):
-    """Right pairs, right angles, but the results concatenated (all first members, then all
-    second members) instead of interleaved back into the pairs' places."""
-    x_even, x_odd = x[..., 0::2], x[..., 1::2]
-    return torch.cat((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), dim=-1)
-
-
-def _rotate_sign_slip(x, cos, sin):
-    """The minus of the first member written as a plus: not a rotation at all."""
-    x_even, x_odd = x[..., 0::2], x[..., 1::2]
-    return torch.stack((x_even * cos + x_odd * sin, x_even * sin + x_odd * cos), -1).flatten(-2)
-
-
-def _rotate_half(x, cos, sin):
-    """The other correct convention (Hugging Face Llama / GPT-NeoX): pair x[i] with x[i + D/2]."""
-    half = x.size(-1) // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-
-
-def _rope(x, *, start=0, base=10000.0, exponent_step=2, rotate=_rotate_interleaved, backwards=False):
-    """RoPE on x (B, H, T, D) at positions start..start+T-1, with switches for each mistake."""
-    T, D = x.shape[-2:]
-    cos, sin = _rope_tables(T, D, start, base, exponent_step)
-    return rotate(x, cos, sin, backwards=True) if backwards else rotate(x, cos, sin)
-
-
 def _reference_rope(x):
     cos, sin = rope_cos_sin(x.size(-2), x.size(-1))
     return apply_rope(x, cos, sin)
@@ -132,45 +72,38 @@ def _rope_cases() -> list[Case]:
 ROPE = Exercise(
     name="RoPE",
     reference=_reference_rope,
+    stored="ROPE",
     cases=_rope_cases,
     success="Each pair (x[2i], x[2i+1]) at position m is turned by m * theta_i, as minigpt.apply_rope does.",
     mistakes=[
         Mistake("rope.positions_start_at_1",
                 "RoPE positions start at 1, not 0: the first token must not be rotated "
-                "(angles = torch.arange(T)[:, None] * theta).",
-                lambda x: _rope(x, start=1)),
+                "(angles = torch.arange(T)[:, None] * theta)."),
         Mistake("rope.rotate_half_convention",
                 "you paired channel i with channel i + D/2 (the 'rotate-half' convention of "
                 "Hugging Face's Llama code). That is a correct RoPE too, but this book pairs "
                 "neighbours (x[2i], x[2i+1]) as the RoFormer paper does; the two differ by a fixed "
                 "permutation of channels, so the outputs differ element by element. Rotate "
-                "x[..., 0::2] and x[..., 1::2] together.",
-                lambda x: _rope(x, rotate=_rotate_half)),
+                "x[..., 0::2] and x[..., 1::2] together."),
         Mistake("rope.exponent_i_over_d",
                 "the frequencies fall too slowly: theta_i = 10000 ** (-2i / D) for pair i "
-                "(torch.arange(0, D, 2) / D already holds the 2i).",
-                lambda x: _rope(x, exponent_step=1)),
+                "(torch.arange(0, D, 2) / D already holds the 2i)."),
         Mistake("rope.positive_exponent",
                 "the frequencies grow instead of falling: theta_i = 10000 ** (-2i / D), with a minus "
-                "sign (1 / base ** (...)).",
-                lambda x: _rope(x, base=1 / 10000.0)),
+                "sign (1 / base ** (...))."),
         Mistake("rope.wrong_base",
-                "the frequency base is not 10000: theta_i = 10000 ** (-2i / D).",
-                lambda x: _rope(x, base=1000.0)),
+                "the frequency base is not 10000: theta_i = 10000 ** (-2i / D)."),
         Mistake("rope.rotates_backwards",
                 "each pair is turned by minus the angle: the new pair is "
-                "(x0 cos - x1 sin, x0 sin + x1 cos).",
-                lambda x: _rope(x, backwards=True)),
+                "(x0 cos - x1 sin, x0 sin + x1 cos)."),
         Mistake("rope.halves_not_interleaved",
                 "the pairs are rotated right, but the results were concatenated (torch.cat: every "
                 "pair's first member, then every second member) instead of put back in their "
                 "places: stack the two results on a new last axis and flatten, so that channels 2i "
-                "and 2i+1 hold pair i again.",
-                lambda x: _rope(x, rotate=_rotate_halves_out)),
+                "and 2i+1 hold pair i again."),
         Mistake("rope.sign_slip",
                 "a sign slipped: the first member of a pair is x0 cos - x1 sin (minus), the second "
-                "x0 sin + x1 cos. With a plus in both, the map is not a rotation and lengths change.",
-                lambda x: _rope(x, rotate=_rotate_sign_slip)),
+                "x0 sin + x1 cos. With a plus in both, the map is not a rotation and lengths change."),
         Mistake("rope.no_rotation",
                 "nothing is rotated: the output equals the input.",
                 lambda x: x.clone()),
@@ -194,6 +127,7 @@ def _rope_attention_cases() -> list[Case]:
 ROPE_ATTENTION = Exercise(
     name="RoPE attention",
     reference=lambda q, k, v: _rope_attention(q, k, v),
+    stored="ROPE_ATTENTION",
     cases=_rope_attention_cases,
     success=("Queries and keys are rotated by their positions, values are not: the scores now "
              "depend on relative positions."),
@@ -213,17 +147,14 @@ ROPE_ATTENTION = Exercise(
                 "you paired channel i with channel i + D/2 (the 'rotate-half' convention of Hugging "
                 "Face's Llama code), which the chapter warns about: it is a correct RoPE too, but "
                 "this book pairs neighbours (x[2i], x[2i+1]), and the two give different scores "
-                "for the same weights. Rotate x[..., 0::2] and x[..., 1::2] together.",
-                lambda q, k, v: _rope_attention(q, k, v, rope=lambda x: _rope(x, rotate=_rotate_half))),
+                "for the same weights. Rotate x[..., 0::2] and x[..., 1::2] together."),
         Mistake("rope_attention.sign_slip",
                 "a sign slipped in the rotation: the first member of a pair is x0 cos - x1 sin "
                 "(minus), the second x0 sin + x1 cos; with a plus in both, q and k are not rotated "
-                "and the scores no longer depend on the distance alone.",
-                lambda q, k, v: _rope_attention(q, k, v, rope=lambda x: _rope(x, rotate=_rotate_sign_slip))),
+                "and the scores no longer depend on the distance alone."),
         Mistake("rope_attention.rotates_backwards",
                 "q and k are turned by minus their angles: the new pair is "
-                "(x0 cos - x1 sin, x0 sin + x1 cos), as in minigpt.apply_rope.",
-                lambda q, k, v: _rope_attention(q, k, v, rope=lambda x: _rope(x, backwards=True))),
+                "(x0 cos - x1 sin, x0 sin + x1 cos), as in minigpt.apply_rope."),
         Mistake("rope_attention.no_rotation",
                 "nothing is rotated: apply RoPE to q and k before the attention scores.",
                 lambda q, k, v: manual_attention(q, k, v)),

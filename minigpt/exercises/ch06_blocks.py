@@ -25,22 +25,6 @@ class _ReferenceMLP(nn.Module):
         return self.mlp(x)
 
 
-class _BuggyMLP(nn.Module):
-    def __init__(self, C, hidden=4, activation=F.gelu, project=True, activation_last=False, bias=True):
-        super().__init__()
-        self.c_fc = nn.Linear(C, hidden * C, bias=bias)
-        self.c_proj = nn.Linear(hidden * C, C, bias=bias) if project else None
-        self.activation, self.activation_last = activation, activation_last
-
-    def forward(self, x):
-        h = self.c_fc(x)
-        if self.c_proj is None:
-            return self.activation(h)
-        if self.activation_last:
-            return self.activation(self.c_proj(h))
-        return self.c_proj(self.activation(h))
-
-
 def _fill_by_shape(module: nn.Module) -> None:
     """Give every parameter values that depend only on its shape, so two MLPs with the same
     layer shapes compute the same function whatever their attribute names or order."""
@@ -76,40 +60,34 @@ def _mlp_cases() -> list[Case]:
 MLP_EXERCISE = Exercise(
     name="MLP",
     reference=_ReferenceMLP,
+    stored="MLP_EXERCISE",
     cases=_mlp_cases,
     run=_run_mlp,
     success="C -> 4C -> GELU -> C, the same function as minigpt.MLP.",
+    # stored: each mistake's code is the MLP with one switch flipped (grading/solutions.py)
     mistakes=[
         Mistake("mlp.relu",
                 "the activation is ReLU; the package (like GPT-2) uses GELU, x * Phi(x), which lets "
-                "small negative values through: use nn.GELU().",
-                lambda C: _BuggyMLP(C, activation=F.relu)),
+                "small negative values through: use nn.GELU()."),
         Mistake("mlp.gelu_tanh",
                 "you used GELU's tanh approximation (GPT-2's original code); minigpt.MLP uses the "
-                "exact form, nn.GELU() (erf). The two differ by up to about 1e-3.",
-                lambda C: _BuggyMLP(C, activation=lambda h: F.gelu(h, approximate="tanh"))),
+                "exact form, nn.GELU() (erf). The two differ by up to about 1e-3."),
         Mistake("mlp.hidden_2c",
-                "the hidden layer is 2C wide; GPT's MLP widens to 4C (c_fc: C -> 4C, c_proj: 4C -> C).",
-                lambda C: _BuggyMLP(C, hidden=2)),
+                "the hidden layer is 2C wide; GPT's MLP widens to 4C (c_fc: C -> 4C, c_proj: 4C -> C)."),
         Mistake("mlp.hidden_c",
-                "the hidden layer is only C wide; GPT's MLP widens to 4C (c_fc: C -> 4C, c_proj: 4C -> C).",
-                lambda C: _BuggyMLP(C, hidden=1)),
+                "the hidden layer is only C wide; GPT's MLP widens to 4C (c_fc: C -> 4C, c_proj: 4C -> C)."),
         Mistake("mlp.no_projection",
                 "the output is the 4C-wide hidden layer: project it back to C with c_proj "
-                "(nn.Linear(4 * C, C)) so it can be added to the residual stream.",
-                lambda C: _BuggyMLP(C, project=False)),
+                "(nn.Linear(4 * C, C)) so it can be added to the residual stream."),
         Mistake("mlp.activation_after_projection",
                 "GELU comes after the projection; it belongs between the two layers: "
-                "c_proj(gelu(c_fc(x))).",
-                lambda C: _BuggyMLP(C, activation_last=True)),
+                "c_proj(gelu(c_fc(x)))."),
         Mistake("mlp.no_bias",
                 "the layers have no bias (bias=False): minigpt.MLP, like GPT-2, keeps a bias in "
-                "c_fc and c_proj (nn.Linear's default, bias=True).",
-                lambda C: _BuggyMLP(C, bias=False)),
+                "c_fc and c_proj (nn.Linear's default, bias=True)."),
         Mistake("mlp.no_activation",
                 "there is no activation between the layers, so the MLP is one linear map in "
-                "disguise: put nn.GELU() between c_fc and c_proj.",
-                lambda C: _BuggyMLP(C, activation=lambda h: h)),
+                "disguise: put nn.GELU() between c_fc and c_proj."),
     ],
 )
 
@@ -124,14 +102,6 @@ def check_mlp(MyMLP) -> CheckResult:
 
 
 # --------------------------------------------------------------------------- LayerNorm
-def _layer_norm(x, gamma, beta, eps=1e-5, unbiased=False, dim=-1, affine=True, eps_outside=False):
-    mu = x.mean(dim=dim, keepdim=True)
-    var = x.var(dim=dim, keepdim=True, unbiased=unbiased)
-    std = var.sqrt() + eps if eps_outside else torch.sqrt(var + eps)
-    y = (x - mu) / std
-    return gamma * y + beta if affine else y
-
-
 def _ln_cases() -> list[Case]:
     g = torch.Generator().manual_seed(0)
     C = 8
@@ -150,29 +120,25 @@ def _ln_cases() -> list[Case]:
 LAYER_NORM = Exercise(
     name="LayerNorm",
     reference=lambda x, gamma, beta: F.layer_norm(x, x.shape[-1:], gamma, beta, eps=1e-5),
+    stored="LAYER_NORM",
     cases=_ln_cases,
     success="Each position's C channels are normalised, then scaled by gamma and shifted by beta.",
     mistakes=[
         Mistake("layer_norm.unbiased_variance",
                 "the variance is the unbiased one (divided by C - 1); LayerNorm divides by C: "
-                "x.var(dim=-1, keepdim=True, unbiased=False).",
-                lambda x, g, b: _layer_norm(x, g, b, unbiased=True)),
+                "x.var(dim=-1, keepdim=True, unbiased=False)."),
         Mistake("layer_norm.no_eps",
                 "there is no eps under the square root: divide by sqrt(var + 1e-5), or nearly "
-                "constant rows blow up (and constant ones give NaN).",
-                lambda x, g, b: _layer_norm(x, g, b, eps=0.0)),
+                "constant rows blow up (and constant ones give NaN)."),
         Mistake("layer_norm.eps_outside_sqrt",
                 "eps is added outside the square root: LayerNorm divides by sqrt(var + eps), "
-                "not sqrt(var) + eps.",
-                lambda x, g, b: _layer_norm(x, g, b, eps_outside=True)),
+                "not sqrt(var) + eps."),
         Mistake("layer_norm.wrong_dim_time",
                 "the statistics are taken over positions (dim=-2 / dim=1); LayerNorm normalises "
-                "each position over its C channels, dim=-1, so positions never mix.",
-                lambda x, g, b: _layer_norm(x, g, b, dim=-2)),
+                "each position over its C channels, dim=-1, so positions never mix."),
         Mistake("layer_norm.wrong_dim_batch",
                 "the statistics are taken over the batch (dim=0), as batch norm does; LayerNorm "
-                "normalises each position over its C channels, dim=-1.",
-                lambda x, g, b: _layer_norm(x, g, b, dim=0)),
+                "normalises each position over its C channels, dim=-1."),
         Mistake("layer_norm.rms_norm",
                 "this is RMSNorm: x is divided by its root mean square without subtracting the mean "
                 "first. LayerNorm centres each position, (x - mean) / sqrt(var + eps), then scales "
@@ -180,14 +146,11 @@ LAYER_NORM = Exercise(
                 lambda x, g, b: g * x / torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True) + 1e-5) + b),
         Mistake("layer_norm.gamma_beta_swapped",
                 "gamma and beta are swapped: gamma (the gain) multiplies the normalised x and beta "
-                "(the shift) is added, gamma * x_hat + beta.",
-                lambda x, g, b: _layer_norm(x, b, g)),
+                "(the shift) is added, gamma * x_hat + beta."),
         Mistake("layer_norm.no_beta",
-                "beta is not added: the output is gamma * x_hat + beta.",
-                lambda x, g, b: _layer_norm(x, g, torch.zeros_like(b))),
+                "beta is not added: the output is gamma * x_hat + beta."),
         Mistake("layer_norm.no_affine",
-                "gamma and beta are not applied: return gamma * x_hat + beta.",
-                lambda x, g, b: _layer_norm(x, g, b, affine=False)),
+                "gamma and beta are not applied: return gamma * x_hat + beta."),
     ],
 )
 
@@ -226,24 +189,6 @@ def _block_cases() -> list[Case]:
     ]
 
 
-def _pre_ln(b, x, attn_residual=True, mlp_residual=True, same_ln=False, ln_after=False, order_mlp_first=False,
-            residual_normalised=False):
-    ln_2 = b.ln_1 if same_ln else b.ln_2
-    if residual_normalised:                         # h = ln(x); x = h + f(h): the stream is normalised
-        h = b.ln_1(x)
-        x = h + b.attn(h)
-        h = ln_2(x)
-        return h + b.mlp(h)
-    if ln_after:                                    # normalises the branch output instead of its input
-        x = x + b.ln_1(b.attn(x))
-        return x + ln_2(b.mlp(x))
-    if order_mlp_first:
-        x = x + b.mlp(ln_2(x))
-        return x + b.attn(b.ln_1(x))
-    x = (x if attn_residual else 0) + b.attn(b.ln_1(x))
-    return (x if mlp_residual else 0) + b.mlp(ln_2(x))
-
-
 def _post_ln(b, x):
     x = b.ln_1(x + b.attn(x))
     return b.ln_2(x + b.mlp(x))
@@ -252,6 +197,7 @@ def _post_ln(b, x):
 PRE_LN_BLOCK = Exercise(
     name="Pre-LN block",
     reference=lambda block, x: block(x),
+    stored="PRE_LN_BLOCK",
     cases=_block_cases,
     run=_run_block,
     success="x + attn(ln_1(x)), then x + mlp(ln_2(x)): the residual path stays a plain sum.",
@@ -262,32 +208,25 @@ PRE_LN_BLOCK = Exercise(
                 _post_ln),
         Mistake("block.no_attn_residual",
                 "the attention branch has no residual connection: x = x + attn(ln_1(x)), "
-                "not x = attn(ln_1(x)).",
-                lambda b, x: _pre_ln(b, x, attn_residual=False)),
+                "not x = attn(ln_1(x))."),
         Mistake("block.no_mlp_residual",
                 "the MLP branch has no residual connection: x = x + mlp(ln_2(x)), "
-                "not x = mlp(ln_2(x)).",
-                lambda b, x: _pre_ln(b, x, mlp_residual=False)),
+                "not x = mlp(ln_2(x))."),
         Mistake("block.no_residuals",
                 "neither branch has a residual connection: each sub-layer's output is added to "
-                "its input, x = x + f(ln(x)).",
-                lambda b, x: _pre_ln(b, x, attn_residual=False, mlp_residual=False)),
+                "its input, x = x + f(ln(x))."),
         Mistake("block.residual_adds_normalised_x",
                 "the residual adds the normalised x (h = ln_1(x); x = h + attn(h)): the residual "
                 "stream must carry x itself, x = x + attn(ln_1(x)), so only the branch sees the "
-                "normalised copy.",
-                lambda b, x: _pre_ln(b, x, residual_normalised=True)),
+                "normalised copy."),
         Mistake("block.ln_1_twice",
-                "ln_1 is used before both sub-layers; the MLP gets its own LayerNorm, ln_2.",
-                lambda b, x: _pre_ln(b, x, same_ln=True)),
+                "ln_1 is used before both sub-layers; the MLP gets its own LayerNorm, ln_2."),
         Mistake("block.ln_on_branch_output",
                 "the LayerNorm is applied to the branch's output (x + ln(attn(x))); it belongs on "
-                "the branch's input: x + attn(ln_1(x)).",
-                lambda b, x: _pre_ln(b, x, ln_after=True)),
+                "the branch's input: x + attn(ln_1(x))."),
         Mistake("block.mlp_first",
                 "the MLP runs before attention; a block attends first (gather from other "
-                "positions), then computes on the result.",
-                lambda b, x: _pre_ln(b, x, order_mlp_first=True)),
+                "positions), then computes on the result."),
     ],
 )
 

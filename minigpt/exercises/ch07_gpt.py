@@ -33,21 +33,6 @@ def _summary(solution, case: Case):
             "every row has the same mask": shared and 0 < dropped.float().mean().item() < 1}
 
 
-def _dropout(x, p, training, scale=True, in_eval=False, keep_p=False, times=False, shared=False):
-    if not (training or in_eval) or p == 0:
-        return x
-    if shared:                                          # one mask row, broadcast over every row
-        return x * (torch.rand(x.shape[-1]) >= p) / (1 - p)
-    keep = torch.rand_like(x) >= (1 - p if keep_p else p)
-    if not scale:
-        factor = 1.0
-    elif times:
-        factor = 1 - p
-    else:
-        factor = 1 / (p if keep_p else 1 - p)
-    return x * keep * factor
-
-
 def _dropout_cases() -> list[Case]:
     g = torch.Generator().manual_seed(0)
     # no zeros in the input (a 0 means dropped); 400 rows, so a mask shared by every row shows
@@ -63,27 +48,24 @@ def _dropout_cases() -> list[Case]:
 DROPOUT = Exercise(
     name="dropout",
     reference=dropout,
+    stored="DROPOUT",
     cases=_dropout_cases,
     run=_summary,
     success="Training drops a fraction p and scales the rest by 1/(1 - p); eval changes nothing.",
     mistakes=[
         Mistake("dropout.no_scale",
                 "the kept entries are not rescaled: multiply them by 1 / (1 - p), so the expected "
-                "value of every entry stays x and eval mode (no dropout) sees the same scale.",
-                lambda x, p, training: _dropout(x, p, training, scale=False)),
+                "value of every entry stays x and eval mode (no dropout) sees the same scale."),
         Mistake("dropout.scale_times_1_minus_p",
                 "the kept entries are multiplied by (1 - p); they must be divided by it, "
-                "x * mask / (1 - p), to keep the expected value at x.",
-                lambda x, p, training: _dropout(x, p, training, times=True)),
+                "x * mask / (1 - p), to keep the expected value at x."),
         Mistake("dropout.drops_in_eval",
                 "entries are dropped in eval mode too: with training=False dropout must return "
-                "x unchanged.",
-                lambda x, p, training: _dropout(x, p, training, in_eval=True)),
+                "x unchanged."),
         Mistake("dropout.mask_shared_by_rows",
                 "every row dropped the same columns: the mask was drawn for one row "
                 "(torch.rand(x.shape[-1])) and broadcast. Draw one random number per entry, "
-                "torch.rand_like(x), so every position drops its own features.",
-                lambda x, p, training: _dropout(x, p, training, shared=True)),
+                "torch.rand_like(x), so every position drops its own features."),
         Mistake("dropout.bernoulli_keeps_p",
                 "torch.bernoulli(p) gives 1 with probability p, so the mask *keeps* a fraction p and "
                 "drops 1 - p: draw the keep mask with the keep probability, torch.bernoulli(1 - p), "
@@ -92,8 +74,7 @@ DROPOUT = Exercise(
                 if training and p > 0 else x),
         Mistake("dropout.p_is_keep_probability",
                 "p is used as the probability of *keeping* an entry; it is the probability of "
-                "dropping one: keep = torch.rand_like(x) >= p.",
-                lambda x, p, training: _dropout(x, p, training, keep_p=True)),
+                "dropping one: keep = torch.rand_like(x) >= p."),
     ],
 )
 
@@ -136,70 +117,36 @@ def _run_forward(solution, case: Case):
         return solution(model, idx.clone())
 
 
-def _forward(model, idx, positions=True, final_ln=True, post_ln=False, last_only=False, pos_from_1=False,
-             residual=True, ln_f_every_block=False, softmax=False):
-    T = idx.size(1)
-    x = model.wte(idx)
-    if positions:
-        start = 1 if pos_from_1 else 0
-        x = x + model.wpe.weight[start:start + T]
-    for b in model.blocks:
-        if post_ln:
-            x = b.ln_1(x + b.attn(x))
-            x = b.ln_2(x + b.mlp(x))
-        elif residual:
-            x = x + b.attn(b.ln_1(x))
-            x = x + b.mlp(b.ln_2(x))
-        else:
-            x = b.attn(b.ln_1(x))
-            x = b.mlp(b.ln_2(x))
-        if ln_f_every_block:
-            x = model.ln_f(x)
-    if final_ln and not ln_f_every_block:
-        x = model.ln_f(x)
-    logits = x @ model.wte.weight.T
-    if softmax:
-        return torch.softmax(logits, dim=-1)
-    return logits[:, -1] if last_only else logits
-
-
 FORWARD = Exercise(
     name="GPT forward pass",
     reference=lambda model, idx: model(idx)[0],
+    stored="FORWARD",
     cases=_forward_cases,
     run=_run_forward,
     success="Embeddings, Pre-LN blocks, ln_f and the tied head: the whole GPT.",
     mistakes=[
         Mistake("gpt.no_ln_f",
                 "the final LayerNorm is missing: logits = ln_f(x) @ wte.weight.T. In a Pre-LN "
-                "model the residual stream is never normalised inside the blocks.",
-                lambda m, i: _forward(m, i, final_ln=False)),
+                "model the residual stream is never normalised inside the blocks."),
         Mistake("gpt.no_positions",
-                "the position embeddings are missing: x = wte(idx) + wpe(torch.arange(T)).",
-                lambda m, i: _forward(m, i, positions=False)),
+                "the position embeddings are missing: x = wte(idx) + wpe(torch.arange(T))."),
         Mistake("gpt.positions_from_1",
-                "the positions start at 1: the first token gets wpe row 0 (torch.arange(T)).",
-                lambda m, i: _forward(m, i, pos_from_1=True)),
+                "the positions start at 1: the first token gets wpe row 0 (torch.arange(T))."),
         Mistake("gpt.post_ln_blocks",
                 "the blocks are written Post-LN (ln(x + f(x))); MiniGPT's default is Pre-LN: "
-                "x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)).",
-                lambda m, i: _forward(m, i, post_ln=True)),
+                "x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))."),
         Mistake("gpt.no_residual",
                 "the blocks have no residual connections (x = attn(ln_1(x)) instead of x = x + "
-                "attn(ln_1(x))): each sub-layer adds to the residual stream, it does not replace it.",
-                lambda m, i: _forward(m, i, residual=False)),
+                "attn(ln_1(x))): each sub-layer adds to the residual stream, it does not replace it."),
         Mistake("gpt.softmax_on_logits",
                 "you returned probabilities (a softmax of the logits): the forward pass returns the "
-                "raw logits, (B, T, V); F.cross_entropy and the sampler apply the softmax themselves.",
-                lambda m, i: _forward(m, i, softmax=True)),
+                "raw logits, (B, T, V); F.cross_entropy and the sampler apply the softmax themselves."),
         Mistake("gpt.ln_f_after_every_block",
                 "ln_f was applied after every block: it runs once, after the last block, just "
-                "before the head (x = ln_f(x); logits = x @ wte.weight.T).",
-                lambda m, i: _forward(m, i, ln_f_every_block=True)),
+                "before the head (x = ln_f(x); logits = x @ wte.weight.T)."),
         Mistake("gpt.last_position_only",
                 "you returned the logits of the last position only, (B, V); the forward pass "
-                "gives logits for every position, (B, T, V) (generate uses only the last).",
-                lambda m, i: _forward(m, i, last_only=True)),
+                "gives logits for every position, (B, T, V) (generate uses only the last)."),
     ],
 )
 

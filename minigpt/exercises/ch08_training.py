@@ -3,8 +3,6 @@ groups, and the mistakes they invite."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ..config import GPTConfig
@@ -39,71 +37,10 @@ def _lr_cases() -> list[Case]:
     ]
 
 
-def _cosine(step, learning_rate, min_lr, warmup_iters, max_iters, floor=None, turn=math.pi,
-            start=None, clamp=True, end=None, floor_added=False):
-    start = warmup_iters if start is None else start
-    end = max_iters if end is None else end
-    progress = (step - start) / max(1, end - start)
-    if clamp:
-        progress = min(progress, 1.0)
-    floor = min_lr if floor is None else floor
-    if floor_added:                                # the floor added on top of the whole peak
-        return floor + 0.5 * (1.0 + math.cos(turn * progress)) * learning_rate
-    return floor + 0.5 * (1.0 + math.cos(turn * progress)) * (learning_rate - floor)
-
-
-def _warmed(cosine_switches):
-    """A schedule with the right warm-up and a cosine with the given switches."""
-    def lr_at(step, learning_rate, min_lr, warmup_iters, max_iters):
-        if step < warmup_iters:
-            return learning_rate * (step + 1) / warmup_iters
-        return _cosine(step, learning_rate, min_lr, warmup_iters, max_iters, **cosine_switches)
-    return lr_at
-
-
-def _lr_no_warmup(step, learning_rate, min_lr, warmup_iters, max_iters):
-    return _cosine(step, learning_rate, min_lr, warmup_iters, max_iters, start=0)
-
-
-def _lr_to_zero(step, learning_rate, min_lr, warmup_iters, max_iters):
-    if step < warmup_iters:
-        return learning_rate * (step + 1) / warmup_iters
-    return _cosine(step, learning_rate, min_lr, warmup_iters, max_iters, floor=0.0)
-
-
-def _lr_warmup_from_zero(step, learning_rate, min_lr, warmup_iters, max_iters):
-    if step < warmup_iters:
-        return learning_rate * step / warmup_iters                # step 0 gets lr 0: a wasted step
-    return _cosine(step, learning_rate, min_lr, warmup_iters, max_iters)
-
-
-def _lr_degrees(step, learning_rate, min_lr, warmup_iters, max_iters):
-    if step < warmup_iters:
-        return learning_rate * (step + 1) / warmup_iters
-    return _cosine(step, learning_rate, min_lr, warmup_iters, max_iters, turn=180.0)
-
-
-def _lr_full_period(step, learning_rate, min_lr, warmup_iters, max_iters):
-    if step < warmup_iters:
-        return learning_rate * (step + 1) / warmup_iters
-    return _cosine(step, learning_rate, min_lr, warmup_iters, max_iters, turn=2 * math.pi)
-
-
-def _lr_progress_from_zero(step, learning_rate, min_lr, warmup_iters, max_iters):
-    if step < warmup_iters:
-        return learning_rate * (step + 1) / warmup_iters
-    return _cosine(step, learning_rate, min_lr, warmup_iters, max_iters, start=0)
-
-
-def _lr_not_clamped(step, learning_rate, min_lr, warmup_iters, max_iters):
-    if step < warmup_iters:
-        return learning_rate * (step + 1) / warmup_iters
-    return _cosine(step, learning_rate, min_lr, warmup_iters, max_iters, clamp=False)
-
-
 LR_SCHEDULE = Exercise(
     name="warm-up + cosine learning rate",
     reference=_reference_lr_at,
+    stored="LR_SCHEDULE",
     cases=_lr_cases,
     run=_schedule,
     atol=1e-9,
@@ -112,43 +49,33 @@ LR_SCHEDULE = Exercise(
     mistakes=[
         Mistake("lr_schedule.no_warmup",
                 "the schedule starts at the peak: during the first warmup_iters steps the learning "
-                "rate must rise linearly, learning_rate * (step + 1) / warmup_iters.",
-                _lr_no_warmup),
+                "rate must rise linearly, learning_rate * (step + 1) / warmup_iters."),
         Mistake("lr_schedule.decays_to_zero",
                 "the cosine ends at 0 instead of min_lr: use min_lr + 0.5 * (1 + cos(pi * progress)) "
-                "* (learning_rate - min_lr).",
-                _lr_to_zero),
+                "* (learning_rate - min_lr)."),
         Mistake("lr_schedule.warmup_off_by_one",
                 "the warm-up is off by one: step 0 gets learning rate 0 (a step that changes nothing) "
-                "and the peak comes one step late; use (step + 1) / warmup_iters.",
-                _lr_warmup_from_zero),
+                "and the peak comes one step late; use (step + 1) / warmup_iters."),
         Mistake("lr_schedule.cosine_in_degrees",
                 "the cosine turns 180 radians, not half a turn: math.cos takes radians, so half a "
-                "period is cos(math.pi * progress).",
-                _lr_degrees),
+                "period is cos(math.pi * progress)."),
         Mistake("lr_schedule.full_cosine_period",
                 "the learning rate comes back up at the end: cos(2 * pi * progress) is a whole "
-                "period; the decay is half a period, cos(pi * progress).",
-                _lr_full_period),
+                "period; the decay is half a period, cos(pi * progress)."),
         Mistake("lr_schedule.progress_counts_warmup",
                 "the decay's progress counts from step 0, so it has already started during warm-up "
                 "and does not start from the peak: progress = (step - warmup_iters) / "
-                "(max_iters - warmup_iters).",
-                _lr_progress_from_zero),
+                "(max_iters - warmup_iters)."),
         Mistake("lr_schedule.floor_added_to_the_peak",
                 "min_lr was added on top of the whole cosine (min_lr + 0.5 * (1 + cos) * "
                 "learning_rate), so the schedule starts above the peak: the cosine spans the gap, "
-                "min_lr + 0.5 * (1 + cos(pi * progress)) * (learning_rate - min_lr).",
-                _warmed(dict(floor_added=True))),
+                "min_lr + 0.5 * (1 + cos(pi * progress)) * (learning_rate - min_lr)."),
         Mistake("lr_schedule.ends_one_step_early",
                 "the cosine reaches min_lr at step max_iters - 1, one step early: progress = "
-                "(step - warmup_iters) / (max_iters - warmup_iters) reaches 1 at step max_iters.",
-                lambda step, learning_rate, min_lr, warmup_iters, max_iters: _warmed(dict(
-                    end=max_iters - 1))(step, learning_rate, min_lr, warmup_iters, max_iters)),
+                "(step - warmup_iters) / (max_iters - warmup_iters) reaches 1 at step max_iters."),
         Mistake("lr_schedule.not_clamped_after_the_end",
                 "after max_iters the learning rate rises again: clamp progress to at most 1, so the "
-                "rate stays at min_lr if training runs longer.",
-                _lr_not_clamped),
+                "rate stays at min_lr if training runs longer."),
     ],
 )
 
@@ -330,16 +257,6 @@ def _decay_linear_only(model, weight_decay):
     return _groups(model, weight_decay, lambda n, p: p.dim() >= 2 and not n.startswith(("wte", "wpe")))
 
 
-def _forgets_no_decay_group(model, weight_decay):
-    return _groups(model, weight_decay, lambda n, p: p.dim() >= 2)[:1]
-
-
-def _decay_values_swapped(model, weight_decay):
-    groups = _groups(model, weight_decay, lambda n, p: p.dim() >= 2)
-    groups[0]["weight_decay"], groups[1]["weight_decay"] = 0.0, weight_decay
-    return groups
-
-
 def _tied_weight_twice(model, weight_decay):
     """Both names of the tied weight (wte.weight and lm_head.weight) in the decay group."""
     params = list(model.named_parameters(remove_duplicate=False))
@@ -354,6 +271,7 @@ def _decay_nothing(model, weight_decay):
 DECAY_GROUPS = Exercise(
     name="AdamW weight-decay groups",
     reference=_reference_groups,
+    stored="DECAY_GROUPS",
     cases=_decay_cases,
     run=_decay_split,
     success="Your groups decay the matrices (embeddings and Linear weights) and nothing else.",
@@ -376,12 +294,10 @@ DECAY_GROUPS = Exercise(
                 _decay_linear_only),
         Mistake("decay_groups.no_decay_group_missing",
                 "only the decayed group was returned, so the biases and LayerNorm parameters would "
-                "never be trained at all: return a second group with them and weight_decay=0.",
-                _forgets_no_decay_group),
+                "never be trained at all: return a second group with them and weight_decay=0."),
         Mistake("decay_groups.values_swapped",
                 "the weight_decay values are swapped: the matrices' group (p.dim() >= 2) gets "
-                "weight_decay and the group of biases and LayerNorm parameters gets 0.0.",
-                _decay_values_swapped),
+                "weight_decay and the group of biases and LayerNorm parameters gets 0.0."),
         Mistake("decay_groups.tied_weight_listed_twice",
                 "the tied weight is listed twice: wte.weight and lm_head.weight are one tensor, so "
                 "model.named_parameters(remove_duplicate=False) (or collecting modules' weights) "

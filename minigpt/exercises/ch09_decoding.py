@@ -173,12 +173,6 @@ def _top_p_masks_everything(logits, top_p):
     return _top_p_from_drop(probs, sorted_probs.cumsum(-1) > top_p, order)   # 0 / 0 = NaN
 
 
-def _top_p_not_renormalised(logits, top_p):
-    probs, sorted_probs, order = _sorted(logits)
-    return _top_p_from_drop(probs, sorted_probs.cumsum(-1) - sorted_probs >= top_p, order,
-                            renormalise=False)
-
-
 def _top_p_ascending(logits, top_p):
     probs = F.softmax(logits.float(), dim=-1)
     sorted_probs, order = probs.sort(dim=-1)                 # least likely first
@@ -208,6 +202,7 @@ def _top_p_on_logits(logits, top_p):
 TOP_P = Exercise(
     name="top-p (nucleus)",
     reference=lambda logits, top_p: next_token_probs(logits, top_p=top_p),
+    stored="TOP_P",
     cases=_top_p_cases,
     success="Your top-p keeps the smallest set of best tokens whose mass reaches p, never fewer than one.",
     mistakes=[
@@ -223,8 +218,7 @@ TOP_P = Exercise(
                 _top_p_masks_everything),
         Mistake("top_p.not_renormalised",
                 "the right tokens survived but their probabilities do not sum to 1: divide the "
-                "kept probabilities by their sum.",
-                _top_p_not_renormalised),
+                "kept probabilities by their sum."),
         Mistake("top_p.keeps_a_token_at_exactly_p",
                 "one token too many survived where the better tokens already hold exactly p: the "
                 "set has reached p then, so drop a token when the mass before it is >= p (not > p; "
@@ -256,19 +250,6 @@ def check_top_p(my_top_p) -> CheckResult:
 
 # ------------------------------------------------------------------ greedy decoding loop
 @torch.no_grad()
-def greedy_generate(model, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
-    """Greedy decoding without a cache (a worked solution; the check compares with
-    `MiniGPT.generate(temperature=0)`): crop to the last block_size tokens, run the model,
-    take the last position's argmax, append it."""
-    block_size = model.config.block_size
-    for _ in range(max_new_tokens):
-        logits, _ = model(idx[:, -block_size:])                  # (B, T, V)
-        next_id = logits[:, -1].argmax(dim=-1, keepdim=True)     # (B, 1)
-        idx = torch.cat([idx, next_id], dim=1)
-    return idx
-
-
-@torch.no_grad()
 def _crops_the_start(model, idx, max_new_tokens):
     for _ in range(max_new_tokens):
         logits, _ = model(idx[:, :model.config.block_size])      # the oldest tokens, not the newest
@@ -286,7 +267,7 @@ def _first_position(model, idx, max_new_tokens):
 
 @torch.no_grad()
 def _returns_new_only(model, idx, max_new_tokens):
-    return greedy_generate(model, idx, max_new_tokens)[:, idx.size(1):]
+    return model.generate(idx, max_new_tokens, temperature=0, use_cache=False)[:, idx.size(1):]
 
 
 @torch.no_grad()
@@ -299,7 +280,7 @@ def _crops_one_short(model, idx, max_new_tokens):
 
 @torch.no_grad()
 def _one_short(model, idx, max_new_tokens):
-    return greedy_generate(model, idx, max(0, max_new_tokens - 1))
+    return model.generate(idx, max(0, max_new_tokens - 1), temperature=0, use_cache=False)
 
 
 @torch.no_grad()

@@ -4,8 +4,6 @@ they invite."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -50,74 +48,38 @@ def _map_cases() -> list[Case]:
     ]
 
 
-@torch.no_grad()
-def _maps_by_hand(block, x, ln=True, scale=True, split_heads="transpose", key_chunk=1,
-                  mask="before", softmax_dim=-1, hidden_from=1):
-    """The reference written out, with one switch per mistake."""
-    B, T, C = x.shape
-    H = block.attn.n_head
-    D = C // H
-    h = block.ln_1(x) if ln else x
-    chunks = block.attn.c_attn(h).split(C, dim=-1)                   # q, k, v: each (B, T, C)
-    q, k = chunks[0], chunks[key_chunk]
-    if split_heads == "transpose":
-        q, k = (t.view(B, T, H, D).transpose(1, 2) for t in (q, k))  # (B, H, T, D)
-    else:                                                            # view(B, H, T, D): mixes heads and positions
-        q, k = (t.reshape(B, H, T, D) for t in (q, k))
-    scores = q @ k.transpose(-2, -1)
-    if scale:
-        scores = scores / math.sqrt(D)
-    future = torch.ones(T, T, dtype=torch.bool).triu(hidden_from)
-    if mask == "before":
-        return F.softmax(scores.masked_fill(future, float("-inf")), dim=softmax_dim)
-    if mask == "after":
-        return F.softmax(scores, dim=-1).masked_fill(future, 0.0)
-    return F.softmax(scores, dim=-1)
-
-
-def _wrapped(**switches):
-    return lambda block, x: _maps_by_hand(block, x, **switches)
-
-
 ATTENTION_MAPS = Exercise(
     name="a block's attention maps",
     reference=_reference_maps,
+    stored="ATTENTION_MAPS",
     cases=_map_cases,
     success="Your maps are MiniGPT.attention_maps: ln_1, then q and k from c_attn, per head, scaled and masked.",
     mistakes=[
         Mistake("maps.no_ln_1",
                 "the maps were computed from x itself: in a Pre-LN block attention reads "
-                "block.ln_1(x), so apply ln_1 before c_attn.",
-                _wrapped(ln=False)),
+                "block.ln_1(x), so apply ln_1 before c_attn."),
         Mistake("maps.no_scale",
                 "the scores are sqrt(D) times too large: divide q @ k^T by sqrt(head size), "
-                "with head size = n_embd / n_head, not n_embd.",
-                _wrapped(scale=False)),
+                "with head size = n_embd / n_head, not n_embd."),
         Mistake("maps.heads_split_without_transpose",
                 "the heads were split with view(B, H, T, D), which mixes positions and heads: "
-                "view(B, T, H, D) first, then transpose(1, 2).",
-                _wrapped(split_heads="reshape")),
+                "view(B, T, H, D) first, then transpose(1, 2)."),
         Mistake("maps.keys_from_values",
                 "the keys came from the third chunk of c_attn: its output is q, k, v in that "
-                "order, so the keys are the *second* n_embd channels.",
-                _wrapped(key_chunk=2)),
+                "order, so the keys are the *second* n_embd channels."),
         Mistake("maps.mask_after_softmax",
                 "the future was hidden after the softmax, so the rows no longer sum to 1: fill "
-                "the future scores with -inf before the softmax.",
-                _wrapped(mask="after")),
+                "the future scores with -inf before the softmax."),
         Mistake("maps.softmax_over_queries",
                 "the softmax ran over dim=-2, the queries: each row (one query) must sum to 1 over "
-                "the keys, so take softmax(dim=-1).",
-                _wrapped(softmax_dim=-2)),
+                "the keys, so take softmax(dim=-1)."),
         Mistake("maps.mask_hides_self",
                 "the mask also hides the diagonal (triu(0) instead of triu(1)): a query may look at "
                 "its own position, and the first query, which sees nothing else, gets a row of "
-                "-inf whose softmax is NaN.",
-                _wrapped(hidden_from=0)),
+                "-inf whose softmax is NaN."),
         Mistake("maps.no_mask",
                 "positions attend to later positions: the causal mask is missing (fill the "
-                "scores above the diagonal with -inf).",
-                _wrapped(mask="none")),
+                "scores above the diagonal with -inf)."),
     ],
 )
 
@@ -129,23 +91,6 @@ def check_attention_maps(my_maps) -> CheckResult:
 
 
 # ------------------------------------------------------- a head's score at a key offset
-def offset_scores(maps: torch.Tensor, offset: int, first_row: int) -> torch.Tensor:
-    """maps (L, H, T, T) -> (L, H): each head's average weight on key i - offset, over the
-    query rows i = first_row .. T - 1 (a worked solution; offset 1 = the previous character).
-    Needs offset <= first_row < T."""
-    rows = torch.arange(first_row, maps.size(-1))
-    return maps[:, :, rows, rows - offset].mean(dim=-1)
-
-
-def _score_rows(maps, offset, first_row, key_shift=0, all_rows=False, reduce="mean", swapped=False,
-                from_offset=False):
-    # no clamping: a negative key index wraps around, exactly as in the student's code
-    rows = torch.arange(0 if all_rows else offset if from_offset else first_row, maps.size(-1))
-    keys = rows - offset + key_shift
-    picked = maps[:, :, keys, rows] if swapped else maps[:, :, rows, keys]
-    return picked.mean(-1) if reduce == "mean" else picked.sum(-1)
-
-
 def _causal_maps(L, H, T, seed, sharp=3.0):
     g = torch.Generator().manual_seed(seed)
     scores = sharp * torch.randn(L, H, T, T, generator=g)
@@ -175,7 +120,8 @@ def _offset_cases() -> list[Case]:
 
 OFFSET_SCORE = Exercise(
     name="a head's score at a key offset",
-    reference=offset_scores,
+    reference=None,                 # no package function: stored outputs (grading/solutions.py)
+    stored="OFFSET_SCORE",
     cases=_offset_cases,
     success="Row i of a map is query i; its weight on key i - offset sits offset places left of the diagonal.",
     mistakes=[
@@ -183,34 +129,28 @@ OFFSET_SCORE = Exercise(
                 "you read entries above the diagonal (a key after its query: row i - offset and "
                 "column i, or row i and column i + offset, as diagonal(offset) with a positive "
                 "offset does), where the causal mask leaves 0. Rows are queries and columns keys: "
-                "query i's weight on key i - offset is maps[..., i, i - offset], below the diagonal.",
-                lambda maps, offset, first_row: _score_rows(maps, offset, first_row, swapped=True)),
+                "query i's weight on key i - offset is maps[..., i, i - offset], below the diagonal."),
         Mistake("offset_score.one_key_too_near",
                 "the key is one position too close (i - offset + 1): for the previous character "
-                "(offset 1) that is the query's weight on itself, the diagonal.",
-                lambda maps, offset, first_row: _score_rows(maps, offset, first_row, key_shift=1)),
+                "(offset 1) that is the query's weight on itself, the diagonal."),
         Mistake("offset_score.one_key_too_far",
                 "the key is one position too far back (i - offset - 1): for offset 1 that is "
-                "two characters back.",
-                lambda maps, offset, first_row: _score_rows(maps, offset, first_row, key_shift=-1)),
+                "two characters back."),
         Mistake("offset_score.all_rows",
                 "the average included the first rows: average over queries i = first_row .. T - 1 "
-                "only (the first rows have so few keys that any head looks focused there).",
-                lambda maps, offset, first_row: _score_rows(maps, offset, first_row, all_rows=True)),
+                "only (the first rows have so few keys that any head looks focused there)."),
         Mistake("offset_score.ignores_first_row",
                 "first_row was ignored: the average ran over every query that has a key offset "
                 "places back (i >= offset); average over i = first_row .. T - 1 only, as asked "
-                "(the first rows have so few keys that any head looks focused there).",
-                lambda maps, offset, first_row: _score_rows(maps, offset, first_row, from_offset=True)),
+                "(the first rows have so few keys that any head looks focused there)."),
         Mistake("offset_score.sum_not_mean",
                 "the weights were summed over the query rows: the score is their mean, a number "
-                "between 0 and 1 comparable with the uniform baseline.",
-                lambda maps, offset, first_row: _score_rows(maps, offset, first_row, reduce="sum")),
+                "between 0 and 1 comparable with the uniform baseline."),
     ],
 )
 
 
 def check_offset_scores(my_scores) -> CheckResult:
     """Check `my_scores(maps, offset, first_row) -> (L, H)` (maps (L, H, T, T); the mean weight on
-    key i - offset over query rows i >= first_row) against `offset_scores`."""
+    key i - offset over query rows i >= first_row)."""
     return OFFSET_SCORE.check(my_scores)

@@ -12,113 +12,11 @@ import torch
 
 from ..config import GPTConfig
 from ..errors import MiniGPTError
-from ..kv_cache import KVCache
 from ..model import MiniGPT
 from .core import Case, CheckResult, Exercise, Mistake
 
 
 # ------------------------------------------------------------- a sliding-window cache
-class SlidingKVCache:
-    """Keys and values of the last `max_len` positions of one layer (the reference).
-
-    The skeleton the notebook gives: zero-filled buffers (B, Hkv, max_len, D) and `length`,
-    the number of positions held. `append(k, v)` stores the new positions after the held
-    ones, keeps only the most recent `max_len`, and returns what is held.
-    """
-
-    def __init__(self, batch_size: int, n_kv_head: int, max_len: int, head_dim: int):
-        self.k = torch.zeros(batch_size, n_kv_head, max_len, head_dim)
-        self.v = torch.zeros_like(self.k)
-        self.length = 0
-        self.max_len = max_len
-
-    def append(self, k: torch.Tensor, v: torch.Tensor):
-        keys = torch.cat([self.k[:, :, :self.length], k], dim=2)[:, :, -self.max_len:]
-        values = torch.cat([self.v[:, :, :self.length], v], dim=2)[:, :, -self.max_len:]
-        self.length = keys.size(2)
-        self.k[:, :, :self.length] = keys
-        self.v[:, :, :self.length] = values
-        return keys, values
-
-
-class _LengthNotAdvanced(SlidingKVCache):
-    def append(self, k, v):
-        keys = torch.cat([self.k[:, :, :self.length], k], dim=2)[:, :, -self.max_len:]
-        values = torch.cat([self.v[:, :, :self.length], v], dim=2)[:, :, -self.max_len:]
-        self.k[:, :, :keys.size(2)] = keys
-        self.v[:, :, :values.size(2)] = values
-        return keys, values                                   # self.length stays 0
-
-
-class _LengthCountsCalls(SlidingKVCache):
-    def append(self, k, v):
-        keys = torch.cat([self.k[:, :, :self.length], k], dim=2)[:, :, -self.max_len:]
-        values = torch.cat([self.v[:, :, :self.length], v], dim=2)[:, :, -self.max_len:]
-        self.k[:, :, :keys.size(2)] = keys
-        self.v[:, :, :values.size(2)] = values
-        self.length = min(self.length + 1, self.max_len)      # one per call, not per position
-        return keys, values
-
-
-class _ValuesNotStored(SlidingKVCache):
-    def append(self, k, v):
-        keys = torch.cat([self.k[:, :, :self.length], k], dim=2)[:, :, -self.max_len:]
-        self.length = keys.size(2)
-        self.k[:, :, :self.length] = keys                     # the values line is missing
-        return keys, self.v[:, :, :self.length]
-
-
-class _Overwrites(SlidingKVCache):
-    def append(self, k, v):
-        T = min(k.size(2), self.max_len)
-        self.k[:, :, :T], self.v[:, :, :T] = k[:, :, -T:], v[:, :, -T:]
-        self.length = T                                       # starts again from position 0
-        return self.k[:, :, :T], self.v[:, :, :T]
-
-
-class _ReturnsNewOnly(SlidingKVCache):
-    def append(self, k, v):
-        super().append(k, v)
-        return k, v
-
-
-class _NotTruncated(SlidingKVCache):
-    def append(self, k, v):
-        keys = torch.cat([self.k[:, :, :self.length], k], dim=2)
-        values = torch.cat([self.v[:, :, :self.length], v], dim=2)
-        self.length = keys.size(2)
-        if self.length > self.k.size(2):                      # grow the buffers instead of sliding
-            self.k, self.v = keys.clone(), values.clone()
-        self.k[:, :, :self.length], self.v[:, :, :self.length] = keys, values
-        return keys, values
-
-
-class _KeepsOldest(SlidingKVCache):
-    def append(self, k, v):
-        keys = torch.cat([self.k[:, :, :self.length], k], dim=2)[:, :, :self.max_len]
-        values = torch.cat([self.v[:, :, :self.length], v], dim=2)[:, :, :self.max_len]
-        self.length = keys.size(2)
-        self.k[:, :, :self.length], self.v[:, :, :self.length] = keys, values
-        return keys, values
-
-
-class _RingBuffer(SlidingKVCache):
-    def append(self, k, v):
-        slot = getattr(self, "slot", 0)                        # where the next position goes
-        for t in range(k.size(2)):
-            self.k[:, :, slot], self.v[:, :, slot] = k[:, :, t], v[:, :, t]
-            slot = (slot + 1) % self.max_len
-            self.length = min(self.length + 1, self.max_len)
-        self.slot = slot
-        return self.k[:, :, :self.length], self.v[:, :, :self.length]   # in storage order
-
-
-class _KeysValuesSwapped(SlidingKVCache):
-    def append(self, k, v):
-        keys, values = super().append(k, v)
-        return values, keys
-
-
 def _steps(B: int, H: int, D: int, sizes: list[int], seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
     return [(torch.randn(B, H, T, D, generator=g), torch.randn(B, H, T, D, generator=g)) for T in sizes]
@@ -153,49 +51,41 @@ def _run_cache(solution, case: Case):
 
 SLIDING_CACHE = Exercise(
     name="sliding-window KV cache",
-    reference=SlidingKVCache,
+    reference=None,                 # the package's KVCache does not slide: stored outputs
+    stored="SLIDING_CACHE",
     cases=_cache_cases,
     run=_run_cache,
     success="Your cache grows by every appended position and, once full, keeps the latest max_len.",
     mistakes=[
         Mistake("kv_cache.length_not_advanced",
                 "the cache length did not grow after the step: after storing T new positions, "
-                "set self.length to the number of positions now held.",
-                _LengthNotAdvanced),
+                "set self.length to the number of positions now held."),
         Mistake("kv_cache.length_counts_calls",
                 "the length grew by 1 for a prefill of several positions: advance it by k.size(2), "
-                "the number of positions appended, not by one per call.",
-                _LengthCountsCalls),
+                "the number of positions appended, not by one per call."),
         Mistake("kv_cache.values_not_stored",
                 "the keys are right but the values are zeros: the new values were never written "
-                "into self.v (store v exactly as you store k).",
-                _ValuesNotStored),
+                "into self.v (store v exactly as you store k)."),
         Mistake("kv_cache.overwrites",
                 "each append overwrote the cache from position 0, so only the newest positions "
-                "are held: write the new positions after the `length` ones already there.",
-                _Overwrites),
+                "are held: write the new positions after the `length` ones already there."),
         Mistake("kv_cache.returns_new_only",
                 "append returned only the new keys and values; attention needs everything held, "
-                "so return the first `length` positions of the buffers.",
-                _ReturnsNewOnly),
+                "so return the first `length` positions of the buffers."),
         Mistake("kv_cache.not_truncated",
                 "past max_len the cache kept growing: once it holds more than max_len positions, "
-                "keep only the most recent max_len (slice [-max_len:]).",
-                _NotTruncated),
+                "keep only the most recent max_len (slice [-max_len:])."),
         Mistake("kv_cache.ring_buffer_order",
                 "the cache is a ring buffer (the oldest slot overwritten) and returns its slots in "
                 "storage order, so once it wraps around the keys come back out of order: return "
                 "the held positions oldest first (shift the buffer, or roll it by the write slot "
-                "before returning), so position order survives for the causal mask.",
-                _RingBuffer),
+                "before returning), so position order survives for the causal mask."),
         Mistake("kv_cache.keys_and_values_swapped",
                 "append returned (values, keys): return the keys first, then the values, "
-                "as the skeleton says (keys, values).",
-                _KeysValuesSwapped),
+                "as the skeleton says (keys, values)."),
         Mistake("kv_cache.keeps_oldest",
                 "past max_len the cache dropped the new positions and kept the oldest ones: a "
-                "sliding window keeps the *most recent* max_len ([-max_len:], not [:max_len]).",
-                _KeepsOldest),
+                "sliding window keeps the *most recent* max_len ([-max_len:], not [:max_len])."),
     ],
 )
 
@@ -216,124 +106,6 @@ def exercise_model() -> MiniGPT:
             if p.dim() == 2:
                 p.mul_(20.0)
     return model.eval()
-
-
-def _embed(model: MiniGPT, idx: torch.Tensor, start: int) -> torch.Tensor:
-    return model.wte(idx) + model.wpe.weight[start:start + idx.size(1)]
-
-
-def _step(model, idx_new, caches, start):
-    x = _embed(model, idx_new, start)
-    for block, cache in zip(model.blocks, caches):
-        x = block(x, cache=cache)
-    return model.lm_head(model.ln_f(x[:, -1]))
-
-
-@torch.no_grad()
-def cached_generate(model: MiniGPT, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
-    """Greedy decoding with the package's KVCache (a worked solution; the check compares with
-    `MiniGPT.generate(temperature=0)`): prefill the prompt, then
-    one new token per step; once the text is longer than block_size, recompute the window."""
-    block_size = model.config.block_size
-    caches = None
-    for _ in range(max_new_tokens):
-        T = idx.size(1)
-        if T > block_size:                                # the window slid: the cache is stale
-            logits = _step(model, idx[:, -block_size:], model.new_kv_caches(idx.size(0)), 0)
-        elif caches is None:                              # prefill
-            caches = model.new_kv_caches(idx.size(0))
-            logits = _step(model, idx, caches, 0)
-        else:                                             # the newest token, at position T - 1
-            logits = _step(model, idx[:, -1:], caches, T - 1)
-        idx = torch.cat([idx, logits.argmax(-1, keepdim=True)], dim=1)
-    return idx
-
-
-def _new_token_at(position_of_newest):
-    """The cached generator above with the newest token of a length-T text embedded at
-    `position_of_newest(T)` instead of T - 1: the two position mistakes."""
-    @torch.no_grad()
-    def generate(model, idx, max_new_tokens):
-        block_size, caches = model.config.block_size, None
-        for _ in range(max_new_tokens):
-            T = idx.size(1)
-            if T > block_size:
-                logits = _step(model, idx[:, -block_size:], model.new_kv_caches(idx.size(0)), 0)
-            elif caches is None:
-                caches = model.new_kv_caches(idx.size(0))
-                logits = _step(model, idx, caches, 0)
-            else:
-                logits = _step(model, idx[:, -1:], caches, position_of_newest(T))
-            idx = torch.cat([idx, logits.argmax(-1, keepdim=True)], dim=1)
-        return idx
-    return generate
-
-
-_positions_from_zero = _new_token_at(lambda T: 0)        # every new token at position 0
-_position_one_too_far = _new_token_at(lambda T: T)       # one past the newest token
-
-
-@torch.no_grad()
-def _never_recomputes(model, idx, max_new_tokens):
-    caches = None
-    for _ in range(max_new_tokens):
-        T = idx.size(1)
-        if caches is None:
-            caches = model.new_kv_caches(idx.size(0))
-            logits = _step(model, idx, caches, 0)
-        else:                                             # past block_size: no row of wpe, no slot left
-            logits = _step(model, idx[:, -1:], caches, T - 1)
-        idx = torch.cat([idx, logits.argmax(-1, keepdim=True)], dim=1)
-    return idx
-
-
-@torch.no_grad()
-def _recomputes(model, idx, max_new_tokens):
-    block_size = model.config.block_size
-    for _ in range(max_new_tokens):                       # the whole window, every step
-        logits = _step(model, idx[:, -block_size:], model.new_kv_caches(idx.size(0)), 0)
-        idx = torch.cat([idx, logits.argmax(-1, keepdim=True)], dim=1)
-    return idx
-
-
-def _slide_cache(cache: KVCache) -> None:
-    """The chapter's shortcut: drop the oldest position and move the rest one slot left."""
-    n = cache.length
-    cache.k[:, :, :n - 1] = cache.k[:, :, 1:n].clone()
-    cache.v[:, :, :n - 1] = cache.v[:, :, 1:n].clone()
-    cache.length = n - 1
-
-
-@torch.no_grad()
-def _slides_cache(model, idx, max_new_tokens):
-    block_size, caches = model.config.block_size, None
-    for _ in range(max_new_tokens):
-        T = idx.size(1)
-        if caches is None:
-            caches = model.new_kv_caches(idx.size(0))
-            logits = _step(model, idx[:, -block_size:], caches, 0)
-        else:
-            if caches[0].length == block_size:            # full: slide instead of recomputing
-                for cache in caches:
-                    _slide_cache(cache)
-            logits = _step(model, idx[:, -1:], caches, min(T, block_size) - 1)
-        idx = torch.cat([idx, logits.argmax(-1, keepdim=True)], dim=1)
-    return idx
-
-
-@torch.no_grad()
-def _no_prefill(model, idx, max_new_tokens):
-    block_size, caches = model.config.block_size, None
-    for _ in range(max_new_tokens):
-        T = idx.size(1)
-        if T > block_size:
-            logits = _step(model, idx[:, -block_size:], model.new_kv_caches(idx.size(0)), 0)
-        else:
-            if caches is None:                            # the prompt was never run through
-                caches = model.new_kv_caches(idx.size(0))
-            logits = _step(model, idx[:, -1:], caches, caches[0].length)
-        idx = torch.cat([idx, logits.argmax(-1, keepdim=True)], dim=1)
-    return idx
 
 
 def _generator_cases() -> list[Case]:
@@ -365,6 +137,7 @@ def _run_generator(solution, case: Case):
 CACHED_GENERATE = Exercise(
     name="greedy generation with a KV cache",
     reference=lambda model, idx, n: model.generate(idx, n, temperature=0, use_cache=True),
+    stored="CACHED_GENERATE",
     cases=_generator_cases,
     run=_run_generator,
     success=("Same tokens as recomputation, with one position per step while the text fits, "
@@ -373,32 +146,27 @@ CACHED_GENERATE = Exercise(
         Mistake("kv_generate.positions_not_advanced",
                 "every new token got the position embedding of position 0: a token appended after "
                 "`length` cached positions sits at position `length` (wpe, or the RoPE tables, "
-                "must start there).",
-                _positions_from_zero),
+                "must start there)."),
         Mistake("kv_generate.window_never_recomputed",
                 "once the text outgrew block_size the generator kept feeding the cache: there is no "
                 "position embedding past block_size - 1 and no slot left in the cache. From then on "
                 "recompute the last block_size tokens in fresh caches at every step.",
-                _never_recomputes, raises=(IndexError, RuntimeError, MiniGPTError)),
+                raises=(IndexError, RuntimeError, MiniGPTError)),
         Mistake("kv_generate.position_one_too_far",
                 "each new token got the position after its own: the newest token of a text of "
                 "length T sits at position T - 1 (positions count from 0), so its embedding is "
-                "wpe.weight[T - 1:T].",
-                _position_one_too_far),
+                "wpe.weight[T - 1:T]."),
         Mistake("kv_generate.recomputes",
                 "the tokens are right, but every step ran the whole text through the model again: "
                 "after the prefill, feed only the newest token and let the cache supply the rest "
-                "(output 1 counts the positions that went through the model).",
-                _recomputes),
+                "(output 1 counts the positions that went through the model)."),
         Mistake("kv_generate.slides_cache",
                 "once the text outgrew block_size you slid the cache (dropped the oldest entry); "
                 "with learned positions every cached key is then stale, so recompute the last "
-                "block_size tokens from scratch at each step instead.",
-                _slides_cache),
+                "block_size tokens from scratch at each step instead."),
         Mistake("kv_generate.no_prefill",
                 "the prompt never went into the cache: run the whole prompt through the model "
-                "once (the prefill) before feeding one token per step.",
-                _no_prefill),
+                "once (the prefill) before feeding one token per step."),
     ],
 )
 

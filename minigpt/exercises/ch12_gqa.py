@@ -8,8 +8,6 @@ checkpoint made with this one, so the checks insist on it.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ..attention import manual_attention
@@ -17,11 +15,6 @@ from .core import Case, CheckResult, Exercise, Mistake
 
 
 # ------------------------------------------------------------------------ repeat_kv
-def repeat_kv(k: torch.Tensor, n_head: int) -> torch.Tensor:
-    """(B, Hkv, S, D) -> (B, n_head, S, D): each K/V head serves n_head // Hkv consecutive query heads."""
-    return k.repeat_interleave(n_head // k.size(1), dim=1)
-
-
 def _tiles_heads(k, n_head):
     return k.repeat(1, n_head // k.size(1), 1, 1)             # [k0, k1, k0, k1, ...]
 
@@ -53,7 +46,8 @@ def _repeat_cases() -> list[Case]:
 
 REPEAT_KV = Exercise(
     name="repeat_kv (GQA head grouping)",
-    reference=repeat_kv,
+    reference=None,                 # the package repeats inside CausalSelfAttention: stored outputs
+    stored="REPEAT_KV",
     cases=_repeat_cases,
     success="Query heads 0..g-1 read K/V head 0, the next g read K/V head 1, and so on.",
     mistakes=[
@@ -84,45 +78,9 @@ def check_repeat_kv(my_repeat_kv) -> CheckResult:
 
 
 # ------------------------------------------------------------- grouped-query attention
-def grouped_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Causal GQA: q (B, H, T, D), k/v (B, Hkv, T, D) -> (B, H, T, D)."""
-    H = q.size(1)
-    return manual_attention(q, repeat_kv(k, H), repeat_kv(v, H))
-
-
 def _gqa_tiled(q, k, v):
     H = q.size(1)
     return manual_attention(q, _tiles_heads(k, H), _tiles_heads(v, H))
-
-
-def _gqa_values_tiled(q, k, v):
-    H = q.size(1)
-    return manual_attention(q, repeat_kv(k, H), _tiles_heads(v, H))
-
-
-def _gqa_keys_tiled(q, k, v):
-    H = q.size(1)
-    return manual_attention(q, _tiles_heads(k, H), repeat_kv(v, H))
-
-
-def _gqa_queries_pooled(q, k, v):
-    """Averages each group's queries into one and gives every head of the group its output."""
-    B, H, T, D = q.shape
-    Hkv = k.size(1)
-    pooled = q.view(B, Hkv, H // Hkv, T, D).mean(2)
-    return repeat_kv(manual_attention(pooled, k, v), H)
-
-
-def _gqa_by_hand(q, k, v, scale="D", mask="tril"):
-    """GQA with the attention written out, one switch per mistake."""
-    H, T, D = q.size(1), q.size(-2), q.size(-1)
-    group = H // k.size(1)
-    k, v = repeat_kv(k, H), repeat_kv(v, H)
-    width = {"D": D, "none": 1, "D*group": D * group}[scale]
-    scores = q @ k.transpose(-2, -1) / math.sqrt(width)
-    ones = torch.ones(T, T, dtype=torch.bool)
-    visible = ones.tril() if mask == "tril" else ones.triu()
-    return torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1) @ v
 
 
 def _qkv(B: int, H: int, Hkv: int, T: int, D: int, seed: int):
@@ -142,7 +100,8 @@ def _gqa_cases() -> list[Case]:
 
 GQA_ATTENTION = Exercise(
     name="grouped-query attention",
-    reference=grouped_query_attention,
+    reference=None,                 # no package function takes fewer K/V heads: stored outputs
+    stored="GQA_ATTENTION",
     cases=_gqa_cases,
     success="Each group of consecutive query heads attends with its own shared key/value head.",
     mistakes=[
@@ -152,28 +111,22 @@ GQA_ATTENTION = Exercise(
                 _gqa_tiled),
         Mistake("gqa_attention.values_grouped_differently",
                 "keys and values are grouped differently (keys with repeat_interleave, values with "
-                "repeat): a query head must read the values of the same K/V head as its keys.",
-                _gqa_values_tiled),
+                "repeat): a query head must read the values of the same K/V head as its keys."),
         Mistake("gqa_attention.keys_grouped_differently",
                 "keys and values are grouped differently (values with repeat_interleave, keys with "
-                "repeat): a query head must read the keys of the same K/V head as its values.",
-                _gqa_keys_tiled),
+                "repeat): a query head must read the keys of the same K/V head as its values."),
         Mistake("gqa_attention.no_scale",
                 "the scores are sqrt(D) times too large: divide q @ k^T by sqrt(D), D the head "
-                "size (q.size(-1)), before the softmax.",
-                lambda q, k, v: _gqa_by_hand(q, k, v, scale="none")),
+                "size (q.size(-1)), before the softmax."),
         Mistake("gqa_attention.scale_by_sqrt_d_times_group",
                 "the scores are divided by sqrt(D * group): sharing a K/V head does not change "
-                "the dot product, which still has D terms, so divide by sqrt(D).",
-                lambda q, k, v: _gqa_by_hand(q, k, v, scale="D*group")),
+                "the dot product, which still has D terms, so divide by sqrt(D)."),
         Mistake("gqa_attention.mask_upside_down",
                 "the mask keeps the future and hides the past (triu instead of tril): query t may "
-                "see keys 0..t.",
-                lambda q, k, v: _gqa_by_hand(q, k, v, mask="triu")),
+                "see keys 0..t."),
         Mistake("gqa_attention.queries_pooled",
                 "the query heads of a group were averaged into one: GQA shares only keys and "
-                "values; every query head keeps its own query and its own output.",
-                _gqa_queries_pooled),
+                "values; every query head keeps its own query and its own output."),
     ],
 )
 

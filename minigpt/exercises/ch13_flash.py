@@ -6,47 +6,14 @@ built to make that happen (scores that grow along the row, or large random ones)
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..attention import flash_attention
 from .core import Case, CheckResult, Exercise, Mistake, call_function
 
 
 # ------------------------------------------------------------ one row, chunk by chunk
-def online_softmax_attend(scores: torch.Tensor, values: torch.Tensor, chunk: int) -> torch.Tensor:
-    """softmax(scores) @ values for one row, (S,) and (S, D) -> (D,), one chunk of keys at a time.
-
-    A worked solution (the tests check it passes); the check compares with torch.softmax.
-    """
-    m = scores.new_tensor(float("-inf"))
-    l = scores.new_tensor(0.0)
-    acc = values.new_zeros(values.size(1))
-    for s, v in zip(scores.split(chunk), values.split(chunk)):
-        m_new = torch.maximum(m, s.max())
-        p = torch.exp(s - m_new)
-        rescale = torch.exp(m - m_new)
-        l = l * rescale + p.sum()
-        acc = acc * rescale + p @ v
-        m = m_new
-    return acc / l
-
-
-def _online(scores, values, chunk, rescale_l=True, rescale_acc=True, divide=True, running_max=True):
-    m = scores.new_tensor(float("-inf"))
-    l = scores.new_tensor(0.0)
-    acc = values.new_zeros(values.size(1))
-    for s, v in zip(scores.split(chunk), values.split(chunk)):
-        m_new = torch.maximum(m, s.max()) if running_max else s.max()
-        p = torch.exp(s - m_new)
-        rescale = torch.exp(m - m_new) if running_max else torch.ones(())
-        l = (l * rescale if rescale_l else l) + p.sum()
-        acc = (acc * rescale if rescale_acc else acc) + p @ v
-        m = m_new
-    return acc / l if divide else acc
-
-
 def _no_max(scores, values, chunk):
     l, acc = scores.new_tensor(0.0), values.new_zeros(values.size(1))
     for s, v in zip(scores.split(chunk), values.split(chunk)):
@@ -72,25 +39,22 @@ def _row_cases() -> list[Case]:
 ONLINE_SOFTMAX = Exercise(
     name="online softmax (one row)",
     reference=lambda scores, values, chunk: torch.softmax(scores, dim=0) @ values,
+    stored="ONLINE_SOFTMAX",
     cases=_row_cases,
     success="The running max, normaliser and weighted sum are rescaled together whenever the max rises.",
     mistakes=[
         Mistake("online_softmax.max_not_rescaled",
                 "each chunk was exponentiated against its own max and the sums were never "
                 "rescaled: keep a running max m, and when a chunk raises it to m_new multiply "
-                "both l and acc by exp(m - m_new) before adding the chunk.",
-                lambda s, v, c: _online(s, v, c, running_max=False)),
+                "both l and acc by exp(m - m_new) before adding the chunk."),
         Mistake("online_softmax.normaliser_not_rescaled",
                 "acc is rescaled but the normaliser l is not: when the max rises, l must shrink by "
-                "exp(m - m_new) too (l = l * exp(m - m_new) + p.sum()).",
-                lambda s, v, c: _online(s, v, c, rescale_l=False)),
+                "exp(m - m_new) too (l = l * exp(m - m_new) + p.sum())."),
         Mistake("online_softmax.acc_not_rescaled",
                 "the normaliser l is rescaled but the weighted sum acc is not: acc = acc * "
-                "exp(m - m_new) + p @ v.",
-                lambda s, v, c: _online(s, v, c, rescale_acc=False)),
+                "exp(m - m_new) + p @ v."),
         Mistake("online_softmax.no_final_division",
-                "the result was never divided by the normaliser: return acc / l.",
-                lambda s, v, c: _online(s, v, c, divide=False)),
+                "the result was never divided by the normaliser: return acc / l."),
         Mistake("online_softmax.no_max",
                 "exp(scores) overflowed to inf (NaN after the division): subtract the running max "
                 "before exp, as torch.softmax does.",
@@ -105,43 +69,6 @@ def check_online_softmax(my_attend) -> CheckResult:
 
 
 # --------------------------------------------------------------------- tiled attention
-def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block: int) -> torch.Tensor:
-    """Causal attention by (block x block) tiles with an online softmax.
-
-    A worked solution (the tests check it passes and equals manual_attention). The check's
-    reference is this tiling, so that its work can be counted as the student's is.
-    """
-    return _tiled(q, k, v, block)
-
-
-def _tiled(q, k, v, block, rescale=True, divide=True, mask="absolute", last_key="diagonal",
-           rescale_l=True, rescale_acc=True, scale=True):
-    B, H, T, D = q.shape
-    out = torch.empty_like(q)
-    for i in range(0, T, block):
-        qi = q[:, :, i:i + block] / (math.sqrt(D) if scale else 1.0)
-        rows = torch.arange(i, min(i + block, T))[:, None]
-        m = torch.full((B, H, rows.size(0), 1), float("-inf"))
-        l = torch.zeros(B, H, rows.size(0), 1)
-        acc = torch.zeros(B, H, rows.size(0), D)
-        stop = {"diagonal": min(i + block, T), "before_diagonal": i, "all": T}[last_key]
-        for j in range(0, stop, block):
-            s = qi @ k[:, :, j:j + block].transpose(-2, -1)
-            cols = torch.arange(j, min(j + block, T))[None, :]
-            if mask == "absolute":
-                s = s.masked_fill(cols > rows, float("-inf"))
-            elif mask == "tile_local":
-                s = s.masked_fill((cols - j) > (rows - i), float("-inf"))
-            m_new = torch.maximum(m, s.amax(-1, keepdim=True))
-            p = torch.exp(s - m_new)
-            shrink = torch.exp(m - m_new) if rescale else torch.ones(())
-            l = (l * shrink if rescale_l else l) + p.sum(-1, keepdim=True)
-            acc = (acc * shrink if rescale_acc else acc) + p @ v[:, :, j:j + block]
-            m = m_new
-        out[:, :, i:i + block] = acc / l if divide else acc
-    return out
-
-
 def _skipping_flops(q: torch.Tensor, block: int) -> int:
     """The matmul work of tiled attention that skips the key tiles after each query tile:
     two products (scores, then weights @ values) per computed tile, 2 flops per multiply-add."""
@@ -181,59 +108,51 @@ def _tile_cases() -> list[Case]:
 
 TILED_ATTENTION = Exercise(
     name="tiled attention with an online softmax",
-    # the reference is the tiled solution, so that the work it does is the skipping tiling's;
-    # tests/test_attention.py checks that it computes manual_attention's output
-    reference=lambda q, k, v, block: _tiled(q, k, v, block),
+    # the package's flash attention with square tiles: manual_attention's output, and the work
+    # of a tiling that skips the future key tiles (it stops at the diagonal, within a tile too)
+    reference=lambda q, k, v, block: flash_attention(q, k, v, block_q=block, block_k=block),
+    stored="TILED_ATTENTION",
     cases=_tile_cases,
     run=_run_tiled,
     success="Same output as manual_attention, one (block x block) score tile at a time.",
     mistakes=[
         Mistake("tiled_attention.max_not_rescaled",
                 "the running sums were not rescaled when a key tile raised the row max: multiply "
-                "l and acc by exp(m - m_new) before adding the new tile.",
-                lambda q, k, v, block: _tiled(q, k, v, block, rescale=False)),
+                "l and acc by exp(m - m_new) before adding the new tile."),
         Mistake("tiled_attention.no_scale",
                 "the scores are sqrt(D) times too large: divide each query tile (or its scores) by "
-                "sqrt(D) before the exponentials.",
-                lambda q, k, v, block: _tiled(q, k, v, block, scale=False)),
+                "sqrt(D) before the exponentials."),
         Mistake("tiled_attention.acc_not_rescaled",
                 "the normaliser l is rescaled but the weighted sum acc is not: when a tile raises the "
-                "row max, acc = acc * exp(m - m_new) + p @ v_tile.",
-                lambda q, k, v, block: _tiled(q, k, v, block, rescale_acc=False)),
+                "row max, acc = acc * exp(m - m_new) + p @ v_tile."),
         Mistake("tiled_attention.future_tiles_not_skipped",
                 "the output is right, but the key loop visits every tile, also those that start "
                 "after the query tile's last row, where the mask hides everything: the exercise "
                 "asks you to skip them (range(0, min(i + block, T), block)), which is where tiling "
-                "saves about half the work of causal attention.",
-                lambda q, k, v, block: _tiled(q, k, v, block, last_key="all")),
+                "saves about half the work of causal attention."),
         Mistake("tiled_attention.normaliser_not_rescaled",
-                "acc is rescaled but the normaliser l is not: l = l * exp(m - m_new) + p.sum(-1).",
-                lambda q, k, v, block: _tiled(q, k, v, block, rescale_l=False)),
+                "acc is rescaled but the normaliser l is not: l = l * exp(m - m_new) + p.sum(-1)."),
         Mistake("tiled_attention.no_final_division",
-                "the output was never divided by the normaliser: write acc / l for each query tile.",
-                lambda q, k, v, block: _tiled(q, k, v, block, divide=False)),
+                "the output was never divided by the normaliser: write acc / l for each query tile."),
         Mistake("tiled_attention.no_diagonal_mask",
                 "future tiles are skipped, but inside the diagonal tile queries still see later "
-                "keys: mask the scores where key position > query position.",
-                lambda q, k, v, block: _tiled(q, k, v, block, mask="none")),
+                "keys: mask the scores where key position > query position."),
         Mistake("tiled_attention.no_mask_no_skip",
                 "every query sees every key: skip the key tiles that start after the query tile "
-                "and mask the diagonal tile (key position > query position).",
-                lambda q, k, v, block: _tiled(q, k, v, block, mask="none", last_key="all")),
+                "and mask the diagonal tile (key position > query position)."),
         Mistake("tiled_attention.tile_local_mask",
                 "the mask compares positions *within* the tile (0..block-1), so tiles below the "
-                "diagonal are masked too: compare absolute positions, j + column vs i + row.",
-                lambda q, k, v, block: _tiled(q, k, v, block, mask="tile_local")),
+                "diagonal are masked too: compare absolute positions, j + column vs i + row."),
         Mistake("tiled_attention.skips_diagonal_tile",
                 "the key loop stops before the diagonal tile, so the first queries have no keys "
                 "at all (0 / 0 = NaN): loop over key tiles up to the end of the query tile, "
-                "range(0, min(i + block, T), block).",
-                lambda q, k, v, block: _tiled(q, k, v, block, last_key="before_diagonal")),
+                "range(0, min(i + block, T), block)."),
     ],
 )
 
 
 def check_tiled_attention(my_tiled_attention) -> CheckResult:
-    """Check `my_tiled_attention(q, k, v, block)` against `minigpt.manual_attention`."""
+    """Check `my_tiled_attention(q, k, v, block)` against `minigpt.manual_attention` (the output)
+    and `minigpt.flash_attention` (the work done)."""
     return TILED_ATTENTION.check(my_tiled_attention)
 

@@ -11,23 +11,35 @@ instead of a shape error.
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 
+from ..lora import LoRALinear
 from .core import Case, CheckResult, Exercise, Mistake
 
 
 # ---------------------------------------------------------------------- the LoRA forward
-def lora_forward(x: torch.Tensor, W: torch.Tensor, b, A: torch.Tensor, B: torch.Tensor,
-                 alpha: float, r: int) -> torch.Tensor:
-    """x (..., in) -> (..., out): x W^T + b + (alpha / r) x A^T B^T, through the rank-r path."""
-    out = x @ W.T + (b if b is not None else 0.0)
-    return out + (alpha / r) * ((x @ A.T) @ B.T)
+def _lora_layer(W: torch.Tensor, b, A: torch.Tensor, B: torch.Tensor, alpha: float, r: int) -> LoRALinear:
+    """The package's LoRALinear holding these tensors (built without drawing from torch's global
+    random generator, so that a check leaves the notebook's random numbers as they were)."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        base = nn.Linear(W.size(1), W.size(0), bias=b is not None)
+        base.weight.copy_(W)
+        if b is not None:
+            base.bias.copy_(b)
+        layer = LoRALinear(base, r, alpha)
+        layer.lora_A.copy_(A)
+        layer.lora_B.copy_(B)
+    return layer
 
 
-def _forward(x, W, b, A, B, alpha, r, scale="alpha/r", transposed=False, frozen=True, bias=True):
-    s = {"alpha/r": alpha / r, "none": 1.0, "alpha": alpha, "r/alpha": r / alpha}[scale]
-    update = x @ (B @ A) if transposed else (x @ A.T) @ B.T
-    out = (x @ W.T if frozen else 0.0) + (b if bias and b is not None else 0.0)
-    return out + s * update
+@torch.no_grad()
+def _reference_forward(x, W, b, A, B, alpha, r):
+    return _lora_layer(W, b, A, B, alpha, r)(x)
+
+
+@torch.no_grad()
+def _reference_merge(W, A, B, alpha, r):
+    return _lora_layer(W, None, A, B, alpha, r).merged_weight()
 
 
 def _layer(in_features: int, out_features: int, rank: int, seed: int, bias: bool = True):
@@ -55,32 +67,27 @@ def _forward_cases() -> list[Case]:
 
 LORA_FORWARD = Exercise(
     name="LoRA linear forward",
-    reference=lora_forward,
+    reference=_reference_forward,
+    stored="LORA_FORWARD",
     cases=_forward_cases,
     success="The frozen layer's output plus (alpha / r) times the rank-r update, x A^T B^T.",
     mistakes=[
         Mistake("lora_forward.no_scale",
-                "the update was added without its scale: multiply x A^T B^T by alpha / r.",
-                lambda x, W, b, A, B, alpha, r: _forward(x, W, b, A, B, alpha, r, scale="none")),
+                "the update was added without its scale: multiply x A^T B^T by alpha / r."),
         Mistake("lora_forward.alpha_not_over_r",
                 "the update was scaled by alpha, not alpha / r: the scale is alpha / r, so that "
-                "changing the rank does not change how large the update starts.",
-                lambda x, W, b, A, B, alpha, r: _forward(x, W, b, A, B, alpha, r, scale="alpha")),
+                "changing the rank does not change how large the update starts."),
         Mistake("lora_forward.r_over_alpha",
-                "the scale is upside down (r / alpha): it is alpha / r.",
-                lambda x, W, b, A, B, alpha, r: _forward(x, W, b, A, B, alpha, r, scale="r/alpha")),
+                "the scale is upside down (r / alpha): it is alpha / r."),
         Mistake("lora_forward.update_transposed",
                 "the update was applied transposed (x @ (B A)): like W, the product B A is "
                 "(out, in), so x meets it as x @ (B A).T, i.e. (x @ A.T) @ B.T.",
-                lambda x, W, b, A, B, alpha, r: _forward(x, W, b, A, B, alpha, r, transposed=True),
                 raises=(RuntimeError,)),
         Mistake("lora_forward.no_frozen_path",
                 "the frozen weight is missing: LoRA adds the update to x W^T + b, it does not "
-                "replace W.",
-                lambda x, W, b, A, B, alpha, r: _forward(x, W, b, A, B, alpha, r, frozen=False)),
+                "replace W."),
         Mistake("lora_forward.no_bias",
-                "the frozen bias b was left out: the base layer computes x W^T + b.",
-                lambda x, W, b, A, B, alpha, r: _forward(x, W, b, A, B, alpha, r, bias=False)),
+                "the frozen bias b was left out: the base layer computes x W^T + b."),
     ],
 )
 
@@ -91,20 +98,6 @@ def check_lora_forward(my_lora_forward) -> CheckResult:
 
 
 # ---------------------------------------------------------------------------- merging
-def lora_merge(W: torch.Tensor, A: torch.Tensor, B: torch.Tensor, alpha: float, r: int) -> torch.Tensor:
-    """The (out, in) weight one plain linear layer needs: W + (alpha / r) B A."""
-    return W + (alpha / r) * (B @ A)
-
-
-def _merge(W, A, B, alpha, r, scale="alpha/r", transposed=False, keep_w=True, sign=1.0):
-    s = {"alpha/r": alpha / r, "none": 1.0, "alpha": alpha}[scale]
-    update = (B @ A).T if transposed else B @ A
-    if transposed and update.shape != W.shape:
-        raise RuntimeError(f"The size of tensor a ({W.shape[-1]}) must match the size of tensor b "
-                           f"({update.shape[-1]}) at non-singleton dimension 1")
-    return (W if keep_w else 0.0) + sign * s * update
-
-
 def _merge_cases() -> list[Case]:
     cases = []
     for name, (i, o, rank, alpha, seed) in {
@@ -120,27 +113,23 @@ def _merge_cases() -> list[Case]:
 
 LORA_MERGE = Exercise(
     name="merge a LoRA update into W",
-    reference=lora_merge,
+    reference=_reference_merge,
+    stored="LORA_MERGE",
     cases=_merge_cases,
     success="W + (alpha / r) B A: one (out, in) matrix, so the merged layer costs what the base layer did.",
     mistakes=[
         Mistake("lora_merge.no_scale",
-                "B A was added without its scale: the adapted layer computes W + (alpha / r) B A.",
-                lambda W, A, B, alpha, r: _merge(W, A, B, alpha, r, scale="none")),
+                "B A was added without its scale: the adapted layer computes W + (alpha / r) B A."),
         Mistake("lora_merge.alpha_not_over_r",
-                "the update was scaled by alpha, not alpha / r.",
-                lambda W, A, B, alpha, r: _merge(W, A, B, alpha, r, scale="alpha")),
+                "the update was scaled by alpha, not alpha / r."),
         Mistake("lora_merge.transposed",
                 "the update is transposed ((B A).T or A.T @ B.T): W is (out, in) like nn.Linear's "
                 "weight, and so is B A, with B (out, r) first.",
-                lambda W, A, B, alpha, r: _merge(W, A, B, alpha, r, transposed=True),
                 raises=(RuntimeError,)),
         Mistake("lora_merge.no_w",
-                "only the update was returned: the merged weight is the frozen W plus (alpha / r) B A.",
-                lambda W, A, B, alpha, r: _merge(W, A, B, alpha, r, keep_w=False)),
+                "only the update was returned: the merged weight is the frozen W plus (alpha / r) B A."),
         Mistake("lora_merge.subtracted",
-                "the update was subtracted: the adapted layer adds (alpha / r) B A to W.",
-                lambda W, A, B, alpha, r: _merge(W, A, B, alpha, r, sign=-1.0)),
+                "the update was subtracted: the adapted layer adds (alpha / r) B A to W."),
     ],
 )
 

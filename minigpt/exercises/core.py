@@ -2,7 +2,8 @@
 
 An `Exercise` knows three things:
 
-* the *reference*: a correct solution (usually the package's own function or class);
+* the *reference*: the right answer, the package's own public function or class (called
+  through a thin adapter where the exercise's signature differs);
 * the *cases*: inputs chosen to expose mistakes, edge cases included (T = 1, one head, ...);
 * the *mistakes*: a catalogue of buggy variants of the reference, one per common mistake,
   each with the hint a teacher would give.
@@ -12,6 +13,16 @@ from the reference, it runs every catalogued mistake on the same case, and if th
 output matches one of them, the answer names that mistake. Diagnosing by matching outputs
 (rather than by reading the student's code) means any way of making the mistake is caught,
 however the code is written.
+
+The package holds no worked solution. Where it has no public function that computes an
+exercise's answer (split heads, a sliding cache, BPE's encode, ...), and for the mistakes
+whose code would contain the answer (a subclass of the solution, a function whose default
+switches compute it), the code lives in the repository's `grading/solutions.py`, outside the
+installed package, and the package ships only its *outputs on the visible cases*
+(`expected/<stored>.pt`, written by `python tools/classroom.py expected`): such an exercise has
+`reference=None` and such a mistake `solution=None`. The visible check compares with those
+outputs; the hidden tests (`grading/hidden.py`) run the code itself on inputs drawn when they
+grade.
 
 A solution that still raises `NotImplementedError` (what nbgrader's student edition puts in
 place of the solution) answers "not implemented yet" instead of failing.
@@ -33,11 +44,13 @@ import numbers
 import os
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
 
 PASSED, FAILED, NOT_IMPLEMENTED = "passed", "failed", "not implemented"
+EXPECTED = Path(__file__).resolve().parent / "expected"     # the stored outputs (package data)
 
 
 class ExerciseFailed(AssertionError):
@@ -69,10 +82,12 @@ class Case:
 
 @dataclass(frozen=True)
 class Mistake:
-    """A common mistake: `solution` is a working solution with exactly that mistake made."""
+    """A common mistake: `solution` is a working solution with exactly that mistake made, or
+    None when that code would contain the answer: its outputs on the visible cases are then
+    stored with the exercise's (`Exercise.stored`) and its code is in grading/solutions.py."""
     key: str                        # stable id, e.g. "attention.no_scale"
     hint: str                       # what to tell the student, as a question or a fix
-    solution: Any                   # same kind of object the student hands in
+    solution: Any = None            # same kind of object the student hands in
     # A mistake that shows as a crash: a student's error of one of these types is put down to
     # it on a case where `solution` crashes too (however the student's code words the error).
     raises: tuple = ()
@@ -318,13 +333,34 @@ def call_function(solution: Callable, case: Case) -> Any:
 
 
 # ------------------------------------------------------------------------ exercises
+class StaleOutputs(RuntimeError):
+    """The stored outputs of an exercise do not belong to its cases (a packaging error)."""
+
+
+_STORED: dict = {}
+
+
+def stored_outputs(name: str) -> dict:
+    """The stored outputs `expected/<name>.pt`: {"cases": [case names], "reference": [output
+    per case] or None, "mistakes": {key: [{"output": value} or {"raises": [type, message]}]}}."""
+    if name not in _STORED:
+        path = EXPECTED / f"{name}.pt"
+        if not path.is_file():
+            raise StaleOutputs(f"the stored outputs {path.name} are missing from the package: "
+                               f"run `python tools/classroom.py expected` in the repository")
+        _STORED[name] = torch.load(path, map_location="cpu", weights_only=True)
+    return _STORED[name]
+
+
 @dataclass
 class Exercise:
     """One exercise: its reference solution, the cases to try and the mistakes to recognise.
 
     `run(solution, case)` produces the output to compare (by default it calls the solution
     with the case's arguments); exercises about classes (a KV cache, an MLP) pass a `run`
-    that builds the object and drives it.
+    that builds the object and drives it. `reference=None` (and a mistake's `solution=None`)
+    means the outputs on the cases are stored in `expected/<stored>.pt` (see the module's
+    docstring).
     """
     name: str                                  # shown to the student, e.g. "causal attention"
     reference: Any
@@ -334,33 +370,56 @@ class Exercise:
     atol: float = 1e-5
     rtol: float = 1e-4
     success: str = ""                          # one sentence on what passing shows
+    stored: str = ""                           # the name of the stored outputs (the constant's name)
 
     def check(self, solution: Any) -> CheckResult:
         """Run `solution` on every case; pass, or say what differs and the likely mistake."""
         return _answer(self._check(solution))
 
+    def _outputs(self, cases: list[Case]) -> Optional[dict]:
+        """The stored outputs, checked against the cases they were made for (None if none)."""
+        if not self.stored:
+            return None
+        data = stored_outputs(self.stored)
+        if data["cases"] != [case.name for case in cases]:
+            raise StaleOutputs(f"the stored outputs of {self.name!r} were made for other cases: "
+                               f"run `python tools/classroom.py expected` in the repository")
+        return data
+
+    def expected(self, case: Case, index: Optional[int] = None, data: Optional[dict] = None) -> Any:
+        """The right output on `case`: the reference's, or the stored one for the visible case
+        number `index`."""
+        if self.reference is not None:
+            return self.run(self.reference, case)
+        if index is None:
+            raise StaleOutputs(f"{self.name!r} has no reference in the package: its right outputs "
+                               f"are known for the visible cases only")
+        data = data if data is not None else self._outputs(self.cases())
+        return data["reference"][index]
+
     def _check(self, solution: Any) -> CheckResult:
         cases = self.cases()
-        for case in cases:
-            expected = self.run(self.reference, case)
+        data = self._outputs(cases)
+        for index, case in enumerate(cases):
+            expected = self.expected(case, index, data)
             try:
                 got = self.run(solution, case)
             except NotImplementedError as err:
                 if _raised_by_torch(err):   # e.g. an operator the meta device has no kernel for
-                    return self._raised(err, case)
+                    return self._raised(err, case, index)
                 return CheckResult(self.name, NOT_IMPLEMENTED,
                                    "fill in the cell above (replace `raise NotImplementedError()` "
                                    "with your code), run it, then run this check again.")
             except WrongForm as err:
                 return CheckResult(self.name, FAILED, f"on {case.name}, {_sentence(str(err))}.")
             except Exception as err:  # the student's code failed: report it, don't crash the notebook
-                return self._raised(err, case)
+                return self._raised(err, case, index)
             if got is None and expected is not None:
                 return CheckResult(self.name, FAILED,
                                    f"on {case.name}, your code returned None: did you forget `return`?")
             if same(got, expected, self.atol, self.rtol):
                 continue
-            mistake = self.diagnose(got, case)
+            mistake = self.diagnose(got, case, index)
             message = f"on {case.name}, {_sentence(describe_difference(expected, got))}."
             if mistake is not None:
                 message += f" Likely mistake: {mistake.hint}"
@@ -373,11 +432,11 @@ class Exercise:
         return CheckResult(self.name, PASSED,
                            f"all {len(cases)} cases agree with the package ({names}).{success}")
 
-    def _raised(self, err: Exception, case: Case) -> CheckResult:
+    def _raised(self, err: Exception, case: Case, index: Optional[int] = None) -> CheckResult:
         """The answer when the student's code raised: the error, where, and what it suggests."""
         text = _sentence(f"{type(err).__name__}: {err}")
         message = f"on {case.name}, your code raised {text}{_student_frame(err)}."
-        mistake = self.diagnose_error(err, case)
+        mistake = self.diagnose_error(err, case, index)
         if mistake is not None:
             message += f" Likely mistake: {mistake.hint}"
         elif isinstance(err, TypeError) and case.kwargs and "keyword argument" in str(err):
@@ -395,26 +454,40 @@ class Exercise:
             message += " Compare the shapes you build with the ones in the text."
         return CheckResult(self.name, FAILED, message, mistake.key if mistake else None)
 
-    def diagnose(self, got: Any, case: Case) -> Optional[Mistake]:
-        """The first catalogued mistake whose output on `case` equals the student's, if any."""
+    def _mistake_records(self, case: Case, index: Optional[int]):
+        """(mistake, {"output": ...} or {"raises": [type name, message]}) for every catalogued
+        mistake that can be judged on `case`: by running its code, or from the stored outputs
+        of visible case `index` when the package holds no code for it."""
+        data = None
         for mistake in self.mistakes:
-            try:
-                wrong = self.run(mistake.solution, case)
-            except Exception:  # a mistake that cannot even run on this case explains nothing here
+            if mistake.solution is None:
+                if index is None or not self.stored:
+                    continue
+                data = data if data is not None else stored_outputs(self.stored)
+                yield mistake, data["mistakes"][mistake.key][index]
                 continue
-            if same(got, wrong, self.atol, self.rtol):
+            try:
+                yield mistake, {"output": self.run(mistake.solution, case)}
+            except Exception as wrong:
+                yield mistake, {"raises": [type(wrong).__name__, str(wrong)]}
+
+    def diagnose(self, got: Any, case: Case, index: Optional[int] = None) -> Optional[Mistake]:
+        """The first catalogued mistake whose output on `case` equals the student's, if any
+        (`index`: the visible case's number, for the mistakes known by their stored outputs)."""
+        for mistake, record in self._mistake_records(case, index):
+            # a mistake that cannot even run on this case explains nothing here
+            if "output" in record and same(got, record["output"], self.atol, self.rtol):
                 return mistake
         return None
 
-    def diagnose_error(self, err: Exception, case: Case) -> Optional[Mistake]:
+    def diagnose_error(self, err: Exception, case: Case, index: Optional[int] = None) -> Optional[Mistake]:
         """The first catalogued mistake that raises the same error (type and message, or a type
         it names in `raises`) on `case`: some mistakes show only as a crash (a cache that
         overflows, an index past the table)."""
-        for mistake in self.mistakes:
-            try:
-                self.run(mistake.solution, case)
-            except Exception as wrong:
-                if (type(wrong) is type(err) and str(wrong) == str(err)) or isinstance(err, mistake.raises):
+        for mistake, record in self._mistake_records(case, index):
+            if "raises" in record:
+                kind, message = record["raises"]
+                if (type(err).__name__ == kind and str(err) == message) or isinstance(err, mistake.raises):
                     return mistake
         return None
 
