@@ -20,9 +20,10 @@ Design, and why:
   a cell changes nothing here. The package holds no worked solution: the references it lacks
   and the mistakes whose code would contain them are in `grading/solutions.py`, loaded by path
   too, with the private copy (`load_solutions`); the package keeps only their outputs on the
-  visible cases. No environment variable is read: graded with or without MINIGPT_GRADING, a
-  wrong answer scores 0 (the hidden block even removes that variable so the visible check never
-  raises and costs the partial credit).
+  visible cases. Chapter 14's answer key is read from the full edition's notebook file
+  (`answer_key`), never from the student's kernel. No environment variable is read: graded
+  with or without MINIGPT_GRADING, a wrong answer scores 0 (the hidden block even removes that
+  variable so the visible check never raises and costs the partial credit).
 * **Inputs the student never saw.** Every case of the exercise is redrawn at grading time
   (`redraw`: float tensors get noise, token ids are redrawn, models get their weights moved;
   masks, shapes and settings stay, so each case keeps its point) from a seed taken from
@@ -100,6 +101,7 @@ ATTENTION_PY = (("torch/nn/functional.py", "multi_head_attention_forward"),
 EXERCISES_PY = ("minigpt/exercises/", "*")
 SOLUTIONS_PY = ("grading/solutions.py", "*")
 SOLUTIONS = Path(__file__).resolve().with_name("solutions.py")
+SELF_TEST_NOTEBOOK = NOTEBOOKS / "14_self_test.ipynb"
 
 
 class Spec:
@@ -733,10 +735,29 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
     return passed / len(cases), [head] + results
 
 
+def answer_key(path: Path = SELF_TEST_NOTEBOOK) -> dict:
+    """Chapter 14's answer key, read from the full edition's notebook file (the cell tagged
+    `answer-key`, which calls `minigpt.exercises.use_answer_key({...})` with a literal dict): the
+    student edition has no key, and the student's kernel is never asked for one."""
+    import ast
+    import json
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if cell["cell_type"] != "code" or "answer-key" not in cell.get("metadata", {}).get("tags", []):
+            continue
+        for node in ast.walk(ast.parse(text)):
+            name = getattr(node.func, "attr", getattr(node.func, "id", "")) if isinstance(node, ast.Call) else ""
+            if name == "use_answer_key":
+                return ast.literal_eval(node.args[0])
+    raise LookupError(f"{path.name} has no answer-key cell calling use_answer_key")
+
+
 def _grade_answer(package, number: str, given: Any) -> tuple[float, list[str]]:
-    """A self-test question (chapter 14): one right value, compared with the private copy."""
+    """A self-test question (chapter 14): one right value, from the full edition's answer key,
+    compared with the private copy's `same` (an option's letter read as the visible check reads it)."""
+    entry = answer_key().get(number)
     question = exercise_named(package, "QUESTIONS").get(number)
-    if question is None:
+    if entry is None or question is None:
         return 0.0, [f"no self-test question {number!r}"]
     if callable(given):
         try:
@@ -747,5 +768,7 @@ def _grade_answer(package, number: str, given: Any) -> tuple[float, list[str]]:
             return 0.0, [f"Graded: question {number}", f"  ✗ your answer raised {_short(err)}"]
     if isinstance(given, list):
         given = tuple(given)
-    ok = package.exercises.core.same(_plain(given), question.answer)
+    if question.kind == "option":
+        given = exercise_named(package, "_option")(given)
+    ok = package.exercises.core.same(_plain(given), entry["answer"])
     return (1.0 if ok else 0.0), [f"Graded: question {number}", "  ✓ right" if ok else f"  ✗ {given!r} is not it"]

@@ -118,3 +118,19 @@ def test_no_later_cell_needs_an_unsolved_exercise():
                 if used:
                     offenders.append(f"{path.name} cell {index} uses {sorted(used)}")
     assert not offenders, offenders
+
+
+def test_the_answer_key_cell_leaves_the_student_edition():
+    """A cell tagged `answer-key` (chapter 14's) is removed wherever it stands, with or without
+    an "Answers" dropdown before it; the rest stays."""
+    key = {"cell_type": "code", "metadata": {"tags": ["hide-cell", "answer-key"]},
+           "source": 'minigpt.exercises.use_answer_key({"1.1": {"answer": 65}})'}
+    question = {"cell_type": "code", "metadata": {}, "source": 'minigpt.exercises.check_self_test("1.1", answer_1_1)'}
+    notebook = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# 14"}, key, question]}
+    assert classroom.strip_answers(notebook) == 1
+    assert notebook["cells"][1:] == [question]
+    full = json.loads((ROOT / "notebooks" / "14_self_test.ipynb").read_text(encoding="utf-8"))
+    limit = classroom.cell_limit(ROOT / "notebooks" / "14_self_test.ipynb")
+    classroom.shape_assignment(full, "14_self_test", None, {}, limit)
+    sources = "\n".join(classroom.source_text(c) for c in full["cells"])   # (nbgrader clears the outputs)
+    assert "use_answer_key" not in sources and "100663296" not in sources

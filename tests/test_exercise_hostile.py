@@ -24,6 +24,12 @@ solutions = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(solutions)
 
 
+_spec = importlib.util.spec_from_file_location("hidden_for_hostile_tests", ROOT / "grading" / "hidden.py")
+_hidden = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_hidden)
+ANSWER_KEY = _hidden.answer_key()       # chapter 14's key, from the full edition's notebook
+
+
 def _reference(check):
     """The reference a check compares with: the package's, or grading/solutions.py's where the
     package stores its outputs instead."""
@@ -163,17 +169,26 @@ def test_all_true_bool_fails_every_tensor_check():
         assert result.status == FAILED or not any(changed), f"{name}: {result!r}"
 
 
+@pytest.mark.parametrize("with_key", [True, False], ids=["full-edition", "student-edition"])
 @pytest.mark.parametrize("number", sorted(ex.QUESTIONS))
 @pytest.mark.parametrize("answer", [True, 1 + 0j, math.nan, torch.ones(3, dtype=torch.bool),
                                     torch.empty(2, device="meta"), torch.empty((), device="meta")],
                          ids=["bool", "complex", "nan", "bool-tensor", "meta", "meta-scalar"])
-def test_self_test_refuses_hostile_answers(number, answer, monkeypatch):
-    monkeypatch.delenv("MINIGPT_GRADING", raising=False)
-    result = ex.check_self_test(number, answer)
-    assert result.status == FAILED and "is not it" in result.message, repr(result)
-    monkeypatch.setenv("MINIGPT_GRADING", "1")
-    with pytest.raises(ExerciseFailed):
-        ex.check_self_test(number, answer)
+def test_self_test_refuses_hostile_answers(number, answer, with_key, monkeypatch):
+    """With the answer key (the full edition) and without it (the student edition, where only
+    the form is checked), no hostile answer is right, or even recorded."""
+    from minigpt.exercises.ch14_self_test import use_answer_key
+    use_answer_key(ANSWER_KEY if with_key else None)
+    try:
+        monkeypatch.delenv("MINIGPT_GRADING", raising=False)
+        result = ex.check_self_test(number, answer)
+        said = "is not it" if with_key else "is not an answer of the right form"
+        assert result.status == FAILED and said in result.message, repr(result)
+        monkeypatch.setenv("MINIGPT_GRADING", "1")
+        with pytest.raises(ExerciseFailed):
+            ex.check_self_test(number, answer)
+    finally:
+        use_answer_key(None)
 
 
 def test_reference_passes_and_no_message_doubles_its_full_stop():

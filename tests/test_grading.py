@@ -333,7 +333,8 @@ def test_no_answer_is_readable_in_any_student_edition(path):
             secrets += [m.group(0).split("\n", 1)[1] for m in classroom.ANSWERS.finditer(text)]
             public.append(classroom.ANSWERS.sub("", text))
             after_answers = True
-        elif after_answers and "hide-cell" in cell.get("metadata", {}).get("tags", []):
+        elif (after_answers and "hide-cell" in cell.get("metadata", {}).get("tags", [])) or \
+                classroom.ANSWER_KEY_TAG in cell.get("metadata", {}).get("tags", []):
             secrets.append(text)
         else:
             public.append(solution.sub("", text))
@@ -343,7 +344,7 @@ def test_no_answer_is_readable_in_any_student_edition(path):
               and line.strip() not in public]
     assert not leaked, leaked[:5]
     for marker in ("admonition} Answers", "BEGIN HIDDEN TESTS", "hidden.py", "_grading", "BEGIN SOLUTION",
-                   "solutions.py"):
+                   "use_answer_key", "solutions.py"):
         assert marker not in released
     if any(c.get("metadata", {}).get("nbgrader", {}).get("grade") for c in full):
         assert "## How you are graded" in released
@@ -409,3 +410,20 @@ def test_exercises_without_a_package_reference_are_graded_on_fresh_inputs(capsys
         return torch.softmax(scores, dim=-1) @ v
     assert hidden.grade("check_grouped_attention", grouped) == 1
 
+
+def test_the_self_test_is_graded_from_the_full_editions_key(capsys):
+    """Chapter 14's key is read from notebooks/14_self_test.ipynb: not the package (which no
+    longer holds it) and not the student's kernel (a key registered there changes nothing)."""
+    from minigpt.exercises.ch14_self_test import use_answer_key
+    hidden = load_hidden()
+    key = hidden.answer_key()
+    assert key["11.3"]["answer"] == 100663296 and len(key) == 15
+    use_answer_key({"1.1": {"answer": 26}})      # a student's own "key", in their kernel
+    try:
+        assert hidden.grade("check_self_test", "1.1", lambda: 26) == 0
+        assert hidden.grade("check_self_test", "1.1", lambda: 65) == 1
+    finally:
+        use_answer_key(None)
+    assert hidden.grade("check_self_test", "1.4", " (B) ") == 1       # read as the visible check reads it
+    assert hidden.grade("check_self_test", "4.1", [2, 8, 5, 8]) == 1
+    assert hidden.grade("check_self_test", "4.1", (2, 5, 8, 8)) == 0

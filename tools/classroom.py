@@ -31,8 +31,10 @@ chapters in notebooks/ are never edited):
   points). `--weights my_softmax=2,...` sets points (default 1).
 * a "How you are graded" cell after the title says what is graded, for how many points, and
   the rules.
-* the answers leave: every "Answers" admonition (chapter 14's included), and the `hide-cell`
-  code cells after it (they compute the answers to the questions).
+* the answers leave: every "Answers" admonition (chapter 14's included), the `hide-cell`
+  code cells after it (they compute the answers to the questions), and chapter 14's answer key
+  (the cell tagged `answer-key`): there `check_self_test` checks an answer's form only, and
+  grading/hidden.py reads the key from the full edition.
 
 `nbgrader generate_assignment` then replaces each solution by `raise NotImplementedError()`,
 removes the hidden tests and clears the outputs. `grade` (`make grade SUBMITTED=DIR`) runs
@@ -76,6 +78,7 @@ HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 GRADING = ROOT / "grading"
 ANSWERS = re.compile(r"^(`{3,})\{admonition\} Answers.*?^\1[ \t]*$\n?", re.MULTILINE | re.DOTALL)
 ANSWERS_GONE = "*(The answers to these questions are not in this edition: ask your instructor.)*\n"
+ANSWER_KEY_TAG = "answer-key"       # chapter 14's answer key: a hidden cell of the full edition only
 DEFINED = re.compile(r"^(?:def|class)\s+(\w+)", re.MULTILINE)
 
 CONFIG = """\
@@ -259,16 +262,17 @@ def parse_weights(text: Optional[str]) -> dict[str, float]:
 
 
 def strip_answers(notebook: dict) -> int:
-    """Remove every "Answers" admonition and the hide-cell code cells after one (they compute
-    the answers); return how many pieces were removed."""
+    """Remove every "Answers" admonition, the hide-cell code cells after one (they compute the
+    answers) and every cell tagged `answer-key` (chapter 14's answer key); return how many
+    pieces were removed."""
     removed, after_answers, kept = 0, False, []
     for cell in notebook["cells"]:
         text = source_text(cell)
+        tags = cell.get("metadata", {}).get("tags", [])
         if cell["cell_type"] == "markdown" and ANSWERS.search(text):
             cell["source"] = ANSWERS.sub(ANSWERS_GONE, text)
             removed, after_answers = removed + 1, True
-        elif (after_answers and cell["cell_type"] == "code"
-              and "hide-cell" in cell.get("metadata", {}).get("tags", [])):
+        elif ANSWER_KEY_TAG in tags or (after_answers and cell["cell_type"] == "code" and "hide-cell" in tags):
             removed += 1
             continue
         kept.append(cell)

@@ -49,7 +49,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-PASSED, FAILED, NOT_IMPLEMENTED = "passed", "failed", "not implemented"
+PASSED, FAILED, NOT_IMPLEMENTED, RECORDED = "passed", "failed", "not implemented", "recorded"
 EXPECTED = Path(__file__).resolve().parent / "expected"     # the stored outputs (package data)
 
 
@@ -109,11 +109,13 @@ class CheckResult:
         return self.passed
 
     def __repr__(self) -> str:
-        mark = {PASSED: "✓ Passed", FAILED: "✗ Not yet", NOT_IMPLEMENTED: "… Not implemented yet"}
+        mark = {PASSED: "✓ Passed", FAILED: "✗ Not yet", NOT_IMPLEMENTED: "… Not implemented yet",
+                RECORDED: "✎ Recorded"}
         return f"{mark[self.status]} — {self.exercise}: {self.message}"
 
     def _repr_html_(self) -> str:
-        colour = {PASSED: "#1a7f37", FAILED: "#cf222e", NOT_IMPLEMENTED: "#9a6700"}[self.status]
+        colour = {PASSED: "#1a7f37", FAILED: "#cf222e", NOT_IMPLEMENTED: "#9a6700",
+                  RECORDED: "#0969da"}[self.status]
         return (f'<div style="border-left:4px solid {colour};padding:0.3em 0.8em">'
                 f"{html.escape(repr(self))}</div>")
 
