@@ -39,7 +39,7 @@
     "could not load the model file {src}": "无法载入模型文件 {src}",
     "model {name}": "模型 {name}",
     "minigpt's shipped model 'shakespeare_char' (tinyshakespeare, 4,821,248 parameters)":
-      "minigpt 自带的模型 'shakespeare_char'（在 tinyshakespeare 上训练，4,821,248 个参数）",
+      "minigpt 随包附带的模型 'shakespeare_char'（在 tinyshakespeare 上训练，4,821,248 个参数）",
     "validation loss {loss} nats/char": "验证集损失 {loss} 奈特/字符",
     "this {quantize} copy {loss}": "本页的 {quantize} 副本 {loss}",
     "Model: {description}": "模型：{description}",
