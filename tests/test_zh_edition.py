@@ -210,3 +210,66 @@ def test_every_message_a_chapter_translates_is_in_the_catalogue():
                         and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value not in known):
                     missing.append(f"{path.name}: {node.args[0].value!r}")
     assert not missing, missing
+
+
+def _exercise_messages() -> set:
+    """Every English text a check can show: the data of every exercise and question, the answer
+    key's explanations and hints (chapter 14's hidden cell), and each tr("...") in the checks."""
+    import ast
+
+    from minigpt.exercises import EXERCISES, QUESTIONS
+    texts = set()
+    for exercise in EXERCISES:
+        texts |= {exercise.name, exercise.success} | {case.name for case in exercise.cases()}
+        texts |= {mistake.hint for mistake in exercise.mistakes}
+    for question in QUESTIONS.values():
+        texts |= {question.text, question.form}
+    for path in (ROOT / "minigpt" / "exercises").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "tr" \
+                    and node.args:
+                arg = node.args[0]
+                for value in ([arg.body, arg.orelse] if isinstance(arg, ast.IfExp) else [arg]):
+                    if isinstance(value, ast.Constant):
+                        texts.add(value.value)
+    key_cells = [c for c in json.loads((ROOT / "notebooks" / "14_self_test.ipynb").read_text(encoding="utf-8"))["cells"]
+                 if "answer-key" in c.get("metadata", {}).get("tags", [])]
+    assert len(key_cells) == 1
+    for node in ast.walk(ast.parse("".join(key_cells[0]["source"]))):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values):
+                if isinstance(key, ast.Constant) and key.value == "explanation":
+                    texts.add(ast.literal_eval(value))
+                if isinstance(key, ast.Constant) and key.value == "wrong":
+                    texts |= set(ast.literal_eval(value).values())
+    return {t for t in texts if t and zh_edition.needs_translation(t)}
+
+
+def test_every_check_message_has_its_chinese():
+    """The checks can say nothing in English to a reader of the Chinese edition: each exercise's
+    name, cases, hints and success sentence, each question and answer explanation, and every
+    sentence the machinery composes them with has an entry in minigpt/locale/zh/*.json."""
+    from minigpt.language import catalogue
+    known = catalogue("zh")
+    missing = sorted(t for t in _exercise_messages() if t not in known)
+    assert not missing, f"{len(missing)} messages without Chinese, e.g. {missing[:5]}"
+    fields = re.compile(r"\{\w+\}")
+    bad = [t for t in _exercise_messages() if sorted(fields.findall(t)) != sorted(fields.findall(known[t]))]
+    assert not bad, f"the Chinese must keep the same {{fields}}: {bad[:5]}"
+
+
+def test_a_check_answers_in_chinese_after_set_language():
+    import torch
+
+    import minigpt
+    wrong = lambda scores: scores.exp() / scores.exp().sum(0, keepdim=True)     # softmax over dim 0
+    try:
+        minigpt.set_language("zh")
+        failed = repr(minigpt.exercises.check_softmax(wrong))
+        passed = repr(minigpt.exercises.check_softmax(lambda s: torch.softmax(s, dim=-1)))
+    finally:
+        minigpt.set_language("en")
+    assert failed.startswith("✗ 还没通过 — 手写 softmax：在形状为 (5, 5) 的分数上，形状正确，但数值不同"), failed
+    assert "可能的错误：" in failed and "dim=-1" in failed
+    assert passed.startswith("✓ 通过 — 手写 softmax：全部 4 个用例都与包的结果一致"), passed
+    assert "Likely mistake" in repr(minigpt.exercises.check_softmax(wrong))     # English again

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from ..config import GPTConfig
+from ..language import tr
 from ..model import MiniGPT
 from ..train import TrainConfig, make_optimizer
 from .core import Case, CheckResult, Exercise, Mistake, require_number
@@ -21,7 +22,7 @@ def _schedule(solution, case: Case) -> torch.Tensor:
     """The solution's learning rate at every step of the case (index = step), as a tensor."""
     settings = case.kwargs
     steps = range(settings["max_iters"] + case.args[0])          # a few steps past the end too
-    return torch.tensor([require_number(solution(step, **settings), f"the learning rate at step {step}")
+    return torch.tensor([require_number(solution(step, **settings), tr("the learning rate at step {step}", step=step))
                          for step in steps], dtype=torch.float64)
 
 

@@ -24,8 +24,9 @@ from typing import Any, Optional
 import torch
 
 from ..errors import UsageError
+from ..language import tr
 from .core import FAILED, NOT_IMPLEMENTED, RECORDED, CheckResult, _answer, _is_number, _sentence, \
-    _student_frame, check_answer
+    check_answer, not_implemented_message, raised_message
 
 
 @dataclass(frozen=True)
@@ -142,18 +143,18 @@ def _check_form(q: Question, given: Any) -> CheckResult:
         try:
             given = given()
         except NotImplementedError:
-            return CheckResult(question, NOT_IMPLEMENTED, "fill in the cell above, run it, then run this check again.")
+            return CheckResult(question, NOT_IMPLEMENTED, not_implemented_message())
         except Exception as err:
-            return CheckResult(question, FAILED, f"your function raised "
-                                                 f"{_sentence(f'{type(err).__name__}: {err}')}{_student_frame(err)}.")
+            return CheckResult(question, FAILED, raised_message(err))
     if isinstance(given, (list, torch.Size)):
         given = tuple(given)
     if isinstance(given, torch.Tensor) and given.dim() == 0 and given.device.type != "meta":
         given = given.item()
     if given is ... or given is None:
-        return CheckResult(question, NOT_IMPLEMENTED, "replace `...` with your answer and run the cell again.")
+        return CheckResult(question, NOT_IMPLEMENTED, tr("replace `...` with your answer and run the cell again."))
     if not _right_form(q, given):
-        return CheckResult(question, FAILED, f"{given!r} is not an answer of the right form: the answer is "
-                                             f"{_sentence(q.form)}.")
-    return CheckResult(question, RECORDED, f"{given!r} has the right form, and it is recorded: this edition "
-                                           f"has no answer key, so your answer is graded after you submit.")
+        return CheckResult(question, FAILED, tr("{given} is not an answer of the right form: the answer is {form}.",
+                                                given=repr(given), form=_sentence(tr(q.form))))
+    return CheckResult(question, RECORDED, tr("{given} has the right form, and it is recorded: this edition has "
+                                              "no answer key, so your answer is graded after you submit.",
+                                              given=repr(given)))

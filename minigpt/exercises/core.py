@@ -42,12 +42,15 @@ import html
 import math
 import numbers
 import os
+import re
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
+
+from ..language import language, tr
 
 PASSED, FAILED, NOT_IMPLEMENTED, RECORDED = "passed", "failed", "not implemented", "recorded"
 EXPECTED = Path(__file__).resolve().parent / "expected"     # the stored outputs (package data)
@@ -111,13 +114,25 @@ class CheckResult:
     def __repr__(self) -> str:
         mark = {PASSED: "✓ Passed", FAILED: "✗ Not yet", NOT_IMPLEMENTED: "… Not implemented yet",
                 RECORDED: "✎ Recorded"}
-        return f"{mark[self.status]} — {self.exercise}: {self.message}"
+        return tr("{mark} — {exercise}: {message}", mark=tr(mark[self.status]),
+                  exercise=exercise_title(self.exercise), message=self.message)
 
     def _repr_html_(self) -> str:
         colour = {PASSED: "#1a7f37", FAILED: "#cf222e", NOT_IMPLEMENTED: "#9a6700",
                   RECORDED: "#0969da"}[self.status]
         return (f'<div style="border-left:4px solid {colour};padding:0.3em 0.8em">'
                 f"{html.escape(repr(self))}</div>")
+
+
+def exercise_title(name: str) -> str:
+    """An exercise's name, or "question 11.3", in the reader's language."""
+    number = re.fullmatch(r"question (\S+)", name)
+    return tr("question {number}", number=number.group(1)) if number else tr(name)
+
+
+def join(*sentences: str) -> str:
+    """Sentences one after the other: a space between them in English, none in Chinese."""
+    return ("" if language() == "zh" else " ").join(s for s in sentences if s)
 
 
 # ------------------------------------------------------------------- seeded test inputs
@@ -209,46 +224,50 @@ def _format(x: Any) -> str:
 def _tensor_form_difference(expected: torch.Tensor, got: torch.Tensor) -> Optional[str]:
     """What is wrong with `got` before its values can be compared (device, shape, dtype), or None."""
     if got.device.type == "meta":
-        return (f"your tensor is on the meta device: it has a shape, {tuple(got.shape)}, but no "
-                f"values. Build the answer from the inputs (they are on the CPU)")
+        return tr("your tensor is on the meta device: it has a shape, {shape}, but no values. Build "
+                  "the answer from the inputs (they are on the CPU)", shape=tuple(got.shape))
     if got.shape != expected.shape:
-        return f"expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
+        return tr("expected shape {expected}, got {got}", expected=tuple(expected.shape), got=tuple(got.shape))
     if got.dtype == expected.dtype:
         return None
     if got.is_complex():
-        return (f"your tensor is complex ({got.dtype}); the answer is a real {expected.dtype} "
-                f"tensor. A complex value usually comes from a power or log of a negative number, "
-                f"or from torch.view_as_complex: keep the computation real")
+        return tr("your tensor is complex ({got}); the answer is a real {expected} tensor. A complex "
+                  "value usually comes from a power or log of a negative number, or from "
+                  "torch.view_as_complex: keep the computation real", got=got.dtype, expected=expected.dtype)
     kinds = {"bool": "a bool tensor (True/False)", "integer": "an integer tensor",
              "floating-point": "a floating-point tensor"}
-    values = ("its values would agree with the package's" if _values_agree(got, expected, 1e-5, 1e-4)
-              else "its values differ too")
+    values = tr("its values would agree with the package's" if _values_agree(got, expected, 1e-5, 1e-4)
+                else "its values differ too")
     if _kind(got) == _kind(expected) == "floating-point":
-        return (f"expected {expected.dtype}, got {got.dtype} ({values}): the model computes in "
-                f"{expected.dtype}, so build the answer in it (e.g. .to({expected.dtype}))")
-    return f"expected {kinds[_kind(expected)]} of dtype {expected.dtype}, got {got.dtype} ({values})"
+        return tr("expected {expected}, got {got} ({values}): the model computes in {expected}, so "
+                  "build the answer in it (e.g. .to({expected}))", expected=expected.dtype, got=got.dtype,
+                  values=values)
+    return tr("expected {kind} of dtype {expected}, got {got} ({values})", kind=tr(kinds[_kind(expected)]),
+              expected=expected.dtype, got=got.dtype, values=values)
 
 
 def _value_difference(expected: torch.Tensor, got: torch.Tensor) -> str:
     """Where the values of two tensors of the same shape and dtype differ, in words."""
     e, g = _values(expected), _values(got)
     if expected.dim() == 0:
-        return f"expected {_format(expected)}, got {_format(got)}"
+        return tr("expected {expected}, got {got}", expected=_format(expected), got=_format(got))
     if _kind(expected) in ("bool", "integer"):
         wrong = e != g
         where = tuple(int(i) for i in torch.unravel_index(wrong.flatten().nonzero()[0, 0], wrong.shape))
-        return (f"{int(wrong.sum())} of {wrong.numel()} entries differ, the first at index {where}: "
-                f"expected {_format(expected[where])}, got {_format(got[where])}")
+        return tr("{wrong} of {total} entries differ, the first at index {where}: expected {expected}, "
+                  "got {got}", wrong=int(wrong.sum()), total=wrong.numel(), where=where,
+                  expected=_format(expected[where]), got=_format(got[where]))
     for bad, name in ((g.isnan() & ~e.isnan(), "NaN"), (g.isinf() & ~e.isinf(), "inf")):
         if bad.any():
             where = tuple(int(i) for i in torch.unravel_index(bad.flatten().nonzero()[0, 0], bad.shape))
-            return (f"got {name} in {int(bad.sum())} of {bad.numel()} entries, the first at index "
-                    f"{where} (expected {_format(expected[where])})")
+            return tr("got {name} in {bad} of {total} entries, the first at index {where} (expected "
+                      "{expected})", name=name, bad=int(bad.sum()), total=bad.numel(), where=where,
+                      expected=_format(expected[where]))
     diff = torch.nan_to_num((g - e).abs(), nan=float("inf"))
     where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
-    return (f"the shape is right, but values differ: largest difference {diff.max().item():.3g} "
-            f"at index {where} (expected {expected[where].item():.4f}, "
-            f"got {got[where].item():.4f})")
+    return tr("the shape is right, but values differ: largest difference {diff} at index {where} "
+              "(expected {expected}, got {got})", diff=f"{diff.max().item():.3g}", where=where,
+              expected=f"{expected[where].item():.4f}", got=f"{got[where].item():.4f}")
 
 
 def describe_difference(expected: Any, got: Any) -> str:
@@ -256,23 +275,23 @@ def describe_difference(expected: Any, got: Any) -> str:
     dtype; then values)."""
     if isinstance(expected, torch.Tensor):
         if not isinstance(got, torch.Tensor):
-            what = f"a {type(got).__name__} of {len(got)} items" if isinstance(got, (tuple, list)) \
-                else type(got).__name__
-            return f"expected a tensor of shape {tuple(expected.shape)}, got {what}"
+            what = tr("a {kind} of {n} items", kind=type(got).__name__, n=len(got)) \
+                if isinstance(got, (tuple, list)) else type(got).__name__
+            return tr("expected a tensor of shape {shape}, got {what}", shape=tuple(expected.shape), what=what)
         return _tensor_form_difference(expected, got) or _value_difference(expected, got)
     if isinstance(expected, (tuple, list)) and isinstance(got, (tuple, list)):
         if len(expected) != len(got):
-            return f"expected {len(expected)} outputs, got {len(got)}"
+            return tr("expected {expected} outputs, got {got}", expected=len(expected), got=len(got))
         for i, (e, g) in enumerate(zip(expected, got)):
             if not same(g, e):
-                return f"output {i}: {describe_difference(e, g)}"
+                return tr("output {i}: {difference}", i=i, difference=describe_difference(e, g))
     if isinstance(expected, dict) and isinstance(got, dict) and expected.keys() == got.keys():
         for key in expected:
             if not same(got[key], expected[key]):
                 return f"{key}: {describe_difference(expected[key], got[key])}"
     if isinstance(got, torch.Tensor) and got.device.type == "meta":
-        return "your tensor is on the meta device: it has a shape but no values"
-    return f"expected {_format(expected)}, got {_format(got)}"
+        return tr("your tensor is on the meta device: it has a shape but no values")
+    return tr("expected {expected}, got {got}", expected=_format(expected), got=_format(got))
 
 
 class WrongForm(Exception):
@@ -289,7 +308,8 @@ def require_tensor_like(got: Any, like: torch.Tensor) -> torch.Tensor:
     if problem:
         raise WrongForm(problem)
     if got.is_floating_point() and got.isnan().any():
-        raise WrongForm(f"your output holds NaN in {int(got.isnan().sum())} of {got.numel()} entries")
+        raise WrongForm(tr("your output holds NaN in {bad} of {total} entries", bad=int(got.isnan().sum()),
+                           total=got.numel()))
     return got
 
 
@@ -300,20 +320,21 @@ def require_number(value: Any, what: str) -> float:
             and value.dtype != torch.bool and not value.is_complex():
         value = value.item()
     if isinstance(value, torch.Tensor) and value.device.type == "meta":
-        raise WrongForm(f"{what} is a tensor on the meta device: it has a shape but no values")
+        raise WrongForm(tr("{what} is a tensor on the meta device: it has a shape but no values", what=tr(what)))
     if isinstance(value, torch.Tensor):
-        raise WrongForm(f"{what} is a {value.dtype} tensor of shape {tuple(value.shape)}; it must "
-                        f"be a real number")
+        raise WrongForm(tr("{what} is a {dtype} tensor of shape {shape}; it must be a real number",
+                           what=tr(what), dtype=value.dtype, shape=tuple(value.shape)))
     if not _is_number(value):
-        raise WrongForm(f"{what} is a {type(value).__name__} ({value!r}); it must be a real number")
+        raise WrongForm(tr("{what} is a {kind} ({value}); it must be a real number", what=tr(what),
+                           kind=type(value).__name__, value=repr(value)))
     if math.isnan(value):
-        raise WrongForm(f"{what} is NaN")
+        raise WrongForm(tr("{what} is NaN", what=tr(what)))
     return float(value)
 
 
 def _sentence(text: str) -> str:
     """`text` without the full stop it may end with, so that ours does not double it."""
-    return text.rstrip().rstrip(".") if not text.rstrip().endswith("...") else text.rstrip()
+    return text.rstrip().rstrip(".。") if not text.rstrip().endswith("...") else text.rstrip()
 
 
 def _clone(value: Any) -> Any:
@@ -410,50 +431,54 @@ class Exercise:
                 if _raised_by_torch(err):   # e.g. an operator the meta device has no kernel for
                     return self._raised(err, case, index)
                 return CheckResult(self.name, NOT_IMPLEMENTED,
-                                   "fill in the cell above (replace `raise NotImplementedError()` "
-                                   "with your code), run it, then run this check again.")
+                                   tr("fill in the cell above (replace `raise NotImplementedError()` "
+                                      "with your code), run it, then run this check again."))
             except WrongForm as err:
-                return CheckResult(self.name, FAILED, f"on {case.name}, {_sentence(str(err))}.")
+                return CheckResult(self.name, FAILED, tr("on {case}, {problem}.", case=tr(case.name),
+                                                         problem=_sentence(str(err))))
             except Exception as err:  # the student's code failed: report it, don't crash the notebook
                 return self._raised(err, case, index)
             if got is None and expected is not None:
                 return CheckResult(self.name, FAILED,
-                                   f"on {case.name}, your code returned None: did you forget `return`?")
+                                   tr("on {case}, your code returned None: did you forget `return`?",
+                                      case=tr(case.name)))
             if same(got, expected, self.atol, self.rtol):
                 continue
             mistake = self.diagnose(got, case, index)
-            message = f"on {case.name}, {_sentence(describe_difference(expected, got))}."
+            message = tr("on {case}, {problem}.", case=tr(case.name),
+                         problem=_sentence(describe_difference(expected, got)))
             if mistake is not None:
-                message += f" Likely mistake: {mistake.hint}"
+                message = join(message, tr("Likely mistake: {hint}", hint=tr(mistake.hint)))
             else:
-                message += (" This is not one of the common mistakes this check knows; compare your "
-                            "code with the text line by line, printing shapes as you go.")
+                message = join(message, tr("This is not one of the common mistakes this check knows; compare "
+                                           "your code with the text line by line, printing shapes as you go."))
             return CheckResult(self.name, FAILED, message, mistake.key if mistake else None)
-        names = "; ".join(case.name for case in cases)
-        success = f" {self.success}" if self.success else ""
+        names = tr("; ").join(tr(case.name) for case in cases)
         return CheckResult(self.name, PASSED,
-                           f"all {len(cases)} cases agree with the package ({names}).{success}")
+                           join(tr("all {n} cases agree with the package ({names}).", n=len(cases), names=names),
+                                tr(self.success) if self.success else ""))
 
     def _raised(self, err: Exception, case: Case, index: Optional[int] = None) -> CheckResult:
         """The answer when the student's code raised: the error, where, and what it suggests."""
-        text = _sentence(f"{type(err).__name__}: {err}")
-        message = f"on {case.name}, your code raised {text}{_student_frame(err)}."
+        text = _sentence(f"{type(err).__name__}: {err}")       # Python's own words, as Python says them
+        message = tr("on {case}, your code raised {error}{where}.", case=tr(case.name), error=text,
+                     where=_student_frame(err))
         mistake = self.diagnose_error(err, case, index)
         if mistake is not None:
-            message += f" Likely mistake: {mistake.hint}"
+            hint = tr("Likely mistake: {hint}", hint=tr(mistake.hint))
         elif isinstance(err, TypeError) and case.kwargs and "keyword argument" in str(err):
             names = ", ".join(f"{name}=..." for name in case.kwargs)
-            message += (f" The check passes these arguments by keyword ({names}): give your "
-                        f"function's parameters exactly these names.")
+            hint = tr("The check passes these arguments by keyword ({names}): give your function's "
+                      "parameters exactly these names.", names=names)
         elif "view size is not compatible" in str(err):
-            message += (" After a transpose the tensor's memory is no longer laid out in the new "
-                        "order, so .view() cannot regroup it: call .contiguous() first (or use "
-                        ".reshape()), as in y.transpose(1, 2).contiguous().view(B, T, C).")
+            hint = tr("After a transpose the tensor's memory is no longer laid out in the new order, so "
+                      ".view() cannot regroup it: call .contiguous() first (or use .reshape()), as in "
+                      "y.transpose(1, 2).contiguous().view(B, T, C).")
         elif isinstance(err, TypeError) and "argument" in str(err):
-            message += (" Check that your function takes the arguments the exercise names, in "
-                        "that order.")
+            hint = tr("Check that your function takes the arguments the exercise names, in that order.")
         else:
-            message += " Compare the shapes you build with the ones in the text."
+            hint = tr("Compare the shapes you build with the ones in the text.")
+        message = join(message, hint)
         return CheckResult(self.name, FAILED, message, mistake.key if mistake else None)
 
     def _mistake_records(self, case: Case, index: Optional[int]):
@@ -508,7 +533,7 @@ def _student_frame(err: BaseException) -> str:
     """' (line N of your cell)' for the innermost frame that comes from a notebook cell."""
     for frame in reversed(traceback.extract_tb(err.__traceback__)):
         if ("ipykernel" in frame.filename or frame.filename.startswith("<")) and frame.line:
-            return f" (line {frame.lineno} of your cell: `{(frame.line or '').strip()}`)"
+            return tr(" (line {line} of your cell: `{code}`)", line=frame.lineno, code=(frame.line or "").strip())
     return ""
 
 
@@ -529,22 +554,32 @@ def _check_answer(question: str, given: Any, expected: Any, explanation: str,
         try:
             given = given()
         except NotImplementedError:
-            return CheckResult(question, NOT_IMPLEMENTED,
-                               "fill in the cell above, run it, then run this check again.")
+            return CheckResult(question, NOT_IMPLEMENTED, not_implemented_message())
         except Exception as err:
-            return CheckResult(question, FAILED, f"your function raised "
-                                                 f"{_sentence(f'{type(err).__name__}: {err}')}"
-                                                 f"{_student_frame(err)}.")
+            return CheckResult(question, FAILED, raised_message(err))
     if isinstance(given, list):     # a shape typed as a list is still a shape
         given = tuple(given)
     if isinstance(given, torch.Tensor) and given.dim() == 0 and given.device.type != "meta":
         given = given.item()        # a count computed with torch is still a count
     if given is ... or given is None:
-        return CheckResult(question, NOT_IMPLEMENTED, "replace `...` with your answer and run the cell again.")
+        return CheckResult(question, NOT_IMPLEMENTED, tr("replace `...` with your answer and run the cell again."))
     if same(given, expected):
-        return CheckResult(question, PASSED, f"{given!r} is right. {explanation}")
+        return CheckResult(question, PASSED, join(tr("{given} is right.", given=repr(given)), tr(explanation)))
     for value, hint in (wrong or {}).items():
         if same(given, value):
-            return CheckResult(question, FAILED, f"{given!r} is not it. {hint}", mistake=f"{question}:{value!r}")
-    shape = f" The answer is {_sentence(form)}." if form else ""
-    return CheckResult(question, FAILED, f"{given!r} is not it.{shape} Re-read the section and try again.")
+            return CheckResult(question, FAILED, join(tr("{given} is not it.", given=repr(given)), tr(hint)),
+                               mistake=f"{question}:{value!r}")
+    shape = tr("The answer is {form}.", form=_sentence(tr(form))) if form else ""
+    return CheckResult(question, FAILED, join(tr("{given} is not it.", given=repr(given)), shape,
+                                              tr("Re-read the section and try again.")))
+
+
+def not_implemented_message() -> str:
+    """What a question's check says while its answer cell still raises NotImplementedError."""
+    return tr("fill in the cell above, run it, then run this check again.")
+
+
+def raised_message(err: BaseException) -> str:
+    """What a question's check says when the answer function raised."""
+    return tr("your function raised {error}{where}.", error=_sentence(f"{type(err).__name__}: {err}"),
+              where=_student_frame(err))
