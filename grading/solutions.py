@@ -388,28 +388,19 @@ def _lr_warmup_from_zero(step, learning_rate, min_lr, warmup_iters, max_iters):
     return _cosine(step, learning_rate, min_lr, warmup_iters, max_iters)
 
 
-def _lr_degrees(step, learning_rate, min_lr, warmup_iters, max_iters):
-    if step < warmup_iters:
-        return learning_rate * (step + 1) / warmup_iters
-    return _cosine(step, learning_rate, min_lr, warmup_iters, max_iters, turn=180.0)
+def _warmed_up(**cosine):
+    """A schedule with the right warm-up (lr · (step + 1) / warmup_iters) and a cosine gone wrong."""
+    def schedule(step, learning_rate, min_lr, warmup_iters, max_iters):
+        if step < warmup_iters:
+            return learning_rate * (step + 1) / warmup_iters
+        return _cosine(step, learning_rate, min_lr, warmup_iters, max_iters, **cosine)
+    return schedule
 
 
-def _lr_full_period(step, learning_rate, min_lr, warmup_iters, max_iters):
-    if step < warmup_iters:
-        return learning_rate * (step + 1) / warmup_iters
-    return _cosine(step, learning_rate, min_lr, warmup_iters, max_iters, turn=2 * math.pi)
-
-
-def _lr_progress_from_zero(step, learning_rate, min_lr, warmup_iters, max_iters):
-    if step < warmup_iters:
-        return learning_rate * (step + 1) / warmup_iters
-    return _cosine(step, learning_rate, min_lr, warmup_iters, max_iters, start=0)
-
-
-def _lr_not_clamped(step, learning_rate, min_lr, warmup_iters, max_iters):
-    if step < warmup_iters:
-        return learning_rate * (step + 1) / warmup_iters
-    return _cosine(step, learning_rate, min_lr, warmup_iters, max_iters, clamp=False)
+_lr_degrees = _warmed_up(turn=180.0)
+_lr_full_period = _warmed_up(turn=2 * math.pi)
+_lr_progress_from_zero = _warmed_up(start=0)
+_lr_not_clamped = _warmed_up(clamp=False)
 
 
 def _forgets_no_decay_group(model, weight_decay):

@@ -141,3 +141,13 @@ def offline_page(viewport=(1280, 1400), dark: bool = False):
             yield page, errors, blocked
         finally:
             browser.close()
+
+
+@pytest.fixture
+def chinese():
+    """The package speaks Chinese for one test, and English again afterwards whatever happens."""
+    minigpt.set_language("zh")
+    try:
+        yield
+    finally:
+        minigpt.set_language("en")

@@ -164,7 +164,11 @@ def test_screenshots_for_review():
 def test_no_page_has_a_javascript_error():
     """Every page of the book loads with no JavaScript error and no network request."""
     pages = [HTML / f"{name}.html" for name in PAGES + ["book/appendix_javascript"]]
-    pages += [HTML / "notebooks" / f"{c.stem}.html" for c in CHAPTERS]
+    _open_with_no_error([*pages, *(HTML / "notebooks" / f"{c.stem}.html" for c in CHAPTERS)])
+
+
+def _open_with_no_error(pages: list) -> None:
+    """Load each page offline; fail on any JavaScript error or network request."""
     with offline_page() as (page, errors, blocked):
         for file in pages:
             assert file.is_file(), f"{file} was not built"
@@ -235,3 +239,75 @@ def test_appendix_pages_do_not_scroll_sideways(name, width):
             side_by_side = [t[0] == t[1] for t in tops]
             assert all(side_by_side) if width >= 1280 else not any(side_by_side), tops
     assert not errors and not blocked
+
+
+# ------------------------------------------------------------ the Chinese edition (issue 21)
+ZH_HTML = HTML / "zh"
+ZH_PAGES = PAGES + ["book/glossary", "book/appendix_javascript"]
+
+
+def _cjk(text: str) -> int:
+    return len(re.findall(r"[\u4e00-\u9fff]", text))
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_chinese_chapter_page_renders(notebook: Path):
+    """Every chapter has its Chinese twin at the same path under zh/: marked zh-CN, its text in
+    Chinese, the same figures as the English page, no traceback."""
+    page = ZH_HTML / "notebooks" / f"{notebook.stem}.html"
+    assert page.is_file(), f"{page} was not built (make html builds the zh edition too)"
+    html = page.read_text(encoding="utf-8")
+    assert '<html lang="zh-CN"' in html
+    article = re.search(r"<article.*?</article>", html, re.S).group(0)
+    text = re.sub(r"<[^>]+>", " ", article)
+    assert _cjk(text) > 300, f"only {_cjk(text)} Chinese characters on the zh page"
+    assert "Traceback (most recent call last)" not in text
+    english = (HTML / "notebooks" / f"{notebook.stem}.html").read_text(encoding="utf-8")
+    figures = lambda h: len(re.findall(r'<img[^>]+src="[^"]*_images/', h))
+    assert figures(html) == figures(english)
+
+
+def test_every_page_links_to_its_twin_in_the_other_language():
+    """The switch at the top of a page leads to the same page in the other edition and back."""
+    starts = ["notebooks/09_decoding", "book/intro", "book/instructor_guide"]
+    with offline_page() as (page, errors, blocked):
+        for name in starts:
+            page.goto((HTML / f"{name}.html").as_uri())
+            switch = page.locator(".minigpt-language-switch")
+            assert switch.inner_text() == "中文" and switch.is_visible()
+            switch.click()
+            page.wait_for_load_state()
+            assert page.url == (ZH_HTML / f"{name}.html").as_uri()
+            assert page.evaluate("document.documentElement.lang") == "zh-CN"
+            back = page.locator(".minigpt-language-switch")
+            assert back.inner_text() == "English"
+            back.click()
+            page.wait_for_load_state()
+            assert page.url == (HTML / f"{name}.html").as_uri()
+        page.goto((ZH_HTML / "book" / "glossary.html").as_uri())       # zh only: to the notation page
+        assert page.locator(".minigpt-language-switch").get_attribute("href").endswith("/book/notation.html")
+    assert not errors and not blocked, (errors, blocked)
+
+
+def test_no_chinese_page_has_a_javascript_error():
+    pages = [ZH_HTML / f"{name}.html" for name in ZH_PAGES]
+    _open_with_no_error([*pages, *(ZH_HTML / "notebooks" / f"{c.stem}.html" for c in CHAPTERS)])
+
+
+@pytest.mark.parametrize("chapter,kind", [("09_decoding", "generator"), ("10_inside_the_model", "attention")])
+def test_in_page_model_speaks_chinese_in_the_chinese_book(chapter, kind):
+    """The widgets work in the zh edition and label themselves in Chinese."""
+    with offline_page() as (page, errors, blocked):
+        page.goto((ZH_HTML / "notebooks" / f"{chapter}.html").as_uri())
+        page.wait_for_function(f"document.querySelector('[data-mg-widget={kind}]')"
+                               ".getAttribute('data-mg-mounted') === 'ready'", timeout=60_000)
+        widget = page.locator(f"[data-mg-widget={kind}]")
+        assert _cjk(widget.inner_text()) > 10, widget.inner_text()[:300]
+        if kind == "generator":
+            page.click("[data-mg=generate]")
+            page.wait_for_function("document.querySelector('[data-mg-widget=generator]').mgState.run.done",
+                                   timeout=60_000)
+        widget.scroll_into_view_if_needed()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        widget.screenshot(path=str(SHOTS / f"zh_{chapter}_{kind}.png"))
+    assert not errors and not blocked, (errors, blocked)

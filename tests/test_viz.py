@@ -66,16 +66,6 @@ def test_the_old_html_explorer_is_gone():
         assert not hasattr(viz, name), name
 
 
-@pytest.fixture
-def chinese():
-    """The package speaks Chinese for one test, and English again afterwards whatever happens."""
-    minigpt.set_language("zh")
-    try:
-        yield
-    finally:
-        minigpt.set_language("en")
-
-
 @pytest.mark.filterwarnings("ignore:Glyph")       # the CJK font is pretended: this machine may have none
 def test_figures_speak_chinese_only_with_a_font_that_draws_it(chinese, monkeypatch):
     """Under set_language("zh") a figure's words are Chinese when matplotlib has a CJK font

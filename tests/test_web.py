@@ -761,16 +761,6 @@ PY_SOURCES = [Path(viz.__file__), *sorted(Path(widgets.__file__).parent.glob("*.
 FIELD = re.compile(r"\{(\w+)\}")
 
 
-@pytest.fixture
-def chinese():
-    """The package speaks Chinese for one test, and English again afterwards whatever happens."""
-    minigpt.set_language("zh")
-    try:
-        yield
-    finally:
-        minigpt.set_language("en")
-
-
 def _js_table(name: str) -> dict:
     """A widget file's ZH table ({english: chinese}), read as JSON from the file's text."""
     source = (STATIC_DIR / name).read_text(encoding="utf-8")

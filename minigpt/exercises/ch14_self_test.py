@@ -21,12 +21,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import torch
-
 from ..errors import UsageError
 from ..language import tr
-from .core import FAILED, NOT_IMPLEMENTED, RECORDED, CheckResult, _answer, _is_number, _sentence, \
-    check_answer, not_implemented_message, raised_message
+from .core import FAILED, RECORDED, CheckResult, _answer, _is_number, _sentence, check_answer, read_answer
 
 
 @dataclass(frozen=True)
@@ -139,19 +136,9 @@ def _right_form(q: Question, given: Any) -> bool:
 def _check_form(q: Question, given: Any) -> CheckResult:
     """Without the key: the answer's form only, and the same words for a right and a wrong one."""
     question = f"question {q.number}"
-    if callable(given):
-        try:
-            given = given()
-        except NotImplementedError:
-            return CheckResult(question, NOT_IMPLEMENTED, not_implemented_message())
-        except Exception as err:
-            return CheckResult(question, FAILED, raised_message(err))
-    if isinstance(given, (list, torch.Size)):
-        given = tuple(given)
-    if isinstance(given, torch.Tensor) and given.dim() == 0 and given.device.type != "meta":
-        given = given.item()
-    if given is ... or given is None:
-        return CheckResult(question, NOT_IMPLEMENTED, tr("replace `...` with your answer and run the cell again."))
+    given, unanswered = read_answer(question, given)
+    if unanswered is not None:
+        return unanswered
     if not _right_form(q, given):
         return CheckResult(question, FAILED, tr("{given} is not an answer of the right form: the answer is {form}.",
                                                 given=repr(given), form=_sentence(tr(q.form))))

@@ -548,21 +548,32 @@ def check_answer(question: str, given: Any, expected: Any, explanation: str,
     return _answer(_check_answer(question, given, expected, explanation, wrong, form))
 
 
-def _check_answer(question: str, given: Any, expected: Any, explanation: str,
-                  wrong: Optional[dict] = None, form: str = "") -> CheckResult:
+def read_answer(question: str, given: Any) -> tuple[Any, Optional[CheckResult]]:
+    """A question's answer as a plain value, or the result to show when there is none yet:
+    a function is called (an nbgrader solution cell), a list or torch.Size is a shape, a
+    0-d tensor is its number."""
     if callable(given):     # an answer written as a function (an nbgrader solution cell)
         try:
             given = given()
         except NotImplementedError:
-            return CheckResult(question, NOT_IMPLEMENTED, not_implemented_message())
+            return None, CheckResult(question, NOT_IMPLEMENTED, not_implemented_message())
         except Exception as err:
-            return CheckResult(question, FAILED, raised_message(err))
-    if isinstance(given, list):     # a shape typed as a list is still a shape
+            return None, CheckResult(question, FAILED, raised_message(err))
+    if isinstance(given, (list, torch.Size)):     # a shape typed as a list is still a shape
         given = tuple(given)
     if isinstance(given, torch.Tensor) and given.dim() == 0 and given.device.type != "meta":
         given = given.item()        # a count computed with torch is still a count
     if given is ... or given is None:
-        return CheckResult(question, NOT_IMPLEMENTED, tr("replace `...` with your answer and run the cell again."))
+        return None, CheckResult(question, NOT_IMPLEMENTED,
+                                 tr("replace `...` with your answer and run the cell again."))
+    return given, None
+
+
+def _check_answer(question: str, given: Any, expected: Any, explanation: str,
+                  wrong: Optional[dict] = None, form: str = "") -> CheckResult:
+    given, unanswered = read_answer(question, given)
+    if unanswered is not None:
+        return unanswered
     if same(given, expected):
         return CheckResult(question, PASSED, join(tr("{given} is right.", given=repr(given)), tr(explanation)))
     for value, hint in (wrong or {}).items():
