@@ -151,3 +151,20 @@ def chinese():
         yield
     finally:
         minigpt.set_language("en")
+
+
+def tr_literals(source: str, names: tuple = ("tr", "tr_figure")) -> set:
+    """The English texts a Python source passes to minigpt.tr (or viz.tr_figure): the string
+    literal first argument of every such call, both branches of `tr("a" if x else "b")`.
+    IPython lines (%magic, !shell) are skipped, so a notebook cell's source works too."""
+    import ast
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    found = set()
+    for node in ast.walk(ast.parse(code)):
+        name = getattr(getattr(node, "func", None), "id", None) or getattr(getattr(node, "func", None), "attr", "")
+        if isinstance(node, ast.Call) and name in names and node.args:
+            arg = node.args[0]
+            for value in ([arg.body, arg.orelse] if isinstance(arg, ast.IfExp) else [arg]):
+                if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    found.add(value.value)
+    return found

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
 import zh_edition  # noqa: E402
+from conftest import tr_literals  # noqa: E402
 
 ZH = ROOT / "zh"
 
@@ -191,24 +192,14 @@ def test_exercises_keep_their_numbers_in_chinese(name):
 def test_every_message_a_chapter_translates_is_in_the_catalogue():
     """A chapter's own `minigpt.tr("...")` / `tr_figure("...")` labels (chapter 9's sliders) have
     their Chinese in minigpt/locale/zh/*.json, so the zh notebook shows no English label."""
-    import ast
-
     from minigpt.language import catalogue
     known = catalogue("zh")
     missing = []
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
-            if cell["cell_type"] != "code":
-                continue
-            source = "".join(cell["source"])
-            try:
-                tree = ast.parse("\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!"))))
-            except SyntaxError:
-                continue
-            for node in ast.walk(tree):
-                if (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("tr", "tr_figure")
-                        and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value not in known):
-                    missing.append(f"{path.name}: {node.args[0].value!r}")
+            if cell["cell_type"] == "code":
+                missing += [f"{path.name}: {text!r}" for text in tr_literals("".join(cell["source"]))
+                            if text not in known]
     assert not missing, missing
 
 
@@ -225,13 +216,7 @@ def _exercise_messages() -> set:
     for question in QUESTIONS.values():
         texts |= {question.text, question.form}
     for path in (ROOT / "minigpt" / "exercises").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "tr" \
-                    and node.args:
-                arg = node.args[0]
-                for value in ([arg.body, arg.orelse] if isinstance(arg, ast.IfExp) else [arg]):
-                    if isinstance(value, ast.Constant):
-                        texts.add(value.value)
+        texts |= tr_literals(path.read_text(encoding="utf-8"))
     key_cells = [c for c in json.loads((ROOT / "notebooks" / "14_self_test.ipynb").read_text(encoding="utf-8"))["cells"]
                  if "answer-key" in c.get("metadata", {}).get("tags", [])]
     assert len(key_cells) == 1

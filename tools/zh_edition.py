@@ -39,8 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ZH = REPO / "zh"
-TRANSLATIONS = ZH / "translations"
 LANGUAGE_LINE = 'minigpt.set_language("zh")      # 检查结果和小部件的提示用中文'
 
 _MARK = re.compile(r"^%%%% (\d+) (en|zh)$")
@@ -77,6 +75,11 @@ def split_sections(text: str) -> list[str]:
     if current:
         units.append("".join(current))
     return units
+
+
+def translation_file(name: str, repo: Path = REPO) -> Path:
+    """The translation of the English page `name` (a notebook's or book page's stem)."""
+    return repo / "zh" / "translations" / f"{name}.md"
 
 
 def english_units(path: Path) -> list[str]:
@@ -207,7 +210,7 @@ def problems(repo: Path = REPO) -> dict[str, list[str]]:
     """Per page: what is missing, untranslated or stale (an empty dict when all is in sync)."""
     found: dict[str, list[str]] = {}
     for name, page in english_pages(repo).items():
-        path = repo / "zh" / "translations" / f"{name}.md"
+        path = translation_file(name, repo)
         issues: list[str] = []
         if not path.exists():
             found[name] = [f"no translation file {path.relative_to(repo)} (run `refresh {name}`)"]
@@ -259,7 +262,7 @@ def build(repo: Path = REPO, only: list[str] | None = None, draft: bool = False)
     for name, page in english_pages(repo).items():
         if only and name not in only:
             continue
-        units = read_translation(repo / "zh" / "translations" / f"{name}.md")
+        units = read_translation(translation_file(name, repo))
         if draft:
             units = [Unit(now, u.chinese if u.chinese.strip() and u.english == now else now)
                      for u, now in zip(units, english_units(page))]
@@ -317,7 +320,7 @@ def code_drift(repo: Path = REPO) -> list[str]:
         if not target.exists():
             found.append(f"{name}: no zh notebook (run `python tools/zh_edition.py build`)")
             continue
-        units = read_translation(repo / "zh" / "translations" / f"{name}.md")
+        units = read_translation(translation_file(name, repo))
         expected = zh_notebook(page, units)
         actual = json.loads(target.read_text(encoding="utf-8"))
         # what a cell *is*; its run (outputs, execution count, the kernel's timestamps) is the zh notebook's own
@@ -337,7 +340,7 @@ def page_drift(repo: Path = REPO) -> list[str]:
         if page.suffix != ".md":
             continue
         target = repo / "zh" / "book" / page.name
-        units = read_translation(repo / "zh" / "translations" / f"{name}.md")
+        units = read_translation(translation_file(name, repo))
         if not target.exists() or target.read_text(encoding="utf-8") != _page_text(units):
             found.append(f"{name}: zh/book/{page.name} is not what its translation makes "
                          "(run `python tools/zh_edition.py build`)")
@@ -383,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, page in english_pages().items():
             if args.pages and name not in args.pages:
                 continue
-            path = TRANSLATIONS / f"{name}.md"
+            path = translation_file(name)
             old = read_translation(path) if path.exists() else []
             write_translation(path, realign(old, english_units(page)))
             print(f"refreshed {path.relative_to(REPO)}")
