@@ -165,9 +165,10 @@ def plot_losses(history: dict, ax=None, label: str = "", smooth: int = 20):
     if evals:
         ax.plot([e["step"] for e in evals], [e["val"] for e in evals], "o--",
                 label=f"{label} {tr_figure('val')}".strip())
-    ax.set_xlabel(tr_figure("step"), **figure_font())
-    ax.set_ylabel(tr_figure("cross-entropy (nats)"), **figure_font())
-    ax.legend(prop={"family": figure_font()["fontfamily"]} if figure_font() else None)
+    font = figure_font()
+    ax.set_xlabel(tr_figure("step"), **font)
+    ax.set_ylabel(tr_figure("cross-entropy (nats)"), **font)
+    ax.legend(prop={"family": font["fontfamily"]} if font else None)
     return ax
 
 

@@ -11,6 +11,7 @@ Two levels:
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -778,17 +779,19 @@ def _js_messages(name: str) -> set:
     return messages
 
 
+def _called(node: ast.Call) -> str:
+    """The name a call calls: f(...) -> "f", x.f(...) -> "f"."""
+    return node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+
+
 def _py_messages() -> set:
     """Every literal minigpt/viz.py and minigpt/web/*.py pass to tr(...) or tr_figure(...) (ast)."""
-    import ast
     messages = set()
     for path in PY_SOURCES:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
-                    and isinstance(node.args[0].value, str):
-                name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
-                if name in ("tr", "tr_figure"):
-                    messages.add(node.args[0].value)
+                    and isinstance(node.args[0].value, str) and _called(node) in ("tr", "tr_figure"):
+                messages.add(node.args[0].value)
     return messages
 
 
@@ -826,7 +829,6 @@ def test_the_shipped_models_description_is_translated_in_the_page():
 def test_chapter_widget_labels_are_in_the_catalogue():
     """The labels the chapters give their widgets (example buttons, prepared texts) are written
     through tr(): each has its Chinese in widgets.json."""
-    import ast
     labels = set()
     for notebook in sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
@@ -837,7 +839,7 @@ def test_chapter_widget_labels_are_in_the_catalogue():
             for node in ast.walk(tree):
                 if not isinstance(node, ast.Call):
                     continue
-                name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+                name = _called(node)
                 if name == "dict":                                     # dict(label=..., note=...)
                     labels |= {k.value.value for k in node.keywords if k.arg in ("label", "note")
                                and isinstance(k.value, ast.Constant)}

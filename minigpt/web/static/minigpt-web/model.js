@@ -186,7 +186,7 @@
   // JavaScript has no float vectors) and the sums float64, so the results do not change.
   function linear(x, T, K, M, b, N, out, rows) {
     var W = M.w, scale = M.scale, R = rows === undefined ? N : rows;
-    var T4 = T >= 4 ? T - (T % 4) : 0, R4 = R - (R % 4), t, n;
+    var T4 = T - (T % 4), R4 = R - (R % 4), t, n;
     function put(t, n, sum) { out[t * N + n] = (b ? b[n] : 0) + sum * (scale ? scale[n] : 1); }
     for (n = 0; n < R4; n += 4) {
       var w0 = n * K, w1 = w0 + K, w2 = w1 + K, w3 = w2 + K;
@@ -464,13 +464,11 @@
 
   // Attention weights of every layer and head, like MiniGPT.attention_maps(idx)[:, 0]:
   // maps[layer][head] is a (T, T) Float32Array, row = query, column = key. Only what the
-  // maps need is computed: the last block stops at its weights, and no head runs. The KV
-  // caches are the model's own set, reused from call to call (one pass runs at a time).
+  // maps need is computed: the last block stops at its weights, and no head runs. (The
+  // explorer keeps its maps across edits with a LiveMaps.)
   Model.prototype.attentionMaps = function (ids) {
     var weights = [];
-    if (!this.mapCaches) { this.mapCaches = this.newCaches(); }
-    this.mapCaches.forEach(function (cache) { cache.length = 0; });
-    this.hidden(ids, this.mapCaches, weights, null, true);
+    this.hidden(ids, this.newCaches(), weights, null, true);
     return weights;
   };
 
