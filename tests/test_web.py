@@ -27,7 +27,7 @@ from minigpt import viz
 from minigpt.web import STATIC_DIR, asset_path, export_web, load_web_model, read_web_asset
 from minigpt.web import widgets
 
-from conftest import offline_page
+from conftest import offline_page, tr_literals
 
 NODE = shutil.which("node")
 SETTINGS = [(1.0, None, None), (0.7, None, None), (1.5, 5, None), (1.0, None, 0.5), (0.8, 10, 0.9),
@@ -786,13 +786,7 @@ def _called(node: ast.Call) -> str:
 
 def _py_messages() -> set:
     """Every literal minigpt/viz.py and minigpt/web/*.py pass to tr(...) or tr_figure(...) (ast)."""
-    messages = set()
-    for path in PY_SOURCES:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
-                    and isinstance(node.args[0].value, str) and _called(node) in ("tr", "tr_figure"):
-                messages.add(node.args[0].value)
-    return messages
+    return set().union(*(tr_literals(path.read_text(encoding="utf-8")) for path in PY_SOURCES))
 
 
 def _catalogue() -> dict:
