@@ -26,6 +26,7 @@ dataclasses: a module loaded without a `sys.modules` entry cannot define them.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn as nn
@@ -641,10 +642,13 @@ def _step(model, idx_new, caches, start):
 
 
 @torch.no_grad()
-def cached_generate(model, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+def cached_generate(model, idx: torch.Tensor, max_new_tokens: int,
+                    position_of_newest=lambda T: T - 1) -> torch.Tensor:
     """Greedy decoding with the package's KVCache (a worked solution; the check compares with
     `MiniGPT.generate(temperature=0)`): prefill the prompt, then
-    one new token per step; once the text is longer than block_size, recompute the window."""
+    one new token per step; once the text is longer than block_size, recompute the window.
+    `position_of_newest(T)` is where the newest token of a length-T text is embedded: T - 1
+    (any other is one of the two position mistakes below)."""
     block_size = model.config.block_size
     caches = None
     for _ in range(max_new_tokens):
@@ -655,33 +659,13 @@ def cached_generate(model, idx: torch.Tensor, max_new_tokens: int) -> torch.Tens
             caches = model.new_kv_caches(idx.size(0))
             logits = _step(model, idx, caches, 0)
         else:                                             # the newest token, at position T - 1
-            logits = _step(model, idx[:, -1:], caches, T - 1)
+            logits = _step(model, idx[:, -1:], caches, position_of_newest(T))
         idx = torch.cat([idx, logits.argmax(-1, keepdim=True)], dim=1)
     return idx
 
 
-def _new_token_at(position_of_newest):
-    """The cached generator above with the newest token of a length-T text embedded at
-    `position_of_newest(T)` instead of T - 1: the two position mistakes."""
-    @torch.no_grad()
-    def generate(model, idx, max_new_tokens):
-        block_size, caches = model.config.block_size, None
-        for _ in range(max_new_tokens):
-            T = idx.size(1)
-            if T > block_size:
-                logits = _step(model, idx[:, -block_size:], model.new_kv_caches(idx.size(0)), 0)
-            elif caches is None:
-                caches = model.new_kv_caches(idx.size(0))
-                logits = _step(model, idx, caches, 0)
-            else:
-                logits = _step(model, idx[:, -1:], caches, position_of_newest(T))
-            idx = torch.cat([idx, logits.argmax(-1, keepdim=True)], dim=1)
-        return idx
-    return generate
-
-
-_positions_from_zero = _new_token_at(lambda T: 0)        # every new token at position 0
-_position_one_too_far = _new_token_at(lambda T: T)       # one past the newest token
+_positions_from_zero = partial(cached_generate, position_of_newest=lambda T: 0)   # every new token at position 0
+_position_one_too_far = partial(cached_generate, position_of_newest=lambda T: T)  # one past the newest token
 
 
 @torch.no_grad()
