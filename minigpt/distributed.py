@@ -189,15 +189,16 @@ def prepare(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
 def forward_backward(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                      autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-                     micro_batch_size: Optional[int] = None) -> float:
+                     micro_batch_size: Optional[int] = None) -> torch.Tensor:
     """Forward and backward on this rank's share of the global batch x, y (B, T).
 
     Leaves in every parameter's .grad the gradient of the mean loss over all B rows (DDP
     averages the ranks' gradients), and returns that mean loss, the same number on every
-    rank. The share is split into micro-batches of `micro_batch_size` rows when it would not
+    rank, as a 0-dim tensor on the model's device: reading it is a host sync on a GPU, which
+    the caller does once per step, together with the gradient norm. The share is split into micro-batches of `micro_batch_size` rows when it would not
     fit in memory at once (gradient accumulation); each micro-batch's loss is divided by
     their number, so the summed gradients are those of the mean.
-    In one process without micro-batches this is exactly `loss.backward(); loss.item()`.
+    In one process without micro-batches this is exactly `loss.backward(); loss.detach()`.
     """
     w = world()
     rows = check_batch_split(x.size(0), w.world_size, micro_batch_size)
@@ -222,7 +223,7 @@ def forward_backward(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
             mean_loss = mean_loss.float().clone()
             dist.all_reduce(mean_loss)      # SUM: gloo has no AVG
             mean_loss /= w.world_size
-        return mean_loss.item()
+        return mean_loss
 
 
 @contextlib.contextmanager

@@ -31,12 +31,12 @@ def estimate_loss(model: nn.Module, data: TextData, batch_size: int, eval_iters:
     with eval_mode(model):
         for split, tokens in (("train", data.train), ("val", data.val)):
             generator = torch.Generator().manual_seed(seed)
-            losses = []
+            losses = []                # (eval_iters,) 0-dim tensors, read once: one host sync per split
             for _ in range(eval_iters):
                 x, y = get_batch(tokens, model.config.block_size, batch_size, generator, device)
                 with autocast_context(device, autocast):
-                    losses.append(model(x, y)[1].float().item())
-            out[split] = sum(losses) / len(losses)
+                    losses.append(model(x, y)[1].float())
+            out[split] = sum(torch.stack(losses).tolist()) / len(losses)
     return out
 
 
@@ -59,7 +59,7 @@ def evaluate(model: nn.Module, tokens: torch.Tensor, batch_size: int = 64,
     device = model.device
     n_targets = len(tokens) - 1
     full = n_targets // block_size
-    total, count = 0.0, 0
+    sums, count = [], 0                # per-window loss sums, read once at the end (one host sync)
     windows = []
     if full:
         x_all = tokens[:full * block_size].view(full, block_size)
@@ -74,7 +74,7 @@ def evaluate(model: nn.Module, tokens: torch.Tensor, batch_size: int = 64,
             x, y = x.to(device), y.to(device)
             with autocast_context(device, autocast):
                 logits, _ = model(x)
-            total += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
-                                     reduction="sum").item()
+            sums.append(F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
+                                        reduction="sum"))
             count += y.numel()
-    return total / count
+    return sum(torch.stack(sums).tolist()) / count

@@ -177,7 +177,7 @@ class MiniGPT(nn.Module):
         # torch.compile), so it runs where it is cheap: on the CPU and at inference.
         compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)()
         if not compiling and (idx.device.type == "cpu" or not self.training):
-            low, high = int(idx.min()), int(idx.max())
+            low, high = torch.stack([idx.min(), idx.max()]).tolist()       # one read, not two
             if low < 0 or high >= self.config.vocab_size:
                 bad = low if low < 0 else high
                 raise ModelInputError(f"token id {bad} is outside the vocabulary 0..{self.config.vocab_size - 1}; "

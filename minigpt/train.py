@@ -234,12 +234,25 @@ def _restore_scaler(scaler: torch.amp.GradScaler, tensors: dict[str, torch.Tenso
         scaler.load_state_dict(state)
 
 
-def _clip_and_measure(params: list[torch.Tensor], grad_clip: float) -> float:
-    """The global gradient norm (before clipping), clipping to grad_clip when it is > 0."""
+def _clip_and_measure(params: list[torch.Tensor], grad_clip: float) -> torch.Tensor:
+    """The global gradient norm (before clipping) as a 0-dim tensor, clipping to grad_clip
+    when it is > 0. It stays on the device: the loop reads it together with the loss."""
     if grad_clip > 0:
-        return float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+        return torch.nn.utils.clip_grad_norm_(params, grad_clip)
     norms = [torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None]
-    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+
+
+def _read_step_numbers(loss: torch.Tensor, grad_norm: torch.Tensor) -> tuple[float, float]:
+    """The step's loss and gradient norm as Python floats, in one read of the device.
+
+    On a GPU every read of a value waits for all queued work (a host sync), and the GPU idles
+    until the next step's kernels arrive. Reading both numbers at once makes that one sync per
+    step; it cannot be fewer, since a non-finite loss or gradient must stop the run before the
+    update is applied.
+    """
+    loss_value, grad_norm_value = torch.stack([loss.float(), grad_norm.float().to(loss.device)]).tolist()
+    return loss_value, grad_norm_value
 
 
 class _StopAtStepBoundary:
@@ -411,29 +424,32 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
                 stopping = distributed.any_rank(step >= end_step or interrupt.requested)
                 if stopping and (out_dir is None or step == start_step):
                     break                      # nothing new to check and save
-                # the state at this step boundary: what a checkpoint of `step` stores
-                boundary_rng = _rng_tensors(batch_gen, device)
-                boundary_rng.update(_scaler_tensors(scaler))     # saved beside the generators
+                # the weights after `step` updates are saved once this step's pass finds them good
+                saving = out_dir is not None and step > start_step and (stopping or step % cfg.checkpoint_interval == 0)
+                if saving:     # the state at this step boundary: what a checkpoint of `step` stores
+                    boundary_rng = _rng_tensors(batch_gen, device)
+                    # saved beside the generators; copied only here, as reading the scale syncs
+                    boundary_rng.update(_scaler_tensors(scaler))
                 lr = cfg.lr_at(step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 x, y = get_batch(data.train, block_size, cfg.batch_size, batch_gen, device)
                 optimizer.zero_grad(set_to_none=True)
                 # this rank's rows of the batch, forward and backward (gradients averaged over ranks)
-                loss_value = distributed.forward_backward(step_model, x, y, lambda: autocast(device, cfg.autocast),
-                                                          cfg.micro_batch_size)
-                if not math.isfinite(loss_value):
-                    raise diverged("loss", loss_value, step, lr)
+                loss = distributed.forward_backward(step_model, x, y, lambda: autocast(device, cfg.autocast),
+                                                    cfg.micro_batch_size)
                 if scaler.is_enabled():
                     scaler.unscale_(optimizer)     # clip and measure the true gradients
-                grad_norm = _clip_and_measure(params, cfg.grad_clip)
+                loss_value, grad_norm = _read_step_numbers(loss, _clip_and_measure(params, cfg.grad_clip))
+                if not math.isfinite(loss_value):
+                    raise diverged("loss", loss_value, step, lr)
                 # with fp16's scaler an overflow is expected now and then: scaler.step skips
                 # that update and lowers the scale; a non-finite loss still stops the run
                 if not math.isfinite(grad_norm) and not scaler.is_enabled():
                     raise diverged("gradient norm", grad_norm, step, lr)
                 # the weights after `step` updates gave a finite loss and finite gradients:
                 # only now may they be saved as a good checkpoint
-                if out_dir is not None and step > start_step and (stopping or step % cfg.checkpoint_interval == 0):
+                if saving:
                     last_saved = save(step, boundary_rng)
                 if stopping:                   # that forward/backward pass only checked the weights:
                     optimizer.zero_grad(set_to_none=True)

@@ -136,6 +136,30 @@ def test_resume_restores_the_scale(small_data, cpu_scaler, tmp_path):
     assert made[0].get_scale() == made[-1].get_scale() == 2.0 ** 16
 
 
+def test_the_scale_is_read_only_for_a_checkpoint(small_data, cpu_scaler, tmp_path, monkeypatch):
+    # reading the scale (state_dict) is two host syncs on a GPU: the loop does it only at the
+    # boundaries it saves (steps 6 and 12 of 12), not at every step
+    reads = []
+    original = torch.amp.GradScaler.state_dict
+    monkeypatch.setattr(torch.amp.GradScaler, "state_dict", lambda self: reads.append(1) or original(self))
+    cpu_scaler(init_scale=2.0 ** 10)
+    train(_model(small_data), small_data, _cfg(), progress=False)
+    assert reads == []
+    train(_model(small_data), small_data, _cfg(), tmp_path / "run", progress=False)
+    assert len(reads) == 2
+    assert float(load_checkpoint(tmp_path / "run", with_trainer=True).trainer_tensors["amp.scale"]) > 0
+
+
+def test_float32_matmuls_stay_exact(small_data):
+    # the book compares float32 paths to 1e-6 and less (manual == SDPA == flash, cache ==
+    # recompute, a GPU checkpoint reloaded on the CPU); TF32 would round matmul inputs to 10
+    # mantissa bits on a GPU. Training gets its speed from bf16/fp16 autocast instead, so
+    # neither importing minigpt nor training may switch TF32 on (nanoGPT's recipe does).
+    train(_model(small_data), small_data, _cfg(max_iters=2), progress=False)
+    assert torch.get_float32_matmul_precision() == "highest"
+    assert not torch.backends.cuda.matmul.allow_tf32
+
+
 def test_training_header_says_the_precision(tmp_path):
     import subprocess
     import sys

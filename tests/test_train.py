@@ -1,6 +1,7 @@
 """TrainConfig, the LR schedule, the optimizer groups, train(): exact resume, divergence, overfitting."""
 
 import math
+import sys
 
 import pytest
 import torch
@@ -159,6 +160,52 @@ def test_estimate_loss_is_deterministic_and_restores_mode(small_data):
     b = estimate_loss(model, small_data, batch_size=4, eval_iters=2, seed=3)
     assert a == b and set(a) == {"train", "val"} and model.training
     assert abs(a["val"] - math.log(small_data.tokenizer.vocab_size)) < 0.3
+
+
+# ------------------------------------------------------------ reads of the device
+@pytest.fixture
+def device_reads(monkeypatch):
+    """Counts the values minigpt's own code reads out of tensors (item, tolist, float, int,
+    bool). On a GPU each such read is a host sync: the CPU waits for every queued kernel, and
+    the GPU then idles until the next ones arrive. Not counted: torch's own reads (the CPU
+    optimizer's step counters: on a GPU they are CPU tensors, or absent with fused AdamW), and
+    the model's token-id range check, which reads CPU tensors here and is skipped while
+    training on a GPU (see MiniGPT._check_idx)."""
+    reads = []
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
+        def counted(self, *args, _original=getattr(torch.Tensor, name), _name=name, **kwargs):
+            frame = sys._getframe(1)
+            caller = frame.f_globals.get("__name__", "")
+            if caller.startswith("minigpt") and frame.f_code.co_name != "_check_idx":
+                reads.append((caller, _name))
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return reads
+
+
+@pytest.mark.parametrize("grad_clip", [1.0, 0.0])
+def test_a_training_step_reads_the_device_once(small_data, device_reads, grad_clip):
+    # the loss and the gradient norm are read together; the evaluations (steps 0 and the
+    # last) cost the same in both runs, so the difference is what the 8 extra steps read
+    counts = {}
+    for steps in (4, 12):
+        device_reads.clear()
+        result = train(model_for(small_data), small_data,
+                       small_cfg(max_iters=steps, eval_interval=100, grad_clip=grad_clip), progress=False)
+        assert len(result.history["loss"]) == len(result.history["grad_norm"]) == steps
+        counts[steps] = len(device_reads)
+    assert counts[12] - counts[4] == 8, device_reads
+
+
+def test_an_estimate_reads_its_losses_once_per_split(small_data, device_reads):
+    model = model_for(small_data)
+    for eval_iters in (1, 5):
+        device_reads.clear()
+        estimate_loss(model, small_data, batch_size=4, eval_iters=eval_iters)
+        assert len(device_reads) == 2, device_reads
+    device_reads.clear()
+    evaluate(model, small_data.val[:500], batch_size=2)      # 31 windows in 16 batches, one read
+    assert len(device_reads) == 1, device_reads
 
 
 # ----------------------------------------------------------------------- train
