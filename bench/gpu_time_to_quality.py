@@ -5,15 +5,19 @@
     python -m bench.gpu_time_to_quality --smoke      # a few steps of a tiny model, any device
 
 For each side it reports the seconds from launching the process (imports, data, compilation
-included) to the first evaluation with val <= --target (1.47), the best val and its step, and
-the loop's tokens/s (evaluations included, as `minigpt train` reports it).
+included) to the first evaluation with val <= --target (1.47), the best val and its step, the
+loop's tokens/s (evaluations included, as `minigpt train` reports it), and the steady step time:
+the mean time of a training step after the first evaluation interval (compilation and warm-up
+are over by then), evaluations and checkpoint writes left out. That is the number to compare
+step speed by, since the two recipes evaluate differently.
 
 nanoGPT's code is not vendored: its recipe is re-implemented here on the seed model
 (`bench.seed_model.SeedGPT`, which has biases where nanoGPT's shakespeare config has none):
 6 layers, 6 heads, 384 wide, context 256, dropout 0.2, batch 64, AdamW (fused on CUDA) lr 1e-3
 with 100 warm-up steps and cosine decay to 1e-4 over 5,000 steps, betas (0.9, 0.99), weight
 decay 0.1 on matrices, clipping 1.0, bf16 autocast (fp16 + gradient scaler before Ampere),
-torch.compile, and an estimate of 200 batches per split every 250 steps. `--nanogpt-iters`
+torch.compile, TF32 matmuls allowed, the loss read every 10 steps (its log interval), and an
+estimate of 200 batches per split every 250 steps. `--nanogpt-iters`
 stops it early without changing its schedule (its best val comes long before step 5,000).
 The evaluations differ (minigpt: 20 batches per split, nanoGPT: 200), so both sides' val
 numbers are estimates; minigpt also prints the loss over the whole validation split.
@@ -38,7 +42,7 @@ SIDES = ("minigpt", "minigpt-compile", "nanogpt")
 EVAL_LINE = re.compile(r"^step\s+(\d+)\s+train\s+([\d.]+)\s+val\s+([\d.]+)")
 TOKENS_LINE = re.compile(r"^trained (\d+) steps; ([\d,.]+) tokens/s")
 VAL_LOSS_LINE = re.compile(r"^val_loss ([\d.]+)")
-STEP_MS_LINE = re.compile(r"^median step ([\d.]+) ms")
+STEADY_STEP_LINE = re.compile(r"^steady step ([\d.]+) ms")
 # --smoke: a tiny model for a few steps, so the script runs anywhere in seconds (a unit test runs it)
 SMOKE_MODEL = dict(n_layer=1, n_head=2, n_embd=32, block_size=16)
 SMOKE_TRAIN = dict(max_iters=4, batch_size=2, eval_interval=2)
@@ -64,6 +68,8 @@ def nanogpt_run(device_name: str, max_iters: int, smoke: bool, compile_model: bo
     from .seed_model import SeedGPT
 
     device = pick_device(device_name)
+    torch.backends.cuda.matmul.allow_tf32 = True          # nanoGPT's train.py does both
+    torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(1337)
     data = TextData.shakespeare()
     shape = SMOKE_MODEL if smoke else dict(n_layer=6, n_head=6, n_embd=384, block_size=256)
@@ -97,16 +103,21 @@ def nanogpt_run(device_name: str, max_iters: int, smoke: bool, compile_model: bo
         model.train()
         return out
 
-    step_seconds = []
+    paused = 0.0                    # seconds in evaluations, left out of the step time
+    steady_from = None              # (time, paused) at the end of the first evaluation after step 0
     t0 = time.perf_counter()
     for step in range(max_iters + 1):
         if step % eval_interval == 0 or step == max_iters:
+            synchronize(device)     # the steps before it are done: time only the evaluation
+            began = time.perf_counter()
             losses = estimate()
             print(f"step {step:>6}  train {losses['train']:.4f}  val {losses['val']:.4f}  "
                   f"({time.perf_counter() - t0:.0f}s)", flush=True)
+            paused += time.perf_counter() - began
+            if step > 0 and steady_from is None:
+                steady_from = (step, time.perf_counter(), paused)
         if step == max_iters:
             break
-        start = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = nanogpt_lr(step)
         x, y = get_batch(data.train, config.block_size, batch_size, gen, device)
@@ -118,13 +129,14 @@ def nanogpt_run(device_name: str, max_iters: int, smoke: bool, compile_model: bo
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
-        loss.item()                                        # nanoGPT reads the loss every 10 steps
-        synchronize(device)
-        step_seconds.append(time.perf_counter() - start)
+        if step % 10 == 0:
+            loss.item()                                    # nanoGPT reads the loss every 10 steps
     elapsed = time.perf_counter() - t0
     print(f"trained {max_iters} steps; {max_iters * batch_size * config.block_size / elapsed:,.0f} tokens/s")
-    later = sorted(step_seconds[10:] or step_seconds)      # the first steps compile
-    print(f"median step {later[len(later) // 2] * 1e3:.2f} ms")
+    if steady_from is not None and max_iters > steady_from[0]:
+        first, since, paused_then = steady_from
+        steps_seconds = (time.perf_counter() - since) - (paused - paused_then)
+        print(f"steady step {steps_seconds / (max_iters - first) * 1e3:.2f} ms")
 
 
 # ---------------------------------------------------------------------------- the parent
@@ -162,8 +174,8 @@ def run_side(cmd: list[str], target: float, log) -> dict:
             result["tokens_per_s"] = float(m[2].replace(",", ""))
         elif m := VAL_LOSS_LINE.match(line):
             result["whole_val_split_loss"] = float(m[1])
-        elif m := STEP_MS_LINE.match(line):
-            result["median_step_ms"] = float(m[1])
+        elif m := STEADY_STEP_LINE.match(line):
+            result["steady_step_ms"] = float(m[1])
     result["returncode"] = proc.wait()
     result["wall_s"] = round(time.perf_counter() - launch, 2)
     if result["returncode"] != 0:
@@ -176,12 +188,26 @@ def run_side(cmd: list[str], target: float, log) -> dict:
     return result
 
 
+def minigpt_steady_step_ms(run_folder: Path) -> Optional[float]:
+    """The steady step time of a `minigpt train` run, from its last checkpoint's history: each
+    evaluation record holds the seconds spent in training steps so far (evaluations and
+    checkpoint writes left out); the time from the first evaluation after step 0 to the last,
+    per step, is the nanoGPT side's "steady step"."""
+    from minigpt import load_checkpoint
+    evals = load_checkpoint(run_folder, with_trainer=True).train_state["history"]["eval"]
+    later = [e for e in evals if e["step"] > 0 and "step_seconds" in e]
+    if len(later) < 2:
+        return None
+    first, last = later[0], later[-1]
+    return round((last["step_seconds"] - first["step_seconds"]) / (last["step"] - first["step"]) * 1e3, 3)
+
+
 def report(results: dict, target: float) -> str:
     lines = [f"device: {results['device']}, torch {results['torch']}; val target {target}"]
     for side, r in results["sides"].items():
         reached = (f"step {r['target_reached']['step']}, {r['target_reached']['since_launch_s']:.1f} s after launch"
                    if r["target_reached"] else "not reached")
-        extra = (f", median step {r['median_step_ms']:.2f} ms" if "median_step_ms" in r else "")
+        extra = (f", steady step {r['steady_step_ms']:.2f} ms" if "steady_step_ms" in r else "")
         whole = (f", whole-val-split loss {r['whole_val_split_loss']:.4f}" if "whole_val_split_loss" in r else "")
         lines.append(f"  {side:16s} val <= {target}: {reached}; best val {r['best_val']['val']:.4f} "
                      f"(step {r['best_val']['step']}); {r.get('tokens_per_s', 0):,.0f} tokens/s{extra}{whole}; "
@@ -214,6 +240,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"--- {side} ---", flush=True)
             cmd = side_command(side, device.type, args.smoke, args.nanogpt_iters, Path(tmp))
             results["sides"][side] = run_side(cmd, args.target, sys.stdout)
+            if side != "nanogpt":
+                steady = minigpt_steady_step_ms(Path(tmp) / side)
+                if steady is not None:
+                    results["sides"][side]["steady_step_ms"] = steady
     print(report(results, args.target))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -486,7 +486,10 @@ def _cmd_train(args) -> int:
     start_step = saved.step if saved is not None and isinstance(saved.step, int) else 0
     steps = (f"{result.steps - start_step} steps ({result.steps} in all)" if saved is not None
              else f"{result.steps} steps")
-    print(f"trained {steps}; {result.tokens_per_second:,.0f} tokens/s")
+    trained = result.steps - start_step
+    per_step = (f"; {result.step_seconds / trained * 1e3:.1f} ms a step without evaluations and checkpoints"
+                if trained > 0 else "")
+    print(f"trained {steps}; {result.tokens_per_second:,.0f} tokens/s{per_step}")
     if args.sample_tokens > 0:
         stoi = getattr(data.tokenizer, "stoi", None)      # a BPE tokenizer encodes any text
         prompt = "\n" if stoi is None or "\n" in stoi else data.tokenizer.chars[0]

@@ -275,7 +275,12 @@ def get_batch(data: torch.Tensor, block_size: int, batch_size: int,
                          f"block_size={block_size}; use a smaller block_size or more text.")
     starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
     offsets = starts[:, None] + torch.arange(block_size + 1)       # (B, T+1)
-    windows = data[offsets]
+    windows = data[offsets]                                        # (B, T+1)
+    if device is not None and torch.device(device).type == "cuda":
+        # one copy from page-locked memory: it is queued behind the GPU's work instead of
+        # waiting for it, so the CPU prepares the next step while the GPU runs this one
+        windows = windows.pin_memory().to(device, non_blocking=True)
+        return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
     x, y = windows[:, :-1], windows[:, 1:]
     if device is not None and torch.device(device).type != "cpu":
         x = x.to(device, non_blocking=True)

@@ -141,6 +141,7 @@ class TrainResult:
     steps: int = 0
     elapsed: float = 0.0            # seconds spent in this call
     tokens_per_second: float = 0.0
+    step_seconds: float = 0.0       # of `elapsed`, in training steps (evaluations and checkpoint writes excluded)
     checkpoint: Optional[Path] = None
 
 
@@ -389,12 +390,21 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
         return save_checkpoint(out_dir, model, data.tokenizer, step, optimizer,
                                trainer_state(history, cfg, step), rng)
 
-    def run_eval(step: int, elapsed: float) -> None:
+    # seconds this call spent evaluating and writing checkpoints: the rest of the time is the
+    # training steps', the number to compare step speed by (evaluations differ between recipes)
+    paused = 0.0
+
+    def run_eval(step: int) -> None:
+        nonlocal paused
+        began = time.perf_counter()
         losses = estimate_loss(model, data, cfg.batch_size, cfg.eval_iters, cfg.seed + 1, device,
                                autocast=cfg.autocast)
+        elapsed = began - t0
         record = {"step": step, "train": losses["train"], "val": losses["val"],
-                  "lr": cfg.lr_at(max(step - 1, 0)), "elapsed": elapsed}
+                  "lr": cfg.lr_at(max(step - 1, 0)), "elapsed": elapsed,
+                  "step_seconds": elapsed - paused}
         history["eval"].append(record)
+        paused += time.perf_counter() - began
         if callback is not None and distributed.is_main():
             callback(record)
 
@@ -419,7 +429,7 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
     with _StopAtStepBoundary() as interrupt:
         try:
             if start_step == 0 and not history["eval"]:
-                run_eval(0, 0.0)
+                run_eval(0)
             while True:
                 stopping = distributed.any_rank(step >= end_step or interrupt.requested)
                 if stopping and (out_dir is None or step == start_step):
@@ -450,7 +460,9 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
                 # the weights after `step` updates gave a finite loss and finite gradients:
                 # only now may they be saved as a good checkpoint
                 if saving:
+                    began = time.perf_counter()
                     last_saved = save(step, boundary_rng)
+                    paused += time.perf_counter() - began
                 if stopping:                   # that forward/backward pass only checked the weights:
                     optimizer.zero_grad(set_to_none=True)
                     _restore_rng(boundary_rng, batch_gen, device)   # leave no trace of it
@@ -466,7 +478,7 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss_value:.3f}")
                 if step % cfg.eval_interval == 0 or step == cfg.max_iters:
-                    run_eval(step, time.perf_counter() - t0)
+                    run_eval(step)
                     if bar is not None:
                         bar.set_postfix(loss=f"{loss_value:.3f}", val=f"{history['eval'][-1]['val']:.3f}")
         finally:
@@ -484,4 +496,4 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
     tokens = steps_run * cfg.batch_size * block_size
     return TrainResult(model=model, history=history, steps=step, elapsed=elapsed,
                        tokens_per_second=tokens / elapsed if elapsed > 0 else 0.0,
-                       checkpoint=last_saved)
+                       step_seconds=elapsed - paused, checkpoint=last_saved)

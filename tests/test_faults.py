@@ -120,7 +120,8 @@ def train_in_child(data, out, kill=None, cfg=CFG) -> int:
 
 def final_state(out):
     ckpt = load_checkpoint(out, with_trainer=True)
-    evals = [{k: v for k, v in e.items() if k != "elapsed"} for e in ckpt.train_state["history"]["eval"]]
+    evals = [{k: v for k, v in e.items() if k not in ("elapsed", "step_seconds")}
+             for e in ckpt.train_state["history"]["eval"]]
     return ckpt, evals
 
 

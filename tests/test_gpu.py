@@ -75,3 +75,24 @@ def test_cuda_compiled_training_with_dropout_is_one_graph_and_learns(small_data)
     assert counters["stats"]["unique_graphs"] == 1
     losses = result.history["loss"]
     assert all(torch.isfinite(torch.tensor(losses))) and sum(losses[-5:]) < sum(losses[:5])
+
+
+def test_a_cuda_training_step_synchronizes_once(small_data):
+    # on the GPU itself: CUDA's sync debug mode warns at every synchronizing call. The loss and
+    # the gradient norm are read together, once a step; the batch copy (pinned memory) and the
+    # fused AdamW step (with or without a gradient scaler) must not add one
+    import warnings
+    counts = {}
+    for steps in (4, 12):
+        model = tiny_model(vocab_size=small_data.tokenizer.vocab_size, dropout=0.1)
+        cfg = TrainConfig(max_iters=steps, batch_size=8, learning_rate=3e-3, warmup_iters=2, eval_interval=100,
+                          eval_iters=2, device="cuda")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                train(model, small_data, cfg, progress=False)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        counts[steps] = sum("synchroniz" in str(w.message) for w in caught)
+    assert counts[12] - counts[4] == 8, counts

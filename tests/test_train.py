@@ -1,7 +1,9 @@
 """TrainConfig, the LR schedule, the optimizer groups, train(): exact resume, divergence, overfitting."""
 
+import importlib
 import math
 import sys
+import time
 
 import pytest
 import torch
@@ -222,6 +224,29 @@ def test_train_records_history(small_data):
     assert result.tokens_per_second > 0
 
 
+def test_step_seconds_leave_out_evaluations_and_checkpoints(small_data, tmp_path, monkeypatch):
+    # step speed is compared between recipes whose evaluations differ: each evaluation and each
+    # checkpoint write here takes at least 0.2 s more, and none of it may count as step time
+    train_module = importlib.import_module("minigpt.train")     # `minigpt.train` is also the function
+
+    def slowed(real):
+        def wrapped(*args, **kwargs):
+            time.sleep(0.2)
+            return real(*args, **kwargs)
+        return wrapped
+    monkeypatch.setattr(train_module, "estimate_loss", slowed(train_module.estimate_loss))
+    monkeypatch.setattr(train_module, "save_checkpoint", slowed(train_module.save_checkpoint))
+    result = train(model_for(small_data), small_data, small_cfg(), tmp_path / "run", progress=False)
+    evals = result.history["eval"]
+    seconds = [r["step_seconds"] for r in evals]
+    assert [r["step"] for r in evals] == [0, 6, 12]
+    assert seconds[0] < 0.2 and seconds == sorted(seconds) and seconds[-1] <= result.step_seconds
+    # before the step-12 evaluation: the evaluations at 0 and 6 and the step-6 checkpoint;
+    # by the end also that evaluation and the step-12 checkpoint
+    assert evals[-1]["elapsed"] - seconds[-1] >= 3 * 0.2
+    assert result.elapsed - result.step_seconds >= 5 * 0.2
+
+
 def test_exact_resume(small_data, tmp_path):
     """train 2N steps == train N, stop, resume to 2N: same losses, bitwise-equal weights."""
     cfg = small_cfg()                                    # dropout 0.1: the RNG state must resume too
@@ -236,7 +261,8 @@ def test_exact_resume(small_data, tmp_path):
     assert second.steps == 12
     assert second.history["loss"] == full.history["loss"]
     assert second.history["lr"] == full.history["lr"]
-    strip = lambda evals: [{k: v for k, v in e.items() if k != "elapsed"} for e in evals]   # noqa: E731
+    strip = lambda evals: [{k: v for k, v in e.items() if k not in ("elapsed", "step_seconds")}   # noqa: E731
+                           for e in evals]
     assert strip(second.history["eval"]) == strip(full.history["eval"])
     full_state, resumed_state = full.model.state_dict(), second.model.state_dict()
     for name, tensor in full_state.items():
@@ -335,7 +361,6 @@ def test_tiny_model_overfits_one_batch(small_data):
 def test_evaluation_honours_train_config_autocast(small_data, monkeypatch):
     """TrainConfig(autocast=False) must evaluate in float32 too (on CPUs autocast is a no-op,
     so the flag that reaches device.autocast is what is checked)."""
-    import importlib
     train_module = importlib.import_module("minigpt.train")
     evaluation_module = importlib.import_module("minigpt.evaluation")
     seen = []
