@@ -141,7 +141,8 @@ class TrainResult:
     steps: int = 0
     elapsed: float = 0.0            # seconds spent in this call
     tokens_per_second: float = 0.0
-    step_seconds: float = 0.0       # of `elapsed`, in training steps (evaluations and checkpoint writes excluded)
+    step_seconds: float = 0.0       # of `elapsed`, in training steps (evaluations, checkpoint writes and
+                                    # the last weights' check excluded)
     checkpoint: Optional[Path] = None
 
 
@@ -390,8 +391,8 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
         return save_checkpoint(out_dir, model, data.tokenizer, step, optimizer,
                                trainer_state(history, cfg, step), rng)
 
-    # seconds this call spent evaluating and writing checkpoints: the rest of the time is the
-    # training steps', the number to compare step speed by (evaluations differ between recipes)
+    # seconds this call spent evaluating, writing checkpoints and checking the last weights: the
+    # rest is the training steps' time, to compare step speed by (evaluations differ between recipes)
     paused = 0.0
 
     def run_eval(step: int) -> None:
@@ -434,6 +435,7 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
                 stopping = distributed.any_rank(step >= end_step or interrupt.requested)
                 if stopping and (out_dir is None or step == start_step):
                     break                      # nothing new to check and save
+                check_began = time.perf_counter()
                 # the weights after `step` updates are saved once this step's pass finds them good
                 saving = out_dir is not None and step > start_step and (stopping or step % cfg.checkpoint_interval == 0)
                 if saving:     # the state at this step boundary: what a checkpoint of `step` stores
@@ -459,13 +461,17 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
                     raise diverged("gradient norm", grad_norm, step, lr)
                 # the weights after `step` updates gave a finite loss and finite gradients:
                 # only now may they be saved as a good checkpoint
+                save_seconds = 0.0
                 if saving:
                     began = time.perf_counter()
                     last_saved = save(step, boundary_rng)
-                    paused += time.perf_counter() - began
+                    save_seconds = time.perf_counter() - began
+                    paused += save_seconds
                 if stopping:                   # that forward/backward pass only checked the weights:
                     optimizer.zero_grad(set_to_none=True)
                     _restore_rng(boundary_rng, batch_gen, device)   # leave no trace of it
+                    # the check is not a training step either (its save is counted above)
+                    paused += time.perf_counter() - check_began - save_seconds
                     break
                 scaler.step(optimizer)             # optimizer.step() unless fp16 gradients overflowed
                 scaler.update()

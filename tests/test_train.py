@@ -224,27 +224,31 @@ def test_train_records_history(small_data):
     assert result.tokens_per_second > 0
 
 
-def test_step_seconds_leave_out_evaluations_and_checkpoints(small_data, tmp_path, monkeypatch):
-    # step speed is compared between recipes whose evaluations differ: each evaluation and each
-    # checkpoint write here takes at least 0.2 s more, and none of it may count as step time
+def test_step_seconds_leave_out_evaluations_checkpoints_and_the_last_check(small_data, tmp_path, monkeypatch):
+    # step speed is compared between recipes whose evaluations differ. On a fake clock every
+    # training forward takes 1 s and every evaluation and checkpoint write 10 s: the step time
+    # must be the 12 steps' 12 s, without the final check of the weights (a 13th forward)
+    import types
     train_module = importlib.import_module("minigpt.train")     # `minigpt.train` is also the function
+    now = [0.0]
+    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
 
-    def slowed(real):
+    def taking(seconds, real):
         def wrapped(*args, **kwargs):
-            time.sleep(0.2)
+            now[0] += seconds
             return real(*args, **kwargs)
         return wrapped
-    monkeypatch.setattr(train_module, "estimate_loss", slowed(train_module.estimate_loss))
-    monkeypatch.setattr(train_module, "save_checkpoint", slowed(train_module.save_checkpoint))
-    result = train(model_for(small_data), small_data, small_cfg(), tmp_path / "run", progress=False)
+    monkeypatch.setattr(train_module, "estimate_loss", taking(10.0, train_module.estimate_loss))
+    monkeypatch.setattr(train_module, "save_checkpoint", taking(10.0, train_module.save_checkpoint))
+    model = model_for(small_data)
+    real_forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda *args: taking(1.0 if model.training else 0.0, real_forward)(*args))
+    result = train(model, small_data, small_cfg(), tmp_path / "run", progress=False)
+    # evaluations at steps 0, 6 and 12; checkpoints at 6 and 12
+    assert result.step_seconds == 12.0 and result.elapsed == 12.0 + 1.0 + 5 * 10.0
     evals = result.history["eval"]
-    seconds = [r["step_seconds"] for r in evals]
-    assert [r["step"] for r in evals] == [0, 6, 12]
-    assert seconds[0] < 0.2 and seconds == sorted(seconds) and seconds[-1] <= result.step_seconds
-    # before the step-12 evaluation: the evaluations at 0 and 6 and the step-6 checkpoint;
-    # by the end also that evaluation and the step-12 checkpoint
-    assert evals[-1]["elapsed"] - seconds[-1] >= 3 * 0.2
-    assert result.elapsed - result.step_seconds >= 5 * 0.2
+    assert [(r["step"], r["step_seconds"], r["elapsed"]) for r in evals] == [
+        (0, 0.0, 0.0), (6, 6.0, 16.0), (12, 12.0, 12.0 + 3 * 10.0)]
 
 
 def test_exact_resume(small_data, tmp_path):
