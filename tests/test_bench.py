@@ -117,6 +117,23 @@ def test_gpu_time_to_quality_smoke_runs_every_side_but_compile(tmp_path, capsys)
     assert "val <= 1.47: not reached" in out_text
 
 
+def test_gpu_time_to_quality_reports_a_failed_side_and_runs_the_others(tmp_path, capsys, monkeypatch):
+    import bench.gpu_time_to_quality as ttq
+    real = ttq.side_command
+
+    def command(side, *args):
+        if side == "minigpt":               # a side that dies before its first evaluation
+            return [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"]
+        return real(side, *args)
+    monkeypatch.setattr(ttq, "side_command", command)
+    out = tmp_path / "ttq.json"
+    assert ttq.main(["--smoke", "--device", "cpu", "--sides", "minigpt", "nanogpt", "--json", str(out)]) == 1
+    sides = json.loads(out.read_text())["sides"]
+    assert sides["minigpt"]["returncode"] == 3 and "best_val" not in sides["minigpt"]
+    assert sides["nanogpt"]["returncode"] == 0 and sides["nanogpt"]["steady_step_ms"] > 0
+    assert "minigpt          FAILED (exit status 3" in capsys.readouterr().out
+
+
 def test_nanogpt_learning_rate_schedule():
     from bench.gpu_time_to_quality import nanogpt_lr
     assert nanogpt_lr(0) == 1e-3 / 101 and nanogpt_lr(99) == 1e-3 * 100 / 101
