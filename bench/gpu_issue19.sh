@@ -3,7 +3,8 @@
 # the CUDA checks (precision by compute capability, fp16 + gradient scaler, one compiled graph),
 # the CPU-side tests of the same code run on the GPU machine, and the time-to-quality benchmark
 # (minigpt's gpu preset eager and --compile against nanoGPT's recipe, each from launch).
-# Run from the repository root with $OUT set; pytest travels in .gpu_pylib (see gpu_tests.sh).
+# Run from the repository root with $OUT set; pytest travels in .gpu_pylib (bench/gpu_pylib.sh
+# fills it; device call: command "bash bench/gpu_issue19.sh", carry [".gpu_pylib"], timeout_s 560).
 # Logs: $OUT/issue19_cuda_checks.log, $OUT/issue19_tests.log, $OUT/gpu_time_to_quality.{log,json};
 # copy them to bench/results/ as gpu_<gpu>_*.
 set -uo pipefail
