@@ -206,7 +206,8 @@ def report(results: dict, target: float) -> str:
     lines = [f"device: {results['device']}, torch {results['torch']}; val target {target}"]
     for side, r in results["sides"].items():
         if "best_val" not in r:
-            lines.append(f"  {side:16s} FAILED (exit status {r['returncode']}; its output is above)")
+            why = f"exit status {r['returncode']}" if r["returncode"] else "no evaluation line"
+            lines.append(f"  {side:16s} FAILED ({why}; its output is above)")
             continue
         reached = (f"step {r['target_reached']['step']}, {r['target_reached']['since_launch_s']:.1f} s after launch"
                    if r["target_reached"] else "not reached")
@@ -247,9 +248,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 steady = minigpt_steady_step_ms(Path(tmp) / side)
                 if steady is not None:
                     results["sides"][side]["steady_step_ms"] = steady
+            if args.json:                   # after every side: a run cut short keeps what it finished
+                args.json.write_text(json.dumps(results, indent=1))
     print(report(results, args.target))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
     # one side failing (say --compile on a new GPU) must not lose the others' numbers: GPU time is scarce
     return 1 if any("best_val" not in r for r in results["sides"].values()) else 0
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .data import DataError, TextData, get_batch
 from .device import autocast as autocast_context
-from .model import eval_mode
+from .model import eval_mode, ids_checked
 
 
 @torch.no_grad()
@@ -32,10 +32,11 @@ def estimate_loss(model: nn.Module, data: TextData, batch_size: int, eval_iters:
         for split, tokens in (("train", data.train), ("val", data.val)):
             generator = torch.Generator().manual_seed(seed)
             losses = []                # (eval_iters,) 0-dim tensors, read once: one host sync per split
-            for _ in range(eval_iters):
-                x, y = get_batch(tokens, model.config.block_size, batch_size, generator, device)
-                with autocast_context(device, autocast):
-                    losses.append(model(x, y)[1].float())
+            with ids_checked(model, tokens):       # the split's ids, checked once on the CPU
+                for _ in range(eval_iters):
+                    x, y = get_batch(tokens, model.config.block_size, batch_size, generator, device)
+                    with autocast_context(device, autocast):
+                        losses.append(model(x, y)[1].float())
             out[split] = sum(torch.stack(losses).tolist()) / len(losses)
     return out
 
@@ -59,7 +60,7 @@ def evaluate(model: nn.Module, tokens: torch.Tensor, batch_size: int = 64,
     device = model.device
     n_targets = len(tokens) - 1
     full = n_targets // block_size
-    sums, count = [], 0                # per-window loss sums, read once at the end (one host sync)
+    sums, count = [], 0                # per-batch loss sums, read once at the end (one host sync)
     windows = []
     if full:
         x_all = tokens[:full * block_size].view(full, block_size)
@@ -69,9 +70,9 @@ def evaluate(model: nn.Module, tokens: torch.Tensor, batch_size: int = 64,
     if tail:
         start = full * block_size
         windows.append((tokens[start:start + tail][None], tokens[start + 1:start + tail + 1][None]))
-    with eval_mode(model):
+    with eval_mode(model), ids_checked(model, tokens):    # every id checked once, not per batch
         for x, y in windows:
-            x, y = x.to(device), y.to(device)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast_context(device, autocast):
                 logits, _ = model(x)
             sums.append(F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),

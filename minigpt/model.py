@@ -43,6 +43,23 @@ def eval_mode(model: nn.Module):
         model.train(was_training)
 
 
+@contextlib.contextmanager
+def ids_checked(model: nn.Module, ids: torch.Tensor):
+    """Check every id in `ids` once (e.g. a whole data split, on the CPU); inside the block
+    `model` then skips its per-call range check. On a GPU that check reads the device at every
+    call (a host sync): an estimate over 20 batches would wait for the GPU 20 times. Models
+    other than MiniGPT are left as they are."""
+    if not isinstance(model, MiniGPT):
+        yield model
+        return
+    model.check_token_ids(ids)
+    previous, model._ids_checked = model._ids_checked, True
+    try:
+        yield model
+    finally:
+        model._ids_checked = previous
+
+
 class MLP(nn.Module):
     """Position-wise feed-forward network: C -> 4C -> GELU -> C."""
 
@@ -114,6 +131,7 @@ class MiniGPT(nn.Module):
             raise ModelInputTypeError(f"MiniGPT expects a GPTConfig, got {type(config).__name__}; "
                             "build one with GPTConfig(vocab_size=..., ...).")
         self.config = config
+        self._ids_checked = False          # True inside `ids_checked(self, ...)`
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         if config.pos_encoding == "learned":
             self.wpe = nn.Embedding(config.block_size, config.n_embd)
@@ -174,18 +192,23 @@ class MiniGPT(nn.Module):
         if idx.size(1) == 0:
             raise ModelInputError("idx has no tokens (T = 0); give at least one token, e.g. a newline.")
         # The range check reads values back (a host sync on GPUs, a graph break under
-        # torch.compile), so it runs where it is cheap: on the CPU and at inference.
+        # torch.compile), so it runs where it is cheap: on the CPU and at inference, unless
+        # the ids were checked once beforehand (`ids_checked`: estimate_loss, evaluate).
         compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)()
-        if not compiling and (idx.device.type == "cpu" or not self.training):
-            low, high = torch.stack([idx.min(), idx.max()]).tolist()       # one read, not two
-            if low < 0 or high >= self.config.vocab_size:
-                bad = low if low < 0 else high
-                raise ModelInputError(f"token id {bad} is outside the vocabulary 0..{self.config.vocab_size - 1}; "
-                                 "encode text with the tokenizer this model was trained with.")
+        if not compiling and not self._ids_checked and (idx.device.type == "cpu" or not self.training):
+            self.check_token_ids(idx)
         if idx.device != self.device:
             raise ModelInputError(f"idx is on {idx.device} but the model is on {self.device}; "
                              "move it with idx.to(model.device).")
         return idx.long()
+
+    def check_token_ids(self, ids: torch.Tensor) -> None:
+        """Raise ModelInputError unless every id in `ids` is in 0..vocab_size-1 (one read)."""
+        low, high = torch.stack([ids.min(), ids.max()]).tolist()
+        if low < 0 or high >= self.config.vocab_size:
+            bad = low if low < 0 else high
+            raise ModelInputError(f"token id {bad} is outside the vocabulary 0..{self.config.vocab_size - 1}; "
+                                  "encode text with the tokenizer this model was trained with.")
 
     # --------------------------------------------------------------- forward
     def _hidden(self, idx: torch.Tensor, caches: Optional[list[KVCache]] = None,

@@ -29,7 +29,8 @@ from .run_folder import (META_FILE, check_output_folder, checkpoint_nbytes, clea
 from .config import ConfigError
 from .data import DataError, TextData, get_batch
 from . import distributed
-from .device import DEVICE_CHOICES, autocast, autocast_dtype, maybe_compile, pick_device, tune_cpu_allocator
+from .device import (DEVICE_CHOICES, autocast, autocast_dtype, maybe_compile, pick_device, synchronize,
+                     tune_cpu_allocator)
 from .errors import MiniGPTError, UsageError
 from .evaluation import estimate_loss, evaluate  # noqa: F401  (also importable from here, as before)
 from .model import MiniGPT
@@ -305,7 +306,8 @@ def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, 
     N updates have given a finite loss and finite gradients, so a NaN/inf stops training with
     TrainingDivergedError naming a checkpoint that is truly good. Ctrl-C stops at the next
     step boundary, saves, and raises KeyboardInterrupt; resuming then is exact too.
-    `callback` receives a dict after every evaluation (step, train, val, lr, elapsed).
+    `callback` receives a dict after every evaluation (step, train, val, lr, elapsed, and
+    step_seconds: the part of elapsed spent in training steps).
     """
     if data.tokenizer.vocab_size != model.config.vocab_size:
         raise UsageError(f"the data has {data.tokenizer.vocab_size} characters but the model's "
@@ -397,6 +399,7 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
 
     def run_eval(step: int) -> None:
         nonlocal paused
+        synchronize(device)            # the last update may still run on a GPU: it is step time
         began = time.perf_counter()
         losses = estimate_loss(model, data, cfg.batch_size, cfg.eval_iters, cfg.seed + 1, device,
                                autocast=cfg.autocast)
@@ -438,6 +441,7 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
                 check_began = time.perf_counter()
                 # the weights after `step` updates are saved once this step's pass finds them good
                 saving = out_dir is not None and step > start_step and (stopping or step % cfg.checkpoint_interval == 0)
+                boundary_rng = None
                 if saving:     # the state at this step boundary: what a checkpoint of `step` stores
                     boundary_rng = _rng_tensors(batch_gen, device)
                     # saved beside the generators; copied only here, as reading the scale syncs
@@ -452,7 +456,8 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
                                                     cfg.micro_batch_size)
                 if scaler.is_enabled():
                     scaler.unscale_(optimizer)     # clip and measure the true gradients
-                loss_value, grad_norm = _read_step_numbers(loss, _clip_and_measure(params, cfg.grad_clip))
+                with distributed.lost_peer_as_error(distributed.world()):   # NCCL's all-reduce ends here
+                    loss_value, grad_norm = _read_step_numbers(loss, _clip_and_measure(params, cfg.grad_clip))
                 if not math.isfinite(loss_value):
                     raise diverged("loss", loss_value, step, lr)
                 # with fp16's scaler an overflow is expected now and then: scaler.step skips
@@ -469,6 +474,7 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
                     paused += save_seconds
                 if stopping:                   # that forward/backward pass only checked the weights:
                     optimizer.zero_grad(set_to_none=True)
+                    assert boundary_rng is not None      # stopping here implies saving (see the break above)
                     _restore_rng(boundary_rng, batch_gen, device)   # leave no trace of it
                     # the check is not a training step either (its save is counted above)
                     paused += time.perf_counter() - check_began - save_seconds

@@ -171,14 +171,14 @@ def device_reads(monkeypatch):
     bool). On a GPU each such read is a host sync: the CPU waits for every queued kernel, and
     the GPU then idles until the next ones arrive. Not counted: torch's own reads (the CPU
     optimizer's step counters: on a GPU they are CPU tensors, or absent with fused AdamW), and
-    the model's token-id range check, which reads CPU tensors here and is skipped while
-    training on a GPU (see MiniGPT._check_idx)."""
+    the model's token-id range check (MiniGPT.check_token_ids), which reads CPU tensors here, is
+    skipped while training on a GPU, and runs once per data split in the estimates (tested below)."""
     reads = []
     for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
         def counted(self, *args, _original=getattr(torch.Tensor, name), _name=name, **kwargs):
             frame = sys._getframe(1)
             caller = frame.f_globals.get("__name__", "")
-            if caller.startswith("minigpt") and frame.f_code.co_name != "_check_idx":
+            if caller.startswith("minigpt") and frame.f_code.co_name != "check_token_ids":
                 reads.append((caller, _name))
             return _original(self, *args, **kwargs)
         monkeypatch.setattr(torch.Tensor, name, counted)
@@ -199,15 +199,34 @@ def test_a_training_step_reads_the_device_once(small_data, device_reads, grad_cl
     assert counts[12] - counts[4] == 8, device_reads
 
 
-def test_an_estimate_reads_its_losses_once_per_split(small_data, device_reads):
+def test_an_estimate_reads_the_device_once_per_split(small_data, device_reads, monkeypatch):
+    # the losses are read together, and the token ids are checked once per split (on the CPU,
+    # where the split lives) instead of once per batch on the model's device
     model = model_for(small_data)
+    checked = []
+    real_check = model.check_token_ids
+    monkeypatch.setattr(model, "check_token_ids", lambda ids: checked.append(ids) or real_check(ids))
     for eval_iters in (1, 5):
         device_reads.clear()
+        checked.clear()
         estimate_loss(model, small_data, batch_size=4, eval_iters=eval_iters)
         assert len(device_reads) == 2, device_reads
+        assert [len(ids) for ids in checked] == [len(small_data.train), len(small_data.val)]
     device_reads.clear()
+    checked.clear()
     evaluate(model, small_data.val[:500], batch_size=2)      # 31 windows in 16 batches, one read
-    assert len(device_reads) == 1, device_reads
+    assert len(device_reads) == 1 and len(checked) == 1, device_reads
+    assert not model._ids_checked                              # the per-call check is back on
+
+
+def test_an_estimate_still_refuses_ids_outside_the_vocabulary(small_data):
+    from minigpt.model import ModelInputError
+    model = model_for(small_data, vocab_size=10)                # the text has ids up to 57
+    with pytest.raises(ModelInputError, match=r"token id \d+ is outside the vocabulary 0\.\.\d+"):
+        estimate_loss(model, small_data, batch_size=4, eval_iters=2)
+    with pytest.raises(ModelInputError, match="outside the vocabulary"):
+        evaluate(model, small_data.val)
+    assert not model._ids_checked
 
 
 # ----------------------------------------------------------------------- train
