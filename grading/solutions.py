@@ -543,9 +543,14 @@ class SlidingKVCache:
         self.length = 0
         self.max_len = max_len
 
-    def append(self, k: torch.Tensor, v: torch.Tensor):
+    def _latest(self, k: torch.Tensor, v: torch.Tensor):
+        """The held positions followed by the new ones, the most recent `max_len` of them."""
         keys = torch.cat([self.k[:, :, :self.length], k], dim=2)[:, :, -self.max_len:]
         values = torch.cat([self.v[:, :, :self.length], v], dim=2)[:, :, -self.max_len:]
+        return keys, values
+
+    def append(self, k: torch.Tensor, v: torch.Tensor):
+        keys, values = self._latest(k, v)
         self.length = keys.size(2)
         self.k[:, :, :self.length] = keys
         self.v[:, :, :self.length] = values
@@ -554,8 +559,7 @@ class SlidingKVCache:
 
 class _LengthNotAdvanced(SlidingKVCache):
     def append(self, k, v):
-        keys = torch.cat([self.k[:, :, :self.length], k], dim=2)[:, :, -self.max_len:]
-        values = torch.cat([self.v[:, :, :self.length], v], dim=2)[:, :, -self.max_len:]
+        keys, values = self._latest(k, v)
         self.k[:, :, :keys.size(2)] = keys
         self.v[:, :, :values.size(2)] = values
         return keys, values                                   # self.length stays 0
@@ -563,8 +567,7 @@ class _LengthNotAdvanced(SlidingKVCache):
 
 class _LengthCountsCalls(SlidingKVCache):
     def append(self, k, v):
-        keys = torch.cat([self.k[:, :, :self.length], k], dim=2)[:, :, -self.max_len:]
-        values = torch.cat([self.v[:, :, :self.length], v], dim=2)[:, :, -self.max_len:]
+        keys, values = self._latest(k, v)
         self.k[:, :, :keys.size(2)] = keys
         self.v[:, :, :values.size(2)] = values
         self.length = min(self.length + 1, self.max_len)      # one per call, not per position
@@ -573,7 +576,7 @@ class _LengthCountsCalls(SlidingKVCache):
 
 class _ValuesNotStored(SlidingKVCache):
     def append(self, k, v):
-        keys = torch.cat([self.k[:, :, :self.length], k], dim=2)[:, :, -self.max_len:]
+        keys, _ = self._latest(k, v)
         self.length = keys.size(2)
         self.k[:, :, :self.length] = keys                     # the values line is missing
         return keys, self.v[:, :, :self.length]

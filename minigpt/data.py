@@ -276,13 +276,11 @@ def get_batch(data: torch.Tensor, block_size: int, batch_size: int,
     starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
     offsets = starts[:, None] + torch.arange(block_size + 1)       # (B, T+1)
     windows = data[offsets]                                        # (B, T+1)
-    if device is not None and torch.device(device).type == "cuda":
-        # one copy from page-locked memory: it is queued behind the GPU's work instead of
-        # waiting for it, so the CPU prepares the next step while the GPU runs this one
-        windows = windows.pin_memory().to(device, non_blocking=True)
-        return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
-    x, y = windows[:, :-1], windows[:, 1:]
-    if device is not None and torch.device(device).type != "cpu":
-        x = x.to(device, non_blocking=True)
-        y = y.to(device, non_blocking=True)
-    return x, y
+    if device is None or torch.device(device).type == "cpu":
+        return windows[:, :-1], windows[:, 1:]
+    if torch.device(device).type == "cuda":
+        # a copy from page-locked memory is queued behind the GPU's work instead of waiting
+        # for it, so the CPU prepares the next step while the GPU runs this one
+        windows = windows.pin_memory()
+    windows = windows.to(device, non_blocking=True)                # one copy, then x and y
+    return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()

@@ -195,9 +195,10 @@ def forward_backward(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     Leaves in every parameter's .grad the gradient of the mean loss over all B rows (DDP
     averages the ranks' gradients), and returns that mean loss, the same number on every
     rank, as a 0-dim tensor on the model's device: reading it is a host sync on a GPU, which
-    the caller does once per step, together with the gradient norm. The share is split into micro-batches of `micro_batch_size` rows when it would not
-    fit in memory at once (gradient accumulation); each micro-batch's loss is divided by
-    their number, so the summed gradients are those of the mean.
+    the caller does once per step, together with the gradient norm. The share is split into
+    micro-batches of `micro_batch_size` rows when it would not fit in memory at once
+    (gradient accumulation); each micro-batch's loss is divided by their number, so the
+    summed gradients are those of the mean.
     In one process without micro-batches this is exactly `loss.backward(); loss.detach()`.
     """
     w = world()
