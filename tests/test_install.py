@@ -100,3 +100,71 @@ def test_declared_dependencies_match_what_runs():
     assert _lower_bound(requirements, "torch") == oldest
     tested = re.search(r"^TORCH_OLDEST \?= ([\d.]+)$", (REPO / "Makefile").read_text(), re.M).group(1)
     assert tested.split(".")[:2] == oldest.split(".")[:2], "make test-oldest-torch tests another torch"
+
+
+def _requirement_names(lines):
+    """'tokenizers>=0.15  # why' -> 'tokenizers' (normalised as pip does: lower case, '-')."""
+    names = set()
+    for line in lines:
+        line = line.split("#")[0].split(";")[0].strip()
+        if line:
+            names.add(re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[\s]", line)[0]).lower())
+    return names
+
+
+def _with_dependencies(names):
+    """The installed distributions that `names` pull in (pip's closure, read from the metadata)."""
+    from importlib import metadata
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        todo += [next(iter(_requirement_names([r]))) for r in requires if "extra ==" not in r]
+    return seen
+
+
+def _is_stdlib(module):
+    if hasattr(sys, "stdlib_module_names"):                # Python 3.10+
+        return module in sys.stdlib_module_names
+    import sysconfig                                       # 3.9: where the module lives
+    spec = importlib.util.find_spec(module)
+    return spec is not None and (spec.origin in ("built-in", "frozen")
+                                 or spec.origin.startswith(sysconfig.get_paths()["stdlib"]))
+
+
+def _install_routes():
+    """What each documented install puts in: requirements.txt (a local reader, `make install`),
+    and the package with its `book` extra (a student server installs minigpt[classroom])."""
+    classroom = PROJECT["optional-dependencies"]["classroom"]
+    assert "minigpt[book]" in classroom, "a classroom install must bring what the chapters import"
+    return {"requirements.txt": (REPO / "requirements.txt").read_text().splitlines(),
+            "minigpt[book]": PROJECT["dependencies"] + PROJECT["optional-dependencies"]["book"]}
+
+
+@pytest.mark.parametrize("route", ["requirements.txt", "minigpt[book]"])
+@pytest.mark.parametrize("folder", ["notebooks", "zh/notebooks"])
+def test_every_module_a_chapter_imports_comes_with_the_install(folder, route):
+    """A reader who ran `pip install -r requirements.txt` (or a student with minigpt[classroom])
+    runs every chapter: nothing a chapter imports may come only from another extra (chapter 15
+    once imported `tokenizers`, which only the `bpe` extra declared)."""
+    from importlib import metadata
+    installed = _with_dependencies(_requirement_names(_install_routes()[route]))
+    providers = metadata.packages_distributions()
+    missing = {}
+    for chapter in sync.chapters(REPO / folder):
+        cells = sync.json.loads(chapter.read_text(encoding="utf-8"))["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        for module in set(re.findall(r"^\s*(?:import|from)\s+(\w+)", code, re.M)):
+            if _is_stdlib(module) or module == "minigpt":
+                continue
+            dists = {re.sub(r"[-_.]+", "-", d).lower() for d in providers.get(module, [])}
+            assert dists, f"{chapter.name} imports {module}, which is not installed here"
+            if not dists & installed:
+                missing.setdefault(module, []).append(chapter.name)
+    assert not missing, f"chapters import modules that {route} does not bring: {missing}"
