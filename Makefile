@@ -122,13 +122,17 @@ test-install: $(STAMP)
 # The oldest torch that pyproject.toml allows, with the unit tests, in a throw-away venv. Not
 # part of `make test`: PyPI's Linux wheel of it is the CUDA build (torch 2.5.1: a 906 MB wheel
 # plus the NVIDIA libraries it needs to import), which runs on a CPU too.
+# The extras go in too (as `make install` puts them in), with torch held at the oldest: pip then
+# picks an accelerate (for peft) that still supports it, and transformers 5 wants torch >= 2.6.
 TORCH_OLDEST ?= 2.5.1
+OLDEST_PINS  ?= "transformers<5"
 OLDEST_VENV  ?= $(or $(TMPDIR),/tmp)/minigpt-oldest-torch
 test-oldest-torch:
 	rm -rf $(OLDEST_VENV) && $(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install "torch==$(TORCH_OLDEST)"
 	$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install -r requirements.txt
-	$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install --no-deps -e .
+	$(OLDEST_VENV)/bin/python -m pip --disable-pip-version-check -q install -e ".[classroom,gpt2,bpe,lora-test]" \
+	  "torch==$(TORCH_OLDEST)" $(OLDEST_PINS)
 	$(OLDEST_VENV)/bin/python -c "import torch; v = torch.__version__.split('+')[0]; \
 	  assert v == '$(TORCH_OLDEST)', f'torch {v} instead of $(TORCH_OLDEST)'; print('torch', v)"
 	$(OLDEST_VENV)/bin/python -m pytest -q tests --ignore=tests/test_book_html.py
