@@ -427,6 +427,43 @@ def _code_objects(code: types.CodeType):
             yield from _code_objects(const)
 
 
+_COMPREHENSIONS = ("<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>")
+
+
+def _with_qualnames(code: types.CodeType, prefix: str = ""):
+    """(code object, qualified name) for every function and class body compiled into `code`,
+    named as Python 3.11's co_qualname names them ("Block.forward", "f.<locals>.g"), which
+    Python 3.10 does not record: a function's children live in its `<locals>`; a class body's
+    (not CO_OPTIMIZED) and a comprehension's sit directly under it, as CPython names them."""
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            qualname = prefix + const.co_name
+            yield const, qualname
+            function = const.co_flags & inspect.CO_OPTIMIZED and const.co_name not in _COMPREHENSIONS
+            inside = ".<locals>." if function else "."
+            yield from _with_qualnames(const, qualname + inside)
+
+
+@functools.lru_cache(maxsize=None)
+def _qualnames_in(filename: str) -> dict:
+    """(first line, name, bytecode) -> qualified name for the code compiled from one source file
+    (the bytecode tells apart two lambdas on one line)."""
+    try:
+        top = compile(Path(filename).read_text(encoding="utf-8"), filename, "exec")
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+        return {}
+    return {(code.co_firstlineno, code.co_name, code.co_code): name for code, name in _with_qualnames(top)}
+
+
+def _qualname(code: types.CodeType) -> str:
+    """code.co_qualname (Python 3.11+); on 3.10, found again in the code's source file."""
+    qualname = getattr(code, "co_qualname", None)
+    if qualname is None:
+        where = (code.co_firstlineno, code.co_name, code.co_code)
+        qualname = _qualnames_in(code.co_filename).get(where, code.co_name)
+    return qualname
+
+
 def forbidden_fingerprints(spec: Spec) -> dict:
     """fingerprint -> what it is, for the package functions this exercise forbids and the
     full edition's answer-bearing helpers it names that the book hides (`hide-cell`).
@@ -443,11 +480,11 @@ def forbidden_fingerprints(spec: Spec) -> dict:
         path = PACKAGE / suffix[len("minigpt/"):]
         if not path.is_file():
             continue
-        for code in _code_objects(compile(path.read_text(encoding="utf-8"), str(path), "exec")):
-            if code.co_name != "<module>" and _qualname_match(code.co_qualname, qualname):
+        for code, code_qualname in _with_qualnames(compile(path.read_text(encoding="utf-8"), str(path), "exec")):
+            if _qualname_match(code_qualname, qualname):
                 mark = fingerprint(code)
                 if mark:
-                    found[mark] = f"a copy of the package's {code.co_qualname} ({suffix})"
+                    found[mark] = f"a copy of the package's {code_qualname} ({suffix})"
     for chapter, helper in spec.copied:
         import json
         path = NOTEBOOKS / f"{chapter}.ipynb"
@@ -458,8 +495,8 @@ def forbidden_fingerprints(spec: Spec) -> dict:
             hidden = "hide-cell" in cell.get("metadata", {}).get("tags", [])
             if cell["cell_type"] != "code" or not hidden or f"def {helper}(" not in text:
                 continue
-            for code in _code_objects(compile(text, chapter, "exec")):
-                if code.co_qualname.split(".")[0] == helper:
+            for code, code_qualname in _with_qualnames(compile(text, chapter, "exec")):
+                if code_qualname.split(".")[0] == helper:
                     mark = fingerprint(code)
                     if mark:
                         found[mark] = f"a copy of the book's helper {helper} (chapter {chapter[:2]})"
@@ -508,11 +545,11 @@ class Watcher:
         verdict = self.helpers.get(key)
         filename = code.co_filename
         for suffix, qualname in self.py if verdict is None else ():
-            if _suffix_match(filename, suffix) and _qualname_match(code.co_qualname, qualname):
+            if _suffix_match(filename, suffix) and _qualname_match(_qualname(code), qualname):
                 where = filename.replace(os.sep, "/").split("site-packages/")[-1]
                 where = where[where.find("minigpt/"):] if "minigpt/" in where else where
                 where = where[where.rfind("grading/"):] if "grading/" in where else where
-                verdict = f"{code.co_qualname} ({where})"
+                verdict = f"{_qualname(code)} ({where})"
                 break
         if verdict is None and self.fingerprints:
             verdict = self.fingerprints.get(fingerprint(code))

@@ -428,3 +428,26 @@ def test_the_self_test_is_graded_from_the_full_editions_key(capsys):
     assert hidden.grade("check_self_test", "1.4", " (B) ") == 1       # read as the visible check reads it
     assert hidden.grade("check_self_test", "4.1", [2, 8, 5, 8]) == 1
     assert hidden.grade("check_self_test", "4.1", (2, 5, 8, 8)) == 0
+
+
+def test_qualified_names_are_found_without_co_qualname():
+    """Python 3.10 code objects have no co_qualname (3.11+). The grading names forbidden code by
+    qualified name, so it rebuilds them from the source: the same names 3.11 records, for every
+    function and class of the package, and the same lookup for a code object that lacks one."""
+    import types
+    import minigpt
+    hidden = load_hidden()
+    checked = 0
+    for path in sorted(Path(minigpt.__file__).parent.rglob("*.py")) + sorted((ROOT / "grading").glob("*.py")):
+        top = compile(path.read_text(encoding="utf-8"), str(path), "exec")
+        for code, qualname in hidden._with_qualnames(top):
+            if hasattr(code, "co_qualname"):
+                assert qualname == code.co_qualname, (path.name, qualname)
+            stripped = types.SimpleNamespace(co_filename=str(path), co_firstlineno=code.co_firstlineno,
+                                             co_name=code.co_name, co_code=code.co_code)  # as on 3.10
+            assert hidden._qualname(stripped) == qualname
+            checked += 1
+    assert checked > 500
+    nested = [name for _, name in hidden._with_qualnames(compile(
+        "class A:\n    def f(self):\n        def g():\n            pass\n", "x", "exec"))]
+    assert nested == ["A", "A.f", "A.f.<locals>.g"]
