@@ -420,13 +420,6 @@ def fingerprint(code: types.CodeType) -> Optional[tuple]:
     return tuple(ops)
 
 
-def _code_objects(code: types.CodeType):
-    yield code
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            yield from _code_objects(const)
-
-
 _COMPREHENSIONS = ("<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>")
 
 
@@ -532,7 +525,7 @@ class Watcher:
                 code = getattr(inspect.unwrap(function), "__code__", None)
                 if code is None or os.path.abspath(code.co_filename).startswith(self.libraries):
                     continue
-                for inner in _code_objects(code):
+                for inner in [code] + [nested for nested, _ in _with_qualnames(code)]:
                     self.helpers[id(inner)] = f"the chapter's own {name} (the exercise asks you to write it)"
         self.used: dict[str, None] = {}
         self._seen: dict[int, Optional[str]] = {}

@@ -95,37 +95,43 @@ def test_declared_dependencies_match_what_runs():
     requirements = [line.strip() for line in (REPO / "requirements.txt").read_text().splitlines()
                     if line.strip() and not line.startswith("#")]
     for declared in (PROJECT["dependencies"], requirements):
-        assert "numpy" in [re.split(r"[<>=;\s]", r)[0] for r in declared]
+        assert "numpy" in {_dist_name(r) for r in declared}
     oldest = _lower_bound(PROJECT["dependencies"], "torch")
     assert _lower_bound(requirements, "torch") == oldest
     tested = re.search(r"^TORCH_OLDEST \?= ([\d.]+)$", (REPO / "Makefile").read_text(), re.M).group(1)
     assert tested.split(".")[:2] == oldest.split(".")[:2], "make test-oldest-torch tests another torch"
 
 
-def _requirement_names(lines):
-    """'tokenizers>=0.15  # why' -> 'tokenizers' (normalised as pip does: lower case, '-')."""
-    names = set()
-    for line in lines:
-        line = line.split("#")[0].split(";")[0].strip()
-        if line:
-            names.add(re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[\s]", line)[0]).lower())
-    return names
+def _dist_name(requirement):
+    """'tokenizers>=0.15  # why' -> 'tokenizers', normalised as pip does (lower case, '-');
+    '' for a blank or comment line."""
+    name = re.split(r"[<>=!~\[\s;#]", requirement.strip())[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _with_dependencies(names):
-    """The installed distributions that `names` pull in (pip's closure, read from the metadata)."""
+def _own_extras_expanded(requirements):
+    """`requirements` with this package's own extras ("minigpt[bpe]") replaced by what they list."""
+    expanded = []
+    for requirement in requirements:
+        own = re.fullmatch(r"minigpt\[(\w[\w-]*)\]", requirement.strip())
+        expanded += _own_extras_expanded(PROJECT["optional-dependencies"][own.group(1)]) if own else [requirement]
+    return expanded
+
+
+def _with_dependencies(requirements):
+    """The installed distributions that `requirements` pull in (pip's closure, from the metadata)."""
     from importlib import metadata
-    seen, todo = set(), list(names)
+    seen, todo = set(), [_dist_name(r) for r in _own_extras_expanded(requirements)]
     while todo:
         name = todo.pop()
-        if name in seen:
+        if not name or name in seen:
             continue
         seen.add(name)
         try:
             requires = metadata.requires(name) or []
         except metadata.PackageNotFoundError:
             continue
-        todo += [next(iter(_requirement_names([r]))) for r in requires if "extra ==" not in r]
+        todo += [_dist_name(r) for r in requires if "extra ==" not in r]
     return seen
 
 
@@ -135,7 +141,7 @@ def _install_routes():
     classroom = PROJECT["optional-dependencies"]["classroom"]
     assert "minigpt[book]" in classroom, "a classroom install must bring what the chapters import"
     return {"requirements.txt": (REPO / "requirements.txt").read_text().splitlines(),
-            "minigpt[book]": PROJECT["dependencies"] + PROJECT["optional-dependencies"]["book"]}
+            "minigpt[book]": PROJECT["dependencies"] + ["minigpt[book]"]}
 
 
 @pytest.mark.parametrize("route", ["requirements.txt", "minigpt[book]"])
@@ -145,7 +151,7 @@ def test_every_module_a_chapter_imports_comes_with_the_install(folder, route):
     runs every chapter: nothing a chapter imports may come only from another extra (chapter 15
     once imported `tokenizers`, which only the `bpe` extra declared)."""
     from importlib import metadata
-    installed = _with_dependencies(_requirement_names(_install_routes()[route]))
+    installed = _with_dependencies(_install_routes()[route])
     providers = metadata.packages_distributions()
     missing = {}
     for chapter in sync.chapters(REPO / folder):
@@ -157,7 +163,7 @@ def test_every_module_a_chapter_imports_comes_with_the_install(folder, route):
             assert importlib.util.find_spec(module), f"{chapter.name} imports {module}, which is not installed here"
             # Python 3.10's packages_distributions misses some (matplotlib, torch): then the
             # distribution is named as the module is
-            dists = {re.sub(r"[-_.]+", "-", d).lower() for d in providers.get(module, [module])}
+            dists = {_dist_name(d) for d in providers.get(module, [module])}
             if not dists & installed:
                 missing.setdefault(module, []).append(chapter.name)
     assert not missing, f"chapters import modules that {route} does not bring: {missing}"
