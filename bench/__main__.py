@@ -1,18 +1,14 @@
 """`python -m bench [peak] [train] [attention] [generate] [flash] [quick] [--device D] [--threads N] [--json F]`."""
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from minigpt.device import DEVICE_CHOICES
+from minigpt.cli import thread_count
+from minigpt.device import DEVICE_CHOICES, pick_device
 
 from .harness import ALL_BENCHMARKS, DEFAULT_BENCHMARKS, run_benchmarks
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("what", nargs="*", default=[], metavar="BENCHMARK",
                         help=f"any of: {' '.join(ALL_BENCHMARKS)} (default: {' '.join(DEFAULT_BENCHMARKS)})")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    parser.add_argument("--threads", type=_positive_int, help="CPU threads for torch")
+    parser.add_argument("--threads", type=thread_count, help="CPU threads for torch")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     return parser
 
@@ -34,8 +30,30 @@ def main(argv=None) -> int:
         print(f"error: unknown benchmark(s) {' '.join(unknown)}; choose from {', '.join(ALL_BENCHMARKS)}.",
               file=sys.stderr)
         return 2
+    # what would fail only after minutes of benchmarking is checked first
+    problem = _json_path_problem(args.json) if args.json is not None else None
+    if problem is None:
+        try:
+            pick_device(args.device)
+        except ValueError as err:
+            problem = str(err)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     run_benchmarks(args.what, device=args.device, threads=args.threads, json_path=args.json)
     return 0
+
+
+def _json_path_problem(path: Path):
+    """Why the results could not be written to `path` (--json), or None."""
+    if str(path) in ("", ".") or path.is_dir():
+        return f"--json {str(path)!r} is a folder; name a file, e.g. --json results.json."
+    folder = path.parent
+    if not folder.is_dir():
+        return f"--json {str(path)!r}: the folder {str(folder)!r} does not exist; create it or choose another file."
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"--json {str(path)!r} cannot be written (permissions); choose another file."
+    return None
 
 
 if __name__ == "__main__":

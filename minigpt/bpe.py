@@ -136,7 +136,12 @@ class BPETokenizer:
         if vocab_size < MIN_VOCAB_SIZE:
             raise DataError(f"vocab_size={vocab_size} is too small: a byte-level BPE has the 256 byte "
                             "values as its first tokens; pass vocab_size >= 256 (e.g. 512).")
-        if not isinstance(text, str) or not text:
+        if isinstance(text, (bytes, bytearray)):
+            raise DataError("train expects the text as a str, got bytes; decode it first, e.g. "
+                            "data.decode('utf-8') (the tokenizer makes the bytes itself).")
+        if not isinstance(text, str):
+            raise DataError(f"train expects the text as a str, got {type(text).__name__}.")
+        if not text:
             raise DataError("cannot train a BPE tokenizer on an empty text; pass the training text.")
         word_counts = Counter(pretokenize(text))
         words = [list(w.encode("utf-8")) for w in word_counts]        # unique pre-tokens as ids
@@ -177,11 +182,16 @@ class BPETokenizer:
         one pair per line ("Ġ t") in rank order after a "#version" line. A vocab entry that no
         merge makes and that is not a single byte (GPT-2's <|endoftext|>) is a special token.
         """
+        order = "pass vocab.json (or encoder.json) first, then merges.txt (or vocab.bpe)"
         try:
-            vocab = json.loads(Path(vocab_json).read_text(encoding="utf-8"))
+            vocab_text = Path(vocab_json).read_text(encoding="utf-8")
             lines = Path(merges_txt).read_text(encoding="utf-8").splitlines()
         except (OSError, ValueError) as err:
-            raise DataError(f"cannot read GPT-2 tokenizer files: {err}") from None
+            raise DataError(f"cannot read GPT-2 tokenizer files: {err}; {order}.") from None
+        try:
+            vocab = json.loads(vocab_text)
+        except ValueError as err:
+            raise DataError(f"{str(vocab_json)!r} is not JSON ({err}); {order}.") from None
         if not isinstance(vocab, dict):
             raise DataError(f"{str(vocab_json)!r} is not a JSON object of token -> id.")
         byte_to_char = bytes_to_unicode()

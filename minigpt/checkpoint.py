@@ -258,8 +258,11 @@ def export_model(model: MiniGPT, tokenizer: CharTokenizer, directory: PathLike,
                               "(overwrite=True) to replace the exported model there.")
     weights = finite_weights(model, dtype)
     meta = _describe(model, tokenizer, info)
-    staging = (directory if non_empty
-               else directory.parent / f".{directory.name}.tmp-{os.getpid()}")
+    # a new folder is built beside its place and renamed into it, so it appears complete; an
+    # existing one (an export replaced with --force, an empty folder, "." itself) gets its files
+    # replaced one by one, each atomically (minigpt.json, which loading reads first, comes last)
+    in_place = directory.is_dir()
+    staging = directory if in_place else directory.parent / f".{directory.name}.tmp-{os.getpid()}"
     written: list[Path] = []
     try:
         staging.mkdir(parents=True, exist_ok=True)
@@ -272,12 +275,10 @@ def export_model(model: MiniGPT, tokenizer: CharTokenizer, directory: PathLike,
         fsync_path(tmp_model)
         os.replace(tmp_model, staging / MODEL_FILE)
         os.replace(tmp_meta, staging / META_FILE)
-        if not non_empty:                                  # a new folder appears complete
-            if directory.exists():
-                directory.rmdir()                          # empty: checked above
+        if not in_place:                                   # a new folder appears complete
             staging.rename(directory)
     except (OSError, SafetensorError) as err:
-        if non_empty:
+        if in_place:
             for path in written:
                 path.unlink(missing_ok=True)
         else:

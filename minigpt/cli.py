@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -34,6 +35,17 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def thread_count(text: str) -> int:
+    """An argparse type for --threads: a positive integer, at most 4x the CPUs here (far more
+    threads than CPUs only slows torch down, and tens of thousands make OpenMP crash)."""
+    value = _positive_int(text)
+    cpus = os.cpu_count() or 1
+    if value > 4 * cpus:
+        raise argparse.ArgumentTypeError(f"{value} threads on a machine with {cpus} CPU(s): use at most "
+                                         f"{4 * cpus} (usually {cpus} or fewer)")
     return value
 
 
@@ -120,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float)
     p.add_argument("--pos-encoding", choices=POS_ENCODINGS)
     p.add_argument("--attn-impl", choices=ATTN_IMPLS)
-    p.add_argument("--threads", type=_positive_int, help="CPU threads for torch")
+    p.add_argument("--threads", type=thread_count, help="CPU threads for torch")
     p.add_argument("--init-from", choices=["pretrained"],
                    help="fine-tune the shipped Shakespeare model instead of training a new one "
                         "(its shape and vocabulary; the text must use only its characters)")
@@ -154,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "side by side in one process and prints the ratio.")
     b.add_argument("what", nargs="*", default=[], help="any of: peak train attention generate flash quick (default: all but quick)")
     b.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    b.add_argument("--threads", type=_positive_int)
+    b.add_argument("--threads", type=thread_count)
     b.add_argument("--json", type=Path, help="also write the results to this JSON file")
 
     e = sub.add_parser("export", help="write a weights-only copy of a checkpoint",
@@ -392,9 +404,8 @@ def _fine_tune_start(text: str):
     return model, TextData(tokenizer, ids[:n_train], ids[n_train:])
 
 
-def _check_tokenizer_flags(args, out: Path) -> None:
+def _check_tokenizer_flags(args) -> None:
     """--vocab-size needs --tokenizer bpe; a fine-tune and a resumed run keep their tokenizer."""
-    from .checkpoint import _read_meta, resolve_checkpoint
     from .errors import UsageError
     if args.vocab_size is not None and args.tokenizer != "bpe":
         raise UsageError("--vocab-size sets the size of a BPE vocabulary; add --tokenizer bpe "
@@ -402,10 +413,25 @@ def _check_tokenizer_flags(args, out: Path) -> None:
     if args.init_from is not None and args.tokenizer != "char":
         raise UsageError("--tokenizer bpe: a fine-tune keeps the pretrained model's character "
                          "vocabulary; leave out --tokenizer with --init-from.")
-    if args.resume and (args.tokenizer == "bpe"
-                        or _read_meta(resolve_checkpoint(out)).get("tokenizer", {}).get("type") == "bpe"):
-        raise UsageError("resuming a run trained on BPE tokens is not supported yet; start a new run "
-                         "in another --out.")
+    if args.resume and (args.tokenizer == "bpe" or args.vocab_size is not None):
+        raise UsageError("--tokenizer/--vocab-size: a resumed run keeps the tokenizer its checkpoint was "
+                         "trained with; leave them out with --resume.")
+
+
+def _resume_data(out: Path, text: str):
+    """TextData for `--resume`: the text encoded with the tokenizer of the checkpoint being
+    continued (a BPE run's merge table, a fine-tune's pretrained characters), split as the
+    run was; a character that tokenizer does not know is a one-line error."""
+    from .bpe import tokenizer_from_dict
+    from .checkpoint import _read_meta, resolve_checkpoint
+    from .data import TextData, UnknownCharacterError
+    from .errors import UsageError
+    tokenizer = tokenizer_from_dict(_read_meta(resolve_checkpoint(out))["tokenizer"])
+    try:
+        return TextData.from_text(text, tokenizer=tokenizer)
+    except UnknownCharacterError as err:
+        raise UsageError(f"cannot resume {str(out)!r} on this text: {str(err).split('. ')[0]}. Resume with "
+                         "the text the run was trained on (--text), or start a new run in another --out.") from None
 
 
 def _train_data(args, text: str):
@@ -438,19 +464,24 @@ def _cmd_train(args) -> int:
     _check_fine_tune_flags(args)
     saved = _run_to_resume(out) if args.resume else None
     text = read_text_file(args.text) if args.text else load_shakespeare()
-    _check_tokenizer_flags(args, out)
+    _check_tokenizer_flags(args)
     if args.init_from is None:
-        data = _train_data(args, text)
+        data = _resume_data(out, text) if saved is not None else _train_data(args, text)
         config, cfg = _train_configs(args, data.tokenizer.vocab_size, out, saved)
     else:
         base, data = _fine_tune_start(text)
         config, cfg = _train_configs(args, data.tokenizer.vocab_size, out, saved)
         config = base.config
+    if saved is not None and isinstance(saved.step, int) and saved.step >= cfg.max_iters:
+        from .errors import UsageError
+        raise UsageError(f"{str(out)!r} is already at step {saved.step} of max_iters {cfg.max_iters}: there is "
+                         f"nothing to resume. Pass a larger --max-iters to train it further.")
     _check_batch_split(cfg)
     device = _pick_device(cfg.device)
     _check_model_fits(config, cfg, device)
     set_seed(cfg.seed)
     model = MiniGPT(config) if args.init_from is None else base
+    unit = "characters" if hasattr(data.tokenizer, "chars") else "tokens"     # BPE ids are subwords
     what = f"resuming {str(out)!r} at step {saved.step}" if saved is not None else f"preset {preset_name}"
     if args.init_from is not None:
         what = f"fine-tuning the pretrained model ({'full' if args.lora_rank is None else 'LoRA'}), preset {preset_name}"
@@ -461,7 +492,7 @@ def _cmd_train(args) -> int:
         print(f"LoRA rank {args.lora_rank}, alpha {alpha:g} on attn.c_attn and attn.c_proj: "
               f"{lora_parameter_count(model):,} trainable parameters")
     print(f"{what}: {model.num_parameters() / 1e6:.2f}M parameters, "
-          f"{len(data.train):,} train / {len(data.val):,} val characters, device {describe(device)}, "
+          f"{len(data.train):,} train / {len(data.val):,} val {unit}, device {describe(device)}, "
           f"{describe_precision(device, cfg.autocast)}")
     print(f"checkpoints -> {out}")
     if cfg.compile and compile_note(device):
@@ -473,8 +504,18 @@ def _cmd_train(args) -> int:
 
     # LoRA: the run keeps no step folders (a checkpoint holds whole models); the adapters alone
     # are written to --out at the end
-    result = train(model, data, cfg, out_dir=out if args.lora_rank is None else None, resume=args.resume,
-                   progress=not args.no_progress, callback=report)
+    try:
+        result = train(model, data, cfg, out_dir=out if args.lora_rank is None else None, resume=args.resume,
+                       progress=not args.no_progress, callback=report)
+    except KeyboardInterrupt:
+        if args.lora_rank is None:
+            raise
+        # Ctrl-C stops at a step boundary: the adapters trained so far are a usable fine-tune
+        from .lora import save_adapters
+        save_adapters(model, out)
+        print(f"the adapters trained until the interruption -> {out} (a LoRA run does not resume; "
+              "load them with minigpt.lora.load_adapters)", flush=True)
+        raise
     if args.lora_rank is not None:
         from .lora import save_adapters
         save_adapters(result.model, out)
@@ -501,7 +542,7 @@ def _cmd_train(args) -> int:
         print(data.tokenizer.decode(out_ids[0]))
         print("---")
     wall = time.perf_counter() - _T0
-    print(f"val_loss {val_loss:.4f}  (whole validation split, {len(data.val):,} characters)")
+    print(f"val_loss {val_loss:.4f}  (whole validation split, {len(data.val):,} {unit})")
     print(f"wall_time {wall:.1f}s  (whole command, start-up included)")
     preset_used = args.preset or (_previous_preset(out) if saved is not None else preset_name)
     summary = {"preset": preset_used, "val_loss": val_loss, "wall_time_s": wall, "steps": result.steps,

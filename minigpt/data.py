@@ -53,9 +53,17 @@ def ids_as_list(ids: Union[Sequence[int], torch.Tensor]) -> Sequence[int]:
     """What a tokenizer's decode accepts: a sequence of ids, or a 1-D tensor of them."""
     if isinstance(ids, torch.Tensor):
         if ids.dim() != 1:
-            raise ValueError(f"decode expects a 1-D sequence of ids, got shape {tuple(ids.shape)}; "
-                             "decode one row at a time, e.g. decode(out[0]).")
+            raise DataError(f"decode expects a 1-D sequence of ids, got shape {tuple(ids.shape)}; "
+                            "decode one row at a time, e.g. decode(out[0]).")
         return ids.tolist()
+    ids = list(ids)
+    for i in ids:       # generate()'s output .tolist() is a list of rows; text is not ids
+        if isinstance(i, (list, tuple)) or (isinstance(i, torch.Tensor) and i.dim() > 0):
+            raise DataError("decode expects a 1-D sequence of ids, got a sequence of sequences; "
+                            "decode one row at a time, e.g. decode(out[0]).")
+        if isinstance(i, (str, bytes, float)):
+            raise DataError(f"decode expects integer token ids, got {i!r}; ids come from encode() "
+                            "or from the model's output.")
     return ids
 
 
@@ -250,6 +258,9 @@ class TextData:
             raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}.")
         if tokenizer is None:
             tokenizer = CharTokenizer.from_text(text)
+            if tokenizer.vocab_size < 2:    # every target would be that character: loss 0, nothing learnt
+                raise DataError(f"the text has only one distinct character ({tokenizer.chars[0]!r}); a "
+                                "language model needs at least two to predict anything. Check the file.")
             ids = tokenizer.encode_tensor(text)
             n_train = int(len(ids) * (1.0 - val_fraction))
             return cls(tokenizer, ids[:n_train], ids[n_train:])

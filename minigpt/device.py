@@ -142,9 +142,33 @@ def describe(device: torch.device) -> str:
     return device.type
 
 
+def missing_compiler() -> Optional[str]:
+    """Why torch.compile's inductor backend cannot build code here, or None.
+
+    torch.compile is lazy: without a working C++ compiler it fails only at the first call,
+    deep inside a training step. Asking inductor for its compiler up front (the private
+    helper it uses itself; skipped where a torch version lacks it) turns that into a warning.
+    """
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+    except Exception:                  # another torch layout: let torch.compile decide
+        return None
+    try:
+        get_cpp_compiler()
+    except Exception as err:           # torch._inductor.exc.InvalidCxxCompiler
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
+    return None
+
+
 def maybe_compile(model: torch.nn.Module, enabled: Optional[bool]):
     """torch.compile the model when asked and possible; otherwise return it unchanged."""
     if not enabled:
+        return model
+    problem = missing_compiler()
+    if problem is not None:
+        import warnings
+        warnings.warn(f"--compile needs a working C++ compiler, and none was found ({problem}); running "
+                      "eagerly. Install one (apt-get install g++, or Xcode's command-line tools) to compile.")
         return model
     try:
         return torch.compile(model)

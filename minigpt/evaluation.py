@@ -15,7 +15,17 @@ import torch.nn.functional as F
 
 from .data import DataError, TextData, get_batch
 from .device import autocast as autocast_context
+from .errors import UsageError
 from .model import eval_mode, ids_checked
+
+
+def _check_count(name: str, value, usual: str, largest: Optional[int] = None) -> None:
+    """A batch size, number of batches or window length: a positive int, at most `largest`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"{name} must be a positive integer, got {value!r}; {usual} is usual.")
+    if largest is not None and value > largest:
+        raise UsageError(f"{name} {value} is longer than the model's block_size ({largest}); pass "
+                         f"{name}={largest} or less (None uses the model's own).")
 
 
 @torch.no_grad()
@@ -26,6 +36,8 @@ def estimate_loss(model: nn.Module, data: TextData, batch_size: int, eval_iters:
 
     `autocast` is TrainConfig.autocast: False evaluates in float32 on a GPU too.
     """
+    _check_count("batch_size", batch_size, "32")
+    _check_count("eval_iters", eval_iters, "20")
     device = device or model.device
     out = {}
     with eval_mode(model):
@@ -56,7 +68,10 @@ def evaluate(model: nn.Module, tokens: torch.Tensor, batch_size: int = 64,
     if len(tokens) < 2:      # one (input, target) pair needs two tokens
         raise DataError(f"evaluate needs at least 2 tokens (an input and the target after it), "
                         f"got {len(tokens)}; pass a longer split such as data.val.")
-    block_size = block_size or model.config.block_size
+    _check_count("batch_size", batch_size, "64")
+    if block_size is None:
+        block_size = model.config.block_size
+    _check_count("block_size", block_size, "None (the model's own)", largest=model.config.block_size)
     device = model.device
     n_targets = len(tokens) - 1
     full = n_targets // block_size

@@ -50,6 +50,10 @@ class LoRALinear(nn.Linear):
     """
 
     def __init__(self, base: nn.Linear, rank: int, alpha: float):
+        if not isinstance(base, nn.Linear):
+            raise LoRAError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}; adapt the "
+                            f"model's linear layers ({', '.join(ADAPTABLE)}).")
+        _check_rank_alpha(rank, alpha)
         super().__init__(base.in_features, base.out_features, bias=base.bias is not None,
                          device=base.weight.device, dtype=base.weight.dtype)
         with torch.no_grad():
@@ -123,9 +127,30 @@ def add_lora(model: MiniGPT, rank: int = 8, alpha: float = 16.0,
     if missing:
         raise LoRAError(f"LoRA target(s) {', '.join(map(repr, missing))} match no linear layer of the "
                         f"model; use the seed's names: {', '.join(ADAPTABLE)}.")
+    adapted = sorted({name for names in found.values() for name in names})
+    widths = {name: min(model.get_submodule(name).in_features, model.get_submodule(name).out_features)
+              for name in adapted}
+    narrowest = min(adapted, key=widths.get)
+    width = widths[narrowest]
+    if rank > width:       # B A (out, in) has rank <= min(in, out): a larger r only adds numbers
+        raise LoRAError(f"LoRA rank {rank} is larger than {narrowest!r} is wide ({width}); a rank above "
+                        f"min(in, out) adds parameters but no capacity. Use rank <= {width} (8 is usual).")
+    # A weight shared with another module (lm_head is tied to wte) cannot take an adapter: the
+    # adapted layer owns a copy of W, so the tie breaks, and merge_lora, which loads the state
+    # into a freshly tied MiniGPT, would have to drop one of the two matrices.
+    owners = {}
+    for module_name, module in model.named_modules():
+        for param_name, p in module.named_parameters(recurse=False):
+            owners.setdefault(id(p), []).append(f"{module_name}.{param_name}" if module_name else param_name)
+    for name in adapted:
+        shared = [o for o in owners[id(model.get_submodule(name).weight)] if o != f"{name}.weight"]
+        if shared:
+            raise LoRAError(f"{name!r} shares its weight with {shared[0]!r} (tied embeddings), so an "
+                            f"adapter there could not be merged back; adapt the blocks' layers: "
+                            f"{', '.join(ADAPTABLE)}.")
     for p in model.parameters():
         p.requires_grad_(False)
-    for name in sorted({n for names in found.values() for n in names}):
+    for name in adapted:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, LoRALinear(getattr(parent, child), rank, alpha))

@@ -294,7 +294,7 @@ class MiniGPT(nn.Module):
         idx = self._check_idx(idx)
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise ModelInputError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}.")
-        check_sampling_settings(temperature, top_k, top_p)
+        temperature, top_k, top_p = check_sampling_settings(temperature, top_k, top_p)
         greedy = is_greedy(temperature)
         block_size = self.config.block_size
         with eval_mode(self):

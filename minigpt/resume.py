@@ -3,13 +3,14 @@ run would have?
 
 `check_resumable` refuses what cannot work (another vocabulary, another model shape, a folder
 with no training state) and warns, with a `ResumeWarning`, about what works but changes the
-numbers: other training settings, or another CPU thread count (a CPU sums in another order
+numbers: other data, other training settings, or another CPU thread count (a CPU sums in another order
 with another number of threads, so the losses differ in their last bits and bit-exact resume
 is lost).
 """
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ TRAJECTORY_FIELDS = ("max_iters", "batch_size", "learning_rate", "min_lr", "warm
                      "weight_decay", "beta1", "beta2", "grad_clip", "autocast")
 # the train-state key that records torch.get_num_threads() of the run that wrote a checkpoint
 THREADS_KEY = "num_threads"
+# the train-state key that records which token ids the run trained on (data_fingerprint)
+DATA_KEY = "data_sha256"
 
 
 class ResumeWarning(UserWarning):
@@ -82,6 +85,12 @@ def check_resumable(ckpt, model: torch.nn.Module, data, cfg, out_dir: Path,
         warnings.warn(f"resuming {str(out_dir)!r} with other training settings than its checkpoint "
                       f"({'; '.join(differences)}): the run continues, but will not match an "
                       "uninterrupted run.", ResumeWarning, stacklevel=4)
+    saved_data = state.get(DATA_KEY)      # checkpoints from before it was stored hold none
+    if isinstance(saved_data, str) and saved_data != data_fingerprint(data):
+        warnings.warn(f"resuming {str(out_dir)!r} on other data than its checkpoint was trained on (the "
+                      "token ids of the train/validation split differ): the run continues on this data, "
+                      "but will not match an uninterrupted run. Pass the run's own text (--text) to "
+                      "continue it exactly.", ResumeWarning, stacklevel=4)
     saved_threads, threads = state.get(THREADS_KEY), torch.get_num_threads()
     # checkpoints written before the thread count was stored hold none: nothing to compare
     if device.type == "cpu" and isinstance(saved_threads, int) and saved_threads != threads:
@@ -91,7 +100,21 @@ def check_resumable(ckpt, model: torch.nn.Module, data, cfg, out_dir: Path,
                       f"MINIGPT_THREADS={saved_threads} for the CLI, resumes bit for bit).", ResumeWarning, stacklevel=4)
 
 
-def trainer_state(history: dict[str, list], cfg, step: int) -> dict[str, Any]:
+def data_fingerprint(data) -> str:
+    """sha256 of the train and validation token ids (int64): which data a run trained on,
+    so that resuming on other text is noticed (a few ms for tinyshakespeare)."""
+    digest = hashlib.sha256()
+    for split in (data.train, data.val):
+        ids = split.detach().to("cpu", torch.int64).contiguous()
+        digest.update(len(ids).to_bytes(8, "little"))
+        digest.update(ids.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def trainer_state(history: dict[str, list], cfg, step: int, fingerprint: str | None = None) -> dict[str, Any]:
     """The JSON part of a training checkpoint: what `check_resumable` reads back."""
-    return {"history": history, "train_config": cfg.to_dict(), "step": step,
-            THREADS_KEY: torch.get_num_threads()}
+    state = {"history": history, "train_config": cfg.to_dict(), "step": step,
+             THREADS_KEY: torch.get_num_threads()}
+    if fingerprint is not None:
+        state[DATA_KEY] = fingerprint
+    return state

@@ -10,6 +10,7 @@ ids stay).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional
 
 import torch
@@ -26,16 +27,19 @@ class NonFiniteLogitsError(MiniGPTError, ValueError):
     """Logits holding NaN or +-inf: no distribution can be made from them."""
 
 
-def check_sampling_settings(temperature, top_k=None, top_p=None) -> None:
-    """Raise SamplingSettingsError, naming the allowed range, for a temperature/top-k/top-p that can't work."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+def check_sampling_settings(temperature, top_k=None, top_p=None) -> tuple[float, Optional[int], Optional[float]]:
+    """Raise SamplingSettingsError, naming the allowed range, for a temperature/top-k/top-p that
+    can't work; return them as Python numbers (a sweep over np.arange hands in NumPy scalars)."""
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) \
             or not math.isfinite(temperature) or temperature < 0:
         raise SamplingSettingsError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}.")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1):
         raise SamplingSettingsError(f"top_k must be a positive integer or None, got {top_k!r}.")
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, numbers.Real)
                               or not 0.0 < top_p <= 1.0):
         raise SamplingSettingsError(f"top_p must be in (0, 1] or None, got {top_p!r}.")
+    return (float(temperature), None if top_k is None else int(top_k),
+            None if top_p is None else float(top_p))
 
 
 def is_greedy(temperature: float) -> bool:
@@ -84,10 +88,11 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: Opti
       a temperature that is 0 in float32 (below about 1.4e-45). T < 1 sharpens, T > 1 flattens.
     * top_k keeps exactly k tokens; among logits tied at the k-th value the lowest ids stay.
     * top_p keeps the smallest set of most likely tokens whose probability reaches p.
-      The most likely token is always kept, so the result never masks everything.
+      The most likely token is always kept, so the result never masks everything; among
+      tied tokens the lowest ids come first, as with top_k.
     Logits holding NaN or +inf raise NonFiniteLogitsError (-inf is a masked token, allowed).
     """
-    check_sampling_settings(temperature, top_k, top_p)
+    temperature, top_k, top_p = check_sampling_settings(temperature, top_k, top_p)
     # one read-back: NaN or +inf anywhere, or a row with every token masked (-inf)
     broken = (torch.isnan(logits) | torch.isposinf(logits)).any() | torch.isneginf(logits).all(dim=-1).any()
     if bool(broken):
@@ -121,7 +126,11 @@ def probs_from_checked_logits(logits: torch.Tensor, temperature: float, top_k: O
         logits = logits.masked_fill(~_keep_top_k(raw.float(), top_k), float("-inf"))
     probs = F.softmax(logits, dim=-1)
     if top_p is not None and top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        # best first by the logits as given, ties by the LOWEST id (a stable sort), as top-k
+        # and the page's JavaScript twin do: sorting the probabilities with an unstable sort
+        # would leave which of several tied tokens is dropped to the kernel
+        order = raw.float().sort(dim=-1, descending=True, stable=True).indices
+        sorted_probs = probs.gather(-1, order)
         mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs   # probability of better tokens
         drop_sorted = mass_before >= top_p                         # already reached p without it
         drop_sorted[..., 0] = False                                # never drop the best token

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import shlex
 import signal
 import threading
 import time
@@ -24,8 +25,8 @@ from typing import Any, Callable, Optional, Union
 import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, restore_optimizer, save_checkpoint
-from .run_folder import (META_FILE, check_output_folder, checkpoint_nbytes, clean_temporary_files, has_checkpoint,
-                         run_lock)
+from .run_folder import (LATEST_FILE, META_FILE, check_output_folder, checkpoint_nbytes, clean_temporary_files,
+                         complete_steps, has_checkpoint, run_lock)
 from .config import ConfigError
 from .data import DataError, TextData, get_batch
 from . import distributed
@@ -34,7 +35,7 @@ from .device import (DEVICE_CHOICES, autocast, autocast_dtype, maybe_compile, pi
 from .errors import MiniGPTError, UsageError
 from .evaluation import estimate_loss, evaluate  # noqa: F401  (also importable from here, as before)
 from .model import MiniGPT
-from .resume import ResumeWarning, check_resumable, trainer_state  # noqa: F401  (ResumeWarning: as before)
+from .resume import ResumeWarning, check_resumable, data_fingerprint, trainer_state  # noqa: F401  (ResumeWarning: as before)
 
 # torch.manual_seed takes seeds up to 2**64 - 1; evaluation seeds with seed + 1
 MAX_SEED = 2**63 - 1
@@ -310,7 +311,7 @@ def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, 
     step_seconds: the part of elapsed spent in training steps).
     """
     if data.tokenizer.vocab_size != model.config.vocab_size:
-        raise UsageError(f"the data has {data.tokenizer.vocab_size} characters but the model's "
+        raise UsageError(f"the data's tokenizer has {data.tokenizer.vocab_size} tokens but the model's "
                          f"vocab_size is {model.config.vocab_size}; build the model with "
                          f"GPTConfig(vocab_size=data.tokenizer.vocab_size, ...).")
     block_size = model.config.block_size
@@ -352,6 +353,26 @@ def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, 
                       stop_at, progress, callback)
 
 
+def _load_for_resume(out_dir: Path, device: torch.device):
+    """The checkpoint `latest` names, with its trainer state. If it cannot be loaded (a disk
+    error corrupted it), the error names the run's previous complete step and the one command
+    that resumes from it: the run folder keeps the older checkpoint for exactly this case."""
+    try:
+        return load_checkpoint(out_dir, device, with_trainer=True)
+    except CheckpointError as err:
+        latest = out_dir / LATEST_FILE
+        try:
+            newest = latest.read_text(encoding="utf-8").strip()
+        except OSError:
+            raise err from None
+        earlier = [p for p in complete_steps(out_dir) if p.name < newest]
+        if not earlier:
+            raise
+        raise CheckpointError(f"{err} The run's previous checkpoint {earlier[-1].name!r} is complete; to "
+                              f"resume from it, run `echo {earlier[-1].name} > {shlex.quote(str(latest))}` "
+                              "and resume again.") from None
+
+
 def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.device,
            out_dir: Optional[Path], resume: bool, stop_at: Optional[int], progress: bool,
            callback: Optional[Callable[[dict[str, Any]], None]]) -> TrainResult:
@@ -366,7 +387,7 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
     last_saved: Optional[Path] = None
 
     if resume:
-        ckpt = load_checkpoint(out_dir, device, with_trainer=True)
+        ckpt = _load_for_resume(out_dir, device)
         check_resumable(ckpt, model, data, cfg, out_dir, device)
         model.load_state_dict(ckpt.model.state_dict())
         restore_optimizer(optimizer, ckpt.trainer_tensors, ckpt.train_state["optimizer_param_groups"])
@@ -387,11 +408,13 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
     block_size = model.config.block_size
     params = [p for p in model.parameters() if p.requires_grad]
 
+    fingerprint = data_fingerprint(data) if out_dir is not None else None
+
     def save(step: int, rng: dict[str, torch.Tensor]) -> Path:
         if not distributed.is_main():
             return out_dir / f"step-{step:06d}"        # rank 0 writes it
         return save_checkpoint(out_dir, model, data.tokenizer, step, optimizer,
-                               trainer_state(history, cfg, step), rng)
+                               trainer_state(history, cfg, step, fingerprint), rng)
 
     # seconds this call spent evaluating, writing checkpoints and checking the last weights: the
     # rest is the training steps' time, to compare step speed by (evaluations differ between recipes)
@@ -500,6 +523,8 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
         if last_saved is not None and last_saved.name == f"step-{step:06d}":
             print(f"interrupted: saved step {step} to {str(last_saved)!r}; continue with "
                   "resume=True (--resume).", flush=True)
+        elif out_dir is None:
+            print(f"interrupted at step {step} (training without out_dir writes no checkpoint).", flush=True)
         else:
             print(f"interrupted at step {step}, before anything new was saved.", flush=True)
         raise KeyboardInterrupt

@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from .errors import UsageError
 from .language import language, tr
 
 # Families that draw Simplified Chinese, best first (the first one matplotlib knows is used).
@@ -78,8 +79,12 @@ def plot_attention(weights: torch.Tensor, tokens: Sequence[str], ax=None, title:
     import matplotlib.pyplot as plt
     weights = weights.detach().float().cpu()
     if weights.dim() != 2:
-        raise ValueError(f"plot_attention expects one (T, T) matrix, got shape {tuple(weights.shape)}; "
+        raise UsageError(f"plot_attention expects one (T, T) matrix, got shape {tuple(weights.shape)}; "
                          "index a layer, batch row and head first, e.g. maps[layer, 0, head].")
+    if len(tokens) != weights.size(0):       # labels on the wrong rows would mislead silently
+        raise UsageError(f"plot_attention got a {weights.size(0)}x{weights.size(1)} matrix but "
+                         f"{len(tokens)} token labels; pass one label per position (the decoded tokens "
+                         "of the input the maps came from).")
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.imshow(weights, cmap=cmap, vmin=0.0, vmax=1.0)
@@ -102,14 +107,16 @@ def plot_attention_head(model, tokenizer, text: str, layer: int, head: int, ax=N
     import matplotlib.pyplot as plt
     n_layer, n_head = model.config.n_layer, model.config.n_head
     if not 0 <= layer < n_layer or not 0 <= head < n_head:
-        raise ValueError(f"layer must be in 0..{n_layer - 1} and head in 0..{n_head - 1}, "
+        raise UsageError(f"layer must be in 0..{n_layer - 1} and head in 0..{n_head - 1}, "
                          f"got layer={layer}, head={head}.")
-    idx = torch.tensor([tokenizer.encode(text)], device=model.device)
+    ids = tokenizer.encode(text)
+    idx = torch.tensor([ids], device=model.device)
     weights = model.attention_maps(idx)[layer, 0, head].float().cpu()       # (T, T)
     if ax is None:
         _, ax = plt.subplots(figsize=(size, size))
-    plot_attention(weights, list(text), ax=ax)
-    T = len(text)
+    # one label per token, not per character: a BPE token spans several characters
+    plot_attention(weights, [tokenizer.decode([i]) for i in ids], ax=ax)
+    T = len(ids)
     for i in range(T):                               # outline where each query looks most
         j = int(weights[i].argmax())
         ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="white", lw=1.2))
@@ -128,6 +135,9 @@ def plot_attention_grid(maps: torch.Tensor, tokens: Sequence[str], layers: Optio
     maps = maps.detach().float().cpu()
     if maps.dim() == 5:          # (L, B, H, T, T) as returned by MiniGPT.attention_maps
         maps = maps[:, 0]
+    if maps.dim() != 4:
+        raise UsageError(f"plot_attention_grid expects maps of shape (L, H, T, T) or (L, B, H, T, T), "
+                         f"got {tuple(maps.shape)}; for one layer's (H, T, T) maps pass maps[None].")
     layers = list(range(maps.size(0))) if layers is None else list(layers)
     heads = list(range(maps.size(1))) if heads is None else list(heads)
     fig, axes = plt.subplots(len(layers), len(heads), figsize=(size * len(heads), size * len(layers)),

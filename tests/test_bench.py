@@ -86,6 +86,23 @@ def test_bench_rejects_an_unknown_benchmark_in_one_line():
     assert proc.stderr.strip() == "error: unknown benchmark(s) trian; choose from peak, train, attention, generate, flash, quick."
 
 
+def test_bench_refuses_what_would_fail_after_the_run_before_running(tmp_path, capsys):
+    # a bad --json or --device once raised a traceback, the --json one after minutes of work
+    from bench.__main__ import main as bench_main
+    cases = [(["flash", "--json", str(tmp_path / "nodir" / "x.json")], "the folder"),
+             (["flash", "--json", str(tmp_path)], "is a folder; name a file")]
+    if not torch.cuda.is_available():
+        cases.append((["flash", "--device", "cuda"], "device 'cuda' was requested but PyTorch sees no CUDA GPU"))
+    for argv, message in cases:
+        assert bench_main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and "\n" not in err, err
+    assert not (tmp_path / "nodir").exists()
+    with pytest.raises(SystemExit):                      # argparse: exit status 2, one line
+        bench_main(["flash", "--threads", "50000"])
+    assert "threads on a machine with" in capsys.readouterr().err
+
+
 def test_no_chapter_or_package_module_imports_the_benchmarks():
     """The book's import path stays free of the harness (issue 8: one idea, one room)."""
     offenders = []

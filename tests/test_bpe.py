@@ -120,6 +120,13 @@ def test_bad_input_is_a_one_line_error(tok512):
         BPETokenizer.train("", 300)
     with pytest.raises(MiniGPTError, match="no earlier rule"):
         BPETokenizer([(300, 1, 256)])
+    with pytest.raises(MiniGPTError, match=r"got bytes; decode it first"):      # was "empty text"
+        BPETokenizer.train(b"hello hello", 300)
+    # generate()'s output .tolist() is a list of rows: say so, as for a (1, T) tensor
+    with pytest.raises(MiniGPTError, match=r"sequence of sequences; decode one row at a time"):
+        tok512.decode([[104, 105]])
+    with pytest.raises(MiniGPTError, match=r"integer token ids, got 'h'"):
+        tok512.decode("hi")
 
 
 def test_json_round_trip(tok512, tmp_path):
@@ -192,6 +199,9 @@ def test_gpt2_files_load_as_the_same_tokenizer(shakespeare, tmp_path):
         assert [gpt2.vocab[i] for i in ids] == [tok.vocab[i] for i in tok.encode(text)]
         assert gpt2.decode(ids) == text
     assert len(vocab) == 301
+    with pytest.raises(MiniGPTError, match=r"merges.txt' is not JSON .*pass vocab.json .* first, then merges.txt") as info:
+        BPETokenizer.from_gpt2_files(tmp_path / "merges.txt", tmp_path / "vocab.json")   # swapped
+    assert "\n" not in str(info.value)
     (tmp_path / "merges.txt").write_text("#version: 0.2\nnot-a-pair\n", encoding="utf-8")
     with pytest.raises(MiniGPTError, match="line 2"):
         BPETokenizer.from_gpt2_files(tmp_path / "vocab.json", tmp_path / "merges.txt")
@@ -243,8 +253,11 @@ def test_cli_trains_on_bpe_tokens_and_samples_with_them(tmp_path):
                "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ROMEO: café 🙂")
-    proc = run("train", "--resume", "--out", out, "--max-iters", "4", "--no-progress")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "BPE" in proc.stderr, proc.stderr
+    # the run resumes with its own merge table (it was refused before)
+    proc = run("train", "--resume", "--out", out, "--max-iters", "4", "--no-progress", "--sample-tokens", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert "trained 1 steps (4 in all)" in proc.stdout and "val tokens" in proc.stdout
+    assert load_model(out)[1].to_dict() == tokenizer.to_dict()
 
 
 @pytest.mark.parametrize("args, fragment", [

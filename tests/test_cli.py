@@ -127,6 +127,18 @@ def test_export_fp16(tiny_run, tmp_path):
         torch.testing.assert_close(t, original.state_dict()[name], atol=2e-3, rtol=2e-3)
 
 
+def test_export_into_the_current_folder_when_it_is_empty(tiny_run, tmp_path, capsys, monkeypatch):
+    # `export RUN .` in an empty folder once failed with "Invalid argument" ('.' has no name)
+    out, _ = tiny_run
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["export", str(out), "."]) == 0
+    assert "wrote ." in capsys.readouterr().out
+    assert sorted(p.name for p in here.iterdir()) == ["minigpt.json", "model.safetensors"]
+    assert load_model(here)[1].vocab_size == 65
+
+
 # in-process: user errors that stop before any work (no subprocess start-up needed)
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 def test_sample_on_a_missing_gpu_is_a_one_line_error(capsys):
@@ -150,6 +162,8 @@ def test_missing_inputs_are_one_line_errors(tmp_path, capsys):
     (["train", "--pos-encoding", "alibi"], "choose from 'learned', 'sinusoidal', 'rope'"),
     (["train", "--attn-impl", "xformers"], "choose from 'manual', 'sdpa', 'flash'"),
     (["train", "--max-iters", "-5"], "expected a positive integer"),
+    (["train", "--threads", "50000"], "threads on a machine with"),      # once an OpenMP crash
+    (["bench", "--threads", "10000"], "threads on a machine with"),
     ([], "the following arguments are required"),
 ])
 def test_more_bad_flags(args, fragment, capsys):
@@ -383,6 +397,17 @@ def test_export_web_input_errors_are_one_line(tmp_path, capsys):
     one_line_error(capsys, f"cannot write '{blocker / 'm.js'}'", "choose another --out")
 
 
+def test_export_web_does_not_overwrite_a_file_without_force(tmp_path, capsys):
+    mine = tmp_path / "mine.js"
+    mine.write_text("my precious js")
+    assert main(["export-web", "--out", str(mine)]) == 2
+    one_line_error(capsys, f"'{mine}' exists; export-web does not overwrite a file", "add --force")
+    assert mine.read_text() == "my precious js"
+    assert main(["export-web", "--out", str(mine), "--force"]) == 0
+    assert mine.read_text().startswith("/* minigpt web asset ")
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.js"]          # no temporary file left
+
+
 @pytest.mark.parametrize("quantize,value,message", [
     ("int8", float("nan"), "contains NaN or inf values; nothing was written"),
     ("float32", float("inf"), "contains NaN or inf values; nothing was written"),
@@ -434,6 +459,62 @@ def test_resume_takes_the_shape_from_the_checkpoint_and_says_what_it_trained(tmp
     err = one_line_error(capsys, "cannot resume", "n_layer (--n-layer 3; the checkpoint has 2)",
                          "Leave out the shape flags when resuming")
     assert "n_head" not in err and "GPTConfig(" not in err
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_do(tmp_path, capsys):
+    # it printed "the run continues", trained 0 steps and exited 0
+    common = ["train", "--out", str(tmp_path / "run"), "--no-progress", "--threads", "1", "--sample-tokens", "0"]
+    assert main([*common, "--preset", "tiny", "--max-iters", "3"]) == 0
+    capsys.readouterr()
+    for more in ([], ["--max-iters", "2"]):          # the run's own max_iters, or a smaller one
+        assert main([*common, "--resume", *more]) == 2
+        one_line_error(capsys, "is already at step 3 of max_iters", "Pass a larger --max-iters")
+
+
+def test_an_interrupted_fine_tune_on_a_small_text_resumes(tmp_path, capsys):
+    # a fine-tune keeps the pretrained 65 characters; a text using only some of them once made
+    # --resume refuse "this text's vocabulary differs" with no way out
+    text = tmp_path / "play.txt"
+    text.write_text("Now is the winter of our discontent made glorious summer.\n" * 60, encoding="utf-8")
+    common = ["--out", str(tmp_path / "ft"), "--text", str(text), "--no-progress", "--threads", "1",
+              "--sample-tokens", "0"]
+    assert main(["train", "--init-from", "pretrained", "--preset", "tiny", "--max-iters", "2", *common]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--max-iters", "3", *common]) == 0
+    assert "trained 1 steps (3 in all);" in capsys.readouterr().out
+    # a character the run's vocabulary lacks is a one-line error naming it
+    other = tmp_path / "other.txt"
+    other.write_text("ünïcödé " * 200, encoding="utf-8")
+    assert main(["train", "--resume", "--max-iters", "4", *common[:2], "--text", str(other), *common[4:]]) == 2
+    one_line_error(capsys, "cannot resume", "character 'ü'", "Resume with the text the run was trained on")
+
+
+def test_an_interrupted_bpe_run_resumes_with_its_own_merge_table(tmp_path, capsys):
+    common = ["--out", str(tmp_path / "bpe"), "--no-progress", "--threads", "1", "--sample-tokens", "0"]
+    assert main(["train", "--preset", "tiny", "--tokenizer", "bpe", "--vocab-size", "260", "--max-iters", "2",
+                 *common]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--max-iters", "3", *common]) == 0
+    assert "trained 1 steps (3 in all);" in capsys.readouterr().out
+    assert main(["train", "--resume", "--max-iters", "4", "--vocab-size", "300", "--tokenizer", "bpe", *common]) == 2
+    one_line_error(capsys, "a resumed run keeps the tokenizer its checkpoint was trained with")
+
+
+def test_resume_on_other_text_warns_that_it_is_other_data(tmp_path, capsys):
+    text = tmp_path / "a.txt"
+    text.write_text("to be or not to be, that is the question.\n" * 60, encoding="utf-8")
+    other = tmp_path / "b.txt"
+    other.write_text("that is the question, or not to be. to be\n" * 60, encoding="utf-8")   # same characters
+    common = ["--out", str(tmp_path / "run"), "--no-progress", "--threads", "1", "--sample-tokens", "0",
+              "--preset", "tiny", "--block-size", "16"]
+    assert main(["train", "--max-iters", "2", "--text", str(text), *common]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--max-iters", "3", "--text", str(other), *common]) == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len([w for w in warning if "on other data than its checkpoint was trained on" in w]) == 1
+    # the newest checkpoint was trained on `other`: continuing on it again is silent about data
+    assert main(["train", "--resume", "--max-iters", "4", "--text", str(other), *common]) == 0
+    assert "other data" not in capsys.readouterr().err
 
 
 def test_resume_in_a_folder_with_nothing_to_resume_says_so(tmp_path, capsys):

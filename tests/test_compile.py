@@ -88,3 +88,16 @@ def test_cli_says_compile_does_not_pay_on_a_cpu():
     note = compile_note(torch.device("cpu"))
     assert note.startswith("note: --compile on a CPU") and "pays back after about 16,000 steps" in note
     assert compile_note(torch.device("cuda")) is None
+
+
+def test_compile_without_a_cpp_compiler_warns_and_runs_eagerly(monkeypatch):
+    # torch.compile is lazy: without a compiler it used to fail at the first training step with
+    # a 100-line InductorError; the missing compiler is found up front instead
+    pytest.importorskip("torch._inductor.cpp_builder")
+    import torch._inductor.config as inductor_config
+    from minigpt.device import maybe_compile, missing_compiler
+    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, "/nonexistent/g++"))
+    assert "/nonexistent/g++" in missing_compiler()
+    model = _model()
+    with pytest.warns(UserWarning, match=r"--compile needs a working C\+\+ compiler, and none was found .*running eagerly"):
+        assert maybe_compile(model, True) is model

@@ -267,3 +267,9 @@ def test_data_errors_are_minigpt_errors():
         assert issubclass(err, MiniGPTError) and issubclass(err, ValueError)
     with pytest.raises(DataError, match="not a character-tokenizer description"):
         CharTokenizer.from_dict(["a", "b"])
+
+
+def test_a_text_of_one_repeated_character_is_refused():
+    # it trained silently to loss 0.0000 (every target is the one character)
+    with pytest.raises(ValueError, match=r"only one distinct character \('a'\); a language model needs at least two"):
+        TextData.from_text("a" * 5000)

@@ -37,3 +37,32 @@ def test_the_old_import_paths_still_work():
     train = importlib.import_module("minigpt.train")   # `minigpt.train` is also the function
     assert train.evaluate is evaluation.evaluate is minigpt.evaluate
     assert train.estimate_loss is evaluation.estimate_loss is minigpt.estimate_loss
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(batch_size=0), r"batch_size must be a positive integer, got 0; 64 is usual"),
+    (dict(batch_size=2.5), r"batch_size must be a positive integer, got 2\.5"),
+    (dict(block_size=0), r"block_size must be a positive integer, got 0"),
+    (dict(block_size=-5), r"block_size must be a positive integer, got -5"),
+    (dict(block_size=9), r"block_size 9 is longer than the model's block_size \(8\); pass block_size=8 or less"),
+])
+def test_evaluate_refuses_sizes_it_cannot_use_in_one_line(kw, message):
+    # before: batch_size 0 was range()'s ValueError, block_size 0 silently meant the model's own,
+    # -5 a reshape error, and a too-long window the model's advice to crop the input
+    with pytest.raises(MiniGPTError, match=message) as info:
+        evaluate(tiny(), torch.arange(40) % 12, **kw)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(batch_size=0, eval_iters=1), r"batch_size must be a positive integer, got 0"),
+    (dict(batch_size=2, eval_iters=0), r"eval_iters must be a positive integer, got 0; 20 is usual"),
+])
+def test_estimate_loss_refuses_counts_that_measure_nothing(kw, message):
+    # before: batch_size 0 returned NaN for both splits, eval_iters 0 an empty torch.stack
+    from minigpt import estimate_loss
+    from minigpt.data import TextData
+    data = TextData.from_text("to be or not to be, that is the question " * 4)
+    model = MiniGPT(GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=8, n_embd=16, n_head=2, n_layer=1))
+    with pytest.raises(MiniGPTError, match=message):
+        estimate_loss(model, data, **kw)

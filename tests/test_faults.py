@@ -383,6 +383,25 @@ def test_resume_with_another_vocabulary_is_refused_naming_the_characters(data, t
         train(new_model(other), other, TrainConfig(**CFG), out, resume=True, progress=False)
 
 
+def test_a_corrupted_newest_checkpoint_names_the_previous_one_and_how_to_resume_from_it(data, tmp_path):
+    import shlex
+    import subprocess
+    out = tmp_path / "run"
+    train(new_model(data), data, TrainConfig(**CFG), out, stop_at=8, progress=False)     # step-4, step-8
+    weights = out / "step-000008" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])                                    # a disk error
+    with pytest.raises(CheckpointError) as info:
+        train(new_model(data), data, TrainConfig(**CFG), out, resume=True, progress=False)
+    message = str(info.value)
+    assert "corrupted or truncated" in message and "\n" not in message
+    assert "previous checkpoint 'step-000004' is complete" in message
+    command = message.split("run `")[1].split("`")[0]
+    assert command == f"echo step-000004 > {shlex.quote(str(out / 'latest'))}"
+    subprocess.run(command, shell=True, check=True)                   # what the message says to do
+    result = train(new_model(data), data, TrainConfig(**CFG), out, resume=True, progress=False)
+    assert result.steps == 16
+
+
 def test_resume_with_other_settings_warns(data, tmp_path):
     out = tmp_path / "run"
     train(new_model(data), data, TrainConfig(**CFG), out, stop_at=4, progress=False)

@@ -107,10 +107,26 @@ def test_adapters_only_checkpoint_round_trip(tmp_path):
     (dict(alpha=0), "alpha must be a positive number"),
     (dict(targets=("attn.c_atn",)), "match no linear layer"),
     (dict(targets=("wte",)), "match no linear layer"),
+    (dict(targets=("lm_head",)), "'lm_head' shares its weight with 'wte.weight'"),
+    (dict(rank=17), r"LoRA rank 17 is larger than 'blocks.0.attn.c_attn' is wide \(16\).*rank <= 16"),
 ])
 def test_bad_requests_are_one_line_errors(bad, message):
     with pytest.raises(MiniGPTError, match=message) as info:
         add_lora(tiny(), **{**dict(rank=2, alpha=4), **bad})
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("base, rank, alpha, message", [
+    (torch.nn.Linear(4, 3), 0, 1.0, "rank must be a positive integer"),
+    (torch.nn.Linear(4, 3), -2, 1.0, "rank must be a positive integer"),
+    (torch.nn.Linear(4, 3), 8.0, 16.0, "rank must be a positive integer"),
+    (torch.nn.Linear(4, 3), 2, 0, "alpha must be a positive number"),
+    (torch.nn.Conv1d(4, 3, 1), 2, 4.0, "wraps an nn.Linear, got Conv1d"),
+])
+def test_a_lora_layer_built_by_hand_checks_its_arguments(base, rank, alpha, message):
+    # chapter 16 builds LoRALinear directly, past add_lora's checks
+    with pytest.raises(MiniGPTError, match=message) as info:
+        LoRALinear(base, rank, alpha)
     assert "\n" not in str(info.value)
 
 
@@ -168,6 +184,32 @@ def test_cli_fine_tune_flag_errors(argv, message, capsys, tmp_path):
     assert main(["train", "--out", str(tmp_path / "o"), "--max-iters", "1", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_an_interrupted_cli_lora_fine_tune_keeps_its_adapters(tmp_path, capsys, monkeypatch):
+    # a LoRA run writes no step checkpoints: Ctrl-C (which stops at a step boundary) once lost
+    # every step trained; now the adapters trained so far are written to --out
+    import dataclasses
+    import importlib
+    from minigpt.pretrained import load_pretrained
+    train_module = importlib.import_module("minigpt.train")
+    real_train = train_module.train
+
+    def interrupted_after_two_steps(model, data, cfg, **kw):
+        real_train(model, data, dataclasses.replace(cfg, max_iters=2, eval_interval=2), **kw)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train_module, "train", interrupted_after_two_steps)
+    (tmp_path / "t.txt").write_text("ROMEO:\nBut soft, what light through yonder window breaks?\n" * 120)
+    out = tmp_path / "run"
+    rc = main(["train", "--init-from", "pretrained", "--lora-rank", "2", "--text", str(tmp_path / "t.txt"),
+               "--max-iters", "500", "--batch-size", "2", "--out", str(out), "--no-progress",
+               "--sample-tokens", "0", "--device", "cpu"])
+    assert rc == 130
+    assert f"the adapters trained until the interruption -> {out}" in capsys.readouterr().out
+    base, _ = load_pretrained("cpu")
+    x = torch.randint(0, 65, (1, 32), generator=torch.Generator().manual_seed(0))
+    before = base(x)[0]
+    assert not torch.equal(load_adapters(base, out)(x)[0], before)     # the two steps are kept
 
 
 def test_same_outputs_as_peft_lora():

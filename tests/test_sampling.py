@@ -126,6 +126,25 @@ def test_invalid_settings_raise_value_error(kw, message):
         next_token_probs(torch.randn(1, 5), **kw)
 
 
+def test_numpy_scalars_from_a_sweep_are_accepted():
+    # a sweep over np.arange hands in NumPy scalars: they mean what the Python numbers mean
+    np = pytest.importorskip("numpy")
+    logits = torch.randn(2, 9, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(next_token_probs(logits, np.float32(0.7), np.int64(5), np.float64(0.9)),
+                       next_token_probs(logits, 0.7, 5, 0.9))
+    with pytest.raises(ValueError, match="top_k must be a positive integer"):
+        next_token_probs(logits, top_k=np.int64(0))
+    with pytest.raises(ValueError, match="temperature must be a number >= 0"):
+        next_token_probs(logits, temperature=np.float32("nan"))
+    from minigpt import GPTConfig, MiniGPT
+    gpt = MiniGPT(GPTConfig(vocab_size=9, block_size=8, n_embd=8, n_head=2, n_layer=1, dropout=0.0))
+    start = torch.zeros(1, 1, dtype=torch.long)
+    a = gpt.generate(start, 5, temperature=np.float32(0.8), top_k=np.int64(4),
+                     generator=torch.Generator().manual_seed(1))
+    b = gpt.generate(start, 5, temperature=0.8, top_k=4, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("temperature", [1e-38, 1e-45, 1e-30])
 def test_tiny_temperatures_do_not_overflow_to_nan(temperature):
     """logits / 1e-38 overflow to +-inf and softmax(+inf) is NaN: the result must be the limit."""
@@ -187,6 +206,40 @@ def test_top_k_agrees_with_the_page_on_many_tied_rows(temperature):
         probs = next_token_probs(logits, temperature, top_k=k)
         for row, p in zip(logits.tolist(), probs):
             assert p.nonzero().flatten().tolist() == lowest_ids_reference(row, k)
+
+
+def lowest_ids_top_p_reference(logits_row, temperature, top_p):
+    """The page's rule for top-p: walk the tokens best first (ties by the lower id) and keep
+    each one while the probability of the tokens before it is below p."""
+    order = sorted(range(len(logits_row)), key=lambda i: (-logits_row[i], i))
+    probs = torch.softmax(torch.tensor(logits_row, dtype=torch.float64) / temperature, dim=-1)
+    kept, before = [], 0.0
+    for rank, i in enumerate(order):
+        if rank == 0 or before < top_p:
+            kept.append(i)
+        before += float(probs[i])
+    return sorted(kept)
+
+
+def test_top_p_among_ties_keeps_the_lowest_ids():
+    # 65 equal logits: one token reaches p = 0.01, and it is id 0 (an unstable sort kept id 40)
+    assert next_token_probs(torch.zeros(65), top_p=0.01).nonzero().flatten().tolist() == [0]
+    # one clear winner and 64 ties: the ties that reach p are the lowest ids, 0..54
+    logits = torch.zeros(65)
+    logits[64] = 3.0
+    kept = next_token_probs(logits, top_p=0.9).nonzero().flatten().tolist()
+    assert kept == lowest_ids_top_p_reference(logits.tolist(), 1.0, 0.9)
+    assert kept[-1] == 64 and kept[:-1] == list(range(len(kept) - 1))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 3.0])
+def test_top_p_agrees_with_the_page_on_many_tied_rows(temperature):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randint(0, 4, (200, 12), generator=g).float()       # values 0-3: ties everywhere
+    for p in (0.1, 0.35, 0.5, 0.8):
+        probs = next_token_probs(logits, temperature, top_p=p)
+        for row, probs_row in zip(logits.tolist(), probs):
+            assert probs_row.nonzero().flatten().tolist() == lowest_ids_top_p_reference(row, temperature, p)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -320,7 +320,7 @@ def test_train_argument_errors(small_data):
     with pytest.raises(ValueError, match="resume=True needs out_dir"):
         train(model_for(small_data), small_data, small_cfg(), resume=True, progress=False)
     wrong = TextData.from_text("abcdefghij" * 30)
-    with pytest.raises(ValueError, match=r"the data has 10 characters but the model's vocab_size is"):
+    with pytest.raises(ValueError, match=r"the data's tokenizer has 10 tokens but the model's vocab_size is"):
         train(model_for(small_data), wrong, small_cfg(), progress=False)
 
 

@@ -38,6 +38,40 @@ def test_plot_attention_head_labels_both_axes():
     plt.close("all")
 
 
+def test_plot_attention_head_labels_bpe_tokens_not_characters():
+    # a BPE token spans several characters: one label per token (was an IndexError)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from minigpt.bpe import BPETokenizer
+    tok = BPETokenizer.train("the king, the king, the queen. " * 20, 270)
+    text = "the king, the queen"
+    ids = tok.encode(text)
+    assert len(ids) < len(text)
+    torch.manual_seed(0)
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_embd=16, n_head=2,
+                                              n_layer=1))
+    ax = viz.plot_attention_head(model, tok, text, layer=0, head=1)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert len(labels) == len(ids) and "".join(labels).replace("␣", " ") == text
+    assert len(ax.patches) == len(ids)               # one outline per query row
+    plt.close("all")
+
+
+def test_attention_plots_refuse_shapes_and_labels_that_do_not_fit():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    maps = torch.softmax(torch.randn(2, 1, 3, 5, 5), dim=-1)      # (L, B, H, T, T)
+    with pytest.raises(minigpt.MiniGPTError, match=r"5x5 matrix but 4 token labels; pass one label per position"):
+        viz.plot_attention(maps[0, 0, 0], list("abcd"))
+    with pytest.raises(minigpt.MiniGPTError, match=r"\(L, H, T, T\) or \(L, B, H, T, T\), got \(3, 5, 5\); .*maps\[None\]"):
+        viz.plot_attention_grid(maps[0, 0], list("abcde"))
+    fig = viz.plot_attention_grid(maps[0, 0][None], list("abcde"))      # one layer, as the hint says
+    assert len(fig.axes) == 3
+    plt.close("all")
+
+
 @pytest.mark.parametrize("norm", ["pre", "post"])
 def test_layer_logits_is_the_head_on_each_residual(norm):
     """layer_logits: n_layer + 1 rows; row 0 is the head on the embedding, row l + 1 the head

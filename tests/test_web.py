@@ -165,6 +165,21 @@ def test_top_k_ties_keep_the_lowest_ids_in_both():
     assert [i for i, p in enumerate(out[0]) if p > 0] == [2, 3]
 
 
+def test_top_p_ties_keep_the_lowest_ids_in_both():
+    """One clear winner and 64 tied logits: top-p keeps the winner and the lowest tied ids, in
+    JavaScript and in next_token_probs alike (an unstable sort once kept other ids)."""
+    logits = torch.zeros(65)
+    logits[64] = 3.0
+    cases = [(1.0, 0.9), (0.7, 0.5), (1.0, 0.01), (2.0, 0.3)]
+    out = run_js(f"return {json.dumps([[logits.tolist(), t, p] for t, p in cases])}"
+                 ".map(c => MG.filterProbs(c[0], c[1], null, c[2]));")
+    for (t, p), js in zip(cases, out):
+        ref = minigpt.next_token_probs(logits, t, None, p).double()
+        js = torch.tensor(js, dtype=torch.float64)
+        assert js.nonzero().flatten().tolist() == ref.nonzero().flatten().tolist(), f"T={t} p={p}"
+        torch.testing.assert_close(js, ref, atol=1e-6, rtol=1e-5, msg=f"temperature {t}, top-p {p}")
+
+
 def test_prefill_follows_edits_and_generation_starts_from_it(tmp_path):
     """A Prefill updated edit by edit (typing, deleting, changing the middle) holds the same
     logits as a fresh pass over the whole prompt, computes only the changed positions, and a

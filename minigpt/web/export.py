@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -122,10 +123,16 @@ def export_web(model: MiniGPT, tokenizer: CharTokenizer, path: Union[str, Path],
     text = (f"/* minigpt web asset {name!r}: written by minigpt.web.export_web "
             f"({quantize}); load it with a <script> tag. */\n"
             f"{_PREFIX}[{json.dumps(name)}] =\n{json.dumps(asset, separators=(',', ':'))};\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)           # a page never loads half an asset, an old one stays whole
     except OSError as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:                 # the folder itself was the problem
+            pass
         raise WebExportError(f"cannot write {str(path)!r}: {err.strerror or err}; choose another --out "
                              "(a .js path in a folder you can write).") from None
     return path
@@ -226,7 +233,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="checkpoint folder (default: the shipped pretrained model)")
     parser.add_argument("--name", default=None, help="the name pages look it up by (default: file stem)")
     parser.add_argument("--quantize", default="int8", choices=QUANTIZE)
+    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
+    if Path(args.out).exists() and not args.force and Path(args.out).suffix == ".js":
+        raise WebExportError(f"{args.out!r} exists; export-web does not overwrite a file: choose another "
+                             "--out, or add --force to replace it.")
     if args.checkpoint is None:
         out = export_pretrained(args.out, args.quantize)
     else:
