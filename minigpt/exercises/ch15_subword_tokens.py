@@ -41,6 +41,23 @@ def _merge_drops_last(ids, pair, new_id):
     return out
 
 
+def _merge_appends_last(ids, pair, new_id):
+    """Walks the pairs, then always appends ids[-1]: right unless the pair is the last two
+    tokens, whose second one then comes back after the new token."""
+    if not ids:
+        return []
+    out, i = [], 0
+    while i < len(ids) - 1:
+        if (ids[i], ids[i + 1]) == tuple(pair):
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    out.append(ids[-1])
+    return out
+
+
 def _merge_first_only(ids, pair, new_id):
     ids = list(ids)
     for i in range(len(ids) - 1):
@@ -61,6 +78,7 @@ def _merge_cases() -> list[Case]:
         Case('"aaab" with the pair (a, a): overlapping pairs', ([a, a, a, b], (a, a), 256)),
         Case('"abcabc" with the pair (a, b): the last token is not part of a merge', ([a, b, c, a, b, c], (a, b), 256)),
         Case('"abxaby" with the pair (a, b): two matches', ([a, b, 120, a, b, 121], (a, b), 300)),
+        Case('"cab" with the pair (a, b): the pair is the last two tokens', ([c, a, b], (a, b), 256)),
         Case('"a b" with the pair (a, b): no match', ([a, 32, b], (a, b), 256)),
         Case("an empty list", ([], (a, b), 256)),
     ]
@@ -72,6 +90,12 @@ MERGE = Exercise(
     cases=_merge_cases,
     success="Every occurrence of the pair is replaced, left to right, without overlaps.",
     mistakes=[
+        # first: on the case that exposes it, overlapping merges give the same output
+        Mistake("bpe_merge.appends_last_token",
+                "a merged pair at the end came back: after the loop, ids[-1] was appended even "
+                "though the last pair had just been merged into new_id; copy the last token only "
+                "when the loop stopped before it (i == len(ids) - 1).",
+                _merge_appends_last),
         Mistake("bpe_merge.overlapping",
                 "a token took part in two merges: after replacing ids[i], ids[i+1] by new_id, move "
                 "on by two (i += 2), so that (a, a) in [a, a, a] gives [new, a], not [new, new, a].",
