@@ -260,39 +260,48 @@ def _read_step_numbers(loss: torch.Tensor, grad_norm: torch.Tensor) -> tuple[flo
 
 
 class _StopAtStepBoundary:
-    """While training, Ctrl-C (SIGINT) asks the loop to stop at the next step boundary.
+    """While training, Ctrl-C (SIGINT) or SIGTERM asks the loop to stop at the next step boundary.
 
     Raising KeyboardInterrupt wherever the signal lands could stop between a batch draw and
     the update, or inside a checkpoint write; stopping at a boundary is what lets "Ctrl-C,
-    then resume" reproduce the uninterrupted run exactly. A second Ctrl-C stops at once
-    (the last checkpoint on disk stays intact). Outside the main thread, where Python cannot
-    install signal handlers, Ctrl-C keeps its usual meaning; where SIGINT is ignored (a job
-    started in the background, or under nohup), it stays ignored, as Python itself leaves it.
+    then resume" reproduce the uninterrupted run exactly. A second signal stops at once
+    (the last checkpoint on disk stays intact). SIGTERM is what `kill`, a batch scheduler
+    pre-empting a job, or a notebook server shutting a kernel down sends first: it is handled
+    the same way (the run saves, then stops with KeyboardInterrupt), unless a handler of its
+    own is already installed, or the process is one rank of a torchrun job (torchrun's agent
+    sends SIGTERM to stop the other ranks when one fails; they wait in a collective and would
+    never reach the boundary). Outside the main thread, where Python cannot install signal
+    handlers, the signals keep their usual meaning; where SIGINT is ignored (a job started in
+    the background, or under nohup), it stays ignored, as Python itself leaves it.
     """
 
     def __init__(self) -> None:
         self.requested = False
-        self._installed = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}       # the handlers this one replaced, to restore
 
     def __enter__(self) -> "_StopAtStepBoundary":
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGINT)
-            if self._previous is not signal.SIG_IGN:
-                signal.signal(signal.SIGINT, self._handle)
-                self._installed = True
+            one_process = not distributed.world().distributed
+            for sig, replaceable in ((signal.SIGINT, lambda h: h is not signal.SIG_IGN),
+                                     (signal.SIGTERM, lambda h: h is signal.SIG_DFL and one_process)):
+                previous = signal.getsignal(sig)
+                if replaceable(previous):
+                    signal.signal(sig, self._handle)
+                    self._previous[sig] = previous
         return self
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\ninterrupt: stopping after this step (Ctrl-C again to stop at once)", flush=True)
+        what = "interrupt" if signum == signal.SIGINT else "SIGTERM"
+        print(f"\n{what}: stopping after this step (Ctrl-C again to stop at once)", flush=True)
 
     def __exit__(self, *exc) -> None:
-        if self._installed:
-            previous = self._previous if self._previous is not None else signal.default_int_handler
-            signal.signal(signal.SIGINT, previous)
+        for sig, previous in self._previous.items():
+            if previous is None:                  # set from outside Python: put back the default
+                previous = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            signal.signal(sig, previous)
 
 
 def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, Path, None] = None,

@@ -206,6 +206,34 @@ def test_ctrl_c_in_process_saves_at_the_step_boundary(data, tmp_path, monkeypatc
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler    # handler restored
 
 
+def test_sigterm_saves_at_the_step_boundary_like_ctrl_c(data, tmp_path, monkeypatch, capsys):
+    """`kill`, a scheduler pre-empting the job or a notebook server stopping the kernel send
+    SIGTERM: it once ended the process at once, losing every step since the last checkpoint."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        monkeypatch.setattr(train_module, "_clip_and_measure", train_module._clip_and_measure)
+        signal_self_on_call(train_module, "_clip_and_measure", signal.SIGTERM, 7)
+        with pytest.raises(KeyboardInterrupt):
+            train(new_model(data), data, TrainConfig(**CFG), tmp_path / "run", progress=False)
+        out = capsys.readouterr().out
+        assert "SIGTERM: stopping after this step" in out and "interrupted: saved step 7 to" in out
+        assert load_checkpoint(tmp_path / "run").train_state["step"] == 7
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL            # handler restored
+        # a SIGTERM handler of the caller's own is left in place
+        mine = lambda signum, frame: None                                    # noqa: E731
+        signal.signal(signal.SIGTERM, mine)
+        seen, real = [], train_module._clip_and_measure
+
+        def during_a_step(*args, **kwargs):
+            seen.append(signal.getsignal(signal.SIGTERM))
+            return real(*args, **kwargs)
+        monkeypatch.setattr(train_module, "_clip_and_measure", during_a_step)
+        train(new_model(data), data, TrainConfig(**dict(CFG, max_iters=2)), tmp_path / "other", progress=False)
+        assert seen and all(h is mine for h in seen)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 # ------------------------------------------------------------------ a second writer
 def hold_lock_in_child(out, ready_r, ready_w, release_r):
     pid = os.fork()
