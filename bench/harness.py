@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -180,15 +181,16 @@ def bench_flash(device: torch.device, T: int = 4096) -> dict:
 
 def bench_quick(device: torch.device) -> dict:
     """Time-to-quality, whole commands with start-up: nanoGPT's CPU recipe vs `--preset cpu-quick`."""
-    out_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"minigpt-bench-quick-{os.getpid()}"
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "minigpt", "train", "--preset", "cpu-quick",
-                           "--out", str(out_dir), "--no-progress", "--device", device.type],
-                          capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr)
-    summary = json.loads((out_dir / "summary.json").read_text())
+    with tempfile.TemporaryDirectory(prefix="minigpt-bench-quick-") as tmp:     # removed afterwards
+        out_dir = Path(tmp) / "run"
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "minigpt", "train", "--preset", "cpu-quick",
+                               "--out", str(out_dir), "--no-progress", "--device", device.type],
+                              capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr)
+        summary = json.loads((out_dir / "summary.json").read_text())
     result = {"minigpt": {"wall_s": wall, "val_loss": summary["val_loss"], "steps": summary["steps"]},
               "log": [l for l in proc.stdout.splitlines() if l.startswith("step")]}
     if device.type == "cpu":

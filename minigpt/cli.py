@@ -283,6 +283,21 @@ def _flag(name: str) -> str:
     return "--lr" if name == "learning_rate" else "--" + name.replace("_", "-")
 
 
+# The package's messages name its Python API (TrainConfig.learning_rate, device='cpu',
+# encode(..., errors='skip')); at the command line the same advice is a flag.
+_API_TO_FLAGS = [*((f"TrainConfig.{name}", _flag(name)) for name in TRAIN_FLAGS),
+                 *((f"GPTConfig.{name}", _flag(name)) for name in MODEL_FLAGS),
+                 ("use device='auto' or 'cpu'", "use --device auto or --device cpu"),
+                 (", or call encode(text, errors='skip') to drop unknown characters.", ".")]
+
+
+def in_flag_terms(message: str) -> str:
+    """A user-facing error as the command line says it: flags instead of Python names."""
+    for api, flag in _API_TO_FLAGS:
+        message = message.replace(api, flag)
+    return message
+
+
 def _run_to_resume(out: Path):
     """The summary of the checkpoint `--resume` continues, or a one-line error saying there is
     nothing to resume in `out` (a mistyped --out must not silently start a new run)."""
@@ -398,9 +413,15 @@ def _fine_tune_start(text: str):
     """(the pretrained model, the text split 90/10 and encoded with its tokenizer)."""
     from .data import TextData
     from .pretrained import load_pretrained
+    from .errors import UsageError
     model, tokenizer = load_pretrained("cpu")
     ids = tokenizer.encode_tensor(text)        # a character the model does not know: one-line error
     n_train = int(len(ids) * 0.9)
+    block_size = model.config.block_size       # fixed by the pretrained model: no --block-size here
+    if len(ids) - n_train <= block_size:
+        need = (block_size + 1) * 10 + 10
+        raise UsageError(f"the text has {len(ids):,} characters; fine-tuning the pretrained model (windows of "
+                         f"{block_size} characters, 10% held out) needs at least about {need:,}. Use a longer text.")
     return model, TextData(tokenizer, ids[:n_train], ids[n_train:])
 
 
@@ -699,7 +720,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         try:
             return command()
         except MiniGPTError as err:            # only the package's own user-facing errors:
-            print(f"error: {err}", file=sys.stderr)   # anything else is a bug and keeps its traceback
+            print(f"error: {in_flag_terms(str(err))}", file=sys.stderr)   # anything else is a bug and keeps its traceback
             return 2
         except torch.cuda.OutOfMemoryError as err:  # the estimate before training is a lower bound
             first = str(err).strip().splitlines()[0] if str(err).strip() else "out of memory"

@@ -227,7 +227,9 @@ def read_text_file(path: Union[str, Path], max_bytes: Optional[int] = None) -> s
     except OSError as err:          # permission denied (on the file or a folder above it), I/O error
         raise DataError(f"cannot read {str(path)!r}: {err.strerror or err}.") from None
     try:
-        text = raw.decode("utf-8")
+        # "utf-8-sig" drops a byte-order mark (Windows editors write one): it is no character of
+        # the text, and as one it would enter the vocabulary and refuse every fine-tune
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise DataError(f"{str(path)!r} is not valid UTF-8 (byte {err.start}); "
                         "convert it first, e.g. `iconv -t UTF-8`.") from None

@@ -103,6 +103,23 @@ def test_bench_refuses_what_would_fail_after_the_run_before_running(tmp_path, ca
     assert "threads on a machine with" in capsys.readouterr().err
 
 
+def test_bench_quick_removes_its_run_folder(monkeypatch):
+    # it left /tmp/minigpt-bench-quick-PID behind (a whole run's checkpoints) after every run
+    from bench import harness
+    seen = {}
+
+    def fake_train_command(cmd, **kwargs):
+        out = Path(cmd[cmd.index("--out") + 1])
+        out.mkdir(parents=True)
+        (out / "summary.json").write_text(json.dumps({"val_loss": 1.5, "steps": 3}))
+        seen["out"] = out
+        return subprocess.CompletedProcess(cmd, 0, "step 0  train 4.2\n", "")
+    monkeypatch.setattr(harness.subprocess, "run", fake_train_command)
+    result = harness.bench_quick(torch.device("meta"))      # not "cpu": no nanoGPT child
+    assert result["minigpt"]["val_loss"] == 1.5 and result["log"] == ["step 0  train 4.2"]
+    assert not seen["out"].parent.exists()
+
+
 def test_no_chapter_or_package_module_imports_the_benchmarks():
     """The book's import path stays free of the harness (issue 8: one idea, one room)."""
     offenders = []

@@ -87,8 +87,18 @@ def test_sample_and_unknown_character(tiny_run):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ROMEO:") and len(proc.stdout.rstrip("\n")) >= 30
     bad = run("sample", "--checkpoint", out, "--prompt", "ROMEO 月", "--device", "cpu")
-    assert_clean_error(bad, "error:", "'月'", "errors='skip'")
-    assert len(bad.stderr.strip().splitlines()) == 1
+    assert_clean_error(bad, "error:", "'月'", "Remove or replace it.")
+    assert len(bad.stderr.strip().splitlines()) == 1 and "errors='skip'" not in bad.stderr   # no Python API
+
+
+@pytest.mark.parametrize("args, said, api", [
+    (["train", "--lr", "0"], "error: --lr must be in (0, 1), got 0.0", "TrainConfig"),
+    (["train", "--dropout", "1"], "error: --dropout must be in [0, 1), got 1.0", "GPTConfig"),
+])
+def test_config_errors_name_the_flag_not_the_python_field(args, said, api, tmp_path, capsys):
+    assert main([*args, "--preset", "tiny", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(said) and api not in err, err
 
 
 @pytest.mark.parametrize("args,fragments", [
@@ -397,6 +407,17 @@ def test_export_web_input_errors_are_one_line(tmp_path, capsys):
     one_line_error(capsys, f"cannot write '{blocker / 'm.js'}'", "choose another --out")
 
 
+def test_export_web_of_a_bpe_model_says_the_page_reads_characters(tmp_path, capsys):
+    from minigpt import GPTConfig, MiniGPT, MiniGPTError
+    from minigpt.bpe import BPETokenizer
+    from minigpt.web import export_web
+    tok = BPETokenizer.train("the king, the queen. " * 30, 260)
+    model = MiniGPT(GPTConfig(vocab_size=tok.vocab_size, block_size=8, n_embd=16, n_head=2, n_layer=1))
+    with pytest.raises(MiniGPTError, match=r"the in-page model reads characters, .* BPETokenizer: export a "
+                                           r"character-level model"):
+        export_web(model, tok, tmp_path / "m.js")
+
+
 def test_export_web_does_not_overwrite_a_file_without_force(tmp_path, capsys):
     mine = tmp_path / "mine.js"
     mine.write_text("my precious js")
@@ -459,6 +480,15 @@ def test_resume_takes_the_shape_from_the_checkpoint_and_says_what_it_trained(tmp
     err = one_line_error(capsys, "cannot resume", "n_layer (--n-layer 3; the checkpoint has 2)",
                          "Leave out the shape flags when resuming")
     assert "n_head" not in err and "GPTConfig(" not in err
+
+
+def test_a_fine_tune_on_too_short_a_text_says_how_long_it_must_be(tmp_path, capsys):
+    # it said "use a smaller block_size", which --init-from refuses
+    short = tmp_path / "short.txt"
+    short.write_text("Now is the winter of our discontent. " * 8, encoding="utf-8")
+    assert main(["train", "--init-from", "pretrained", "--text", str(short), "--out", str(tmp_path / "o")]) == 2
+    err = one_line_error(capsys, "the text has 296 characters", "needs at least about 2,580", "Use a longer text")
+    assert "block_size" not in err
 
 
 def test_resuming_a_finished_run_says_there_is_nothing_to_do(tmp_path, capsys):

@@ -273,3 +273,11 @@ def test_a_text_of_one_repeated_character_is_refused():
     # it trained silently to loss 0.0000 (every target is the one character)
     with pytest.raises(ValueError, match=r"only one distinct character \('a'\); a language model needs at least two"):
         TextData.from_text("a" * 5000)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_text(tmp_path):
+    # Notepad's UTF-8 files start with EF BB BF; as a character it entered the vocabulary
+    path = tmp_path / "bom.txt"
+    text = "ROMEO:\nBut soft, what light through yonder window breaks?\n" * 3
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert read_text_file(path) == text

@@ -98,7 +98,9 @@ def export_web(model: MiniGPT, tokenizer: CharTokenizer, path: Union[str, Path],
     if not isinstance(model, MiniGPT):
         raise WebExportError(f"export_web expects a MiniGPT, got {type(model).__name__}.")
     if not isinstance(tokenizer, CharTokenizer):
-        raise WebExportError(f"export_web expects a CharTokenizer, got {type(tokenizer).__name__}.")
+        raise WebExportError(f"the in-page model reads characters, and this model's tokenizer is a "
+                             f"{type(tokenizer).__name__}: export a character-level model (one trained "
+                             "without --tokenizer bpe).")
     if tokenizer.vocab_size != model.config.vocab_size:
         raise WebExportError(f"the tokenizer has {tokenizer.vocab_size} characters but the model's "
                          f"vocab_size is {model.config.vocab_size}; pass the tokenizer it was trained with.")
