@@ -285,7 +285,8 @@ class MiniGPT(nn.Module):
         positions are kept, so each step processes one new token. Once the text outgrows
         block_size the window slides and every cached key is stale (it was computed with
         context that has now dropped out), so from then on each step recomputes the window:
-        the output is identical to use_cache=False, never approximate.
+        it computes what use_cache=False computes, never an approximation (the logits agree
+        to float rounding, so greedy tokens differ only where two logits are that close).
 
         A generator may live on any device: the draw happens where the generator is. A CPU
         generator therefore gives the same text for a seed on the CPU and on a GPU (as long as

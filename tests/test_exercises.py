@@ -332,7 +332,6 @@ REFERENCE_IS = {
     "greedy decoding loop": "MiniGPT.generate",
     "a block's attention maps": "CausalSelfAttention(return_weights=True)",
     "greedy generation with a KV cache": "MiniGPT.generate",
-    "online softmax (one row)": "torch.softmax",
     "tiled attention with an online softmax": "flash_attention",
     "merge a pair (BPE)": "minigpt.bpe.merge_pair",
     "LoRA linear forward": "LoRALinear",

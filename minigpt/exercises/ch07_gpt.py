@@ -15,13 +15,18 @@ def _summary(solution, case: Case):
     """What a dropout is judged on. Masks are random, and every correct implementation draws
     its own (torch's Bernoulli, the package's integer lanes, torch.rand < p, ...), so outputs
     are compared by what any correct one must show: the fraction of entries set to zero
-    (to 2 decimals, over 400,000 entries: about 10 standard deviations from a rounding edge)
-    and the single factor every kept entry is multiplied by."""
+    (to 2 decimals, over 400,000 entries: about 10 standard deviations from a rounding edge),
+    the single factor every kept entry is multiplied by, and the mask's shape: one draw per
+    entry, a new one on every call (a dropout that seeds its own generator draws the same mask
+    at every training step, and resets the random state the batches come from)."""
     x, p, training = case.args
     torch.manual_seed(0)
     out = require_tensor_like(solution(x.clone(), p, training), x)
+    again = require_tensor_like(solution(x.clone(), p, training), x)     # the next call, not reseeded
     dropped = out == 0                                   # (rows, columns)
+    some = 0 < dropped.float().mean().item() < 1
     shared = bool((dropped == dropped[:1]).all())        # every row dropped the same columns
+    whole_rows = bool((dropped == dropped[:, :1]).all())  # each row dropped or kept as a whole
     ratio = out[~dropped] / x[~dropped]
     if ratio.numel() == 0:
         scale = "nothing kept"
@@ -30,7 +35,9 @@ def _summary(solution, case: Case):
     else:
         scale = round(ratio.mean().item(), 3)
     return {"fraction set to 0": round(dropped.float().mean().item(), 2), "kept entries scaled by": scale,
-            "every row has the same mask": shared and 0 < dropped.float().mean().item() < 1}
+            "every row has the same mask": shared and some,
+            "each row is dropped or kept whole": whole_rows and some,
+            "the next call draws the same mask": some and torch.equal(dropped, again == 0)}
 
 
 def _dropout_cases() -> list[Case]:
@@ -66,6 +73,19 @@ DROPOUT = Exercise(
                 "every row dropped the same columns: the mask was drawn for one row "
                 "(torch.rand(x.shape[-1])) and broadcast. Draw one random number per entry, "
                 "torch.rand_like(x), so every position drops its own features."),
+        Mistake("dropout.mask_per_row",
+                "each row was dropped or kept as a whole: the mask was drawn once per row "
+                "(torch.rand(x.shape[0], 1)) and broadcast. Draw one random number per entry, "
+                "torch.rand_like(x).",
+                lambda x, p, training: x * (torch.rand(x.shape[0], 1) >= p) / (1 - p)
+                if training and p > 0 else x),
+        Mistake("dropout.same_mask_every_call",
+                "two calls drew the same mask: the function seeds a generator itself "
+                "(torch.manual_seed, or a torch.Generator seeded inside it), so training would drop "
+                "the same features at every step, and torch.manual_seed also resets the random "
+                "state the batches are drawn from. Draw from the global generator without seeding it.",
+                lambda x, p, training: x * (torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) >= p)
+                / (1 - p) if training and p > 0 else x),
         Mistake("dropout.bernoulli_keeps_p",
                 "torch.bernoulli(p) gives 1 with probability p, so the mask *keeps* a fraction p and "
                 "drops 1 - p: draw the keep mask with the keep probability, torch.bernoulli(1 - p), "

@@ -30,6 +30,8 @@ def _cache_cases() -> list[Case]:
              (1, 2, 5, 4, _steps(1, 2, 4, [3, 1, 1, 1, 1, 1, 2], seed=2))),
         Case("one position at a time into a cache of 1 (T = 1 only)",
              (1, 1, 1, 3, _steps(1, 1, 3, [1, 1, 1], seed=3))),
+        Case("a prefill longer than the window: 6 positions into a cache of 4, then 1",
+             (1, 2, 4, 4, _steps(1, 2, 4, [6, 1], seed=4))),
     ]
 
 
@@ -117,6 +119,8 @@ def _generator_cases() -> list[Case]:
         Case("a 12-token prompt, 9 new tokens: the text outgrows the cache (block_size 16)",
              (torch.randint(0, 11, (1, 12), generator=g), 9)),
         Case("a 1-token prompt (T = 1), 3 new tokens", (torch.randint(0, 11, (1, 1), generator=g), 3)),
+        Case("a 20-token prompt, longer than block_size 16 from the start, 4 new tokens",
+             (torch.randint(0, 11, (1, 20), generator=g), 4)),
     ]
 
 

@@ -7,13 +7,49 @@ built to make that happen (scores that grow along the row, or large random ones)
 from __future__ import annotations
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..attention import flash_attention
 from .core import Case, CheckResult, Exercise, Mistake, call_function
 
 
+class _OpRecorder(TorchDispatchMode):
+    """Records every aten operation a solution runs: its name, the sizes of its tensor inputs
+    and the shape of its output. The two exercises ask for a *method* (one chunk, one tile at a
+    time), and an answer that computes the right numbers another way (torch.softmax over the
+    whole row, F.scaled_dot_product_attention, a full strip of scores) shows in these records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, list[int], tuple]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        sizes = [a.numel() for a in args if isinstance(a, torch.Tensor)]
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else ()
+        self.calls.append((func.overloadpacket.__name__, sizes, shape))
+        return out
+
+
 # ------------------------------------------------------------ one row, chunk by chunk
+# operations that, applied to all S scores at once, mean the row was not read chunk by chunk
+_WHOLE_ROW_OPS = {"max", "amax", "_softmax", "_log_softmax", "logsumexp", "exp", "exp_"}
+
+
+def _run_row(solution, case: Case):
+    """Output 0: the weighted sum. Output 1: whether the row was read one chunk at a time,
+    as asked (a max, exp or softmax over all S scores at once is the two-pass softmax)."""
+    scores, _, chunk = case.args
+    with _OpRecorder() as recorder:
+        out = call_function(solution, case)
+    S = scores.numel()
+    whole = any(name in _WHOLE_ROW_OPS and sizes and sizes[0] >= S for name, sizes, _ in recorder.calls)
+    if chunk < S and whole:
+        return out, f"looks at all {S} scores at once (a max, exp or softmax over the whole row)"
+    return out, "reads the row one chunk at a time"
+
+
 def _no_max(scores, values, chunk):
     l, acc = scores.new_tensor(0.0), values.new_zeros(values.size(1))
     for s, v in zip(scores.split(chunk), values.split(chunk)):
@@ -38,11 +74,20 @@ def _row_cases() -> list[Case]:
 
 ONLINE_SOFTMAX = Exercise(
     name="online softmax (one row)",
-    reference=lambda scores, values, chunk: torch.softmax(scores, dim=0) @ values,
+    # no package function reads a row chunk by chunk: the outputs of grading/solutions.py's
+    # are stored (torch.softmax(scores, 0) @ values gives the same numbers, all at once)
+    reference=None,
     stored="ONLINE_SOFTMAX",
     cases=_row_cases,
+    run=_run_row,
     success="The running max, normaliser and weighted sum are rescaled together whenever the max rises.",
     mistakes=[
+        Mistake("online_softmax.whole_row_at_once",
+                "the numbers are right, but the row was not read chunk by chunk: a max, exp or "
+                "softmax over all the scores at once is the ordinary (two-pass) softmax. Keep a "
+                "running max m, normaliser l and weighted sum acc, and update them from one chunk "
+                "at a time.",
+                lambda scores, values, chunk: torch.softmax(scores, dim=0) @ values),
         Mistake("online_softmax.max_not_rescaled",
                 "each chunk was exponentiated against its own max and the sums were never "
                 "rescaled: keep a running max m, and when a chunk raises it to m_new multiply "
@@ -78,14 +123,30 @@ def _skipping_flops(q: torch.Tensor, block: int) -> int:
     return 2 * 2 * B * H * pairs * D
 
 
+_PRODUCTS = {"mm", "bmm", "addmm", "baddbmm"}      # what q @ k.T and p @ v become in aten
+
+
 def _run_tiled(solution, case: Case):
-    """Output 0: the attention output. Output 1: whether the matmul work (counted by torch's
-    FlopCounterMode) stays within what skipping the future key tiles costs, as asked; visiting
-    every key tile gives the same output with about 1.5x the work in the first two cases."""
+    """Output 0: the attention output. Output 1: how it was computed. Asked: one (block, block)
+    score tile at a time, skipping the key tiles after each query tile. The matmul work
+    (counted by torch's FlopCounterMode) tells skipping from visiting every key tile (about
+    1.5x the work in the first two cases); the recorded products tell a tile from a strip of
+    scores wider than one tile; a fused kernel does no matmul of its own at all."""
     q = case.args[0]
-    with FlopCounterMode(display=False) as counter:
+    block, D = case.kwargs["block"], q.size(-1)
+    with FlopCounterMode(display=False) as counter, _OpRecorder() as recorder:
         out = call_function(solution, case)
-    work = counter.get_total_flops() / _skipping_flops(q, case.kwargs["block"])
+    fused = sorted({name for name, _, _ in recorder.calls if "scaled_dot_product" in name})
+    if fused:
+        return out, f"calls a fused attention kernel ({', '.join(fused)}) instead of computing tiles"
+    # scores are the products whose last dimension runs over keys (p @ v's runs over the D channels)
+    widest = max((shape[-1] for name, _, shape in recorder.calls
+                  if name in _PRODUCTS and shape and shape[-1] != D), default=0)
+    if widest > block:
+        return out, f"builds rows of {widest} scores at once, wider than one tile of {block} keys"
+    work = counter.get_total_flops() / _skipping_flops(q, block)
+    if work < 0.75:
+        return out, f"does {work:.2f}x the matmul work of the tiles: the scores are not tile products"
     if work <= 1.25:
         return out, "skips the key tiles after each query tile"
     return out, f"visits key tiles after the query tile too ({work:.2f}x the matmul work of skipping them)"
@@ -116,6 +177,15 @@ TILED_ATTENTION = Exercise(
     run=_run_tiled,
     success="Same output as manual_attention, one (block x block) score tile at a time.",
     mistakes=[
+        Mistake("tiled_attention.fused_kernel",
+                "the output is right, but F.scaled_dot_product_attention (or another fused kernel) "
+                "computed it: the exercise is to write the tiles yourself, one (block, block) "
+                "score tile and one online-softmax update at a time."),
+        Mistake("tiled_attention.query_strips",
+                "the output is right, but each query tile's scores against all its keys were built "
+                "at once and put through an ordinary softmax: take the keys one (block, block) tile "
+                "at a time and combine the tiles with the online softmax (running max m, "
+                "normaliser l, weighted sum acc)."),
         Mistake("tiled_attention.max_not_rescaled",
                 "the running sums were not rescaled when a key tile raised the row max: multiply "
                 "l and acc by exp(m - m_new) before adding the new tile."),
@@ -129,7 +199,7 @@ TILED_ATTENTION = Exercise(
                 "the output is right, but the key loop visits every tile, also those that start "
                 "after the query tile's last row, where the mask hides everything: the exercise "
                 "asks you to skip them (range(0, min(i + block, T), block)), which is where tiling "
-                "saves about half the work of causal attention."),
+                "saves up to half the work of causal attention (a third in these cases)."),
         Mistake("tiled_attention.normaliser_not_rescaled",
                 "acc is rescaled but the normaliser l is not: l = l * exp(m - m_new) + p.sum(-1)."),
         Mistake("tiled_attention.no_final_division",
