@@ -198,16 +198,6 @@ def test_top_k_among_ties_keeps_the_lowest_ids():
     assert next_token_probs(logits, top_k=2).nonzero().flatten().tolist() == [0, 1]
 
 
-@pytest.mark.parametrize("temperature", [1.0, 0.7, 3.0])
-def test_top_k_agrees_with_the_page_on_many_tied_rows(temperature):
-    g = torch.Generator().manual_seed(0)
-    logits = torch.randint(0, 4, (200, 12), generator=g).float()       # values 0-3: ties everywhere
-    for k in (1, 2, 5, 11):
-        probs = next_token_probs(logits, temperature, top_k=k)
-        for row, p in zip(logits.tolist(), probs):
-            assert p.nonzero().flatten().tolist() == lowest_ids_reference(row, k)
-
-
 def lowest_ids_top_p_reference(logits_row, temperature, top_p):
     """The page's rule for top-p: walk the tokens best first (ties by the lower id) and keep
     each one while the probability of the tokens before it is below p."""
@@ -233,13 +223,16 @@ def test_top_p_among_ties_keeps_the_lowest_ids():
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7, 3.0])
-def test_top_p_agrees_with_the_page_on_many_tied_rows(temperature):
+@pytest.mark.parametrize("setting, values", [("top_k", (1, 2, 5, 11)), ("top_p", (0.1, 0.35, 0.5, 0.8))])
+def test_the_filters_agree_with_the_page_on_many_tied_rows(setting, values, temperature):
     g = torch.Generator().manual_seed(0)
     logits = torch.randint(0, 4, (200, 12), generator=g).float()       # values 0-3: ties everywhere
-    for p in (0.1, 0.35, 0.5, 0.8):
-        probs = next_token_probs(logits, temperature, top_p=p)
+    for value in values:
+        probs = next_token_probs(logits, temperature, **{setting: value})
         for row, probs_row in zip(logits.tolist(), probs):
-            assert probs_row.nonzero().flatten().tolist() == lowest_ids_top_p_reference(row, temperature, p)
+            expected = (lowest_ids_reference(row, value) if setting == "top_k"
+                        else lowest_ids_top_p_reference(row, temperature, value))
+            assert probs_row.nonzero().flatten().tolist() == expected, (setting, value, row)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -44,18 +44,7 @@ def _merge_drops_last(ids, pair, new_id):
 def _merge_appends_last(ids, pair, new_id):
     """Walks the pairs, then always appends ids[-1]: right unless the pair is the last two
     tokens, whose second one then comes back after the new token."""
-    if not ids:
-        return []
-    out, i = [], 0
-    while i < len(ids) - 1:
-        if (ids[i], ids[i + 1]) == tuple(pair):
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    out.append(ids[-1])
-    return out
+    return _merge_drops_last(ids, pair, new_id) + list(ids[-1:])
 
 
 def _merge_first_only(ids, pair, new_id):
