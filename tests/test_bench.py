@@ -2,6 +2,7 @@
 depend on, and its child processes (the benchmarks themselves are not tests)."""
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -183,3 +184,18 @@ def test_compile_cpu_script_runs(tmp_path):
     result = json.loads(out.read_text())
     assert len(result["all_ms"]["eager"]) == len(result["all_ms"]["compiled"]) == 2
     assert result["eager_step_ms"] > 0 and result["compiled_step_ms"] > 0 and result["first_compiled_step_s"] > 0
+
+
+def test_gpt2_small_script_converts_and_compares(monkeypatch, capsys):
+    # bench/gpt2_small.py builds GPT-2 small (124M); here transformers' default config is
+    # shrunk so the script's own code runs in a second
+    transformers = pytest.importorskip("transformers")
+    from bench import gpt2_small
+    real = transformers.GPT2Config
+    monkeypatch.setattr(transformers, "GPT2Config",
+                        lambda: real(vocab_size=101, n_positions=32, n_embd=32, n_layer=2, n_head=4))
+    assert gpt2_small.main(["--tokens", "16"]) == 0
+    out = capsys.readouterr().out
+    counts = re.search(r"parameters: MiniGPT ([\d,]+), Hugging Face ([\d,]+)", out)
+    assert counts and counts.group(1) == counts.group(2)
+    assert float(re.search(r"on a \(2, 16\) batch: (\S+)", out).group(1)) < 1e-4
