@@ -46,7 +46,7 @@ def main(argv=None) -> int:
 
 def _json_path_problem(path: Path):
     """Why the results could not be written to `path` (--json), or None."""
-    if str(path) in ("", ".") or path.is_dir():
+    if path.is_dir():                 # also "" and ".", which name the current folder
         return f"--json {str(path)!r} is a folder; name a file, e.g. --json results.json."
     folder = path.parent
     if not folder.is_dir():

@@ -397,18 +397,27 @@ class CheckpointSummary:
     config: GPTConfig
     step: Optional[int]             # None for an export
     train_state: dict[str, Any]
+    tokenizer: Any = None           # CharTokenizer or BPETokenizer: what the run's ids mean
+
+
+def _config_and_tokenizer(folder: Path, meta: dict[str, Any]):
+    """(GPTConfig, tokenizer) from a checkpoint's minigpt.json, or a CheckpointError naming it."""
+    try:
+        config = GPTConfig.from_dict(meta["config"])
+        tokenizer = tokenizer_from_dict(meta["tokenizer"])      # "char" or "bpe", stored as JSON
+    except (KeyError, TypeError, ValueError, ConfigError) as err:
+        raise CheckpointError(f"{str(folder / META_FILE)!r} has an invalid config or tokenizer: "
+                              f"{err}") from None
+    return config, tokenizer
 
 
 def read_summary(path: PathLike) -> CheckpointSummary:
-    """The config, step and training state of a checkpoint, without reading its weights (the
-    weights' checksums are checked when the checkpoint is loaded)."""
+    """The config, tokenizer, step and training state of a checkpoint, without reading its
+    weights (the weights' checksums are checked when the checkpoint is loaded)."""
     folder = resolve_checkpoint(path)
     meta = _read_meta(folder)
-    try:
-        config = GPTConfig.from_dict(meta["config"])
-    except (KeyError, TypeError, ValueError, ConfigError) as err:
-        raise CheckpointError(f"{str(folder / META_FILE)!r} has an invalid config: {err}") from None
-    return CheckpointSummary(folder, config, meta.get("step"), dict(meta.get("train_state", {})))
+    config, tokenizer = _config_and_tokenizer(folder, meta)
+    return CheckpointSummary(folder, config, meta.get("step"), dict(meta.get("train_state", {})), tokenizer)
 
 
 # Config fields that change how a model computes but not what: every attention implementation
@@ -435,12 +444,7 @@ def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
     device = _resolve_device(device)
     folder = resolve_checkpoint(path)
     meta = _read_meta(folder)
-    try:
-        config = GPTConfig.from_dict(meta["config"])
-        tokenizer = tokenizer_from_dict(meta["tokenizer"])      # "char" or "bpe", stored as JSON
-    except (KeyError, TypeError, ValueError, ConfigError) as err:
-        raise CheckpointError(f"{str(folder / META_FILE)!r} has an invalid config or tokenizer: "
-                              f"{err}") from None
+    config, tokenizer = _config_and_tokenizer(folder, meta)
     if tokenizer.vocab_size != config.vocab_size:
         raise CheckpointError(f"checkpoint mismatch: the tokenizer has {tokenizer.vocab_size} "
                               f"{'characters' if isinstance(tokenizer, CharTokenizer) else 'tokens'} but the model "

@@ -415,14 +415,13 @@ def _fine_tune_start(text: str):
     from .pretrained import load_pretrained
     from .errors import UsageError
     model, tokenizer = load_pretrained("cpu")
-    ids = tokenizer.encode_tensor(text)        # a character the model does not know: one-line error
-    n_train = int(len(ids) * 0.9)
+    data = TextData.from_text(text, tokenizer=tokenizer)   # an unknown character: one-line error
     block_size = model.config.block_size       # fixed by the pretrained model: no --block-size here
-    if len(ids) - n_train <= block_size:
+    if len(data.val) <= block_size:
         need = (block_size + 1) * 10 + 10
-        raise UsageError(f"the text has {len(ids):,} characters; fine-tuning the pretrained model (windows of "
+        raise UsageError(f"the text has {len(text):,} characters; fine-tuning the pretrained model (windows of "
                          f"{block_size} characters, 10% held out) needs at least about {need:,}. Use a longer text.")
-    return model, TextData(tokenizer, ids[:n_train], ids[n_train:])
+    return model, data
 
 
 def _check_tokenizer_flags(args) -> None:
@@ -434,22 +433,19 @@ def _check_tokenizer_flags(args) -> None:
     if args.init_from is not None and args.tokenizer != "char":
         raise UsageError("--tokenizer bpe: a fine-tune keeps the pretrained model's character "
                          "vocabulary; leave out --tokenizer with --init-from.")
-    if args.resume and (args.tokenizer == "bpe" or args.vocab_size is not None):
+    if args.resume and args.tokenizer == "bpe":        # (--vocab-size needs it, checked above)
         raise UsageError("--tokenizer/--vocab-size: a resumed run keeps the tokenizer its checkpoint was "
                          "trained with; leave them out with --resume.")
 
 
-def _resume_data(out: Path, text: str):
+def _resume_data(out: Path, saved, text: str):
     """TextData for `--resume`: the text encoded with the tokenizer of the checkpoint being
-    continued (a BPE run's merge table, a fine-tune's pretrained characters), split as the
-    run was; a character that tokenizer does not know is a one-line error."""
-    from .bpe import tokenizer_from_dict
-    from .checkpoint import _read_meta, resolve_checkpoint
+    continued (`saved`, its summary: a BPE run's merge table, a fine-tune's pretrained
+    characters), split as the run was; a character that tokenizer does not know is a one-line error."""
     from .data import TextData, UnknownCharacterError
     from .errors import UsageError
-    tokenizer = tokenizer_from_dict(_read_meta(resolve_checkpoint(out))["tokenizer"])
     try:
-        return TextData.from_text(text, tokenizer=tokenizer)
+        return TextData.from_text(text, tokenizer=saved.tokenizer)
     except UnknownCharacterError as err:
         raise UsageError(f"cannot resume {str(out)!r} on this text: {str(err).split('. ')[0]}. Resume with "
                          "the text the run was trained on (--text), or start a new run in another --out.") from None
@@ -487,7 +483,7 @@ def _cmd_train(args) -> int:
     text = read_text_file(args.text) if args.text else load_shakespeare()
     _check_tokenizer_flags(args)
     if args.init_from is None:
-        data = _resume_data(out, text) if saved is not None else _train_data(args, text)
+        data = _resume_data(out, saved, text) if saved is not None else _train_data(args, text)
         config, cfg = _train_configs(args, data.tokenizer.vocab_size, out, saved)
     else:
         base, data = _fine_tune_start(text)
@@ -507,7 +503,7 @@ def _cmd_train(args) -> int:
     if args.init_from is not None:
         what = f"fine-tuning the pretrained model ({'full' if args.lora_rank is None else 'LoRA'}), preset {preset_name}"
     if args.lora_rank is not None:
-        from .lora import add_lora, lora_parameter_count
+        from .lora import add_lora, lora_parameter_count, save_adapters
         alpha = args.lora_alpha if args.lora_alpha is not None else 2.0 * args.lora_rank
         add_lora(model, args.lora_rank, alpha)
         print(f"LoRA rank {args.lora_rank}, alpha {alpha:g} on attn.c_attn and attn.c_proj: "
@@ -532,13 +528,11 @@ def _cmd_train(args) -> int:
         if args.lora_rank is None:
             raise
         # Ctrl-C stops at a step boundary: the adapters trained so far are a usable fine-tune
-        from .lora import save_adapters
         save_adapters(model, out)
         print(f"the adapters trained until the interruption -> {out} (a LoRA run does not resume; "
               "load them with minigpt.lora.load_adapters)", flush=True)
         raise
     if args.lora_rank is not None:
-        from .lora import save_adapters
         save_adapters(result.model, out)
         print(f"adapters -> {out} (load them with minigpt.lora.load_adapters(load_pretrained()[0], DIR))")
     distributed.shutdown()                  # data-parallel part over: rank 0 evaluates and writes

@@ -164,15 +164,14 @@ def maybe_compile(model: torch.nn.Module, enabled: Optional[bool]):
     """torch.compile the model when asked and possible; otherwise return it unchanged."""
     if not enabled:
         return model
+    import warnings
     problem = missing_compiler()
     if problem is not None:
-        import warnings
         warnings.warn(f"--compile needs a working C++ compiler, and none was found ({problem}); running "
                       "eagerly. Install one (apt-get install g++, or Xcode's command-line tools) to compile.")
         return model
     try:
         return torch.compile(model)
-    except Exception as err:  # e.g. no C++ compiler, unsupported Python
-        import warnings
+    except Exception as err:  # e.g. an unsupported Python (a missing compiler shows only at the first call)
         warnings.warn(f"torch.compile is unavailable here ({err}); running eagerly.")
         return model

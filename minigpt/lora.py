@@ -138,12 +138,10 @@ def add_lora(model: MiniGPT, rank: int = 8, alpha: float = 16.0,
     # A weight shared with another module (lm_head is tied to wte) cannot take an adapter: the
     # adapted layer owns a copy of W, so the tie breaks, and merge_lora, which loads the state
     # into a freshly tied MiniGPT, would have to drop one of the two matrices.
-    owners = {}
-    for module_name, module in model.named_modules():
-        for param_name, p in module.named_parameters(recurse=False):
-            owners.setdefault(id(p), []).append(f"{module_name}.{param_name}" if module_name else param_name)
+    every_name = list(model.named_parameters(remove_duplicate=False))      # a tied tensor: all its names
     for name in adapted:
-        shared = [o for o in owners[id(model.get_submodule(name).weight)] if o != f"{name}.weight"]
+        weight = model.get_submodule(name).weight
+        shared = [other for other, p in every_name if p is weight and other != f"{name}.weight"]
         if shared:
             raise LoRAError(f"{name!r} shares its weight with {shared[0]!r} (tied embeddings), so an "
                             f"adapter there could not be merged back; adapt the blocks' layers: "

@@ -26,7 +26,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, restore_optimizer, save_checkpoint
 from .run_folder import (LATEST_FILE, META_FILE, check_output_folder, checkpoint_nbytes, clean_temporary_files,
-                         complete_steps, has_checkpoint, run_lock)
+                         complete_steps, has_checkpoint, read_latest, run_lock)
 from .config import ConfigError
 from .data import DataError, TextData, get_batch
 from . import distributed
@@ -369,16 +369,16 @@ def _load_for_resume(out_dir: Path, device: torch.device):
     try:
         return load_checkpoint(out_dir, device, with_trainer=True)
     except CheckpointError as err:
-        latest = out_dir / LATEST_FILE
         try:
-            newest = latest.read_text(encoding="utf-8").strip()
-        except OSError:
+            newest = read_latest(out_dir).name
+        except CheckpointError:           # `latest` itself is the problem: its error says so
             raise err from None
         earlier = [p for p in complete_steps(out_dir) if p.name < newest]
         if not earlier:
             raise
+        latest = shlex.quote(str(out_dir / LATEST_FILE))
         raise CheckpointError(f"{err} The run's previous checkpoint {earlier[-1].name!r} is complete; to "
-                              f"resume from it, run `echo {earlier[-1].name} > {shlex.quote(str(latest))}` "
+                              f"resume from it, run `echo {earlier[-1].name} > {latest}` "
                               "and resume again.") from None
 
 
