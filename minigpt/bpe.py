@@ -19,6 +19,7 @@ after every merge.
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -271,6 +272,7 @@ class BPETokenizer:
         if not isinstance(values, dict) or values.get("type") != "bpe" \
                 or not isinstance(values.get("merges"), list):
             raise DataError("not a BPE-tokenizer description (expected type 'bpe' with a list of merges).")
+        _warn_if_other_pattern(values.get("pattern"))
         try:
             return cls(values["merges"], values.get("byte_ids"), values.get("specials"))
         except (TypeError, ValueError) as err:
@@ -291,6 +293,36 @@ class BPETokenizer:
 
     def __repr__(self) -> str:
         return f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)})"
+
+
+class PatternWarning(UserWarning):
+    """A tokenizer saved with one pre-tokenisation engine is loaded with the other."""
+
+
+def _warn_if_other_pattern(saved) -> None:
+    """Say when the text will be split differently from when the tokenizer was saved: merges
+    learned on `regex`'s pre-tokens, applied to stdlib `re`'s (or the reverse), can give other
+    ids for text with non-ASCII numbers or letters. Descriptions without a pattern are older
+    files: nothing to compare."""
+    if saved is None:
+        return
+    if saved not in (GPT2_REGEX_PATTERN, "gpt2-approx"):
+        warnings.warn(f"this BPE tokenizer was saved with the pre-tokenisation pattern {saved!r}, "
+                      "which minigpt does not know; it splits text with GPT-2's pattern, so ids may "
+                      "differ from training. Fix: retrain the tokenizer with minigpt.",
+                      PatternWarning, stacklevel=3)
+        return
+    saved_engine = "re" if saved == "gpt2-approx" else "regex"
+    if saved_engine != PATTERN_ENGINE:
+        how = ("with the `regex` module, which is not installed here: this Python splits text "
+               "with the stdlib `re` approximation" if saved_engine == "regex" else
+               "without the `regex` module (the stdlib `re` approximation), and this Python has "
+               "`regex`: it splits text with GPT-2's exact pattern")
+        fix = ("pip install regex" if saved_engine == "regex" else
+               "retrain the tokenizer here, or load it with a Python that lacks `regex`, as it was saved")
+        warnings.warn(f"this BPE tokenizer was saved {how}. Text with non-ASCII letters or numbers "
+                      f"(such as '²') may get other ids than in training; fix: {fix}.",
+                      PatternWarning, stacklevel=3)
 
 
 def tokenizer_from_dict(values: dict) -> Union[CharTokenizer, BPETokenizer]:

@@ -141,6 +141,26 @@ def test_json_round_trip(tok512, tmp_path):
         BPETokenizer.from_dict({"type": "char", "chars": "ab"})
 
 
+@pytest.mark.parametrize("engine_here, saved_as, fragment", [
+    ("re", "regex", "pip install regex"),          # saved with `regex`, loaded without it
+    ("regex", "re", "lacks `regex`"),               # the reverse
+    ("regex", r"\w+", "does not know"),             # a pattern minigpt never writes
+])
+def test_loading_with_another_pre_tokenisation_engine_warns(tok512, monkeypatch, engine_here, saved_as, fragment):
+    import warnings
+    import minigpt.bpe as bpe
+    values = tok512.to_dict()
+    values["pattern"] = {"regex": bpe.GPT2_REGEX_PATTERN, "re": "gpt2-approx"}.get(saved_as, saved_as)
+    monkeypatch.setattr(bpe, "PATTERN_ENGINE", engine_here)
+    with pytest.warns(bpe.PatternWarning, match=fragment):
+        BPETokenizer.from_dict(values)
+    same = dict(values, pattern=bpe.GPT2_REGEX_PATTERN if engine_here == "regex" else "gpt2-approx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")              # the same engine, or no pattern: silent
+        BPETokenizer.from_dict(same)
+        BPETokenizer.from_dict({k: v for k, v in values.items() if k != "pattern"})
+
+
 def test_text_data_splits_on_characters_before_encoding(tok512, shakespeare):
     text = shakespeare[:50_000]
     data = TextData.from_text(text, tokenizer=tok512)
