@@ -470,7 +470,7 @@ def _cmd_train(args) -> int:
     from .data import load_shakespeare, read_text_file
     from .device import describe, describe_precision, set_seed
     from .model import MiniGPT
-    from .train import evaluate, train
+    from .train import check_run_folder, evaluate, train
     from . import distributed
 
     distributed.quiet_other_ranks()         # under torchrun, rank 0 prints for the run
@@ -479,6 +479,8 @@ def _cmd_train(args) -> int:
     preset_name = args.preset or DEFAULT_PRESET
     out = args.out if args.out is not None else Path("runs") / preset_name
     _check_fine_tune_flags(args)
+    if args.lora_rank is None and not args.resume:     # a bad --out fails now, not after the
+        check_run_folder(out)                           # data is built (resume: _run_to_resume)
     saved = _run_to_resume(out) if args.resume else None
     text = read_text_file(args.text) if args.text else load_shakespeare()
     _check_tokenizer_flags(args)

@@ -171,14 +171,20 @@ def checkpoint_nbytes(model, with_optimizer: bool = True) -> int:
     return 4 * n * (3 if with_optimizer else 1) + (1 << 20)      # + RNG states and minigpt.json
 
 
+def refuse_existing_file(directory: PathLike) -> None:
+    """A run's output folder must not be an existing file (checked before anything is built)."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"the output folder {str(directory)!r} is an existing file; choose "
+                              "a folder path for --out (it is created if missing).")
+
+
 def check_output_folder(directory: PathLike, need_bytes: int = 0) -> Path:
     """Fail now, not at the first checkpoint, if `directory` cannot hold this run's checkpoints:
     it is a file, cannot be created or written, or its disk has less than `need_bytes` free."""
     directory = Path(directory)
     try:
-        if directory.exists() and not directory.is_dir():
-            raise CheckpointError(f"the output folder {str(directory)!r} is an existing file; choose "
-                                  "a folder path for --out (it is created if missing).")
+        refuse_existing_file(directory)
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise CheckpointError(f"cannot create the output folder {str(directory)!r}: "

@@ -26,7 +26,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, restore_optimizer, save_checkpoint
 from .run_folder import (LATEST_FILE, META_FILE, check_output_folder, checkpoint_nbytes, clean_temporary_files,
-                         complete_steps, has_checkpoint, read_latest, run_lock)
+                         complete_steps, has_checkpoint, read_latest, refuse_existing_file, run_lock)
 from .config import ConfigError
 from .data import DataError, TextData, get_batch
 from . import distributed
@@ -348,18 +348,28 @@ def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, 
     out_dir = Path(out_dir)
     if distributed.is_main():
         check_output_folder(out_dir, 3 * checkpoint_nbytes(model))   # the newest two + one being written
+    check_run_folder(out_dir, resume)
+    with distributed.main_only(run_lock(out_dir)):        # rank 0 writes; the others only read
+        if distributed.is_main():
+            clean_temporary_files(out_dir)
+        check_run_folder(out_dir, resume)     # again under the lock: another run may have written since
+        return _train(model, data, cfg, device, out_dir, resume and has_checkpoint(out_dir),
+                      stop_at, progress, callback)
+
+
+def check_run_folder(out_dir: Union[str, Path], resume: bool = False) -> None:
+    """The checks of an output folder that need no model: not a file, not a single checkpoint
+    folder, and no checkpoint there unless the run resumes. The CLI calls this before it builds
+    the data (a BPE vocabulary can take minutes), train() again before it writes."""
+    out_dir = Path(out_dir)
+    refuse_existing_file(out_dir)
     if (out_dir / META_FILE).exists():
         raise UsageError(f"{str(out_dir)!r} is a single checkpoint folder (an export or a step-* "
                          "folder), not a run folder; training writes and resumes run folders (the "
                          "folder above a step-* folder). Choose another output folder.")
-    with distributed.main_only(run_lock(out_dir)):        # rank 0 writes; the others only read
-        if distributed.is_main():
-            clean_temporary_files(out_dir)
-        if not resume and has_checkpoint(out_dir):
-            raise UsageError(f"{str(out_dir)!r} already holds a checkpoint; pass resume=True "
-                             "(CLI: --resume) to continue it, or choose another output folder.")
-        return _train(model, data, cfg, device, out_dir, resume and has_checkpoint(out_dir),
-                      stop_at, progress, callback)
+    if not resume and has_checkpoint(out_dir):
+        raise UsageError(f"{str(out_dir)!r} already holds a checkpoint; pass resume=True "
+                         "(CLI: --resume) to continue it, or choose another output folder.")
 
 
 def _load_for_resume(out_dir: Path, device: torch.device):

@@ -251,6 +251,30 @@ def test_train_refuses_a_folder_as_text_and_a_file_as_out(tmp_path, capsys):
     assert out_file.read_text() == "keep me"
 
 
+def test_a_bad_out_fails_before_the_data_is_built(tmp_path, capsys, monkeypatch):
+    """--out that holds a checkpoint, or is a single checkpoint folder, is refused before the
+    tokenizer is trained (a BPE vocabulary can take minutes) and before --text is read."""
+    import minigpt.cli as cli
+    from minigpt.run_folder import LATEST_FILE, META_FILE
+
+    def built(*_args):
+        raise AssertionError("the data was built before --out was checked")
+    monkeypatch.setattr(cli, "_train_data", built)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LATEST_FILE).write_text("step-000100")
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / META_FILE).write_text("{}")
+    for out, fragment in [(run, "already holds a checkpoint; pass resume=True (CLI: --resume)"),
+                          (export, "is a single checkpoint folder")]:
+        args = ["train", "--tokenizer", "bpe", "--vocab-size", "2000", "--text", str(tmp_path / "missing.txt"),
+                "--out", str(out), "--no-progress"]
+        assert main(args) == 2
+        one_line_error(capsys, fragment)
+    assert (run / LATEST_FILE).read_text() == "step-000100" and sorted(p.name for p in run.iterdir()) == [LATEST_FILE]
+
+
 def test_train_with_grouped_query_attention(tmp_path, capsys):
     out = tmp_path / "gqa"
     assert main(["train", "--preset", "tiny", "--n-kv-head", "2", "--max-iters", "2", "--out", str(out),
