@@ -83,9 +83,63 @@ def _widget(kind: str, config: dict, base: str) -> str:
             f"<script>{loader}</script>")
 
 
-def _example(example: dict, V: Optional[int] = None) -> dict:
-    """One "Try:" button of the generator: a label, a prompt and the settings it sets."""
+@lru_cache(maxsize=8)
+def _asset_config_of(path: str, mtime_ns: int) -> Optional[dict]:
+    """The "config" of an asset file, read without decoding its weights (a few MB of JSON)."""
+    from pathlib import Path
+    text = Path(path).read_text(encoding="utf-8")
+    start = text.find('"config":')
+    if start < 0:
+        return None
+    try:
+        config, _ = json.JSONDecoder().raw_decode(text, start + len('"config":'))
+    except ValueError:
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def _asset_config(model: str) -> Optional[dict]:
+    """The model shape of a model the package ships (None for one it does not: the page checks)."""
+    from .export import asset_path
+    path = asset_path(model)
+    return _asset_config_of(str(path), path.stat().st_mtime_ns) if path.is_file() else None
+
+
+def _whole(value, low: int, high: int, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _bad(f"{what} must be a whole number from {low} to {high}, got {value!r}.")
+
+
+def _on_steps(value: float, step: float) -> bool:
+    return abs(value / step - round(value / step)) < 1e-6
+
+
+def _check_page_settings(where: str, temperature, top_k, top_p, seed, max_new_tokens,
+                         config: Optional[dict]) -> None:
+    """Settings the page's controls can show as given. A range slider snaps to its steps and
+    clamps to its ends (temperature 0.01 would become 0, greedy) and a text field refuses what
+    it cannot read, so anything else is refused here, where the chapter's code sets it."""
     from ..sampling import check_sampling_settings
+    check_sampling_settings(temperature, top_k, top_p)
+    if not (temperature == 0 or 0.05 <= temperature <= 2 and _on_steps(temperature, 0.05)):
+        raise _bad(f"{where}temperature {temperature!r}: the page's slider goes from 0 (greedy) to 2 in steps "
+                   "of 0.05; pick one of those values.")
+    if top_p is not None and not (0.05 <= top_p <= 1 and _on_steps(top_p, 0.01)):
+        raise _bad(f"{where}top_p {top_p!r}: the page's slider goes from 0.05 to 1 in steps of 0.01; pick one "
+                   "of those values (or None).")
+    _whole(seed, 0, 2 ** 32 - 1, f"{where}seed")
+    if config is not None:
+        if top_k is not None:
+            _whole(top_k, 1, config["vocab_size"], f"{where}top_k (the model has {config['vocab_size']} tokens)")
+        if max_new_tokens is not None:
+            _whole(max_new_tokens, 1, config["block_size"] - 1,
+                   f"{where}max_new_tokens (the page generates inside the {config['block_size']}-character window)")
+    elif max_new_tokens is not None:
+        _whole(max_new_tokens, 1, 10 ** 6, f"{where}max_new_tokens")
+
+
+def _example(example: dict, config: Optional[dict] = None) -> dict:
+    """One "Try:" button of the generator: a label, a prompt and the settings it sets."""
     if not isinstance(example, dict) or "label" not in example or "prompt" not in example:
         raise _bad(f"an example needs at least a 'label' and a 'prompt', got {example!r}.")
     unknown = set(example) - {"label", "prompt", "temperature", "top_k", "top_p", "seed", "max_new_tokens", "note"}
@@ -93,7 +147,8 @@ def _example(example: dict, V: Optional[int] = None) -> dict:
         raise _bad(f"unknown example keys {sorted(unknown)}; use label, prompt, temperature, top_k, top_p, "
                    "seed, max_new_tokens, note.")
     out = {"temperature": 1.0, "top_k": None, "top_p": None, "seed": 0, **example}
-    check_sampling_settings(out["temperature"], out["top_k"], out["top_p"])
+    _check_page_settings(f"example {out['label']!r}: ", out["temperature"], out["top_k"], out["top_p"],
+                         out["seed"], out.get("max_new_tokens"), config)
     out["label"] = tr(str(out["label"]))            # the chapter's label, in the reader's language
     if out.get("note"):
         out["note"] = tr(str(out["note"]))
@@ -108,14 +163,11 @@ def generator(prompt: str = "ROMEO:\n", temperature: float = 0.8, top_k: Optiona
     `examples`: one-click "Try:" buttons, each {label, prompt, temperature, top_k, top_p, seed}
     (optional: max_new_tokens, note), that set the widget and generate. `max_new_tokens` is the
     number of characters to generate, the name `generate` and the CLI use."""
-    from ..sampling import check_sampling_settings
-    check_sampling_settings(temperature, top_k, top_p)
-    if not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
-        raise _bad(f"seed must be an integer in [0, 2**32), got {seed!r}.")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise _bad(f"max_new_tokens must be a positive number of characters, got {max_new_tokens!r}.")
+    shape = _asset_config(model)
+    _check_page_settings("", temperature, top_k, top_p, seed, max_new_tokens, shape)
     config = {"model": model, "prompt": prompt, "temperature": temperature, "top_k": top_k,
-              "top_p": top_p, "seed": seed, "max_new_tokens": max_new_tokens, "examples": [_example(e) for e in examples]}
+              "top_p": top_p, "seed": seed, "max_new_tokens": max_new_tokens,
+              "examples": [_example(e, shape) for e in examples]}
     html = _widget("generator", config, base)
     return WebWidget("generator", html, f"prompt {prompt!r}, temperature {temperature}, seed {seed}"
                      + (f", {len(examples)} examples" if examples else ""))
@@ -131,6 +183,12 @@ def attention_explorer(texts: Union[Sequence[str], dict], layer: int = 0, head: 
         items = [{"label": (t[:28] + "…" if len(t) > 29 else t).replace("\n", "↵"), "text": t} for t in texts]
     if not items:
         raise _bad("give at least one prepared text for the explorer.")
+    shape = _asset_config(model)
+    if shape is not None:                 # the page's pickers hold these layers and heads only
+        _whole(layer, 0, shape["n_layer"] - 1, f"layer (the model has {shape['n_layer']} layers)")
+        _whole(head, 0, shape["n_head"] - 1, f"head (the model has {shape['n_head']} heads)")
+    _whole(max_chars, 1, shape["block_size"] if shape else 10 ** 6,
+           "max_chars" + (f" (the model reads at most {shape['block_size']} characters)" if shape else ""))
     too_long = [t["label"] for t in items if len(t["text"]) > max_chars]
     if too_long:
         raise _bad(f"prepared texts longer than max_chars={max_chars}: {too_long}; shorten them.")
@@ -144,6 +202,9 @@ def layer_predictions(text: str, position: Optional[int] = None, top_k: int = 5,
     """Chapter 10's "what each layer predicts" view: for a chosen position of `text` (default:
     the last), the top `top_k` next characters after the embedding and after each block (the
     final LayerNorm and the tied head applied to the residual stream, `minigpt.viz.layer_logits`)."""
+    shape = _asset_config(model)
+    _whole(max_chars, 1, shape["block_size"] if shape else 10 ** 6,
+           "max_chars" + (f" (the model reads at most {shape['block_size']} characters)" if shape else ""))
     if not text or len(text) > max_chars:
         raise _bad(f"text must have 1 to {max_chars} characters, got {len(text)}.")
     if position is not None and not 0 <= position < len(text):

@@ -110,7 +110,8 @@
   }
 
   MG.widgets.attention = function (node, model, config) {
-    var cfg = model.config, tok = model.tokenizer, maxChars = config.max_chars;
+    var cfg = model.config, tok = model.tokenizer;
+    var maxChars = Math.min(config.max_chars, cfg.block_size);   // the model reads at most its window
     var header = el("div", {"class": "mg-caption", "data-mg": "model", text: MG.describeModel(model)});
     var uid = Math.random().toString(36).slice(2, 8);
     var preset = el("select", {id: "mg-preset-" + uid, "data-mg": "preset"});
@@ -121,7 +122,7 @@
     var text = el("textarea", {id: "mg-text-" + uid, rows: "2", "data-mg": "text", spellcheck: "false",
                                "aria-label": tr("text to explore (at most {n} characters)", {n: maxChars})});
     text.value = config.texts[0].text;
-    var error = el("div", {"class": "mg-error", "data-mg": "text-error", role: "alert"});
+    var error = el("div", {"class": "mg-error", "data-mg": "text-error", "aria-live": "polite"});
     var layer = el("select", {id: "mg-layer-" + uid, "data-mg": "layer"});
     var head = el("select", {id: "mg-head-" + uid, "data-mg": "head"});
     for (var l = 0; l < cfg.n_layer; l++) { layer.appendChild(el("option", {value: String(l), text: String(l)})); }
@@ -289,7 +290,7 @@
 
     function compute() {
       error.textContent = "";
-      var ids, chars = Array.from(text.value);
+      var ids, maps, chars = Array.from(text.value), started = root.performance.now();
       try {
         if (chars.length === 0) { throw new Error(tr("the text is empty: type at least one character.")); }
         if (chars.length > maxChars) {
@@ -297,6 +298,7 @@
                             {n: chars.length, max: maxChars}));
         }
         ids = tok.encode(text.value);
+        maps = live.update(ids);                     // inside the try: its error is shown too
       } catch (e) {
         error.textContent = e.position === undefined ? e.message : MG.unknownCharacter(e, model, 0);
         setStale(true);
@@ -307,8 +309,7 @@
                                          : tr("Fix the text above to draw its maps.");
         return;
       }
-      var started = root.performance.now();
-      state.maps = live.update(ids);
+      state.maps = maps;
       var computed = root.performance.now();
       state.chars = chars;
       state.images = [];

@@ -57,7 +57,9 @@
     "character {i}: {character}": "第 {i} 个字符：{character}",
     "{done} of {n} characters, {rate} characters/s, first after {first} ms":
       "已生成 {done}/{n} 个字符，每秒 {rate} 个字符，第一个字符用了 {first} 毫秒",
-    " The context window ({block} characters) is full.": "上下文窗口（{block} 个字符）已经满了。",
+    " The {block}-character window is full: this page stops there (model.generate would slide the window on and keep going).":
+      "{block} 个字符的上下文窗口已经满了：本页在这里停下（model.generate 会把窗口向后滑动，继续生成）。",
+    "Stopped by an error after {done} characters: {message}": "生成了 {done} 个字符后因错误停止：{message}",
     "Done: {status}{fits} (seed {seed}).{full} Click a character to see its distribution.":
       "完成：{status}{fits}（随机种子 {seed}）。{full}点击一个字符，可以看到它是从哪个分布中抽出来的。",
     "Stopped: {status}{fits} (seed {seed}).{full} Click a character to see its distribution.":
@@ -94,7 +96,8 @@
     var promptId = uid("mg-prompt");
     var prompt = el("textarea", {id: promptId, rows: "3", "data-mg": "prompt", spellcheck: "false"});
     prompt.value = config.prompt;
-    var promptError = el("div", {"class": "mg-error", "data-mg": "prompt-error", role: "alert"});
+    // errors are read out politely, once per change (an alert would interrupt every keystroke)
+    var promptError = el("div", {"class": "mg-error", "data-mg": "prompt-error", "aria-live": "polite"});
     var promptNote = el("div", {"class": "mg-caption", "data-mg": "prompt-note"});
     // top-k and top-p keep their names in Chinese too (as the Chinese chapters write them).
     var T = slider(tr("temperature"), {key: "temperature", range: {min: "0", max: "2", step: "0.05"}});
@@ -106,13 +109,13 @@
     var lengthId = uid("mg-length");
     var length = el("input", {id: lengthId, type: "text", inputmode: "numeric", "data-mg": "length", "class": "mg-seed"});
     length.value = String(config.max_new_tokens);
-    var fieldError = el("div", {"class": "mg-error", "data-mg": "field-error", role: "alert"});
+    var fieldError = el("div", {"class": "mg-error", "data-mg": "field-error", "aria-live": "polite"});
     var go = el("button", {type: "button", "class": "mg-primary", "data-mg": "generate", text: tr("Generate")});
     var stop = el("button", {type: "button", "data-mg": "stop", text: tr("Stop"), disabled: "disabled"});
     var status = el("div", {"class": "mg-status", "data-mg": "status"});
     // Screen readers hear the start and the end of a run only, not every progress update.
     var announce = el("div", {"class": "mg-sr-only", "data-mg": "announce", "aria-live": "polite", role: "status"});
-    var output = el("div", {"class": "mg-output", "data-mg": "output",
+    var output = el("div", {"class": "mg-output", "data-mg": "output", role: "group",
                             "aria-label": tr("generated text: use the arrow keys to move between generated characters")});
     var panelTitle = el("div", {"class": "mg-panel-title", "data-mg": "dist-title"});
     var kept = el("div", {"class": "mg-kept", "data-mg": "kept"});
@@ -190,7 +193,7 @@
       kept.setAttribute("data-kept", String(nKept));
       bars.textContent = "";
       order.slice(0, SHOWN).forEach(function (id, rank) { bars.appendChild(barRow(id, probs, drawn, rank + 1)); });
-      var drawnRank = drawn === null ? -1 : order.indexOf(drawn), rest = 0, others = V - SHOWN;
+      var drawnRank = drawn === null ? -1 : order.indexOf(drawn), rest = 0, others = Math.max(0, V - SHOWN);
       order.slice(SHOWN).forEach(function (id) { if (id !== drawn) { rest += probs[id]; } });
       if (drawnRank >= SHOWN) {
         others -= 1;
@@ -198,8 +201,10 @@
                                                                      {rank: drawnRank + 1, V: V})}));
         bars.appendChild(barRow(drawn, probs, drawn, drawnRank + 1));
       }
-      bars.appendChild(el("div", {"class": "mg-bar-rest", text: tr("the other {n} tokens: {percent}%",
-                                                                   {n: others, percent: (100 * rest).toFixed(1)})}));
+      if (others > 0) {                              // a vocabulary of SHOWN tokens or fewer has no rest
+        bars.appendChild(el("div", {"class": "mg-bar-rest", text: tr("the other {n} tokens: {percent}%",
+                                                                     {n: others, percent: (100 * rest).toFixed(1)})}));
+      }
     }
 
     function clearDistribution(title) {
@@ -263,6 +268,9 @@
     function running() { return state.run !== null && !state.run.done; }
     function updateGo() {
       go.disabled = state.promptIds === null || state.seed === null || state.length === null || running();
+      if (examples) {                                 // an example starts a run: not during one
+        examples.querySelectorAll("[data-example]").forEach(function (b) { b.disabled = running(); });
+      }
     }
 
     function refreshPrompt() {                       // bring the prefill up to the prompt on screen
@@ -338,7 +346,7 @@
       output.textContent = "";
       output.appendChild(el("span", {"class": "mg-prompt-text", text: tok.decode(ids)}));
       var hadFocus = root.document.activeElement === go;
-      go.disabled = true;
+      updateGo();                                     // the run has begun: Generate and the examples wait
       stop.disabled = false;
       if (hadFocus) { stop.focus(); }               // a disabled button would drop focus to the page
       state.stopped = false;
@@ -347,6 +355,16 @@
       announce.textContent = tr("Generating {n} characters{fits}.", {n: n, fits: fits});
       var run = state.run;
       function chunk() {
+        // An error inside the model or the sampler must not leave the run half-open (Generate
+        // disabled, Stop doing nothing): it ends the run and says what went wrong.
+        try { chunkBody(); } catch (error) {
+          run.finishedMs = root.performance.now() - started;
+          if (root.console) { root.console.error(error); }
+          finish(tr("Stopped by an error after {done} characters: {message}",
+                    {done: run.ids.length, message: error && error.message ? error.message : String(error)}));
+        }
+      }
+      function chunkBody() {
         var deadline = root.performance.now() + 15;   // keep the page responsive: ~60 frames/s
         while (run.ids.length < n && !state.stopped && root.performance.now() < deadline) {
           var id = gen.step().id, index = run.ids.length;
@@ -367,7 +385,7 @@
         if (run.ids.length >= n || state.stopped) {
           run.finishedMs = root.performance.now() - started;
           var full = ids.length + run.ids.length >= blockSize
-            ? tr(" The context window ({block} characters) is full.", {block: blockSize}) : "";
+            ? tr(" The {block}-character window is full: this page stops there (model.generate would slide the window on and keep going).", {block: blockSize}) : "";
           var fields = {status: status.textContent, fits: fits, seed: seedValue, full: full};
           finish(state.stopped ? tr("Stopped: {status}{fits} (seed {seed}).{full} Click a character to see its distribution.", fields)
                                : tr("Done: {status}{fits} (seed {seed}).{full} Click a character to see its distribution.", fields));

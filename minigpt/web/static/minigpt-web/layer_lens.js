@@ -19,7 +19,8 @@
     "position to read: arrow keys move": "要查看的位置：用方向键移动",
     "After {text} (position {p})": "在 {text}（位置 {p}）之后",
     ", the end of the text:": "，文本到此结束：",
-    "; the text continues with {next}:": "；文本接下来是 {next}：",
+    "; the text continues with {next} (outlined where a layer ranks it in its top {k}):":
+      "；文本接下来是 {next}（某一层把它排进前 {k} 名时，用框标出）：",
     "stopped after": "停在",
     "#{rank}": "第 {rank} 名",
     "next {next}": "下一个 {next}",
@@ -56,12 +57,13 @@
   };
 
   MG.widgets.layers = function (node, model, config) {
-    var cfg = model.config, V = cfg.vocab_size, tok = model.tokenizer, k = config.top_k, maxChars = config.max_chars;
+    var cfg = model.config, V = cfg.vocab_size, tok = model.tokenizer, k = config.top_k;
+    var maxChars = Math.min(config.max_chars, cfg.block_size);   // the model reads at most its window
     var uid = Math.random().toString(36).slice(2, 8);
     var header = el("div", {"class": "mg-caption", "data-mg": "model", text: MG.describeModel(model)});
     var text = el("textarea", {id: "mg-lens-text-" + uid, rows: "2", "data-mg": "text", spellcheck: "false"});
     text.value = config.text;
-    var error = el("div", {"class": "mg-error", "data-mg": "text-error", role: "alert"});
+    var error = el("div", {"class": "mg-error", "data-mg": "text-error", "aria-live": "polite"});
     var chars = el("div", {"class": "mg-output mg-lens-chars", "data-mg": "positions", role: "radiogroup",
                            "aria-label": tr("position to read: arrow keys move")});
     var title = el("div", {"class": "mg-panel-title", "data-mg": "lens-title", "aria-live": "polite"});
@@ -83,7 +85,8 @@
       title.textContent = tr("After {text} (position {p})", {text: JSON.stringify(state.chars.slice(Math.max(0, p - 11), p + 1).join("")),
                                                             p: p}) +
         (next === null ? tr(", the end of the text:") :
-         tr("; the text continues with {next}:", {next: JSON.stringify(state.chars[p + 1])}));
+         tr("; the text continues with {next} (outlined where a layer ranks it in its top {k}):",
+            {next: JSON.stringify(state.chars[p + 1]), k: k}));
       table.textContent = "";
       var head = el("tr", {}, [el("th", {text: tr("stopped after")})]);
       for (var r = 0; r < k; r++) { head.appendChild(el("th", {text: tr("#{rank}", {rank: r + 1})})); }
@@ -125,7 +128,7 @@
 
     function compute() {
       error.textContent = "";
-      var list = Array.from(text.value), ids;
+      var list = Array.from(text.value), ids, logits;
       try {
         if (list.length === 0) { throw new Error(tr("the text is empty: type at least one character.")); }
         if (list.length > maxChars) {
@@ -133,6 +136,7 @@
                             {n: list.length, max: maxChars}));
         }
         ids = tok.encode(text.value);
+        logits = model.layerLogits(ids);             // inside the try: its error is shown too
       } catch (e) {
         error.textContent = e.position === undefined ? e.message : MG.unknownCharacter(e, model, 0);
         state.stale = true;
@@ -145,7 +149,7 @@
       chars.classList.remove("mg-stale");
       table.classList.remove("mg-stale");
       state.chars = list;
-      state.logits = model.layerLogits(ids);
+      state.logits = logits;
       chars.textContent = "";
       list.forEach(function (ch, i) {
         chars.appendChild(el("span", {"class": "mg-char" + (ch === "\n" ? " mg-newline" : ""), role: "radio",

@@ -368,6 +368,10 @@
     if (!asset || asset.format !== "minigpt-web") {
       throw new Error("not a minigpt web asset: write one with minigpt.web.export_web");
     }
+    if (asset.version !== 1) {                     // a later layout would be misread, silently
+      throw new Error("this model file has format version " + asset.version + ", and this page reads " +
+                      "version 1: export it again with this version of minigpt (minigpt.web.export_web)");
+    }
     var cfg = this.config = asset.config;
     this.name = asset.name;
     this.quantize = asset.quantize;
@@ -626,7 +630,10 @@
     script.onload = function () {
       var result = null, error = null;
       try { result = MG.loadModel(name); } catch (e) { error = e; }
-      waiting[src].forEach(function (cb) { cb(error, result); });
+      // each callback on its own: one widget that fails to mount must not starve the others
+      waiting[src].forEach(function (cb) {
+        try { cb(error, result); } catch (e) { if (root.console) { root.console.error(e); } }
+      });
     };
     script.onerror = function () {
       var error = new Error("could not load the model file " + src);

@@ -36,6 +36,7 @@
   var ZH = {
     "Loading the model into this page…": "正在把模型载入本页……",
     "This widget could not load its model ({error}).": "这个小部件没能载入它的模型（{error}）。",
+    "This widget could not start ({error}).": "这个小部件没能启动（{error}）。",
     "could not load the model file {src}": "无法载入模型文件 {src}",
     "model {name}": "模型 {name}",
     "minigpt's shipped model 'shakespeare_char' (tinyshakespeare, 4,821,248 parameters)":
@@ -112,7 +113,16 @@
           return;
         }
         node.textContent = "";
-        mount(node, model, config);
+        try {
+          mount(node, model, config);
+        } catch (e) {                                  // this widget says why; the others still mount
+          node.setAttribute("data-mg-mounted", "failed");
+          node.textContent = "";
+          node.appendChild(MG.el("div", {"class": "mg-fallback", role: "status",
+                                         text: tr("This widget could not start ({error}).", {error: e.message})}));
+          if (root.console) { root.console.error(e); }
+          return;
+        }
         node.setAttribute("data-mg-mounted", "ready");
       });
     });
