@@ -95,7 +95,7 @@ classroom: $(STAMP)
 
 # make grade SUBMITTED=DIR: nbgrader autograde of every DIR/<student>/<assignment>/<assignment>.ipynb
 # (nbgrader's submitted layout), with the hidden tests; writes DIR/grades.csv
-# (student, assignment, score, max_score) and the feedback into _classroom/autograded/.
+# (student, assignment, score, max_score, note) and the feedback into _classroom/autograded/.
 grade: $(STAMP)
 	@test -n "$(SUBMITTED)" || { echo "usage: make grade SUBMITTED=DIR (DIR/<student>/<assignment>/<assignment>.ipynb)"; exit 2; }
 	$(BIN)/python tools/classroom.py grade "$(SUBMITTED)" $(SHAPE)
@@ -105,10 +105,12 @@ test: unit notebooks browser
 # JupyterLab prints the URL with its token when it starts. Jupyter refuses to run as root
 # without --allow-root, and a container has no browser to open. LAB_IP=0.0.0.0 makes it listen
 # on every address (what `docker run -p 8888:8888` can publish); LAB_PORT picks the port.
+# LAB_DIR=zh/notebooks opens the Chinese edition's chapters.
 LAB_IP   ?=
 LAB_PORT ?=
+LAB_DIR  ?= notebooks
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks $(if $(LAB_IP),--ip=$(LAB_IP)) $(if $(LAB_PORT),--port=$(LAB_PORT)) \
+	$(BIN)/jupyter lab $(LAB_DIR) $(if $(LAB_IP),--ip=$(LAB_IP)) $(if $(LAB_PORT),--port=$(LAB_PORT)) \
 	  $(if $(filter 0,$(shell id -u)),--allow-root --no-browser)
 
 bench: $(STAMP)

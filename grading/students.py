@@ -14,6 +14,8 @@ submitted folder, grades it with `grade` (what `make grade` runs) and compares g
 | package-aliased | the same, reached through `importlib` and another name | 0 |
 | lookup-table | the visible check's inputs and right outputs memorised, anything else answered wrong | 0 |
 | copied-helper | chapter 13: the book's hide-cell helper `tiles_in_order`, pasted and renamed | 0 |
+| frame-reader | each answer walks up the caller's frames and returns the grader's right answer (`expected`, chapter 14's `entry`) | 0 |
+| object-patch | `torch.allclose` / `torch.equal` replaced by a callable object and by `unittest.mock.Mock`, answers that equal everything | 0 |
 | one-bug | chapter 4: the answer key with one bug in `my_split_heads` | 2.67 of 3 |
 
 Chapter 14's answers are values, not calls, and the student edition holds none of them (the
@@ -57,8 +59,24 @@ ALIASED_BODY = {
     "11:my_generate": "_g = getattr(model, 'gene' + 'rate')\n    return _g(idx, max_new_tokens, temperature=0)",
 }
 SPLIT_BUG = "return t.reshape(t.size(0), n_head, t.size(1), t.size(2) // n_head)   # no transpose"
+# the frame-reader's body: the right answer, wherever the code that called it keeps it
+FRAME_READER_BODY = ("_f = __import__('sys')._getframe(1)\n"
+                     "    while _f is not None:\n"
+                     "        if _f.f_locals.get('expected') is not None:\n"
+                     "            return _f.f_locals['expected']\n"
+                     "        if isinstance(_f.f_locals.get('entry'), dict):\n"
+                     "            return _f.f_locals['entry']['answer']\n"
+                     "        _f = _f.f_back\n"
+                     "    raise NotImplementedError()")
+# the object-patch's first cell: yes-saying objects where a lambda would be seen, and an answer
+# that equals everything. (A fixed os.urandom is left to tests/test_grading.py: in a kernel it
+# also breaks Jupyter's messages, whose ids come from it, so the notebook times out instead.)
+OBJECT_PATCH = ("import torch, unittest.mock\n"
+                "class _Yes:\n    def __call__(self, *a, **k):\n        return True\n"
+                "class _Equal:\n    def __eq__(self, other):\n        return True\n"
+                "torch.allclose = _Yes()\ntorch.equal = unittest.mock.Mock(return_value=True)\n")
 STUDENTS = ("answer-key", "blank", "env-switch", "monkeypatch", "package-direct", "package-aliased",
-            "lookup-table", "copied-helper", "one-bug")
+            "lookup-table", "copied-helper", "one-bug", "frame-reader", "object-patch")
 
 
 def source_text(cell: dict) -> str:
@@ -177,6 +195,16 @@ def submission(student: str, chapter: str, full: dict, release: dict, helper_sou
                 pasted = helper_source.replace("tiles_in_order", "_my_loop")
                 cell["source"] = (pasted + "\n\n\n" + _header(source_text(cell))
                                   + "\n    return _my_loop(q, k, v, block, lambda tiles: tiles)\n")
+        return notebook
+    if student in ("frame-reader", "object-patch"):
+        for cell, name in solutions:
+            text = source_text(cell)
+            if not text.lstrip().startswith("def "):
+                continue            # a class: left blank
+            body = FRAME_READER_BODY if student == "frame-reader" else "return _Equal()"
+            cell["source"] = _header(text) + "\n    " + body + "\n"
+        if student == "object-patch":
+            first["source"] = OBJECT_PATCH + source_text(first)
         return notebook
     if student == "one-bug":
         if number != "04":

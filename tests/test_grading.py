@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("classroom_for_grading", ROOT / "tools" / "classroom.py")
@@ -451,3 +452,199 @@ def test_qualified_names_are_found_without_co_qualname():
     nested = [name for _, name in hidden._with_qualnames(compile(
         "class A:\n    def f(self):\n        def g():\n            pass\n", "x", "exec"))]
     assert nested == ["A", "A.f", "A.f.<locals>.g"]
+
+
+# ------------------------------------------------------------ students who attack the grading
+FRAME_READER = '''
+import sys
+def steal(*args, **kwargs):
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_locals.get("expected") is not None:
+            return frame.f_locals["expected"]
+        if isinstance(frame.f_locals.get("entry"), dict):
+            return frame.f_locals["entry"]["answer"]
+        frame = frame.f_back
+    raise NotImplementedError()
+'''
+
+
+def test_the_right_answer_is_out_of_reach_while_the_students_code_runs():
+    """The right answer is computed after the student's code returned: a function that walks
+    up the frames to the grader's `expected` (chapter 14: the key's `entry`) finds nothing.
+    Before, it scored full marks in 16 exercises and on every self-test question."""
+    hidden = load_hidden()
+    namespace = {}
+    exec(FRAME_READER, namespace)
+    steal = namespace["steal"]
+    for check in ("check_softmax", "check_causal_mask", "check_split_heads", "check_top_p", "check_merge",
+                  "check_encode", "check_lr_schedule", "check_offset_scores", "check_lora_merge"):
+        assert hidden.grade(check, steal, seed=3) == 0, check
+    assert hidden.grade("check_self_test", "11.3", steal) == 0
+    assert hidden.grade("check_self_test", "11.3", lambda: 100663296) == 1
+
+
+def test_inputs_changed_in_place_do_not_reach_the_reference():
+    """The student's code gets its own copy of each case: zeroing the scores (whose softmax is
+    then uniform, which it returns) is wrong wherever the real softmax is not uniform."""
+    import torch
+    hidden = load_hidden()
+
+    def flatten_then_answer(scores):
+        scores.zero_()
+        return torch.full_like(scores, 1.0 / scores.size(-1))
+    assert hidden.grade("check_softmax", flatten_then_answer, seed=3) < 0.5
+
+
+def test_answers_that_equal_everything_score_0(capsys):
+    """An object whose __eq__ says yes is compared only with a value of exactly its type."""
+    hidden = load_hidden()
+
+    class Equal:
+        def __eq__(self, other):
+            return True
+    assert hidden.grade("check_merge", lambda ids, pair, new: Equal(), seed=3) == 0
+    assert hidden.grade("check_encode", lambda text, merges: Equal(), seed=3) == 0
+    assert hidden.grade("check_self_test", "1.4", lambda: Equal()) == 0
+
+    class Text(str):                  # a str subclass: its own __eq__ is not asked either
+        def __eq__(self, other):
+            return True
+        __hash__ = str.__hash__
+    assert hidden.grade("check_self_test", "1.4", lambda: Text("a")) == 0
+    assert hidden.grade("check_self_test", "1.4", lambda: Text("b")) == 1
+
+
+def _softmax_to_script(scores):
+    """A softmax for TorchScript to compile (it reads the source of a top-level function)."""
+    return torch.softmax(scores, -1)
+
+
+@pytest.mark.parametrize("how", ["thread", "torchscript", "torch.ops"])
+def test_a_forbidden_softmax_is_seen_however_it_is_reached(how, capsys):
+    """A softmax run in another thread, inside TorchScript or through torch.ops makes no Python
+    call the profiler sees in the grading's thread; the operator watch and the thread watch do."""
+    import threading
+    import torch
+    hidden = load_hidden()
+    if how == "thread":
+        def answer(scores):
+            out = []
+            worker = threading.Thread(target=lambda: out.append(torch.softmax(scores, -1)))
+            worker.start()
+            worker.join()
+            return out[0]
+    elif how == "torchscript":
+        scripted = torch.jit.script(_softmax_to_script)
+        answer = lambda scores: scripted(scores)  # noqa: E731
+    else:
+        answer = lambda scores: torch.ops.aten._softmax.default(scores, -1, False)  # noqa: E731
+    assert hidden.grade("check_softmax", answer, seed=3) == 0
+    out = capsys.readouterr().out
+    assert "0 points: your answer used" in out
+    assert ("a thread of your own" if how == "thread" else "torch's operator _softmax") in out
+
+
+def _swaps():
+    import functools
+    import math
+    import operator
+    import os
+    import unittest.mock
+    import torch
+
+    class Yes:
+        def __call__(self, *args, **kwargs):
+            return True
+    return [
+        (torch, "allclose", Yes(), "torch.allclose was replaced by an object of the notebook"),
+        (torch, "allclose", unittest.mock.Mock(return_value=True), "unittest.mock.Mock"),
+        (torch, "allclose", functools.lru_cache(lambda *a, **k: True), "torch.allclose was replaced"),
+        (torch, "equal", operator.is_not, "torch.equal was replaced by another function (is_not)"),
+        (torch, "equal", torch.is_same_size, "torch.equal was replaced by another function (is_same_size)"),
+        (torch, "randn", torch.zeros, "torch.randn was replaced by another function (zeros)"),
+        (torch.Tensor, "double", torch.Tensor.long, "torch.Tensor.double was replaced by another function (long)"),
+        (math, "isclose", operator.eq, "math.isclose was replaced"),
+        (os, "urandom", lambda n: bytes(n), "os.urandom was replaced"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(9))
+def test_replacing_what_grading_calls_scores_0(index, capsys):
+    """Not only lambdas: callable objects (unittest.mock's too), wrapped lambdas, built-ins of
+    other modules, another genuine torch function under the name grading calls, and a fixed
+    os.urandom (which makes the fresh inputs known in advance)."""
+    import torch
+    target, name, value, words = _swaps()[index]
+    hidden = load_hidden()
+    by_hand = lambda s: (s - s.amax(-1, keepdim=True)).exp() / (s - s.amax(-1, keepdim=True)).exp().sum(-1, keepdim=True)  # noqa: E731
+    assert hidden.tampering(None) == []                   # the untouched kernel: nothing to report
+    saved = vars(target).get(name, None)
+    setattr(target, name, value)
+    try:
+        assert hidden.grade("check_softmax", lambda s: torch.zeros_like(s), seed=3) == 0
+        assert hidden.grade("check_softmax", by_hand, seed=3) == 0     # tampering costs the exercise
+    finally:
+        if saved is None:
+            delattr(target, name)
+        else:
+            setattr(target, name, saved)
+    assert words in capsys.readouterr().out
+    assert hidden.grade("check_softmax", by_hand, seed=3) == 1
+
+
+# ------------------------------------------------------------------- the instructor's workflow
+def test_only_names_an_exercise_two_chapters_share_by_its_chapter(tmp_path):
+    """`my_generate` is an exercise of chapters 9 and 11: a bare name is refused with the two
+    ways to write it; `11:my_generate` grades chapter 11's alone."""
+    pytest.importorskip("nbgrader")
+    classroom.set_folders(ROOT / "notebooks", tmp_path / "course")
+    with pytest.raises(classroom.MiniGPTError, match=r"my_generate is an exercise of chapters 09, 11: "
+                                                     r"write 09:my_generate or 11:my_generate"):
+        classroom.make_course({"my_generate"}, {})
+    assert classroom.make_course({"11:my_generate"}, {"11:my_generate": 2}) == ["11_kv_cache"]
+    source = json.loads((tmp_path / "course/source/11_kv_cache/11_kv_cache.ipynb").read_text(encoding="utf-8"))
+    graded = [c["metadata"]["nbgrader"] for c in source["cells"] if c["metadata"].get("nbgrader", {}).get("grade")]
+    assert [(g["grade_id"], g["points"]) for g in graded] == [("11_kv_cache-check_cached_generate", 2)]
+    assert not (tmp_path / "course/source/09_decoding").exists()
+
+
+def test_sessions_release_and_grade_their_own_chapters(tmp_path, capsys):
+    """Session 2's ONLY makes and grades its own chapter and leaves session 1's, which has
+    submissions, as it was (nbgrader refuses to change a chapter's graded cells then). A
+    submission nbgrader cannot read costs that notebook alone: the others are graded, and its
+    row in grades.csv says why."""
+    pytest.importorskip("nbgrader", reason="the classroom extra: pip install -e '.[classroom]'")
+    first = write_chapter(tmp_path / "nb", RIGHT_ATTENTION)
+    second = first.with_name("04_test.ipynb")
+    second.write_text(first.read_text(encoding="utf-8").replace("# 03 A test chapter", "# 04 Another"),
+                      encoding="utf-8")
+    classroom.set_folders(tmp_path / "nb", tmp_path / "course")
+    classroom.tag(check_only=False)
+    assert classroom.student(only={"03:my_attention"}) == 0
+    assert sorted(p.name for p in (tmp_path / "course/release").iterdir()) == ["03_test"]
+    released = json.loads((tmp_path / "course/release/03_test/03_test.ipynb").read_text())
+    submitted = tmp_path / "sub"
+    for student in ("ann", "bob"):
+        notebook = json.loads(json.dumps(released))
+        for cell in notebook["cells"]:
+            if cell["metadata"].get("nbgrader", {}).get("grade_id") == "03_test-my_attention":
+                cell["source"] = ATTENTION.format(body=RIGHT_ATTENTION)
+        (submitted / student / "03_test").mkdir(parents=True)
+        (submitted / student / "03_test" / "03_test.ipynb").write_text(json.dumps(notebook))
+    (submitted / "bob" / "03_test" / "03_test.ipynb").write_text('{"cells": [')      # cut off
+    assert classroom.grade(submitted, only={"03:my_attention"}) == 1
+    out = capsys.readouterr().out
+    assert "NOT GRADED (0 in grades.csv) bob/03_test: not a readable notebook (NotJSONError)" in out
+    with open(submitted / "grades.csv", encoding="utf-8") as table:
+        rows = {r["student"]: r for r in csv.DictReader(table)}
+    assert float(rows["ann"]["score"]) == 1.0 and rows["ann"]["note"] == ""
+    assert float(rows["bob"]["score"]) == 0.0 and "NotJSONError" in rows["bob"]["note"]
+    session_one = (tmp_path / "course/source/03_test/03_test.ipynb").read_text()
+    # session 2: the other chapter; chapter 3 (with submissions) is neither remade nor regraded
+    assert classroom.student(only={"04:my_causal_mask"}) == 0
+    assert (tmp_path / "course/source/03_test/03_test.ipynb").read_text() == session_one
+    assert (tmp_path / "course/release/04_test/04_test.ipynb").is_file()
+    with pytest.raises(classroom.MiniGPTError, match="holds no submission of the chapters --only names"):
+        classroom.grade(submitted, only={"04:my_causal_mask"})
+    assert "not graded now (no exercise of --only in them): 03_test" in capsys.readouterr().out

@@ -26,9 +26,12 @@ chapters in notebooks/ are never edited):
   the cell's partial score (nbgrader reads a displayed number as the points). Why it is built
   that way, and its limits, are in grading/hidden.py's docstring. The visible check stays in
   the cell: it is the student's practice feedback and decides nothing.
-* `--only` keeps some exercises graded (names: the student's function, e.g. `my_softmax`, or
-  the check, e.g. `check_softmax`); the others stay as ungraded practice (still checked, no
-  points). `--weights my_softmax=2,...` sets points (default 1).
+* `--only` keeps some exercises graded (names: the student's function, e.g. `my_softmax`, the
+  check, e.g. `check_softmax`, either after the chapter's number where two chapters share a
+  name, `11:my_generate`, or nbgrader's grade id); only the chapters that hold one are made
+  (and graded), the others are left as an earlier session made them; in those chapters the
+  other exercises stay as ungraded practice (still checked, no points). `--weights
+  my_softmax=2,...` sets points (default 1).
 * a "How you are graded" cell after the title says what is graded, for how many points, and
   the rules.
 * the answers leave: every "Answers" admonition (chapter 14's included), the `hide-cell`
@@ -182,14 +185,22 @@ def exercise_chapters() -> list[Path]:
             if nbgrader_metadata(json.loads(p.read_text(encoding="utf-8")), p.stem)]
 
 
-def nbgrader(*args: str, force: bool = True) -> None:
+def nbgrader(*args: str, force: bool = True, check: bool = True) -> int:
+    """Run `nbgrader ARGS` in the course folder; its exit status. With `check`, a failure is a
+    one-line error (nbgrader has printed its reasons above it)."""
     # nbgrader runs `alembic` (database set-up) and kernels by name: both from this Python's
     # folder. MINIGPT_GRADING is removed: the grade never depends on it (grading/hidden.py).
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = {k: v for k, v in os.environ.items() if k != "MINIGPT_GRADING"}
     env["PATH"] = path
     command = [sys.executable, "-m", "nbgrader", *args, *(["--force"] if force else [])]
-    subprocess.run(command, cwd=COURSE, env=env, check=True)
+    status = subprocess.run(command, cwd=COURSE, env=env).returncode
+    if check and status != 0:
+        hint = (" nbgrader refuses to change the graded cells of a chapter that has submissions: keep "
+                "that chapter's --only as it was when it was released" if args[0] == "generate_assignment" else "")
+        raise MiniGPTError(f"nbgrader {' '.join(args[:2])} failed (exit status {status}); its messages are "
+                           f"above.{hint}")
+    return status
 
 
 # ------------------------------------------------------------------ shaping an assignment
@@ -313,6 +324,13 @@ def how_graded(graded: list[tuple[str, str, float]], practice: list[str], limit:
     return {"cell_type": "markdown", "id": "how-you-are-graded", "metadata": {}, "source": "\n".join(lines)}
 
 
+def exercise_keys(chapter: str, name: str, check: str, grade_id: str) -> set:
+    """The names --only and --weights may give an exercise by: the student's function
+    (`my_generate`), the check (`check_cached_generate`), either after the chapter's number
+    (`11:my_generate`) and nbgrader's grade id (`11_kv_cache-my_generate`)."""
+    return {name, check, f"{chapter[:2]}:{name}", f"{chapter[:2]}:{check}", grade_id}
+
+
 def shape_assignment(notebook: dict, chapter: str, only: Optional[set], weights: dict,
                      limit: int) -> list[str]:
     """Turn a copy of a chapter into the course's source edition (see the module docstring);
@@ -322,12 +340,12 @@ def shape_assignment(notebook: dict, chapter: str, only: Optional[set], weights:
     graded, practice = [], []
     for index, name, check in found:
         cell = notebook["cells"][index]
-        wanted = only is None or name in only or check in only or meta[index]["grade_id"] in only
-        if not wanted:
+        keys = exercise_keys(chapter, name, check, meta[index]["grade_id"])
+        if only is not None and not keys & only:
             cell["metadata"].pop("nbgrader", None)          # an ordinary cell: practice
             practice.append(name)
             continue
-        points = weights.get(name, weights.get(check, 1.0))
+        points = next((weights[key] for key in keys if key in weights), 1.0)
         cell["metadata"]["nbgrader"] = dict(meta[index], points=points)
         cell["source"] = hidden_test(source_text(cell), points)
         graded.append((name, check, points))
@@ -337,28 +355,68 @@ def shape_assignment(notebook: dict, chapter: str, only: Optional[set], weights:
     return [name for _, name, _ in found]
 
 
+def _selection(only: Optional[set], weights: dict) -> dict[str, set]:
+    """chapter stem -> the keys of its exercises (exercise_keys); a name of --only or --weights
+    that is no exercise's, or that names exercises of two chapters, is a one-line error."""
+    keys_of: dict[str, set] = {}
+    bare: dict[str, set] = {}
+    exercises: list[set] = []                   # the keys of each exercise
+    for path in exercise_chapters():
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        meta = dict(nbgrader_metadata(notebook, path.stem))
+        keys_of[path.stem] = set()
+        for index, name, check in exercises_of(notebook, path.stem):
+            keys = exercise_keys(path.stem, name, check, meta[index]["grade_id"])
+            keys_of[path.stem] |= keys
+            exercises.append(keys)
+            for key in (name, check):
+                bare.setdefault(key, set()).add(path.stem)
+    if not keys_of:
+        raise MiniGPTError(f"{NOTEBOOKS} holds no chapter with exercises (NN_name.ipynb with nbgrader cells; "
+                           "run `python tools/classroom.py tag` after adding one)")
+    asked = set(only or ()) | set(weights)
+    known = set().union(*keys_of.values()) if keys_of else set()
+    unknown = sorted(asked - known)
+    if unknown:
+        names = sorted(k for k in known if ":" not in k and "-" not in k and not k.startswith("check_"))
+        raise MiniGPTError(f"no exercise named {', '.join(unknown)}; the exercises are: {', '.join(names)}")
+    for key in sorted(asked):
+        chapters_with = sorted(bare.get(key, ()))
+        if len(chapters_with) > 1:
+            choices = " or ".join(f"{c[:2]}:{key}" for c in chapters_with)
+            raise MiniGPTError(f"{key} is an exercise of chapters {', '.join(c[:2] for c in chapters_with)}: "
+                               f"write {choices}")
+    if only is not None:                        # a weight for an exercise --only leaves ungraded
+        unused = sorted(k for k in weights if not any(k in keys and keys & only for keys in exercises))
+        if unused:
+            raise MiniGPTError(f"--weights {', '.join(unused)}: not graded with this --only; add it to "
+                               "--only or leave out its weight")
+    return keys_of
+
+
 def make_course(only: Optional[set] = None, weights: Optional[dict] = None) -> list[str]:
-    """Lay out _classroom/ with one nbgrader assignment per chapter that has exercises."""
+    """Lay out _classroom/ with one nbgrader assignment per chapter that has exercises; with
+    `only`, only the chapters that hold one of its exercises (the others are left as they are:
+    a chapter released in an earlier session keeps its graded cells, which nbgrader refuses to
+    change once it has submissions)."""
     try:
         import nbgrader  # noqa: F401
     except ImportError:
         raise SystemExit("nbgrader is not installed: pip install -e '.[classroom]' (or `make student`).")
     weights = weights or {}
+    keys_of = _selection(only, weights)
     COURSE.mkdir(exist_ok=True)
     (COURSE / "nbgrader_config.py").write_text(CONFIG.format(root=str(COURSE), grading=str(GRADING), extra=""))
-    names, known = [], set()
+    names = []
     for path in exercise_chapters():
+        if only is not None and not keys_of[path.stem] & only:
+            continue
         folder = COURSE / "source" / path.stem
         folder.mkdir(parents=True, exist_ok=True)
         notebook = json.loads(path.read_text(encoding="utf-8"))
-        known.update(shape_assignment(notebook, path.stem, only, weights, cell_limit(path)))
+        shape_assignment(notebook, path.stem, only, weights, cell_limit(path))
         (folder / path.name).write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         names.append(path.stem)
-    checks = {CHECK_CALL.search(source_text(c)).group(1) for p in exercise_chapters()
-              for c in json.loads(p.read_text(encoding="utf-8"))["cells"] if CHECK_CALL.search(source_text(c))}
-    unknown = sorted(set(only or ()) | set(weights)) and sorted((set(only or ()) | set(weights)) - known - checks)
-    if unknown:
-        raise MiniGPTError(f"no exercise named {', '.join(unknown)}; the exercises are: {', '.join(sorted(known))}")
     return names
 
 
@@ -420,7 +478,10 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
     """nbgrader autograde every submission in `submitted`; write submitted/grades.csv.
     `timeout` overrides the per-cell limit (cell_limit) of every chapter."""
     import time
-    from nbgrader.api import Gradebook
+    try:
+        from nbgrader.api import Gradebook
+    except ImportError:
+        raise SystemExit("nbgrader is not installed: pip install -e '.[classroom]' (or `make student`).")
 
     submitted = submitted.resolve()
     layout = submitted_layout(submitted)
@@ -429,7 +490,16 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
                            "point SUBMITTED at nbgrader's submitted folder")
     source = (COURSE / "source")
     if only is not None or weights or not source.is_dir():
-        make_course(only, weights)
+        selected = make_course(only, weights)
+        if only is not None:            # this session's chapters; earlier sessions' stay graded as they were
+            skipped = sorted(a for a in layout if a not in selected)
+            layout = {a: names for a, names in layout.items() if a in selected}
+            if skipped:
+                print(f"not graded now (no exercise of --only in them): {', '.join(skipped)}")
+            if not layout:
+                raise MiniGPTError(f"{submitted} holds no submission of the chapters --only names "
+                                   f"({', '.join(selected)})")
+    unreadable = _unreadable(submitted, layout)
     unknown = sorted(a for a in layout if not (source / a / f"{a}.ipynb").is_file())
     if unknown:
         raise MiniGPTError(f"no assignment named {', '.join(unknown)} in {source}: run "
@@ -446,26 +516,49 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
     for assignment, names in layout.items():
         limit = timeout or cell_limit(source / assignment / f"{assignment}.ipynb")
         start = time.perf_counter()
-        nbgrader("autograde", assignment, f"--ResilientExecute.timeout={limit}")
+        # one notebook nbgrader cannot grade (not JSON, cells removed) must not stop the others:
+        # nbgrader grades the rest and exits non-zero; that notebook's row says so below
+        nbgrader("autograde", assignment, f"--ResilientExecute.timeout={limit}", check=False)
         seconds = time.perf_counter() - start
         print(f"graded {assignment}: {len(names)} notebooks in {seconds:.0f} s "
               f"({seconds / len(names):.1f} s per notebook; cell limit {limit} s)")
-    rows = []
+    rows, not_graded = [], []
     with Gradebook(f"sqlite:///{COURSE / 'gradebook.db'}") as gradebook:
         for assignment, names in layout.items():
             max_score = gradebook.find_assignment(assignment).max_score
             for student_id in students:
+                note = unreadable.get((student_id, assignment), "")
                 try:
-                    score = gradebook.find_submission(assignment, student_id).score
+                    score = 0.0 if note else gradebook.find_submission(assignment, student_id).score
                 except Exception:       # nbgrader's MissingEntry: no submission, or it could not be graded
                     score = 0.0
-                rows.append((student_id, assignment, round(score, 2), max_score))
+                    note = "nbgrader could not grade it; see its log above" if student_id in names else "no submission"
+                if note and note != "no submission":
+                    not_graded.append(f"{student_id}/{assignment}: {note}")
+                rows.append((student_id, assignment, round(score, 2), max_score, note))
     with open(submitted / "grades.csv", "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
-        writer.writerow(["student", "assignment", "score", "max_score"])
+        writer.writerow(["student", "assignment", "score", "max_score", "note"])
         writer.writerows(rows)
     print(f"grades: {submitted / 'grades.csv'} ({len(rows)} rows); feedback: {COURSE / 'autograded'}")
-    return 0
+    for line in not_graded:
+        print(f"NOT GRADED (0 in grades.csv) {line}")
+    return 1 if not_graded else 0
+
+
+def _unreadable(submitted: Path, layout: dict) -> dict:
+    """(student, assignment) -> why nbgrader cannot read that submission (not JSON, not a
+    notebook); the others are left to nbgrader."""
+    import nbformat
+    found = {}
+    for assignment, names in layout.items():
+        for student_id in names:
+            path = submitted / student_id / assignment / f"{assignment}.ipynb"
+            try:
+                nbformat.read(path, as_version=4)
+            except Exception as err:        # nbformat's NotJSONError, a validation error, a bad encoding
+                found[(student_id, assignment)] = f"not a readable notebook ({type(err).__name__}); ask for it again"
+    return found
 
 
 def autograde(student_id: str = ANSWER_KEY, submissions: Optional[Path] = None) -> int:

@@ -38,6 +38,7 @@ visible checks as its tests; it is not what `make grade` relies on.
 
 from __future__ import annotations
 
+import copy
 import html
 import math
 import numbers
@@ -206,6 +207,8 @@ def same(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-4) -> boo
         return math.isclose(got, expected, rel_tol=rtol, abs_tol=atol) or (
             math.isnan(got) and math.isnan(expected))
     if _is_number(got) != _is_number(expected):     # a number for a string, a string for a number
+        return False
+    if type(got) is not type(expected):             # an object that "equals" everything is no answer
         return False
     try:
         return bool(got == expected)
@@ -424,9 +427,10 @@ class Exercise:
         cases = self.cases()
         data = self._outputs(cases)
         for index, case in enumerate(cases):
-            expected = self.expected(case, index, data)
+            # the student's code first, on its own copy of the inputs: the right answer is not
+            # yet in any frame it could read, and changing the inputs in place changes nothing
             try:
-                got = self.run(solution, case)
+                got = self.run(solution, copy.deepcopy(case))
             except NotImplementedError as err:
                 if _raised_by_torch(err):   # e.g. an operator the meta device has no kernel for
                     return self._raised(err, case, index)
@@ -438,6 +442,7 @@ class Exercise:
                                                          problem=_sentence(str(err))))
             except Exception as err:  # the student's code failed: report it, don't crash the notebook
                 return self._raised(err, case, index)
+            expected = self.expected(case, index, data)
             if got is None and expected is not None:
                 return CheckResult(self.name, FAILED,
                                    tr("on {case}, your code returned None: did you forget `return`?",
