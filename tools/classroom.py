@@ -695,42 +695,77 @@ CATALOGUE_END = "<!-- end of mistake catalogue -->"
 GUIDE = ROOT / "book" / "instructor_guide.md"
 
 
-def catalogue_markdown() -> str:
-    """Every exercise and the mistakes its check names, by chapter, as Markdown."""
+def catalogue_markdown(lang: str = "en") -> str:
+    """Every exercise and the mistakes its check names, by chapter, as Markdown: in English, or
+    in Chinese (`lang="zh"`) with the names and hints the checks print there (minigpt/locale/zh),
+    so that a teacher finds a student's feedback sentence word for word."""
     import inspect
 
     from minigpt.exercises import EXERCISES
+    from minigpt.language import language, set_language, tr
 
-    lines, chapter = [], None
-    for exercise in EXERCISES:
-        module = inspect.getmodule(exercise.cases).__name__.rsplit(".", 1)[-1]   # chNN_topic
-        number = int(module[2:4])
-        if number != chapter:
-            chapter = number
-            lines += ["", f"**Chapter {number}**", ""]
-        lines.append(f"- *{exercise.name}* ({len(exercise.mistakes)} mistakes):")
-        lines += [f"  - `{m.key}`: {m.hint}" for m in exercise.mistakes]
+    words = {"en": ("**Chapter {n}**", "- *{name}* ({k} mistakes):", "  - `{key}`: {hint}",
+                    "{n} exercises, {total} catalogued mistakes."),
+             "zh": ("**第 {n} 章**", "- *{name}*（{k} 种错误）：", "  - `{key}`：{hint}",
+                    "共 {n} 个练习，收录了 {total} 种错误。")}[lang]
+    before = language()
+    set_language(lang)
+    try:
+        lines, chapter = [], None
+        for exercise in EXERCISES:
+            module = inspect.getmodule(exercise.cases).__name__.rsplit(".", 1)[-1]   # chNN_topic
+            number = int(module[2:4])
+            if number != chapter:
+                chapter = number
+                lines += ["", words[0].format(n=number), ""]
+            lines.append(words[1].format(name=tr(exercise.name), k=len(exercise.mistakes)))
+            lines += [words[2].format(key=m.key, hint=tr(m.hint)) for m in exercise.mistakes]
+    finally:
+        set_language(before)
     total = sum(len(e.mistakes) for e in EXERCISES)
-    head = f"{len(EXERCISES)} exercises, {total} catalogued mistakes."
+    head = words[3].format(n=len(EXERCISES), total=total)
     return "\n".join([CATALOGUE_START, "", head, *lines, "", CATALOGUE_END])
 
 
-def catalogue(check_only: bool) -> int:
-    """Write the catalogue into the instructor guide (or, with --check, report drift)."""
-    text = GUIDE.read_text(encoding="utf-8")
+def _with_catalogue(text: str, lang: str) -> str:
     if CATALOGUE_START not in text or CATALOGUE_END not in text:
-        raise SystemExit(f"{GUIDE} has no catalogue markers ({CATALOGUE_START!r} ... {CATALOGUE_END!r}).")
+        raise SystemExit(f"no catalogue markers ({CATALOGUE_START!r} ... {CATALOGUE_END!r}) in the {lang} guide.")
     before, rest = text.split(CATALOGUE_START, 1)
-    after = rest.split(CATALOGUE_END, 1)[1]
-    new = before + catalogue_markdown() + after
-    if new == text:
+    return before + catalogue_markdown(lang) + rest.split(CATALOGUE_END, 1)[1]
+
+
+def catalogue(check_only: bool) -> int:
+    """Write the catalogue into the instructor guide and into its Chinese translation (then
+    `python tools/zh_edition.py build` writes zh/book), or, with --check, report drift."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import zh_edition
+
+    stale = []
+    text = GUIDE.read_text(encoding="utf-8")
+    new = _with_catalogue(text, "en")
+    if new != text:
+        stale.append(GUIDE.name)
+        if not check_only:
+            GUIDE.write_text(new, encoding="utf-8")
+    path = zh_edition.translation_file(GUIDE.stem)
+    units = zh_edition.read_translation(path)
+    where = [i for i, u in enumerate(units) if CATALOGUE_START in u.chinese]
+    if len(where) != 1:
+        raise SystemExit(f"{path} must hold the catalogue markers in exactly one unit, found {len(where)}.")
+    unit = units[where[0]]
+    chinese = _with_catalogue(unit.chinese, "zh")
+    if chinese != unit.chinese:
+        stale.append(path.name + " (中文)")
+        if not check_only:
+            unit.chinese = chinese
+            zh_edition.write_translation(path, units)
+    if not stale:
         print("up to date")
         return 0
     if check_only:
-        print(f"the mistake catalogue in {GUIDE.name} is out of date: run python tools/classroom.py catalogue")
+        print(f"the mistake catalogue is out of date in {', '.join(stale)}: run python tools/classroom.py catalogue")
         return 1
-    GUIDE.write_text(new, encoding="utf-8")
-    print(f"catalogue written into {GUIDE}")
+    print(f"catalogue written into {', '.join(stale)}")
     return 0
 
 
