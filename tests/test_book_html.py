@@ -138,7 +138,9 @@ def test_formulas_render_offline():
     assert "<mjx-container" in dom, f"formulas on {pages[0].name} were not typeset"
 
 
-def test_sampling_explorer_works_offline():
+def test_sampling_explorer_ships_what_it_needs():
+    """Chapter 9's page holds its sliders and the model asset beside it, and no Thebe (no
+    server); test_in_page_model_runs_in_the_built_book runs it with the network blocked."""
     page = HTML / "notebooks" / "09_decoding.html"
     dom = _dom(page)
     assert dom.count('type="range"') >= 3, "chapter 9's temperature/top-k/top-p sliders are missing"

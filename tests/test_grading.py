@@ -648,3 +648,8 @@ def test_sessions_release_and_grade_their_own_chapters(tmp_path, capsys):
     with pytest.raises(classroom.MiniGPTError, match="holds no submission of the chapters --only names"):
         classroom.grade(submitted, only={"04:my_causal_mask"})
     assert "not graded now (no exercise of --only in them): 03_test" in capsys.readouterr().out
+    # the repository moved after `make student`: the hidden tests' path to grading/hidden.py is stale
+    stale = tmp_path / "course/source/03_test/03_test.ipynb"
+    stale.write_text(stale.read_text().replace(str(classroom.GRADING), "/moved/away/grading"))
+    with pytest.raises(classroom.MiniGPTError, match="load grading/hidden.py from another folder"):
+        classroom.grade(submitted)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -84,12 +83,12 @@ def test_seeded_sampling_is_reproducible_and_follows_the_distribution():
     assert all(0 <= u < 1 for u in out["same"])
 
 
-def test_tokenizer_names_an_unknown_character_and_its_position():
+def test_tokenizer_names_an_unknown_character_and_its_position(tmp_path):
     tok = minigpt.CharTokenizer(list("\n abc"))
     model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=5, block_size=8, n_embd=8, n_head=2, n_layer=1))
     with pytest.raises(minigpt.UnknownCharacterError) as python_error:
         tok.encode("ab é")
-    path = export_web(model, tok, Path(os.environ.get("TMPDIR", "/tmp")) / "mg_tok_test.js", quantize="float32")
+    path = export_web(model, tok, tmp_path / "mg_tok_test.js", quantize="float32")
     out = run_js("""const m = new MG.Model(MINIGPT_WEB_MODELS["mg_tok_test"]);
                     try { m.tokenizer.encode("ab é"); return null; } catch (e) { return [e.message, e.position]; }""",
                  path)
@@ -139,6 +138,20 @@ def test_javascript_forward_matches_pytorch(variant, quantize, tmp_path):
     # 40 new tokens from a 3-token prompt: past block_size=16 the window slides, as in Python
     greedy = reference.generate(torch.tensor([tok.encode("abc")]), 40, temperature=0)[0, 3:].tolist()
     assert out["greedy"] == greedy
+
+
+def test_position_tables_match_pytorch_over_a_whole_256_window():
+    """The forward-pass parity tests use a 16-position window; the fixed position tables are
+    compared here over 256 positions (the shipped model's window). At position 255 an angle
+    rounded in float32 differs by one float32 step (1.5e-5) at most, which sin and cos pass on."""
+    from minigpt.positions import rope_cos_sin, sinusoidal_table
+    out = run_js("return [Array.from(MG.sinusoidalTable(256, 64)), "
+                 "Array.from(MG.ropeCosSin(256, 32, 10000).cos), Array.from(MG.ropeCosSin(256, 32, 10000).sin)];")
+    table = torch.tensor(out[0]).view(256, 64)
+    assert (table - sinusoidal_table(256, 64)).abs().max().item() <= 1e-5
+    cos, sin = rope_cos_sin(256, 32)
+    assert (torch.tensor(out[1]).view(256, 16) - cos).abs().max().item() <= 1e-6
+    assert (torch.tensor(out[2]).view(256, 16) - sin).abs().max().item() <= 1e-6
 
 
 def test_gelu_tanh_model_differs_from_exact_so_the_page_must_know(tmp_path):
@@ -636,6 +649,9 @@ def test_generator_keyboard_focus_and_announcements(page_and_errors):
     _set(page, GEN + "[data-mg=length]", "150")
     page.wait_for_function("!document.querySelector('[data-mg=generate]').disabled")
     assert page.get_attribute(GEN + "[data-mg=status]", "aria-live") is None
+    _set(page, GEN + "[data-mg=top-k]", "65")
+    assert page.get_attribute(GEN + "[data-mg=top-k]", "aria-valuetext") == "off (65)"   # not "65"
+    _set(page, GEN + "[data-mg=temperature]", "1")
     focus = page.evaluate("""() => { const w = document.querySelector('[data-mg-widget=generator]'),
         live = w.querySelector('[data-mg=announce]'), go = w.querySelector('[data-mg=generate]');
         window.mgAnnouncements = [];

@@ -501,6 +501,12 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
                                    f"({', '.join(selected)})")
     unreadable = _unreadable(submitted, layout)
     unknown = sorted(a for a in layout if not (source / a / f"{a}.ipynb").is_file())
+    texts = {a: (source / a / f"{a}.ipynb").read_text(encoding="utf-8") for a in layout if a not in unknown}
+    moved = sorted(a for a, text in texts.items() if HIDDEN_BEGIN in text and str(GRADING / "hidden.py") not in text)
+    if moved:       # the hidden tests load grading/hidden.py by the path it had when they were made
+        raise MiniGPTError(f"the hidden tests of {', '.join(moved)} load grading/hidden.py from another "
+                           f"folder (the repository was moved or copied since `make student`): run "
+                           "`make student` again here, with the same ONLY/WEIGHTS, then grade")
     if unknown:
         raise MiniGPTError(f"no assignment named {', '.join(unknown)} in {source}: run "
                            "`python tools/classroom.py student` (with the same --only/--weights) first")

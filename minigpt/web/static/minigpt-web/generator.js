@@ -163,6 +163,8 @@
       T.value.textContent = s.temperature === 0 ? tr("0 (greedy)") : s.temperature.toFixed(2);
       K.value.textContent = s.topK === null ? tr("off ({V})", {V: V}) : String(s.topK);
       P.value.textContent = s.topP === null ? tr("off (1.00)") : s.topP.toFixed(2);
+      // a screen reader announces a slider's value: "0 (greedy)" and "off", not a bare number
+      [T, K, P].forEach(function (s) { s.input.setAttribute("aria-valuetext", s.value.textContent); });
     }
 
     function barRow(id, probs, drawn, rank) {

@@ -105,7 +105,10 @@
     var table = new Float32Array(nPositions * dim);
     for (var pos = 0; pos < nPositions; pos++) {
       for (var i = 0; i < dim; i += 2) {
-        var angle = pos * Math.fround(Math.exp(i * (-Math.log(10000.0) / dim)));
+        // every step rounded to float32 as torch computes it: at position 255 an angle kept in
+        // float64 drifted 2e-5 from PyTorch's table
+        var invFreq = Math.fround(Math.exp(Math.fround(i * Math.fround(-Math.log(10000.0) / dim))));
+        var angle = Math.fround(pos * invFreq);
         table[pos * dim + i] = Math.sin(angle);
         if (i + 1 < dim) { table[pos * dim + i + 1] = Math.cos(angle); }
       }
@@ -602,6 +605,8 @@
   };
 
   MG.Model = Model;
+  MG.sinusoidalTable = sinusoidalTable;           // for the tests: the tables against positions.py
+  MG.ropeCosSin = ropeCosSin;
   MG.erf = erf;
   MG.gelu = gelu;
   MG.geluTanh = geluTanh;
