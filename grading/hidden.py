@@ -709,8 +709,10 @@ def _foreign_object(label: str, obj: Any, homes: tuple) -> Optional[str]:
         return None
     if _outside(_module_file(kind.__module__), homes):
         return f"an object of the notebook ({kind.__name__})"
-    if label != "builtins" and kind.__module__.split(".")[0] in ("unittest", "operator"):
-        return f"an object of the standard library ({kind.__module__}.{kind.__name__})"
+    # torch's namespaces hold callable objects of torch's own classes and typing's special forms
+    # (lru_cache wrappers are looked through by _foreign): a Mock, a numpy.vectorize, ... is not
+    if label != "builtins" and kind.__module__.split(".")[0] not in ("torch", "typing", "typing_extensions", "functools"):
+        return f"an object of another library ({kind.__module__}.{kind.__name__})"
     return None
 
 
@@ -746,6 +748,8 @@ def tampering(package) -> list[str]:
     import sysconfig
     # torch's own functions, the standard library's that torch re-exports (typing's, ...) and,
     # in builtins, what site-packages put there (IPython's display, exit, ...)
+    # (torch's folder's parent: torch re-exports typing_extensions' helpers, wrapped functions
+    # included, so the libraries beside it count as its own; their objects are held to more below)
     torch_home = os.path.dirname(os.path.dirname(os.path.abspath(torch._C.__file__))) + os.sep
     stdlib = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
     site = tuple(os.path.abspath(sysconfig.get_paths()[key]) + os.sep for key in ("purelib", "platlib"))

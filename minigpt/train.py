@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import shlex
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -260,7 +262,8 @@ def _read_step_numbers(loss: torch.Tensor, grad_norm: torch.Tensor) -> tuple[flo
 
 
 class _StopAtStepBoundary:
-    """While training, Ctrl-C (SIGINT) or SIGTERM asks the loop to stop at the next step boundary.
+    """While training, Ctrl-C (SIGINT), SIGTERM or SIGHUP asks the loop to stop at the next
+    step boundary.
 
     Raising KeyboardInterrupt wherever the signal lands could stop between a batch draw and
     the update, or inside a checkpoint write; stopping at a boundary is what lets "Ctrl-C,
@@ -270,9 +273,12 @@ class _StopAtStepBoundary:
     the same way (the run saves, then stops with KeyboardInterrupt), unless a handler of its
     own is already installed, or the process is one rank of a torchrun job (torchrun's agent
     sends SIGTERM to stop the other ranks when one fails; they wait in a collective and would
-    never reach the boundary). Outside the main thread, where Python cannot install signal
-    handlers, the signals keep their usual meaning; where SIGINT is ignored (a job started in
-    the background, or under nohup), it stays ignored, as Python itself leaves it.
+    never reach the boundary). SIGHUP (the run's terminal was closed) is handled like SIGTERM,
+    with the output sent to os.devnull first: the run saves instead of dying with every step
+    since the last checkpoint; under nohup it stays ignored. Outside the main thread, where
+    Python cannot install signal handlers, the signals keep their usual meaning; where SIGINT
+    is ignored (a job started in the background, or under nohup), it stays ignored, as Python
+    itself leaves it.
     """
 
     def __init__(self) -> None:
@@ -282,8 +288,12 @@ class _StopAtStepBoundary:
     def __enter__(self) -> "_StopAtStepBoundary":
         if threading.current_thread() is threading.main_thread():
             one_process = not distributed.world().distributed
+            hangup = getattr(signal, "SIGHUP", None)          # (not on Windows)
             for sig, replaceable in ((signal.SIGINT, lambda h: h is not signal.SIG_IGN),
-                                     (signal.SIGTERM, lambda h: h is signal.SIG_DFL and one_process)):
+                                     (signal.SIGTERM, lambda h: h is signal.SIG_DFL and one_process),
+                                     (hangup, lambda h: h is signal.SIG_DFL and one_process)):
+                if sig is None:
+                    continue
                 previous = signal.getsignal(sig)
                 if replaceable(previous):
                     signal.signal(sig, self._handle)
@@ -294,6 +304,12 @@ class _StopAtStepBoundary:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        if signum == getattr(signal, "SIGHUP", None):
+            # the terminal was closed: writing to it can fail (EIO) on the way to the checkpoint,
+            # so what would have been printed goes nowhere, as it does under nohup
+            devnull = open(os.devnull, "w")
+            sys.stdout = sys.stderr = devnull
+            return
         what = "interrupt" if signum == signal.SIGINT else "SIGTERM"
         print(f"\n{what}: stopping after this step (Ctrl-C again to stop at once)", flush=True)
 

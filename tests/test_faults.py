@@ -234,6 +234,26 @@ def test_sigterm_saves_at_the_step_boundary_like_ctrl_c(data, tmp_path, monkeypa
         signal.signal(signal.SIGTERM, previous)
 
 
+def test_a_closed_terminal_saves_at_the_step_boundary(data, tmp_path, monkeypatch):
+    """SIGHUP (the terminal of a run was closed) ended the run at once, like SIGTERM once did;
+    it now saves at the step boundary, with the output sent nowhere (the terminal is gone)."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    stdout, stderr = sys.stdout, sys.stderr
+    try:
+        monkeypatch.setattr(train_module, "_clip_and_measure", train_module._clip_and_measure)
+        signal_self_on_call(train_module, "_clip_and_measure", signal.SIGHUP, 7)
+        with pytest.raises(KeyboardInterrupt):
+            train(new_model(data), data, TrainConfig(**CFG), tmp_path / "run", progress=False)
+        assert sys.stdout.name == os.devnull and sys.stderr is sys.stdout
+        assert load_checkpoint(tmp_path / "run").train_state["step"] == 7
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL              # handler restored
+    finally:
+        if sys.stdout is not stdout:
+            sys.stdout.close()
+        sys.stdout, sys.stderr = stdout, stderr
+        signal.signal(signal.SIGHUP, previous)
+
+
 # ------------------------------------------------------------------ a second writer
 def hold_lock_in_child(out, ready_r, ready_w, release_r):
     pid = os.fork()

@@ -551,6 +551,7 @@ def _swaps():
     import operator
     import os
     import unittest.mock
+    import numpy
     import torch
 
     class Yes:
@@ -565,11 +566,12 @@ def _swaps():
         (torch, "randn", torch.zeros, "torch.randn was replaced by another function (zeros)"),
         (torch.Tensor, "double", torch.Tensor.long, "torch.Tensor.double was replaced by another function (long)"),
         (math, "isclose", operator.eq, "math.isclose was replaced"),
+        (torch, "softmax", numpy.vectorize(lambda *a, **k: True), "an object of another library (numpy.vectorize)"),
         (os, "urandom", lambda n: bytes(n), "os.urandom was replaced"),
     ]
 
 
-@pytest.mark.parametrize("index", range(9))
+@pytest.mark.parametrize("index", range(10))
 def test_replacing_what_grading_calls_scores_0(index, capsys):
     """Not only lambdas: callable objects (unittest.mock's too), wrapped lambdas, built-ins of
     other modules, another genuine torch function under the name grading calls, and a fixed
