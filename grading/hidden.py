@@ -67,9 +67,15 @@ library's objects (`_foreign`: a lambda, a partial, a callable object such as a
 `unittest.mock.Mock`, a class of the notebook, a built-in of another module, and for the
 names the grading calls, such as `torch.allclose`, `torch.equal` and `torch.randn`, another
 genuine function put under that name, are reported and score 0); `os.urandom` is the
-operating system's (the seed of the fresh inputs); `sys.setprofile` is the real one and the
-watcher is still installed after the student's code ran; IPython's plain-text formatter has
-no printer for floats. A replaced `minigpt.exercises.check_*` is reported too (it does not
+operating system's (the seed of the fresh inputs), and so are the standard library's
+functions the grading calls (`copy.deepcopy`, `ast.literal_eval`, ...); `sys.setprofile` is
+the real one, the student's code never called it (or `settrace`, or torch's calls that switch
+dispatch modes off) and the watcher is still installed after it ran; this module's globals,
+the private package's comparison and the exercise's run adapter are the same objects after
+the student's code ran as before (`_snapshot`: the code can reach them through its callers'
+frames); no work was handed to a thread pool; IPython's plain-text formatter has no printer
+for floats but IPython's or sympy's. `tools/classroom.py grade` also reads the cells each
+student wrote and marks for review the notebooks that use what only such tricks need. A replaced `minigpt.exercises.check_*` is reported too (it does not
 change the grade). What is not checked: a student who edits torch's compiled functions
 through ctypes, compiles code under a file name of torch's, installs a signal handler or a
 finalizer that runs during the comparison, or forges kernel messages; and the files the
@@ -405,9 +411,39 @@ CUSTOM_DRAWS: dict[str, Callable] = {
 
 
 # ------------------------------------------------------------------------- the watcher
+def _package_dirs() -> tuple:
+    """The folders `minigpt` is loaded from: this checkout's, and an installed copy's if the
+    notebook imports another one (a wheel in site-packages)."""
+    dirs = {os.path.abspath(PACKAGE)}
+    found = importlib.util.find_spec("minigpt") if "minigpt" not in sys.modules else None
+    module = sys.modules.get("minigpt")
+    for where in ([getattr(module, "__file__", None)] if module is not None else []) + \
+            ([found.origin] if found is not None and found.origin else []):
+        if where:
+            dirs.add(os.path.dirname(os.path.abspath(where)))
+    return tuple(sorted(dirs))
+
+
 def _suffix_match(filename: str, suffix: str) -> bool:
+    """True when code from `filename` is what `suffix` names: a file ending so ("torch/nn/
+    functional.py", "grading/solutions.py"), or for "minigpt/..." a file of the package's own
+    folder. (A plain "/minigpt/" in the path is not enough: the checkout itself is usually called
+    minigpt, and its .venv, torch included, lies inside it.)"""
     filename = filename.replace(os.sep, "/")
+    if suffix.startswith("minigpt/") and suffix.endswith("/"):         # a folder of the package
+        rest = suffix[len("minigpt/"):]
+        path = os.path.abspath(filename).replace(os.sep, "/")
+        if any(path.startswith(folder.replace(os.sep, "/") + "/" + rest) for folder in _PACKAGE_DIRS):
+            return True
+        # another copy of the package (a folder named minigpt elsewhere), but not a checkout's
+        # .venv or site-packages that merely lie below a folder of that name
+        inside = path.rsplit("/minigpt/", 1)[1] if "/minigpt/" in path else None
+        return inside is not None and inside.startswith(rest) and not inside.startswith(".") \
+            and "site-packages/" not in inside and "dist-packages/" not in inside
     return filename.endswith(suffix) if not suffix.endswith("/") else f"/{suffix}" in filename
+
+
+_PACKAGE_DIRS = _package_dirs()
 
 
 def _qualname_match(qualname: str, wanted: str) -> bool:
@@ -515,6 +551,20 @@ def forbidden_fingerprints(spec: Spec) -> dict:
 
 
 THREAD_STARTS = ("start_new_thread", "start_joinable_thread", "start_new")    # _thread's
+# handing work to threads that already run (a pool made in an earlier cell): the grading watches
+# its own thread and the threads started while it watches, not those
+THREAD_POOLS_PY = (("concurrent/futures/thread.py", "ThreadPoolExecutor.submit"),
+                   ("concurrent/futures/_base.py", "Executor.map"),
+                   ("multiprocessing/pool.py", "*"), ("asyncio/threads.py", "to_thread"),
+                   ("asyncio/base_events.py", "BaseEventLoop.run_in_executor"))
+# what switches the watch off for a while (the profiler, torch's dispatch modes), called by the
+# student's code itself: setting the profiler back afterwards would hide what ran meanwhile
+WATCH_OFF_C = frozenset({"setprofile", "settrace", "_set_torch_dispatch_mode", "_unset_dispatch_mode",
+                         "_pop_torch_dispatch_stack", "_pop_mode"})
+WATCH_OFF_PY = frozenset({"setprofile", "settrace", "_disable_current_modes", "_pop_mode_temporarily",
+                          "_pop_mode"})
+# the thread machinery between a call that starts a thread and the code that asked for it
+_THREAD_MACHINERY = ("/threading.py", "/concurrent/futures/", "/multiprocessing/", "/asyncio/")
 
 
 class OperatorsSeen(TorchDispatchMode):
@@ -550,7 +600,7 @@ class Watcher:
     The references injected into the notebook (chapter 4) may always run."""
 
     def __init__(self, spec: Spec, own_globals: set, namespace: Optional[dict] = None, allowed: tuple = ()):
-        self.py = tuple(spec.forbid_py) + (EXERCISES_PY, SOLUTIONS_PY)
+        self.py = tuple(spec.forbid_py) + (EXERCISES_PY, SOLUTIONS_PY) + THREAD_POOLS_PY
         self.c = spec.forbid_c
         self.fingerprints = forbidden_fingerprints(spec)
         self.own = own_globals
@@ -574,7 +624,7 @@ class Watcher:
                     self.helpers[id(inner)] = f"the chapter's own {name} (the exercise asks you to write it)"
         self.used: dict[str, None] = {}
         self._seen: dict[int, Optional[str]] = {}
-        self._stop = None
+        self._stop = None                 # id() of the grading frame above the student's code
 
     def _verdict(self, code: types.CodeType) -> Optional[str]:
         key = id(code)
@@ -594,11 +644,27 @@ class Watcher:
         self._seen[key] = verdict
         return verdict
 
+    def _direct(self, frame, called: bool = False) -> bool:
+        """True when the student's code itself made this call (`called`: a C call made from
+        `frame`; otherwise `frame` is the function called, its caller made it)."""
+        caller = frame if called else frame.f_back
+        return caller is not None and id(caller.f_globals) not in self.own and not os.path.abspath(
+            caller.f_code.co_filename).startswith(self.libraries)
+
+    def _asked_by_student(self, frame) -> bool:
+        """True when the first frame above the thread machinery is the student's code (a
+        library that starts a helper thread of its own, as tqdm does, is not)."""
+        while frame is not None and any(part in frame.f_code.co_filename.replace(os.sep, "/")
+                                        for part in _THREAD_MACHINERY):
+            frame = frame.f_back
+        return frame is not None and id(frame.f_globals) not in self.own and not os.path.abspath(
+            frame.f_code.co_filename).startswith(self.libraries)
+
     def _student(self, frame) -> bool:
         """True when a frame of the student's code (not the grading's, not a library's) is
         among the callers of `frame`, below the frame that started watching."""
         frame = frame.f_back
-        while frame is not None and frame is not self._stop:
+        while frame is not None and id(frame) != self._stop:
             if id(frame.f_globals) not in self.own and not os.path.abspath(
                     frame.f_code.co_filename).startswith(self.libraries):
                 return True
@@ -615,9 +681,14 @@ class Watcher:
             verdict = self._verdict(frame.f_code)
             if verdict:
                 self.used[verdict] = None
+            if frame.f_code.co_name in WATCH_OFF_PY and self._direct(frame):
+                self.used[f"{frame.f_code.co_name} (it switches off what the grading watches)"] = None
         elif event == "c_call":
             name = getattr(arg, "__name__", "")
-            if name in THREAD_STARTS and getattr(getattr(arg, "__self__", None), "__name__", "") == "_thread":
+            if name in WATCH_OFF_C and self._direct(frame, called=True):
+                self.used[f"{name} (it switches off what the grading watches)"] = None
+            if name in THREAD_STARTS and getattr(getattr(arg, "__self__", None), "__name__", "") == "_thread" \
+                    and self._asked_by_student(frame):
                 self.used["a thread of your own (the grading runs your code in its thread)"] = None
             if name in self.c and (id(frame.f_globals) not in self.own or self._student(frame)
                                    or not os.path.abspath(frame.f_code.co_filename).startswith(self.libraries)):
@@ -629,17 +700,20 @@ class Watcher:
         report if something removed it. Two things a profiler alone misses are watched too:
         the operators torch runs (a forbidden one reached through TorchScript or `torch.ops`
         makes no Python call), and threads (a profiler sees the thread it was installed in)."""
-        self._stop = stop
+        self._stop = id(stop)         # not the frame itself: its locals hold what grading uses
         operators = OperatorsSeen(self.c)
-        sys.setprofile(self)
-        threading.setprofile(self)
+        still = True
         try:
-            with operators:
-                yield
+            with operators:             # entered and left outside the profiler: not the student's calls
+                sys.setprofile(self)
+                threading.setprofile(self)
+                try:
+                    yield
+                finally:
+                    still = sys.getprofile() is self
+                    sys.setprofile(None)
+                    threading.setprofile(None)
         finally:
-            still = sys.getprofile() is self
-            sys.setprofile(None)
-            threading.setprofile(None)
             if not still:
                 self.used["something that switched off the grading's call watcher (sys.setprofile)"] = None
             for name in operators.seen:
@@ -764,6 +838,17 @@ def tampering(package) -> list[str]:
     for name in ("setprofile", "getprofile", "_getframe"):
         if not (isinstance(getattr(sys, name), types.BuiltinFunctionType) and getattr(sys, name).__self__ is sys):
             found.append(f"sys.{name} was replaced")
+    # the standard library's functions the grading itself calls (copying the cases, reading
+    # chapter 14's key, loading its files)
+    import ast
+    import json
+    for function, name in ((copy.deepcopy, "copy.deepcopy"), (ast.literal_eval, "ast.literal_eval"),
+                           (json.loads, "json.loads"), (importlib.util.spec_from_file_location,
+                                                        "importlib.util.spec_from_file_location"),
+                           (importlib.util.module_from_spec, "importlib.util.module_from_spec")):
+        if not (isinstance(function, types.FunctionType) and function.__name__ == name.rsplit(".", 1)[1]
+                and not _outside(function.__code__.co_filename, (stdlib,))):
+            found.append(f"{name} was replaced")
     # the seed of the fresh inputs: os.urandom must be the operating system's (a notebook that
     # fixes it knows the inputs in advance)
     urandom = getattr(os, "urandom", None)
@@ -777,7 +862,8 @@ def tampering(package) -> list[str]:
             printers = shell.display_formatter.formatters["text/plain"].type_printers
             for kind in (float, object):          # IPython's own float printer is allowed (%precision)
                 printer = printers.get(kind)
-                if printer is not None and not getattr(printer, "__module__", "").startswith("IPython."):
+                # IPython's own (%precision) and sympy's (init_printing) print a float as it is
+                if printer is not None and not getattr(printer, "__module__", "").startswith(("IPython.", "sympy.")):
                     found.append(f"IPython's display of {kind.__name__} values was replaced")
     except ImportError:
         pass
@@ -808,7 +894,8 @@ def _plain(value: Any) -> Any:
     after it returned. Anything else is kept; core.same compares it only with a value of
     exactly its type."""
     if isinstance(value, torch.Tensor):
-        return torch.Tensor.as_subclass(torch.Tensor.detach(value), torch.Tensor).clone()
+        with torch._C.DisableTorchFunctionSubclass():     # a subclass's __torch_function__ stays out
+            return torch.Tensor.as_subclass(torch.Tensor.detach(value), torch.Tensor).clone()
     if isinstance(value, bool):                 # (bool cannot be subclassed)
         return value
     if isinstance(value, float):
@@ -847,6 +934,22 @@ def _injected(namespace: Optional[dict], values: dict):
                 namespace.pop(name, None)
             else:
                 namespace[name] = old
+
+
+def _snapshot(**namespaces: dict) -> dict:
+    """Copies of the namespaces the grading runs on (its own module's, the private package's
+    comparison and run adapters', the exercise's), to compare after the student's code ran:
+    nothing in Python keeps that code from reaching them through its callers' frames."""
+    return {label: (namespace, dict(namespace)) for label, namespace in namespaces.items()}
+
+
+def _changed(snapshot: dict) -> list[str]:
+    out = []
+    for label, (namespace, before) in snapshot.items():
+        names = sorted(k for k in set(before) | set(namespace)
+                       if k not in before or k not in namespace or namespace[k] is not before[k])
+        out += [f"{label}.{name}" for name in names]
+    return out
 
 
 def _short(err: BaseException) -> str:
@@ -914,16 +1017,20 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
             f"(seed {seed}: grade(..., seed={seed}) reproduces them)")
     inject = {name: attribute(solutions, path) for name, path in spec.inject.items()}
     watcher = Watcher(spec, own, namespace, tuple(inject.values()))
+    guarded = _snapshot(grading=globals(), core=vars(core), exercise=vars(exercise),
+                        adapters=getattr(exercise.run, "__globals__", {}), solutions=vars(solutions),
+                        watcher=vars(Watcher))
     results, passed = [], 0
     for case in cases:
         # The student's code runs first, on its own copy of the inputs, and its answer is made
         # plain before the right one exists: no frame it can reach holds the right answer while
         # it runs, and changing its inputs in place changes nothing the reference sees.
+        theirs = copy.deepcopy(case)    # copied before the watch: torch's __deepcopy__ is not theirs
         torch.manual_seed(seed)
         try:
             with _injected(namespace, inject), watcher.watching(sys._getframe()):
-                got = exercise.run(answer, copy.deepcopy(case))
-            got = _plain(got)
+                # made plain while still watched: a tensor subclass's own code runs in it
+                got = _plain(exercise.run(answer, theirs))
         except NotImplementedError:
             results.append(f"  … {case.name}: not implemented yet")
             continue
@@ -944,6 +1051,10 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
         if mistake is not None:
             line += f" Likely mistake: {mistake.hint}"
         results.append(line)
+    changed = _changed(guarded)
+    if changed:
+        return 0.0, [head, "✗ 0 points: your code changed the grading's own code while it ran: "
+                     + ", ".join(changed[:6]) + "."] + results
     if watcher.used:
         used = ", ".join(watcher.used)
         what = f" The exercise is to write it yourself: {spec.what} may not be used." if spec.what else ""
@@ -974,6 +1085,7 @@ def _grade_answer(package, number: str, given: Any) -> tuple[float, list[str]]:
     question = exercise_named(package, "QUESTIONS").get(number)
     if question is None:
         return 0.0, [f"no self-test question {number!r}"]
+    guarded = _snapshot(grading=globals(), core=vars(package.exercises.core))
     if callable(given):         # called before the key is read: no frame it can reach holds it
         try:
             given = given()
@@ -982,10 +1094,16 @@ def _grade_answer(package, number: str, given: Any) -> tuple[float, list[str]]:
         except Exception as err:
             return 0.0, [f"Graded: question {number}", f"  ✗ your answer raised {_short(err)}"]
     given = _plain(given)
+    if isinstance(given, torch.Tensor) and given.dim() == 0 and given.device.type != "meta":
+        given = _plain(given.item())    # a count computed with torch, as the visible check reads it
     if isinstance(given, list):
         given = tuple(given)
     if question.kind == "option":
         given = exercise_named(package, "_option")(given)
+    changed = _changed(guarded)
+    if changed:
+        return 0.0, [f"Graded: question {number}", "  ✗ your answer changed the grading's own code while it "
+                     "ran: " + ", ".join(changed[:6]) + "."]
     entry = answer_key().get(number)
     if entry is None:
         return 0.0, [f"no self-test question {number!r}"]

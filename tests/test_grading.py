@@ -627,11 +627,13 @@ def test_sessions_release_and_grade_their_own_chapters(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "course/release").iterdir()) == ["03_test"]
     released = json.loads((tmp_path / "course/release/03_test/03_test.ipynb").read_text())
     submitted = tmp_path / "sub"
-    for student in ("ann", "bob"):
+    for student in ("ann", "bob", "cy"):
         notebook = json.loads(json.dumps(released))
         for cell in notebook["cells"]:
             if cell["metadata"].get("nbgrader", {}).get("grade_id") == "03_test-my_attention":
                 cell["source"] = ATTENTION.format(body=RIGHT_ATTENTION)
+                if student == "cy":      # right, but with what only reaching into the grading needs
+                    cell["source"] = "import sys\n_caller = sys._getframe\n" + cell["source"]
         (submitted / student / "03_test").mkdir(parents=True)
         (submitted / student / "03_test" / "03_test.ipynb").write_text(json.dumps(notebook))
     (submitted / "bob" / "03_test" / "03_test.ipynb").write_text('{"cells": [')      # cut off
@@ -641,6 +643,8 @@ def test_sessions_release_and_grade_their_own_chapters(tmp_path, capsys):
     with open(submitted / "grades.csv", encoding="utf-8") as table:
         rows = {r["student"]: r for r in csv.DictReader(table)}
     assert float(rows["ann"]["score"]) == 1.0 and rows["ann"]["note"] == ""
+    assert float(rows["cy"]["score"]) == 1.0 and rows["cy"]["note"] == "review: the student's cells use frame access"
+    assert "READ THIS ONE cy/03_test: review: the student's cells use frame access" in out
     assert float(rows["bob"]["score"]) == 0.0 and "NotJSONError" in rows["bob"]["note"]
     session_one = (tmp_path / "course/source/03_test/03_test.ipynb").read_text()
     # session 2: the other chapter; chapter 3 (with submissions) is neither remade nor regraded
@@ -655,3 +659,96 @@ def test_sessions_release_and_grade_their_own_chapters(tmp_path, capsys):
     stale.write_text(stale.read_text().replace(str(classroom.GRADING), "/moved/away/grading"))
     with pytest.raises(classroom.MiniGPTError, match="load grading/hidden.py from another folder"):
         classroom.grade(submitted)
+
+
+def test_a_checkout_named_minigpt_with_its_venv_inside_is_not_the_package():
+    """The default clone is a folder called minigpt, with .venv (torch included) inside it:
+    torch's files are not the package's (every honest softmax once scored 0 there)."""
+    hidden = load_hidden()
+    match = hidden._suffix_match
+    assert not match("/home/me/minigpt/.venv/lib/python3.11/site-packages/torch/_tensor.py", "minigpt/")
+    assert match(str(ROOT / "minigpt" / "attention.py"), "minigpt/")
+    assert match(str(ROOT / "minigpt" / "exercises" / "core.py"), "minigpt/exercises/")
+    assert match("/home/me/minigpt/.venv/lib/python3.11/site-packages/minigpt/sampling.py", "minigpt/")
+    assert match("/anywhere/minigpt/attention.py", "minigpt/attention.py")
+
+
+def test_honest_answers_that_use_libraries_keep_their_points():
+    """A progress bar (tqdm starts a monitor thread of its own) and a count computed with torch
+    as a 0-d tensor (chapter 14) are honest; a thread pool made in an earlier cell is not."""
+    from concurrent.futures import ThreadPoolExecutor
+    from tqdm import tqdm
+    hidden = load_hidden()
+    by_hand = lambda s: (s - s.amax(-1, keepdim=True)).exp() / (s - s.amax(-1, keepdim=True)).exp().sum(-1, keepdim=True)  # noqa: E731
+
+    def with_a_progress_bar(scores):
+        for _ in tqdm(range(2), mininterval=0):
+            pass
+        return by_hand(scores)
+    assert hidden.grade("check_softmax", with_a_progress_bar, seed=3) == 1
+    assert hidden.grade("check_self_test", "13.2", lambda: torch.tensor(10)) == 1
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(int).result()                   # the pool's thread runs before grading starts
+        assert hidden.grade("check_softmax", lambda s: pool.submit(torch.softmax, s, -1).result(), seed=3) == 0
+
+
+def _patch_the_graders_comparison(scores):
+    """Walk up to the grading frame and make its comparison say yes."""
+    import sys
+    frame = sys._getframe(1)
+    while frame is not None:
+        if hasattr(frame.f_locals.get("core"), "same"):
+            frame.f_locals["core"].same = lambda *a, **k: True
+            break
+        frame = frame.f_back
+    return torch.zeros_like(scores)
+
+
+def _softmax_with_the_watch_off(scores):
+    import sys
+    watcher = sys.getprofile()
+    sys.setprofile(None)
+    out = torch.softmax(scores, -1)
+    sys.setprofile(watcher)
+    return out
+
+
+class _Sneaky(torch.Tensor):
+    """A tensor subclass whose own code runs when the grading reads the answer: once the answer
+    has left the student's function, it swaps in torch.softmax of the scores it carries."""
+    scores = None
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if cls.scores is not None:
+            scores, cls.scores = cls.scores, None
+            return torch.softmax(scores, -1)
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def _sneaky_answer(scores):
+    _Sneaky.scores = scores.clone()
+    return torch.zeros_like(scores).as_subclass(_Sneaky)
+
+
+@pytest.mark.parametrize("answer, words", [
+    (_patch_the_graders_comparison, "changed the grading's own code while it ran: core.same"),
+    (_softmax_with_the_watch_off, "setprofile (it switches off what the grading watches)"),
+    (_sneaky_answer, "Score: 0 / 1"),
+])
+def test_reaching_into_the_grading_scores_0(answer, words, capsys):
+    hidden = load_hidden()
+    assert hidden.grade("check_softmax", answer, seed=3) == 0
+    assert words in capsys.readouterr().out
+
+
+def test_the_standard_library_functions_grading_calls_are_checked(monkeypatch, capsys):
+    """copy.deepcopy (the student's copy of the cases) and ast.literal_eval (chapter 14's key)."""
+    import ast
+    import copy
+    hidden = load_hidden()
+    monkeypatch.setattr(ast, "literal_eval", lambda text: {})
+    monkeypatch.setattr(copy, "deepcopy", lambda value, memo=None: value)
+    assert hidden.grade("check_self_test", "1.4", lambda: "b") == 0
+    out = capsys.readouterr().out
+    assert "ast.literal_eval was replaced" in out and "copy.deepcopy was replaced" in out

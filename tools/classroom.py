@@ -528,6 +528,7 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
         seconds = time.perf_counter() - start
         print(f"graded {assignment}: {len(names)} notebooks in {seconds:.0f} s "
               f"({seconds / len(names):.1f} s per notebook; cell limit {limit} s)")
+    review = _review(submitted, layout)
     rows, not_graded = [], []
     with Gradebook(f"sqlite:///{COURSE / 'gradebook.db'}") as gradebook:
         for assignment, names in layout.items():
@@ -541,6 +542,8 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
                     note = "nbgrader could not grade it; see its log above" if student_id in names else "no submission"
                 if note and note != "no submission":
                     not_graded.append(f"{student_id}/{assignment}: {note}")
+                if (student_id, assignment) in review:
+                    note = "; ".join(filter(None, [note, review[(student_id, assignment)]]))
                 rows.append((student_id, assignment, round(score, 2), max_score, note))
     with open(submitted / "grades.csv", "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
@@ -549,7 +552,49 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
     print(f"grades: {submitted / 'grades.csv'} ({len(rows)} rows); feedback: {COURSE / 'autograded'}")
     for line in not_graded:
         print(f"NOT GRADED (0 in grades.csv) {line}")
+    for (student_id, assignment), line in sorted(review.items()):
+        print(f"READ THIS ONE {student_id}/{assignment}: {line} (its score stands; grading cannot "
+              "rule out that it was forged)")
     return 1 if not_graded else 0
+
+
+# What a notebook needs only to reach around the grading (its callers' frames, the profiler,
+# torch's dispatch modes, the builtins its hidden cells use, the grader's files) or to replace
+# what it relies on. Honest answers in these chapters use none of them; grading cannot see
+# every such trick from inside the kernel, so `grade` names them for a person to read.
+REVIEW_PATTERNS = {
+    "frame access": r"_getframe|\bf_(?:locals|globals|back)\b|\btb_frame\b|inspect\.(?:stack|currentframe)|gc\.get_referr",
+    "the profiler or tracer": r"\b(?:set|get)profile\b|\bsettrace\b",
+    "torch's dispatch modes": r"_disable_current_modes|_pop_mode|_python_dispatch",
+    "builtins replaced": r"__builtins__|^\s*(?:def\s+__import__|__import__\s*=)",
+    "ctypes": r"\bctypes\b",
+    "a module's function replaced": r"^\s*(?:torch|math|os|sys|copy|ast|json|importlib|builtins|minigpt)(?:\.\w+)+\s*=[^=]",
+    "the grader's files": r"hidden\.py|solutions\.py|\.ipynb|_classroom",
+    "signal handlers": r"signal\.(?:signal|setitimer|alarm)",
+}
+
+
+def _review(submitted: Path, layout: dict) -> dict:
+    """(student, assignment) -> the REVIEW_PATTERNS found in the cells the student wrote (the
+    solution cells, and cells the released notebook does not have)."""
+    found = {}
+    for assignment, names in layout.items():
+        release = COURSE / "release" / assignment / f"{assignment}.ipynb"
+        released = {source_text(c) for c in json.loads(release.read_text(encoding="utf-8"))["cells"]} \
+            if release.is_file() else set()
+        for student_id in names:
+            try:
+                cells = json.loads((submitted / student_id / assignment / f"{assignment}.ipynb")
+                                   .read_text(encoding="utf-8"))["cells"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue                    # unreadable: _unreadable says so
+            theirs = "\n".join(source_text(c) for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"
+                               and (c.get("metadata", {}).get("nbgrader", {}).get("solution")
+                                    or source_text(c) not in released))
+            hits = [what for what, pattern in REVIEW_PATTERNS.items() if re.search(pattern, theirs, re.MULTILINE)]
+            if hits:
+                found[(student_id, assignment)] = "review: the student's cells use " + ", ".join(hits)
+    return found
 
 
 def _unreadable(submitted: Path, layout: dict) -> dict:
