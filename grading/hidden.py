@@ -414,13 +414,10 @@ CUSTOM_DRAWS: dict[str, Callable] = {
 def _package_dirs() -> tuple:
     """The folders `minigpt` is loaded from: this checkout's, and an installed copy's if the
     notebook imports another one (a wheel in site-packages)."""
-    dirs = {os.path.abspath(PACKAGE)}
-    found = importlib.util.find_spec("minigpt") if "minigpt" not in sys.modules else None
     module = sys.modules.get("minigpt")
-    for where in ([getattr(module, "__file__", None)] if module is not None else []) + \
-            ([found.origin] if found is not None and found.origin else []):
-        if where:
-            dirs.add(os.path.dirname(os.path.abspath(where)))
+    origin = getattr(module, "__file__", None) if module is not None else \
+        getattr(importlib.util.find_spec("minigpt"), "origin", None)
+    dirs = {os.path.abspath(PACKAGE)} | ({os.path.dirname(os.path.abspath(origin))} if origin else set())
     return tuple(sorted(dirs))
 
 
@@ -644,12 +641,15 @@ class Watcher:
         self._seen[key] = verdict
         return verdict
 
+    def _is_students(self, frame) -> bool:
+        """True when `frame` runs the student's code: not the grading's, not a library's."""
+        return frame is not None and id(frame.f_globals) not in self.own and not os.path.abspath(
+            frame.f_code.co_filename).startswith(self.libraries)
+
     def _direct(self, frame, called: bool = False) -> bool:
         """True when the student's code itself made this call (`called`: a C call made from
         `frame`; otherwise `frame` is the function called, its caller made it)."""
-        caller = frame if called else frame.f_back
-        return caller is not None and id(caller.f_globals) not in self.own and not os.path.abspath(
-            caller.f_code.co_filename).startswith(self.libraries)
+        return self._is_students(frame if called else frame.f_back)
 
     def _asked_by_student(self, frame) -> bool:
         """True when the first frame above the thread machinery is the student's code (a
@@ -657,16 +657,14 @@ class Watcher:
         while frame is not None and any(part in frame.f_code.co_filename.replace(os.sep, "/")
                                         for part in _THREAD_MACHINERY):
             frame = frame.f_back
-        return frame is not None and id(frame.f_globals) not in self.own and not os.path.abspath(
-            frame.f_code.co_filename).startswith(self.libraries)
+        return self._is_students(frame)
 
     def _student(self, frame) -> bool:
-        """True when a frame of the student's code (not the grading's, not a library's) is
-        among the callers of `frame`, below the frame that started watching."""
+        """True when a frame of the student's code is among the callers of `frame`, below the
+        frame that started watching."""
         frame = frame.f_back
         while frame is not None and id(frame) != self._stop:
-            if id(frame.f_globals) not in self.own and not os.path.abspath(
-                    frame.f_code.co_filename).startswith(self.libraries):
+            if self._is_students(frame):
                 return True
             frame = frame.f_back
         return False
@@ -1093,11 +1091,9 @@ def _grade_answer(package, number: str, given: Any) -> tuple[float, list[str]]:
             return 0.0, [f"Graded: question {number}", "  … not implemented yet"]
         except Exception as err:
             return 0.0, [f"Graded: question {number}", f"  ✗ your answer raised {_short(err)}"]
+    # read as the visible check reads it (a list or torch.Size is a shape, a 0-d tensor a count)
+    given, _ = package.exercises.core.read_answer(f"question {number}", _plain(given))
     given = _plain(given)
-    if isinstance(given, torch.Tensor) and given.dim() == 0 and given.device.type != "meta":
-        given = _plain(given.item())    # a count computed with torch, as the visible check reads it
-    if isinstance(given, list):
-        given = tuple(given)
     if question.kind == "option":
         given = exercise_named(package, "_option")(given)
     changed = _changed(guarded)

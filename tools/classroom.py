@@ -375,7 +375,7 @@ def _selection(only: Optional[set], weights: dict) -> dict[str, set]:
         raise MiniGPTError(f"{NOTEBOOKS} holds no chapter with exercises (NN_name.ipynb with nbgrader cells; "
                            "run `python tools/classroom.py tag` after adding one)")
     asked = set(only or ()) | set(weights)
-    known = set().union(*keys_of.values()) if keys_of else set()
+    known = set().union(*keys_of.values())
     unknown = sorted(asked - known)
     if unknown:
         names = sorted(k for k in known if ":" not in k and "-" not in k and not k.startswith("check_"))
@@ -499,7 +499,7 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
             if not layout:
                 raise MiniGPTError(f"{submitted} holds no submission of the chapters --only names "
                                    f"({', '.join(selected)})")
-    unreadable = _unreadable(submitted, layout)
+    unreadable, review = _read_submissions(submitted, layout)
     unknown = sorted(a for a in layout if not (source / a / f"{a}.ipynb").is_file())
     texts = {a: (source / a / f"{a}.ipynb").read_text(encoding="utf-8") for a in layout if a not in unknown}
     moved = sorted(a for a, text in texts.items() if HIDDEN_BEGIN in text and str(GRADING / "hidden.py") not in text)
@@ -528,7 +528,6 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
         seconds = time.perf_counter() - start
         print(f"graded {assignment}: {len(names)} notebooks in {seconds:.0f} s "
               f"({seconds / len(names):.1f} s per notebook; cell limit {limit} s)")
-    review = _review(submitted, layout)
     rows, not_graded = [], []
     with Gradebook(f"sqlite:///{COURSE / 'gradebook.db'}") as gradebook:
         for assignment, names in layout.items():
@@ -574,42 +573,29 @@ REVIEW_PATTERNS = {
 }
 
 
-def _review(submitted: Path, layout: dict) -> dict:
-    """(student, assignment) -> the REVIEW_PATTERNS found in the cells the student wrote (the
-    solution cells, and cells the released notebook does not have)."""
-    found = {}
+def _read_submissions(submitted: Path, layout: dict) -> tuple[dict, dict]:
+    """Read every submission once: (student, assignment) -> why nbgrader cannot read it (not
+    JSON, not a notebook; the others are left to nbgrader), and (student, assignment) -> the
+    REVIEW_PATTERNS found in the cells the student wrote (the solution cells, and cells the
+    released notebook does not have)."""
+    import nbformat
+    unreadable, review = {}, {}
     for assignment, names in layout.items():
         release = COURSE / "release" / assignment / f"{assignment}.ipynb"
         released = {source_text(c) for c in json.loads(release.read_text(encoding="utf-8"))["cells"]} \
             if release.is_file() else set()
         for student_id in names:
             try:
-                cells = json.loads((submitted / student_id / assignment / f"{assignment}.ipynb")
-                                   .read_text(encoding="utf-8"))["cells"]
-            except (OSError, ValueError, KeyError, TypeError):
-                continue                    # unreadable: _unreadable says so
-            theirs = "\n".join(source_text(c) for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"
-                               and (c.get("metadata", {}).get("nbgrader", {}).get("solution")
-                                    or source_text(c) not in released))
+                cells = nbformat.read(submitted / student_id / assignment / f"{assignment}.ipynb", as_version=4).cells
+            except Exception as err:        # nbformat's NotJSONError, a validation error, a bad encoding
+                unreadable[(student_id, assignment)] = f"not a readable notebook ({type(err).__name__}); ask for it again"
+                continue
+            theirs = "\n".join(c.source for c in cells if c.cell_type == "code"
+                               and (c.metadata.get("nbgrader", {}).get("solution") or c.source not in released))
             hits = [what for what, pattern in REVIEW_PATTERNS.items() if re.search(pattern, theirs, re.MULTILINE)]
             if hits:
-                found[(student_id, assignment)] = "review: the student's cells use " + ", ".join(hits)
-    return found
-
-
-def _unreadable(submitted: Path, layout: dict) -> dict:
-    """(student, assignment) -> why nbgrader cannot read that submission (not JSON, not a
-    notebook); the others are left to nbgrader."""
-    import nbformat
-    found = {}
-    for assignment, names in layout.items():
-        for student_id in names:
-            path = submitted / student_id / assignment / f"{assignment}.ipynb"
-            try:
-                nbformat.read(path, as_version=4)
-            except Exception as err:        # nbformat's NotJSONError, a validation error, a bad encoding
-                found[(student_id, assignment)] = f"not a readable notebook ({type(err).__name__}); ask for it again"
-    return found
+                review[(student_id, assignment)] = "review: the student's cells use " + ", ".join(hits)
+    return unreadable, review
 
 
 def autograde(student_id: str = ANSWER_KEY, submissions: Optional[Path] = None) -> int:
@@ -786,8 +772,8 @@ def _with_catalogue(text: str, lang: str) -> str:
 
 
 def catalogue(check_only: bool) -> int:
-    """Write the catalogue into the instructor guide and into its Chinese translation (then
-    `python tools/zh_edition.py build` writes zh/book), or, with --check, report drift."""
+    """Write the catalogue into the instructor guide and into its Chinese translation (and
+    zh/book's page built from it), or, with --check, report drift."""
     sys.path.insert(0, str(ROOT / "tools"))
     import zh_edition
 
@@ -810,6 +796,7 @@ def catalogue(check_only: bool) -> int:
         if not check_only:
             unit.chinese = chinese
             zh_edition.write_translation(path, units)
+            zh_edition.build(only=[GUIDE.stem])      # zh/book/instructor_guide.md from it
     if not stale:
         print("up to date")
         return 0

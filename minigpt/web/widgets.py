@@ -110,6 +110,12 @@ def _whole(value, low: int, high: int, what: str) -> None:
         raise _bad(f"{what} must be a whole number from {low} to {high}, got {value!r}.")
 
 
+def _check_max_chars(max_chars, shape: Optional[dict]) -> None:
+    """A text the page reads must fit the model's window (the explorer and the layer view)."""
+    _whole(max_chars, 1, shape["block_size"] if shape else 10 ** 6,
+           "max_chars" + (f" (the model reads at most {shape['block_size']} characters)" if shape else ""))
+
+
 def _on_steps(value: float, step: float) -> bool:
     return abs(value / step - round(value / step)) < 1e-6
 
@@ -187,8 +193,7 @@ def attention_explorer(texts: Union[Sequence[str], dict], layer: int = 0, head: 
     if shape is not None:                 # the page's pickers hold these layers and heads only
         _whole(layer, 0, shape["n_layer"] - 1, f"layer (the model has {shape['n_layer']} layers)")
         _whole(head, 0, shape["n_head"] - 1, f"head (the model has {shape['n_head']} heads)")
-    _whole(max_chars, 1, shape["block_size"] if shape else 10 ** 6,
-           "max_chars" + (f" (the model reads at most {shape['block_size']} characters)" if shape else ""))
+    _check_max_chars(max_chars, shape)
     too_long = [t["label"] for t in items if len(t["text"]) > max_chars]
     if too_long:
         raise _bad(f"prepared texts longer than max_chars={max_chars}: {too_long}; shorten them.")
@@ -203,8 +208,7 @@ def layer_predictions(text: str, position: Optional[int] = None, top_k: int = 5,
     the last), the top `top_k` next characters after the embedding and after each block (the
     final LayerNorm and the tied head applied to the residual stream, `minigpt.viz.layer_logits`)."""
     shape = _asset_config(model)
-    _whole(max_chars, 1, shape["block_size"] if shape else 10 ** 6,
-           "max_chars" + (f" (the model reads at most {shape['block_size']} characters)" if shape else ""))
+    _check_max_chars(max_chars, shape)
     if not text or len(text) > max_chars:
         raise _bad(f"text must have 1 to {max_chars} characters, got {len(text)}.")
     if position is not None and not 0 <= position < len(text):

@@ -39,14 +39,16 @@
     }
   }
 
+  // greedy: temperature 0, or one that is 0 in float32 (where Python divides), as is_greedy
+  function isGreedy(temperature) { return Math.fround(temperature) === 0; }
+
   function filterProbs(logits, temperature, topK, topP) {
     checkSettings(temperature, topK, topP);
     checkLogits(logits);
     var V = logits.length, order = [], probs = new Array(V), i;
     for (i = 0; i < V; i++) { order.push(i); probs[i] = 0; }
     order.sort(function (a, b) { return (logits[b] - logits[a]) || (a - b); });   // best first
-    // greedy: temperature 0, or one that is 0 in float32 (where Python divides), as is_greedy
-    if (Math.fround(temperature) === 0) { probs[order[0]] = 1; return probs; }
+    if (isGreedy(temperature)) { probs[order[0]] = 1; return probs; }
     var k = topK === null || topK === undefined ? V : Math.min(topK, V);
     var p = topP === null || topP === undefined ? 1 : topP;
     var kept = order.slice(0, k);                                                  // top-k
@@ -106,7 +108,7 @@
     var history = [];
     var choose = function (logits) {
       var probs = filterProbs(logits, settings.temperature, settings.topK, settings.topP);
-      var id = Math.fround(settings.temperature) === 0 ? probs.indexOf(1) : sampleIndex(probs, rng.next());
+      var id = isGreedy(settings.temperature) ? probs.indexOf(1) : sampleIndex(probs, rng.next());
       history.push({logits: Array.prototype.slice.call(logits), probs: probs, id: id});
       return id;
     };
