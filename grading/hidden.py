@@ -40,12 +40,19 @@ Design, and why:
 * **The student's own work.** While the student's code runs, `sys.setprofile` watches every
   Python and C call (`Watcher`), in its thread and in any thread it starts (starting one is
   itself reported), and a dispatch mode (`OperatorsSeen`) sees the forbidden torch operators
-  that make no Python call (TorchScript, `torch.ops.aten._softmax`). A call to a function the exercise asks the student to write,
+  that make no Python call (TorchScript, `torch.ops.aten._softmax`). Work done where the
+  profiler is not scores 0 too: starting a process (a DataLoader's workers included), handing
+  work to a thread pool or an event loop, or a thread started in an earlier cell that runs the
+  notebook's code (`other_threads`; fed through a queue). A thread that runs only the standard
+  library's code may be a pool fed without `submit` or a harmless one: the feedback names it
+  for review (`REVIEW_MARK`) and the score stands. A call to a function the exercise asks the student to write,
   under any name, alias or import path, is recognised by *what* runs, not by the name used:
   Python functions by their source file and qualified name (`minigpt/attention.py`,
   `manual_attention`), C functions (torch's softmax, SDPA) by their name, the chapter's own
   helper that computes the answer (`layer_norm` in chapter 6, `my_dropout` in chapter 7, ...)
-  as the notebook's own function object, and code pasted from the package or from a helper
+  by its definition (`_definition`: the book's code, under whatever name, container or
+  decorator the notebook keeps it; a student's own, different function of that name is their
+  work), and code pasted from the package or from a helper
   the book hides (`hide-cell`, chapter 13's `tiles_in_order`) by its bytecode (`fingerprint`;
   only functions of 6 lines or more, so that an honest short answer that happens to equal the
   package's is never called a copy). Anything under `minigpt/exercises/` (the checks' adapters
@@ -73,10 +80,11 @@ the real one, the student's code never called it (or `settrace`, or torch's call
 dispatch modes off) and the watcher is still installed after it ran; this module's globals,
 the private package's comparison and the exercise's run adapter are the same objects after
 the student's code ran as before (`_snapshot`: the code can reach them through its callers'
-frames); no work was handed to a thread pool; IPython's plain-text formatter has no printer
+frames); IPython's plain-text formatter has no printer
 for floats but IPython's or sympy's. `tools/classroom.py grade` also reads the cells each
 student wrote and marks for review the notebooks that use what only such tricks need. A replaced `minigpt.exercises.check_*` is reported too (it does not
-change the grade). What is not checked: a student who edits torch's compiled functions
+change the grade). What is not checked: a process started in an earlier cell and fed
+through a pipe (the review patterns name the modules it needs), a student who edits torch's compiled functions
 through ctypes, compiles code under a file name of torch's, installs a signal handler or a
 finalizer that runs during the comparison, or forges kernel messages; and the files the
 grading reads itself: code run by `make grade` can open the full edition's notebooks (chapter
@@ -449,14 +457,21 @@ def _qualname_match(qualname: str, wanted: str) -> bool:
 
 def fingerprint(code: types.CodeType) -> Optional[tuple]:
     """What a pasted copy of a function keeps whatever its names: its instructions, with the
-    global and attribute names they use, but not its local names, line numbers or strings
-    (CPython compiles `torch.f(...)` with LOAD_ATTR or LOAD_METHOD depending on where `torch`
-    was imported, so both read the same). None for functions of under 6 lines (the def line
-    included): short ones are too easy to write alike by chance, and an honest student must
-    never be called a copier."""
+    global and attribute names they use, but not its local names, line numbers or strings.
+    None for functions of under 6 lines (the def line included): short ones are too easy to
+    write alike by chance, and an honest student must never be called a copier."""
     lines = {line for _, _, line in code.co_lines() if line is not None}
     if len(lines) < 6:
         return None
+    return _instructions(code, local_names=False)
+
+
+def _instructions(code: types.CodeType, local_names: bool) -> tuple:
+    """The instructions of `code` as (operation, argument), the same however the cell that
+    defined it was compiled: CPython 3.11 compiles `math.sqrt(...)` with LOAD_ATTR when the
+    same compilation holds `import math` and with LOAD_METHOD otherwise (IPython compiles a
+    cell one statement at a time), so both read the same, and jump targets, which move with
+    that, are left out. Local names and strings are kept only when `local_names`."""
     jumps = set(dis.hasjrel) | set(dis.hasjabs)
     ops = []
     for ins in dis.get_instructions(code):
@@ -464,8 +479,8 @@ def fingerprint(code: types.CodeType) -> Optional[tuple]:
         if name in ("CACHE", "NOP", "PRECALL", "PUSH_NULL", "RESUME"):
             continue
         arg = ins.argval
-        if ins.opcode in jumps or "FAST" in name or "DEREF" in name or isinstance(arg, (str, types.CodeType)) \
-                and name == "LOAD_CONST":
+        if ins.opcode in jumps or isinstance(arg, types.CodeType) or not local_names and (
+                "FAST" in name or "DEREF" in name or isinstance(arg, str) and name == "LOAD_CONST"):
             arg = None
         ops.append((name, repr(arg)))
     return tuple(ops)
@@ -530,30 +545,62 @@ def forbidden_fingerprints(spec: Spec) -> dict:
                 if mark:
                     found[mark] = f"a copy of the package's {code_qualname} ({suffix})"
     for chapter, helper in spec.copied:
-        import json
-        path = NOTEBOOKS / f"{chapter}.ipynb"
-        if not path.is_file():
-            continue
-        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
-            text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-            hidden = "hide-cell" in cell.get("metadata", {}).get("tags", [])
-            if cell["cell_type"] != "code" or not hidden or f"def {helper}(" not in text:
-                continue
-            for code, code_qualname in _with_qualnames(compile(text, chapter, "exec")):
-                if code_qualname.split(".")[0] == helper:
-                    mark = fingerprint(code)
-                    if mark:
-                        found[mark] = f"a copy of the book's helper {helper} (chapter {chapter[:2]})"
+        for code, _, hidden in _book_definitions(chapter, helper):
+            mark = fingerprint(code) if hidden else None
+            if mark:
+                found[mark] = f"a copy of the book's helper {helper} (chapter {chapter[:2]})"
     return found
 
 
+def _book_definitions(chapter: str, name: str):
+    """(code object, qualified name, hidden) for the function or class `name` as the full
+    edition's notebook of `chapter` defines it, and for everything defined inside it (a
+    class's methods); `hidden`: the cell is `hide-cell`, so the student edition only runs it."""
+    import json
+    path = NOTEBOOKS / f"{chapter}.ipynb"
+    if not path.is_file():
+        return
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if cell["cell_type"] != "code" or not (f"def {name}(" in text or f"class {name}" in text):
+            continue
+        hidden = "hide-cell" in cell.get("metadata", {}).get("tags", [])
+        for code, qualname in _with_qualnames(compile(text, chapter, "exec", dont_inherit=True)):
+            if qualname.split(".")[0] == name:
+                yield code, qualname, hidden
+
+
+def _definition(code: types.CodeType) -> tuple:
+    """What makes two compilations of a function the same definition: its qualified name, its
+    instructions with every name and constant they use, and its nested functions' (compared
+    the same way), but not its file or line numbers, which differ between the notebook file
+    and the kernel's cell. The qualified name is the code's own (Python 3.11's co_qualname, which
+    `__qualname__ = ...` does not change; Python 3.10 has only the name), without the functions
+    it was defined inside: the book's `layer_norm` pasted into a function is still the book's,
+    while the student's own module's `forward` is not the book module's `forward`."""
+    qualname = getattr(code, "co_qualname", code.co_name).rsplit(".<locals>.", 1)[-1]
+    nested = tuple(_definition(c) for c in code.co_consts if isinstance(c, types.CodeType))
+    return (qualname, code.co_argcount, code.co_kwonlyargcount, _instructions(code, local_names=True), nested)
+
+
+# a line of the feedback that `tools/classroom.py grade` copies into grades.csv's note: what the
+# grading saw but cannot judge (the score stands)
+REVIEW_MARK = "⚠ for review: "
 THREAD_STARTS = ("start_new_thread", "start_joinable_thread", "start_new")    # _thread's
+# starting a process (subprocess, multiprocessing, os.system): the process runs what it likes
+# where nothing watches; the C functions, by the module that holds them
+PROCESS_STARTS = {"_posixsubprocess": {"fork_exec"}, "_winapi": {"CreateProcess"},
+                  "posix": {"fork", "forkpty", "posix_spawn", "posix_spawnp", "system", "execv", "execve"},
+                  "nt": {"system", "spawnv", "spawnve", "execv", "execve", "startfile"}}
 # handing work to threads that already run (a pool made in an earlier cell): the grading watches
 # its own thread and the threads started while it watches, not those
 THREAD_POOLS_PY = (("concurrent/futures/thread.py", "ThreadPoolExecutor.submit"),
+                   ("concurrent/futures/process.py", "ProcessPoolExecutor.submit"),
                    ("concurrent/futures/_base.py", "Executor.map"),
                    ("multiprocessing/pool.py", "*"), ("asyncio/threads.py", "to_thread"),
-                   ("asyncio/base_events.py", "BaseEventLoop.run_in_executor"))
+                   ("asyncio/base_events.py", "BaseEventLoop.run_in_executor"),
+                   ("asyncio/base_events.py", "BaseEventLoop.call_soon_threadsafe"),
+                   ("asyncio/tasks.py", "run_coroutine_threadsafe"))
 # what switches the watch off for a while (the profiler, torch's dispatch modes), called by the
 # student's code itself: setting the profiler back afterwards would hide what ran meanwhile
 WATCH_OFF_C = frozenset({"setprofile", "settrace", "_set_torch_dispatch_mode", "_unset_dispatch_mode",
@@ -561,7 +608,14 @@ WATCH_OFF_C = frozenset({"setprofile", "settrace", "_set_torch_dispatch_mode", "
 WATCH_OFF_PY = frozenset({"setprofile", "settrace", "_disable_current_modes", "_pop_mode_temporarily",
                           "_pop_mode"})
 # the thread machinery between a call that starts a thread and the code that asked for it
-_THREAD_MACHINERY = ("/threading.py", "/concurrent/futures/", "/multiprocessing/", "/asyncio/")
+_THREAD_MACHINERY = ("/threading.py", "/concurrent/futures/", "/multiprocessing/", "/asyncio/", "/subprocess.py",
+                     "/os.py", "/pty.py")
+
+
+# calling an operator through torch.ops from Python (torch.ops.aten._softmax.default(...)): the
+# profiler sees these calls in every thread it watches, the dispatch mode only in its own
+_OP_CALLS = frozenset(c.__call__.__code__ for c in (torch._ops.OpOverload, torch._ops.OpOverloadPacket)
+                      if isinstance(getattr(c.__call__, "__code__", None), types.CodeType))
 
 
 class OperatorsSeen(TorchDispatchMode):
@@ -588,6 +642,22 @@ class OperatorsSeen(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def _library_folders() -> tuple:
+    """The folders that hold installed code, each ending in a separator: torch's, the standard
+    library's and every site-packages or dist-packages folder Python reads (Jupyter and IPython
+    may live in another one than torch, in a user's site or a system one). Code from anywhere
+    else (a notebook cell, a file beside it) is the student's."""
+    import site
+    folders = [os.path.dirname(os.path.dirname(os.path.abspath(torch._C.__file__))),
+               os.path.dirname(os.path.abspath(os.__file__))]
+    try:
+        folders += site.getsitepackages() + [site.getusersitepackages()]
+    except AttributeError:          # an old virtualenv's site module has neither
+        pass
+    folders += [p for p in sys.path if os.path.basename(p.rstrip("/" + os.sep)) in ("site-packages", "dist-packages")]
+    return tuple(dict.fromkeys(os.path.join(os.path.abspath(d), "") for d in folders if d))
+
+
 class Watcher:
     """A profiler that records calls to forbidden code while the student's code runs.
 
@@ -596,44 +666,42 @@ class Watcher:
     `model.generate` on a model the grading built is the package's generate all the same.
     The references injected into the notebook (chapter 4) may always run."""
 
-    def __init__(self, spec: Spec, own_globals: set, namespace: Optional[dict] = None, allowed: tuple = ()):
+    def __init__(self, spec: Spec, own_globals: set, allowed: tuple = ()):
         self.py = tuple(spec.forbid_py) + (EXERCISES_PY, SOLUTIONS_PY) + THREAD_POOLS_PY
         self.c = spec.forbid_c
         self.fingerprints = forbidden_fingerprints(spec)
         self.own = own_globals
         self.allowed = {id(getattr(inspect.unwrap(f), "__code__", None)) for f in allowed}
-        libraries = [os.path.dirname(os.path.dirname(os.path.abspath(torch._C.__file__)))]
-        libraries += [os.path.dirname(os.path.abspath(os.__file__))]
-        self.libraries = tuple(os.path.join(d, "") for d in libraries)
-        # the chapter's own helper that computes the answer, as the notebook defined it: called
-        # under any name it is the same code object (a renamed copy is left to the fingerprint).
-        # Decorators are looked through: torch.no_grad's wrapper is shared by every function.
-        self.helpers = {}
-        for _, name in spec.copied:
-            obj = (namespace or {}).get(name)
-            functions = [obj] if callable(obj) and not isinstance(obj, type) else (
-                [f for f in vars(obj).values() if callable(f)] if isinstance(obj, type) else [])
-            for function in functions:
-                code = getattr(inspect.unwrap(function), "__code__", None)
-                if code is None or os.path.abspath(code.co_filename).startswith(self.libraries):
-                    continue
-                for inner in [code] + [nested for nested, _ in _with_qualnames(code)]:
-                    self.helpers[id(inner)] = f"the chapter's own {name} (the exercise asks you to write it)"
+        self.libraries = _library_folders()
+        # the chapter's own helper that computes the answer, as the book defines it: whatever
+        # name, closure, container or decorator it is reached through, what runs is code with the
+        # book's definition (a renamed copy is left to the fingerprint). A student who wrote a
+        # function of that name themselves (their own `layer_norm`) did the work.
+        self.book = {}
+        for chapter, name in spec.copied:
+            for code, qualname, _ in _book_definitions(chapter, name):
+                # the helper and a class's methods; what is defined inside them (a lambda, a
+                # comprehension, which an honest answer may hold alike) is part of their definition
+                if "<" not in qualname:
+                    self.book[_definition(code)] = f"the chapter's own {name} (the exercise asks you to write it)"
         self.used: dict[str, None] = {}
         self._seen: dict[int, Optional[str]] = {}
         self._stop = None                 # id() of the grading frame above the student's code
+        self.review: list[str] = []       # threads that run only the standard library's code (other_threads)
 
     def _verdict(self, code: types.CodeType) -> Optional[str]:
         key = id(code)
         if key in self._seen:
             return self._seen[key]
-        verdict = self.helpers.get(key)
         filename = code.co_filename
+        verdict = self.book.get(_definition(code)) if self.book and not self._library_file(filename) else None
         for suffix, qualname in self.py if verdict is None else ():
             if _suffix_match(filename, suffix) and _qualname_match(_qualname(code), qualname):
                 where = filename.replace(os.sep, "/").split("site-packages/")[-1]
                 where = where[where.find("minigpt/"):] if "minigpt/" in where else where
                 where = where[where.rfind("grading/"):] if "grading/" in where else where
+                stdlib = os.path.join(os.path.dirname(os.path.abspath(os.__file__)), "").replace(os.sep, "/")
+                where = where[len(stdlib):] if where.startswith(stdlib) else where    # asyncio/tasks.py
                 verdict = f"{_qualname(code)} ({where})"
                 break
         if verdict is None and self.fingerprints:
@@ -641,15 +709,63 @@ class Watcher:
         self._seen[key] = verdict
         return verdict
 
+    def _library_file(self, filename: str) -> bool:
+        """True for code of an installed library or of the standard library (whose frozen
+        modules, such as `os`, are compiled under names like "<frozen os>")."""
+        return filename.startswith("<frozen ") or os.path.abspath(filename).startswith(self.libraries)
+
     def _is_students(self, frame) -> bool:
         """True when `frame` runs the student's code: not the grading's, not a library's."""
-        return frame is not None and id(frame.f_globals) not in self.own and not os.path.abspath(
-            frame.f_code.co_filename).startswith(self.libraries)
+        return frame is not None and id(frame.f_globals) not in self.own and not self._library_file(
+            frame.f_code.co_filename)
 
     def _direct(self, frame, called: bool = False) -> bool:
         """True when the student's code itself made this call (`called`: a C call made from
         `frame`; otherwise `frame` is the function called, its caller made it)."""
         return self._is_students(frame if called else frame.f_back)
+
+    def _students_function(self, function) -> bool:
+        """True when `function` (a partial, a bound method, a decorated function) is the
+        student's code."""
+        while isinstance(function, functools.partial):
+            function = function.func
+        function = inspect.unwrap(getattr(function, "__func__", function))
+        code = getattr(function, "__code__", None)
+        return code is not None and id(getattr(function, "__globals__", None)) not in self.own and not \
+            self._library_file(code.co_filename)
+
+    def other_threads(self) -> tuple[list[str], list[str]]:
+        """The threads other than this one that run the student's code or will, and those that
+        run only the standard library's code. A worker started in an earlier cell and fed through
+        a queue or a shared list does the work where the profiler (installed in this thread and
+        in the threads started while it watches) does not see it: one that runs the notebook's
+        code, or whose target is the notebook's, is reported. One that runs only the standard
+        library (a thread pool, an event loop, a queue pump made in an earlier cell) may be fed
+        the same way, and may as well be a library's pool: it is named for review. The kernel's
+        own threads and other libraries' (tqdm's monitor) run their library's code."""
+        students, stdlib_only = [], []
+        threads = {t.ident: t for t in threading.enumerate()}
+        stdlib = os.path.join(os.path.dirname(os.path.abspath(os.__file__)), "")
+        for ident, frame in sys._current_frames().items():       # _thread's threads too
+            if ident == threading.get_ident():
+                continue
+            thread = threads.get(ident)
+            name = thread.name if thread is not None else f"a thread started with _thread, {ident}"
+            targets = [getattr(thread, "_target", None), getattr(thread, "function", None), type(thread).run] \
+                if thread is not None else []
+            files = []
+            while frame is not None:
+                if self._is_students(frame):
+                    break
+                files.append(frame.f_code.co_filename)
+                frame = frame.f_back
+            if frame is not None or any(self._students_function(t) for t in targets if t is not None):
+                students.append(f"a thread your notebook started earlier ({name}), which runs your code "
+                                "beside the grading's (the grading watches only the code it calls)")
+            elif all(f.startswith("<frozen ") or os.path.abspath(f).startswith(stdlib)
+                     and "site-packages" not in f and "dist-packages" not in f for f in files):
+                stdlib_only.append(name)
+        return students, stdlib_only
 
     def _asked_by_student(self, frame) -> bool:
         """True when the first frame above the thread machinery is the student's code (a
@@ -679,6 +795,11 @@ class Watcher:
             verdict = self._verdict(frame.f_code)
             if verdict:
                 self.used[verdict] = None
+            if frame.f_code in _OP_CALLS and self.c:
+                op = frame.f_locals.get("self")
+                name = getattr(getattr(op, "_overloadpacket", op), "__name__", "")
+                if name in self.c:
+                    self.used[f"torch's operator {name}"] = None
             if frame.f_code.co_name in WATCH_OFF_PY and self._direct(frame):
                 self.used[f"{frame.f_code.co_name} (it switches off what the grading watches)"] = None
         elif event == "c_call":
@@ -688,6 +809,9 @@ class Watcher:
             if name in THREAD_STARTS and getattr(getattr(arg, "__self__", None), "__name__", "") == "_thread" \
                     and self._asked_by_student(frame):
                 self.used["a thread of your own (the grading runs your code in its thread)"] = None
+            module = getattr(getattr(arg, "__self__", None), "__name__", "")
+            if name in PROCESS_STARTS.get(module, ()):     # whoever asks (a DataLoader's workers too)
+                self.used[f"a process of your own ({module}.{name}: nothing watches what it runs)"] = None
             if name in self.c and (id(frame.f_globals) not in self.own or self._student(frame)
                                    or not os.path.abspath(frame.f_code.co_filename).startswith(self.libraries)):
                 self.used[f"torch's {name} (a C function)"] = None
@@ -701,6 +825,7 @@ class Watcher:
         self._stop = id(stop)         # not the frame itself: its locals hold what grading uses
         operators = OperatorsSeen(self.c)
         still = True
+        threads, pools = self.other_threads()
         try:
             with operators:             # entered and left outside the profiler: not the student's calls
                 sys.setprofile(self)
@@ -712,6 +837,10 @@ class Watcher:
                     sys.setprofile(None)
                     threading.setprofile(None)
         finally:
+            after, more_pools = self.other_threads()
+            for thread in threads + after:
+                self.used[thread] = None
+            self.review = sorted(set(pools + more_pools))
             if not still:
                 self.used["something that switched off the grading's call watcher (sys.setprofile)"] = None
             for name in operators.seen:
@@ -1014,7 +1143,7 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
     head = (f"Graded: {exercise.name}, {len(cases)} cases on inputs drawn at grading time "
             f"(seed {seed}: grade(..., seed={seed}) reproduces them)")
     inject = {name: attribute(solutions, path) for name, path in spec.inject.items()}
-    watcher = Watcher(spec, own, namespace, tuple(inject.values()))
+    watcher = Watcher(spec, own, tuple(inject.values()))
     guarded = _snapshot(grading=globals(), core=vars(core), exercise=vars(exercise),
                         adapters=getattr(exercise.run, "__globals__", {}), solutions=vars(solutions),
                         watcher=vars(Watcher))
@@ -1057,6 +1186,10 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
         used = ", ".join(watcher.used)
         what = f" The exercise is to write it yourself: {spec.what} may not be used." if spec.what else ""
         return 0.0, [head, f"✗ 0 points: your answer used {used}.{what}"] + results
+    if watcher.review:      # the score stands; `make grade` lists the notebook for a person to read
+        results.append(f"{REVIEW_MARK}threads that run only the standard library's code ran beside the "
+                       f"grading ({', '.join(watcher.review)}): a thread pool or an event loop made in an earlier "
+                       "cell could have done the work where grading does not watch.")
     return passed / len(cases), [head] + results
 
 

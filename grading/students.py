@@ -16,6 +16,7 @@ submitted folder, grades it with `grade` (what `make grade` runs) and compares g
 | copied-helper | chapter 13: the book's hide-cell helper `tiles_in_order`, pasted and renamed | 0 |
 | frame-reader | each answer walks up the caller's frames and returns the grader's right answer (`expected`, chapter 14's `entry`) | 0 |
 | object-patch | `torch.allclose` / `torch.equal` replaced by a callable object and by `unittest.mock.Mock`, answers that equal everything | 0 |
+| worker-thread | package-direct's calls, made by a worker thread started in the first solution cell and fed through a queue | 0 |
 | one-bug | chapter 4: the answer key with one bug in `my_split_heads` | 2.67 of 3 |
 
 Chapter 14's answers are values, not calls, and the student edition holds none of them (the
@@ -75,8 +76,17 @@ OBJECT_PATCH = ("import torch, unittest.mock\n"
                 "class _Yes:\n    def __call__(self, *a, **k):\n        return True\n"
                 "class _Equal:\n    def __eq__(self, other):\n        return True\n"
                 "torch.allclose = _Yes()\ntorch.equal = unittest.mock.Mock(return_value=True)\n")
+# the worker-thread's first cell: a thread that runs whatever the answers put in a queue, where
+# the grading's watch (in its own thread) does not see it
+WORKER = ("import queue, threading\n_jobs, _done = queue.Queue(), queue.Queue()\n"
+          "def _worker():\n    while True:\n        job = _jobs.get()\n        try:\n"
+          "            _done.put((True, job()))\n        except Exception as error:\n"
+          "            _done.put((False, error))\n"
+          "threading.Thread(target=_worker, daemon=True).start()\n"
+          "def _elsewhere(job):\n    _jobs.put(job)\n    ok, value = _done.get()\n"
+          "    if not ok:\n        raise value\n    return value\n")
 STUDENTS = ("answer-key", "blank", "env-switch", "monkeypatch", "package-direct", "package-aliased",
-            "lookup-table", "copied-helper", "one-bug", "frame-reader", "object-patch")
+            "lookup-table", "copied-helper", "one-bug", "frame-reader", "object-patch", "worker-thread")
 
 
 def source_text(cell: dict) -> str:
@@ -142,13 +152,13 @@ def submission(student: str, chapter: str, full: dict, release: dict, helper_sou
         first["source"] = patch + source_text(first)
         return notebook
     exercises = _checks(full)
-    if student in ("package-direct", "package-aliased"):
+    if student in ("package-direct", "package-aliased", "worker-thread"):
         import minigpt.exercises
         in_package = {name for name, constant in exercises.items()
                       if getattr(minigpt.exercises, constant).reference is not None}
         if number == "14":
             return None
-        table = PACKAGE_BODY if student == "package-direct" else ALIASED_BODY
+        table = ALIASED_BODY if student == "package-aliased" else PACKAGE_BODY
         for cell, name in solutions:
             text = source_text(cell)
             body = table.get(f"{number}:{name}", table.get(name))
@@ -156,6 +166,8 @@ def submission(student: str, chapter: str, full: dict, release: dict, helper_sou
             if body is None and name not in in_package:
                 continue            # no check, or nothing in the package to call: left blank
             if text.lstrip().startswith("class") or "\nclass " in text:
+                if student == "worker-thread":
+                    continue        # a class is called by the grading itself: left blank
                 reference = (f"minigpt.exercises.{exercise}.reference" if student == "package-direct" else
                              f"getattr(__import__('importlib').import_module('minigpt.exercises'), "
                              f"{exercise!r}).reference")
@@ -165,10 +177,14 @@ def submission(student: str, chapter: str, full: dict, release: dict, helper_sou
                 continue
             if body is None:
                 args = ", ".join(_function_names(text))
-                body = (f"return minigpt.exercises.{exercise}.reference({args})" if student == "package-direct" else
-                        f"_ref = getattr(__import__('importlib').import_module('minigpt.exercises'), "
-                        f"{exercise!r}).reference\n    return _ref({args})")
+                body = (f"_ref = getattr(__import__('importlib').import_module('minigpt.exercises'), "
+                        f"{exercise!r}).reference\n    return _ref({args})" if student == "package-aliased" else
+                        f"return minigpt.exercises.{exercise}.reference({args})")
+            if student == "worker-thread":
+                body = f"return _elsewhere(lambda: {body[len('return '):]})"
             cell["source"] = _header(text) + "\n    " + body + "\n"
+        if student == "worker-thread":
+            first["source"] = WORKER + source_text(first)
         return notebook
     if student == "lookup-table":
         if number == "14":

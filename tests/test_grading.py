@@ -19,6 +19,10 @@ spec = importlib.util.spec_from_file_location("classroom_for_grading", ROOT / "t
 classroom = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(classroom)
 CHAPTER = "03_causal_mask"
+_players = importlib.util.spec_from_file_location("students_for_grading", ROOT / "grading" / "students.py")
+players = importlib.util.module_from_spec(_players)
+_players.loader.exec_module(players)
+WORKER = players.WORKER
 
 MASK = '''def my_causal_mask(T, S):
     """(T, S) bool, True where query i (at position S - T + i) may look at key j."""
@@ -65,6 +69,10 @@ STUDENTS = {
                      ATTENTION.format(body=RIGHT_ATTENTION.replace(" / math.sqrt(D)", "")), (0.25, 0.33),
                      ["Likely mistake", "sqrt(D)"]),
     "right-by-hand": (MASK.format(body=RIGHT_MASK), ATTENTION.format(body=RIGHT_ATTENTION), (1, 1), []),
+    # the package's functions, called by a worker thread the first cell started (grading/students.py)
+    "worker-thread": (WORKER + MASK.format(body="    return _elsewhere(lambda: minigpt.causal_mask(T, S))"),
+                      ATTENTION.format(body="    return _elsewhere(lambda: minigpt.manual_attention(q, k, v))"),
+                      (0, 0), ["a thread your notebook started earlier"]),
 }
 
 
@@ -352,6 +360,22 @@ def test_no_answer_is_readable_in_any_student_edition(path):
         assert "## How you are graded" in released
 
 
+def book_definition(chapter: str, name: str) -> str:
+    """The source of the function or class `name` (decorators included) as the chapter's
+    notebook defines it in the open."""
+    import ast
+    for cell in json.loads((ROOT / "notebooks" / f"{chapter}.ipynb").read_text(encoding="utf-8"))["cells"]:
+        text = "".join(cell["source"])
+        if cell["cell_type"] != "code":
+            continue
+        for node in ast.parse(text).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
+                lines = text.splitlines()
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                return "\n".join(lines[first - 1:node.end_lineno]) + "\n"
+    raise LookupError(f"{chapter} defines no {name}")
+
+
 def test_package_calls_on_the_graders_own_models_are_seen(capsys):
     """model.generate on a model the grading built (from its private package) is still the
     package's generate; a chapter helper called under another name is still that helper."""
@@ -361,15 +385,79 @@ def test_package_calls_on_the_graders_own_models_are_seen(capsys):
     assert hidden.grade("check_greedy_generate", greedy) == 0
     assert "MiniGPT.generate (minigpt/model.py)" in capsys.readouterr().out
     namespace = {"torch": torch}
-    exec("@torch.no_grad()\ndef my_dropout(x, p, training):\n    if not training or p == 0:\n        return x\n"
-         "    keep = (torch.rand_like(x) >= p).to(x.dtype)\n    return x * keep / (1 - p)\n", namespace)
+    book = book_definition("07_the_whole_gpt", "my_dropout")
+    exec(book, namespace)
     renamed = namespace["my_dropout"]
     assert hidden.grade("check_dropout", lambda x, p, training: renamed(x, p, training), namespace=namespace) == 0
     assert "the chapter's own my_dropout" in capsys.readouterr().out
-    # the same code, not the chapter's object (a student's own no_grad function): full marks
-    exec("@torch.no_grad()\ndef mine(x, p, training):\n    if not training or p == 0:\n        return x\n"
-         "    keep = (torch.rand_like(x) >= p).to(x.dtype)\n    return x * keep / (1 - p)\n", namespace)
+    # the same code, not the chapter's object (a student's own function): full marks
+    exec(book.replace("def my_dropout(", "def mine("), namespace)
     assert hidden.grade("check_dropout", namespace["mine"], namespace=namespace) == 1
+
+
+def test_a_students_own_function_named_like_the_chapters_helper_is_their_work(capsys):
+    """Only the book's own definition of a chapter helper (`layer_norm` in chapter 6) is
+    forbidden to call: a student who wrote a function of that name differently did the work,
+    and a student who calls the book's, under any name, did not. Every helper a spec names is
+    recognised when the book's definition is run."""
+    import ast
+    import inspect
+    import math
+    hidden = load_hidden()
+    own = ("def layer_norm(x, gamma, beta):\n    mean = x.mean(-1, keepdim=True)\n    centred = x - mean\n"
+           "    return centred * (centred.pow(2).mean(-1, keepdim=True) + 1e-5).rsqrt() * gamma + beta\n")
+    answer = "def my_layer_norm(x, gamma, beta):\n    return layer_norm(x, gamma, beta)\n"
+    for definition, score in ((own, 1), (book_definition("06_layernorm_residuals_preln", "layer_norm"), 0)):
+        namespace = {"torch": torch}
+        exec(definition + answer, namespace)
+        assert hidden.grade("check_layer_norm", namespace["my_layer_norm"], namespace=namespace) == score
+        assert ("the chapter's own layer_norm" in capsys.readouterr().out) == (score == 0)
+    # run as a kernel runs a cell: IPython compiles it one statement at a time, the grading
+    # compiles the notebook's cell whole (the bytecode of `math.sqrt(...)` differs between the two)
+    from IPython.core.interactiveshell import InteractiveShell
+    shell = InteractiveShell.instance()
+    try:
+        for check, spec in hidden.SPECS.items():
+            for chapter, name in spec.copied:
+                source = book_definition(chapter, name)
+                imports = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
+                assert shell.run_cell(imports + "import minigpt\n" + source).success, (check, name)
+                watcher = hidden.Watcher(spec, set())
+
+                def seen(obj) -> bool:
+                    """Running `obj` (a function, or any method of a class) is running the helper."""
+                    functions = [obj] if not isinstance(obj, type) else [f for f in vars(obj).values() if callable(f)]
+                    return any(f"own {name} " in (watcher._verdict(inspect.unwrap(f).__code__) or "")
+                               for f in functions)
+                assert seen(shell.user_ns[name]), (check, name)
+                # one statement more at the top of each function: the student's own version
+                tree = ast.parse(source)
+                for node in ast.walk(tree):
+                    if isinstance(node, ast.FunctionDef):
+                        node.body.insert(0, ast.parse("_mine = 0").body[0])
+                names = {"torch": torch, "nn": torch.nn, "F": torch.nn.functional, "math": math}
+                exec(compile(ast.fix_missing_locations(tree), "<student>", "exec"), names)
+                assert not seen(names[name]), (check, name)
+    finally:
+        InteractiveShell.clear_instance()
+
+
+@pytest.mark.parametrize("hide", [
+    "_kept = layer_norm\ndef layer_norm(x, gamma, beta):\n    return x\ndef my_layer_norm(x, gamma, beta):\n"
+    "    return _kept(x, gamma, beta)\n",
+    "layer_norm.__qualname__ = 'ln'\ndef my_layer_norm(x, gamma, beta):\n    return layer_norm(x, gamma, beta)\n",
+    "import functools\n_hidden = [functools.wraps(lambda: 0)(layer_norm)]\ndel layer_norm\n"
+    "def my_layer_norm(x, gamma, beta):\n    return _hidden[0](x, gamma, beta)\n",
+], ids=["kept-under-another-name", "qualname-changed", "wrapped-in-a-list"])
+def test_the_books_helper_is_seen_wherever_it_is_kept(hide, capsys):
+    """The book's `layer_norm` is recognised by the code that runs, not by where the notebook
+    keeps it: under another name (a new `layer_norm` beside it), with its qualified name
+    changed, behind `functools.wraps` in a list."""
+    hidden = load_hidden()
+    namespace = {"torch": torch}
+    exec(book_definition("06_layernorm_residuals_preln", "layer_norm") + hide, namespace)
+    assert hidden.grade("check_layer_norm", namespace["my_layer_norm"], namespace=namespace) == 0
+    assert "the chapter's own layer_norm" in capsys.readouterr().out
 
 
 def test_the_worked_solutions_are_forbidden_to_call(capsys):
@@ -690,6 +778,185 @@ def test_honest_answers_that_use_libraries_keep_their_points():
     with ThreadPoolExecutor(1) as pool:
         pool.submit(int).result()                   # the pool's thread runs before grading starts
         assert hidden.grade("check_softmax", lambda s: pool.submit(torch.softmax, s, -1).result(), seed=3) == 0
+
+
+def grade_in_a_fresh_process(cell: str, check: str, answer: str) -> tuple[float, str]:
+    """Run `cell` as a notebook's earlier cell, then grade its `answer`, in a Python process of
+    its own: the threads and processes the cell starts end with it, and later tests see none."""
+    import subprocess
+    import sys
+    script = (f"import importlib.util, torch\n"
+              f"spec = importlib.util.spec_from_file_location('hidden', {str(ROOT / 'grading' / 'hidden.py')!r})\n"
+              "hidden = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(hidden)\n"
+              f"namespace = {{'torch': torch}}\nexec(compile({cell!r}, '<an earlier cell>', 'exec'), namespace)\n"
+              f"print('SCORE', hidden.grade({check!r}, namespace[{answer!r}], namespace=namespace, seed=3), flush=True)\n"
+              "import os\nos._exit(0)\n")        # no waiting for the cell's threads and processes
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    scores = [line.split()[1] for line in run.stdout.splitlines() if line.startswith("SCORE ")]
+    assert scores, run.stdout + run.stderr
+    return float(scores[-1]), run.stdout
+
+
+_EARLIER_CELL_WORKER = """
+import queue, threading
+_jobs, _done = queue.Queue(), queue.Queue()
+def _worker():
+    while True:
+        scores = _jobs.get()
+        _done.put(torch.softmax(scores, dim=-1))
+threading.Thread(target=_worker, daemon=True).start()
+def answer(scores):
+    _jobs.put(scores)
+    return _done.get()
+"""
+# a worker that does not yet run the student's code when grading starts: a timer that fires later
+_EARLIER_CELL_TIMER = """
+import threading, time
+_slot = {}
+def _later():
+    while True:
+        if "scores" in _slot:
+            _slot["out"] = torch.softmax(_slot.pop("scores"), -1)
+        time.sleep(0.001)
+_timer = threading.Timer(0.5, _later)
+_timer.daemon = True
+_timer.start()
+def answer(scores):
+    _slot["scores"] = scores
+    while "out" not in _slot:
+        time.sleep(0.001)
+    return _slot.pop("out")
+"""
+_SUBPROCESS = """
+import io, subprocess, sys
+def answer(scores):
+    buffer = io.BytesIO()
+    torch.save(scores, buffer)
+    code = ("import io, sys, torch; s = torch.load(io.BytesIO(sys.stdin.buffer.read())); b = io.BytesIO(); "
+            "torch.save(torch.softmax(s, -1), b); sys.stdout.buffer.write(b.getvalue())")
+    out = subprocess.run([sys.executable, "-c", code], input=buffer.getvalue(), capture_output=True, check=True)
+    return torch.load(io.BytesIO(out.stdout))
+"""
+_EVENT_LOOP_THREAD = """
+import asyncio, threading
+_loop = asyncio.new_event_loop()
+threading.Thread(target=_loop.run_forever, daemon=True).start()
+async def _softmax(scores):
+    return torch.softmax(scores, -1)
+def answer(scores):
+    return asyncio.run_coroutine_threadsafe(_softmax(scores), _loop).result()
+"""
+
+
+_RAW_THREAD = """
+import _thread, queue
+_jobs, _done = queue.Queue(), queue.Queue()
+def _worker():
+    while True:
+        _done.put(torch.softmax(_jobs.get(), -1))
+_thread.start_new_thread(_worker, ())
+def answer(scores):
+    _jobs.put(scores)
+    return _done.get()
+"""
+_DATALOADER_WORKER = """
+from torch.utils.data import DataLoader
+def answer(scores):
+    return next(iter(DataLoader([scores], batch_size=None, num_workers=1, collate_fn=lambda s: torch.softmax(s, -1))))
+"""
+# a thread the standard library starts (logging's listener) calls the operator through torch.ops
+_OPERATOR_IN_A_LIBRARY_THREAD = """
+import logging.handlers, queue, types
+def answer(scores):
+    jobs, done = queue.Queue(), queue.Queue()
+    handler = types.SimpleNamespace(handle=lambda s: done.put(torch.ops.aten._softmax.default(s, -1, False)))
+    listener = logging.handlers.QueueListener(jobs, handler)
+    listener.start()
+    jobs.put(scores)
+    out = done.get()
+    listener.stop()
+    return out
+"""
+
+
+@pytest.mark.parametrize("cell, words", [
+    (_EARLIER_CELL_WORKER, "a thread your notebook started earlier (Thread-"),
+    (_RAW_THREAD, "a thread your notebook started earlier (a thread started with _thread"),
+    (_DATALOADER_WORKER, "a process of your own (posix.fork"),
+    (_OPERATOR_IN_A_LIBRARY_THREAD, "torch's operator _softmax"),
+    (_EARLIER_CELL_TIMER, "a thread your notebook started earlier (Thread-"),
+    (_SUBPROCESS, "a process of your own (_posixsubprocess.fork_exec"),
+    (_EVENT_LOOP_THREAD, "run_coroutine_threadsafe (asyncio/tasks.py)"),
+], ids=["queue-fed-worker", "raw-thread", "dataloader-worker", "operator-in-a-library-thread", "timer",
+         "subprocess", "event-loop-thread"])
+def test_work_done_outside_the_graders_thread_scores_0(cell, words):
+    """What a profiler in the grading's thread cannot see: a worker thread the notebook started
+    in an earlier cell (fed through a queue, or a timer that fires during grading), a process,
+    an event loop running in another thread."""
+    score, out = grade_in_a_fresh_process(cell, "check_softmax", "answer")
+    assert score == 0, out
+    assert words in out, out
+
+
+def test_threads_of_the_standard_library_alone_are_named_for_review(capsys):
+    """A thread pool made in an earlier cell and fed without `submit`, and a harmless thread
+    that runs only the standard library (here a pipe's close, compiled as "<frozen os>") look
+    alike from inside the kernel: the score stands, and the feedback names them for review,
+    which `make grade` copies into grades.csv."""
+    hidden = load_hidden()
+    assert hidden.REVIEW_MARK == classroom.REVIEW_MARK
+    by_hand = lambda s: (s - s.amax(-1, keepdim=True)).exp() / (s - s.amax(-1, keepdim=True)).exp().sum(-1, keepdim=True)  # noqa: E731
+    import os
+    import threading
+    closing = threading.Thread(target=os.popen("sleep 2").close, daemon=True)
+    closing.start()
+    assert hidden.grade("check_softmax", by_hand, seed=3) == 1
+    closing.join()                  # gone before the next test grades
+    out = capsys.readouterr().out
+    assert f"{hidden.REVIEW_MARK}threads that run only the standard library's code ran beside the grading" in out
+    assert "(Thread-" in out and "close" in out
+
+
+def test_grade_copies_the_feedbacks_review_lines_into_the_note(tmp_path):
+    """`make grade` reads the autograded notebooks' feedback: a line that starts with the review
+    mark becomes the note "review: the grading saw ..." of that student's row."""
+    saved = classroom.NOTEBOOKS, classroom.COURSE
+    classroom.set_folders(tmp_path / "nb", tmp_path / "course")
+    try:
+        for student, text in (("ann", "Score: 1 / 1\n"),
+                              ("cy", f"{classroom.REVIEW_MARK}threads that run only the standard library's code "
+                                     "ran beside the grading (Thread-1): a thread pool ...\nScore: 1 / 1\n")):
+            folder = tmp_path / "course" / "autograded" / student / "03_test"
+            folder.mkdir(parents=True)
+            cell = {"cell_type": "code", "source": "", "metadata": {},
+                    "outputs": [{"output_type": "stream", "name": "stdout", "text": text}]}
+            (folder / "03_test.ipynb").write_text(json.dumps({"cells": [cell]}), encoding="utf-8")
+        found = classroom._review_in_feedback({"03_test": ["ann", "bob", "cy"]})
+    finally:
+        classroom.NOTEBOOKS, classroom.COURSE = saved
+    assert found == {("cy", "03_test"): "review: the grading saw threads that run only the standard "
+                                        "library's code ran beside the grading"}
+
+
+@pytest.mark.parametrize("cell, flagged", [
+    ("import threading\n_t = threading.Thread(target=print)", True),
+    ("from queue import Queue", True),
+    ("_pipe = __import__('multiprocessing').Pipe()", True),
+    ("import io, subprocess", True),
+    ("os.system('python -c 1')", True),
+    ("# keep the pairs in a queue. Then merge\nqueue_of_pairs = []\nthread_count = 1", False),
+])
+def test_review_patterns_name_threads_and_processes(cell, flagged):
+    """`make grade` marks for review the cells that hand work to a thread or a process (one
+    started in an earlier cell and fed through a pipe is not seen by the watch); words in
+    comments and names such as `queue_of_pairs` are not marked. No answer of the book is."""
+    pattern = classroom.REVIEW_PATTERNS["threads, processes or queues"]
+    assert bool(re.search(pattern, cell, re.MULTILINE)) == flagged
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for book_cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            if book_cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+                source = "".join(book_cell["source"])
+                assert not [w for w, p in classroom.REVIEW_PATTERNS.items() if re.search(p, source, re.MULTILINE)], path
 
 
 def _patch_the_graders_comparison(scores):

@@ -528,6 +528,8 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
         seconds = time.perf_counter() - start
         print(f"graded {assignment}: {len(names)} notebooks in {seconds:.0f} s "
               f"({seconds / len(names):.1f} s per notebook; cell limit {limit} s)")
+    for key, seen in _review_in_feedback(layout).items():
+        review[key] = "; ".join(filter(None, [review.get(key), seen]))
     rows, not_graded = [], []
     with Gradebook(f"sqlite:///{COURSE / 'gradebook.db'}") as gradebook:
         for assignment, names in layout.items():
@@ -561,6 +563,8 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
 # torch's dispatch modes, the builtins its hidden cells use, the grader's files) or to replace
 # what it relies on. Honest answers in these chapters use none of them; grading cannot see
 # every such trick from inside the kernel, so `grade` names them for a person to read.
+REVIEW_MARK = "⚠ for review: "      # grading/hidden.py's: a feedback line for a person to read
+_WORKERS = "_thread|threading|queue|multiprocessing|subprocess|concurrent|asyncio"   # the modules that run code elsewhere
 REVIEW_PATTERNS = {
     "frame access": r"_getframe|\bf_(?:locals|globals|back)\b|\btb_frame\b|inspect\.(?:stack|currentframe)|gc\.get_referr",
     "the profiler or tracer": r"\b(?:set|get)profile\b|\bsettrace\b",
@@ -570,7 +574,29 @@ REVIEW_PATTERNS = {
     "a module's function replaced": r"^\s*(?:torch|math|os|sys|copy|ast|json|importlib|builtins|minigpt)(?:\.\w+)+\s*=[^=]",
     "the grader's files": r"hidden\.py|solutions\.py|\.ipynb|_classroom",
     "signal handlers": r"signal\.(?:signal|setitimer|alarm)",
+    # work done where the grading's watch is not: a process started in an earlier cell and fed
+    # through a pipe is not seen while grading runs (threads and started processes are)
+    "threads, processes or queues": rf"\b(?:{_WORKERS})(?:\.\w|\s+import\b)|\bimport\s+(?:[\w.]+\s*,\s*)*(?:{_WORKERS})\b"
+                                    rf"|__import__\(\s*['\"](?:{_WORKERS})|\bos\.(?:fork|system|popen|\w*spawn\w*|exec\w*)\b",
 }
+
+
+def _review_in_feedback(layout: dict) -> dict:
+    """(student, assignment) -> what the hidden tests saw but could not judge (their feedback
+    lines that start with REVIEW_MARK), read from the autograded notebooks."""
+    found = {}
+    for assignment, names in layout.items():
+        for student_id in names:
+            path = COURSE / "autograded" / student_id / assignment / f"{assignment}.ipynb"
+            try:
+                cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+            except (OSError, ValueError, KeyError):
+                continue            # not graded: its row says why
+            lines = {line[len(REVIEW_MARK):].split(" (", 1)[0] for cell in cells for output in cell.get("outputs", [])
+                     for line in "".join(output.get("text", "")).splitlines() if line.startswith(REVIEW_MARK)}
+            if lines:
+                found[(student_id, assignment)] = "review: the grading saw " + ", ".join(sorted(lines))
+    return found
 
 
 def _read_submissions(submitted: Path, layout: dict) -> tuple[dict, dict]:
