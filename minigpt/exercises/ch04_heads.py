@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from ..attention import CausalSelfAttention
 from ..config import GPTConfig
+from ..language import tr
 from .core import Case, CheckResult, Exercise, Mistake, randn
 
 
@@ -161,8 +162,8 @@ def _run_module(solution, case: Case):
     for name in ("c_attn", "c_proj"):
         layer = getattr(module, name, None)
         if not isinstance(layer, nn.Linear):
-            raise AttributeError(f"the module needs a layer self.{name} = nn.Linear(...), "
-                                 f"as in the text (GPT-2's parameter names)")
+            raise AttributeError(tr("the module needs a layer self.{name} = nn.Linear(...), "
+                                    "as in the text (GPT-2's parameter names)", name=name))
         layer.load_state_dict({"weight": weights[f"{name}.weight"], "bias": weights[f"{name}.bias"]})
     module.eval()
     with torch.no_grad():

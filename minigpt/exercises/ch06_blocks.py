@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import GPTConfig
+from ..language import tr
 from ..model import MLP, Block
 from .core import Case, CheckResult, Exercise, Mistake
 
@@ -40,7 +41,7 @@ def _run_mlp(solution, case: Case):
     torch.manual_seed(0)
     module = solution(C)
     if not isinstance(module, nn.Module):
-        raise TypeError(f"MyMLP({C}) should build an nn.Module, got {type(module).__name__}")
+        raise TypeError(tr("MyMLP({C}) should build an nn.Module, got {kind}", C=C, kind=type(module).__name__))
     _fill_by_shape(module)
     module.eval()
     with torch.no_grad():
