@@ -505,20 +505,23 @@ def _with_qualnames(code: types.CodeType, prefix: str = ""):
 
 @functools.lru_cache(maxsize=None)
 def _qualnames_in(filename: str) -> dict:
-    """(first line, name, bytecode) -> qualified name for the code compiled from one source file
-    (the bytecode tells apart two lambdas on one line)."""
-    try:
-        top = compile(Path(filename).read_text(encoding="utf-8"), filename, "exec")
-    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+    """(first line, name, instructions) -> qualified name for the code compiled from one source
+    file (the instructions tell apart two lambdas on one line; `_instructions`, because IPython
+    compiles a cell one statement at a time and this compiles it whole)."""
+    import linecache
+    try:        # linecache: a file, or a notebook cell's source, which IPython keeps there
+        top = compile("".join(linecache.getlines(filename)), filename, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
         return {}
-    return {(code.co_firstlineno, code.co_name, code.co_code): name for code, name in _with_qualnames(top)}
+    return {(code.co_firstlineno, code.co_name, _instructions(code, local_names=True)): name
+            for code, name in _with_qualnames(top)}
 
 
 def _qualname(code: types.CodeType) -> str:
     """code.co_qualname (Python 3.11+); on 3.10, found again in the code's source file."""
     qualname = getattr(code, "co_qualname", None)
     if qualname is None:
-        where = (code.co_firstlineno, code.co_name, code.co_code)
+        where = (code.co_firstlineno, code.co_name, _instructions(code, local_names=True))
         qualname = _qualnames_in(code.co_filename).get(where, code.co_name)
     return qualname
 
@@ -570,16 +573,17 @@ def _book_definitions(chapter: str, name: str):
                 yield code, qualname, hidden
 
 
-def _definition(code: types.CodeType) -> tuple:
+def _definition(code: types.CodeType, qualname: Optional[str] = None) -> tuple:
     """What makes two compilations of a function the same definition: its qualified name, its
     instructions with every name and constant they use, and its nested functions' (compared
     the same way), but not its file or line numbers, which differ between the notebook file
-    and the kernel's cell. The qualified name is the code's own (Python 3.11's co_qualname, which
-    `__qualname__ = ...` does not change; Python 3.10 has only the name), without the functions
-    it was defined inside: the book's `layer_norm` pasted into a function is still the book's,
+    and the kernel's cell. The qualified name is the code's own (`qualname` when the caller
+    knows it, else `_qualname`: Python 3.11's co_qualname, which `__qualname__ = ...` does not
+    change, or on 3.10 the name found again in the cell's source), without the functions it
+    was defined inside: the book's `layer_norm` pasted into a function is still the book's,
     while the student's own module's `forward` is not the book module's `forward`."""
-    qualname = getattr(code, "co_qualname", code.co_name).rsplit(".<locals>.", 1)[-1]
-    nested = tuple(_definition(c) for c in code.co_consts if isinstance(c, types.CodeType))
+    qualname = (qualname or _qualname(code)).rsplit(".<locals>.", 1)[-1]
+    nested = tuple(_definition(c, c.co_name) for c in code.co_consts if isinstance(c, types.CodeType))
     return (qualname, code.co_argcount, code.co_kwonlyargcount, _instructions(code, local_names=True), nested)
 
 
@@ -683,7 +687,7 @@ class Watcher:
                 # the helper and a class's methods; what is defined inside them (a lambda, a
                 # comprehension, which an honest answer may hold alike) is part of their definition
                 if "<" not in qualname:
-                    self.book[_definition(code)] = f"the chapter's own {name} (the exercise asks you to write it)"
+                    self.book[_definition(code, qualname)] = f"the chapter's own {name} (the exercise asks you to write it)"
         self.used: dict[str, None] = {}
         self._seen: dict[int, Optional[str]] = {}
         self._stop = None                 # id() of the grading frame above the student's code
