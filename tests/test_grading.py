@@ -799,10 +799,26 @@ def grade_in_a_fresh_process(cell: str, check: str, answer: str) -> tuple[float,
               f"namespace = {{'torch': torch}}\nexec(compile({cell!r}, '<an earlier cell>', 'exec'), namespace)\n"
               f"print('SCORE', hidden.grade({check!r}, namespace[{answer!r}], namespace=namespace, seed=3), flush=True)\n"
               "import os\nos._exit(0)\n")        # no waiting for the cell's threads and processes
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    scores = [line.split()[1] for line in run.stdout.splitlines() if line.startswith("SCORE ")]
-    assert scores, run.stdout + run.stderr
-    return float(scores[-1]), run.stdout
+    import os
+    import signal
+    import tempfile
+    # output to a file, not a pipe: a process the cell forked keeps its copy of the pipe open;
+    # the whole session is killed afterwards, processes the cell left behind included
+    with tempfile.TemporaryFile("w+") as out:
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=out, stderr=subprocess.STDOUT,
+                                 text=True, start_new_session=True)
+        try:
+            child.wait(timeout=300)
+        finally:
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        out.seek(0)
+        text = out.read()
+    scores = [line.split()[1] for line in text.splitlines() if line.startswith("SCORE ")]
+    assert scores, text
+    return float(scores[-1]), text
 
 
 _EARLIER_CELL_WORKER = """
@@ -844,6 +860,14 @@ def answer(scores):
             "torch.save(torch.softmax(s, -1), b); sys.stdout.buffer.write(b.getvalue())")
     out = subprocess.run([sys.executable, "-c", code], input=buffer.getvalue(), capture_output=True, check=True)
     return torch.load(io.BytesIO(out.stdout))
+"""
+_PROCESS_POOL = """
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
+_pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+_pool.submit(int).result()          # its process runs before grading starts
+def answer(scores):
+    return _pool.submit(torch.softmax, scores, -1).result()
 """
 _EVENT_LOOP_THREAD = """
 import asyncio, threading
@@ -894,9 +918,10 @@ def answer(scores):
     (_OPERATOR_IN_A_LIBRARY_THREAD, "torch's operator _softmax"),
     (_EARLIER_CELL_TIMER, "a thread your notebook started earlier (Thread-"),
     (_SUBPROCESS, "a process of your own (_posixsubprocess.fork_exec"),
+    (_PROCESS_POOL, "ProcessPoolExecutor.submit (concurrent/futures/process.py)"),
     (_EVENT_LOOP_THREAD, "run_coroutine_threadsafe (asyncio/tasks.py)"),
 ], ids=["queue-fed-worker", "raw-thread", "dataloader-worker", "operator-in-a-library-thread", "timer",
-         "subprocess", "event-loop-thread"])
+         "subprocess", "process-pool", "event-loop-thread"])
 def test_work_done_outside_the_graders_thread_scores_0(cell, words):
     """What a profiler in the grading's thread cannot see: a worker thread the notebook started
     in an earlier cell (fed through a queue, or a timer that fires during grading), a process,
