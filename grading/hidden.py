@@ -106,6 +106,7 @@ import math
 import numbers
 import os
 import sys
+import sysconfig
 import threading
 import types
 import warnings
@@ -612,8 +613,7 @@ WATCH_OFF_C = frozenset({"setprofile", "settrace", "_set_torch_dispatch_mode", "
 WATCH_OFF_PY = frozenset({"setprofile", "settrace", "_disable_current_modes", "_pop_mode_temporarily",
                           "_pop_mode"})
 # the thread machinery between a call that starts a thread and the code that asked for it
-_THREAD_MACHINERY = ("/threading.py", "/concurrent/futures/", "/multiprocessing/", "/asyncio/", "/subprocess.py",
-                     "/os.py", "/pty.py")
+_THREAD_MACHINERY = ("/threading.py", "/concurrent/futures/", "/multiprocessing/", "/asyncio/")
 
 
 # calling an operator through torch.ops from Python (torch.ops.aten._softmax.default(...)): the
@@ -646,14 +646,19 @@ class OperatorsSeen(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+# torch's folder's parent (the libraries beside torch: torch re-exports typing_extensions'
+# helpers) and the standard library's folder, each ending in a separator
+_TORCH_HOME = os.path.dirname(os.path.dirname(os.path.abspath(torch._C.__file__))) + os.sep
+_STDLIB = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
+
+
 def _library_folders() -> tuple:
     """The folders that hold installed code, each ending in a separator: torch's, the standard
     library's and every site-packages or dist-packages folder Python reads (Jupyter and IPython
     may live in another one than torch, in a user's site or a system one). Code from anywhere
     else (a notebook cell, a file beside it) is the student's."""
     import site
-    folders = [os.path.dirname(os.path.dirname(os.path.abspath(torch._C.__file__))),
-               os.path.dirname(os.path.abspath(os.__file__))]
+    folders = [_TORCH_HOME, _STDLIB]
     try:
         folders += site.getsitepackages() + [site.getusersitepackages()]
     except AttributeError:          # an old virtualenv's site module has neither
@@ -704,7 +709,7 @@ class Watcher:
                 where = filename.replace(os.sep, "/").split("site-packages/")[-1]
                 where = where[where.find("minigpt/"):] if "minigpt/" in where else where
                 where = where[where.rfind("grading/"):] if "grading/" in where else where
-                stdlib = os.path.join(os.path.dirname(os.path.abspath(os.__file__)), "").replace(os.sep, "/")
+                stdlib = _STDLIB.replace(os.sep, "/")
                 where = where[len(stdlib):] if where.startswith(stdlib) else where    # asyncio/tasks.py
                 verdict = f"{_qualname(code)} ({where})"
                 break
@@ -718,10 +723,13 @@ class Watcher:
         modules, such as `os`, are compiled under names like "<frozen os>")."""
         return filename.startswith("<frozen ") or os.path.abspath(filename).startswith(self.libraries)
 
+    def _students_code(self, code: types.CodeType, globals_: Optional[dict]) -> bool:
+        """True for the student's code: not the grading's (its module globals), not a library's."""
+        return id(globals_) not in self.own and not self._library_file(code.co_filename)
+
     def _is_students(self, frame) -> bool:
-        """True when `frame` runs the student's code: not the grading's, not a library's."""
-        return frame is not None and id(frame.f_globals) not in self.own and not self._library_file(
-            frame.f_code.co_filename)
+        """True when `frame` runs the student's code."""
+        return frame is not None and self._students_code(frame.f_code, frame.f_globals)
 
     def _direct(self, frame, called: bool = False) -> bool:
         """True when the student's code itself made this call (`called`: a C call made from
@@ -735,8 +743,7 @@ class Watcher:
             function = function.func
         function = inspect.unwrap(getattr(function, "__func__", function))
         code = getattr(function, "__code__", None)
-        return code is not None and id(getattr(function, "__globals__", None)) not in self.own and not \
-            self._library_file(code.co_filename)
+        return code is not None and self._students_code(code, getattr(function, "__globals__", None))
 
     def other_threads(self) -> tuple[list[str], list[str]]:
         """The threads other than this one that run the student's code or will, and those that
@@ -749,7 +756,6 @@ class Watcher:
         own threads and other libraries' (tqdm's monitor) run their library's code."""
         students, stdlib_only = [], []
         threads = {t.ident: t for t in threading.enumerate()}
-        stdlib = os.path.join(os.path.dirname(os.path.abspath(os.__file__)), "")
         for ident, frame in sys._current_frames().items():       # _thread's threads too
             if ident == threading.get_ident():
                 continue
@@ -766,7 +772,7 @@ class Watcher:
             if frame is not None or any(self._students_function(t) for t in targets if t is not None):
                 students.append(f"a thread your notebook started earlier ({name}), which runs your code "
                                 "beside the grading's (the grading watches only the code it calls)")
-            elif all(f.startswith("<frozen ") or os.path.abspath(f).startswith(stdlib)
+            elif all(f.startswith("<frozen ") or os.path.abspath(f).startswith(_STDLIB)
                      and "site-packages" not in f and "dist-packages" not in f for f in files):
                 stdlib_only.append(name)
         return students, stdlib_only
@@ -808,16 +814,15 @@ class Watcher:
                 self.used[f"{frame.f_code.co_name} (it switches off what the grading watches)"] = None
         elif event == "c_call":
             name = getattr(arg, "__name__", "")
+            module = getattr(getattr(arg, "__self__", None), "__name__", "")
             if name in WATCH_OFF_C and self._direct(frame, called=True):
                 self.used[f"{name} (it switches off what the grading watches)"] = None
-            if name in THREAD_STARTS and getattr(getattr(arg, "__self__", None), "__name__", "") == "_thread" \
-                    and self._asked_by_student(frame):
+            if name in THREAD_STARTS and module == "_thread" and self._asked_by_student(frame):
                 self.used["a thread of your own (the grading runs your code in its thread)"] = None
-            module = getattr(getattr(arg, "__self__", None), "__name__", "")
             if name in PROCESS_STARTS.get(module, ()):     # whoever asks (a DataLoader's workers too)
                 self.used[f"a process of your own ({module}.{name}: nothing watches what it runs)"] = None
             if name in self.c and (id(frame.f_globals) not in self.own or self._student(frame)
-                                   or not os.path.abspath(frame.f_code.co_filename).startswith(self.libraries)):
+                                   or not self._library_file(frame.f_code.co_filename)):
                 self.used[f"torch's {name} (a C function)"] = None
 
     @contextlib.contextmanager
@@ -950,18 +955,14 @@ def _foreign(label: str, name: str, obj: Any, homes: tuple) -> Optional[str]:
 def tampering(package) -> list[str]:
     """What the notebook replaced that the grading relies on (see the module docstring)."""
     found = []
-    import sysconfig
     # torch's own functions, the standard library's that torch re-exports (typing's, ...) and,
-    # in builtins, what site-packages put there (IPython's display, exit, ...)
-    # (torch's folder's parent: torch re-exports typing_extensions' helpers, wrapped functions
-    # included, so the libraries beside it count as its own; their objects are held to more below)
-    torch_home = os.path.dirname(os.path.dirname(os.path.abspath(torch._C.__file__))) + os.sep
-    stdlib = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
+    # in builtins, what site-packages put there (IPython's display, exit, ...); the libraries
+    # beside torch count as its own (_TORCH_HOME), and their objects are held to more below
     site = tuple(os.path.abspath(sysconfig.get_paths()[key]) + os.sep for key in ("purelib", "platlib"))
     for label, namespace in (("torch", vars(torch)), ("torch.nn.functional", vars(torch.nn.functional)),
                              ("torch.Tensor", vars(torch.Tensor)), ("torch.nn.Module", vars(nn.Module)),
                              ("math", vars(math)), ("builtins", vars(builtins))):
-        homes = (torch_home, stdlib) + (site if label == "builtins" else ())
+        homes = (_TORCH_HOME, _STDLIB) + (site if label == "builtins" else ())
         for name, obj in list(namespace.items()):
             why = _foreign(label, name, obj, homes)
             if why:
@@ -978,7 +979,7 @@ def tampering(package) -> list[str]:
                                                         "importlib.util.spec_from_file_location"),
                            (importlib.util.module_from_spec, "importlib.util.module_from_spec")):
         if not (isinstance(function, types.FunctionType) and function.__name__ == name.rsplit(".", 1)[1]
-                and not _outside(function.__code__.co_filename, (stdlib,))):
+                and not _outside(function.__code__.co_filename, (_STDLIB,))):
             found.append(f"{name} was replaced")
     # the seed of the fresh inputs: os.urandom must be the operating system's (a notebook that
     # fixes it knows the inputs in advance)

@@ -424,17 +424,18 @@ def test_a_students_own_function_named_like_the_chapters_helper_is_their_work(ca
                 assert shell.run_cell(imports + "import minigpt\n" + source).success, (check, name)
                 watcher = hidden.Watcher(spec, set())
 
-                def seen(obj) -> bool:
-                    """Running `obj` (a function, or any method of a class) is running the helper."""
+                def codes(obj) -> list:
+                    """The code of a function, or of every method of a class."""
                     functions = [obj] if not isinstance(obj, type) else [f for f in vars(obj).values() if callable(f)]
-                    return any(f"own {name} " in (watcher._verdict(inspect.unwrap(f).__code__) or "")
-                               for f in functions)
+                    return [inspect.unwrap(f).__code__ for f in functions]
+
+                def seen(obj) -> bool:
+                    """Running `obj` is running the helper."""
+                    return any(f"own {name} " in (watcher._verdict(code) or "") for code in codes(obj))
                 assert seen(shell.user_ns[name]), (check, name)
                 # Python 3.10 has no co_qualname: the grading finds it again in the cell's source,
                 # which IPython keeps in linecache (a class's `forward` is not another class's)
-                obj = shell.user_ns[name]
-                for function in [obj] if not isinstance(obj, type) else [f for f in vars(obj).values() if callable(f)]:
-                    code = inspect.unwrap(function).__code__
+                for code in codes(shell.user_ns[name]):
                     where = (code.co_firstlineno, code.co_name, hidden._instructions(code, local_names=True))
                     assert hidden._qualnames_in(code.co_filename)[where] == code.co_qualname, (check, name)
                 # one statement more at the top of each function: the student's own version
@@ -821,18 +822,8 @@ def grade_in_a_fresh_process(cell: str, check: str, answer: str) -> tuple[float,
     return float(scores[-1]), text
 
 
-_EARLIER_CELL_WORKER = """
-import queue, threading
-_jobs, _done = queue.Queue(), queue.Queue()
-def _worker():
-    while True:
-        scores = _jobs.get()
-        _done.put(torch.softmax(scores, dim=-1))
-threading.Thread(target=_worker, daemon=True).start()
-def answer(scores):
-    _jobs.put(scores)
-    return _done.get()
-"""
+# grading/students.py's worker-thread: a thread from an earlier cell runs what the answer queues
+_EARLIER_CELL_WORKER = WORKER + "def answer(scores):\n    return _elsewhere(lambda: torch.softmax(scores, dim=-1))\n"
 # a worker that does not yet run the student's code when grading starts: a timer that fires later
 _EARLIER_CELL_TIMER = """
 import threading, time
