@@ -17,6 +17,8 @@ package's API (UsageError and friends), logs and the CLI stay in English, like t
 from __future__ import annotations
 
 import json
+import re
+import string
 from functools import lru_cache
 from pathlib import Path
 
@@ -52,7 +54,36 @@ def catalogue(code: str) -> dict:
 
 def tr(english: str, **fields) -> str:
     """`english` in the current language, with `{fields}` filled in."""
-    text = english
-    if _current != "en":
-        text = catalogue(_current).get(english, english)
-    return text.format(**fields) if fields else text
+    if _current == "en":
+        return english.format(**fields) if fields else english
+    text = catalogue(_current).get(english, english)
+    return _fill_spaced(text, fields) if fields else text
+
+
+_HAN = re.compile(r"[\u3400-\u9fff]")
+# how Latin text (a word, a number, inline code, a shape, a quoted value) starts and ends
+_LATIN_START = re.compile(r"[A-Za-z0-9`(\['\"]")
+_LATIN_END = re.compile(r"[A-Za-z0-9`)\]'\"%]")
+
+
+def _fill_spaced(text: str, fields: dict) -> str:
+    """`text.format(**fields)`, with a space where a filled-in field meets the words around it
+    in the other script: "在{case}上" with case "C = 8" gives "在 C = 8 上", as Chinese
+    typesetting spaces Latin words, while a Chinese case name stays joined ("在两个头上").
+    Only the seams of fields are touched: the catalogue's own text is written as it should read."""
+    formatter, pieces = string.Formatter(), []
+    for literal, name, spec, conversion in formatter.parse(text):
+        pieces.append(literal)
+        if name is not None:
+            value, _ = formatter.get_field(name, (), fields)
+            pieces.append(formatter.format_field(formatter.convert_field(value, conversion), spec or ""))
+    joined = ""
+    for piece in pieces:
+        if joined and piece and _needs_space(joined[-1], piece[0]):
+            joined += " "
+        joined += piece
+    return joined
+
+
+def _needs_space(left: str, right: str) -> bool:
+    return bool((_HAN.match(left) and _LATIN_START.match(right)) or (_LATIN_END.match(left) and _HAN.match(right)))

@@ -170,6 +170,26 @@ def test_set_language_switches_and_refuses_unknown_codes():
     assert minigpt.tr("{n} cases", n=3) == "3 cases"
 
 
+def test_a_latin_field_in_chinese_text_is_spaced_and_a_chinese_one_is_not():
+    """"在{case}上" with a case named in Latin reads "在 C = 8 … x 上", as Chinese typesetting
+    spaces Latin words; a Chinese name stays joined, and English is never touched."""
+    import minigpt
+    from minigpt.exercises import check_layer_norm     # its first case is named "(B, T, C) = ..."
+    try:
+        minigpt.set_language("zh")
+        assert minigpt.tr("on {case}, {problem}.", case="C = 8，形状为 (2, 5, 8) 的 x",
+                          problem="数值不同") == "在 C = 8，形状为 (2, 5, 8) 的 x 上，数值不同。"
+        assert minigpt.tr("on {case}, {problem}.", case="两个头", problem="x 不对") == "在两个头上，x 不对。"
+        assert minigpt.tr("{what} is NaN", what="loss") == "loss 是 NaN"
+        assert minigpt.tr("{what} is NaN", what="`loss`") == "`loss` 是 NaN"
+        assert minigpt.tr("{what} is NaN", what="损失") == "损失是 NaN"
+        failed = repr(check_layer_norm(lambda x, weight, bias, eps=1e-5: x))
+    finally:
+        minigpt.set_language("en")
+    assert failed.startswith("✗ 还没通过 — 层归一化：在 (B, T, C) = (2, 5, 8)，尺度异常的数值上"), failed
+    assert minigpt.tr("{what} is NaN", what="损失") == "损失 is NaN"
+
+
 def test_chinese_lines_are_joined_where_html_would_show_a_space():
     text = ("## 标题\n第一行，\n第二行。\n\n- 列表\n- 项\n\n```\n代码，\n注释\n```\n英文 word\n下一行\n由于 $e^0$\n，于是\n\n"
             ":::{dropdown} 答案\n:class: tip\n内容一，\n内容二。\n:::\n$$\n甲\n乙\n$$\n")
