@@ -12,11 +12,15 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# On machines without an NVIDIA GPU, install this CPU build of torch first (a plain `torch`
-# from PyPI is the multi-GB CUDA build on Linux). Override, e.g. TORCH_CPU="torch" or
-# TORCH_INDEX=https://download.pytorch.org/whl/cpu on other machines.
-TORCH_CPU   ?= torch==2.13.0
-TORCH_INDEX ?=
+# On machines without an NVIDIA GPU, install this CPU build of torch first: a plain `torch`
+# from PyPI is the multi-GB CUDA build on Linux. On Linux, PyTorch's CPU index is searched
+# beside PyPI, where torch==2.13.0+cpu outranks PyPI's CUDA torch==2.13.0 (a local version
+# sorts after its public one); offline, pip warns about the index and takes a local wheel.
+# Override, e.g. TORCH_CPU="torch", TORCH_CPU_INDEX= (PyPI alone), or TORCH_INDEX=URL (that
+# index alone).
+TORCH_CPU       ?= torch==2.13.0
+TORCH_CPU_INDEX ?= $(if $(filter Linux,$(shell uname -s)),https://download.pytorch.org/whl/cpu)
+TORCH_INDEX     ?=
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
 .PHONY: install book test unit notebooks html browser chromium lab bench clean student classroom grade zh-notebooks \
@@ -31,7 +35,7 @@ $(STAMP): requirements.txt pyproject.toml
 	    echo "installing torch (CUDA build)"; $(PIP) install "torch>=2.5"; \
 	  else \
 	    echo "no NVIDIA GPU: installing $(TORCH_CPU)"; \
-	    $(PIP) install "$(TORCH_CPU)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
+	    $(PIP) install "$(TORCH_CPU)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),$(if $(TORCH_CPU_INDEX),--extra-index-url $(TORCH_CPU_INDEX))); \
 	  fi; \
 	fi
 	$(PIP) install -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
@@ -80,8 +84,9 @@ browser: html chromium
 # The classroom edition (issues 11, 17): nbgrader's generate_assignment replaces every solution
 # with `raise NotImplementedError()` and strips the hidden tests and the answers; the student
 # edition must run to the end with every exercise "not implemented yet", and `play` grades the
-# students of issue 17 (answer key, blank, env switch, monkeypatch, package calls, lookup
-# table, copied helper, one bug) in every chapter: each must get its fair score.
+# students of grading/students.py (answer key, blank, env switch, monkeypatch, package calls
+# direct and aliased, lookup table, copied helper, one bug, frame reader, object patch, worker
+# thread) in every chapter: each must get its fair score.
 # ONLY=my_softmax,... WEIGHTS=my_softmax=2,... shape the assignments (the rest is practice).
 ONLY    ?=
 WEIGHTS ?=

@@ -2,7 +2,9 @@
 
 nbconvert records when each cell started and finished (cell metadata `execution`); the sum over
 a chapter's code cells is the time its code ran in that execution, kernel start-up excluded.
-book/running.md quotes these numbers: rerun this after re-executing the chapters.
+The stored runs were made at different times, some on a busy machine, so this is a quick look,
+not the book's table: book/running.md and the instructor guide quote nbval's timings of one
+whole-book run (`pytest --nbval --durations=0`, the cells' times added up per chapter).
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ MLP_EXERCISE = Exercise(
                 "small negative values through: use nn.GELU()."),
         Mistake("mlp.gelu_tanh",
                 "you used GELU's tanh approximation (GPT-2's original code); minigpt.MLP uses the "
-                "exact form, nn.GELU() (erf). The two differ by up to about 1e-3."),
+                "exact form, nn.GELU() (erf). The two differ by up to about 5e-4."),
         Mistake("mlp.hidden_2c",
                 "the hidden layer is 2C wide; GPT's MLP widens to 4C (c_fc: C -> 4C, c_proj: 4C -> C)."),
         Mistake("mlp.hidden_c",
