@@ -16,6 +16,8 @@ STAMP  := $(VENV)/.installed
 # from PyPI is the multi-GB CUDA build on Linux. On Linux, PyTorch's CPU index is searched
 # beside PyPI, where torch==2.13.0+cpu outranks PyPI's CUDA torch==2.13.0 (a local version
 # sorts after its public one); offline, pip warns about the index and takes a local wheel.
+# torch alone comes from that index, its dependencies then from PyPI (asking an unreachable
+# index costs pip ~8 s of retries per package).
 # Override, e.g. TORCH_CPU="torch", TORCH_CPU_INDEX= (PyPI alone), or TORCH_INDEX=URL (that
 # index alone).
 TORCH_CPU       ?= torch==2.13.0
@@ -35,7 +37,7 @@ $(STAMP): requirements.txt pyproject.toml
 	    echo "installing torch (CUDA build)"; $(PIP) install "torch>=2.5"; \
 	  else \
 	    echo "no NVIDIA GPU: installing $(TORCH_CPU)"; \
-	    $(PIP) install "$(TORCH_CPU)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),$(if $(TORCH_CPU_INDEX),--extra-index-url $(TORCH_CPU_INDEX))); \
+	    $(if $(TORCH_INDEX),$(PIP) install "$(TORCH_CPU)" --index-url $(TORCH_INDEX),$(if $(TORCH_CPU_INDEX),$(PIP) install --no-deps "$(TORCH_CPU)" --extra-index-url $(TORCH_CPU_INDEX) && )$(PIP) install "$(TORCH_CPU)"); \
 	  fi; \
 	fi
 	$(PIP) install -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
