@@ -42,7 +42,8 @@ from .device import pick_device
 from .errors import CheckpointError, UsageError
 from .model import MiniGPT
 from .run_folder import (LATEST_FILE, META_FILE, complete_steps, fsync_path, is_run_folder, os_reason,
-                         read_latest, remove_old_steps, step_name, temporary_path, write_fix, write_latest)
+                         previous_complete_step, read_latest, remove_old_steps, step_name, temporary_path,
+                         write_fix, write_latest)
 
 FORMAT = "minigpt-checkpoint"
 FORMAT_VERSION = 1
@@ -443,6 +444,18 @@ def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
     """
     device = _resolve_device(device)
     folder = resolve_checkpoint(path)
+    try:
+        return _load_folder(folder, device, with_trainer)
+    except CheckpointError as err:
+        earlier = previous_complete_step(path) if folder != Path(path) else None
+        if earlier is None:
+            raise
+        raise CheckpointError(f"{err} The run's previous checkpoint {str(earlier)!r} is complete: "
+                              "load that folder instead.") from None
+
+
+def _load_folder(folder: Path, device: torch.device, with_trainer: bool) -> Checkpoint:
+    """load_checkpoint for one checkpoint folder (a step or export folder)."""
     meta = _read_meta(folder)
     config, tokenizer = _config_and_tokenizer(folder, meta)
     if tokenizer.vocab_size != config.vocab_size:

@@ -39,13 +39,13 @@ def _positive_int(text: str) -> int:
 
 
 def thread_count(text: str) -> int:
-    """An argparse type for --threads: a positive integer, at most 4x the CPUs here (far more
-    threads than CPUs only slows torch down, and tens of thousands make OpenMP crash)."""
+    """An argparse type for --threads: a positive integer, at most `cpu.max_threads()`."""
+    from .cpu import max_threads
     value = _positive_int(text)
     cpus = os.cpu_count() or 1
-    if value > 4 * cpus:
+    if value > max_threads():
         raise argparse.ArgumentTypeError(f"{value} threads on a machine with {cpus} CPU(s): use at most "
-                                         f"{4 * cpus} (usually {cpus} or fewer)")
+                                         f"{max_threads()} (usually {cpus} or fewer)")
     return value
 
 
@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generate text from a checkpoint folder, or from the model shipped "
                                    "in the package (--checkpoint pretrained, the default).")
     s.add_argument("--checkpoint", default="pretrained", help="checkpoint folder or 'pretrained'")
-    s.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    s.add_argument("--prompt", default=None, help="text to continue (default: a newline, or the model's "
+                                                  "first character if its text had no newline)")
     s.add_argument("--max-new-tokens", type=_bounded_int(1, MAX_NEW_TOKENS, "at ~1 ms a token a million "
                                                          "take a quarter of an hour; run several commands for more"),
                    default=500, help=f"characters to generate (at most {MAX_NEW_TOKENS:,}); printed as they come")
@@ -549,8 +550,7 @@ def _cmd_train(args) -> int:
                 if trained > 0 else "")
     print(f"trained {steps}; {result.tokens_per_second:,.0f} tokens/s{per_step}")
     if args.sample_tokens > 0:
-        stoi = getattr(data.tokenizer, "stoi", None)      # a BPE tokenizer encodes any text
-        prompt = "\n" if stoi is None or "\n" in stoi else data.tokenizer.chars[0]
+        prompt = _default_prompt(data.tokenizer)
         idx = torch.tensor([data.tokenizer.encode(prompt)], device=result.model.device)
         generator = torch.Generator().manual_seed(cfg.seed)     # CPU: same draws on any device
         out_ids = result.model.generate(idx, args.sample_tokens, temperature=0.8, top_k=40,
@@ -606,6 +606,13 @@ def _stream_decoder(tokenizer):
     return lambda ids: decoder.decode(tokenizer.decode_bytes(ids))
 
 
+def _default_prompt(tokenizer) -> str:
+    """A newline (where a speech begins in the book's text), or, for a character model whose
+    text had none, its vocabulary's first character; a BPE tokenizer encodes any text."""
+    stoi = getattr(tokenizer, "stoi", None)
+    return "\n" if stoi is None or "\n" in stoi else tokenizer.chars[0]
+
+
 def _cmd_sample(args) -> int:
     import torch
 
@@ -615,7 +622,12 @@ def _cmd_sample(args) -> int:
 
     device = _pick_device(args.device)
     path = pretrained_path() if args.checkpoint == "pretrained" else args.checkpoint
+    if args.checkpoint == "pretrained" and Path("pretrained").exists():
+        print("note: 'pretrained' is the model shipped with minigpt; for your folder ./pretrained, "
+              "pass --checkpoint ./pretrained", file=sys.stderr)
     model, tokenizer = load_model(path, device)
+    if args.prompt is None:
+        args.prompt = _default_prompt(tokenizer)
     ids = tokenizer.encode(args.prompt)
     if not ids:
         raise UsageError("the prompt is empty; pass at least one character, e.g. --prompt 'ROMEO:'.")

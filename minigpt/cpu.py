@@ -178,6 +178,15 @@ def busy_cpus(window_s: float = BUSY_WINDOW_S, root: Union[str, Path] = "/") -> 
 
 # ------------------------------------------------------------------ torch's thread count
 THREADS_ENV = "MINIGPT_THREADS"
+
+
+def max_threads() -> int:
+    """The most threads minigpt accepts when asked (MINIGPT_THREADS, --threads): 4x the CPUs
+    here. More threads than CPUs only slows torch down, and tens of thousands make OpenMP fail
+    ("Thread creation failed") or crash the process without a word."""
+    return 4 * (os.cpu_count() or 1)
+
+
 # Variables through which a user already tells OpenMP/MKL (and so torch) how many threads to use.
 USER_THREAD_ENVS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # Set in every process torchrun starts; torchrun sets OMP_NUM_THREADS=1 for its processes when it
@@ -213,7 +222,8 @@ def choose_cpu_threads(current: int, usable: int, env: Mapping[str, str],
     """The thread rule, as a pure function of what the process knows (tested on its own).
 
     1. `MINIGPT_THREADS=N` in the environment wins: N threads, even above `usable` (you
-       asked for it; a value that is not a positive integer is an error, never ignored).
+       asked for it; a value that is not a positive integer, or above `max_threads()`, is an
+       error, never ignored).
     2. A count already chosen is kept as it is, never raised and never lowered: set with
        `torch.set_num_threads` after importing minigpt (`set_by_user`), or through
        `OMP_NUM_THREADS` / `MKL_NUM_THREADS` (yours, or torchrun's).
@@ -235,6 +245,10 @@ def choose_cpu_threads(current: int, usable: int, env: Mapping[str, str],
         if wanted < 1:
             raise UsageError(f"{THREADS_ENV}={text!r} is not a positive number of threads; "
                              f"set it to e.g. 1 or 2, or unset it to let minigpt choose.")
+        if wanted > max_threads():
+            raise UsageError(f"{THREADS_ENV}={wanted} threads on a machine with {os.cpu_count() or 1} CPU(s): "
+                             f"set it to at most {max_threads()} (usually the number of CPUs or fewer), "
+                             f"or unset it to let minigpt choose.")
         return ThreadChoice(wanted, f"{THREADS_ENV}={wanted}")
     for name in USER_THREAD_ENVS:
         value = env.get(name, "").strip()

@@ -263,12 +263,14 @@ class TextData:
             if tokenizer.vocab_size < 2:    # every target would be that character: loss 0, nothing learnt
                 raise DataError(f"the text has only one distinct character ({tokenizer.chars[0]!r}); a "
                                 "language model needs at least two to predict anything. Check the file.")
-            ids = tokenizer.encode_tensor(text)
-            n_train = int(len(ids) * (1.0 - val_fraction))
-            return cls(tokenizer, ids[:n_train], ids[n_train:])
         if not hasattr(tokenizer, "encode_tensor") or not hasattr(tokenizer, "vocab_size"):
             raise DataError(f"tokenizer must be a CharTokenizer or BPETokenizer, got {type(tokenizer).__name__}.")
         n_train = int(len(text) * (1.0 - val_fraction))
+        if isinstance(tokenizer, CharTokenizer):
+            # one id per character: encoded whole, so that an unknown character's position in
+            # the error counts from the start of the text, not from the start of its split
+            ids = tokenizer.encode_tensor(text)
+            return cls(tokenizer, ids[:n_train], ids[n_train:])
         return cls(tokenizer, tokenizer.encode_tensor(text[:n_train]), tokenizer.encode_tensor(text[n_train:]))
 
     @classmethod

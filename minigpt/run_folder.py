@@ -25,7 +25,7 @@ import shutil
 import socket
 import time
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 from .errors import CheckpointError
 
@@ -122,6 +122,21 @@ def read_latest(run: PathLike) -> Path:
                               f"the run folder was modified by hand. Point to a complete step-* "
                               f"folder instead{hint}.")
     return step_dir
+
+
+def previous_complete_step(run: PathLike) -> Optional[Path]:
+    """The newest complete step folder older than the one run/latest names, or None (no
+    `latest`, an unreadable one, or no older step): what to fall back on when the newest
+    checkpoint is damaged, since the run folder keeps one older checkpoint for that case."""
+    run = Path(run)
+    if not (run / LATEST_FILE).exists():
+        return None
+    try:
+        newest = read_latest(run).name
+    except CheckpointError:
+        return None
+    earlier = [p for p in complete_steps(run) if p.name < newest]
+    return earlier[-1] if earlier else None
 
 
 def write_latest(run: PathLike, name: str) -> None:

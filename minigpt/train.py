@@ -26,9 +26,9 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint, restore_optimizer, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, restore_optimizer, save_checkpoint
 from .run_folder import (LATEST_FILE, META_FILE, check_output_folder, checkpoint_nbytes, clean_temporary_files,
-                         complete_steps, has_checkpoint, read_latest, refuse_existing_file, run_lock)
+                         has_checkpoint, previous_complete_step, refuse_existing_file, run_lock)
 from .config import ConfigError
 from .data import DataError, TextData, get_batch
 from . import distributed
@@ -392,19 +392,16 @@ def _load_for_resume(out_dir: Path, device: torch.device):
     """The checkpoint `latest` names, with its trainer state. If it cannot be loaded (a disk
     error corrupted it), the error names the run's previous complete step and the one command
     that resumes from it: the run folder keeps the older checkpoint for exactly this case."""
+    newest = resolve_checkpoint(out_dir)  # `latest` itself may be the problem: its error says so
     try:
-        return load_checkpoint(out_dir, device, with_trainer=True)
+        return load_checkpoint(newest, device, with_trainer=True)
     except CheckpointError as err:
-        try:
-            newest = read_latest(out_dir).name
-        except CheckpointError:           # `latest` itself is the problem: its error says so
-            raise err from None
-        earlier = [p for p in complete_steps(out_dir) if p.name < newest]
-        if not earlier:
+        earlier = previous_complete_step(out_dir)
+        if earlier is None:
             raise
         latest = shlex.quote(str(out_dir / LATEST_FILE))
-        raise CheckpointError(f"{err} The run's previous checkpoint {earlier[-1].name!r} is complete; to "
-                              f"resume from it, run `echo {earlier[-1].name} > {latest}` "
+        raise CheckpointError(f"{err} The run's previous checkpoint {earlier.name!r} is complete; to "
+                              f"resume from it, run `echo {earlier.name} > {latest}` "
                               "and resume again.") from None
 
 

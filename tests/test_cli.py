@@ -91,6 +91,29 @@ def test_sample_and_unknown_character(tiny_run):
     assert len(bad.stderr.strip().splitlines()) == 1 and "errors='skip'" not in bad.stderr   # no Python API
 
 
+def test_sample_without_a_prompt_starts_from_a_character_the_model_knows(tmp_path, capsys):
+    """The default prompt is a newline; a model whose text had none starts from its first
+    character instead of refusing a prompt the user never gave."""
+    text_file = tmp_path / "no_newline.txt"
+    text_file.write_text("abcd dcba " * 500, encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--text", str(text_file), "--out", str(out), "--no-progress",
+                 "--max-iters", "2", "--sample-tokens", "5"]) == 0
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(out), "--max-new-tokens", "5", "--device", "cpu"]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith(" ") and len(said.rstrip("\n")) == 6, repr(said)      # " " sorts first
+
+
+def test_a_folder_named_pretrained_beside_the_shipped_model_is_pointed_out(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pretrained").mkdir()
+    assert main(["sample", "--max-new-tokens", "3", "--device", "cpu", "--prompt", "A"]) == 0
+    err = capsys.readouterr().err
+    assert "'pretrained' is the model shipped with minigpt; for your folder ./pretrained, pass " \
+           "--checkpoint ./pretrained" in err
+
+
 @pytest.mark.parametrize("args, said, api", [
     (["train", "--lr", "0"], "error: --lr must be in (0, 1), got 0.0", "TrainConfig"),
     (["train", "--dropout", "1"], "error: --dropout must be in [0, 1), got 1.0", "GPTConfig"),

@@ -39,6 +39,16 @@ def test_unknown_character_names_the_character():
     assert isinstance(info.value, ValueError)
 
 
+def test_an_unknown_character_in_the_validation_part_is_placed_in_the_whole_text():
+    """TextData encoded its two parts apart, so a bad character at 95 of 100 was "at position 5"."""
+    from minigpt import TextData
+    text = "ab" * 47 + "a" + "ü" + "abab"                      # ü at 95, inside the last 10%
+    with pytest.raises(UnknownCharacterError, match="at position 95 "):
+        TextData.from_text(text, tokenizer=CharTokenizer.from_text("ab"))
+    data = TextData.from_text("ab" * 50, tokenizer=CharTokenizer.from_text("ab"))
+    assert (len(data.train), len(data.val)) == (90, 10)
+
+
 def test_errors_skip_drops_unknown_characters():
     tok = CharTokenizer.from_text("abc")
     assert tok.decode(tok.encode("a?b!c", errors="skip")) == "abc"

@@ -23,7 +23,7 @@ import torch
 import importlib
 
 from minigpt import (CheckpointError, GPTConfig, MiniGPT, TextData, TrainConfig, TrainingDivergedError,
-                     load_checkpoint, save_checkpoint, train)
+                     load_checkpoint, load_model, save_checkpoint, train)
 from minigpt.run_folder import run_lock
 from minigpt.errors import MiniGPTError, UsageError
 from minigpt.train import ResumeWarning
@@ -445,6 +445,16 @@ def test_a_corrupted_newest_checkpoint_names_the_previous_one_and_how_to_resume_
     assert "previous checkpoint 'step-000004' is complete" in message
     command = message.split("run `")[1].split("`")[0]
     assert command == f"echo step-000004 > {shlex.quote(str(out / 'latest'))}"
+    assert message.count("previous checkpoint") == 1                  # the resume hint alone
+    # loading the run (sample, export, load_model) names the folder to load instead
+    with pytest.raises(CheckpointError) as info:
+        load_model(out)
+    assert str(info.value).endswith(f"The run's previous checkpoint {str(out / 'step-000004')!r} is complete: "
+                                    "load that folder instead.")
+    assert load_model(out / "step-000004")[0] is not None
+    with pytest.raises(CheckpointError) as info:                      # a step folder has nothing to fall back on
+        load_model(out / "step-000008")
+    assert "previous checkpoint" not in str(info.value)
     subprocess.run(command, shell=True, check=True)                   # what the message says to do
     result = train(new_model(data), data, TrainConfig(**CFG), out, resume=True, progress=False)
     assert result.steps == 16

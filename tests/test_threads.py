@@ -224,6 +224,14 @@ def test_bad_minigpt_threads_is_a_one_line_minigpt_error(bad):
         choose_cpu_threads(current=2, usable=2, env={THREADS_ENV: bad})
 
 
+def test_more_minigpt_threads_than_openmp_can_start_is_refused_with_the_limit():
+    """MINIGPT_THREADS=100000 crashed the process without a word (OpenMP); --threads had a cap."""
+    with pytest.raises(MiniGPTError, match=rf"MINIGPT_THREADS=100000 threads on a machine with \d+ CPU\(s\): "
+                                           rf"set it to at most {cpu.max_threads()}"):
+        choose_cpu_threads(current=2, usable=2, env={THREADS_ENV: "100000"})
+    assert choose_cpu_threads(current=2, usable=2, env={THREADS_ENV: str(cpu.max_threads())}).threads == cpu.max_threads()
+
+
 def test_configure_applies_once_per_process(monkeypatch):
     before = torch.get_num_threads()
     monkeypatch.setattr(cpu, "_THREAD_CHOICE", None)
