@@ -90,6 +90,17 @@ def _folder(text: str) -> Path:
     return Path(text)
 
 
+def _existing_path(text: str) -> str:
+    """An argparse type for a file or folder to read: an empty path would be reported as '.'."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty one")
+    return text
+
+
+def _input_path(text: str) -> Path:
+    return Path(_existing_path(text))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import ATTN_IMPLS, POS_ENCODINGS
     from .device import DEVICE_CHOICES
@@ -105,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Presets: " + "; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()))
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help=f"recipe (default: {DEFAULT_PRESET}; with --resume, the run's own settings)")
-    p.add_argument("--text", type=Path, help="UTF-8 text file to train on (default: tinyshakespeare)")
+    p.add_argument("--text", type=_input_path, help="UTF-8 text file to train on (default: tinyshakespeare)")
     p.add_argument("--tokenizer", choices=("char", "bpe"), default="char",
                    help="tokens: the text's characters (default) or byte-level BPE trained on the training split")
     p.add_argument("--vocab-size", type=_bounded_int(256, 65536, "256 byte tokens plus the merges"),
@@ -148,12 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="generate text from a checkpoint",
                        description="Generate text from a checkpoint folder, or from the model shipped "
                                    "in the package (--checkpoint pretrained, the default).")
-    s.add_argument("--checkpoint", default="pretrained", help="checkpoint folder or 'pretrained'")
+    s.add_argument("--checkpoint", type=_existing_path, default="pretrained", help="checkpoint folder or 'pretrained'")
     s.add_argument("--prompt", default=None, help="text to continue (default: a newline, or the model's "
                                                   "first character if its text had no newline)")
     s.add_argument("--max-new-tokens", type=_bounded_int(1, MAX_NEW_TOKENS, "at ~1 ms a token a million "
                                                          "take a quarter of an hour; run several commands for more"),
-                   default=500, help=f"characters to generate (at most {MAX_NEW_TOKENS:,}); printed as they come")
+                   default=500, help=f"tokens to generate, characters for a character model (at most "
+                                       f"{MAX_NEW_TOKENS:,}); printed as they come")
     s.add_argument("--temperature", type=_non_negative, default=0.8, help="0 = greedy")
     s.add_argument("--top-k", type=_positive_int)
     s.add_argument("--top-p", type=_fraction)
@@ -172,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="write a weights-only copy of a checkpoint",
                        description="Strip optimizer state and optionally store float16 weights.")
-    e.add_argument("checkpoint", type=Path)
+    e.add_argument("checkpoint", type=_input_path)
     e.add_argument("out", type=_folder)
     e.add_argument("--fp16", action="store_true", help="store weights as float16 (half the size)")
     e.add_argument("--force", action="store_true",
@@ -289,6 +301,11 @@ def _flag(name: str) -> str:
 _API_TO_FLAGS = [*((f"TrainConfig.{name}", _flag(name)) for name in TRAIN_FLAGS),
                  *((f"GPTConfig.{name}", _flag(name)) for name in MODEL_FLAGS),
                  ("use device='auto' or 'cpu'", "use --device auto or --device cpu"),
+                 ("pass resume=True (CLI: --resume)", "pass --resume"),
+                 ("pass --force (overwrite=True)", "pass --force"),
+                 ("use a smaller block_size", "use a smaller --block-size"),
+                 ("Pick n_head from", "Pick --n-head from"), ("or change n_embd", "or change --n-embd"),
+                 ("Pick n_kv_head from", "Pick --n-kv-head from"),
                  (", or call encode(text, errors='skip') to drop unknown characters.", ".")]
 
 
@@ -353,9 +370,9 @@ def _train_configs(args, vocab_size: int, out: Path, saved):
               for name, (value, source) in model_given.items()
               if name not in INTERCHANGEABLE_FIELDS and value != shape[name]]
     if differ:
-        raise UsageError(f"cannot resume {str(out)!r} with another model shape: {'; '.join(differ)}. "
-                         "Leave out the shape flags when resuming (the shape comes from the checkpoint), "
-                         "or start a new run in another --out.")
+        raise UsageError(f"cannot resume {str(out)!r} with another model: {'; '.join(differ)}. "
+                         "Leave out the model flags when resuming (the model, its shape and dropout, comes "
+                         "from the checkpoint), or start a new run in another --out.")
     shape.update(vocab_size=vocab_size,    # another text's vocabulary is refused by train(), naming it
                  **{k: v for k, (v, _) in model_given.items() if k in INTERCHANGEABLE_FIELDS})
     known = {f for f in TrainConfig.__dataclass_fields__}
@@ -396,8 +413,8 @@ def _check_fine_tune_flags(args) -> None:
         return
     shape = [_flag(k) for k in MODEL_FLAGS if getattr(args, k) is not None]
     if shape:
-        raise UsageError(f"{', '.join(shape)}: a fine-tune keeps the pretrained model's shape; "
-                         "leave out the shape flags with --init-from.")
+        raise UsageError(f"{', '.join(shape)}: a fine-tune keeps the pretrained model (its shape and "
+                         "dropout); leave out the model flags with --init-from.")
     if args.resume:
         raise UsageError("--resume continues a run of its own; --init-from starts a new fine-tune. "
                          "Leave out one of them.")
@@ -460,7 +477,11 @@ def _train_data(args, text: str):
     if args.tokenizer == "char":
         return TextData.from_text(text)
     n_train = int(len(text) * 0.9)          # TextData's split: the last 10% is validation
-    tokenizer = BPETokenizer.train(text[:n_train], args.vocab_size or 512)
+    wanted = args.vocab_size or 512
+    tokenizer = BPETokenizer.train(text[:n_train], wanted)
+    if tokenizer.vocab_size < wanted:
+        print(f"note: after {tokenizer.vocab_size - 256} merges no pair occurs twice in the training text: "
+              f"the vocabulary is {tokenizer.vocab_size} tokens, not --vocab-size {wanted}")
     return TextData.from_text(text, tokenizer=tokenizer)
 
 
@@ -471,6 +492,7 @@ def _cmd_train(args) -> int:
     from .data import load_shakespeare, read_text_file
     from .device import describe, describe_precision, set_seed
     from .model import MiniGPT
+    from .run_folder import temporary_path
     from .train import check_run_folder, evaluate, train
     from . import distributed
 
@@ -482,6 +504,10 @@ def _cmd_train(args) -> int:
     _check_fine_tune_flags(args)
     if args.lora_rank is None and not args.resume:     # a bad --out fails now, not after the
         check_run_folder(out)                           # data is built (resume: _run_to_resume)
+    if not args.resume and (out / "summary.json").exists():
+        from .errors import UsageError
+        raise UsageError(f"{str(out / 'summary.json')!r} exists but {str(out)!r} holds no run to resume; "
+                         "this run would overwrite it. Choose another --out, or move the file away.")
     saved = _run_to_resume(out) if args.resume else None
     text = read_text_file(args.text) if args.text else load_shakespeare()
     _check_tokenizer_flags(args)
@@ -565,8 +591,10 @@ def _cmd_train(args) -> int:
     summary = {"preset": preset_used, "val_loss": val_loss, "wall_time_s": wall, "steps": result.steps,
                "tokens_per_second": result.tokens_per_second, "device": describe(device),
                "torch": torch.__version__}
-    try:
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    try:                                   # atomic: a crash or a second writer never leaves half a file
+        tmp = temporary_path(out, "summary.json")
+        tmp.write_text(json.dumps(summary, indent=1))
+        os.replace(tmp, out / "summary.json")
     except OSError as err:
         raise CheckpointError(f"could not write {str(out / 'summary.json')!r} ({err.strerror or err}); "
                               f"the checkpoint {str(result.checkpoint)!r} is saved.") from None

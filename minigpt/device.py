@@ -41,7 +41,7 @@ def pick_device(preferred: Union[str, torch.device, None] = "auto") -> torch.dev
         raise ValueError("device 'cuda' was requested but PyTorch sees no CUDA GPU "
                          "(is this a CPU-only torch build?); use device='auto' or 'cpu'.")
     if kind == "mps" and not mps_ok:
-        raise ValueError("device 'mps' was requested but is not available; use 'auto' or 'cpu'.")
+        raise ValueError("device 'mps' was requested but is not available; use device='auto' or 'cpu'.")
     return torch.device(preferred)
 
 

@@ -187,11 +187,24 @@ def checkpoint_nbytes(model, with_optimizer: bool = True) -> int:
 
 
 def refuse_existing_file(directory: PathLike) -> None:
-    """A run's output folder must not be an existing file (checked before anything is built)."""
+    """A run's output folder must not be an existing file, nor lie below one, and the nearest
+    folder that exists on its path must be writable, since the rest is created there (checked
+    before anything is built; check_output_folder then creates and probes it)."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise CheckpointError(f"the output folder {str(directory)!r} is an existing file; choose "
                               "a folder path for --out (it is created if missing).")
+    if directory.exists():
+        return
+    parent = directory.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CheckpointError(f"cannot create the output folder {str(directory)!r}: {str(parent)!r} on its "
+                              "path is a file; choose another --out.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CheckpointError(f"cannot create the output folder {str(directory)!r}: {str(parent)!r} is not "
+                              "writable; choose another --out.")
 
 
 def check_output_folder(directory: PathLike, need_bytes: int = 0) -> Path:

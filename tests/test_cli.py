@@ -124,10 +124,45 @@ def test_config_errors_name_the_flag_not_the_python_field(args, said, api, tmp_p
     assert err.startswith(said) and api not in err, err
 
 
+def test_a_new_run_does_not_overwrite_a_summary_json_that_is_not_its_own(tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "summary.json").write_text('{"my": "notes"}')
+    assert main(["train", "--preset", "tiny", "--max-iters", "1", "--out", str(folder), "--no-progress"]) == 2
+    assert "this run would overwrite it. Choose another --out" in capsys.readouterr().err
+    assert (folder / "summary.json").read_text() == '{"my": "notes"}'
+
+
+def test_a_bpe_vocabulary_smaller_than_asked_for_is_said(tmp_path, capsys):
+    text_file = tmp_path / "short.txt"
+    from minigpt import load_shakespeare
+    text_file.write_text(load_shakespeare()[:3000], encoding="utf-8")
+    assert main(["train", "--preset", "tiny", "--tokenizer", "bpe", "--vocab-size", "5000", "--text", str(text_file),
+                 "--out", str(tmp_path / "run"), "--max-iters", "1", "--no-progress", "--sample-tokens", "0"]) == 0
+    said = capsys.readouterr().out
+    assert re.search(r"note: after \d+ merges no pair occurs twice in the training text: the vocabulary is "
+                     r"\d+ tokens, not --vocab-size 5000", said), said
+
+
+def test_errors_at_the_command_line_name_flags_not_python_arguments(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", "--preset", "tiny", "--n-head", "5", "--out", out, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "Pick --n-head from" in err and "or change --n-embd" in err and "n_head from" not in err, err
+    assert main(["train", "--preset", "tiny", "--max-iters", "1", "--out", out, "--no-progress",
+                 "--sample-tokens", "0"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--preset", "tiny", "--max-iters", "1", "--out", out, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "pass --resume to continue it" in err and "resume=True" not in err, err
+
+
 @pytest.mark.parametrize("args,fragments", [
     (["train", "--preset", "nope"], ["invalid choice: 'nope'", "cpu-quick", "tiny", "seed"]),
     (["sample", "--temperature", "-1"], ["--temperature", "expected a finite number >= 0, got -1.0"]),
     (["sample", "--top-p", "2"], ["--top-p", "expected a number in (0, 1], got 2.0"]),
+    (["sample", "--checkpoint", ""], ["--checkpoint", "expected a path, got an empty one"]),
+    (["train", "--text", ""], ["--text", "expected a path, got an empty one"]),
 ])
 def test_bad_flags(args, fragments):
     assert_clean_error(run(*args), *fragments)
@@ -289,8 +324,11 @@ def test_a_bad_out_fails_before_the_data_is_built(tmp_path, capsys, monkeypatch)
     export = tmp_path / "export"
     export.mkdir()
     (export / META_FILE).write_text("{}")
-    for out, fragment in [(run, "already holds a checkpoint; pass resume=True (CLI: --resume)"),
-                          (export, "is a single checkpoint folder")]:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    for out, fragment in [(run, "already holds a checkpoint; pass --resume to continue it"),
+                          (export, "is a single checkpoint folder"),
+                          (a_file / "run", f"{str(a_file)!r} on its path is a file; choose another --out")]:
         args = ["train", "--tokenizer", "bpe", "--vocab-size", "2000", "--text", str(tmp_path / "missing.txt"),
                 "--out", str(out), "--no-progress"]
         assert main(args) == 2
@@ -525,7 +563,7 @@ def test_resume_takes_the_shape_from_the_checkpoint_and_says_what_it_trained(tmp
     # a shape flag that differs is refused, naming that field alone
     assert main(["train", "--resume", "--max-iters", "9", "--n-layer", "3", "--n-head", "4", *common]) == 2
     err = one_line_error(capsys, "cannot resume", "n_layer (--n-layer 3; the checkpoint has 2)",
-                         "Leave out the shape flags when resuming")
+                         "Leave out the model flags when resuming")
     assert "n_head" not in err and "GPTConfig(" not in err
 
 

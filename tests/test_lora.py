@@ -177,7 +177,7 @@ def test_cli_lora_fine_tune_smoke(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--lora-rank", "4"], "add --init-from pretrained"),
-    (["--init-from", "pretrained", "--n-layer", "2"], "keeps the pretrained model's shape"),
+    (["--init-from", "pretrained", "--n-layer", "2"], "keeps the pretrained model (its shape and dropout)"),
     (["--init-from", "pretrained", "--lora-alpha", "4"], "add --lora-rank"),
 ])
 def test_cli_fine_tune_flag_errors(argv, message, capsys, tmp_path):

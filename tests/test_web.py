@@ -317,6 +317,15 @@ def test_export_web_rejects_bad_arguments(tmp_path):
         export_web(model, tok, tmp_path / "m.js", quantize="int4")
     with pytest.raises(ValueError, match="name"):
         export_web(model, tok, tmp_path / "m.js", name="no spaces please")
+    with pytest.raises(ValueError, match=r"name 'my model' .* \(taken from the file name 'my model\.js': pass a "
+                                         r"name, --name at the command line\)"):
+        export_web(model, tok, tmp_path / "my model.js")
+    (tmp_path / "folder.js").mkdir()
+    with pytest.raises(ValueError, match=r"'.*folder\.js' is a folder; the asset is one \.js file"):
+        export_web(model, tok, tmp_path / "folder.js")
+    (tmp_path / "notes.txt").write_text("a file")
+    with pytest.raises(ValueError, match=r"'.*notes\.txt' on its path is a file"):
+        export_web(model, tok, tmp_path / "notes.txt" / "m.js")
     with pytest.raises(FileNotFoundError, match="export_web"):
         read_web_asset(tmp_path / "missing.js")
     (tmp_path / "other.js").write_text("console.log(1);\n")

@@ -109,9 +109,16 @@ def export_web(model: MiniGPT, tokenizer: CharTokenizer, path: Union[str, Path],
     path = Path(path)
     if path.suffix != ".js":
         raise WebExportError(f"the asset is a script: give a path ending in .js, got {str(path)!r}.")
+    if not _NAME.match(name or path.stem):
+        where = "" if name else f" (taken from the file name {path.name!r}: pass a name, --name at the command line)"
+        raise WebExportError(f"name {name or path.stem!r} must be 1-64 letters, digits, '_' or '-'{where}.")
     name = name or path.stem
-    if not _NAME.match(name):
-        raise WebExportError(f"name {name!r} must be 1-64 letters, digits, '_' or '-'.")
+    if path.is_dir():
+        raise WebExportError(f"{str(path)!r} is a folder; the asset is one .js file: give a file path (--out).")
+    blocking = next((p for p in path.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise WebExportError(f"cannot write {str(path)!r}: {str(blocking)!r} on its path is a file; choose "
+                             "another --out (a .js path in a folder you can write).")
     tensors = {}
     for key, value in model.state_dict().items():
         if key == "lm_head.weight":        # tied to wte.weight: stored once
@@ -237,7 +244,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--quantize", default="int8", choices=QUANTIZE)
     parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
-    if Path(args.out).exists() and not args.force and Path(args.out).suffix == ".js":
+    if Path(args.out).is_file() and not args.force and Path(args.out).suffix == ".js":
         raise WebExportError(f"{args.out!r} exists; export-web does not overwrite a file: choose another "
                              "--out, or add --force to replace it.")
     if args.checkpoint is None:
