@@ -144,6 +144,10 @@ def _run_tiled(solution, case: Case):
                   if name in _PRODUCTS and shape and shape[-1] != D), default=0)
     if widest > block:
         return out, f"builds rows of {widest} scores at once, wider than one tile of {block} keys"
+    if q.size(-2) == 1:
+        # one query, one key: there is nothing to skip, and the work says nothing (p @ v contracts
+        # over one key, which einsum computes as a product that FlopCounterMode does not count)
+        return out, "skips the key tiles after each query tile"
     work = counter.get_total_flops() / _skipping_flops(q, block)
     if work < 0.75:
         return out, f"does {work:.2f}x the matmul work of the tiles: the scores are not tile products"
