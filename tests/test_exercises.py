@@ -234,6 +234,10 @@ def test_check_answer():
     wrong = ex.check_answer("q", 4, 8, "because", wrong={4: "you counted heads, not layers"})
     assert not wrong and "counted heads" in wrong.message
     assert ex.check_answer("q", ..., 8, "because").status == NOT_IMPLEMENTED
+    # a shape or a count computed with torch is the same answer as one typed in
+    for shape in ((2, 8, 5, 8), [2, 8, 5, 8], torch.Size([2, 8, 5, 8]), tuple(torch.tensor([2, 8, 5, 8]))):
+        assert ex.check_answer("q", shape, (2, 8, 5, 8), "because").passed, shape
+    assert ex.check_answer("q", torch.tensor(8), 8, "because").passed
 
 
 def test_html_view_escapes():

@@ -566,12 +566,20 @@ def read_answer(question: str, given: Any) -> tuple[Any, Optional[CheckResult]]:
             return None, CheckResult(question, FAILED, raised_message(err))
     if isinstance(given, (list, torch.Size)):     # a shape typed as a list is still a shape
         given = tuple(given)
-    if isinstance(given, torch.Tensor) and given.dim() == 0 and given.device.type != "meta":
-        given = given.item()        # a count computed with torch is still a count
+    if isinstance(given, tuple):    # a shape of 0-d tensors (tuple(torch.tensor([2, 8]))) is a shape too
+        given = tuple(_plain_number(v) for v in given)
+    given = _plain_number(given)    # a count computed with torch is still a count
     if given is ... or given is None:
         return None, CheckResult(question, NOT_IMPLEMENTED,
                                  tr("replace `...` with your answer and run the cell again."))
     return given, None
+
+
+def _plain_number(value: Any) -> Any:
+    """A 0-d tensor's number; anything else as it is."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and value.device.type != "meta":
+        return value.item()
+    return value
 
 
 def _check_answer(question: str, given: Any, expected: Any, explanation: str,
