@@ -756,7 +756,10 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         try:
             return command()
         except MiniGPTError as err:            # only the package's own user-facing errors:
-            print(f"error: {in_flag_terms(str(err))}", file=sys.stderr)   # anything else is a bug and keeps its traceback
+            message = in_flag_terms(str(err))  # anything else is a bug and keeps its traceback
+            if argv[:1] == ["export"]:         # export names its output folder as an argument, not --out
+                message = message.replace("another output folder (--out)", "another output folder (the out argument)")
+            print(f"error: {message}", file=sys.stderr)
             return 2
         except torch.cuda.OutOfMemoryError as err:  # the estimate before training is a lower bound
             first = str(err).strip().splitlines()[0] if str(err).strip() else "out of memory"

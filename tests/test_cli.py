@@ -373,6 +373,9 @@ def test_export_never_overwrites_a_training_checkpoint(tiny_run, tmp_path, capsy
     target.write_bytes(b"mine")
     assert main(["export", str(out), str(target)]) == 2
     one_line_error(capsys, "is an existing file; export writes a folder")
+    assert main(["export", str(out), str(target / "below_a_file")]) == 2
+    err = one_line_error(capsys, "choose another output folder (the out argument)")
+    assert "--out" not in err                                              # export has no --out
     assert main(["export", str(out), str(tmp_path / "exp")]) == 0
     assert main(["export", str(out), str(tmp_path / "exp"), "--fp16"]) == 2
     one_line_error(capsys, "already exists and is not empty", "--force")
