@@ -369,7 +369,8 @@ PARITY_PROMPTS = ["JULIET:\nO Romeo, Romeo! wherefore art thou ", "ROMEO:\nBut s
                   "KING RICHARD II:\nI have been studying how I may compare"]
 ATTENTION_TEXTS = ["ROMEO:\nBut soft, what light", "the king, the king, the king"]
 EXAMPLES = [{"label": "ligh, top-p 0.9", "prompt": "ROMEO:\nBut soft, what ligh", "temperature": 1.0,
-             "top_p": 0.9, "seed": 3, "max_new_tokens": 20}]
+             "top_p": 0.9, "seed": 3, "max_new_tokens": 20},
+            {"label": "a long one", "prompt": "JULIET:\n", "temperature": 1.0, "seed": 5, "max_new_tokens": 240}]
 LENS_TEXT = "ROMEO:\nBut soft, what ligh"
 GEN = "[data-mg-widget=generator] "
 EXP = "[data-mg-widget=attention] "
@@ -590,6 +591,65 @@ def test_generator_clears_what_an_invalid_prompt_would_leave_stale(page_and_erro
     assert not errors
 
 
+def test_a_new_run_does_not_keep_the_panel_of_a_character_it_replaced(page_and_errors):
+    page, errors, _ = page_and_errors
+    page.fill(GEN + "[data-mg=prompt]", "ROMEO:\n")
+    _set(page, GEN + "[data-mg=length]", "10")
+    page.click(GEN + "[data-mg=generate]")
+    page.wait_for_function(RUN_DONE, timeout=60_000)
+    page.click(GEN + ".mg-char[data-index='3']")
+    assert page.inner_text(GEN + "[data-mg=dist-title]").startswith("Character 4 (")
+    page.click(GEN + "[data-mg=generate]")
+    assert page.inner_text(GEN + "[data-mg=dist-title]").startswith("Next character after the prompt"), \
+        "the panel showed a character of the run this one replaced"
+    page.wait_for_function(RUN_DONE, timeout=60_000)
+    assert not errors
+
+
+def test_a_prompt_broken_during_a_run_clears_the_bars_and_keeps_the_run(page_and_errors):
+    """The bars of the old prompt went on showing beside the error, and when the run ended its
+    text was wiped while screen readers had just heard "Done"."""
+    page, errors, _ = page_and_errors
+    page.fill(GEN + "[data-mg=prompt]", "ROMEO:\n")
+    _set(page, GEN + "[data-mg=length]", "240")
+    page.wait_for_function("!document.querySelector('[data-mg=generate]').disabled")
+    page.evaluate("""() => { const w = document.querySelector('[data-mg-widget=generator]');
+        w.querySelector('[data-mg=generate]').click();
+        const box = w.querySelector('[data-mg=prompt]');
+        box.value = 'ROMEO:\u00e9'; box.dispatchEvent(new Event('input', {bubbles: true})); }""")
+    page.wait_for_function("document.querySelector('[data-mg=prompt-error]').textContent.length > 0")
+    assert page.locator(GEN + ".mg-bar").count() == 0, "the old prompt's bars stayed beside the error"
+    assert "error" in page.inner_text(GEN + "[data-mg=dist-title]")
+    page.wait_for_function(RUN_DONE, timeout=60_000)
+    assert page.locator(GEN + ".mg-char").count() == 240, "the finished run was wiped"
+    assert page.inner_text(GEN + "[data-mg=status]").startswith("Done: 240 of 240 characters")
+    assert "position 6" in page.inner_text(GEN + "[data-mg=prompt-error]")
+    assert page.is_disabled(GEN + "[data-mg=generate]")
+    page.fill(GEN + "[data-mg=prompt]", "ROMEO:\n")                 # fixed: the page is usable again
+    page.wait_for_function("!document.querySelector('[data-mg=generate]').disabled")
+    assert not errors
+
+
+def test_full_width_digits_from_a_chinese_input_method_are_numbers(page_and_errors):
+    page, errors, _ = page_and_errors
+    _set(page, GEN + "[data-mg=seed]", "\uff14\uff12")              # "４２"
+    assert page.inner_text(GEN + "[data-mg=field-error]") == ""
+    assert page.evaluate("document.querySelector('[data-mg-widget=generator]').mgState.seed") == 42
+    _set(page, GEN + "[data-mg=seed]", "0")
+    assert not errors
+
+
+def test_an_example_hands_keyboard_focus_to_stop(page_and_errors):
+    page, errors, _ = page_and_errors
+    focus = page.evaluate("""() => { const b = document.querySelector("[data-mg=example][data-example='1']");
+        b.focus(); b.click(); return document.activeElement.getAttribute('data-mg'); }""")
+    assert focus == "stop", "focus fell off the example button, which a run disables"
+    page.wait_for_function(RUN_DONE, timeout=60_000)
+    page.wait_for_timeout(50)
+    assert page.evaluate("document.activeElement.getAttribute('data-mg')") == "generate"
+    assert not errors
+
+
 def test_a_long_paste_says_what_was_cut(page_and_errors, shakespeare):
     page, errors, _ = page_and_errors
     page.fill(GEN + "[data-mg=prompt]", shakespeare[:5000])
@@ -756,6 +816,75 @@ def test_a_widget_that_cannot_start_says_so_and_the_others_still_mount(page_and_
         assert len(errors) == 1, errors
     finally:
         page.close()
+
+
+def test_a_widget_that_mounts_after_the_model_failed_to_load_is_told_at_once(page_and_errors, tmp_path):
+    """It used to wait for good ("Loading the model into this page…"): the failed load was
+    forgotten, and the widget joined a waiting list nobody would answer."""
+    static = tmp_path / "static"
+    shutil.copytree(STATIC_DIR, static)
+    (static / "shakespeare_char.js").unlink()                  # the model file did not arrive
+    html = widgets.standalone_page([widgets.generator("ROMEO:\n", base=static.as_uri() + "/")])
+    (tmp_path / "page.html").write_text(html, encoding="utf-8")
+    page = page_and_errors[0].context.new_page()
+    try:
+        page.goto((tmp_path / "page.html").as_uri())
+        page.wait_for_function("document.querySelector('[data-mg-widget=generator]').dataset.mgMounted === 'failed'",
+                               timeout=60_000)
+        late = page.evaluate("""() => new Promise(done => {
+            const src = document.querySelector('script[src$="shakespeare_char.js"]').src;
+            window.MiniGPTWeb.whenModel(src, "shakespeare_char", (error, model) => done(error ? error.message : "model"));
+            setTimeout(() => done("no answer"), 2000); })""")
+        assert late.startswith("could not load the model file"), late
+    finally:
+        page.close()
+
+
+def test_the_explorer_does_not_break_when_its_first_text_cannot_be_read(page_and_errors, tmp_path):
+    """A prepared text the model cannot read (written into the page past widgets.py's check):
+    focusing or hovering the map threw a TypeError (no characters yet)."""
+    with pytest.raises(minigpt.MiniGPTError, match=r"prepared text 'naïve': character \"ï\" \(U\+00EF\) at position 2"):
+        widgets.attention_explorer({"naïve": "naïve"})
+    base = STATIC_DIR.as_uri() + "/"
+    html = widgets.standalone_page([widgets.attention_explorer(ATTENTION_TEXTS, base=base)]).replace(
+        ATTENTION_TEXTS[0].replace("\n", "\\n"), "caf\u00e9", 1)
+    assert "café" in html
+    (tmp_path / "page.html").write_text(html, encoding="utf-8")
+    page = page_and_errors[0].context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto((tmp_path / "page.html").as_uri())
+        page.wait_for_function("document.querySelector('[data-mg-widget=attention]').dataset.mgMounted === 'ready'",
+                               timeout=60_000)
+        assert "position 3" in page.inner_text("[data-mg-widget=attention] [data-mg=text-error]")
+        page.focus("[data-mg-widget=attention] [data-mg=heatmap]")
+        page.keyboard.press("ArrowDown")
+        page.hover("[data-mg-widget=attention] [data-mg=heatmap]")
+        assert page.get_attribute("[data-mg-widget=attention] [data-mg=heatmap]", "role") == "application"
+        assert not errors, errors
+    finally:
+        page.close()
+
+
+def test_the_layer_view_keeps_a_chosen_position_while_the_text_is_edited(page_and_errors):
+    page, errors, _ = page_and_errors
+    lens = "[data-mg-widget=layers] "
+    page.click(lens + ".mg-char[data-index='7']")
+    page.focus(lens + "[data-mg=text]")
+    page.keyboard.press("End")
+    page.keyboard.type("t")
+    page.wait_for_function("document.querySelector('[data-mg-widget=layers]').mgState.chars.length === "
+                           f"{len(LENS_TEXT) + 1}")
+    assert "(position 7)" in page.inner_text(lens + "[data-mg=lens-title]"), "the chosen position was dropped"
+    page.focus(lens + ".mg-char[data-index='7']")
+    page.keyboard.press("ArrowDown")                                  # a radio group's keys: Down is next
+    assert "(position 8)" in page.inner_text(lens + "[data-mg=lens-title]")
+    page.fill(lens + "[data-mg=text]", LENS_TEXT)                     # as the page opened
+    page.wait_for_function("document.querySelector('[data-mg-widget=layers]').mgState.chars.length === "
+                           f"{len(LENS_TEXT)}")
+    page.click(lens + f".mg-char[data-index='{len(LENS_TEXT) - 1}']")
+    assert not errors
 
 
 def test_the_layer_view_outlines_the_character_that_comes_next(page_and_errors):
@@ -1086,7 +1215,7 @@ def test_the_widgets_follow_the_pages_language(page_and_errors, tmp_path):
     assert "停在" in zh["lens"] and "嵌入" in zh["lens"] and "第 5 块（输出）" in zh["lens"]
     assert zh["status"].startswith("完成：") and "随机种子 0" in zh["status"] and en["status"].startswith("Done: ")
     for message in (zh["prompt error"], zh["explorer error"]):
-        assert "tinyshakespeare 里的 65 个字符" in message and "不能输入中文" in message, message
+        assert "tinyshakespeare 里的 65 个字符" in message and "中文和其他文字都不在其中" in message, message
     assert zh["prompt error"].startswith("位置 7 上的字符 \"你\"（U+4F60）")
     assert zh["explorer error"].startswith("位置 10 上的字符 \"国\"")
     assert zh["no distribution"] == "没有分布：上面的提示有错误。"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import html as html_lib
 import json
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import Optional, Sequence, Union
 
 from ..errors import UsageError
@@ -84,25 +85,43 @@ def _widget(kind: str, config: dict, base: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def _asset_config_of(path: str, mtime_ns: int) -> Optional[dict]:
-    """The "config" of an asset file, read without decoding its weights (a few MB of JSON)."""
+def _asset_head_of(path: str, mtime_ns: int) -> dict:
+    """The "config" and "chars" of an asset file, read without decoding its weights (a few MB
+    of JSON); a field that is missing or unreadable is None."""
     from pathlib import Path
     text = Path(path).read_text(encoding="utf-8")
-    start = text.find('"config":')
-    if start < 0:
-        return None
-    try:
-        config, _ = json.JSONDecoder().raw_decode(text, start + len('"config":'))
-    except ValueError:
-        return None
-    return config if isinstance(config, dict) else None
+    head = {}
+    for name, kind in (("config", dict), ("chars", str)):
+        start = text.find(f'"{name}":')
+        try:
+            value = json.JSONDecoder().raw_decode(text, start + len(name) + 3)[0] if start >= 0 else None
+        except ValueError:
+            value = None
+        head[name] = value if isinstance(value, kind) else None
+    return head
+
+
+def _asset_head(model: str) -> dict:
+    """What the page will know of a model the package ships: its "config" (the model shape) and
+    "chars" (the vocabulary); both None for a model it does not ship (the page checks then)."""
+    from .export import asset_path
+    path = asset_path(model)
+    return _asset_head_of(str(path), path.stat().st_mtime_ns) if path.is_file() else {"config": None, "chars": None}
 
 
 def _asset_config(model: str) -> Optional[dict]:
-    """The model shape of a model the package ships (None for one it does not: the page checks)."""
-    from .export import asset_path
-    path = asset_path(model)
-    return _asset_config_of(str(path), path.stat().st_mtime_ns) if path.is_file() else None
+    return _asset_head(model)["config"]
+
+
+def _check_known_characters(text: str, model: str, what: str) -> None:
+    """A text the page would refuse (a character the model does not know) is refused here, where
+    the chapter's author sees it, not by a widget that cannot start on the reader's page."""
+    chars = _asset_head(model)["chars"]
+    if chars is None:
+        return
+    problem = unknown_character_message(SimpleNamespace(stoi={c: i for i, c in enumerate(chars)}), text)
+    if problem:
+        raise _bad(f"{what}: {problem}")
 
 
 def _whole(value, low: int, high: int, what: str) -> None:
@@ -171,6 +190,9 @@ def generator(prompt: str = "ROMEO:\n", temperature: float = 0.8, top_k: Optiona
     number of characters to generate, the name `generate` and the CLI use."""
     shape = _asset_config(model)
     _check_page_settings("", temperature, top_k, top_p, seed, max_new_tokens, shape)
+    for label, text in [("prompt", prompt), *((f"example {e.get('label')!r}", e.get("prompt", ""))
+                                              for e in examples if isinstance(e, dict))]:
+        _check_known_characters(text, model, label)
     config = {"model": model, "prompt": prompt, "temperature": temperature, "top_k": top_k,
               "top_p": top_p, "seed": seed, "max_new_tokens": max_new_tokens,
               "examples": [_example(e, shape) for e in examples]}
@@ -197,6 +219,8 @@ def attention_explorer(texts: Union[Sequence[str], dict], layer: int = 0, head: 
     too_long = [t["label"] for t in items if len(t["text"]) > max_chars]
     if too_long:
         raise _bad(f"prepared texts longer than max_chars={max_chars}: {too_long}; shorten them.")
+    for item in items:
+        _check_known_characters(item["text"], model, f"prepared text {item['label']!r}")
     config = {"model": model, "texts": items, "layer": layer, "head": head, "max_chars": max_chars}
     html = _widget("attention", config, base)
     return WebWidget("attention explorer", html, f"{len(items)} prepared texts, layer {layer} head {head}")
@@ -213,6 +237,7 @@ def layer_predictions(text: str, position: Optional[int] = None, top_k: int = 5,
         raise _bad(f"text must have 1 to {max_chars} characters, got {len(text)}.")
     if position is not None and not 0 <= position < len(text):
         raise _bad(f"position must be in 0..{len(text) - 1} for this text, got {position}.")
+    _check_known_characters(text, model, "text")
     if not isinstance(top_k, int) or not 1 <= top_k <= 10:
         raise _bad(f"top_k must be a whole number from 1 to 10, got {top_k!r}.")
     config = {"model": model, "text": text, "position": position, "top_k": top_k, "max_chars": max_chars}

@@ -29,6 +29,7 @@
     "layer": "层",
     "head": "头",
     "attention weight": "注意力权重",
+    "attention map": "注意力图",
     "Hover over a square (or focus the map and use the arrow keys).": "把鼠标移到一个方格上（或者让热力图获得焦点，再用方向键）。",
     "all heads: arrow keys move between layers and heads": "所有的头：用方向键在层和头之间移动",
     "query ↓": "查询 ↓",
@@ -129,7 +130,10 @@
     for (var h = 0; h < cfg.n_head; h++) { head.appendChild(el("option", {value: String(h), text: String(h)})); }
     layer.value = String(config.layer);
     head.value = String(config.head);
-    var big = el("canvas", {"class": "mg-heatmap", tabindex: "0", "data-mg": "heatmap", role: "img"});
+    // role "application": a screen reader in browse mode passes the arrow keys on to the map
+    // (with role "img" it kept them), and the readout below says what the cursor is on
+    var big = el("canvas", {"class": "mg-heatmap", tabindex: "0", "data-mg": "heatmap", role: "application",
+                            "aria-roledescription": tr("attention map")});
     var scale = el("div", {"class": "mg-scale", "data-mg": "scale", "aria-hidden": "true"}, [
       el("span", {text: "0"}), el("span", {"class": "mg-scale-bar"}), el("span", {text: "1"}),
       el("span", {"class": "mg-caption", text: tr("attention weight")})]);
@@ -325,8 +329,9 @@
     }
 
     function read(i, j) {                            // move the cursor to query i, key j
+      if (state.stale || !state.chars) { return; }  // no map yet: the first text had an error
       var T = state.chars.length;
-      if (state.stale || i < 0 || j < 0 || i >= T || j >= T) { return; }
+      if (i < 0 || j < 0 || i >= T || j >= T) { return; }
       state.cursor = {i: i, j: j};
       drawBig();
     }
@@ -359,6 +364,7 @@
       if (!state.cursor || state.cursor.i !== i || state.cursor.j !== j) { read(i, j); }
     });
     big.addEventListener("keydown", function (event) {
+      if (!state.chars) { return; }
       var c = state.cursor || {i: 0, j: 0}, T = state.chars.length;
       var move = {ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1]}[event.key];
       if (!move) { return; }

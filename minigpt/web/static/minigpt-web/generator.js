@@ -81,7 +81,7 @@
 
   // A whole number typed in a box, checked against [low, high]: {value} or {error}.
   function wholeNumber(text, low, high, what) {
-    var trimmed = String(text).trim();
+    var trimmed = String(text).normalize("NFKC").trim();    // full-width digits (Chinese IMEs) are digits
     if (!/^\d+$/.test(trimmed) || +trimmed < low || +trimmed > high) {
       return {error: tr("{what} must be a whole number from {low} to {high} (the box shows {shown}); Generate waits until it is.",
                        {what: tr(what), low: low, high: high, shown: JSON.stringify(trimmed)})};
@@ -275,12 +275,17 @@
       }
     }
 
-    function refreshPrompt() {                       // bring the prefill up to the prompt on screen
+    // Bring the prefill up to the prompt on screen. `keepOutput`: the run that has just ended
+    // stays on screen (with its status) even if the prompt was broken during it.
+    function refreshPrompt(keepOutput) {
       var ids = readPrompt();
       state.promptIds = ids;
       if (ids === null) {
         state.promptLogits = null;
-        if (!running()) {                            // bars and text of an older prompt would mislead
+        if (state.selected < 0) {                    // the bars of an older prompt would mislead
+          clearDistribution(tr("No distribution: the prompt above has an error."));
+        }
+        if (!running() && !keepOutput) {             // and so would text generated from it
           state.run = null;
           deselect();
           output.textContent = "";
@@ -322,13 +327,15 @@
 
     function finish(message) {
       if (state.timer) { root.clearTimeout(state.timer); state.timer = null; }
+      // Stop had focus (or nothing had: Safari does not focus a clicked button): give it to
+      // Generate, without scrolling a reader who has read on down the page
       var hadFocus = root.document.activeElement === stop || root.document.activeElement === root.document.body;
       stop.disabled = true;
       if (state.run) { state.run.done = true; }
       status.textContent = message;
       announce.textContent = message;
-      refreshPrompt();                                // the prompt may have changed during the run
-      if (hadFocus && !go.disabled) { go.focus(); }
+      refreshPrompt(true);                            // the prompt may have changed during the run
+      if (hadFocus && !go.disabled) { go.focus({preventScroll: true}); }
     }
 
     function generate() {
@@ -345,9 +352,11 @@
       state.run = {settings: s, seed: seedValue, ids: [], history: choose.history, started: started,
                    firstTokenMs: null, finishedMs: null, done: false, usedPrefill: prefill.matches(ids)};
       deselect();
+      showPromptDistribution();                       // not a character of the run this one replaces
       output.textContent = "";
       output.appendChild(el("span", {"class": "mg-prompt-text", text: tok.decode(ids)}));
-      var hadFocus = root.document.activeElement === go;
+      var active = root.document.activeElement;       // Generate, or an example, is disabled now
+      var hadFocus = active === go || (examples !== null && examples.contains(active));
       updateGo();                                     // the run has begun: Generate and the examples wait
       stop.disabled = false;
       if (hadFocus) { stop.focus(); }               // a disabled button would drop focus to the page

@@ -77,7 +77,9 @@
       chars, title, el("div", {"class": "mg-lens-box"}, [table])
     ]));
 
-    var state = {chars: null, logits: null, position: -1, stale: false};
+    // pinned: the reader chose the position (click or keys), so an edit of the text keeps it;
+    // until then the view follows the end of the text (or config.position) as the reader types
+    var state = {chars: null, logits: null, position: -1, pinned: false, stale: false};
     node.mgState = state;
 
     function drawTable() {
@@ -158,25 +160,28 @@
                                       text: ch === "\n" ? "↵\n" : ch}));
       });
       var wanted = config.position === null || config.position === undefined ? list.length - 1 : config.position;
-      choose(Math.max(0, Math.min(list.length - 1, state.position >= 0 ? state.position : wanted)), false);
+      choose(Math.max(0, Math.min(list.length - 1, state.pinned ? state.position : wanted)), false);
     }
 
     chars.addEventListener("click", function (event) {
       var target = event.target.closest ? event.target.closest(".mg-char") : null;
-      if (target && !state.stale) { choose(+target.getAttribute("data-index"), true); }
+      if (target && !state.stale) { state.pinned = true; choose(+target.getAttribute("data-index"), true); }
     });
     chars.addEventListener("keydown", function (event) {
       if (state.stale) { return; }
       var count = state.chars.length;
-      var next = {ArrowRight: state.position + 1, ArrowLeft: state.position - 1, Home: 0, End: count - 1}[event.key];
+      // a radio group: Right/Down to the next position, Left/Up to the previous one
+      var next = {ArrowRight: state.position + 1, ArrowDown: state.position + 1, ArrowLeft: state.position - 1,
+                  ArrowUp: state.position - 1, Home: 0, End: count - 1}[event.key];
       if (next === undefined) { return; }
       event.preventDefault();
+      state.pinned = true;
       choose(Math.max(0, Math.min(count - 1, next)), true);
     });
     var debounce = null;
     text.addEventListener("input", function () {
       root.clearTimeout(debounce);
-      debounce = root.setTimeout(function () { state.position = -1; compute(); }, 150);
+      debounce = root.setTimeout(compute, 150);
     });
     compute();
   };

@@ -615,7 +615,7 @@
   // Asset loading. An asset is a .js file that registers itself in MINIGPT_WEB_MODELS, so it
   // loads with a <script> tag (which works from file://, where fetch() does not). Several
   // widgets on one page share one download and one decoded model.
-  var models = {}, waiting = {};
+  var models = {}, waiting = {}, failed = {};      // failed[src]: the error a finished load ended in
   MG.loadModel = function (name) {
     if (!models[name]) {
       var registry = root.MINIGPT_WEB_MODELS || {};
@@ -627,23 +627,33 @@
   // whenModel(src, name, callback(err, model)): add <script src> once, call back when ready.
   MG.whenModel = function (src, name, callback) {
     var registry = root.MINIGPT_WEB_MODELS || {};
-    if (registry[name]) { callback(null, MG.loadModel(name)); return; }
+    if (failed[src]) { callback(failed[src], null); return; }   // a widget mounted after the failure
+    if (registry[name]) {
+      var model = null;
+      try { model = MG.loadModel(name); } catch (e) { callback(e, null); return; }
+      callback(null, model);
+      return;
+    }
     if (waiting[src]) { waiting[src].push(callback); return; }
     waiting[src] = [callback];
     var script = root.document.createElement("script");
     script.src = src;
-    script.onload = function () {
-      var result = null, error = null;
-      try { result = MG.loadModel(name); } catch (e) { error = e; }
-      // each callback on its own: one widget that fails to mount must not starve the others
+    // each callback on its own: one widget that fails to mount must not starve the others
+    function answer(error, result) {
+      if (error) { failed[src] = error; }
       waiting[src].forEach(function (cb) {
         try { cb(error, result); } catch (e) { if (root.console) { root.console.error(e); } }
       });
+    }
+    script.onload = function () {
+      var result = null, error = null;
+      try { result = MG.loadModel(name); } catch (e) { error = e; }
+      answer(error, result);
     };
     script.onerror = function () {
       var error = new Error("could not load the model file " + src);
       error.src = src;                              // for the widgets' message in the page's language
-      waiting[src].forEach(function (cb) { cb(error, null); });
+      answer(error, null);
     };
     root.document.head.appendChild(script);
   };

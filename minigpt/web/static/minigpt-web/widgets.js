@@ -45,9 +45,9 @@
     "this {quantize} copy {loss}": "本页的 {quantize} 副本 {loss}",
     "Model: {description}": "模型：{description}",
     "character {character} ({code}) at position {position} is not in this model's {n}-character vocabulary: it knows only the {n} characters of tinyshakespeare (English letters, punctuation, space and newline). Remove or replace it.":
-      "位置 {position} 上的字符 {character}（{code}）不在这个模型的词表里：它只认识 tinyshakespeare 里的 {n} 个字符（英文字母、标点、空格和换行），所以不能输入中文。请删除或替换这个字符。",
+      "位置 {position} 上的字符 {character}（{code}）不在这个模型的词表里：它只认识 tinyshakespeare 里的 {n} 个字符（英文字母、标点、空格和换行），中文和其他文字都不在其中。请删除或替换这个字符。",
     "character {character} ({code}) at position {position} is not in this model's {n}-character vocabulary. Remove or replace it.":
-      "位置 {position} 上的字符 {character}（{code}）不在这个模型的 {n} 个字符的词表里，所以不能输入中文等其他文字。请删除或替换这个字符。"
+      "位置 {position} 上的字符 {character}（{code}）不在这个模型的 {n} 个字符的词表里。请删除或替换这个字符。"
   };
   function tr(english, fields) { return MG.tr(ZH, english, fields); }
 
