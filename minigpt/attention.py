@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import GPTConfig
+from .config import ATTN_IMPLS, ConfigError, GPTConfig
 from .kv_cache import KVCache
 from .positions import apply_rope
 from .dropout import Dropout, dropout, keep_mask
@@ -200,6 +200,8 @@ class CausalSelfAttention(nn.Module):
             k = k.repeat_interleave(repeat, dim=1)                           # (B, H, S, D)
             v = v.repeat_interleave(repeat, dim=1)
 
+        if impl is not None and impl not in ATTN_IMPLS:
+            raise ConfigError(f"impl={impl!r} is unknown; choose one of {', '.join(map(repr, ATTN_IMPLS))}.")
         impl = "manual" if return_weights else (impl or self.attn_impl)
         dropout_p = self.dropout if self.training else 0.0
         weights = None

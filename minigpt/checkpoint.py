@@ -152,7 +152,16 @@ def finite_weights(model: MiniGPT, dtype: Optional[torch.dtype] = None) -> dict[
     """model_tensors(model, dtype), refused with a CheckpointError if any value is NaN or
     infinite, so that a broken model is stopped when it is written, not when it is loaded.
     With dtype=torch.float16 that includes weights beyond float16's range (|w| > 65504),
-    which the conversion turns into inf."""
+    which the conversion turns into inf. A model with LoRA adapters is refused too: its extra
+    tensors would make a checkpoint that load_model cannot rebuild."""
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise UsageError(f"dtype must be a floating-point torch.dtype (torch.float16, torch.bfloat16 or "
+                         f"torch.float32), got {dtype!r}.")
+    adapters = sorted(name for name in model.state_dict() if ".lora_" in name)
+    if adapters:
+        raise UsageError(f"this model has LoRA adapters ({adapters[0]}, ...): a checkpoint holds a plain "
+                         "model. Merge them first (minigpt.lora.merge_lora(model)), or save the adapters "
+                         "alone with minigpt.lora.save_adapters(model, DIR).")
     tensors = model_tensors(model, dtype)
     for name, t in tensors.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):

@@ -55,6 +55,9 @@ def ids_as_list(ids: Union[Sequence[int], torch.Tensor]) -> Sequence[int]:
         if ids.dim() != 1:
             raise DataError(f"decode expects a 1-D sequence of ids, got shape {tuple(ids.shape)}; "
                             "decode one row at a time, e.g. decode(out[0]).")
+        if ids.dtype.is_floating_point or ids.is_complex():
+            raise DataError(f"decode expects integer token ids, got a {ids.dtype} tensor; ids come from "
+                            "encode() or from the model's output (sample or argmax the logits first).")
         return ids.tolist()
     ids = list(ids)
     for i in ids:       # generate()'s output .tolist() is a list of rows; text is not ids
@@ -256,8 +259,9 @@ class TextData:
         The split is made on characters before encoding, so char and BPE data of the same text
         hold the same validation text (what makes bits per character comparable).
         """
-        if not 0.0 < val_fraction < 1.0:
-            raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}.")
+        if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) \
+                or not 0.0 < val_fraction < 1.0:
+            raise DataError(f"val_fraction must be a number between 0 and 1, got {val_fraction!r}.")
         if tokenizer is None:
             tokenizer = CharTokenizer.from_text(text)
             if tokenizer.vocab_size < 2:    # every target would be that character: loss 0, nothing learnt
@@ -285,6 +289,9 @@ def get_batch(data: torch.Tensor, block_size: int, batch_size: int,
 
     One `randint` and one gather replace the seed's Python loop over a DataLoader.
     """
+    for name, value in (("block_size", block_size), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DataError(f"{name} must be a positive whole number, got {value!r}.")
     if len(data) < block_size + 1:       # one window needs block_size + 1 tokens
         raise DataError(f"the split has {len(data)} tokens, too few for windows of "
                          f"block_size={block_size}; use a smaller block_size or more text.")

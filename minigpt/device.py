@@ -59,6 +59,7 @@ def autocast_dtype(device: torch.device, enabled: bool = True) -> Optional[torch
     emulated bf16 and says yes on a T4. AMD GPUs (ROCm) have bf16. On a CPU, bf16 matmuls
     are far slower than fp32 (no fast path on most laptops), so CPUs and MPS run in float32.
     """
+    device = torch.device(device)         # "cuda" or a torch.device, as everywhere in minigpt
     if not enabled or device.type != "cuda":
         return None
     if torch.version.hip:
@@ -132,6 +133,7 @@ def set_seed(seed: int) -> None:
 
 def describe(device: torch.device) -> str:
     """The device in words, e.g. 'cpu (2 threads: torch's default; 2 usable CPUs)'."""
+    device = torch.device(device)
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     if device.type == "cpu":

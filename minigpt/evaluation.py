@@ -90,7 +90,7 @@ def evaluate(model: nn.Module, tokens: torch.Tensor, batch_size: int = 64,
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast_context(device, autocast):
                 logits, _ = model(x)
-            sums.append(F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
+            sums.append(F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1).long(),
                                         reduction="sum"))
             count += y.numel()
     return sum(torch.stack(sums).tolist()) / count

@@ -247,8 +247,11 @@ def load_adapters(model: MiniGPT, directory: PathLike) -> MiniGPT:
         tensors = load_file(file)
     except (OSError, SafetensorError) as err:
         raise CheckpointError(f"cannot read {str(file)!r} ({err}).") from None
-    add_lora(model, rank, alpha, targets)
-    expected = {k: v.shape for k, v in model.state_dict().items() if ".lora_" in k}
+    # the shapes the adapters must have, from a model on the meta device (no memory, no change
+    # to `model`): a refused folder leaves the caller's model as it was
+    with torch.device("meta"):
+        probe = add_lora(MiniGPT(model.config), rank, alpha, targets)
+    expected = {k: v.shape for k, v in probe.state_dict().items() if ".lora_" in k}
     if set(tensors) != set(expected):
         raise CheckpointError(f"{str(file)!r} does not hold the adapters {ADAPTER_META} describes "
                               f"(missing {sorted(set(expected) - set(tensors))[:3]}, unexpected "
@@ -257,5 +260,6 @@ def load_adapters(model: MiniGPT, directory: PathLike) -> MiniGPT:
         if t.shape != expected[name]:
             raise LoRAError(f"adapter {name} has shape {tuple(t.shape)} but this base model needs "
                             f"{tuple(expected[name])}; load them onto the model they were trained on.")
+    add_lora(model, rank, alpha, targets)
     model.load_state_dict({k: v.to(model.device, torch.float32) for k, v in tensors.items()}, strict=False)
     return model

@@ -110,6 +110,18 @@ class Block(nn.Module):
 
 
 
+def check_targets(targets, idx: torch.Tensor) -> None:
+    """Targets must be integer token ids shaped like idx (their range is checked by
+    MiniGPT.check_token_ids where the model reads ids back)."""
+    if not isinstance(targets, torch.Tensor) or targets.dtype.is_floating_point or targets.dtype == torch.bool:
+        what = targets.dtype if isinstance(targets, torch.Tensor) else type(targets).__name__
+        raise ModelInputTypeError(f"targets must be a tensor of token ids (integers) like idx, got {what}; "
+                                  "use the y of get_batch, or torch.tensor(ids).")
+    if targets.shape != idx.shape:
+        raise ModelInputError(f"targets must have the same shape as idx {tuple(idx.shape)}, "
+                              f"got {tuple(targets.shape)}.")
+
+
 def next_token_loss(logits: torch.Tensor, idx: torch.Tensor,
                     targets: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     """The mean cross-entropy of logits (B, T, V) against targets (B, T), in float32; targets
@@ -117,10 +129,9 @@ def next_token_loss(logits: torch.Tensor, idx: torch.Tensor,
     rungs, so every model of the book scores the same way."""
     if targets is None:
         return None
-    if targets.shape != idx.shape:
-        raise ModelInputError(f"targets must have the same shape as idx {tuple(idx.shape)}, "
-                              f"got {tuple(targets.shape)}.")
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
+    check_targets(targets, idx)
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1).long(), ignore_index=-1)
+
 
 class MiniGPT(nn.Module):
     """A decoder-only Transformer language model."""
@@ -130,6 +141,7 @@ class MiniGPT(nn.Module):
         if not isinstance(config, GPTConfig):
             raise ModelInputTypeError(f"MiniGPT expects a GPTConfig, got {type(config).__name__}; "
                             "build one with GPTConfig(vocab_size=..., ...).")
+        config.validate()                  # a config changed after it was made is checked again
         self.config = config
         self._ids_checked = False          # True inside `ids_checked(self, ...)`
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
@@ -178,7 +190,10 @@ class MiniGPT(nn.Module):
         return self.lm_head.weight.device
 
     # ---------------------------------------------------------------- checks
-    def _check_idx(self, idx) -> torch.Tensor:
+    def _check_idx(self, idx, read_ids: bool = False) -> torch.Tensor:
+        """idx as int64 (B, T) on the model's device, or a ModelInputError saying what is wrong.
+        `read_ids`: check the ids' range even in training on a GPU (generate and attention_maps
+        switch to eval mode after this check, and read values back anyway)."""
         if not isinstance(idx, torch.Tensor):
             raise ModelInputTypeError(f"idx must be a LongTensor of token ids with shape (B, T), got "
                             f"{type(idx).__name__}; use torch.tensor([tokenizer.encode(text)]).")
@@ -191,22 +206,34 @@ class MiniGPT(nn.Module):
             raise ModelInputTypeError(f"idx must hold integer token ids, got dtype {idx.dtype}.")
         if idx.size(1) == 0:
             raise ModelInputError("idx has no tokens (T = 0); give at least one token, e.g. a newline.")
-        # The range check reads values back (a host sync on GPUs, a graph break under
-        # torch.compile), so it runs where it is cheap: on the CPU and at inference, unless
-        # the ids were checked once beforehand (`ids_checked`: estimate_loss, evaluate).
-        compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)()
-        if not compiling and not self._ids_checked and (idx.device.type == "cpu" or not self.training):
+        if idx.size(0) == 0:
+            raise ModelInputError("idx has no rows (B = 0); give at least one sequence, shape (1, T) for one.")
+        if self._reads_ids(idx, read_ids):
             self.check_token_ids(idx)
         if idx.device != self.device:
             raise ModelInputError(f"idx is on {idx.device} but the model is on {self.device}; "
                              "move it with idx.to(model.device).")
         return idx.long()
 
-    def check_token_ids(self, ids: torch.Tensor) -> None:
-        """Raise ModelInputError unless every id in `ids` is in 0..vocab_size-1 (one read)."""
+    def _reads_ids(self, idx: torch.Tensor, read_ids: bool = False) -> bool:
+        """Whether to check token ids' range here. The check reads values back (a host sync on
+        GPUs, a graph break under torch.compile), so it runs where it is cheap: on the CPU and
+        at inference, unless the ids were checked once beforehand (`ids_checked`: train,
+        estimate_loss, evaluate)."""
+        compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)()
+        return not compiling and not self._ids_checked and (idx.device.type == "cpu" or not self.training
+                                                            or read_ids)
+
+    def check_token_ids(self, ids: torch.Tensor, targets: bool = False) -> None:
+        """Raise ModelInputError unless every id in `ids` is in 0..vocab_size-1 (one read);
+        `targets`: -1 is allowed too (a position the loss ignores)."""
         low, high = torch.stack([ids.min(), ids.max()]).tolist()
-        if low < 0 or high >= self.config.vocab_size:
-            bad = low if low < 0 else high
+        lowest = -1 if targets else 0
+        if low < lowest or high >= self.config.vocab_size:
+            bad = low if low < lowest else high
+            if targets:
+                raise ModelInputError(f"target id {bad} is outside the vocabulary 0..{self.config.vocab_size - 1} "
+                                      "(-1 marks a position to ignore).")
             raise ModelInputError(f"token id {bad} is outside the vocabulary 0..{self.config.vocab_size - 1}; "
                                   "encode text with the tokenizer this model was trained with.")
 
@@ -243,6 +270,10 @@ class MiniGPT(nn.Module):
         """idx (B, T) -> logits (B, T, V) and, if targets (B, T) are given, the mean
         cross-entropy loss (targets equal to -1 are ignored)."""
         idx = self._check_idx(idx)
+        if targets is not None:
+            check_targets(targets, idx)
+            if self._reads_ids(idx):
+                self.check_token_ids(targets, targets=True)
         x = self.ln_f(self._hidden(idx))
         logits = self.lm_head(x)                                             # (B, T, V)
         return logits, next_token_loss(logits, idx, targets)
@@ -254,7 +285,7 @@ class MiniGPT(nn.Module):
         Computed with the explicit-mask path whatever `attn_impl` is (all three give the
         same outputs), in eval mode so dropout does not blur the picture.
         """
-        idx = self._check_idx(idx)
+        idx = self._check_idx(idx, read_ids=True)
         with eval_mode(self):
             _, weights = self._hidden(idx, return_weights=True)
         return torch.stack(weights)
@@ -292,9 +323,12 @@ class MiniGPT(nn.Module):
         generator therefore gives the same text for a seed on the CPU and on a GPU (as long as
         the probabilities agree), while a CUDA generator draws from CUDA's own random stream.
         """
-        idx = self._check_idx(idx)
+        idx = self._check_idx(idx, read_ids=True)
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise ModelInputError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}.")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ModelInputTypeError(f"generator must be a torch.Generator or None, got {generator!r}; "
+                                      "for a seed, pass generator=torch.Generator().manual_seed(seed).")
         temperature, top_k, top_p = check_sampling_settings(temperature, top_k, top_p)
         greedy = is_greedy(temperature)
         block_size = self.config.block_size

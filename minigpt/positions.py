@@ -17,9 +17,18 @@ import math
 
 import torch
 
+from .errors import UsageError
+
+
+def _even_width(dim, what: str) -> None:
+    """Both tables pair channels (sine with cosine, or the two halves of a rotation)."""
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
+        raise UsageError(f"{what} must be an even whole number of channels (they are used in pairs), got {dim!r}.")
+
 
 def sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
     """(n_positions, dim) fixed sine/cosine table of "Attention Is All You Need"."""
+    _even_width(dim, "dim")
     position = torch.arange(n_positions, dtype=torch.float32)[:, None]          # (P, 1)
     inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
     table = torch.zeros(n_positions, dim)
@@ -30,6 +39,7 @@ def sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
 
 def rope_cos_sin(n_positions: int, head_dim: int, base: float = 10000.0):
     """cos and sin tables, each (n_positions, head_dim / 2), for rotary embeddings."""
+    _even_width(head_dim, "head_dim")
     inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
     angles = torch.arange(n_positions, dtype=torch.float32)[:, None] * inv_freq[None, :]
     return angles.cos(), angles.sin()
@@ -44,9 +54,17 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     # Treat each pair as a complex number x[2i] + i*x[2i+1]; rotating it by angle a is one
     # complex multiplication by cos(a) + i*sin(a). Same numbers as the four-product form
     # (x_even*cos - x_odd*sin, x_even*sin + x_odd*cos), in fewer, larger operations.
+    T, D = x.shape[-2], x.shape[-1]
+    if tuple(cos.shape) != (T, D // 2) or tuple(sin.shape) != (T, D // 2):
+        raise UsageError(f"cos and sin must be (T, D/2) = ({T}, {D // 2}) for x of shape {tuple(x.shape)}, got "
+                         f"{tuple(cos.shape)} and {tuple(sin.shape)}; slice the tables to x's positions "
+                         f"(cos[:T]) and build them for head_dim {D}.")
     if x.device.type not in ("cpu", "cuda"):        # e.g. MPS, whose complex support varies
         x_even, x_odd = x[..., 0::2], x[..., 1::2]
         return torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), -1).flatten(-2)
-    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2).contiguous())
-    rotated = torch.view_as_real(pairs * torch.complex(cos, sin)).flatten(-2)
+    # complex numbers exist in float32 and float64 only: half-precision x (a model moved to
+    # bfloat16 or float16, tables included) is rotated in float32 and cast back
+    work = torch.float64 if x.dtype == torch.float64 else torch.float32
+    pairs = torch.view_as_complex(x.to(work).reshape(*x.shape[:-1], -1, 2).contiguous())
+    rotated = torch.view_as_real(pairs * torch.complex(cos.to(work), sin.to(work))).flatten(-2)
     return rotated.to(x.dtype)

@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .errors import MiniGPTError
+from .errors import MiniGPTError, UsageError
 
 
 class SamplingSettingsError(MiniGPTError, ValueError):
@@ -93,6 +93,10 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: Opti
     Logits holding NaN or +inf raise NonFiniteLogitsError (-inf is a masked token, allowed).
     """
     temperature, top_k, top_p = check_sampling_settings(temperature, top_k, top_p)
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        what = logits.dtype if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise UsageError(f"logits must be a floating-point tensor (..., V), got {what}; "
+                            "pass the model's output, e.g. model(idx)[0][:, -1].")
     # one read-back: NaN or +inf anywhere, or a row with every token masked (-inf)
     broken = (torch.isnan(logits) | torch.isposinf(logits)).any() | torch.isneginf(logits).all(dim=-1).any()
     if bool(broken):

@@ -152,6 +152,7 @@ class TrainResult:
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW with two groups: weight decay on matrices/embeddings, none on biases and norms."""
+    device = torch.device(device)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
@@ -334,6 +335,9 @@ def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, 
     step boundary, saves, and raises KeyboardInterrupt; resuming then is exact too.
     `callback` receives a dict after every evaluation (step, train, val, lr, elapsed, and
     step_seconds: the part of elapsed spent in training steps).
+    The model is left in training mode (dropout on), as after `model.train()`: `generate`,
+    `attention_maps` and `evaluate` switch to eval mode themselves; call `model.eval()`
+    before calling the model directly for numbers that must not depend on dropout.
     """
     if data.tokenizer.vocab_size != model.config.vocab_size:
         raise UsageError(f"the data's tokenizer has {data.tokenizer.vocab_size} tokens but the model's "

@@ -1,0 +1,140 @@
+"""Plausible wrong input to the public API gets a message that names the problem and the fix
+(a MiniGPTError), never a raw error from deep inside torch; and the cases a review found that
+silently did the wrong thing (a LoRA model exported, a refused load that changed the model)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import minigpt
+from minigpt import GPTConfig, MiniGPT, MiniGPTError
+from minigpt.lora import add_lora, lora_layers, save_adapters
+
+
+def tiny(**kw) -> MiniGPT:
+    torch.manual_seed(0)
+    return MiniGPT(GPTConfig(vocab_size=11, block_size=8, n_embd=16, n_head=2, n_layer=1, **kw)).eval()
+
+
+IDX = torch.tensor([[1, 2, 3, 4, 5]])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_a_rope_model_runs_in_any_float_dtype(dtype):
+    """bfloat16 raised inside torch.complex; float64 was quietly rotated in float32."""
+    model = tiny(pos_encoding="rope").to(dtype)
+    logits, _ = model(IDX)
+    assert logits.dtype == dtype
+    assert model.generate(IDX, 3, temperature=0).shape == (1, 8)
+    if dtype == torch.float64:
+        x = torch.randn(1, 2, 5, 8, dtype=torch.float64)
+        cos, sin = minigpt.rope_cos_sin(5, 8)
+        cos, sin = cos.double(), sin.double()
+        x_even, x_odd = x[..., 0::2], x[..., 1::2]
+        by_hand = torch.stack((x_even * cos - x_odd * sin, x_even * sin + x_odd * cos), -1).flatten(-2)
+        torch.testing.assert_close(minigpt.apply_rope(x, cos, sin), by_hand, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("call, said", [
+    (lambda: minigpt.sinusoidal_table(8, 5), "dim must be an even whole number"),
+    (lambda: minigpt.rope_cos_sin(8, 5), "head_dim must be an even whole number"),
+    (lambda: minigpt.apply_rope(torch.randn(1, 1, 5, 4), *minigpt.rope_cos_sin(8, 4)),
+     r"cos and sin must be \(T, D/2\) = \(5, 2\)"),
+])
+def test_position_tables_say_what_they_need(call, said):
+    with pytest.raises(MiniGPTError, match=said):
+        call()
+
+
+@pytest.mark.parametrize("targets, said", [
+    (IDX.float(), "targets must be a tensor of token ids"),
+    ([[1, 2, 3, 4, 5]], "targets must be a tensor of token ids"),
+    (torch.tensor([[1, 2, 3, 4, 11]]), "target id 11 is outside the vocabulary 0..10"),
+    (torch.tensor([[1, 2, 3]]), "targets must have the same shape as idx"),
+])
+def test_bad_targets_are_named(targets, said):
+    with pytest.raises(MiniGPTError, match=said):
+        tiny()(IDX, targets)
+
+
+def test_int32_targets_and_ignored_positions_are_accepted():
+    model = tiny()
+    _, loss = model(IDX, torch.tensor([[2, 3, 4, 5, -1]]))
+    _, loss32 = model(IDX, torch.tensor([[2, 3, 4, 5, -1]], dtype=torch.int32))
+    assert torch.equal(loss, loss32)
+    assert minigpt.evaluate(model, torch.arange(11, dtype=torch.int32).repeat(3), batch_size=2) > 0
+
+
+def test_an_empty_batch_and_a_changed_config_are_refused_before_torch_sees_them():
+    with pytest.raises(MiniGPTError, match=r"idx has no rows \(B = 0\)"):
+        tiny()(torch.zeros(0, 5, dtype=torch.long))
+    config = GPTConfig(vocab_size=11, block_size=8, n_embd=16, n_head=2, n_layer=1)
+    config.n_head = 3                                    # changed after it was checked
+    with pytest.raises(MiniGPTError, match="n_head"):
+        MiniGPT(config)
+
+
+def test_generate_names_a_generator_that_is_not_one():
+    for temperature in (1.0, 0.0):                       # greedy ignored it silently
+        with pytest.raises(MiniGPTError, match=r"generator must be a torch.Generator or None, got 42; .*"
+                                               r"torch.Generator\(\).manual_seed\(seed\)"):
+            tiny().generate(IDX, 2, temperature=temperature, generator=42)
+
+
+def test_a_misspelt_attention_implementation_is_refused():
+    model = tiny()
+    x = torch.randn(1, 5, 16)
+    with pytest.raises(MiniGPTError, match="impl='flsh' is unknown; choose one of 'manual', 'sdpa', 'flash'"):
+        model.blocks[0].attn(x, impl="flsh")
+
+
+def test_device_helpers_take_a_string_like_the_rest_of_the_package():
+    model = tiny()
+    assert minigpt.device.autocast_dtype("cpu") is None
+    assert minigpt.device.describe("cpu").startswith("cpu")
+    assert isinstance(minigpt.make_optimizer(model, minigpt.TrainConfig(), "cpu"), torch.optim.AdamW)
+
+
+def test_a_model_with_lora_adapters_or_a_non_float_dtype_is_not_written(tmp_path):
+    model, tok = tiny(), minigpt.CharTokenizer(list("abcdefghijk"))
+    for dtype, said in [(torch.int8, "dtype must be a floating-point torch.dtype"),
+                        ("float16", "dtype must be a floating-point torch.dtype")]:
+        with pytest.raises(MiniGPTError, match=said):
+            minigpt.export_model(model, tok, tmp_path / "e", dtype=dtype)
+    add_lora(model, 2)
+    with pytest.raises(MiniGPTError, match=r"this model has LoRA adapters .*merge_lora\(model\)"):
+        minigpt.export_model(model, tok, tmp_path / "e")
+    with pytest.raises(MiniGPTError, match="this model has LoRA adapters"):
+        minigpt.save_checkpoint(tmp_path / "run", model, tok, step=1)
+    assert not (tmp_path / "e").exists() and not (tmp_path / "run").exists()
+
+
+def test_refused_adapters_leave_the_base_model_as_it_was(tmp_path):
+    adapted = tiny()
+    add_lora(adapted, 2)
+    save_adapters(adapted, tmp_path / "ad")
+    meta = json.loads((tmp_path / "ad" / "lora.json").read_text())
+    meta["lora"]["rank"] = 4                             # edited by hand: the tensors are rank 2
+    (tmp_path / "ad" / "lora.json").write_text(json.dumps(meta))
+    base = tiny()
+    with pytest.raises(MiniGPTError, match=r"has shape \(2, 16\) but this base model needs \(4, 16\)"):
+        minigpt.lora.load_adapters(base, tmp_path / "ad")
+    assert not lora_layers(base) and all(p.requires_grad for p in base.parameters())
+
+
+@pytest.mark.parametrize("call, said", [
+    (lambda data: minigpt.get_batch(data, 8.0, 4), r"block_size must be a positive whole number, got 8.0"),
+    (lambda data: minigpt.get_batch(data, 8, -1), r"batch_size must be a positive whole number, got -1"),
+    (lambda data: minigpt.get_batch(data, 0, 4), r"block_size must be a positive whole number, got 0"),
+    (lambda data: minigpt.TextData.from_text("abcabc" * 20, val_fraction="0.1"),
+     r"val_fraction must be a number between 0 and 1, got '0.1'"),
+    (lambda data: minigpt.CharTokenizer(list("ab")).decode(torch.tensor([1.7, 0.2])),
+     r"decode expects integer token ids, got a torch.float32 tensor"),
+    (lambda data: minigpt.next_token_probs([1.0, 2.0]), r"logits must be a floating-point tensor"),
+])
+def test_data_and_sampling_helpers_say_what_they_need(call, said):
+    with pytest.raises(MiniGPTError, match=said):
+        call(torch.arange(50) % 7)
