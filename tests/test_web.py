@@ -575,12 +575,17 @@ def test_generate_decodes_from_the_prompt_typed_so_far(page_and_errors, shakespe
 
 
 # ------------------------------------------------------------- never stale, never silent
-def test_generator_clears_what_an_invalid_prompt_would_leave_stale(page_and_errors):
-    page, errors, _ = page_and_errors
-    page.fill(GEN + "[data-mg=prompt]", "ROMEO:\n")
-    _set(page, GEN + "[data-mg=length]", "10")
+def _generate(page, prompt: str = "ROMEO:\n", length: int = 10) -> None:
+    """Type a prompt and a length, click Generate, wait for the run to end."""
+    page.fill(GEN + "[data-mg=prompt]", prompt)
+    _set(page, GEN + "[data-mg=length]", str(length))
     page.click(GEN + "[data-mg=generate]")
     page.wait_for_function(RUN_DONE, timeout=60_000)
+
+
+def test_generator_clears_what_an_invalid_prompt_would_leave_stale(page_and_errors):
+    page, errors, _ = page_and_errors
+    _generate(page)
     assert page.locator(GEN + ".mg-char").count() == 10 and page.locator(GEN + ".mg-bar").count() > 0
     page.fill(GEN + "[data-mg=prompt]", "ROMEO: \U0001F600")
     page.wait_for_function("document.querySelector('[data-mg=prompt-error]').textContent.includes('position 7')")
@@ -593,10 +598,7 @@ def test_generator_clears_what_an_invalid_prompt_would_leave_stale(page_and_erro
 
 def test_a_new_run_does_not_keep_the_panel_of_a_character_it_replaced(page_and_errors):
     page, errors, _ = page_and_errors
-    page.fill(GEN + "[data-mg=prompt]", "ROMEO:\n")
-    _set(page, GEN + "[data-mg=length]", "10")
-    page.click(GEN + "[data-mg=generate]")
-    page.wait_for_function(RUN_DONE, timeout=60_000)
+    _generate(page)
     page.click(GEN + ".mg-char[data-index='3']")
     assert page.inner_text(GEN + "[data-mg=dist-title]").startswith("Character 4 (")
     page.click(GEN + "[data-mg=generate]")
