@@ -239,8 +239,14 @@ class BPETokenizer:
         if not isinstance(text, str):
             raise TypeError(f"encode expects a str, got {type(text).__name__}.")
         out: list[int] = []
-        for word in pretokenize(text):
-            out.extend(self._encode_word(word))
+        try:
+            for word in pretokenize(text):
+                out.extend(self._encode_word(word))
+        except UnicodeEncodeError as err:          # a lone surrogate: possible in a str, never in a file
+            position = text.index(err.object[err.start])
+            raise DataError(f"the text holds a lone surrogate U+{ord(err.object[err.start]):04X} at position "
+                            f"{position}, which UTF-8 (and so a byte-level BPE) cannot encode; remove it, or "
+                            "read the text from a file as UTF-8.") from None
         return out
 
     def encode_tensor(self, text: str) -> torch.Tensor:

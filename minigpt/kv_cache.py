@@ -11,6 +11,10 @@ class KVCacheOverflowError(MiniGPTError, RuntimeError):
     """More positions appended than the cache was allocated for."""
 
 
+class KVCacheShapeError(MiniGPTError, ValueError):
+    """Keys or values whose batch, head or channel sizes are not the cache's."""
+
+
 class KVCache:
     """Pre-allocated keys and values for one attention layer.
 
@@ -30,6 +34,10 @@ class KVCache:
 
     def append(self, k: torch.Tensor, v: torch.Tensor):
         """Store k/v (B, Hkv, T, D) after the cached ones; return all keys and values so far."""
+        B, H, _, D = self.k.shape
+        if k.dim() != 4 or v.shape != k.shape or (k.size(0), k.size(1), k.size(3)) != (B, H, D):
+            raise KVCacheShapeError(f"append expects k and v of shape (B, Hkv, T, D) = ({B}, {H}, T, {D}) for "
+                                    f"this cache, got {tuple(k.shape)} and {tuple(v.shape)}.")
         start, end = self.length, self.length + k.size(2)
         if end > self.max_len:
             raise KVCacheOverflowError(f"KV cache overflow: {end} positions > capacity {self.max_len}; "

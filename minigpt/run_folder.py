@@ -38,6 +38,8 @@ PathLike = Union[str, os.PathLike]
 
 def step_name(step: int) -> str:
     """The name of step `step`'s folder: step-000500."""
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"step must be a whole number >= 0 (it names the folder step-000500), got {step!r}.")
     return f"step-{step:06d}"
 
 

@@ -106,9 +106,12 @@ def plot_attention_head(model, tokenizer, text: str, layer: int, head: int, ax=N
     (`minigpt.web.widgets.attention_explorer`)."""
     import matplotlib.pyplot as plt
     n_layer, n_head = model.config.n_layer, model.config.n_head
-    if not 0 <= layer < n_layer or not 0 <= head < n_head:
-        raise UsageError(f"layer must be in 0..{n_layer - 1} and head in 0..{n_head - 1}, "
-                         f"got layer={layer}, head={head}.")
+    whole = all(isinstance(v, int) and not isinstance(v, bool) for v in (layer, head))
+    if not whole or not 0 <= layer < n_layer or not 0 <= head < n_head:
+        raise UsageError(f"layer must be a whole number in 0..{n_layer - 1} and head in 0..{n_head - 1}, "
+                         f"got layer={layer!r}, head={head!r}.")
+    if not isinstance(text, str) or not text:
+        raise UsageError(f"text must be a non-empty string to draw attention over, got {text!r}.")
     ids = tokenizer.encode(text)
     idx = torch.tensor([ids], device=model.device)
     weights = model.attention_maps(idx)[layer, 0, head].float().cpu()       # (T, T)

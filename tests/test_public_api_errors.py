@@ -138,3 +138,19 @@ def test_refused_adapters_leave_the_base_model_as_it_was(tmp_path):
 def test_data_and_sampling_helpers_say_what_they_need(call, said):
     with pytest.raises(MiniGPTError, match=said):
         call(torch.arange(50) % 7)
+
+
+def test_the_last_review_items_say_what_they_need(tmp_path):
+    model, tok = tiny(), minigpt.CharTokenizer(list("abcdefghijk"))
+    with pytest.raises(MiniGPTError, match=r"text must be a non-empty string"):
+        minigpt.viz.plot_attention_head(model, tok, "", 0, 0)
+    with pytest.raises(MiniGPTError, match=r"layer must be a whole number in 0..0 and head in 0..1, got layer=0.0"):
+        minigpt.viz.plot_attention_head(model, tok, "abc", 0.0, 0)
+    with pytest.raises(MiniGPTError, match=r"step must be a whole number >= 0 .*got 3.0"):
+        minigpt.save_checkpoint(tmp_path / "run", model, tok, step=3.0)
+    cache = minigpt.KVCache(1, 2, 8, 8)
+    with pytest.raises(MiniGPTError, match=r"append expects k and v of shape \(B, Hkv, T, D\) = \(1, 2, T, 8\)"):
+        cache.append(torch.zeros(1, 3, 1, 8), torch.zeros(1, 3, 1, 8))
+    bpe = minigpt.BPETokenizer.train("the king, the queen. " * 20, 260)
+    with pytest.raises(MiniGPTError, match=r"lone surrogate U\+D800 at position 4"):
+        bpe.encode("the \ud800 king")
