@@ -544,9 +544,10 @@ def test_widgets_fit_a_phone(page_and_errors):
 
 # ------------------------------------------------------- speed: ratios measured in one run
 def test_generate_decodes_from_the_prompt_typed_so_far(page_and_errors, shakespeare):
-    """With a 200-character prompt already typed, the first character comes within 3
-    per-character times of the click (the prompt's KV caches were kept), where a cold pass
-    over the prompt alone costs many of them."""
+    """With a 200-character prompt already typed, Generate computes no prompt position: the
+    first character comes from the prompt's KV caches, kept while the reader typed, and each
+    later one costs one position. Counted, not timed (a timing would change with the machine's
+    load); `python bench/web_speed.py` measures the time to the first character."""
     page, errors, _ = page_and_errors
     prompt = shakespeare[:200]
     page.fill(GEN + "[data-mg=prompt]", prompt)
@@ -554,23 +555,18 @@ def test_generate_decodes_from_the_prompt_typed_so_far(page_and_errors, shakespe
                            " return s.promptIds && s.promptIds.length === 200 && s.prefill.matches(s.promptIds); }")
     _set(page, GEN + "[data-mg=temperature]", "0")
     _set(page, GEN + "[data-mg=length]", "40")
-    ratios, cold = [], []
-    for _ in range(3):
+    page.evaluate("""() => { const m = MiniGPTWeb.loadModel("shakespeare_char"), real = m.nextLogits;
+        window.mgPositions = [];
+        m.nextLogits = function (ids, caches) { window.mgPositions.push(ids.length); return real.call(this, ids, caches); }; }""")
+    try:
         page.click(GEN + "[data-mg=generate]")
         page.wait_for_function(RUN_DONE, timeout=60_000)
-        run = page.evaluate("""() => { const s = document.querySelector('[data-mg-widget=generator]').mgState,
-            r = s.run, m = MiniGPTWeb.loadModel("shakespeare_char"), t0 = performance.now();
-            m.nextLogits(s.promptIds, m.newCaches());
-            return {first: r.firstTokenMs, finished: r.finishedMs, n: r.ids.length, used: r.usedPrefill,
-                    cold: performance.now() - t0}; }""")
-        assert run["used"], "Generate ran the prompt again instead of using its prefill"
-        per_char = (run["finished"] - run["first"]) / (run["n"] - 1)
-        ratios.append(run["first"] / per_char)
-        cold.append(run["cold"] / per_char)
-    ratio = sorted(ratios)[1]
-    print(f"first character / per-character time: {ratios}; a cold prompt pass / per-character: {cold}")
-    assert ratio <= 3, f"first character after {ratio:.1f} per-character times (runs: {ratios})"
-    assert ratio < sorted(cold)[1] / 2, "starting from the prefill should beat a cold prompt pass"
+        run = page.evaluate("""() => { const r = document.querySelector('[data-mg-widget=generator]').mgState.run;
+            return {n: r.ids.length, used: r.usedPrefill, positions: window.mgPositions}; }""")
+    finally:
+        page.evaluate("() => { delete MiniGPTWeb.loadModel('shakespeare_char').nextLogits; }")
+    assert run["used"], "Generate ran the prompt again instead of using its prefill"
+    assert run["n"] == 40 and run["positions"] == [1] * 39, run["positions"][:5]   # none for the prompt
     assert not errors
 
 

@@ -352,8 +352,8 @@
       state.run = {settings: s, seed: seedValue, ids: [], history: choose.history, started: started,
                    firstTokenMs: null, finishedMs: null, done: false, usedPrefill: prefill.matches(ids)};
       deselect();
-      showPromptDistribution();                       // not a character of the run this one replaces
-      output.textContent = "";
+      var panelPending = true;                        // the panel may show a character of the run
+      output.textContent = "";                        // this one replaces: redrawn after chunk 1
       output.appendChild(el("span", {"class": "mg-prompt-text", text: tok.decode(ids)}));
       var active = root.document.activeElement;       // Generate, or an example, is disabled now
       var hadFocus = active === go || (examples !== null && examples.contains(active));
@@ -388,6 +388,10 @@
                                  text: ch === "\n" ? "↵\n" : ch});
           output.appendChild(span);
           if (run.firstTokenMs === null) { run.firstTokenMs = root.performance.now() - started; }
+        }
+        if (panelPending) {                             // after the first characters, not before them
+          panelPending = false;
+          showPromptDistribution();
         }
         var elapsed = (root.performance.now() - started) / 1000;
         status.textContent = tr("{done} of {n} characters, {rate} characters/s, first after {first} ms",
