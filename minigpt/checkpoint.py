@@ -456,7 +456,7 @@ def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
     try:
         return _load_folder(folder, device, with_trainer)
     except CheckpointError as err:
-        earlier = previous_complete_step(path) if folder != Path(path) else None
+        earlier = previous_complete_step(path)         # None unless `path` is a run folder
         if earlier is None:
             raise
         raise CheckpointError(f"{err} The run's previous checkpoint {str(earlier)!r} is complete: "

@@ -492,7 +492,7 @@ def _cmd_train(args) -> int:
     from .data import load_shakespeare, read_text_file
     from .device import describe, describe_precision, set_seed
     from .model import MiniGPT
-    from .run_folder import temporary_path
+    from .run_folder import write_text_atomically
     from .train import check_run_folder, evaluate, train
     from . import distributed
 
@@ -591,10 +591,8 @@ def _cmd_train(args) -> int:
     summary = {"preset": preset_used, "val_loss": val_loss, "wall_time_s": wall, "steps": result.steps,
                "tokens_per_second": result.tokens_per_second, "device": describe(device),
                "torch": torch.__version__}
-    try:                                   # atomic: a crash or a second writer never leaves half a file
-        tmp = temporary_path(out, "summary.json")
-        tmp.write_text(json.dumps(summary, indent=1))
-        os.replace(tmp, out / "summary.json")
+    try:
+        write_text_atomically(out, "summary.json", json.dumps(summary, indent=1))
     except OSError as err:
         raise CheckpointError(f"could not write {str(out / 'summary.json')!r} ({err.strerror or err}); "
                               f"the checkpoint {str(result.checkpoint)!r} is saved.") from None

@@ -218,7 +218,7 @@ class MiniGPT(nn.Module):
     def _reads_ids(self, idx: torch.Tensor, read_ids: bool = False) -> bool:
         """Whether to check token ids' range here. The check reads values back (a host sync on
         GPUs, a graph break under torch.compile), so it runs where it is cheap: on the CPU and
-        at inference, unless the ids were checked once beforehand (`ids_checked`: train,
+        at inference, unless the ids were checked once beforehand (`ids_checked`:
         estimate_loss, evaluate)."""
         compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)()
         return not compiling and not self._ids_checked and (idx.device.type == "cpu" or not self.training

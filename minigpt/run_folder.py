@@ -141,13 +141,18 @@ def previous_complete_step(run: PathLike) -> Optional[Path]:
     return earlier[-1] if earlier else None
 
 
+def write_text_atomically(directory: PathLike, name: str, text: str) -> None:
+    """Write directory/name whole or not at all: a crash, or a second writer, leaves the old file
+    or the new one, never half of one."""
+    tmp = temporary_path(directory, name)
+    tmp.write_text(text, encoding="utf-8")
+    fsync_path(tmp)
+    os.replace(tmp, Path(directory) / name)
+
+
 def write_latest(run: PathLike, name: str) -> None:
     """Point run/latest at the step folder `name`, atomically (a crash leaves the old pointer)."""
-    run = Path(run)
-    tmp = temporary_path(run, LATEST_FILE)
-    tmp.write_text(name + "\n", encoding="utf-8")
-    fsync_path(tmp)
-    os.replace(tmp, run / LATEST_FILE)
+    write_text_atomically(run, LATEST_FILE, name + "\n")
 
 
 def fsync_path(path: PathLike) -> None:
@@ -188,6 +193,14 @@ def checkpoint_nbytes(model, with_optimizer: bool = True) -> int:
     return 4 * n * (3 if with_optimizer else 1) + (1 << 20)      # + RNG states and minigpt.json
 
 
+def nearest_existing_parent(path: PathLike) -> Path:
+    """The closest folder (or file) above `path` that exists: where creating `path` starts."""
+    parent = Path(path).absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    return parent
+
+
 def refuse_existing_file(directory: PathLike) -> None:
     """A run's output folder must not be an existing file, nor lie below one, and the nearest
     folder that exists on its path must be writable, since the rest is created there (checked
@@ -198,9 +211,7 @@ def refuse_existing_file(directory: PathLike) -> None:
                               "a folder path for --out (it is created if missing).")
     if directory.exists():
         return
-    parent = directory.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
+    parent = nearest_existing_parent(directory)
     if not parent.is_dir():
         raise CheckpointError(f"cannot create the output folder {str(directory)!r}: {str(parent)!r} on its "
                               "path is a file; choose another --out.")

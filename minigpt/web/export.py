@@ -32,6 +32,7 @@ from ..config import ConfigError, GPTConfig
 from ..data import CharTokenizer, DataError
 from ..errors import MiniGPTError
 from ..model import MiniGPT
+from ..run_folder import nearest_existing_parent
 
 QUANTIZE = ("int8", "float16", "float32")
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "minigpt-web"
@@ -115,8 +116,8 @@ def export_web(model: MiniGPT, tokenizer: CharTokenizer, path: Union[str, Path],
     name = name or path.stem
     if path.is_dir():
         raise WebExportError(f"{str(path)!r} is a folder; the asset is one .js file: give a file path (--out).")
-    blocking = next((p for p in path.parents if p.exists()), None)
-    if blocking is not None and not blocking.is_dir():
+    blocking = nearest_existing_parent(path)
+    if not blocking.is_dir():
         raise WebExportError(f"cannot write {str(path)!r}: {str(blocking)!r} on its path is a file; choose "
                              "another --out (a .js path in a folder you can write).")
     tensors = {}

@@ -21,7 +21,6 @@ from __future__ import annotations
 import html as html_lib
 import json
 from functools import lru_cache
-from types import SimpleNamespace
 from typing import Optional, Sequence, Union
 
 from ..errors import UsageError
@@ -116,10 +115,11 @@ def _asset_config(model: str) -> Optional[dict]:
 def _check_known_characters(text: str, model: str, what: str) -> None:
     """A text the page would refuse (a character the model does not know) is refused here, where
     the chapter's author sees it, not by a widget that cannot start on the reader's page."""
+    from ..data import CharTokenizer
     chars = _asset_head(model)["chars"]
     if chars is None:
         return
-    problem = unknown_character_message(SimpleNamespace(stoi={c: i for i, c in enumerate(chars)}), text)
+    problem = unknown_character_message(CharTokenizer(list(chars)), text)
     if problem:
         raise _bad(f"{what}: {problem}")
 

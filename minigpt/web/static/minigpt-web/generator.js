@@ -282,15 +282,14 @@
       state.promptIds = ids;
       if (ids === null) {
         state.promptLogits = null;
-        if (state.selected < 0) {                    // the bars of an older prompt would mislead
-          clearDistribution(tr("No distribution: the prompt above has an error."));
-        }
-        if (!running() && !keepOutput) {             // and so would text generated from it
+        if (!running() && !keepOutput) {             // text generated from an older prompt would mislead
           state.run = null;
           deselect();
           output.textContent = "";
-          clearDistribution(tr("No distribution: the prompt above has an error."));
           status.textContent = tr("Fix the prompt to generate.");
+        }
+        if (state.selected < 0) {                    // and so would its bars
+          clearDistribution(tr("No distribution: the prompt above has an error."));
         }
         updateGo();
         return;
