@@ -32,7 +32,7 @@ from .errors import CheckpointError
 LATEST_FILE, LOCK_FILE = "latest", ".lock"
 META_FILE = "minigpt.json"                  # written last into a step folder: it is complete
 STEP_NAME = re.compile(r"step-\d+")
-TEMPORARY_NAME = re.compile(r"\.(step-\d+\.(tmp|old)|latest\.tmp)-\d+")
+TEMPORARY_NAME = re.compile(r"\.(step-\d+\.(tmp|old)|(latest|summary\.json)\.tmp)-\d+")
 PathLike = Union[str, os.PathLike]
 
 
@@ -172,8 +172,8 @@ def remove_old_steps(run: PathLike, keep: int, newest: str) -> None:
 
 
 def clean_temporary_files(directory: PathLike) -> list[Path]:
-    """Remove the half-written `.step-*.tmp-PID` folders (and `.old-`/`latest` temporaries) that a
-    killed or failed save left behind. Call it only while holding the folder's `run_lock`: then
+    """Remove the half-written `.step-*.tmp-PID` folders (and the `.old-`, `latest` and
+    `summary.json` temporaries) that a killed or failed save left behind. Call it only while holding the folder's `run_lock`: then
     no other process is writing them."""
     removed = []
     for path in Path(directory).iterdir():

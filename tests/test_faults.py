@@ -355,6 +355,7 @@ def test_resume_after_a_kill_in_the_first_checkpoint_write(data, tmp_path):
     (out / ".step-000004.tmp-4242").mkdir()
     (out / ".step-000004.tmp-4242" / "model.safetensors").write_bytes(b"\0" * 10)
     (out / ".latest.tmp-4242").write_text("step-000004\n")
+    (out / ".summary.json.tmp-4242").write_text("{")              # the CLI's summary, cut short
     result = train(new_model(data), data, TrainConfig(**{**CFG, "max_iters": 4}), out, resume=True,
                    progress=False)
     assert result.steps == 4

@@ -904,7 +904,7 @@ def test_the_layer_view_outlines_the_character_that_comes_next(page_and_errors):
 
 
 # ---------------------------------------------------------------------------- the explorer
-def test_explorer_draws_a_128_character_text_fast_and_switches_heads_cheaply(page_and_errors, shakespeare):
+def test_explorer_reruns_only_edited_positions_and_switches_heads_cheaply(page_and_errors, shakespeare):
     page, errors, _ = page_and_errors
     text = shakespeare[:128]
     page.fill(EXP + "[data-mg=text]", text)
@@ -913,13 +913,13 @@ def test_explorer_draws_a_128_character_text_fast_and_switches_heads_cheaply(pag
     timing = page.evaluate(f"{state}.timing")
     print(f"128 characters: maps computed in {timing['computeMs']:.0f} ms, drawn in {timing['drawMs']:.0f} ms")
     assert timing["positions"] == 128, timing                   # a new text: one whole pass
-    assert timing["drawMs"] <= timing["computeMs"], timing      # drawing costs less than the model's pass
-    # an edit at the end reruns one position, not the text (ratios in one run, never absolute times)
+    # an edit at the end reruns one position, not the text (counted, not timed: the times are
+    # bench/web_speed.py's, since a busy machine changes them)
     page.fill(EXP + "[data-mg=text]", text[:127])
     page.wait_for_function("document.querySelector('[data-mg-widget=attention]').mgState.chars.length === 127")
     edit = page.evaluate(f"{state}.timing")
     print(f"127 characters after 128: {edit['positions']} position(s) in {edit['computeMs']:.1f} ms")
-    assert edit["positions"] == 1 and edit["computeMs"] < timing["computeMs"] / 4, (edit, timing)
+    assert edit["positions"] == 1, (edit, timing)
     page.fill(EXP + "[data-mg=text]", text)
     page.wait_for_function("document.querySelector('[data-mg-widget=attention]').mgState.chars.length === 128")
     assert page.evaluate(f"{state}.labels") == "positions"       # position ticks, not thinned letters
