@@ -201,8 +201,8 @@ def same(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-4) -> boo
     if isinstance(got, bool) or isinstance(expected, bool):
         return isinstance(got, bool) and isinstance(expected, bool) and got == expected
     if _is_number(got) and _is_number(expected):
-        if isinstance(expected, numbers.Integral) and isinstance(got, numbers.Integral):
-            return int(got) == int(expected)
+        if isinstance(expected, numbers.Integral):      # an id or a count: a whole number, not 5.0
+            return isinstance(got, numbers.Integral) and int(got) == int(expected)
         got, expected = float(got), float(expected)
         return math.isclose(got, expected, rel_tol=rtol, abs_tol=atol) or (
             math.isnan(got) and math.isnan(expected))
@@ -218,6 +218,8 @@ def same(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-4) -> boo
 
 def _format(x: Any) -> str:
     if isinstance(x, torch.Tensor):
+        if x.numel() != 1 or x.device.type == "meta":
+            return tr("a {dtype} tensor of shape {shape}", dtype=x.dtype, shape=tuple(x.shape))
         x = x.item()
     if isinstance(x, bool) or not isinstance(x, float):
         return repr(x)
@@ -294,6 +296,20 @@ def describe_difference(expected: Any, got: Any) -> str:
                 return f"{key}: {describe_difference(expected[key], got[key])}"
     if isinstance(got, torch.Tensor) and got.device.type == "meta":
         return tr("your tensor is on the meta device: it has a shape but no values")
+    if isinstance(expected, (tuple, list)) and isinstance(got, torch.Tensor):
+        return tr("expected a {kind} of {n} items, got {got}: return a {kind} (e.g. with .tolist())",
+                  kind=type(expected).__name__, n=len(expected), got=_format(got))
+    if _is_number(expected) and isinstance(got, torch.Tensor) and got.numel() == 1 and got.device.type != "meta":
+        return tr("expected the number {expected}, got a tensor holding {got}: return a Python number "
+                  "(e.g. with .item())", expected=_format(expected), got=_format(got))
+    if _is_number(expected) and isinstance(got, numbers.Complex) and not isinstance(got, numbers.Real):
+        return tr("expected the real number {expected}, got the complex number {got}: keep the "
+                  "computation real", expected=_format(expected), got=repr(got))
+    if (isinstance(expected, numbers.Integral) and not isinstance(expected, bool)
+            and _is_number(got) and not isinstance(got, numbers.Integral)):
+        return tr("expected the whole number {expected}, got the {kind} {got}: return an int "
+                  "(e.g. int(x) or tensor.item() of an integer tensor)", expected=expected,
+                  kind=type(got).__name__, got=_format(float(got)))
     return tr("expected {expected}, got {got}", expected=_format(expected), got=_format(got))
 
 
