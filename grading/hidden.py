@@ -28,8 +28,11 @@ Design, and why:
   (`redraw`: float tensors get noise, token ids are redrawn, models get their weights moved;
   masks, shapes and settings stay, so each case keeps its point) from a seed taken from
   `os.urandom`, printed in the feedback so that an instructor can reproduce the run with
-  `seed=`. Exercises whose inputs are only integers draw new ones (`CUSTOM_DRAWS`). A lookup
-  table of the visible check's inputs therefore scores 0.
+  `seed=`. Exercises whose inputs are only integers, or a model's shape, draw new ones
+  (`CUSTOM_DRAWS`; chapter 8's weight-decay groups get models of new depths, heads, biases
+  and positions). A lookup table of the visible check's inputs therefore scores 0 (a table
+  of parameter names for every model shape the draw can make would still pass: that one is
+  a rule written out, and the review patterns do not flag it).
 * **The right answer is computed after the student's.** Each case runs the student's code
   first, on its own deep copy of the inputs, and makes its result plain (`_plain`: exact
   tensors, numbers, strings, lists) before the reference runs: while the student's code runs,
@@ -60,7 +63,16 @@ Design, and why:
   call. `SPECS` lists, per exercise, what else is. A forbidden call makes the exercise 0 with
   a line naming what was used.
 * **Partial credit that is fair.** Points are split evenly over the cases; every failing case
-  is reported with the difference and, when the catalogue knows it, the mistake. For a
+  is reported with the difference and, when the catalogue knows it, the mistake. A case that
+  an answer doing no work also gets right (an input returned unchanged, or ones or zeros:
+  softmax over one score, RoPE at position 0, one repeat of a key) counts only beside a case
+  that takes work (`_answered_by_no_work`), so `return x` earns nothing.
+* **The score nbgrader reads is the one printed.** nbgrader takes a graded cell's points from
+  the value the cell shows, and gives full points to a cell that shows none. A notebook that
+  changed IPython's display (`ast_node_interactivity`, the text/plain formatter, the display
+  hook) or added a transformer of every cell's code makes `grade` raise (`ScoreNotShown`: the
+  cell fails and scores 0); a `%precision` is reset before the score shows. `make grade` then
+  counts a cell only when the value it showed is the score it printed (`_shown_scores`). For a
   module built on earlier answers (chapter 4's `MyAttentionFromScratch` uses `my_split_heads`
   and `my_merge_heads`), the references are injected into the notebook's namespace while it
   is graded, so one bug costs one exercise, not two.
@@ -157,9 +169,11 @@ def _attention_only(what: str = "the package's attention (minigpt.attention) or 
 
 
 SPECS: dict[str, Spec] = {
-    "check_softmax": Spec("SOFTMAX", forbid_py=SOFTMAX_PY + (("minigpt/", "*"),), forbid_c=SOFTMAX_C,
+    # torch's attention computes a softmax too (over a one-element value and an identity mask)
+    "check_softmax": Spec("SOFTMAX", forbid_py=SOFTMAX_PY + ATTENTION_PY + (("minigpt/", "*"),),
+                          forbid_c=SOFTMAX_C | ATTENTION_C,
                           what="a softmax you did not write (torch.softmax, Tensor.softmax, F.softmax, "
-                               "nn.Softmax or the package)"),
+                               "nn.Softmax, torch's attention or the package)"),
     "check_attention_weights": Spec("ATTENTION_WEIGHTS", **_attention_only()),
     "check_causal_mask": Spec("CAUSAL_MASK", **_attention_only("the package's causal_mask (minigpt.attention)")),
     "check_causal_attention": Spec("CAUSAL_ATTENTION", **_attention_only()),
@@ -178,11 +192,19 @@ SPECS: dict[str, Spec] = {
     "check_rope_attention": Spec("ROPE_ATTENTION", forbid_py=(("minigpt/attention.py", "CausalSelfAttention"),),
                                  what="the package's attention module"),
     "check_mlp": Spec("MLP_EXERCISE", forbid_py=(("minigpt/model.py", "MLP"),), what="the package's MLP"),
-    "check_layer_norm": Spec("LAYER_NORM", forbid_py=(("torch/nn/functional.py", "layer_norm"),
-                                                      ("torch/nn/modules/normalization.py", "LayerNorm"),
-                                                      ("minigpt/model.py", "*")),
-                             forbid_c=frozenset({"layer_norm", "native_layer_norm"}),
-                             what="a LayerNorm you did not write (F.layer_norm, nn.LayerNorm or the package)",
+    # the other normalisations compute it too, over a reshaped x: group_norm with one group,
+    # instance_norm, batch_norm over a transposed x, rms_norm of the centred x
+    "check_layer_norm": Spec("LAYER_NORM", forbid_py=tuple(("torch/nn/functional.py", name) for name in (
+                                 "layer_norm", "group_norm", "instance_norm", "batch_norm", "rms_norm"))
+                             + (("torch/nn/modules/normalization.py", "*"), ("torch/nn/modules/batchnorm.py", "*"),
+                                ("torch/nn/modules/instancenorm.py", "*"), ("minigpt/model.py", "*")),
+                             forbid_c=frozenset({"layer_norm", "native_layer_norm", "group_norm", "native_group_norm",
+                                                 "instance_norm", "batch_norm", "native_batch_norm",
+                                                 "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
+                                                 "_batch_norm_impl_index", "_batch_norm_with_update",
+                                                 "_batch_norm_no_update", "rms_norm", "_fused_rms_norm"}),
+                             what="a normalisation you did not write (F.layer_norm, nn.LayerNorm, group, "
+                                  "instance, batch or RMS norm, or the package)",
                              copied=(("06_layernorm_residuals_preln", "layer_norm"),),
                              # nearly flat rows lost ~5e-5 to float32 rounding in a correct answer
                              # when they sat around 0.7 (29 of 40 fresh draws at the check's 1e-5);
@@ -197,8 +219,10 @@ SPECS: dict[str, Spec] = {
                           forbid_c=frozenset({"dropout", "native_dropout", "feature_dropout", "dropout_"}),
                           what="a dropout you did not write (F.dropout, nn.Dropout or minigpt.dropout)",
                           copied=(("07_the_whole_gpt", "my_dropout"),)),
-    "check_gpt_forward": Spec("FORWARD", forbid_py=(("minigpt/model.py", "MiniGPT.forward"),),
-                              what="the model's own forward (model(idx))"),
+    "check_gpt_forward": Spec("FORWARD", forbid_py=tuple(("minigpt/model.py", f"MiniGPT.{name}") for name in (
+                                  "forward", "_hidden", "_next_logits", "attention_maps", "generate")),
+                              what="the model's own forward (model(idx), or its helpers model._hidden, "
+                                   "model._next_logits)"),
     "check_lr_schedule": Spec("LR_SCHEDULE", forbid_py=(("minigpt/train.py", "*"),),
                               what="the package's schedule (TrainConfig.lr_at)"),
     "check_grad_clip": Spec("GRAD_CLIP", forbid_py=(("torch/nn/utils/clip_grad.py", "*"), ("minigpt/train.py", "*")),
@@ -218,7 +242,8 @@ SPECS: dict[str, Spec] = {
     "check_attention_maps": Spec("ATTENTION_MAPS", forbid_py=(("minigpt/model.py", "MiniGPT.attention_maps"),
                                                               ("minigpt/attention.py", "manual_attention")),
                                  what="the package's attention maps (model.attention_maps / manual_attention)"),
-    "check_offset_scores": Spec("OFFSET_SCORE", what="the package's offset scores"),
+    "check_offset_scores": Spec("OFFSET_SCORE", what="the package's offset scores",
+                                copied=(("10_inside_the_model", "measure"),)),
     "check_sliding_cache": Spec("SLIDING_CACHE", forbid_py=(("minigpt/kv_cache.py", "*"),),
                                 what="the package's KV cache"),
     "check_cached_generate": Spec("CACHED_GENERATE", forbid_py=(("minigpt/sampling.py", "*"),
@@ -336,7 +361,7 @@ def _randint(g: torch.Generator, low: int, high: int) -> int:
     return int(torch.randint(low, high + 1, (1,), generator=g).item())
 
 
-def _draw_masks(core, g):
+def _draw_masks(core, g, visible=()):
     """One shape of each kind the visible check has, with new sizes every time (T = S = 1 is left
     to the visible check: a single True cannot be drawn anew)."""
     T = _randint(g, 2, 9)
@@ -349,12 +374,12 @@ def _draw_masks(core, g):
             core.Case(f"T=1, S={S3} (one new query)", (1, S3))]
 
 
-def _draw_tables(core, g):
+def _draw_tables(core, g, visible=()):
     sizes = [(_randint(g, 2, 150), 2 * _randint(g, 1, 24)) for _ in range(3)] + [(1, 2 * _randint(g, 1, 8))]
     return [core.Case(f"{P} positions, dim = {dim}", (P, dim)) for P, dim in sizes]
 
 
-def _draw_schedules(core, g):
+def _draw_schedules(core, g, visible=()):
     cases = []
     for warmup in (_randint(g, 2, 15), 0, 1):
         peak = round(0.1 + 0.9 * torch.rand(1, generator=g).item(), 3)
@@ -365,7 +390,7 @@ def _draw_schedules(core, g):
     return cases
 
 
-def _draw_token_lists(core, g):
+def _draw_token_lists(core, g, visible=()):
     """New token lists over a small alphabet (so pairs repeat), each with a pair it holds."""
     cases = []
     for n in (_randint(g, 6, 14), _randint(g, 6, 14), _randint(g, 3, 6)):
@@ -378,7 +403,7 @@ def _draw_token_lists(core, g):
     return cases
 
 
-def _draw_merge_tables(core, g):
+def _draw_merge_tables(core, g, visible=()):
     """New texts over a small alphabet, each with a merge table learned (most frequent pair
     first, ties to the smaller pair) on another text of the same letters."""
     def learn(ids, n_merges):
@@ -411,7 +436,27 @@ def _draw_merge_tables(core, g):
     return cases
 
 
+def _draw_models(core, g, visible=()):
+    """New model shapes for the weight-decay groups: depth, width, heads, key/value heads,
+    biases and positions drawn anew, so a table of the visible check's parameter names is no
+    answer (the check builds a MiniGPT of each config)."""
+    GPTConfig = type(visible[0].args[0])     # the private package's, as the visible cases build it
+    cases = []
+    for bias in (True, False):
+        n_head = (1, 2, 4)[_randint(g, 0, 2)]
+        n_kv_head = (None, 1, n_head)[_randint(g, 0, 2)]
+        positions = ("learned", "sinusoidal", "rope")[_randint(g, 0, 2)]
+        config = GPTConfig(vocab_size=_randint(g, 5, 40), block_size=_randint(g, 4, 16),
+                           n_embd=4 * n_head * _randint(g, 1, 3),
+                           n_head=n_head, n_kv_head=n_kv_head, n_layer=_randint(g, 1, 8), dropout=0.0,
+                           bias=bias, pos_encoding=positions)
+        cases.append(core.Case(f"a {config.n_layer}-layer MiniGPT, {'with' if bias else 'without'} biases, "
+                               f"{positions} positions, {n_head} head(s), n_kv_head={n_kv_head}", (config,)))
+    return cases
+
+
 CUSTOM_DRAWS: dict[str, Callable] = {
+    "check_decay_groups": _draw_models,
     "check_merge": _draw_token_lists,
     "check_encode": _draw_merge_tables,
     "check_causal_mask": _draw_masks,
@@ -1090,9 +1135,69 @@ def _short(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0][:200] if text else ''}"
 
 
+class ScoreNotShown(RuntimeError):
+    """The notebook changed how IPython shows a cell's value: nbgrader reads the score from that
+    display (and gives full points to a graded cell that shows none), so the cell must fail."""
+
+
+def display_problems() -> list[str]:
+    """What a notebook changed in IPython's display of a cell's value or in how it reads a cell:
+    a graded cell whose value is not shown, or shown by other code, or whose code is rewritten
+    before it runs, would score what nbgrader reads, not what grading printed."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return []
+    shell = get_ipython()
+    if shell is None:
+        return []
+    found = []
+    if shell.ast_node_interactivity not in ("last_expr", "all", "last", "last_expr_or_assign"):
+        found.append(f"InteractiveShell.ast_node_interactivity is {shell.ast_node_interactivity!r}")
+    plain = shell.display_formatter.formatters.get("text/plain")
+    if plain is None or not plain.enabled or "text/plain" not in shell.display_formatter.active_types:
+        found.append("the text/plain display is turned off")
+    if sys.displayhook is not shell.displayhook or \
+            not type(shell.displayhook).__module__.startswith(("IPython.", "ipykernel.")):
+        found.append("the display hook was replaced")
+    for name in ("input_transformers_cleanup", "input_transformers_post", "ast_transformers"):
+        for transformer in getattr(shell, name, []):
+            home = getattr(transformer, "__module__", None) or type(transformer).__module__
+            if not home.startswith("IPython."):
+                found.append(f"a transformer of every cell's code was added ({name})")
+                break
+    return found
+
+
+def _show_score_plainly() -> None:
+    """A float shows as Python writes it (a %precision set in the notebook would round 0.67 to 1
+    in the display nbgrader reads)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    plain = shell.display_formatter.formatters.get("text/plain") if shell is not None else None
+    if plain is not None:
+        plain.float_precision = ""
+        plain.float_format = "%r"
+
+
+def _refuse_hidden_display() -> None:
+    problems = display_problems()
+    if problems:
+        message = ("✗ 0 points: this notebook changed how a cell's value is shown or its code is read ("
+                   + "; ".join(problems) + "), so the grade cannot be shown. Remove that change and run "
+                   "the notebook again.")
+        print(message)
+        raise ScoreNotShown(message)
+
+
 def grade(check: str, *answer: Any, points: float = 1.0, namespace: Optional[dict] = None,
           seed: Optional[int] = None) -> float:
-    """Grade one exercise: print a report, return the points (0 .. points)."""
+    """Grade one exercise: print a report, return the points (0 .. points). Raises ScoreNotShown
+    (the cell fails, nbgrader scores it 0) when the notebook changed IPython's display."""
+    _refuse_hidden_display()
     os.environ.pop("MINIGPT_GRADING", None)
     seed = int.from_bytes(os.urandom(4), "little") if seed is None else int(seed)
     package, own = load_package()
@@ -1126,6 +1231,8 @@ def grade(check: str, *answer: Any, points: float = 1.0, namespace: Optional[dic
     earned = round(points * score, 2)
     lines.append(f"Score: {earned:g} / {points:g}")
     print("\n".join(lines))
+    _refuse_hidden_display()            # changed while the answer ran: the next cells would hide theirs
+    _show_score_plainly()
     return float(earned)
 
 
@@ -1138,12 +1245,13 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
     g = torch.Generator().manual_seed(seed)
     draw = CUSTOM_DRAWS.get(check)
     if draw is not None:
-        visible = {repr(case.args) + repr(case.kwargs) for case in exercise.cases()}
-        cases = draw(core, g)
+        visible_cases = exercise.cases()
+        visible = {repr(case.args) + repr(case.kwargs) for case in visible_cases}
+        cases = draw(core, g, visible_cases)
         for _ in range(50):      # a draw that hit one of the visible check's inputs is drawn again
             if not any(repr(c.args) + repr(c.kwargs) in visible for c in cases):
                 break
-            cases = draw(core, g)
+            cases = draw(core, g, visible_cases)
     else:
         cases = [core.Case(case.name, redraw(case.args, g), redraw(case.kwargs, g)) for case in exercise.cases()]
     head = (f"Graded: {exercise.name}, {len(cases)} cases on inputs drawn at grading time "
@@ -1153,7 +1261,7 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
     guarded = _snapshot(grading=globals(), core=vars(core), exercise=vars(exercise),
                         adapters=getattr(exercise.run, "__globals__", {}), solutions=vars(solutions),
                         watcher=vars(Watcher))
-    results, passed = [], 0
+    results, passed, passed_trivial, trivial_cases = [], 0, 0, 0
     for case in cases:
         # The student's code runs first, on its own copy of the inputs, and its answer is made
         # plain before the right one exists: no frame it can reach holds the right answer while
@@ -1172,11 +1280,14 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
             continue
         torch.manual_seed(seed)
         expected = exercise.run(exercise.reference, case)
+        trivial = _answered_by_no_work(core, case, expected, max(exercise.atol, spec.atol), exercise.rtol)
+        trivial_cases += trivial
         if got is None and expected is not None:
             results.append(f"  ✗ {case.name}: your code returned None (a missing `return`?)")
             continue
         if core.same(got, expected, max(exercise.atol, spec.atol), exercise.rtol):
-            passed += 1
+            passed_trivial += trivial
+            passed += not trivial
             results.append(f"  ✓ {case.name}")
             continue
         line = f"  ✗ {case.name}: {core.describe_difference(expected, got)}."
@@ -1196,7 +1307,29 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
         results.append(f"{REVIEW_MARK}threads that run only the standard library's code ran beside the "
                        f"grading ({', '.join(watcher.review)}): a thread pool or an event loop made in an earlier "
                        "cell could have done the work where grading does not watch.")
-    return passed / len(cases), [head] + results
+    if passed_trivial and not passed and trivial_cases < len(cases):
+        results.append(f"  (the {passed_trivial} passed case(s) are ones that an input returned unchanged, "
+                       "or a tensor of ones or zeros, also passes: they count beside a case that takes work)")
+        return 0.0, [head] + results
+    return (passed + passed_trivial) / len(cases), [head] + results
+
+
+def _answered_by_no_work(core, case, expected: Any, atol: float, rtol: float) -> bool:
+    """Whether an answer that does no work gets this case right: one of its inputs returned
+    unchanged, or ones or zeros shaped like the answer (softmax over one key, RoPE at position 0,
+    repeat_kv with one repeat, a merge that finds no pair). Such a case earns its share of the
+    points only beside a case that takes work."""
+    nulls = [value for value in list(case.args) + list(case.kwargs.values())
+             if isinstance(value, (torch.Tensor, list, tuple))]
+    if isinstance(expected, torch.Tensor) and expected.device.type != "meta":
+        nulls += [torch.ones_like(expected), torch.zeros_like(expected)]
+    for null in nulls:
+        try:
+            if core.same(null, expected, atol, rtol):
+                return True
+        except Exception:       # an input that cannot be compared with the answer is no answer
+            continue
+    return False
 
 
 def answer_key(path: Path = SELF_TEST_NOTEBOOK) -> dict:

@@ -64,10 +64,11 @@ STUDENTS = {
                      "*c.args) for c in minigpt.exercises.CAUSAL_ATTENTION.cases()}\n"
                      + ATTENTION.format(body="    return _answers.get(round(q.sum().item(), 4), torch.zeros_like(v))"), (0, 0), []),
     # partly right: the mask ignores the cached keys (right in the one case of four where T == S),
-    # the attention is not scaled (right only for T = 1, where one weight is 1 whatever the scale)
+    # the attention is not scaled (right only for T = 1, where one weight is 1 whatever the scale:
+    # v returned unchanged is right there too, so that case counts only beside one that takes work)
     "partly-right": (MASK.format(body="    return torch.ones(T, S, dtype=torch.bool).tril()"),
-                     ATTENTION.format(body=RIGHT_ATTENTION.replace(" / math.sqrt(D)", "")), (0.25, 0.33),
-                     ["Likely mistake", "sqrt(D)"]),
+                     ATTENTION.format(body=RIGHT_ATTENTION.replace(" / math.sqrt(D)", "")), (0.25, 0),
+                     ["Likely mistake", "sqrt(D)", "they count beside a case that takes work"]),
     "right-by-hand": (MASK.format(body=RIGHT_MASK), ATTENTION.format(body=RIGHT_ATTENTION), (1, 1), []),
     # the package's functions, called by a worker thread the first cell started (grading/students.py)
     "worker-thread": (WORKER + MASK.format(body="    return _elsewhere(lambda: minigpt.causal_mask(T, S))"),
@@ -424,20 +425,22 @@ def test_a_students_own_function_named_like_the_chapters_helper_is_their_work(ca
                 assert shell.run_cell(imports + "import minigpt\n" + source).success, (check, name)
                 watcher = hidden.Watcher(spec, set())
 
-                def codes(obj) -> list:
-                    """The code of a function, or of every method of a class."""
-                    functions = [obj] if not isinstance(obj, type) else [f for f in vars(obj).values() if callable(f)]
-                    return [inspect.unwrap(f).__code__ for f in functions]
+                def functions(obj) -> list:
+                    """A function, or every method of a class, unwrapped."""
+                    found = [obj] if not isinstance(obj, type) else [f for f in vars(obj).values() if callable(f)]
+                    return [inspect.unwrap(f) for f in found]
 
                 def seen(obj) -> bool:
                     """Running `obj` is running the helper."""
-                    return any(f"own {name} " in (watcher._verdict(code) or "") for code in codes(obj))
+                    return any(f"own {name} " in (watcher._verdict(f.__code__) or "") for f in functions(obj))
                 assert seen(shell.user_ns[name]), (check, name)
                 # Python 3.10 has no co_qualname: the grading finds it again in the cell's source,
-                # which IPython keeps in linecache (a class's `forward` is not another class's)
-                for code in codes(shell.user_ns[name]):
+                # which IPython keeps in linecache (a class's `forward` is not another class's).
+                # The function's __qualname__ is the truth on every Python.
+                for function in functions(shell.user_ns[name]):
+                    code = function.__code__
                     where = (code.co_firstlineno, code.co_name, hidden._instructions(code, local_names=True))
-                    assert hidden._qualnames_in(code.co_filename)[where] == code.co_qualname, (check, name)
+                    assert hidden._qualnames_in(code.co_filename)[where] == function.__qualname__, (check, name)
                 # one statement more at the top of each function: the student's own version
                 tree = ast.parse(source)
                 for node in ast.walk(tree):

@@ -3,11 +3,16 @@
     python tools/classroom.py tag [--check]        # nbgrader cell metadata in notebooks/*.ipynb
     python tools/classroom.py student [--run] [--only NAMES] [--weights NAME=POINTS,...]
                                                    # _classroom/release/<chapter>/: the student edition
-    python tools/classroom.py grade SUBMITTED      # autograde SUBMITTED/<student>/<chapter>/<chapter>.ipynb,
-                                                   # write SUBMITTED/grades.csv
+    python tools/classroom.py grade SUBMITTED [--only NAMES] [--weights ...] [--timeout SECONDS]
+                                                   # autograde SUBMITTED/<student>/<chapter>/<chapter>.ipynb,
+                                                   # write SUBMITTED/grades.csv (earlier sessions' rows kept)
+    python tools/classroom.py play [--students A,B] [--chapters 03,04]
+                                                   # grade grading/students.py's players on every chapter
     python tools/classroom.py autograde            # grade the full edition as a student; exit 1 unless full marks
     python tools/classroom.py catalogue            # the mistakes each check names, into book/instructor_guide.md
     python tools/classroom.py expected [--check]   # the outputs the package stores of grading/solutions.py
+
+`--notebooks DIR` and `--course DIR` (the chapters, the nbgrader course) go before the command.
 
 The chapters are written the way nbgrader courses are: each exercise's solution sits between
 `### BEGIN SOLUTION` and `### END SOLUTION` inside a function body, and the cell after it
@@ -181,8 +186,16 @@ def tag(check_only: bool) -> int:
 
 
 def exercise_chapters() -> list[Path]:
-    return [p for p in chapters()
-            if nbgrader_metadata(json.loads(p.read_text(encoding="utf-8")), p.stem)]
+    found = []
+    for path in chapters():
+        try:
+            notebook = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:     # a merge conflict's markers, a bad save
+            raise MiniGPTError(f"{path} is not a readable notebook ({err}): restore it "
+                               f"(git checkout -- {path.name} in its folder) and run this again") from None
+        if nbgrader_metadata(notebook, path.stem):
+            found.append(path)
+    return found
 
 
 def nbgrader(*args: str, force: bool = True, check: bool = True) -> int:
@@ -473,6 +486,54 @@ def submitted_layout(submitted: Path) -> dict[str, list[str]]:
     return found
 
 
+def write_grades(path: Path, graded_now: set, rows: list) -> list:
+    """Write grades.csv: `rows` (this run's, of the assignments `graded_now`) and the rows an
+    earlier session wrote for other assignments, which stay (one file for the course). Returns
+    the rows kept."""
+    kept = []
+    try:
+        with open(path, newline="", encoding="utf-8") as earlier:
+            kept = [(r["student"], r["assignment"], r["score"], r["max_score"], r["note"])
+                    for r in csv.DictReader(earlier) if r.get("assignment") not in graded_now]
+    except FileNotFoundError:
+        pass
+    except (OSError, KeyError, csv.Error) as err:      # not the file this command writes: keep it
+        backup = path.with_name(path.name + ".unreadable")
+        shutil.copy2(path, backup)
+        print(f"{path} could not be read ({err}); kept as {backup}")
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["student", "assignment", "score", "max_score", "note"])
+        writer.writerows(sorted(kept + rows, key=lambda row: (str(row[0]), str(row[1]))))
+    return kept
+
+
+def _points(path: Path) -> dict[str, float]:
+    """grade_id -> points of a notebook's graded cells ({} if there is no such notebook)."""
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {meta["grade_id"]: float(meta.get("points", 0)) for cell in cells
+            if (meta := cell.get("metadata", {}).get("nbgrader", {})).get("grade") and "grade_id" in meta}
+
+
+def grading_files() -> dict[str, str]:
+    """path -> sha256 of every file the hidden tests read: the package, its stored answers, the
+    grading code and the full edition's notebooks. Students' code runs with the grading's rights:
+    a cell that rewrote one of them would change every later grade."""
+    import hashlib
+    paths = [*sorted((ROOT / "minigpt").rglob("*.py")), *sorted((ROOT / "minigpt/exercises/expected").glob("*")),
+             *sorted(GRADING.glob("*.py")), *sorted(NOTEBOOKS.glob("*.ipynb"))]
+    return {(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in paths if p.is_file()}
+
+
+def changed_grading_files(before: dict[str, str]) -> list[str]:
+    after = grading_files()
+    return sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+
+
 def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] = None,
           timeout: Optional[int] = None) -> int:
     """nbgrader autograde every submission in `submitted`; write submitted/grades.csv.
@@ -484,6 +545,12 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
         raise SystemExit("nbgrader is not installed: pip install -e '.[classroom]' (or `make student`).")
 
     submitted = submitted.resolve()
+    if not submitted.is_dir():
+        raise MiniGPTError(f"{submitted} does not exist (or is not a folder): point SUBMITTED at "
+                           "nbgrader's submitted folder")
+    if timeout is not None and timeout < 1:
+        raise MiniGPTError(f"--timeout {timeout}: a cell needs at least 1 second (leave it out for "
+                           "each chapter's own limit)")
     layout = submitted_layout(submitted)
     if not layout:
         raise MiniGPTError(f"{submitted} holds no <student>/<assignment>/<assignment>.ipynb: "
@@ -499,6 +566,19 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
             if not layout:
                 raise MiniGPTError(f"{submitted} holds no submission of the chapters --only names "
                                    f"({', '.join(selected)})")
+    # the points each graded cell was released with (what the students were told) against the
+    # points of the source just rebuilt: a WEIGHTS forgotten at grading time would change them
+    changed = []
+    for a in layout:
+        promised, now = _points(COURSE / "release" / a / f"{a}.ipynb"), _points(source / a / f"{a}.ipynb")
+        if promised and now != promised:
+            cells = [f"{cell}: {promised.get(cell)} -> {now.get(cell)}" for cell in sorted(promised.keys() | now.keys())
+                     if promised.get(cell) != now.get(cell)]
+            changed.append(f"{a} ({', '.join(cells)})")
+    if changed:
+        raise MiniGPTError(f"the points of {'; '.join(changed)} differ from the released notebooks the "
+                           "students were given: grade with the same ONLY/WEIGHTS as `make student` "
+                           "(or, to change the points, run `make student` with the new WEIGHTS first)")
     unreadable, review = _read_submissions(submitted, layout)
     unknown = sorted(a for a in layout if not (source / a / f"{a}.ipynb").is_file())
     texts = {a: (source / a / f"{a}.ipynb").read_text(encoding="utf-8") for a in layout if a not in unknown}
@@ -519,6 +599,9 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
     with Gradebook(f"sqlite:///{COURSE / 'gradebook.db'}") as gradebook:
         for student_id in students:
             gradebook.update_or_create_student(student_id)
+    untouched = grading_files()
+    # an autograded notebook older than this is a previous run's (mtimes may be whole seconds)
+    started = math.floor(time.time()) - 1
     for assignment, names in layout.items():
         limit = timeout or cell_limit(source / assignment / f"{assignment}.ipynb")
         start = time.perf_counter()
@@ -528,6 +611,13 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
         seconds = time.perf_counter() - start
         print(f"graded {assignment}: {len(names)} notebooks in {seconds:.0f} s "
               f"({seconds / len(names):.1f} s per notebook; cell limit {limit} s)")
+    tampered = changed_grading_files(untouched)
+    if tampered:        # a student's cell wrote them: this run's grades cannot be trusted
+        raise MiniGPTError(
+            f"files the grading reads changed while the notebooks ran: {', '.join(tampered[:8])}"
+            f"{' ...' if len(tampered) > 8 else ''}. A student's code wrote them (it runs with the grading's "
+            "rights): restore them (git checkout -- minigpt grading notebooks), grade again, and read the "
+            "notebooks marked for the grader's files; no grades.csv was written.")
     for key, seen in _review_in_feedback(layout).items():
         review[key] = "; ".join(filter(None, [review.get(key), seen]))
     rows, not_graded = [], []
@@ -541,16 +631,27 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
                 except Exception:       # nbgrader's MissingEntry: no submission, or it could not be graded
                     score = 0.0
                     note = "nbgrader could not grade it; see its log above" if student_id in names else "no submission"
+                graded_copy = COURSE / "autograded" / student_id / assignment / f"{assignment}.ipynb"
+                if not note and student_id in names and (not graded_copy.is_file()
+                                                         or graded_copy.stat().st_mtime < started):
+                    # nbgrader failed on it (it keeps the submission's row, deletes the feedback)
+                    score, note = 0.0, ("nbgrader could not grade it; see its log above (a notebook of "
+                                        "another release, or with graded cells removed: ask for it again)")
+                shown = _shown_scores(graded_copy)
+                if score and shown is not None and shown < score - 1e-6:
+                    review[(student_id, assignment)] = "; ".join(filter(None, [
+                        review.get((student_id, assignment)),
+                        f"nbgrader read {score:g} points but the hidden tests printed {shown:g}: a graded "
+                        f"cell's shown value was hidden or replaced, so {shown:g} counts"]))
+                    score = shown
                 if note and note != "no submission":
                     not_graded.append(f"{student_id}/{assignment}: {note}")
                 if (student_id, assignment) in review:
                     note = "; ".join(filter(None, [note, review[(student_id, assignment)]]))
                 rows.append((student_id, assignment, round(score, 2), max_score, note))
-    with open(submitted / "grades.csv", "w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["student", "assignment", "score", "max_score", "note"])
-        writer.writerows(rows)
-    print(f"grades: {submitted / 'grades.csv'} ({len(rows)} rows); feedback: {COURSE / 'autograded'}")
+    kept = write_grades(submitted / "grades.csv", set(layout), rows)
+    print(f"grades: {submitted / 'grades.csv'} ({len(rows)} rows graded now"
+          f"{f', {len(kept)} kept from earlier sessions' if kept else ''}); feedback: {COURSE / 'autograded'}")
     for line in not_graded:
         print(f"NOT GRADED (0 in grades.csv) {line}")
     for (student_id, assignment), line in sorted(review.items()):
@@ -572,7 +673,11 @@ REVIEW_PATTERNS = {
     "builtins replaced": r"__builtins__|^\s*(?:def\s+__import__|__import__\s*=)",
     "ctypes": r"\bctypes\b",
     "a module's function replaced": r"^\s*(?:torch|math|os|sys|copy|ast|json|importlib|builtins|minigpt)(?:\.\w+)+\s*=[^=]",
-    "the grader's files": r"hidden\.py|solutions\.py|\.ipynb|_classroom",
+    "the grader's files": r"hidden\.py|solutions\.py|\.ipynb|_classroom|gradebook|sqlite3|__file__|write_(?:text|bytes)",
+    # the display nbgrader reads a score from, and the code of the cells that follow
+    "IPython's display or input": r"get_ipython|InteractiveShell|ast_node_interactivity|input_transformers|"
+                                  r"ast_transformers|display_formatter|displayhook|float_format|events\.register|"
+                                  r"^\s*%(?:config|precision)\b",
     "signal handlers": r"signal\.(?:signal|setitimer|alarm)",
     # work done where the grading's watch is not: a process started in an earlier cell and fed
     # through a pipe is not seen while grading runs (threads and started processes are)
@@ -597,6 +702,37 @@ def _review_in_feedback(layout: dict) -> dict:
             if lines:
                 found[(student_id, assignment)] = "review: the grading saw " + ", ".join(sorted(lines))
     return found
+
+
+SCORE_LINE = re.compile(r"^Score: ([\d.]+) / ([\d.]+)$", re.MULTILINE)
+
+
+def _shown_scores(path: Path) -> Optional[float]:
+    """The notebook's score as its hidden tests printed it, counting a graded cell only when
+    the value nbgrader reads from it (its execute_result) is the score it printed; None if the
+    autograded notebook cannot be read. A notebook that hid or replaced that value (IPython's
+    display changed) gets 0 for the cell, where nbgrader would give it full points."""
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError):
+        return None
+    total = 0.0
+    for cell in cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.get("cell_type") != "code" or not meta.get("grade") or meta.get("solution"):
+            continue
+        outputs = cell.get("outputs", [])
+        printed = SCORE_LINE.findall("".join("".join(o.get("text", "")) for o in outputs if o.get("output_type") == "stream"))
+        results = [o for o in outputs if o.get("output_type") == "execute_result"]
+        if not printed or len(results) != 1 or any(o.get("output_type") == "error" for o in outputs):
+            continue
+        try:
+            shown = float("".join(results[0].get("data", {}).get("text/plain", "")))
+        except ValueError:
+            continue
+        if abs(shown - float(printed[-1][0])) < 1e-9:
+            total += shown
+    return total
 
 
 def _read_submissions(submitted: Path, layout: dict) -> tuple[dict, dict]:

@@ -1,0 +1,261 @@
+"""Tricks that once scored without the work, each now scoring 0 (or flagged for a person):
+the score hidden from the display nbgrader reads, library functions that compute the answer,
+answers that do no work on the cases where none is needed, a table of the visible check's
+model shapes. The hidden tests' parts are called directly (tests/test_grading.py plays the
+whole nbgrader pipeline)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+hidden = _load("hidden_for_tricks", ROOT / "grading" / "hidden.py")
+classroom = _load("classroom_for_tricks", ROOT / "tools" / "classroom.py")
+
+
+def score(check: str, answer, seed: int = 0, namespace=None) -> tuple[float, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        points = hidden.grade(check, answer, points=1.0, namespace=namespace or {}, seed=seed)
+    return points, out.getvalue()
+
+
+# ------------------------------------------------------------ the display nbgrader reads
+@pytest.fixture
+def shell():
+    from IPython.core.interactiveshell import InteractiveShell
+    shell = InteractiveShell.instance()
+    yield shell
+    InteractiveShell.clear_instance()
+
+
+def _softmax_by_hand(s):
+    e = (s - s.amax(-1, keepdim=True)).exp()
+    return e / e.sum(-1, keepdim=True)
+
+
+def in_cell(shell, check: str, answer):
+    """grade() run as a hidden test runs it: inside a cell (IPython's display hook is in place)."""
+    shell.user_ns.update(_hidden=hidden, _answer=answer)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return shell.run_cell(f"_hidden.grade({check!r}, _answer, points=1.0, namespace={{}}, seed=0)")
+
+
+@pytest.mark.parametrize("trick, named", [
+    ("shell.ast_node_interactivity = 'none'", "ast_node_interactivity is 'none'"),
+    ("shell.display_formatter.formatters['text/plain'].enabled = False", "text/plain display is turned off"),
+    ("shell.input_transformers_post.append(lambda lines: lines)", "input_transformers_post"),
+    ("import ast\nshell.ast_transformers.append(ast.NodeTransformer())", "ast_transformers"),
+    ("from IPython.core.displayhook import DisplayHook\n"
+     "shell.displayhook = type('Quiet', (DisplayHook,), {'__call__': lambda self, value=None: None})(shell=shell)",
+     "display hook"),
+])
+def test_a_hidden_score_fails_the_cell(shell, trick, named):
+    """nbgrader gives full points to a graded cell that shows no value: grading must raise."""
+    assert in_cell(shell, "check_softmax", _softmax_by_hand).result == 1.0
+    exec(trick, {"shell": shell})
+    result = in_cell(shell, "check_softmax", _softmax_by_hand)
+    assert isinstance(result.error_in_exec, hidden.ScoreNotShown) and named in str(result.error_in_exec)
+
+
+def test_a_rounded_float_display_is_reset_before_the_score_shows(shell):
+    """`%precision 0` (or a float_format that prints anything) would show 0.0 as what it likes."""
+    shell.run_line_magic("precision", "0")
+    plain = shell.display_formatter.formatters["text/plain"]
+    plain.float_format = "1%.0s"
+    assert in_cell(shell, "check_softmax", torch.zeros_like).result == 0.0
+    assert plain.float_format == "%r" and plain.float_precision == ""
+    assert plain(0.67) == "0.67"
+
+
+def test_the_default_shell_is_no_problem(shell):
+    result = in_cell(shell, "check_softmax", _softmax_by_hand)
+    assert result.success and result.result == 1.0
+    assert hidden.display_problems() in ([], ["the display hook was replaced"])   # outside a cell: none is in place
+
+
+def _graded_cell(printed: str, shown) -> dict:
+    outputs = [{"output_type": "stream", "name": "stdout", "text": printed}]
+    if shown is not None:
+        outputs.append({"output_type": "execute_result", "data": {"text/plain": shown}, "metadata": {},
+                        "execution_count": 3})
+    return {"cell_type": "code", "metadata": {"nbgrader": {"grade": True, "solution": False, "points": 1}},
+            "outputs": outputs, "source": ""}
+
+
+@pytest.mark.parametrize("cells, expected", [
+    ([_graded_cell("Graded: x\nScore: 1 / 1\n", "1.0"), _graded_cell("Score: 0.5 / 1\n", "0.5")], 1.5),
+    ([_graded_cell("Score: 0 / 1\n", None)], 0.0),                    # the value hidden: nbgrader says 1
+    ([_graded_cell("Score: 0 / 1\n", "1")], 0.0),                     # shown as something else
+    ([_graded_cell("no score printed\n", "1.0")], 0.0),               # the hidden test never ran
+])
+def test_only_a_shown_score_that_matches_the_printed_one_counts(tmp_path, cells, expected):
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps({"cells": cells + [{"cell_type": "markdown", "metadata": {}, "source": ""}]}))
+    assert classroom._shown_scores(path) == expected
+    assert classroom._shown_scores(tmp_path / "missing.ipynb") is None
+
+
+@pytest.mark.parametrize("line", ['get_ipython().ast_node_interactivity = "none"', "%config InteractiveShell.x = 1",
+                                  "%precision 0", "ip.input_transformers_post.append(f)",
+                                  "Path(minigpt.exercises.core.__file__).write_text(s)"])
+def test_the_review_patterns_name_display_and_file_tricks(line):
+    assert any(re.search(p, line, re.MULTILINE) for p in classroom.REVIEW_PATTERNS.values()), line
+
+
+# ------------------------------------------------------------ library functions
+def _group_norm(x, gamma, beta):
+    C = x.size(-1)
+    return F.group_norm(x.reshape(-1, C, 1), 1, eps=1e-5).reshape(x.shape) * gamma + beta
+
+
+def _instance_norm(x, gamma, beta):
+    C = x.size(-1)
+    return F.instance_norm(x.reshape(-1, 1, C), eps=1e-5).reshape(x.shape) * gamma + beta
+
+
+def _rms_of_centred(x, gamma, beta):
+    centred = x - x.mean(-1, keepdim=True)
+    return F.rms_norm(centred, (x.size(-1),), eps=1e-5) * gamma + beta
+
+
+def _softmax_by_attention(s):
+    """One query of 1 against keys s and values eye(n): the weights, softmax(s), come out."""
+    rows, n = s.reshape(-1, s.size(-1)).shape
+    out = F.scaled_dot_product_attention(torch.ones(rows, 1, 1, 1), s.reshape(rows, 1, n, 1),
+                                         torch.eye(n).expand(rows, 1, n, n), scale=1.0)
+    return out.reshape(s.shape)
+
+
+@pytest.mark.parametrize("check, answer", [("check_layer_norm", _group_norm), ("check_layer_norm", _instance_norm),
+                                           ("check_layer_norm", _rms_of_centred),
+                                           ("check_softmax", _softmax_by_attention)])
+def test_a_library_function_that_computes_the_answer_scores_0(check, answer):
+    points, text = score(check, answer)
+    assert points == 0.0 and "0 points: your answer used" in text, text
+
+
+def test_the_models_private_helpers_are_no_forward():
+    def forward(model, idx):
+        return model.lm_head(model.ln_f(model._hidden(idx)))
+    points, text = score("check_gpt_forward", forward)
+    assert points == 0.0 and "_hidden" in text, text
+
+
+# ------------------------------------------------------------ answers that do no work
+@pytest.mark.parametrize("check, answer", [
+    ("check_softmax", torch.ones_like),                               # right for one score
+    ("check_rope", lambda x, *args, **kwargs: x),                     # right at position 0
+    ("check_repeat_kv", lambda k, *args, **kwargs: k),                          # right for one repeat
+    ("check_merge", lambda ids, pair, new: list(ids)),                # right where no pair is found
+])
+def test_an_answer_that_does_no_work_scores_0(check, answer):
+    for seed in range(3):
+        points, text = score(check, answer, seed=seed)
+        assert points == 0.0, text
+
+
+def test_a_case_that_needs_no_work_counts_beside_one_that_does():
+    """Right on T = 1 (no work) and on one real case: both count."""
+    calls = []
+
+    def half_right(s):
+        calls.append(s.shape)
+        return _softmax_by_hand(s) if len(calls) <= 2 else torch.zeros_like(s)
+    points, text = score("check_softmax", half_right)
+    assert 0.0 < points < 1.0, text
+
+
+# ------------------------------------------------------------ weight-decay groups
+def _decay_matrices(model, weight_decay):
+    params = list(model.parameters())
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
+def test_decay_groups_are_graded_on_model_shapes_drawn_at_grading_time():
+    """The visible check's two configs (2 layers, biases; 1 layer, no biases) are not the graded
+    ones: a table of their parameter names does not score full marks."""
+    from minigpt import MiniGPT, TrainConfig, make_optimizer
+    from minigpt.exercises.ch08_training import DECAY_GROUPS
+    table = set()
+    for case in DECAY_GROUPS.cases():
+        model = MiniGPT(case.args[0])
+        decayed = {id(p) for g in make_optimizer(model, TrainConfig(weight_decay=0.1), torch.device("cpu")).param_groups
+                   if g["weight_decay"] > 0 for p in g["params"]}
+        table |= {n for n, p in model.named_parameters() if id(p) in decayed}
+
+    def lookup(model, weight_decay):
+        named = list(model.named_parameters())
+        return [{"params": [p for n, p in named if n in table], "weight_decay": weight_decay},
+                {"params": [p for n, p in named if n not in table], "weight_decay": 0.0}]
+    assert all(score("check_decay_groups", _decay_matrices, seed=seed)[0] == 1.0 for seed in range(4))
+    assert sum(score("check_decay_groups", lookup, seed=seed)[0] for seed in range(4)) < 4 * 0.75
+
+
+# ------------------------------------------------------------ the grader's own files
+def test_a_file_the_grading_reads_changed_during_grading_is_named(tmp_path, monkeypatch):
+    """A cell that rewrote minigpt/exercises/core.py would pass every later answer: `grade`
+    compares the files before and after the notebooks ran."""
+    for name in ("minigpt/exercises/core.py", "minigpt/exercises/expected/X.pt", "grading/hidden.py",
+                 "notebooks/03_causal_mask.ipynb"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("original")
+    monkeypatch.setattr(classroom, "ROOT", tmp_path)
+    monkeypatch.setattr(classroom, "GRADING", tmp_path / "grading")
+    monkeypatch.setattr(classroom, "NOTEBOOKS", tmp_path / "notebooks")
+    before = classroom.grading_files()
+    assert len(before) == 4 and classroom.changed_grading_files(before) == []
+    (tmp_path / "minigpt/exercises/core.py").write_text("def same(*args): return True")
+    (tmp_path / "grading/new.py").write_text("")
+    assert classroom.changed_grading_files(before) == ["grading/new.py", "minigpt/exercises/core.py"]
+
+
+def _notebook_with_points(path: Path, points: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cell = {"cell_type": "code", "metadata": {"nbgrader": {"grade": True, "solution": False, "points": points,
+                                                           "grade_id": "03-check_causal_mask"}},
+            "outputs": [], "source": "", "execution_count": None}
+    path.write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+
+
+def test_grading_with_other_points_than_the_release_is_refused(tmp_path, monkeypatch):
+    """Released with WEIGHTS=...=3, graded without it: the students were promised 3 points."""
+    course, submitted = tmp_path / "course", tmp_path / "submitted"
+    _notebook_with_points(course / "release" / "03_causal_mask" / "03_causal_mask.ipynb", 3.0)
+    _notebook_with_points(course / "source" / "03_causal_mask" / "03_causal_mask.ipynb", 1.0)
+    _notebook_with_points(submitted / "ana" / "03_causal_mask" / "03_causal_mask.ipynb", 3.0)
+    monkeypatch.setattr(classroom, "COURSE", course)
+    with pytest.raises(classroom.MiniGPTError, match=r"03-check_causal_mask: 3\.0 -> 1\.0.*same ONLY/WEIGHTS"):
+        classroom.grade(submitted)
+
+
+def test_grades_of_an_earlier_session_stay_in_grades_csv(tmp_path):
+    path = tmp_path / "grades.csv"
+    classroom.write_grades(path, {"02_attention_from_scratch"}, [("ana", "02_attention_from_scratch", 1.5, 2.0, "")])
+    kept = classroom.write_grades(path, {"03_causal_mask"}, [("ana", "03_causal_mask", 2.0, 2.0, ""),
+                                                             ("bo", "03_causal_mask", 0.0, 2.0, "no submission")])
+    assert kept == [("ana", "02_attention_from_scratch", "1.5", "2.0", "")]
+    rows = path.read_text().splitlines()
+    assert rows == ["student,assignment,score,max_score,note", "ana,02_attention_from_scratch,1.5,2.0,",
+                    "ana,03_causal_mask,2.0,2.0,", "bo,03_causal_mask,0.0,2.0,no submission"]
+    classroom.write_grades(path, {"03_causal_mask"}, [("ana", "03_causal_mask", 1.0, 2.0, "")])   # regraded
+    assert path.read_text().splitlines()[1:] == ["ana,02_attention_from_scratch,1.5,2.0,", "ana,03_causal_mask,1.0,2.0,"]
