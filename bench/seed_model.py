@@ -4,6 +4,12 @@ Written the way the seed wrote it: an explicit (1, 1, T, T) mask buffer, dropout
 attention matrix, and a `generate` loop that recomputes the whole context for every token.
 Parameter names are GPT-2's, the same as `minigpt.MiniGPT`, so `seed_copy_of` can load a
 MiniGPT's weights and both sides of a benchmark compute with the same numbers.
+
+`SeedGPT(config, fused_attention=True, bias=False)` is nanoGPT's model as its
+`train_shakespeare_char` recipe runs it: the same shape and parameter names, attention by
+`F.scaled_dot_product_attention(..., is_causal=True)` (nanoGPT's flash path, no mask buffer) and
+no biases in the linear layers or the LayerNorms (nanoGPT's `bias = False`). The GPU
+time-to-quality benchmark's nanoGPT side uses it; the defaults are the seed's model, unchanged.
 """
 
 from __future__ import annotations
@@ -18,42 +24,52 @@ from minigpt import GPTConfig, MiniGPT
 
 
 class SeedAttention(nn.Module):
-    """The seed's attention: a (1, 1, T, T) mask buffer, softmax, dropout, weighted sum."""
+    """The seed's attention: a (1, 1, T, T) mask buffer, softmax, dropout, weighted sum.
 
-    def __init__(self, c: GPTConfig):
+    With `fused=True`, nanoGPT's flash path instead: one `F.scaled_dot_product_attention` call
+    with `is_causal=True` and the attention dropout inside it (no mask buffer)."""
+
+    def __init__(self, c: GPTConfig, fused: bool = False, bias: bool = True):
         super().__init__()
         self.n_head, self.head_dim = c.n_head, c.n_embd // c.n_head
-        self.c_attn = nn.Linear(c.n_embd, 3 * c.n_embd)
-        self.c_proj = nn.Linear(c.n_embd, c.n_embd)
+        self.fused, self.dropout = fused, c.dropout
+        self.c_attn = nn.Linear(c.n_embd, 3 * c.n_embd, bias=bias)
+        self.c_proj = nn.Linear(c.n_embd, c.n_embd, bias=bias)
         self.attn_dropout, self.resid_dropout = nn.Dropout(c.dropout), nn.Dropout(c.dropout)
-        self.register_buffer("mask", torch.tril(torch.ones(c.block_size, c.block_size))[None, None])
+        if not fused:
+            self.register_buffer("mask", torch.tril(torch.ones(c.block_size, c.block_size))[None, None])
 
     def forward(self, x):
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
-        att = att.masked_fill(self.mask[:, :, :T, :T] == 0, float("-inf"))
-        att = self.attn_dropout(F.softmax(att, dim=-1))
-        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+        if self.fused:             # nanoGPT's CausalSelfAttention with self.flash
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=None,
+                                               dropout_p=self.dropout if self.training else 0, is_causal=True)
+        else:
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
+            att = att.masked_fill(self.mask[:, :, :T, :T] == 0, float("-inf"))
+            att = self.attn_dropout(F.softmax(att, dim=-1))
+            y = att @ v
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
 
 class SeedMLP(nn.Module):
-    def __init__(self, c: GPTConfig):
+    def __init__(self, c: GPTConfig, bias: bool = True):
         super().__init__()
-        self.c_fc, self.gelu = nn.Linear(c.n_embd, 4 * c.n_embd), nn.GELU()
-        self.c_proj, self.dropout = nn.Linear(4 * c.n_embd, c.n_embd), nn.Dropout(c.dropout)
+        self.c_fc, self.gelu = nn.Linear(c.n_embd, 4 * c.n_embd, bias=bias), nn.GELU()
+        self.c_proj, self.dropout = nn.Linear(4 * c.n_embd, c.n_embd, bias=bias), nn.Dropout(c.dropout)
 
     def forward(self, x):
         return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
 
 
 class SeedBlock(nn.Module):
-    def __init__(self, c: GPTConfig):
+    def __init__(self, c: GPTConfig, fused_attention: bool = False, bias: bool = True):
         super().__init__()
-        self.ln_1, self.attn = nn.LayerNorm(c.n_embd), SeedAttention(c)
-        self.ln_2, self.mlp = nn.LayerNorm(c.n_embd), SeedMLP(c)
+        self.ln_1, self.attn = nn.LayerNorm(c.n_embd, bias=bias), SeedAttention(c, fused_attention, bias)
+        self.ln_2, self.mlp = nn.LayerNorm(c.n_embd, bias=bias), SeedMLP(c, bias)
 
     def forward(self, x):
         x = x + self.attn(self.ln_1(x))
@@ -61,15 +77,17 @@ class SeedBlock(nn.Module):
 
 
 class SeedGPT(nn.Module):
-    """Same parameter names as MiniGPT, so `load_state_dict(minigpt.state_dict())` works."""
+    """Same parameter names as MiniGPT, so `load_state_dict(minigpt.state_dict())` works.
 
-    def __init__(self, c: GPTConfig):
+    `fused_attention=True, bias=False`: nanoGPT's model (see the module's docstring)."""
+
+    def __init__(self, c: GPTConfig, fused_attention: bool = False, bias: bool = True):
         super().__init__()
         self.config = c
         self.wte, self.wpe = nn.Embedding(c.vocab_size, c.n_embd), nn.Embedding(c.block_size, c.n_embd)
         self.drop = nn.Dropout(c.dropout)
-        self.blocks = nn.ModuleList(SeedBlock(c) for _ in range(c.n_layer))
-        self.ln_f = nn.LayerNorm(c.n_embd)
+        self.blocks = nn.ModuleList(SeedBlock(c, fused_attention, bias) for _ in range(c.n_layer))
+        self.ln_f = nn.LayerNorm(c.n_embd, bias=bias)
         self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
         self.wte.weight = self.lm_head.weight
 

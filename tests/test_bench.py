@@ -5,8 +5,10 @@ import json
 import re
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,34 +141,196 @@ def test_gpu_time_to_quality_smoke_runs_every_side_but_compile(tmp_path, capsys)
     assert main(["--smoke", "--device", "cpu", "--sides", "minigpt", "nanogpt", "--json", str(out)]) == 0
     results = json.loads(out.read_text())
     assert results["smoke"] and list(results["sides"]) == ["minigpt", "nanogpt"]
+    assert results["targets"] == [1.6, 1.5, 1.47] and "cut_short" not in results
     for side in results["sides"].values():
         assert [e["step"] for e in side["evals"]] == [0, 2, 4]
         assert side["target_reached"] is None and side["tokens_per_s"] > 0 and side["returncode"] == 0
+        assert side["reached"] == {"1.60": None, "1.50": None, "1.47": None}
+        assert side["cut_short"] is False and "failed" not in side
         times = [e["since_launch_s"] for e in side["evals"]]
         assert times == sorted(times) and times[0] > 0
     assert "whole_val_split_loss" in results["sides"]["minigpt"]
     for side in results["sides"].values():        # steps 2 to 4, evaluations left out
-        assert side["steady_step_ms"] > 0
+        assert side["steady_step_ms"] > 0 and side["tokens_per_step"] == 2 * 16      # batch x context
+        assert side["steady_tokens_per_s"] == round(32 / (side["steady_step_ms"] / 1e3))
     out_text = capsys.readouterr().out
     assert "steady step" in out_text
-    assert "val <= 1.47: not reached" in out_text
+    assert "val <= 1.60: not reached; val <= 1.50: not reached; val <= 1.47: not reached" in out_text
+
+
+def test_gpu_time_to_quality_sides_get_the_same_environment_but_their_own_caches(tmp_path, monkeypatch):
+    from bench.gpu_time_to_quality import SIDES, side_env
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    envs = {side: side_env(tmp_path / side) for side in SIDES}
+    caches = [(env["TORCHINDUCTOR_CACHE_DIR"], env["TRITON_CACHE_DIR"]) for env in envs.values()]
+    assert len({path for pair in caches for path in pair}) == 2 * len(SIDES)
+    assert all(not Path(path).exists() for pair in caches for path in pair)      # fresh: made by the side
+    rest = [{k: v for k, v in env.items() if not k.endswith("_CACHE_DIR")} for env in envs.values()]
+    assert all(r == rest[0] for r in rest) and rest[0]["GOMP_SPINCOUNT"] == "10000"
+    assert list(SIDES) == ["minigpt", "nanogpt", "minigpt-compile"]           # the optional side last
+
+
+def test_gpu_time_to_quality_nanogpt_side_runs_nanogpts_model():
+    """nanoGPT's model (fused causal attention, no biases) on the seed model's shape: it computes
+    what the seed model computes once the seed's biases are zero (and not otherwise), calls SDPA
+    as nanoGPT does, and has nanoGPT's parameter count for train_shakespeare_char (10.65M)."""
+    import torch.nn.functional as F
+    config = GPTConfig(vocab_size=65, block_size=16, n_embd=32, n_head=4, n_layer=2, dropout=0.0)
+    torch.manual_seed(0)
+    seed = SeedGPT(config).eval()
+    for module in seed.modules():                          # random LayerNorm weights too
+        if isinstance(module, torch.nn.LayerNorm):
+            torch.nn.init.normal_(module.weight, 1.0, 0.1)
+            torch.nn.init.normal_(module.bias, 0.0, 0.1)
+    nano = SeedGPT(config, fused_attention=True, bias=False).eval()
+    assert not any(name.endswith("bias") for name, _ in nano.named_parameters())
+    assert not any(name.endswith("attn.mask") for name, _ in nano.named_buffers())
+    missing, unexpected = nano.load_state_dict(seed.state_dict(), strict=False)
+    assert missing == [] and all(k.endswith(("bias", "attn.mask")) for k in unexpected)
+    idx = torch.randint(0, 65, (3, 16))
+    assert not torch.allclose(nano(idx)[0], seed(idx)[0], atol=1e-3)      # the seed's biases count
+    with torch.no_grad():
+        for name, param in seed.named_parameters():
+            if name.endswith("bias"):
+                param.zero_()
+    torch.testing.assert_close(nano(idx)[0], seed(idx)[0], atol=1e-5, rtol=1e-5)
+
+    calls = []
+    real_sdpa = F.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real_sdpa(*args, **kwargs)
+    dropped = SeedGPT(GPTConfig(vocab_size=65, block_size=16, n_embd=32, n_head=4, n_layer=1, dropout=0.2),
+                      fused_attention=True, bias=False)
+    try:
+        F.scaled_dot_product_attention = spy
+        dropped.train()(idx)
+        dropped.eval()(idx)
+    finally:
+        F.scaled_dot_product_attention = real_sdpa
+    assert calls == [dict(attn_mask=None, dropout_p=0.2, is_causal=True),
+                     dict(attn_mask=None, dropout_p=0, is_causal=True)]
+
+    shakespeare = SeedGPT(GPTConfig(vocab_size=65, block_size=256, n_embd=384, n_head=6, n_layer=6),
+                          fused_attention=True, bias=False)
+    # nanoGPT's get_num_params leaves out the position embeddings: "number of parameters: 10.65M"
+    assert sum(p.numel() for p in shakespeare.parameters()) - 256 * 384 == 10_646_784
+
+
+# fake sides for the parent's tests: python -c programs printing what a side prints
+FAKE_EVALS = ("import sys\n"
+              "for s, v in ((0, 4.1), (2, 1.55), (4, 1.45)):\n"
+              "    print(f'step {s:>6}  train {v:.4f}  val {v:.4f}  (0s)', flush=True)\n")
+FAKE_HANGS = ("import os, signal, subprocess, sys, time\n"
+              "print('step      0  train 4.0000  val 4.0000  (0s)', flush=True)\n"
+              "print('step      2  train 1.5500  val 1.5500  (0s)', flush=True)\n"
+              "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"           # so it must be killed
+              "helper = subprocess.Popen(['sleep', '60'])\n"              # holds the output pipe too
+              "open(sys.argv[1], 'w').write(f'{os.getpid()} {helper.pid}')\n"
+              "time.sleep(60)\n")
+FAKE_STOPS_ON_SIGTERM = ("import signal, sys, time\n"
+                         "def stop(*_):\n"
+                         "    print('steady step 5.00 ms', flush=True); sys.exit(0)\n"
+                         "signal.signal(signal.SIGTERM, stop)\n"
+                         "print('step      0  train 4.0000  val 4.0000  (0s)', flush=True)\n"
+                         "print('step      2  train 1.5500  val 1.5500  (0s)', flush=True)\n"
+                         "time.sleep(60)\n")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def test_gpu_time_to_quality_keeps_a_side_cut_short_by_sigterm(tmp_path):
+    """`timeout` SIGTERMs the benchmark during a side: the side (and what it started) is
+    stopped, and the JSON keeps its evaluations, marked cut_short; the later sides do not run."""
+    out, pids = tmp_path / "ttq.json", tmp_path / "pids"
+    parent = ("import sys, bench.gpu_time_to_quality as t\n"
+              f"t.side_command = lambda side, *a: [sys.executable, '-c', {FAKE_HANGS!r}, {str(pids)!r}]\n"
+              "sys.exit(t.main(sys.argv[1:]))\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", parent, "--smoke", "--device", "cpu", "--sides", "minigpt",
+                             "nanogpt", "--grace", "2", "--json", str(out)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(600):                         # the parent imports torch first
+            if pids.exists() and pids.read_text() and out.exists() and \
+                    len(json.loads(out.read_text())["sides"]["minigpt"]["evals"]) == 2:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the fake side never started")
+        proc.send_signal(signal.SIGTERM)
+        text = proc.communicate(timeout=30)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, text
+    results = json.loads(out.read_text())
+    assert results["cut_short"] == "SIGTERM" and list(results["sides"]) == ["minigpt"]
+    side = results["sides"]["minigpt"]
+    assert side["cut_short"] is True and side["cut_short_reason"] == "SIGTERM to the benchmark"
+    assert [e["step"] for e in side["evals"]] == [0, 2] and side["best_val"] == {"val": 1.55, "step": 2}
+    assert side["reached"]["1.60"]["step"] == 2 and side["reached"]["1.50"] is None
+    assert side["returncode"] == -signal.SIGKILL and "failed" not in side
+    assert all(_gone(int(pid)) for pid in pids.read_text().split())       # the side and its helper
+    assert "CUT SHORT (SIGTERM to the benchmark)" in text
+
+
+def test_gpu_time_to_quality_gives_each_side_its_share_of_the_budget(tmp_path, capsys, monkeypatch):
+    import bench.gpu_time_to_quality as ttq
+    monkeypatch.setattr(ttq, "side_command", lambda side, *a: [sys.executable, "-c", (
+        FAKE_STOPS_ON_SIGTERM if side == "minigpt" else FAKE_EVALS)])
+    out = tmp_path / "ttq.json"
+    # 3 s of the 15 are kept for the end: 6 s each, the first side gets SIGTERM 1 s before its end
+    assert ttq.main(["--smoke", "--device", "cpu", "--sides", "minigpt", "nanogpt", "--budget", "15",
+                     "--side-timeout", "100", "--grace", "1", "--json", str(out)]) == 1
+    first, second = json.loads(out.read_text())["sides"].values()
+    assert 5 < first["limit_s"] <= 6 and first["cut_short"]
+    assert first["cut_short_reason"] == f"side limit of {first['limit_s']:.0f} s"
+    assert first["returncode"] == 0 and 4 < first["wall_s"] < 6.5 and "failed" not in first
+    assert first["steady_step_ms"] == 5.0 and first["steady_tokens_per_s"] == 32 / 0.005
+    assert [e["step"] for e in first["evals"]] == [0, 2]
+    assert second["cut_short"] is False and second["returncode"] == 0 and second["limit_s"] >= 5
+    assert second["target_reached"] == {"step": 4, "since_launch_s": second["evals"][2]["since_launch_s"]}
+    assert "minigpt          val <= 1.60: step 2" in capsys.readouterr().out
 
 
 def test_gpu_time_to_quality_reports_a_failed_side_and_runs_the_others(tmp_path, capsys, monkeypatch):
     import bench.gpu_time_to_quality as ttq
-    real = ttq.side_command
 
-    def command(side, *args):
+    def command(side, device, smoke, iters, out_dir):
         if side == "minigpt":               # a side that dies before its first evaluation
             return [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"]
-        return real(side, *args)
+        if side == "minigpt-compile":       # prints evaluations and bad bytes, then dies
+            return [sys.executable, "-c", FAKE_EVALS + "sys.stdout.flush(); sys.stdout.buffer.write(b'\\xff\\xfe\\n');"
+                    f"import os; os.makedirs({str(out_dir / side)!r}); sys.exit(3)"]
+        return [sys.executable, "-c", FAKE_EVALS + f"import os; os.makedirs({str(out_dir / side)!r})"]
+
+    def unreadable(folder):
+        raise RuntimeError(f"no checkpoint in {folder.name}")
     monkeypatch.setattr(ttq, "side_command", command)
+    monkeypatch.setattr(ttq, "minigpt_steady_step_ms", unreadable)
     out = tmp_path / "ttq.json"
-    assert ttq.main(["--smoke", "--device", "cpu", "--sides", "minigpt", "nanogpt", "--json", str(out)]) == 1
+    assert ttq.main(["--smoke", "--device", "cpu", "--sides", "minigpt", "minigpt-compile", "nanogpt",
+                     "--json", str(out)]) == 1
     sides = json.loads(out.read_text())["sides"]
     assert sides["minigpt"]["returncode"] == 3 and "best_val" not in sides["minigpt"]
-    assert sides["nanogpt"]["returncode"] == 0 and sides["nanogpt"]["steady_step_ms"] > 0
-    assert "minigpt          FAILED (exit status 3" in capsys.readouterr().out
+    assert sides["minigpt"]["failed"] == "exit status 3"
+    broken = sides["minigpt-compile"]     # its evaluations are kept, with both reasons
+    assert broken["returncode"] == 3 and [e["step"] for e in broken["evals"]] == [0, 2, 4]
+    assert broken["best_val"] == {"val": 1.45, "step": 4} and broken["target_reached"]["step"] == 4
+    assert broken["failed"] == ("exit status 3; reading its checkpoint for the steady step time: "
+                                "RuntimeError: no checkpoint in minigpt-compile")
+    assert sides["nanogpt"]["returncode"] == 0 and "failed" not in sides["nanogpt"]   # not a minigpt run
+    text = capsys.readouterr().out
+    assert "minigpt          FAILED (exit status 3" in text and "\ufffd" in text
+    assert "minigpt-compile  val <= 1.60: step 2" in text and "FAILED (exit status 3; reading its" in text
 
 
 def test_nanogpt_learning_rate_schedule():
