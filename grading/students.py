@@ -18,6 +18,8 @@ submitted folder, grades it with `grade` (what `make grade` runs) and compares g
 | object-patch | `torch.allclose` / `torch.equal` replaced by a callable object and by `unittest.mock.Mock`, answers that equal everything | 0 |
 | worker-thread | package-direct's calls, made by a worker thread started in the first solution cell and fed through a queue | 0 |
 | one-bug | chapter 4: the answer key with one bug in `my_split_heads` | 2.67 of 3 |
+| quiet-display | blank, and `get_ipython().ast_node_interactivity = "none"` in a solution cell (nbgrader gives full points to a graded cell that shows no value) | 0 |
+| no-work | every function returns its first input unchanged (right only where no work is needed: softmax over one score, RoPE at position 0, one repeat) | 0 |
 
 Chapter 14's answers are values, not calls, and the student edition holds none of them (the
 answer key is a cell of the full edition only): chapter 14 is left out of the package students.
@@ -86,7 +88,8 @@ WORKER = ("import queue, threading\n_jobs, _done = queue.Queue(), queue.Queue()\
           "def _elsewhere(job):\n    _jobs.put(job)\n    ok, value = _done.get()\n"
           "    if not ok:\n        raise value\n    return value\n")
 STUDENTS = ("answer-key", "blank", "env-switch", "monkeypatch", "package-direct", "package-aliased",
-            "lookup-table", "copied-helper", "one-bug", "frame-reader", "object-patch", "worker-thread")
+            "lookup-table", "copied-helper", "one-bug", "frame-reader", "object-patch", "worker-thread",
+            "quiet-display", "no-work")
 
 
 def source_text(cell: dict) -> str:
@@ -141,6 +144,18 @@ def submission(student: str, chapter: str, full: dict, release: dict, helper_sou
     number = chapter[:2]
     first = solutions[0][0]
     if student == "blank":
+        return notebook
+    if student == "quiet-display":
+        first["source"] = 'get_ipython().ast_node_interactivity = "none"\n' + source_text(first)
+        return notebook
+    if student == "no-work":
+        if number == "14":
+            return None
+        for cell, name in solutions:
+            text = source_text(cell)
+            args = _function_names(text)
+            if text.lstrip().startswith("def ") and args:
+                cell["source"] = _header(text) + f"\n    return {args[0]}\n"
         return notebook
     if student == "env-switch":
         first["source"] = 'import os\nos.environ["MINIGPT_GRADING"] = "0"\n' + source_text(first)
