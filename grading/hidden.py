@@ -1280,7 +1280,7 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
             continue
         torch.manual_seed(seed)
         expected = exercise.run(exercise.reference, case)
-        trivial = _answered_by_no_work(core, case, expected, max(exercise.atol, spec.atol), exercise.rtol)
+        trivial = _answered_by_no_work(core, exercise, case, expected, max(exercise.atol, spec.atol), seed)
         trivial_cases += trivial
         if got is None and expected is not None:
             results.append(f"  ✗ {case.name}: your code returned None (a missing `return`?)")
@@ -1314,20 +1314,29 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
     return (passed + passed_trivial) / len(cases), [head] + results
 
 
-def _answered_by_no_work(core, case, expected: Any, atol: float, rtol: float) -> bool:
-    """Whether an answer that does no work gets this case right: one of its inputs returned
-    unchanged, or ones or zeros shaped like the answer (softmax over one key, RoPE at position 0,
-    repeat_kv with one repeat, a merge that finds no pair). Such a case earns its share of the
+def _answered_by_no_work(core, exercise, case, expected: Any, atol: float, seed: int) -> bool:
+    """Whether an answer that does no work gets this case right: its first input returned
+    unchanged, or zeros or ones shaped like its first tensor input, run through the check as a
+    student's answer is (softmax over one score, RoPE at position 0, repeat_kv with one repeat,
+    dropout in eval mode, a merge that finds no pair). Such a case earns its share of the
     points only beside a case that takes work."""
-    nulls = [value for value in list(case.args) + list(case.kwargs.values())
-             if isinstance(value, (torch.Tensor, list, tuple))]
-    if isinstance(expected, torch.Tensor) and expected.device.type != "meta":
-        nulls += [torch.ones_like(expected), torch.zeros_like(expected)]
-    for null in nulls:
+    def inputs(args, kwargs):
+        return list(args) + list(kwargs.values())
+
+    def first(*args, **kwargs):
+        return inputs(args, kwargs)[0]
+
+    def filled(value):
+        def answer(*args, **kwargs):
+            return torch.full_like(next(a for a in inputs(args, kwargs) if isinstance(a, torch.Tensor)), value)
+        return answer
+
+    for null in (first, filled(0.0), filled(1.0)):
         try:
-            if core.same(null, expected, atol, rtol):
+            torch.manual_seed(seed)
+            if core.same(exercise.run(null, copy.deepcopy(case)), expected, atol, exercise.rtol):
                 return True
-        except Exception:       # an input that cannot be compared with the answer is no answer
+        except Exception:       # a class expected, no tensor input: no such answer
             continue
     return False
 

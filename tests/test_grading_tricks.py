@@ -166,6 +166,7 @@ def test_the_models_private_helpers_are_no_forward():
     ("check_rope", lambda x, *args, **kwargs: x),                     # right at position 0
     ("check_repeat_kv", lambda k, *args, **kwargs: k),                          # right for one repeat
     ("check_merge", lambda ids, pair, new: list(ids)),                # right where no pair is found
+    ("check_dropout", lambda x, *args, **kwargs: x),                  # right in eval mode and for p = 0
 ])
 def test_an_answer_that_does_no_work_scores_0(check, answer):
     for seed in range(3):
@@ -259,3 +260,20 @@ def test_grades_of_an_earlier_session_stay_in_grades_csv(tmp_path):
                     "ana,03_causal_mask,2.0,2.0,", "bo,03_causal_mask,0.0,2.0,no submission"]
     classroom.write_grades(path, {"03_causal_mask"}, [("ana", "03_causal_mask", 1.0, 2.0, "")])   # regraded
     assert path.read_text().splitlines()[1:] == ["ana,02_attention_from_scratch,1.5,2.0,", "ana,03_causal_mask,1.0,2.0,"]
+
+
+def test_a_notebook_handed_in_under_another_name_is_named(tmp_path):
+    (tmp_path / "ana" / "03_causal_mask").mkdir(parents=True)
+    (tmp_path / "ana" / "03_causal_mask" / "03_causal_mask-Copy1.ipynb").write_text("{}")
+    (tmp_path / "bo" / "03_causal_mask").mkdir(parents=True)
+    (tmp_path / "bo" / "03_causal_mask" / "03_causal_mask.ipynb").write_text("{}")
+    (tmp_path / "bo" / "03_causal_mask" / "scratch.ipynb").write_text("{}")      # beside the right one: fine
+    assert classroom.misnamed_submissions(tmp_path) == {("ana", "03_causal_mask"): ["03_causal_mask-Copy1.ipynb"]}
+    (tmp_path / "bo" / "03_causal_mask" / "03_causal_mask.ipynb").unlink()
+    (tmp_path / "bo" / "03_causal_mask" / "scratch.ipynb").unlink()
+    with pytest.raises(classroom.MiniGPTError, match=r"ana/03_causal_mask/03_causal_mask-Copy1\.ipynb: rename"):
+        classroom.grade(tmp_path)
+    with pytest.raises(classroom.MiniGPTError, match="does not exist"):
+        classroom.grade(tmp_path / "nowhere")
+    with pytest.raises(classroom.MiniGPTError, match="at least 1 second"):
+        classroom.grade(tmp_path, timeout=0)

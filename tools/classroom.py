@@ -534,6 +534,17 @@ def changed_grading_files(before: dict[str, str]) -> list[str]:
     return sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
 
 
+def misnamed_submissions(submitted: Path) -> dict[tuple[str, str], list[str]]:
+    """(student, assignment) -> the notebooks in SUBMITTED/<student>/<assignment>/ when none of
+    them is <assignment>.ipynb (a "Copy1", a renamed file): nbgrader would grade nothing there."""
+    found = {}
+    for folder in sorted(p for p in submitted.glob("*/*") if p.is_dir()):
+        names = sorted(p.name for p in folder.glob("*.ipynb"))
+        if names and f"{folder.name}.ipynb" not in names:
+            found[(folder.parent.name, folder.name)] = names
+    return found
+
+
 def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] = None,
           timeout: Optional[int] = None) -> int:
     """nbgrader autograde every submission in `submitted`; write submitted/grades.csv.
@@ -553,7 +564,10 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
                            "each chapter's own limit)")
     layout = submitted_layout(submitted)
     if not layout:
-        raise MiniGPTError(f"{submitted} holds no <student>/<assignment>/<assignment>.ipynb: "
+        misnamed = misnamed_submissions(submitted)
+        hint = (f" (it holds notebooks under other names, e.g. {'/'.join(next(iter(misnamed)))}/"
+                f"{next(iter(misnamed.values()))[0]}: rename each to <assignment>.ipynb)" if misnamed else "")
+        raise MiniGPTError(f"{submitted} holds no <student>/<assignment>/<assignment>.ipynb{hint}: "
                            "point SUBMITTED at nbgrader's submitted folder")
     source = (COURSE / "source")
     if only is not None or weights or not source.is_dir():
@@ -579,7 +593,6 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
         raise MiniGPTError(f"the points of {'; '.join(changed)} differ from the released notebooks the "
                            "students were given: grade with the same ONLY/WEIGHTS as `make student` "
                            "(or, to change the points, run `make student` with the new WEIGHTS first)")
-    unreadable, review = _read_submissions(submitted, layout)
     unknown = sorted(a for a in layout if not (source / a / f"{a}.ipynb").is_file())
     texts = {a: (source / a / f"{a}.ipynb").read_text(encoding="utf-8") for a in layout if a not in unknown}
     moved = sorted(a for a, text in texts.items() if HIDDEN_BEGIN in text and str(GRADING / "hidden.py") not in text)
@@ -593,9 +606,12 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
     config = CONFIG.format(root=str(COURSE), grading=str(GRADING),
                            extra=f"c.CourseDirectory.submitted_directory = {str(submitted)!r}\n")
     (COURSE / "nbgrader_config.py").write_text(config)
-    students = sorted({s for names in layout.values() for s in names})
+    misnamed = {key: names for key, names in misnamed_submissions(submitted).items() if key[1] in layout}
+    students = sorted({s for names in layout.values() for s in names} | {s for s, _ in misnamed})
     for assignment in layout:
         nbgrader("generate_assignment", assignment)      # records the assignment and its cells
+    # read after the release is made: the cells a student wrote are those it does not hold
+    unreadable, review = _read_submissions(submitted, layout)
     with Gradebook(f"sqlite:///{COURSE / 'gradebook.db'}") as gradebook:
         for student_id in students:
             gradebook.update_or_create_student(student_id)
@@ -626,6 +642,9 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
             max_score = gradebook.find_assignment(assignment).max_score
             for student_id in students:
                 note = unreadable.get((student_id, assignment), "")
+                if (student_id, assignment) in misnamed:
+                    note = (f"handed in {', '.join(misnamed[student_id, assignment])}, not {assignment}.ipynb: "
+                            "rename it and grade again")
                 try:
                     score = 0.0 if note else gradebook.find_submission(assignment, student_id).score
                 except Exception:       # nbgrader's MissingEntry: no submission, or it could not be graded
