@@ -90,9 +90,19 @@ def test_function_level_gqa_agrees_with_sdpa_gqa():
 
 
 def test_flash_dropout_only_in_training():
+    """No dropout in eval mode; in training, flash's dropout is manual_attention's: with one
+    tile covering the whole (T, S) score matrix (the default 128 x 128 tiles, T = 9) flash draws
+    its mask over the same shape as manual_attention, so the same seed gives the same mask and
+    the outputs must agree (this catches a missing 1/(1-p) scale or a dropped normaliser)."""
     q, k, v = qkv(T=9)
     assert_close(flash_attention(q, k, v, dropout_p=0.5, training=False, block_q=4, block_k=4),
                  manual_attention(q, k, v), **TOL)
+    torch.manual_seed(0)
+    one_tile = flash_attention(q, k, v, dropout_p=0.5, training=True)
+    torch.manual_seed(0)
+    assert_close(one_tile, manual_attention(q, k, v, 0.5, True), **TOL)
+    assert not torch.allclose(one_tile, manual_attention(q, k, v))
+    # by tiles the masks are drawn tile by tile (other draws): only the change can be checked
     torch.manual_seed(0)
     dropped = flash_attention(q, k, v, dropout_p=0.5, training=True, block_q=4, block_k=4)
     assert not torch.allclose(dropped, manual_attention(q, k, v))

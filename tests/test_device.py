@@ -1,6 +1,7 @@
 """pick_device, autocast, set_seed, describe (the CPU's thread rule: test_threads.py)."""
 
 import contextlib
+import random
 
 import pytest
 import torch
@@ -24,8 +25,8 @@ def test_auto_prefers_cuda():
     assert pick_device(None) == got
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
-def test_cuda_on_a_cpu_machine_is_an_error_not_a_fallback():
+def test_cuda_on_a_cpu_machine_is_an_error_not_a_fallback(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)    # also on a machine with a GPU
     with pytest.raises(ValueError, match=r"'cuda' was requested but PyTorch sees no CUDA GPU.*'auto' or 'cpu'"):
         pick_device("cuda")
     with pytest.raises(ValueError, match="no CUDA GPU"):
@@ -43,11 +44,15 @@ def test_autocast_is_a_no_op_on_cpu():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
 
 
-def test_set_seed_makes_torch_reproducible():
+def test_set_seed_makes_torch_and_random_reproducible():
+    """The same seed repeats PyTorch's and Python's draws; another seed gives other draws (a
+    set_seed that ignored its argument would repeat them too)."""
     set_seed(7)
-    a = torch.rand(5)
+    a, r = torch.rand(5), random.random()
     set_seed(7)
-    assert torch.equal(a, torch.rand(5))
+    assert torch.equal(a, torch.rand(5)) and random.random() == r
+    set_seed(8)
+    assert not torch.equal(a, torch.rand(5)) and random.random() != r
 
 
 def test_describe_cpu():

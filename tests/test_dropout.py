@@ -1,8 +1,10 @@
 """minigpt.dropout: the cheaper CPU mask must still be dropout (rate, scaling, gradient)."""
 
+import ctypes
+
 import torch
 
-from minigpt import GPTConfig, MiniGPT
+from minigpt import GPTConfig, MiniGPT, cpu
 from minigpt.device import tune_cpu_allocator
 from minigpt.dropout import Dropout, dropout, keep_mask
 
@@ -75,6 +77,29 @@ def test_training_model_with_dropout_is_seeded_and_learns():
     assert losses[0][-1] < losses[0][0] - 1.0
 
 
-def test_tune_cpu_allocator_is_idempotent():
-    first = tune_cpu_allocator()
-    assert tune_cpu_allocator() == first
+def test_tune_cpu_allocator_sets_mallopt_once(monkeypatch):
+    """glibc's mallopt gets M_MMAP_MAX=0 and M_TRIM_THRESHOLD=1 GiB, once per process; where
+    there is no glibc (or mallopt refuses) it returns False. libc is faked: the real settings
+    would outlive the test."""
+    calls = []
+
+    class FakeLibc:
+        def __init__(self, answer):
+            self.answer = answer
+
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return self.answer               # glibc: 1 on success, 0 on error
+
+    def no_glibc(name):
+        raise OSError(f"{name}: cannot open shared object file")
+    monkeypatch.setattr(cpu, "_ALLOCATOR_TUNED", False)
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc(1))
+    assert tune_cpu_allocator() is True
+    assert calls == [(-4, 0), (-1, 1 << 30)]         # M_MMAP_MAX = -4, M_TRIM_THRESHOLD = -1
+    assert tune_cpu_allocator() is True and len(calls) == 2       # applied once, then remembered
+    monkeypatch.setattr(cpu, "_ALLOCATOR_TUNED", False)
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc(0))
+    assert tune_cpu_allocator() is False                            # mallopt refused
+    monkeypatch.setattr(ctypes, "CDLL", no_glibc)
+    assert tune_cpu_allocator() is False                            # no glibc: macOS, Windows

@@ -173,15 +173,29 @@ def test_unknown_mistake_gets_generic_advice():
 
 
 def test_inputs_are_copied_so_in_place_edits_cannot_fool_the_check():
-    calls = []
+    """The student's code gets its own copy of the inputs: zeroing them in place changes
+    neither the case nor the right answer, so the check judges the answer against the
+    reference run on the original ones. (Every `cases()` call returns the same tensor `ones`:
+    without the copies, the edit would reach the reference's run too.)"""
+    ones = torch.ones(3)
+    exercise = Exercise("plus one", reference=lambda x: x + 1, cases=lambda: [Case("x", (ones,))])
+    seen = []
 
-    def editing(x):
-        calls.append(x)
+    def zero_then_answer(x):          # answers for the input it has just zeroed: 1s, not 2s
+        seen.append(x)
         x.zero_()
-        return x.clone()
-    exercise = Exercise("zero", reference=lambda x: x * 0, cases=lambda: [Case("x", (torch.ones(3),))])
-    assert exercise.check(editing)                       # the reference saw the original ones
-    assert calls[0] is not exercise.cases()[0].args[0]
+        return x + 1
+    # without the copies the reference would see the zeros too, expect 1s, and pass this
+    assert exercise.check(zero_then_answer).status == FAILED
+    assert seen[0] is not ones and torch.equal(ones, torch.ones(3))
+
+    def answer_then_zero(x):          # right (2s), then vandalises its input
+        y = x + 1
+        x.zero_()
+        return y
+    # without the copies the reference would see zeros and expect 1s: a right answer would fail
+    assert exercise.check(answer_then_zero).status == PASSED
+    assert torch.equal(ones, torch.ones(3))
 
 
 def test_same_compares_structure():

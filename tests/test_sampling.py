@@ -82,14 +82,17 @@ def test_top_p_against_a_brute_force_reference():
             assert_close(row, expected)
 
 
-@pytest.mark.parametrize("p", [0.5, 0.9, 1e-6, 1e-12])
-def test_top_p_never_masks_everything(p):
+@pytest.mark.parametrize("p,kept", [(0.5, [0, 1]), (0.9, [0, 1, 2, 3]), (1e-6, [0]), (1e-12, [0])])
+def test_top_p_never_masks_everything(p, kept):
+    """However small p, the most likely token stays; on a uniform row the smallest prefix
+    reaching p is kept, tied tokens taken lowest id first (the quarters add up exactly in float)."""
     logits = logits_for([[0.99, 0.005, 0.003, 0.002], [0.25, 0.25, 0.25, 0.25]])
     probs = next_token_probs(logits, top_p=p)
     assert not torch.isnan(probs).any()
     assert_close(probs.sum(-1), torch.ones(2))
     assert probs[0, 0] == 1.0                       # 0.99 alone already reaches p
-    assert (probs[1] > 0).sum() >= 1
+    assert probs[1].nonzero().flatten().tolist() == kept
+    assert_close(probs[1, kept], torch.full((len(kept),), 1 / len(kept)))
 
 
 def test_top_k_then_top_p():

@@ -356,13 +356,26 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(small_data, 
 
 
 def test_absurd_learning_rate_diverges(small_data):
-    """With no clipping and a huge step the weights overflow; training must stop, not go on."""
-    model = model_for(small_data, dropout=0.0)
-    with torch.no_grad():
-        model.lm_head.weight.mul_(1e37)                       # one more update overflows to inf
-    cfg = small_cfg(learning_rate=0.9, warmup_iters=0, grad_clip=0.0, max_iters=30)
-    with pytest.raises(TrainingDivergedError, match=r"the loss became (nan|inf)"):
-        train(model, small_data, cfg, progress=False)
+    """With no clipping and a huge learning rate an update blows up the weights; training must
+    stop at the first non-finite loss or gradient after it, not go on. The same model with a
+    sane learning rate trains: the divergence comes from the update, not from the start."""
+    def blown_up():
+        model = model_for(small_data, dropout=0.0)
+        with torch.no_grad():
+            # scaling lm_head would scale wte too (they are tied) and make the very first loss
+            # NaN. This makes the MLP's output ~5e16: the first loss is finite (4.05), but one
+            # AdamW step at lr 0.9 (each weight moves by ~lr) lifts it to ~3e20 (its square is
+            # beyond float32) and the loss turns NaN; at lr 3e-3 it stays ~6e16
+            model.blocks[0].ln_2.weight.mul_(1e18)
+        return model
+    evals = []
+    with pytest.raises(TrainingDivergedError, match=r"the (loss|gradient norm) became (nan|inf) at step [1-9]"):
+        train(blown_up(), small_data, small_cfg(learning_rate=0.9, warmup_iters=0, grad_clip=0.0, max_iters=30),
+              progress=False, callback=evals.append)
+    assert evals[0]["step"] == 0 and math.isfinite(evals[0]["train"])     # fine before any update
+    result = train(blown_up(), small_data, small_cfg(warmup_iters=0, grad_clip=0.0, max_iters=30),
+                   progress=False)                                         # lr 3e-3
+    assert result.steps == 30 and all(math.isfinite(loss) for loss in result.history["loss"])
 
 
 def test_tiny_model_overfits_one_batch(small_data):
