@@ -1315,7 +1315,7 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
 
 
 def _answered_by_no_work(core, exercise, case, expected: Any, atol: float, seed: int) -> bool:
-    """Whether an answer that does no work gets this case right: its first input returned
+    """Whether an answer that does no work gets this case right: one of its inputs returned
     unchanged, or zeros or ones shaped like its first tensor input, run through the check as a
     student's answer is (softmax over one score, RoPE at position 0, repeat_kv with one repeat,
     dropout in eval mode, a merge that finds no pair). Such a case earns its share of the
@@ -1323,20 +1323,23 @@ def _answered_by_no_work(core, exercise, case, expected: Any, atol: float, seed:
     def inputs(args, kwargs):
         return list(args) + list(kwargs.values())
 
-    def first(*args, **kwargs):
-        return inputs(args, kwargs)[0]
+    def returned(index):
+        def answer(*args, **kwargs):
+            return inputs(args, kwargs)[index]
+        return answer
 
     def filled(value):
         def answer(*args, **kwargs):
             return torch.full_like(next(a for a in inputs(args, kwargs) if isinstance(a, torch.Tensor)), value)
         return answer
 
-    for null in (first, filled(0.0), filled(1.0)):
+    given = len(case.args) + len(case.kwargs)
+    for null in [returned(i) for i in range(max(given, 3))] + [filled(0.0), filled(1.0)]:
         try:
             torch.manual_seed(seed)
             if core.same(exercise.run(null, copy.deepcopy(case)), expected, atol, exercise.rtol):
                 return True
-        except Exception:       # a class expected, no tensor input: no such answer
+        except Exception:       # a class expected, no such input, no tensor input: no such answer
             continue
     return False
 

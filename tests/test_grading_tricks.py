@@ -167,6 +167,7 @@ def test_the_models_private_helpers_are_no_forward():
     ("check_repeat_kv", lambda k, *args, **kwargs: k),                          # right for one repeat
     ("check_merge", lambda ids, pair, new: list(ids)),                # right where no pair is found
     ("check_dropout", lambda x, *args, **kwargs: x),                  # right in eval mode and for p = 0
+    ("check_causal_attention", lambda q, k, v: v),                    # right for T = 1 (one key, weight 1)
 ])
 def test_an_answer_that_does_no_work_scores_0(check, answer):
     for seed in range(3):
