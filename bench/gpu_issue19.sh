@@ -27,30 +27,9 @@ ended() {   # ended WHAT LIMIT EXIT-STATUS LOG: say in the log (and here) when `
 }
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
 
-# .gpu_pylib (copied from this repository's .venv) only fills gaps: each of its packages that
-# the machine's python3 cannot import is linked into a folder put on PYTHONPATH; the machine's
-# own packages always win. Putting .gpu_pylib itself on PYTHONPATH, even at the end, would not do
-# that: every PYTHONPATH entry comes before site-packages in sys.path, so its pytest 9.2 (without
-# dist-info) would shadow the machine's pytest and meet the machine's pytest plugins.
-fallback=$(mktemp -d)
-if [[ -d .gpu_pylib ]]; then
-  timeout 60 python3 - "$PWD/.gpu_pylib" "$fallback" <<'EOF'
-import importlib.util, os, sys
-source, target = sys.argv[1:3]
-for entry in sorted(os.listdir(source)):
-    name = entry[:-3] if entry.endswith(".py") else entry
-    if not name.isidentifier() or name == "__pycache__":
-        continue
-    try:
-        found = importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        os.symlink(os.path.join(source, entry), os.path.join(target, entry))
-        print("from .gpu_pylib (missing here):", name)
-EOF
-fi
-export PYTHONPATH=$PWD:$fallback PYTHONUNBUFFERED=1
+# .gpu_pylib only fills gaps: the machine's own packages win (bench/gpu_fallback.sh says why)
+source bench/gpu_fallback.sh
+export PYTHONPATH=$PWD:$GPU_FALLBACK PYTHONUNBUFFERED=1
 {
   date -u +"%Y-%m-%dT%H:%M:%SZ  $(git rev-parse --short HEAD 2>/dev/null)"
   timeout 30 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv
@@ -88,6 +67,6 @@ if (( lim > 0 )); then
     tests/test_gpu.py tests/test_autocast.py tests/test_compile.py tests/test_dropout.py \
     2>&1 | tee "$OUT/issue19_tests.log" | tail -40; ended "the tests" $lim "${PIPESTATUS[0]}" "$OUT/issue19_tests.log"
 else skip "the tests" "$OUT/issue19_tests.log"; fi
-rm -rf "$fallback"
+rm -rf "$GPU_FALLBACK"
 echo "done in ${SECONDS} s"
 exit "${status:-0}"
