@@ -437,11 +437,9 @@ def targets_for(target: float) -> list[float]:
 
 def write_json(path: Optional[Path], results: dict) -> None:
     """Replace `path` in one step, so a reader, or a kill, never finds half a file."""
-    if path is None:
-        return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    os.replace(tmp, path)
+    if path is not None:
+        from minigpt.run_folder import write_text_atomically
+        write_text_atomically(path.parent, path.name, json.dumps(results, indent=1))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1033,19 +1033,24 @@ def tampering(package) -> list[str]:
     if not (isinstance(urandom, types.BuiltinFunctionType) and urandom.__name__ == "urandom"
             and getattr(urandom.__self__, "__name__", "") in ("posix", "nt")):
         found.append("os.urandom was replaced")
+    shell = _ipython_shell()
+    if shell is not None:
+        printers = shell.display_formatter.formatters["text/plain"].type_printers
+        for kind in (float, object):          # IPython's own float printer is allowed (%precision)
+            printer = printers.get(kind)
+            # IPython's own (%precision) and sympy's (init_printing) print a float as it is
+            if printer is not None and not getattr(printer, "__module__", "").startswith(("IPython.", "sympy.")):
+                found.append(f"IPython's display of {kind.__name__} values was replaced")
+    return found
+
+
+def _ipython_shell():
+    """The IPython shell the grading runs in (a notebook's kernel), or None outside one."""
     try:
         from IPython import get_ipython
-        shell = get_ipython()
-        if shell is not None:
-            printers = shell.display_formatter.formatters["text/plain"].type_printers
-            for kind in (float, object):          # IPython's own float printer is allowed (%precision)
-                printer = printers.get(kind)
-                # IPython's own (%precision) and sympy's (init_printing) print a float as it is
-                if printer is not None and not getattr(printer, "__module__", "").startswith(("IPython.", "sympy.")):
-                    found.append(f"IPython's display of {kind.__name__} values was replaced")
     except ImportError:
-        pass
-    return found
+        return None
+    return get_ipython()
 
 
 def replaced_checks() -> list[str]:
@@ -1144,11 +1149,7 @@ def display_problems() -> list[str]:
     """What a notebook changed in IPython's display of a cell's value or in how it reads a cell:
     a graded cell whose value is not shown, or shown by other code, or whose code is rewritten
     before it runs, would score what nbgrader reads, not what grading printed."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return []
-    shell = get_ipython()
+    shell = _ipython_shell()
     if shell is None:
         return []
     found = []
@@ -1172,11 +1173,7 @@ def display_problems() -> list[str]:
 def _show_score_plainly() -> None:
     """A float shows as Python writes it (a %precision set in the notebook would round 0.67 to 1
     in the display nbgrader reads)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    shell = get_ipython()
+    shell = _ipython_shell()
     plain = shell.display_formatter.formatters.get("text/plain") if shell is not None else None
     if plain is not None:
         plain.float_precision = ""
@@ -1261,6 +1258,7 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
     guarded = _snapshot(grading=globals(), core=vars(core), exercise=vars(exercise),
                         adapters=getattr(exercise.run, "__globals__", {}), solutions=vars(solutions),
                         watcher=vars(Watcher))
+    atol = max(exercise.atol, spec.atol)
     results, passed, passed_trivial, trivial_cases = [], 0, 0, 0
     for case in cases:
         # The student's code runs first, on its own copy of the inputs, and its answer is made
@@ -1280,12 +1278,12 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
             continue
         torch.manual_seed(seed)
         expected = exercise.run(exercise.reference, case)
-        trivial = _answered_by_no_work(core, exercise, case, expected, max(exercise.atol, spec.atol), seed)
+        trivial = _answered_by_no_work(core, exercise, case, expected, atol, seed)
         trivial_cases += trivial
         if got is None and expected is not None:
             results.append(f"  ✗ {case.name}: your code returned None (a missing `return`?)")
             continue
-        if core.same(got, expected, max(exercise.atol, spec.atol), exercise.rtol):
+        if core.same(got, expected, atol, exercise.rtol):
             passed_trivial += trivial
             passed += not trivial
             results.append(f"  ✓ {case.name}")

@@ -486,6 +486,14 @@ def submitted_layout(submitted: Path) -> dict[str, list[str]]:
     return found
 
 
+def _cells(path: Path) -> Optional[list]:
+    """The cells of a notebook file, or None if it is missing or not a notebook."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def write_grades(path: Path, graded_now: set, rows: list) -> list:
     """Write grades.csv: `rows` (this run's, of the assignments `graded_now`) and the rows an
     earlier session wrote for other assignments, which stay (one file for the course). Returns
@@ -510,11 +518,7 @@ def write_grades(path: Path, graded_now: set, rows: list) -> list:
 
 def _points(path: Path) -> dict[str, float]:
     """grade_id -> points of a notebook's graded cells ({} if there is no such notebook)."""
-    try:
-        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    except (OSError, ValueError, KeyError):
-        return {}
-    return {meta["grade_id"]: float(meta.get("points", 0)) for cell in cells
+    return {meta["grade_id"]: float(meta.get("points", 0)) for cell in _cells(path) or []
             if (meta := cell.get("metadata", {}).get("nbgrader", {})).get("grade") and "grade_id" in meta}
 
 
@@ -563,8 +567,8 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
         raise MiniGPTError(f"--timeout {timeout}: a cell needs at least 1 second (leave it out for "
                            "each chapter's own limit)")
     layout = submitted_layout(submitted)
+    misnamed = misnamed_submissions(submitted)
     if not layout:
-        misnamed = misnamed_submissions(submitted)
         hint = (f" (it holds notebooks under other names, e.g. {'/'.join(next(iter(misnamed)))}/"
                 f"{next(iter(misnamed.values()))[0]}: rename each to <assignment>.ipynb)" if misnamed else "")
         raise MiniGPTError(f"{submitted} holds no <student>/<assignment>/<assignment>.ipynb{hint}: "
@@ -606,7 +610,7 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
     config = CONFIG.format(root=str(COURSE), grading=str(GRADING),
                            extra=f"c.CourseDirectory.submitted_directory = {str(submitted)!r}\n")
     (COURSE / "nbgrader_config.py").write_text(config)
-    misnamed = {key: names for key, names in misnamed_submissions(submitted).items() if key[1] in layout}
+    misnamed = {key: names for key, names in misnamed.items() if key[1] in layout}
     students = sorted({s for names in layout.values() for s in names} | {s for s, _ in misnamed})
     for assignment in layout:
         nbgrader("generate_assignment", assignment)      # records the assignment and its cells
@@ -712,9 +716,8 @@ def _review_in_feedback(layout: dict) -> dict:
     for assignment, names in layout.items():
         for student_id in names:
             path = COURSE / "autograded" / student_id / assignment / f"{assignment}.ipynb"
-            try:
-                cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-            except (OSError, ValueError, KeyError):
+            cells = _cells(path)
+            if cells is None:
                 continue            # not graded: its row says why
             lines = {line[len(REVIEW_MARK):].split(" (", 1)[0] for cell in cells for output in cell.get("outputs", [])
                      for line in "".join(output.get("text", "")).splitlines() if line.startswith(REVIEW_MARK)}
@@ -731,9 +734,8 @@ def _shown_scores(path: Path) -> Optional[float]:
     the value nbgrader reads from it (its execute_result) is the score it printed; None if the
     autograded notebook cannot be read. A notebook that hid or replaced that value (IPython's
     display changed) gets 0 for the cell, where nbgrader would give it full points."""
-    try:
-        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    except (OSError, ValueError, KeyError):
+    cells = _cells(path)
+    if cells is None:
         return None
     total = 0.0
     for cell in cells:
