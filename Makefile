@@ -103,9 +103,10 @@ classroom: $(STAMP)
 # make grade SUBMITTED=DIR: nbgrader autograde of every DIR/<student>/<assignment>/<assignment>.ipynb
 # (nbgrader's submitted layout), with the hidden tests; writes DIR/grades.csv
 # (student, assignment, score, max_score, note) and the feedback into _classroom/autograded/.
+# ROSTER=FILE (one student id per line, or nbgrader's student CSV): a row for everyone on it.
 grade: $(STAMP)
 	@test -n "$(SUBMITTED)" || { echo "usage: make grade SUBMITTED=DIR (DIR/<student>/<assignment>/<assignment>.ipynb)"; exit 2; }
-	$(BIN)/python tools/classroom.py grade "$(SUBMITTED)" $(SHAPE)
+	$(BIN)/python tools/classroom.py grade "$(SUBMITTED)" $(SHAPE) $(if $(ROSTER),--roster "$(ROSTER)")
 
 test: unit notebooks browser
 

@@ -117,7 +117,9 @@ def graded(tmp_path_factory):
     key = submitted / "answer-key" / CHAPTER
     key.mkdir(parents=True)
     shutil.copy2(ROOT / "notebooks" / f"{CHAPTER}.ipynb", key)
-    assert classroom.grade(submitted) == 0
+    # the class list: every student, and one who handed nothing in; the answer key is not on it
+    (tmp / "roster.txt").write_text("# spring class\n" + "\n".join([*STUDENTS, "dana-absent"]) + "\n")
+    assert classroom.grade(submitted, roster=tmp / "roster.txt") == 0
     with open(submitted / "grades.csv", encoding="utf-8") as table:
         rows = {r["student"]: r for r in csv.DictReader(table)}
     return tmp, rows
@@ -136,8 +138,12 @@ def feedback(tmp: Path, student: str) -> list[str]:
 
 def test_grades_csv_has_one_row_per_student(graded):
     _, rows = graded
-    assert set(rows) == set(STUDENTS) | {"answer-key"}
+    assert set(rows) == set(STUDENTS) | {"answer-key", "dana-absent"}
     assert all(r["assignment"] == CHAPTER and float(r["max_score"]) == 2 for r in rows.values())
+    # on the roster, nothing handed in: a row with 0; handed in, not on the roster: named
+    assert (rows["dana-absent"]["score"], rows["dana-absent"]["note"]) == ("0.0", "no submission")
+    assert "not on the roster" in rows["answer-key"]["note"]
+    assert not any("roster" in rows[student]["note"] for student in STUDENTS)
 
 
 def test_answer_key_gets_full_marks(graded):

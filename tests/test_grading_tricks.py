@@ -278,3 +278,27 @@ def test_a_notebook_handed_in_under_another_name_is_named(tmp_path):
         classroom.grade(tmp_path / "nowhere")
     with pytest.raises(classroom.MiniGPTError, match="at least 1 second"):
         classroom.grade(tmp_path, timeout=0)
+
+
+@pytest.mark.parametrize("text, ids", [
+    ("ana\n\n# a comment\n bo \nana\n", ["ana", "bo"]),                        # one id per line
+    ("id,first_name,last_name,email\nana,Ana,Lima,\nbo,Bo,\"Ng, Jr\",b@x\n", ["ana", "bo"]),   # nbgrader's CSV
+    ("\ufeffEmail,ID\nx@y,zoë\n", ["zoë"]),                                    # a spreadsheet's export
+])
+def test_a_roster_is_read_as_teachers_write_it(tmp_path, text, ids):
+    (tmp_path / "roster").write_text(text, encoding="utf-8")
+    assert classroom.read_roster(tmp_path / "roster") == ids
+
+
+@pytest.mark.parametrize("text, problem", [
+    (None, "no roster at"), ("# nobody yet\n\n", "names no student"),
+    ("name,email\nana,a@x\n", "without an `id` column"), (b"\xff\xfe\x00a", "save it as UTF-8"),
+])
+def test_a_roster_that_cannot_be_used_is_named(tmp_path, text, problem):
+    path = tmp_path / "roster"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
+        path.write_text(text)
+    with pytest.raises(classroom.MiniGPTError, match=re.escape(problem)):
+        classroom.read_roster(path)

@@ -3,7 +3,7 @@
     python tools/classroom.py tag [--check]        # nbgrader cell metadata in notebooks/*.ipynb
     python tools/classroom.py student [--run] [--only NAMES] [--weights NAME=POINTS,...]
                                                    # _classroom/release/<chapter>/: the student edition
-    python tools/classroom.py grade SUBMITTED [--only NAMES] [--weights ...] [--timeout SECONDS]
+    python tools/classroom.py grade SUBMITTED [--only NAMES] [--weights ...] [--timeout SECONDS] [--roster FILE]
                                                    # autograde SUBMITTED/<student>/<chapter>/<chapter>.ipynb,
                                                    # write SUBMITTED/grades.csv (earlier sessions' rows kept)
     python tools/classroom.py play [--students A,B] [--chapters 03,04]
@@ -486,6 +486,32 @@ def submitted_layout(submitted: Path) -> dict[str, list[str]]:
     return found
 
 
+def read_roster(path: Path) -> list[str]:
+    """The student ids of a class list: one per line (blank lines and `#` comments skipped), or
+    a CSV file with an `id` column (the file `nbgrader db student import` reads)."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except FileNotFoundError:
+        raise MiniGPTError(f"no roster at {path}: ROSTER names a file with one student id per line "
+                           "(or nbgrader's student CSV, with an `id` column)") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise MiniGPTError(f"the roster {path} cannot be read ({err}): save it as UTF-8 text") from None
+    lines = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if lines and "," in lines[0]:
+        header = [name.strip().lower() for name in next(csv.reader([lines[0]]))]
+        if "id" not in header:
+            raise MiniGPTError(f"the roster {path} is a CSV file without an `id` column (its header is "
+                               f"{lines[0]!r}): name the column of student ids `id`, as nbgrader's does")
+        column = header.index("id")
+        ids = [row[column].strip() for row in csv.reader(lines[1:]) if len(row) > column]
+    else:
+        ids = lines
+    ids = [i for i in ids if i]
+    if not ids:
+        raise MiniGPTError(f"the roster {path} names no student: write one student id per line")
+    return sorted(set(ids))
+
+
 def _cells(path: Path) -> Optional[list]:
     """The cells of a notebook file, or None if it is missing or not a notebook."""
     try:
@@ -550,9 +576,11 @@ def misnamed_submissions(submitted: Path) -> dict[tuple[str, str], list[str]]:
 
 
 def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] = None,
-          timeout: Optional[int] = None) -> int:
+          timeout: Optional[int] = None, roster: Optional[Path] = None) -> int:
     """nbgrader autograde every submission in `submitted`; write submitted/grades.csv.
-    `timeout` overrides the per-cell limit (cell_limit) of every chapter."""
+    `timeout` overrides the per-cell limit (cell_limit) of every chapter. With a `roster`
+    (read_roster), a student on it who handed in nothing still gets a row per chapter, and a
+    submission under an id not on it is named (a typo in a folder name makes a second student)."""
     import time
     try:
         from nbgrader.api import Gradebook
@@ -566,6 +594,7 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
     if timeout is not None and timeout < 1:
         raise MiniGPTError(f"--timeout {timeout}: a cell needs at least 1 second (leave it out for "
                            "each chapter's own limit)")
+    enrolled = read_roster(roster) if roster is not None else None
     layout = submitted_layout(submitted)
     misnamed = misnamed_submissions(submitted)
     if not layout:
@@ -611,7 +640,8 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
                            extra=f"c.CourseDirectory.submitted_directory = {str(submitted)!r}\n")
     (COURSE / "nbgrader_config.py").write_text(config)
     misnamed = {key: names for key, names in misnamed.items() if key[1] in layout}
-    students = sorted({s for names in layout.values() for s in names} | {s for s, _ in misnamed})
+    students = sorted({s for names in layout.values() for s in names} | {s for s, _ in misnamed}
+                      | set(enrolled or ()))
     for assignment in layout:
         nbgrader("generate_assignment", assignment)      # records the assignment and its cells
     # read after the release is made: the cells a student wrote are those it does not hold
@@ -669,6 +699,9 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
                     score = shown
                 if note and note != "no submission":
                     not_graded.append(f"{student_id}/{assignment}: {note}")
+                if enrolled is not None and student_id not in enrolled:
+                    note = "; ".join(filter(None, [note, "not on the roster: check the folder's student id "
+                                                         "(a misspelt one is graded as another student)"]))
                 if (student_id, assignment) in review:
                     note = "; ".join(filter(None, [note, review[(student_id, assignment)]]))
                 rows.append((student_id, assignment, round(score, 2), max_score, note))
@@ -1002,6 +1035,8 @@ def main(argv=None) -> int:
                                    "and write SUBMITTED/grades.csv")
     submit_parser.add_argument("submitted", type=Path, help="nbgrader's submitted folder")
     submit_parser.add_argument("--timeout", type=int, help="seconds a cell may run (default: sized per chapter)")
+    submit_parser.add_argument("--roster", type=Path, help="the class list: one student id per line, or "
+                               "nbgrader's student CSV (an `id` column); everyone on it gets a row")
     for shaped in (student_parser, submit_parser):
         shaped.add_argument("--only", help="comma-separated exercises to grade (e.g. my_softmax,check_causal_mask); "
                             "the others become ungraded practice")
@@ -1035,7 +1070,7 @@ def main(argv=None) -> int:
             weights = parse_weights(args.weights)
             if args.command == "student":
                 return student(args.run, only, weights)
-            return grade(args.submitted, only, weights, args.timeout)
+            return grade(args.submitted, only, weights, args.timeout, args.roster)
         if args.command == "play":
             return play(args.students.split(",") if args.students else None,
                         set(args.chapters.split(",")) if args.chapters else None)
