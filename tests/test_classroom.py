@@ -134,3 +134,21 @@ def test_the_answer_key_cell_leaves_the_student_edition():
     classroom.shape_assignment(full, "14_self_test", None, {}, limit)
     sources = "\n".join(classroom.source_text(c) for c in full["cells"])   # (nbgrader clears the outputs)
     assert "use_answer_key" not in sources and "100663296" not in sources
+
+
+def test_the_prose_counts_the_students_make_classroom_plays():
+    """README and the guide (both editions) describe grading/students.py's players: one row per
+    player in the guide's table, and the README's count of them and of those who must score 0."""
+    spec = importlib.util.spec_from_file_location("players", ROOT / "grading" / "students.py")
+    players = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(players)
+    zeros = sum(players.expected(s, "04_multi_head_attention", 3.0) == 0 for s in players.STUDENTS)
+    for guide, header in ((ROOT / "book" / "instructor_guide.md", "| student | hands in | fair score |"),
+                          (ROOT / "zh" / "book" / "instructor_guide.md", "| 学生 | 交上来的是 | 应得分数 |")):
+        table = guide.read_text(encoding="utf-8").split(header, 1)[1].split("\n\n", 1)[0]
+        assert len(table.strip().splitlines()) - 1 == len(players.STUDENTS), guide    # less the --- row
+    words = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen " \
+            "sixteen seventeen eighteen nineteen twenty".split()
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"`make classroom` plays {words[len(players.STUDENTS)]} students" in readme
+    assert f"and {words[zeros]} who skip or game the work 0" in readme
