@@ -152,3 +152,13 @@ def test_the_prose_counts_the_students_make_classroom_plays():
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     assert f"`make classroom` plays {words[len(players.STUDENTS)]} students" in readme
     assert f"and {words[zeros]} who skip or game the work 0" in readme
+
+
+def test_the_readme_counts_the_exercises_and_mistakes_the_catalogue_holds():
+    head = re.search(r"(\d+) exercises, (\d+) catalogued mistakes", classroom.catalogue_markdown("en"))
+    self_tests = sum(classroom.source_text(cell).count("check_self_test(")
+                     for cell in json.loads((ROOT / "notebooks" / "14_self_test.ipynb").read_text())["cells"]
+                     if cell["cell_type"] == "code")
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert (f"{head[1]} code exercises whose checks name the mistake ({head[2]} catalogued mistakes) and "
+            f"{self_tests} checked self-test questions") in readme
