@@ -300,9 +300,12 @@ def get_batch(data: torch.Tensor, block_size: int, batch_size: int,
     windows = data[offsets]                                        # (B, T+1)
     if device is None or torch.device(device).type == "cpu":
         return windows[:, :-1], windows[:, 1:]
-    if torch.device(device).type == "cuda":
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
         # a copy from page-locked memory is queued behind the GPU's work instead of waiting
         # for it, so the CPU prepares the next step while the GPU runs this one
         windows = windows.pin_memory()
-    windows = windows.to(device, non_blocking=True)                # one copy, then x and y
+    # asynchronous only from pinned memory on CUDA: on MPS a non-blocking copy of a CPU tensor
+    # freed right after (as `windows` is here) can read freed memory (pytorch#139550)
+    windows = windows.to(device, non_blocking=cuda)                # one copy, then x and y
     return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()

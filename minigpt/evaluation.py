@@ -87,7 +87,7 @@ def evaluate(model: nn.Module, tokens: torch.Tensor, batch_size: int = 64,
         windows.append((tokens[start:start + tail][None], tokens[start + 1:start + tail + 1][None]))
     with eval_mode(model), ids_checked(model, tokens):    # every id checked once, not per batch
         for x, y in windows:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = x.to(device), y.to(device)       # blocking: non_blocking is unsafe from pageable memory on MPS
             with autocast_context(device, autocast):
                 logits, _ = model(x)
             sums.append(F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1).long(),

@@ -30,6 +30,7 @@ import torch.nn as nn
 from .attention import CausalSelfAttention
 from .config import ConfigError, GPTConfig
 from .data import TextData
+from .device import pick_device
 from .errors import UsageError
 from .evaluation import evaluate
 from .model import MLP, Block, MiniGPT, ModelInputError, eval_mode, next_token_loss
@@ -237,7 +238,7 @@ def run_ladder(data: TextData, config: Optional[GPTConfig] = None,
         torch.manual_seed(seed)
         model = build_rung(name, config, full_layers)
         if isinstance(model, UnigramModel):
-            model = model.count(data.train).to(train_config.device)     # counted, not trained
+            model = model.count(data.train).to(pick_device(train_config.device))   # counted, not trained
         else:
             model = train(model, data, train_config, progress=False).model
         params = model.num_parameters()

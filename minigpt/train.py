@@ -166,6 +166,8 @@ def _rng_tensors(batch_gen: torch.Generator, device: torch.device) -> dict[str, 
     tensors = {"rng.torch": torch.get_rng_state(), "rng.batches": batch_gen.get_state()}
     if device.type == "cuda":
         tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+    elif device.type == "mps":          # dropout's masks come from the MPS generator there
+        tensors["rng.mps"] = torch.mps.get_rng_state()
     return tensors
 
 
@@ -174,6 +176,8 @@ def _restore_rng(tensors: dict[str, torch.Tensor], batch_gen: torch.Generator, d
     batch_gen.set_state(tensors["rng.batches"])
     if device.type == "cuda" and "rng.cuda" in tensors:
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+    elif device.type == "mps" and "rng.mps" in tensors:
+        torch.mps.set_rng_state(tensors["rng.mps"])
 
 
 def make_grad_scaler(device: torch.device, cfg: TrainConfig) -> torch.amp.GradScaler:

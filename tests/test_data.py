@@ -151,6 +151,20 @@ def test_get_batch_with_exactly_one_window():
     assert torch.equal(x, torch.arange(16).expand(3, 16)) and torch.equal(y, x + 1)
 
 
+@pytest.mark.parametrize("kind, pinned, non_blocking", [("cuda", True, True), ("mps", False, False)])
+def test_get_batch_copies_asynchronously_only_from_pinned_memory(monkeypatch, kind, pinned, non_blocking):
+    """A non-blocking copy from pageable memory on MPS can read the source after it is freed
+    (pytorch#139550): only CUDA, from pinned memory, copies asynchronously. The copy is
+    recorded, not made, so this runs without either device."""
+    calls = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: calls.append("pin") or self)
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, device, non_blocking=False:
+                        calls.append((torch.device(device).type, non_blocking)) or self)
+    x, y = get_batch(torch.arange(100), 8, 2, torch.Generator().manual_seed(0), device=kind)
+    assert calls == ["pin"] * pinned + [(kind, non_blocking)]
+    assert torch.equal(y, x + 1)
+
+
 # -------------------------------------------------------------- read_text_file
 def test_read_text_file(tmp_path):
     path = tmp_path / "poem.txt"

@@ -74,6 +74,15 @@ def test_run_ladder_is_deterministic(data):
     assert "bigram" in text and "val loss" in text
 
 
+def test_the_counted_rung_follows_the_default_device(data):
+    """The unigram rung is counted, not trained: with TrainConfig's default device "auto" it
+    once did `.to("auto")` and raised."""
+    config, training = tiny_configs(data.tokenizer.vocab_size)
+    (rung,) = run_ladder(data, config, replace(training, device="auto"), rungs=("unigram",),
+                         sample_tokens=5, val_tokens=200)
+    assert rung.name == "unigram" and 0 < rung.val_loss < 5.0
+
+
 def test_sample_is_seeded(data):
     config, _ = tiny_configs(data.tokenizer.vocab_size)
     torch.manual_seed(0)

@@ -422,3 +422,18 @@ def test_a_context_longer_than_a_split_is_refused_before_any_work(small_data):
     with pytest.raises(DataError, match=r"the validation split has 2,000 tokens, too few for windows of "
                                         r"block_size=4,096"):
         train(model, small_data, small_cfg(), progress=False)
+
+
+def test_the_mps_generator_is_saved_and_restored(monkeypatch):
+    """On MPS, dropout draws its masks from the MPS generator: a resumed run must restore it as
+    it restores CUDA's. Recorded through stand-ins for torch.mps, so it runs without a Mac."""
+    from minigpt.train import _restore_rng, _rng_tensors
+    state, restored = torch.arange(8, dtype=torch.uint8), []
+    monkeypatch.setattr(torch.mps, "get_rng_state", lambda: state.clone())
+    monkeypatch.setattr(torch.mps, "set_rng_state", lambda tensor: restored.append(tensor))
+    batches = torch.Generator().manual_seed(0)
+    saved = _rng_tensors(batches, torch.device("mps"))
+    assert torch.equal(saved["rng.mps"], state) and "rng.cuda" not in saved
+    _restore_rng(saved, batches, torch.device("mps"))
+    assert len(restored) == 1 and torch.equal(restored[0], state)
+    assert "rng.mps" not in _rng_tensors(batches, torch.device("cpu"))
