@@ -388,3 +388,18 @@ def test_self_test_questions_answer_right_and_name_each_wrong_answer():
     assert key["12.3"]["answer"] == CausalSelfAttention(cfg).c_attn.out_features
     with pytest.raises(ValueError, match="no checkable self-test question"):
         check_self_test("99.9", 1)
+
+
+def test_attention_memory_names_the_counter_it_read(monkeypatch):
+    """Without /proc (macOS) the child's peak is ru_maxrss, which counts start-up: the method
+    says so, so a flash measurement that reads 0 there is not taken for a real 0."""
+    import subprocess
+    from minigpt import memory
+    sizes = {"manual": "1048576", "flash": "0"}
+    monkeypatch.setattr(subprocess, "run", lambda argv, **kw: subprocess.CompletedProcess(argv, 0, sizes[argv[3]], ""))
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(memory.os.path, "exists", lambda path: True)           # Linux
+    assert memory.attention_memory(cpu, T=64)["method"] == "peak RSS growth in a fresh process (VmHWM)"
+    monkeypatch.setattr(memory.os.path, "exists", lambda path: False)
+    result = memory.attention_memory(cpu, T=64)
+    assert "ru_maxrss, which counts start-up" in result["method"] and result["ratio_flash_over_manual"] == 0
