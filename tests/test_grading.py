@@ -4,8 +4,10 @@ hidden tests' parts on their own. `make classroom` plays them on every chapter."
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
+import io
 import json
 import re
 import shutil
@@ -117,9 +119,25 @@ def graded(tmp_path_factory):
     key = submitted / "answer-key" / CHAPTER
     key.mkdir(parents=True)
     shutil.copy2(ROOT / "notebooks" / f"{CHAPTER}.ipynb", key)
+    # a notebook of an earlier release (the book updated since): its changed install cell, which
+    # runs pip through subprocess, is the release's, not the student's
+    old = json.loads(json.dumps(released))
+    install = next(c for c in old["cells"] if "MINIGPT_SOURCE" in classroom.source_text(c))
+    install["source"] = classroom.source_text(install).replace("@v", "@v0.0.9-was-")
+    record = tmp / "course" / classroom.RELEASED_CELLS
+    known = json.loads(record.read_text())
+    record.write_text(json.dumps({CHAPTER: known[CHAPTER] + [classroom._cell_hash(install["source"])]}))
+    submit(old, {f"{CHAPTER}-my_causal_mask": MASK.format(body=BLANK)}, submitted, "old-release")
+    # the right notebook and a copy beside it; and a student with only a chapter never released
+    shutil.copy2(submitted / "blank" / CHAPTER / f"{CHAPTER}.ipynb", submitted / "blank" / CHAPTER / f"{CHAPTER}-Copy1.ipynb")
+    (submitted / "erin" / "04_multi_head_attention").mkdir(parents=True)
+    shutil.copy2(ROOT / "notebooks" / "04_multi_head_attention.ipynb", submitted / "erin" / "04_multi_head_attention")
     # the class list: every student, and one who handed nothing in; the answer key is not on it
-    (tmp / "roster.txt").write_text("# spring class\n" + "\n".join([*STUDENTS, "dana-absent"]) + "\n")
-    assert classroom.grade(submitted, roster=tmp / "roster.txt") == 0
+    (tmp / "roster.txt").write_text("# spring class\n" + "\n".join([*STUDENTS, "dana-absent", "erin", "old-release"]) + "\n")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert classroom.grade(submitted, roster=tmp / "roster.txt") == 1      # erin's chapter 4 is not graded
+    assert "NOT GRADED (no row in grades.csv) erin/04_multi_head_attention: no such assignment" in printed.getvalue()
     with open(submitted / "grades.csv", encoding="utf-8") as table:
         rows = {r["student"]: r for r in csv.DictReader(table)}
     return tmp, rows
@@ -138,12 +156,18 @@ def feedback(tmp: Path, student: str) -> list[str]:
 
 def test_grades_csv_has_one_row_per_student(graded):
     _, rows = graded
-    assert set(rows) == set(STUDENTS) | {"answer-key", "dana-absent"}
+    assert set(rows) == set(STUDENTS) | {"answer-key", "dana-absent", "erin", "old-release"}
     assert all(r["assignment"] == CHAPTER and float(r["max_score"]) == 2 for r in rows.values())
     # on the roster, nothing handed in: a row with 0; handed in, not on the roster: named
     assert (rows["dana-absent"]["score"], rows["dana-absent"]["note"]) == ("0.0", "no submission")
     assert "not on the roster" in rows["answer-key"]["note"]
     assert not any("roster" in rows[student]["note"] for student in STUDENTS)
+    # a student known here (a folder) without this chapter: a row all the same
+    assert (rows["erin"]["score"], rows["erin"]["note"]) == ("0.0", "no submission")
+    # an earlier release's cells are not the student's: nothing for review
+    assert rows["old-release"]["note"] == "" and float(rows["old-release"]["score"]) == 0
+    # work in a copy beside the graded notebook is named
+    assert rows["blank"]["note"] == f"also handed in {CHAPTER}-Copy1.ipynb (not graded: only {CHAPTER}.ipynb is)"
 
 
 def test_answer_key_gets_full_marks(graded):

@@ -246,8 +246,31 @@ def test_grading_with_other_points_than_the_release_is_refused(tmp_path, monkeyp
     _notebook_with_points(course / "source" / "03_causal_mask" / "03_causal_mask.ipynb", 1.0)
     _notebook_with_points(submitted / "ana" / "03_causal_mask" / "03_causal_mask.ipynb", 3.0)
     monkeypatch.setattr(classroom, "COURSE", course)
-    with pytest.raises(classroom.MiniGPTError, match=r"03-check_causal_mask: 3\.0 -> 1\.0.*same ONLY/WEIGHTS"):
+    with pytest.raises(classroom.MiniGPTError, match=r"03-check_causal_mask: 3\.0 -> 1\.0.*ONLY/WEIGHTS that gave"):
         classroom.grade(submitted)
+    # a `make student` since the release rewrote release/ with 1 point: the students' notebooks
+    # still say 3 (most of them: one edited notebook does not decide)
+    _notebook_with_points(course / "release" / "03_causal_mask" / "03_causal_mask.ipynb", 1.0)
+    _notebook_with_points(submitted / "bo" / "03_causal_mask" / "03_causal_mask.ipynb", 3.0)
+    _notebook_with_points(submitted / "cy" / "03_causal_mask" / "03_causal_mask.ipynb", 1.0)
+    with pytest.raises(classroom.MiniGPTError, match=r"03-check_causal_mask: 3\.0 -> 1\.0"):
+        classroom.grade(submitted)
+
+
+def test_the_course_folder_is_not_taken_for_the_submissions(tmp_path, monkeypatch):
+    monkeypatch.setattr(classroom, "COURSE", tmp_path / "course")
+    for name in ("source", "release", "submitted"):
+        (tmp_path / "course" / name).mkdir(parents=True)
+    with pytest.raises(classroom.MiniGPTError, match=r"is the course folder .* point SUBMITTED at .*submitted"):
+        classroom.grade(tmp_path / "course")
+
+
+def test_students_known_from_any_folder_or_an_earlier_grades_csv(tmp_path):
+    (tmp_path / "ana" / "02_attention_from_scratch").mkdir(parents=True)
+    (tmp_path / "bo").mkdir()                                 # nothing handed in yet
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "grades.csv").write_text("student,assignment,score,max_score,note\ncy,03_causal_mask,1,1,\n")
+    assert classroom._students_of(tmp_path) == {"ana", "bo", "cy"}
 
 
 def test_grades_of_an_earlier_session_stay_in_grades_csv(tmp_path):
@@ -270,6 +293,7 @@ def test_a_notebook_handed_in_under_another_name_is_named(tmp_path):
     (tmp_path / "bo" / "03_causal_mask" / "03_causal_mask.ipynb").write_text("{}")
     (tmp_path / "bo" / "03_causal_mask" / "scratch.ipynb").write_text("{}")      # beside the right one: fine
     assert classroom.misnamed_submissions(tmp_path) == {("ana", "03_causal_mask"): ["03_causal_mask-Copy1.ipynb"]}
+    assert classroom.extra_notebooks(tmp_path) == {("bo", "03_causal_mask"): ["scratch.ipynb"]}
     (tmp_path / "bo" / "03_causal_mask" / "03_causal_mask.ipynb").unlink()
     (tmp_path / "bo" / "03_causal_mask" / "scratch.ipynb").unlink()
     with pytest.raises(classroom.MiniGPTError, match=r"ana/03_causal_mask/03_causal_mask-Copy1\.ipynb: rename"):
@@ -302,3 +326,17 @@ def test_a_roster_that_cannot_be_used_is_named(tmp_path, text, problem):
         path.write_text(text)
     with pytest.raises(classroom.MiniGPTError, match=re.escape(problem)):
         classroom.read_roster(path)
+
+
+def test_the_teachers_own_nbgrader_settings_survive_the_rewrite(tmp_path):
+    """`make student` and `make grade` rewrite nbgrader_config.py; a late-work penalty the
+    teacher set in nbgrader_config_local.py beside it is read after it."""
+    pytest.importorskip("nbgrader", reason="the classroom extra: pip install -e '.[classroom]'")
+    from traitlets.config.loader import PyFileConfigLoader
+    (tmp_path / "nbgrader_config.py").write_text(classroom.CONFIG.format(
+        root=str(tmp_path), grading=str(ROOT / "grading"), extra=""))
+    assert "penalty_method" not in PyFileConfigLoader("nbgrader_config.py", str(tmp_path)).load_config().get(
+        "LateSubmissionPlugin", {})
+    (tmp_path / "nbgrader_config_local.py").write_text('c.LateSubmissionPlugin.penalty_method = "zero"\n')
+    config = PyFileConfigLoader("nbgrader_config.py", str(tmp_path)).load_config()
+    assert config.LateSubmissionPlugin.penalty_method == "zero" and config.CourseDirectory.course_id == "minigpt"

@@ -107,7 +107,11 @@ from nbgrader.preprocessors import (IgnorePattern, LimitOutput, SaveAutoGrades, 
 from nbconvert.preprocessors import ClearMetadataPreprocessor
 c.Autograde.autograde_preprocessors = [ResilientExecute, IgnorePattern, ClearMetadataPreprocessor,
                                        LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
-{extra}"""
+{extra}
+# Your own settings (e.g. c.LateSubmissionPlugin.penalty_method = "zero") go in
+# nbgrader_config_local.py beside this file: it is read last and never rewritten.
+load_subconfig("nbgrader_config_local.py")
+"""
 
 
 def set_folders(notebooks: Path, course: Path) -> None:
@@ -214,6 +218,30 @@ def nbgrader(*args: str, force: bool = True, check: bool = True) -> int:
         raise MiniGPTError(f"nbgrader {' '.join(args[:2])} failed (exit status {status}); its messages are "
                            f"above.{hint}")
     return status
+
+
+RELEASED_CELLS = "released_cells.json"      # in the course folder: assignment -> hashes of released cells
+
+
+def _cell_hash(source: str) -> str:
+    import hashlib
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
+def generate(assignment: str) -> None:
+    """nbgrader generate_assignment, then remember the released cells: a notebook handed in
+    from an earlier release (before the book was updated) holds that release's cells, which
+    are not the student's own."""
+    nbgrader("generate_assignment", assignment)
+    record = COURSE / RELEASED_CELLS
+    try:
+        known = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    cells = _cells(COURSE / "release" / assignment / f"{assignment}.ipynb") or []
+    hashes = set(known.get(assignment, [])) | {_cell_hash(source_text(c)) for c in cells}
+    known[assignment] = sorted(hashes)
+    record.write_text(json.dumps(known, indent=1) + "\n", encoding="utf-8")
 
 
 # ------------------------------------------------------------------ shaping an assignment
@@ -437,7 +465,7 @@ def student(run: bool = False, only: Optional[set] = None, weights: Optional[dic
     """Generate the student edition; with `run`, execute it and check every exercise is open."""
     names = make_course(only, weights)
     for name in names:
-        nbgrader("generate_assignment", name)
+        generate(name)
     print(f"student edition: {COURSE / 'release'}")
     return run_student_edition(names) if run else 0
 
@@ -575,6 +603,44 @@ def misnamed_submissions(submitted: Path) -> dict[tuple[str, str], list[str]]:
     return found
 
 
+def extra_notebooks(submitted: Path) -> dict[tuple[str, str], list[str]]:
+    """(student, assignment) -> the other notebooks beside SUBMITTED/<student>/<assignment>/<assignment>.ipynb:
+    nbgrader grades only that one, so work kept in a "Copy1" beside it would score nothing unseen."""
+    found = {}
+    for path in sorted(submitted.glob("*/*/*.ipynb")):
+        folder = path.parent
+        if path.stem != folder.name and (folder / f"{folder.name}.ipynb").is_file():
+            found.setdefault((folder.parent.name, folder.name), []).append(path.name)
+    return found
+
+
+def _students_of(submitted: Path) -> set[str]:
+    """Every student the course knows here: a folder in SUBMITTED (whatever it holds) or a row
+    of an earlier grades.csv, so that grading one chapter at a time leaves nobody out."""
+    known = {p.name for p in submitted.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    try:
+        with open(submitted / "grades.csv", newline="", encoding="utf-8") as earlier:
+            known |= {row["student"] for row in csv.DictReader(earlier) if row.get("student")}
+    except (OSError, KeyError, csv.Error):
+        pass
+    return known
+
+
+def _promised_points(submitted: Path, assignment: str, names: list[str]) -> dict[str, float]:
+    """grade_id -> points, as the students' own notebooks show them (the release they were
+    given; the notebooks of most students agree, so one edited notebook changes nothing).
+    Falls back on the course's release folder."""
+    from collections import Counter
+    seen = Counter()
+    for student_id in names:
+        points = _points(submitted / student_id / assignment / f"{assignment}.ipynb")
+        if points:
+            seen[tuple(sorted(points.items()))] += 1
+    if seen:
+        return dict(seen.most_common(1)[0][0])
+    return _points(COURSE / "release" / assignment / f"{assignment}.ipynb")
+
+
 def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] = None,
           timeout: Optional[int] = None, roster: Optional[Path] = None) -> int:
     """nbgrader autograde every submission in `submitted`; write submitted/grades.csv.
@@ -591,6 +657,10 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
     if not submitted.is_dir():
         raise MiniGPTError(f"{submitted} does not exist (or is not a folder): point SUBMITTED at "
                            "nbgrader's submitted folder")
+    if submitted == COURSE or ((submitted / "source").is_dir() and (submitted / "release").is_dir()):
+        raise MiniGPTError(f"{submitted} is the course folder (it holds source/ and release/), not the "
+                           f"students' submissions: point SUBMITTED at {COURSE / 'submitted'}, where "
+                           "`nbgrader collect` puts them")
     if timeout is not None and timeout < 1:
         raise MiniGPTError(f"--timeout {timeout}: a cell needs at least 1 second (leave it out for "
                            "each chapter's own limit)")
@@ -613,37 +683,44 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
             if not layout:
                 raise MiniGPTError(f"{submitted} holds no submission of the chapters --only names "
                                    f"({', '.join(selected)})")
-    # the points each graded cell was released with (what the students were told) against the
-    # points of the source just rebuilt: a WEIGHTS forgotten at grading time would change them
+    unknown = sorted(a for a in layout if not (source / a / f"{a}.ipynb").is_file())
+    never_released = []
+    if unknown and len(unknown) < len(layout):      # grade the others; list these at the end
+        never_released = [f"{s}/{a}: no such assignment in {source} (a chapter without exercises, or "
+                          f"never released)" for a in unknown for s in layout[a]]
+        layout = {a: names for a, names in layout.items() if a not in unknown}
+        unknown = []
+    if unknown:
+        raise MiniGPTError(f"no assignment named {', '.join(unknown)} in {source}: run "
+                           "`python tools/classroom.py student` (with the same --only/--weights) first")
+    # the points each graded cell was released with (what the students were told, as their
+    # notebooks show) against the points of the source just rebuilt: a WEIGHTS forgotten at
+    # grading time, or a `make student` run since the release, would change them
     changed = []
     for a in layout:
-        promised, now = _points(COURSE / "release" / a / f"{a}.ipynb"), _points(source / a / f"{a}.ipynb")
+        promised, now = _promised_points(submitted, a, layout[a]), _points(source / a / f"{a}.ipynb")
         if promised and now != promised:
             cells = [f"{cell}: {promised.get(cell)} -> {now.get(cell)}" for cell in sorted(promised.keys() | now.keys())
                      if promised.get(cell) != now.get(cell)]
             changed.append(f"{a} ({', '.join(cells)})")
     if changed:
-        raise MiniGPTError(f"the points of {'; '.join(changed)} differ from the released notebooks the "
-                           "students were given: grade with the same ONLY/WEIGHTS as `make student` "
-                           "(or, to change the points, run `make student` with the new WEIGHTS first)")
-    unknown = sorted(a for a in layout if not (source / a / f"{a}.ipynb").is_file())
-    texts = {a: (source / a / f"{a}.ipynb").read_text(encoding="utf-8") for a in layout if a not in unknown}
+        raise MiniGPTError(f"the points of {'; '.join(changed)} differ from those of the notebooks the "
+                           "students handed in (first the students', then the course's now): grade with "
+                           "the ONLY/WEIGHTS that gave the students their points")
+    texts = {a: (source / a / f"{a}.ipynb").read_text(encoding="utf-8") for a in layout}
     moved = sorted(a for a, text in texts.items() if HIDDEN_BEGIN in text and str(GRADING / "hidden.py") not in text)
     if moved:       # the hidden tests load grading/hidden.py by the path it had when they were made
         raise MiniGPTError(f"the hidden tests of {', '.join(moved)} load grading/hidden.py from another "
                            f"folder (the repository was moved or copied since `make student`): run "
                            "`make student` again here, with the same ONLY/WEIGHTS, then grade")
-    if unknown:
-        raise MiniGPTError(f"no assignment named {', '.join(unknown)} in {source}: run "
-                           "`python tools/classroom.py student` (with the same --only/--weights) first")
     config = CONFIG.format(root=str(COURSE), grading=str(GRADING),
                            extra=f"c.CourseDirectory.submitted_directory = {str(submitted)!r}\n")
     (COURSE / "nbgrader_config.py").write_text(config)
     misnamed = {key: names for key, names in misnamed.items() if key[1] in layout}
-    students = sorted({s for names in layout.values() for s in names} | {s for s, _ in misnamed}
-                      | set(enrolled or ()))
+    extra = {key: names for key, names in extra_notebooks(submitted).items() if key[1] in layout}
+    students = sorted(_students_of(submitted) | {s for s, _ in misnamed} | set(enrolled or ()))
     for assignment in layout:
-        nbgrader("generate_assignment", assignment)      # records the assignment and its cells
+        generate(assignment)      # records the assignment and its cells
     # read after the release is made: the cells a student wrote are those it does not hold
     unreadable, review = _read_submissions(submitted, layout)
     with Gradebook(f"sqlite:///{COURSE / 'gradebook.db'}") as gradebook:
@@ -699,6 +776,9 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
                     score = shown
                 if note and note != "no submission":
                     not_graded.append(f"{student_id}/{assignment}: {note}")
+                if (student_id, assignment) in extra:
+                    note = "; ".join(filter(None, [note, f"also handed in {', '.join(extra[student_id, assignment])} "
+                                                         f"(not graded: only {assignment}.ipynb is)"]))
                 if enrolled is not None and student_id not in enrolled:
                     note = "; ".join(filter(None, [note, "not on the roster: check the folder's student id "
                                                          "(a misspelt one is graded as another student)"]))
@@ -710,10 +790,12 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
           f"{f', {len(kept)} kept from earlier sessions' if kept else ''}); feedback: {COURSE / 'autograded'}")
     for line in not_graded:
         print(f"NOT GRADED (0 in grades.csv) {line}")
+    for line in never_released:
+        print(f"NOT GRADED (no row in grades.csv) {line}")
     for (student_id, assignment), line in sorted(review.items()):
         print(f"READ THIS ONE {student_id}/{assignment}: {line} (its score stands; grading cannot "
               "rule out that it was forged)")
-    return 1 if not_graded else 0
+    return 1 if not_graded or never_released else 0
 
 
 # What a notebook needs only to reach around the grading (its callers' frames, the profiler,
@@ -796,10 +878,14 @@ def _read_submissions(submitted: Path, layout: dict) -> tuple[dict, dict]:
     released notebook does not have)."""
     import nbformat
     unreadable, review = {}, {}
+    try:
+        earlier = json.loads((COURSE / RELEASED_CELLS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        earlier = {}
     for assignment, names in layout.items():
-        release = COURSE / "release" / assignment / f"{assignment}.ipynb"
-        released = {source_text(c) for c in json.loads(release.read_text(encoding="utf-8"))["cells"]} \
-            if release.is_file() else set()
+        # the cells of this release and of every earlier one (generate remembers them)
+        released = set(earlier.get(assignment, [])) | {
+            _cell_hash(source_text(c)) for c in _cells(COURSE / "release" / assignment / f"{assignment}.ipynb") or []}
         for student_id in names:
             try:
                 cells = nbformat.read(submitted / student_id / assignment / f"{assignment}.ipynb", as_version=4).cells
@@ -807,7 +893,7 @@ def _read_submissions(submitted: Path, layout: dict) -> tuple[dict, dict]:
                 unreadable[(student_id, assignment)] = f"not a readable notebook ({type(err).__name__}); ask for it again"
                 continue
             theirs = "\n".join(c.source for c in cells if c.cell_type == "code"
-                               and (c.metadata.get("nbgrader", {}).get("solution") or c.source not in released))
+                               and (c.metadata.get("nbgrader", {}).get("solution") or _cell_hash(c.source) not in released))
             hits = [what for what, pattern in REVIEW_PATTERNS.items() if re.search(pattern, theirs, re.MULTILINE)]
             if hits:
                 review[(student_id, assignment)] = "review: the student's cells use " + ", ".join(hits)
@@ -851,7 +937,7 @@ def play(students: Optional[list[str]] = None, chapters_wanted: Optional[set] = 
     spec.loader.exec_module(players)
     names = [n for n in make_course() if chapters_wanted is None or n[:2] in chapters_wanted or n in chapters_wanted]
     for name in names:
-        nbgrader("generate_assignment", name)
+        generate(name)
     played = COURSE / "played"
     shutil.rmtree(played, ignore_errors=True)
     helper = ""
