@@ -96,8 +96,9 @@ SHAPE   := $(if $(ONLY),--only $(ONLY)) $(if $(WEIGHTS),--weights $(WEIGHTS))
 student: $(STAMP)
 	$(BIN)/python tools/classroom.py student $(SHAPE)
 
+# in a course folder of its own: its made-up students never reach the teacher's _classroom/
 classroom: $(STAMP)
-	$(BIN)/python tools/classroom.py student --run
+	$(BIN)/python tools/classroom.py --course _classroom_check student --run
 	$(BIN)/python tools/classroom.py play
 
 # make grade SUBMITTED=DIR: nbgrader autograde of every DIR/<student>/<assignment>/<assignment>.ipynb
@@ -148,4 +149,4 @@ test-oldest-torch:
 	$(OLDEST_VENV)/bin/python -m pytest -q tests --ignore=tests/test_book_html.py
 
 clean:
-	rm -rf _build zh/_build _classroom
+	rm -rf _build zh/_build _classroom _classroom_check

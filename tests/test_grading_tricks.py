@@ -340,3 +340,18 @@ def test_the_teachers_own_nbgrader_settings_survive_the_rewrite(tmp_path):
     (tmp_path / "nbgrader_config_local.py").write_text('c.LateSubmissionPlugin.penalty_method = "zero"\n')
     config = PyFileConfigLoader("nbgrader_config.py", str(tmp_path)).load_config()
     assert config.LateSubmissionPlugin.penalty_method == "zero" and config.CourseDirectory.course_id == "minigpt"
+
+
+def test_made_up_students_are_graded_in_a_course_of_their_own(monkeypatch):
+    """play and autograde grade made-up students: never in the teacher's _classroom/, whose
+    gradebook formgrader shows."""
+    seen = {}
+    monkeypatch.setattr(classroom, "play", lambda *a: seen.setdefault("play", classroom.COURSE) and 0)
+    monkeypatch.setattr(classroom, "autograde", lambda *a: seen.setdefault("autograde", classroom.COURSE) and 0)
+    monkeypatch.setattr(classroom, "tag", lambda check: seen.setdefault("tag", classroom.COURSE) and 0)
+    try:
+        for argv in (["play"], ["autograde"], ["tag"]):
+            assert classroom.main(argv) == 0
+    finally:
+        classroom.set_folders(ROOT / "notebooks", ROOT / "_classroom")
+    assert seen == {"play": ROOT / "_classroom_check", "autograde": ROOT / "_classroom_check", "tag": ROOT / "_classroom"}

@@ -78,6 +78,10 @@ sys.path.insert(0, str(ROOT))                 # minigpt from this checkout
 from minigpt.errors import MiniGPTError  # noqa: E402
 NOTEBOOKS = ROOT / "notebooks"
 COURSE = ROOT / "_classroom"
+TEACHER_COURSE = COURSE               # COURSE is the folder in use (set_folders); this, the default
+# play and autograde (and `make classroom`) grade made-up students: in a course of their own, so
+# that the teacher's gradebook, release and formgrader never see them
+CHECK_COURSE = ROOT / "_classroom_check"
 ANSWER_KEY = "answer-key"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 CHECK_CALL = re.compile(r"minigpt\.exercises\.(check_\w+)\(")
@@ -1132,7 +1136,8 @@ def main(argv=None) -> int:
     grade_parser.add_argument("--submissions", type=Path, help="folder of submitted chapters "
                               "(default: the full edition in notebooks/)")
     parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help="folder of the chapters")
-    parser.add_argument("--course", type=Path, default=COURSE, help="the nbgrader course folder to write")
+    parser.add_argument("--course", type=Path, help="the nbgrader course folder to write (default _classroom/; "
+                        "_classroom_check/ for play and autograde, whose students are made up)")
     play_parser = sub.add_parser("play", help="grade issue 17's students (grading/students.py) on every chapter; "
                                  "exit 1 unless each gets the fair score")
     play_parser.add_argument("--students", help="comma-separated subset of the students")
@@ -1143,7 +1148,7 @@ def main(argv=None) -> int:
                                      "(minigpt/exercises/expected/) from grading/solutions.py")
     expected_parser.add_argument("--check", action="store_true", help="only report what is out of date")
     args = parser.parse_args(argv)
-    set_folders(args.notebooks, args.course)
+    set_folders(args.notebooks, args.course or (CHECK_COURSE if args.command in ("play", "autograde") else TEACHER_COURSE))
     try:
         if args.command == "tag":
             return tag(args.check)
