@@ -128,12 +128,13 @@ def graded(tmp_path_factory):
     known = json.loads(record.read_text())
     record.write_text(json.dumps({CHAPTER: known[CHAPTER] + [classroom._cell_hash(install["source"])]}))
     submit(old, {f"{CHAPTER}-my_causal_mask": MASK.format(body=BLANK)}, submitted, "old-release")
+    submit(released, {}, submitted, "untouched")          # the release handed back as it came
     # the right notebook and a copy beside it; and a student with only a chapter never released
     shutil.copy2(submitted / "blank" / CHAPTER / f"{CHAPTER}.ipynb", submitted / "blank" / CHAPTER / f"{CHAPTER}-Copy1.ipynb")
     (submitted / "erin" / "04_multi_head_attention").mkdir(parents=True)
     shutil.copy2(ROOT / "notebooks" / "04_multi_head_attention.ipynb", submitted / "erin" / "04_multi_head_attention")
     # the class list: every student, and one who handed nothing in; the answer key is not on it
-    (tmp / "roster.txt").write_text("# spring class\n" + "\n".join([*STUDENTS, "dana-absent", "erin", "old-release"]) + "\n")
+    (tmp / "roster.txt").write_text("# spring class\n" + "\n".join([*STUDENTS, "dana-absent", "erin", "old-release", "untouched"]) + "\n")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         assert classroom.grade(submitted, roster=tmp / "roster.txt") == 1      # erin's chapter 4 is not graded
@@ -156,7 +157,7 @@ def feedback(tmp: Path, student: str) -> list[str]:
 
 def test_grades_csv_has_one_row_per_student(graded):
     _, rows = graded
-    assert set(rows) == set(STUDENTS) | {"answer-key", "dana-absent", "erin", "old-release"}
+    assert set(rows) == set(STUDENTS) | {"answer-key", "dana-absent", "erin", "old-release", "untouched"}
     assert all(r["assignment"] == CHAPTER and float(r["max_score"]) == 2 for r in rows.values())
     # on the roster, nothing handed in: a row with 0; handed in, not on the roster: named
     assert (rows["dana-absent"]["score"], rows["dana-absent"]["note"]) == ("0.0", "no submission")
@@ -166,6 +167,8 @@ def test_grades_csv_has_one_row_per_student(graded):
     assert (rows["erin"]["score"], rows["erin"]["note"]) == ("0.0", "no submission")
     # an earlier release's cells are not the student's: nothing for review
     assert rows["old-release"]["note"] == "" and float(rows["old-release"]["score"]) == 0
+    # no answer written is told apart from a wrong one
+    assert (rows["untouched"]["score"], rows["untouched"]["note"]) == ("0.0", "handed in as released: no answer written")
     # work in a copy beside the graded notebook is named
     assert rows["blank"]["note"] == f"also handed in {CHAPTER}-Copy1.ipynb (not graded: only {CHAPTER}.ipynb is)"
 

@@ -255,6 +255,13 @@ def test_grading_with_other_points_than_the_release_is_refused(tmp_path, monkeyp
     _notebook_with_points(submitted / "cy" / "03_causal_mask" / "03_causal_mask.ipynb", 1.0)
     with pytest.raises(classroom.MiniGPTError, match=r"03-check_causal_mask: 3\.0 -> 1\.0"):
         classroom.grade(submitted)
+    # refused after rebuilding the course's source with other WEIGHTS: the source is put back
+    pytest.importorskip("nbgrader", reason="the classroom extra: pip install -e '.[classroom]'")
+    before = sorted(p.relative_to(course) for p in course.rglob("*"))
+    with pytest.raises(classroom.MiniGPTError, match=r"03_causal_mask-check_causal_mask: None -> 2\.0"):
+        classroom.grade(submitted, weights={"check_causal_mask": 2.0})
+    assert sorted(p.relative_to(course) for p in course.rglob("*")) == before
+    assert classroom._points(course / "source" / "03_causal_mask" / "03_causal_mask.ipynb") == {"03-check_causal_mask": 1.0}
 
 
 def test_the_course_folder_is_not_taken_for_the_submissions(tmp_path, monkeypatch):
@@ -282,6 +289,9 @@ def test_grades_of_an_earlier_session_stay_in_grades_csv(tmp_path):
     rows = path.read_text().splitlines()
     assert rows == ["student,assignment,score,max_score,note", "ana,02_attention_from_scratch,1.5,2.0,",
                     "ana,03_causal_mask,2.0,2.0,", "bo,03_causal_mask,0.0,2.0,no submission"]
+    # the totals: a column per chapter, a missing chapter 0, out of the sum of the maxima
+    assert (tmp_path / "grades_by_student.csv").read_text().splitlines() == [
+        "student,02_attention_from_scratch,03_causal_mask,total,max_total", "ana,1.5,2,3.5,4", "bo,0,0,0,4"]
     classroom.write_grades(path, {"03_causal_mask"}, [("ana", "03_causal_mask", 1.0, 2.0, "")])   # regraded
     assert path.read_text().splitlines()[1:] == ["ana,02_attention_from_scratch,1.5,2.0,", "ana,03_causal_mask,1.0,2.0,"]
 
@@ -355,3 +365,36 @@ def test_made_up_students_are_graded_in_a_course_of_their_own(monkeypatch):
     finally:
         classroom.set_folders(ROOT / "notebooks", ROOT / "_classroom")
     assert seen == {"play": ROOT / "_classroom_check", "autograde": ROOT / "_classroom_check", "tag": ROOT / "_classroom"}
+
+
+def test_a_make_student_that_fails_changes_nothing(tmp_path, monkeypatch, capsys):
+    """nbgrader refuses a chapter half-way (it has submissions and its graded cells would
+    change) after the chapters before it were regenerated: all of it is put back."""
+    course = tmp_path / "course"
+    for name, text in (("source/02/02.ipynb", "source 2 as released"), ("release/02/02.ipynb", "3 points"),
+                       ("gradebook.db", "the gradebook"), ("nbgrader_config.py", "the config")):
+        (course / name).parent.mkdir(parents=True, exist_ok=True)
+        (course / name).write_text(text)
+    monkeypatch.setattr(classroom, "COURSE", course)
+
+    def make_course(only, weights):
+        (course / "source" / "02" / "02.ipynb").write_text("source 2, all exercises")
+        (course / "source" / "03").mkdir()
+        return ["02", "03"]
+
+    def generate(name):
+        if name == "03":
+            raise classroom.MiniGPTError("nbgrader generate_assignment 03 failed")
+        (course / "release" / "02" / "02.ipynb").write_text("1 point")
+        (course / "gradebook.db").write_text("the gradebook, changed")
+        (course / classroom.RELEASED_CELLS).write_text("{}")
+
+    monkeypatch.setattr(classroom, "make_course", make_course)
+    monkeypatch.setattr(classroom, "generate", generate)
+    with pytest.raises(classroom.MiniGPTError, match="03 failed"):
+        classroom.student()
+    assert "nothing in" in capsys.readouterr().err
+    files = {str(p.relative_to(course)): p.read_text() for p in course.rglob("*") if p.is_file()}
+    assert files == {"source/02/02.ipynb": "source 2 as released", "release/02/02.ipynb": "3 points",
+                     "gradebook.db": "the gradebook", "nbgrader_config.py": "the config"}
+    assert not (course / "source" / "03").exists()

@@ -69,6 +69,7 @@ import re
 import shutil
 import subprocess
 import sys
+import contextlib
 from pathlib import Path
 from datetime import datetime
 from typing import Optional
@@ -465,11 +466,46 @@ def make_course(only: Optional[set] = None, weights: Optional[dict] = None) -> l
     return names
 
 
+# what making a course writes: on a failure, each is put back as it was
+_COURSE_STATE = ("source", "release", "gradebook.db", RELEASED_CELLS, "nbgrader_config.py")
+
+
+@contextlib.contextmanager
+def unchanged_on_failure():
+    """Keep the course folder's source, release, gradebook and config as they were if the block
+    fails: nbgrader refuses a chapter half-way (one with submissions whose graded cells would
+    change) after earlier chapters were regenerated, which would change what they release."""
+    import tempfile
+    COURSE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=COURSE, prefix=".before-") as kept:
+        for name in _COURSE_STATE:
+            if (COURSE / name).is_dir():
+                shutil.copytree(COURSE / name, Path(kept) / name, symlinks=True)
+            elif (COURSE / name).exists():
+                shutil.copy2(COURSE / name, Path(kept) / name)
+        try:
+            yield
+        except BaseException:
+            for name in _COURSE_STATE:
+                current, before = COURSE / name, Path(kept) / name
+                if current.is_dir():
+                    shutil.rmtree(current)
+                elif current.exists():
+                    current.unlink()
+                if before.exists():
+                    shutil.move(str(before), str(current))
+            print(f"nothing in {COURSE} was changed (source, release and gradebook are as they were)",
+                  file=sys.stderr)
+            raise
+
+
 def student(run: bool = False, only: Optional[set] = None, weights: Optional[dict] = None) -> int:
-    """Generate the student edition; with `run`, execute it and check every exercise is open."""
-    names = make_course(only, weights)
-    for name in names:
-        generate(name)
+    """Generate the student edition; with `run`, execute it and check every exercise is open.
+    A failure (nbgrader refusing one chapter) leaves the course as it was."""
+    with unchanged_on_failure():
+        names = make_course(only, weights)
+        for name in names:
+            generate(name)
     print(f"student edition: {COURSE / 'release'}")
     return run_student_edition(names) if run else 0
 
@@ -571,7 +607,24 @@ def write_grades(path: Path, graded_now: set, rows: list) -> list:
         writer = csv.writer(out)
         writer.writerow(["student", "assignment", "score", "max_score", "note"])
         writer.writerows(sorted(kept + rows, key=lambda row: (str(row[0]), str(row[1]))))
+    write_totals(path.with_name("grades_by_student.csv"), kept + rows)
     return kept
+
+
+def write_totals(path: Path, rows: list) -> None:
+    """grades_by_student.csv: one row per student, a column per assignment, and the total out of
+    the maximum over every assignment in grades.csv (a missing chapter counts 0)."""
+    assignments = sorted({str(row[1]) for row in rows})
+    most = {a: max(float(row[3]) for row in rows if row[1] == a) for a in assignments}
+    scores: dict[str, dict[str, float]] = {}
+    for student_id, assignment, score, _, _ in rows:
+        scores.setdefault(str(student_id), {})[str(assignment)] = float(score)
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["student", *assignments, "total", "max_total"])
+        for student_id in sorted(scores):
+            got = [scores[student_id].get(a, 0.0) for a in assignments]
+            writer.writerow([student_id, *(f"{g:g}" for g in got), f"{sum(got):g}", f"{sum(most.values()):g}"])
 
 
 def _points(path: Path) -> dict[str, float]:
@@ -676,57 +729,59 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
                 f"{next(iter(misnamed.values()))[0]}: rename each to <assignment>.ipynb)" if misnamed else "")
         raise MiniGPTError(f"{submitted} holds no <student>/<assignment>/<assignment>.ipynb{hint}: "
                            "point SUBMITTED at nbgrader's submitted folder")
-    source = (COURSE / "source")
-    if only is not None or weights or not source.is_dir():
-        selected = make_course(only, weights)
-        if only is not None:            # this session's chapters; earlier sessions' stay graded as they were
-            skipped = sorted(a for a in layout if a not in selected)
-            layout = {a: names for a, names in layout.items() if a in selected}
-            if skipped:
-                print(f"not graded now (no exercise of --only in them): {', '.join(skipped)}")
-            if not layout:
-                raise MiniGPTError(f"{submitted} holds no submission of the chapters --only names "
-                                   f"({', '.join(selected)})")
-    unknown = sorted(a for a in layout if not (source / a / f"{a}.ipynb").is_file())
-    never_released = []
-    if unknown and len(unknown) < len(layout):      # grade the others; list these at the end
-        never_released = [f"{s}/{a}: no such assignment in {source} (a chapter without exercises, or "
-                          f"never released)" for a in unknown for s in layout[a]]
-        layout = {a: names for a, names in layout.items() if a not in unknown}
-        unknown = []
-    if unknown:
-        raise MiniGPTError(f"no assignment named {', '.join(unknown)} in {source}: run "
-                           "`python tools/classroom.py student` (with the same --only/--weights) first")
-    # the points each graded cell was released with (what the students were told, as their
-    # notebooks show) against the points of the source just rebuilt: a WEIGHTS forgotten at
-    # grading time, or a `make student` run since the release, would change them
-    changed = []
-    for a in layout:
-        promised, now = _promised_points(submitted, a, layout[a]), _points(source / a / f"{a}.ipynb")
-        if promised and now != promised:
-            cells = [f"{cell}: {promised.get(cell)} -> {now.get(cell)}" for cell in sorted(promised.keys() | now.keys())
-                     if promised.get(cell) != now.get(cell)]
-            changed.append(f"{a} ({', '.join(cells)})")
-    if changed:
-        raise MiniGPTError(f"the points of {'; '.join(changed)} differ from those of the notebooks the "
-                           "students handed in (first the students', then the course's now): grade with "
-                           "the ONLY/WEIGHTS that gave the students their points")
-    texts = {a: (source / a / f"{a}.ipynb").read_text(encoding="utf-8") for a in layout}
-    moved = sorted(a for a, text in texts.items() if HIDDEN_BEGIN in text and str(GRADING / "hidden.py") not in text)
-    if moved:       # the hidden tests load grading/hidden.py by the path it had when they were made
-        raise MiniGPTError(f"the hidden tests of {', '.join(moved)} load grading/hidden.py from another "
-                           f"folder (the repository was moved or copied since `make student`): run "
-                           "`make student` again here, with the same ONLY/WEIGHTS, then grade")
-    config = CONFIG.format(root=str(COURSE), grading=str(GRADING),
-                           extra=f"c.CourseDirectory.submitted_directory = {str(submitted)!r}\n")
-    (COURSE / "nbgrader_config.py").write_text(config)
-    misnamed = {key: names for key, names in misnamed.items() if key[1] in layout}
-    extra = {key: names for key, names in extra_notebooks(submitted).items() if key[1] in layout}
-    students = sorted(_students_of(submitted) | {s for s, _ in misnamed} | set(enrolled or ()))
-    for assignment in layout:
-        generate(assignment)      # records the assignment and its cells
+    # a refusal below (points, a moved checkout, nbgrader) leaves the course as it was
+    with unchanged_on_failure():
+        source = (COURSE / "source")
+        if only is not None or weights or not source.is_dir():
+            selected = make_course(only, weights)
+            if only is not None:            # this session's chapters; earlier sessions' stay graded as they were
+                skipped = sorted(a for a in layout if a not in selected)
+                layout = {a: names for a, names in layout.items() if a in selected}
+                if skipped:
+                    print(f"not graded now (no exercise of --only in them): {', '.join(skipped)}")
+                if not layout:
+                    raise MiniGPTError(f"{submitted} holds no submission of the chapters --only names "
+                                       f"({', '.join(selected)})")
+        unknown = sorted(a for a in layout if not (source / a / f"{a}.ipynb").is_file())
+        never_released = []
+        if unknown and len(unknown) < len(layout):      # grade the others; list these at the end
+            never_released = [f"{s}/{a}: no such assignment in {source} (a chapter without exercises, or "
+                              f"never released)" for a in unknown for s in layout[a]]
+            layout = {a: names for a, names in layout.items() if a not in unknown}
+            unknown = []
+        if unknown:
+            raise MiniGPTError(f"no assignment named {', '.join(unknown)} in {source}: run "
+                               "`python tools/classroom.py student` (with the same --only/--weights) first")
+        # the points each graded cell was released with (what the students were told, as their
+        # notebooks show) against the points of the source just rebuilt: a WEIGHTS forgotten at
+        # grading time, or a `make student` run since the release, would change them
+        changed = []
+        for a in layout:
+            promised, now = _promised_points(submitted, a, layout[a]), _points(source / a / f"{a}.ipynb")
+            if promised and now != promised:
+                cells = [f"{cell}: {promised.get(cell)} -> {now.get(cell)}" for cell in sorted(promised.keys() | now.keys())
+                         if promised.get(cell) != now.get(cell)]
+                changed.append(f"{a} ({', '.join(cells)})")
+        if changed:
+            raise MiniGPTError(f"the points of {'; '.join(changed)} differ from those of the notebooks the "
+                               "students handed in (first the students', then the course's now): grade with "
+                               "the ONLY/WEIGHTS that gave the students their points")
+        texts = {a: (source / a / f"{a}.ipynb").read_text(encoding="utf-8") for a in layout}
+        moved = sorted(a for a, text in texts.items() if HIDDEN_BEGIN in text and str(GRADING / "hidden.py") not in text)
+        if moved:       # the hidden tests load grading/hidden.py by the path it had when they were made
+            raise MiniGPTError(f"the hidden tests of {', '.join(moved)} load grading/hidden.py from another "
+                               f"folder (the repository was moved or copied since `make student`): run "
+                               "`make student` again here, with the same ONLY/WEIGHTS, then grade")
+        config = CONFIG.format(root=str(COURSE), grading=str(GRADING),
+                               extra=f"c.CourseDirectory.submitted_directory = {str(submitted)!r}\n")
+        (COURSE / "nbgrader_config.py").write_text(config)
+        misnamed = {key: names for key, names in misnamed.items() if key[1] in layout}
+        extra = {key: names for key, names in extra_notebooks(submitted).items() if key[1] in layout}
+        students = sorted(_students_of(submitted) | {s for s, _ in misnamed} | set(enrolled or ()))
+        for assignment in layout:
+            generate(assignment)      # records the assignment and its cells
     # read after the release is made: the cells a student wrote are those it does not hold
-    unreadable, review = _read_submissions(submitted, layout)
+    unreadable, review, as_released = _read_submissions(submitted, layout)
     with Gradebook(f"sqlite:///{COURSE / 'gradebook.db'}") as gradebook:
         for student_id in students:
             gradebook.update_or_create_student(student_id)
@@ -780,6 +835,8 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
                     score = shown
                 if note and note != "no submission":
                     not_graded.append(f"{student_id}/{assignment}: {note}")
+                if (student_id, assignment) in as_released and not note:
+                    note = "handed in as released: no answer written"
                 if (student_id, assignment) in extra:
                     note = "; ".join(filter(None, [note, f"also handed in {', '.join(extra[student_id, assignment])} "
                                                          f"(not graded: only {assignment}.ipynb is)"]))
@@ -791,7 +848,8 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
                 rows.append((student_id, assignment, round(score, 2), max_score, note))
     kept = write_grades(submitted / "grades.csv", set(layout), rows)
     print(f"grades: {submitted / 'grades.csv'} ({len(rows)} rows graded now"
-          f"{f', {len(kept)} kept from earlier sessions' if kept else ''}); feedback: {COURSE / 'autograded'}")
+          f"{f', {len(kept)} kept from earlier sessions' if kept else ''}), totals per student: "
+          f"{submitted / 'grades_by_student.csv'}; feedback: {COURSE / 'autograded'}")
     for line in not_graded:
         print(f"NOT GRADED (0 in grades.csv) {line}")
     for line in never_released:
@@ -875,13 +933,14 @@ def _shown_scores(path: Path) -> Optional[float]:
     return total
 
 
-def _read_submissions(submitted: Path, layout: dict) -> tuple[dict, dict]:
+def _read_submissions(submitted: Path, layout: dict) -> tuple[dict, dict, set]:
     """Read every submission once: (student, assignment) -> why nbgrader cannot read it (not
-    JSON, not a notebook; the others are left to nbgrader), and (student, assignment) -> the
+    JSON, not a notebook; the others are left to nbgrader), (student, assignment) -> the
     REVIEW_PATTERNS found in the cells the student wrote (the solution cells, and cells the
-    released notebook does not have)."""
+    released notebook does not have), and the submissions whose solution cells are all as
+    released (a 0 for no answer, not for a wrong one)."""
     import nbformat
-    unreadable, review = {}, {}
+    unreadable, review, as_released = {}, {}, set()
     try:
         earlier = json.loads((COURSE / RELEASED_CELLS).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -896,12 +955,15 @@ def _read_submissions(submitted: Path, layout: dict) -> tuple[dict, dict]:
             except Exception as err:        # nbformat's NotJSONError, a validation error, a bad encoding
                 unreadable[(student_id, assignment)] = f"not a readable notebook ({type(err).__name__}); ask for it again"
                 continue
+            solutions = [c for c in cells if c.metadata.get("nbgrader", {}).get("solution")]
+            if solutions and all(_cell_hash(c.source) in released for c in solutions):
+                as_released.add((student_id, assignment))
             theirs = "\n".join(c.source for c in cells if c.cell_type == "code"
                                and (c.metadata.get("nbgrader", {}).get("solution") or _cell_hash(c.source) not in released))
             hits = [what for what, pattern in REVIEW_PATTERNS.items() if re.search(pattern, theirs, re.MULTILINE)]
             if hits:
                 review[(student_id, assignment)] = "review: the student's cells use " + ", ".join(hits)
-    return unreadable, review
+    return unreadable, review, as_released
 
 
 def autograde(student_id: str = ANSWER_KEY, submissions: Optional[Path] = None) -> int:
