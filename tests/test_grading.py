@@ -173,6 +173,14 @@ def test_grades_csv_has_one_row_per_student(graded):
     assert rows["blank"]["note"] == f"also handed in {CHAPTER}-Copy1.ipynb (not graded: only {CHAPTER}.ipynb is)"
 
 
+def test_the_feedback_shows_the_cases_not_the_hidden_tests(graded):
+    tmp, _ = graded
+    assert classroom.nbgrader("generate_feedback", CHAPTER, "--student", "package-direct") == 0
+    html = (tmp / "course" / "feedback" / "package-direct" / CHAPTER / f"{CHAPTER}.html").read_text(encoding="utf-8")
+    assert "drawn at grading time (seed" in html and "causal_mask (minigpt/attention.py)" in html
+    assert "BEGIN HIDDEN TESTS" not in html and "hidden.py" not in html
+
+
 def test_answer_key_gets_full_marks(graded):
     _, rows = graded
     assert float(rows["answer-key"]["score"]) == 2

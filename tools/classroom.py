@@ -112,6 +112,11 @@ from nbgrader.preprocessors import (IgnorePattern, LimitOutput, SaveAutoGrades, 
 from nbconvert.preprocessors import ClearMetadataPreprocessor
 c.Autograde.autograde_preprocessors = [ResilientExecute, IgnorePattern, ClearMetadataPreprocessor,
                                        LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+# The feedback shows each graded cell's output (the seed, one line per case, the likely
+# mistake), not the hidden tests' code, which names the grader's files by their path.
+from nbgrader.preprocessors import GetGrades, ClearHiddenTests
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
 {extra}
 # Your own settings (e.g. c.LateSubmissionPlugin.penalty_method = "zero") go in
 # nbgrader_config_local.py beside this file: it is read last and never rewritten.
