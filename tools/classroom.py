@@ -61,6 +61,7 @@ stored output disagrees with grading/solutions.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -69,7 +70,6 @@ import re
 import shutil
 import subprocess
 import sys
-import contextlib
 from pathlib import Path
 from datetime import datetime
 from typing import Optional
@@ -238,20 +238,25 @@ def _cell_hash(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()
 
 
+def released_cells() -> dict[str, set]:
+    """assignment -> the hashes of the cells of every release `generate` made of it."""
+    try:
+        return {a: set(hashes) for a, hashes in
+                json.loads((COURSE / RELEASED_CELLS).read_text(encoding="utf-8")).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
 def generate(assignment: str) -> None:
     """nbgrader generate_assignment, then remember the released cells: a notebook handed in
     from an earlier release (before the book was updated) holds that release's cells, which
     are not the student's own."""
     nbgrader("generate_assignment", assignment)
-    record = COURSE / RELEASED_CELLS
-    try:
-        known = json.loads(record.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        known = {}
+    known = released_cells()
     cells = _cells(COURSE / "release" / assignment / f"{assignment}.ipynb") or []
-    hashes = set(known.get(assignment, [])) | {_cell_hash(source_text(c)) for c in cells}
-    known[assignment] = sorted(hashes)
-    record.write_text(json.dumps(known, indent=1) + "\n", encoding="utf-8")
+    known[assignment] = known.get(assignment, set()) | {_cell_hash(source_text(c)) for c in cells}
+    (COURSE / RELEASED_CELLS).write_text(json.dumps({a: sorted(h) for a, h in known.items()}, indent=1) + "\n",
+                                         encoding="utf-8")
 
 
 # ------------------------------------------------------------------ shaping an assignment
@@ -654,26 +659,29 @@ def changed_grading_files(before: dict[str, str]) -> list[str]:
     return sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
 
 
-def misnamed_submissions(submitted: Path) -> dict[tuple[str, str], list[str]]:
-    """(student, assignment) -> the notebooks in SUBMITTED/<student>/<assignment>/ when none of
-    them is <assignment>.ipynb (a "Copy1", a renamed file): nbgrader would grade nothing there."""
+def _other_notebooks(submitted: Path, beside_the_graded_one: bool) -> dict[tuple[str, str], list[str]]:
+    """(student, assignment) -> the notebooks in SUBMITTED/<student>/<assignment>/ other than
+    <assignment>.ipynb, in the folders that hold that one too (or, if not `beside_the_graded_one`,
+    in those that do not). nbgrader grades only <assignment>.ipynb."""
     found = {}
     for folder in sorted(p for p in submitted.glob("*/*") if p.is_dir()):
-        names = sorted(p.name for p in folder.glob("*.ipynb"))
-        if names and f"{folder.name}.ipynb" not in names:
-            found[(folder.parent.name, folder.name)] = names
+        graded = folder / f"{folder.name}.ipynb"
+        others = sorted(p.name for p in folder.glob("*.ipynb") if p != graded)
+        if others and graded.is_file() == beside_the_graded_one:
+            found[(folder.parent.name, folder.name)] = others
     return found
+
+
+def misnamed_submissions(submitted: Path) -> dict[tuple[str, str], list[str]]:
+    """The notebooks handed in under another name (a "Copy1", a renamed file) where
+    <assignment>.ipynb is missing: nbgrader would grade nothing there."""
+    return _other_notebooks(submitted, beside_the_graded_one=False)
 
 
 def extra_notebooks(submitted: Path) -> dict[tuple[str, str], list[str]]:
-    """(student, assignment) -> the other notebooks beside SUBMITTED/<student>/<assignment>/<assignment>.ipynb:
-    nbgrader grades only that one, so work kept in a "Copy1" beside it would score nothing unseen."""
-    found = {}
-    for path in sorted(submitted.glob("*/*/*.ipynb")):
-        folder = path.parent
-        if path.stem != folder.name and (folder / f"{folder.name}.ipynb").is_file():
-            found.setdefault((folder.parent.name, folder.name), []).append(path.name)
-    return found
+    """The other notebooks beside <assignment>.ipynb: work kept in a "Copy1" beside it would
+    score nothing unseen."""
+    return _other_notebooks(submitted, beside_the_graded_one=True)
 
 
 def _students_of(submitted: Path) -> set[str]:
@@ -686,6 +694,11 @@ def _students_of(submitted: Path) -> set[str]:
     except (OSError, KeyError, csv.Error):
         pass
     return known
+
+
+def _joined(*notes: Optional[str]) -> str:
+    """Notes for one row of grades.csv, the empty ones left out."""
+    return "; ".join(filter(None, notes))
 
 
 def _promised_points(submitted: Path, assignment: str, names: list[str]) -> dict[str, float]:
@@ -810,7 +823,7 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
             "rights): restore them (git checkout -- minigpt grading notebooks), grade again, and read the "
             "notebooks marked for the grader's files; no grades.csv was written.")
     for key, seen in _review_in_feedback(layout).items():
-        review[key] = "; ".join(filter(None, [review.get(key), seen]))
+        review[key] = _joined(review.get(key), seen)
     rows, not_graded = [], []
     with Gradebook(f"sqlite:///{COURSE / 'gradebook.db'}") as gradebook:
         for assignment, names in layout.items():
@@ -833,23 +846,23 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
                                         "another release, or with graded cells removed: ask for it again)")
                 shown = _shown_scores(graded_copy)
                 if score and shown is not None and shown < score - 1e-6:
-                    review[(student_id, assignment)] = "; ".join(filter(None, [
+                    review[(student_id, assignment)] = _joined(
                         review.get((student_id, assignment)),
                         f"nbgrader read {score:g} points but the hidden tests printed {shown:g}: a graded "
-                        f"cell's shown value was hidden or replaced, so {shown:g} counts"]))
+                        f"cell's shown value was hidden or replaced, so {shown:g} counts")
                     score = shown
                 if note and note != "no submission":
                     not_graded.append(f"{student_id}/{assignment}: {note}")
                 if (student_id, assignment) in as_released and not note:
                     note = "handed in as released: no answer written"
                 if (student_id, assignment) in extra:
-                    note = "; ".join(filter(None, [note, f"also handed in {', '.join(extra[student_id, assignment])} "
-                                                         f"(not graded: only {assignment}.ipynb is)"]))
+                    note = _joined(note, f"also handed in {', '.join(extra[student_id, assignment])} "
+                                         f"(not graded: only {assignment}.ipynb is)")
                 if enrolled is not None and student_id not in enrolled:
-                    note = "; ".join(filter(None, [note, "not on the roster: check the folder's student id "
-                                                         "(a misspelt one is graded as another student)"]))
+                    note = _joined(note, "not on the roster: check the folder's student id "
+                                         "(a misspelt one is graded as another student)")
                 if (student_id, assignment) in review:
-                    note = "; ".join(filter(None, [note, review[(student_id, assignment)]]))
+                    note = _joined(note, review[(student_id, assignment)])
                 rows.append((student_id, assignment, round(score, 2), max_score, note))
     kept = write_grades(submitted / "grades.csv", set(layout), rows)
     print(f"grades: {submitted / 'grades.csv'} ({len(rows)} rows graded now"
@@ -946,14 +959,9 @@ def _read_submissions(submitted: Path, layout: dict) -> tuple[dict, dict, set]:
     released (a 0 for no answer, not for a wrong one)."""
     import nbformat
     unreadable, review, as_released = {}, {}, set()
-    try:
-        earlier = json.loads((COURSE / RELEASED_CELLS).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        earlier = {}
+    every_release = released_cells()        # grade has just generated this release: it is in there
     for assignment, names in layout.items():
-        # the cells of this release and of every earlier one (generate remembers them)
-        released = set(earlier.get(assignment, [])) | {
-            _cell_hash(source_text(c)) for c in _cells(COURSE / "release" / assignment / f"{assignment}.ipynb") or []}
+        released = every_release.get(assignment, set())
         for student_id in names:
             try:
                 cells = nbformat.read(submitted / student_id / assignment / f"{assignment}.ipynb", as_version=4).cells
