@@ -27,6 +27,7 @@ from .config import ATTN_IMPLS, ConfigError, GPTConfig
 from .kv_cache import KVCache
 from .positions import apply_rope
 from .dropout import Dropout, dropout, keep_mask
+from .errors import ModelInputError
 
 
 # ---------------------------------------------------------------------------- masks
@@ -157,6 +158,15 @@ def dropout_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout
 
 
 # --------------------------------------------------------------------- the module
+def check_width(x: torch.Tensor, n_embd: int, layer: str) -> None:
+    """A one-line ModelInputError unless x is (B, T, n_embd): calling a layer by hand with the
+    wrong width would otherwise fail inside a matmul or LayerNorm, several frames down."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.size(-1) != n_embd:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        hint = "; one sequence (T, C) becomes a batch of one with x[None]" if getattr(x, "dim", int)() == 2 else ""
+        raise ModelInputError(f"{layer} takes x of shape (B, T, C) with C = n_embd = {n_embd}, got {got}{hint}.")
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with optional grouped-query heads and RoPE.
 
@@ -167,7 +177,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.n_head = config.n_head
-        self.n_kv_head = config.n_kv_head
+        self.n_kv_head = int(config.n_kv_head)     # a plain int for torch.compile (see config._SameAsNHead)
         self.head_dim = config.head_dim
         self.attn_impl = config.attn_impl
         self.use_rope = config.pos_encoding == "rope"
@@ -182,6 +192,7 @@ class CausalSelfAttention(nn.Module):
                 cache: Optional[KVCache] = None, return_weights: bool = False,
                 impl: Optional[str] = None):
         """x (B, T, C) -> (B, T, C); with return_weights also the weights (B, H, T, S)."""
+        check_width(x, self.c_proj.out_features, "CausalSelfAttention")
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split([C, self.kv_width, self.kv_width], dim=2)
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)        # (B, H, T, D)

@@ -37,9 +37,10 @@ from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, GPTConfig
 from .data import CharTokenizer
-from .bpe import tokenizer_from_dict
+from .bpe import BPETokenizer, tokenizer_from_dict
 from .device import pick_device
 from .errors import CheckpointError, UsageError
+from .lora import is_adapter_folder
 from .model import MiniGPT
 from .run_folder import (LATEST_FILE, META_FILE, complete_steps, fsync_path, is_run_folder, os_reason,
                          previous_complete_step, read_latest, remove_old_steps, step_name, temporary_path,
@@ -55,7 +56,7 @@ PathLike = Union[str, os.PathLike]
 @dataclass
 class Checkpoint:
     model: MiniGPT
-    tokenizer: CharTokenizer
+    tokenizer: CharTokenizer | BPETokenizer
     path: Path
     train_state: dict[str, Any] = field(default_factory=dict)
     trainer_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -120,15 +121,22 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
             _, index, name = key.split(".", 2)
             state.setdefault(int(index), {})[name] = value
     groups = [dict(g, betas=tuple(g["betas"])) if "betas" in g else g for g in param_groups]
+    # load_state_dict would also bring back the saved run's settings (betas, weight decay,
+    # `fused`, made for its device); this run's TrainConfig made `optimizer`, and its settings
+    # win: the checkpoint gives the moments and step counts only (the resume warning names
+    # what changed)
+    settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
     try:
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError) as err:
         raise CheckpointError(f"the saved optimizer state does not fit this model ({err}); "
                               "resume with the same model configuration.") from None
+    for group, own in zip(optimizer.param_groups, settings):
+        group.update(own)
 
 
 # --------------------------------------------------------------------- saving
-def _describe(model: MiniGPT, tokenizer: CharTokenizer,
+def _describe(model: MiniGPT, tokenizer: CharTokenizer | BPETokenizer,
               train_state: Optional[dict[str, Any]]) -> dict[str, Any]:
     """The minigpt.json fields every checkpoint and export shares."""
     return {"format": FORMAT, "version": FORMAT_VERSION, "config": model.config.to_dict(),
@@ -181,7 +189,7 @@ def _write_weights(path: Path, weights: dict[str, torch.Tensor], meta: dict[str,
     _save_tensors(weights, path, metadata={DESCRIPTION_KEY: _description_sha256(meta)})
 
 
-def save_checkpoint(directory: PathLike, model: MiniGPT, tokenizer: CharTokenizer, step: int,
+def save_checkpoint(directory: PathLike, model: MiniGPT, tokenizer: CharTokenizer | BPETokenizer, step: int,
                     optimizer: Optional[torch.optim.Optimizer] = None,
                     train_state: Optional[dict[str, Any]] = None,
                     trainer_tensors: Optional[dict[str, torch.Tensor]] = None,
@@ -241,7 +249,7 @@ def _holds_training_state(directory: Path) -> bool:
     return (directory / TRAINER_FILE).exists() or is_run_folder(directory)
 
 
-def export_model(model: MiniGPT, tokenizer: CharTokenizer, directory: PathLike,
+def export_model(model: MiniGPT, tokenizer: CharTokenizer | BPETokenizer, directory: PathLike,
                  dtype: Optional[torch.dtype] = None, info: Optional[dict[str, Any]] = None,
                  overwrite: bool = False) -> Path:
     """Write weights + config + tokenizer only (e.g. in float16 to halve the size).
@@ -327,7 +335,7 @@ def resolve_checkpoint(path: PathLike) -> Path:
             return read_latest(path)
         if (path / META_FILE).is_file():
             return path
-        if (path / "lora.json").is_file():         # minigpt.lora's ADAPTER_META
+        if is_adapter_folder(path):
             raise CheckpointError(f"{str(path)!r} holds LoRA adapters alone, not a model: load the base model "
                                   "and add them with minigpt.lora.load_adapters(model, folder).")
         complete = complete_steps(path)

@@ -23,6 +23,16 @@ class ConfigError(MiniGPTError, ValueError):
     """A configuration value (or combination of values) that cannot work."""
 
 
+class _SameAsNHead(int):
+    """`n_kv_head` when it was left at None: the number n_head, marked as following it.
+
+    It is an int like any other (arithmetic, comparisons, JSON give plain numbers); the mark
+    lets `dataclasses.replace(config, n_head=8)` recompute it from the new n_head. A plain
+    number would carry the old head count over and silently make the copy grouped-query
+    attention (or refuse it: "n_kv_head=4 must divide n_head=2") although nobody asked for GQA.
+    """
+
+
 @dataclass
 class GPTConfig:
     vocab_size: int = 256      # characters in the vocabulary (65 for tinyshakespeare)
@@ -31,7 +41,7 @@ class GPTConfig:
     n_head: int = 8            # query heads per attention layer
     n_layer: int = 6           # number of Transformer blocks
     dropout: float = 0.1       # on attention weights, residual branches and embeddings
-    n_kv_head: Optional[int] = None  # key/value heads; None = n_head (plain MHA), 1 = MQA
+    n_kv_head: Optional[int] = None  # key/value heads; None = n_head (MHA, also after replace(n_head=..)), 1 = MQA
     pos_encoding: str = "learned"    # "learned" (seed, GPT-2) | "sinusoidal" | "rope"
     norm: str = "pre"                # "pre" (GPT-2, seed) | "post" (original Transformer)
     attn_impl: str = "sdpa"          # "manual" | "sdpa" | "flash"; all compute the same thing
@@ -39,8 +49,8 @@ class GPTConfig:
     gelu: str = "exact"              # MLP activation: "exact" (erf) | "tanh" (GPT-2's approximation)
 
     def __post_init__(self) -> None:
-        if self.n_kv_head is None:
-            self.n_kv_head = self.n_head
+        if self.n_kv_head is None or isinstance(self.n_kv_head, _SameAsNHead):
+            self.n_kv_head = _SameAsNHead(self.n_head) if isinstance(self.n_head, int) else self.n_head
         self.validate()
 
     # ------------------------------------------------------------------ checks

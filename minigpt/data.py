@@ -178,6 +178,13 @@ class CharDataset(torch.utils.data.Dataset):
         return len(self.data) - self.block_size
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # a sequence's rules: negative indices count from the end, and IndexError past it is
+        # what ends `for x, y in dataset` (slicing alone would hand out shorter, then empty
+        # windows for ever)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"window {i} is out of range for a CharDataset of {len(self)} windows.")
         chunk = self.data[i:i + self.block_size + 1]
         return chunk[:-1], chunk[1:]
 
@@ -292,15 +299,26 @@ def get_batch(data: torch.Tensor, block_size: int, batch_size: int,
     for name, value in (("block_size", block_size), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise DataError(f"{name} must be a positive whole number, got {value!r}.")
+    if not isinstance(data, torch.Tensor) or data.dim() != 1 or data.is_floating_point() or data.is_complex():
+        what = (f"a {data.dim()}-D {data.dtype} tensor" if isinstance(data, torch.Tensor)
+                else f"a {type(data).__name__}")
+        raise DataError(f"get_batch needs one split's token ids as a 1-D integer tensor (data.train, "
+                        f"data.val, or tokenizer.encode_tensor(text)), got {what}.")
     if len(data) < block_size + 1:       # one window needs block_size + 1 tokens
         raise DataError(f"the split has {len(data)} tokens, too few for windows of "
                          f"block_size={block_size}; use a smaller block_size or more text.")
+    if device is not None:
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise DataError(f"get_batch's device {device!r} is not one torch knows; use 'cpu', 'cuda' or "
+                            f"'mps', or the device minigpt.pick_device() returns.") from None
     starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
     offsets = starts[:, None] + torch.arange(block_size + 1)       # (B, T+1)
     windows = data[offsets]                                        # (B, T+1)
-    if device is None or torch.device(device).type == "cpu":
+    if device is None or device.type == "cpu":
         return windows[:, :-1], windows[:, 1:]
-    cuda = torch.device(device).type == "cuda"
+    cuda = device.type == "cuda"
     if cuda:
         # a copy from page-locked memory is queued behind the GPU's work instead of waiting
         # for it, so the CPU prepares the next step while the GPU runs this one

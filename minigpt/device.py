@@ -13,6 +13,7 @@ import torch
 # Sharing the CPU (threads, OpenMP's spin, the allocator) lives in cpu.py; tune_cpu_allocator
 # stays importable from here for the callers that import it from device.
 from .cpu import configure_cpu_threads, thread_choice, tune_cpu_allocator  # noqa: F401
+from .errors import UsageError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -31,17 +32,17 @@ def pick_device(preferred: Union[str, torch.device, None] = "auto") -> torch.dev
     configure_cpu_threads()
     kind = preferred.split(":")[0]
     if kind not in DEVICE_CHOICES:
-        raise ValueError(f"unknown device {preferred!r}; use one of {', '.join(DEVICE_CHOICES)}.")
+        raise UsageError(f"unknown device {preferred!r}; use one of {', '.join(DEVICE_CHOICES)}.")
     mps_ok = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
     if kind == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("mps" if mps_ok else "cpu")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but PyTorch sees no CUDA GPU "
+        raise UsageError("device 'cuda' was requested but PyTorch sees no CUDA GPU "
                          "(is this a CPU-only torch build?); use device='auto' or 'cpu'.")
     if kind == "mps" and not mps_ok:
-        raise ValueError("device 'mps' was requested but is not available; use device='auto' or 'cpu'.")
+        raise UsageError("device 'mps' was requested but is not available; use device='auto' or 'cpu'.")
     return torch.device(preferred)
 
 
@@ -107,19 +108,11 @@ def time_calls(fn, n: int, device: torch.device) -> list[float]:
     return times
 
 
-def best_ms(fn, device: torch.device, reps: int = 3) -> float:
-    """Best of `reps` timed calls of fn() in milliseconds, after one untimed warm-up call.
-
-    The best, not the mean: on a busy machine other jobs only ever add time.
-    """
-    time_calls(fn, 1, device)
-    return min(time_calls(fn, reps, device)) * 1e3
-
-
 def median_ms(fn, device: torch.device, reps: int = 7) -> float:
     """Median of `reps` timed calls of fn() in milliseconds, after one untimed warm-up call.
 
-    Steadier than the best when a table compares many timings taken at different moments.
+    The median, not the mean: a call slowed by another job on a busy machine moves it little,
+    which keeps a table of many timings taken at different moments steady.
     """
     time_calls(fn, 1, device)
     return statistics.median(time_calls(fn, reps, device)) * 1e3

@@ -22,3 +22,8 @@ class UsageError(MiniGPTError, ValueError):
 class CheckpointError(MiniGPTError, RuntimeError):
     """A checkpoint or run folder that is missing, corrupted, truncated, unsafe, does not fit,
     cannot be written, or is in use by another training run."""
+
+
+class ModelInputError(MiniGPTError, ValueError):
+    """Token ids, targets, activations or generation settings the model cannot take (shape,
+    range, device)."""

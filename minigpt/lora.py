@@ -211,6 +211,7 @@ def save_adapters(model: MiniGPT, directory: PathLike) -> Path:
 
 
 def is_adapter_folder(path: PathLike) -> bool:
+    """True when `path` holds saved adapters (its lora.json), which are not a model to load."""
     return (Path(path) / ADAPTER_META).is_file()
 
 

@@ -8,23 +8,20 @@ a GPT-2 checkpoint's (GPT-2 calls `blocks` `h`).
 from __future__ import annotations
 
 import contextlib
+import numbers
 from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import CausalSelfAttention
+from .attention import CausalSelfAttention, check_width
 from .kv_cache import KVCache
 from .positions import rope_cos_sin, sinusoidal_table
 from .config import GPTConfig
 from .dropout import Dropout
-from .errors import MiniGPTError
+from .errors import MiniGPTError, ModelInputError  # noqa: F401 (minigpt.model.ModelInputError)
 from .sampling import probs_from_checked_logits, check_finite_logits, check_sampling_settings, draw_next_token, is_greedy
-
-
-class ModelInputError(MiniGPTError, ValueError):
-    """Token ids, targets or generation settings the model cannot take (shape, range, device)."""
 
 
 class ModelInputTypeError(ModelInputError, TypeError):
@@ -93,6 +90,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, rope=None, cache: Optional[KVCache] = None,
                 return_weights: bool = False):
+        check_width(x, self.ln_1.normalized_shape[0], "Block")
         if self.pre_norm:
             attn_out = self.attn(self.ln_1(x), rope, cache, return_weights)
         else:
@@ -203,7 +201,8 @@ class MiniGPT(nn.Module):
         if idx.dim() != 2:
             raise ModelInputError(f"idx must have shape (B, T), got {tuple(idx.shape)}.")
         if idx.dtype not in (torch.long, torch.int32, torch.int16, torch.uint8):
-            raise ModelInputTypeError(f"idx must hold integer token ids, got dtype {idx.dtype}.")
+            raise ModelInputTypeError(f"idx must hold token ids as int64 (torch.long), int32, int16 or uint8, "
+                                      f"got dtype {idx.dtype}; convert with idx.long().")
         if idx.size(1) == 0:
             raise ModelInputError("idx has no tokens (T = 0); give at least one token, e.g. a newline.")
         if idx.size(0) == 0:
@@ -227,6 +226,8 @@ class MiniGPT(nn.Module):
     def check_token_ids(self, ids: torch.Tensor, targets: bool = False) -> None:
         """Raise ModelInputError unless every id in `ids` is in 0..vocab_size-1 (one read);
         `targets`: -1 is allowed too (a position the loss ignores)."""
+        if ids.numel() == 0:           # nothing to check (min/max of nothing is an error)
+            return
         low, high = torch.stack([ids.min(), ids.max()]).tolist()
         lowest = -1 if targets else 0
         if low < lowest or high >= self.config.vocab_size:
@@ -324,8 +325,10 @@ class MiniGPT(nn.Module):
         the probabilities agree), while a CUDA generator draws from CUDA's own random stream.
         """
         idx = self._check_idx(idx, read_ids=True)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        # numbers.Integral: a NumPy integer is taken, as the sampling settings take NumPy numbers
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
             raise ModelInputError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}.")
+        max_new_tokens = int(max_new_tokens)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise ModelInputTypeError(f"generator must be a torch.Generator or None, got {generator!r}; "
                                       "for a seed, pass generator=torch.Generator().manual_seed(seed).")

@@ -77,10 +77,16 @@ def complete_steps(directory: PathLike) -> list[Path]:
     """The step-* folders that hold a minigpt.json (renamed into place only when complete),
     oldest first."""
     try:
-        return sorted(p for p in Path(directory).iterdir()
-                      if STEP_NAME.fullmatch(p.name) and (p / META_FILE).is_file())
+        return sorted((p for p in Path(directory).iterdir()
+                       if STEP_NAME.fullmatch(p.name) and (p / META_FILE).is_file()), key=step_number)
     except OSError:
         return []
+
+
+def step_number(path: PathLike) -> int:
+    """step-000500 -> 500. Steps are ordered by this, not by name: from step 1,000,000 on the
+    names grow a seventh digit, and 'step-1000000' sorts before 'step-999500' as text."""
+    return int(Path(path).name[len("step-"):])
 
 
 def has_checkpoint(directory: PathLike) -> bool:
@@ -137,7 +143,7 @@ def previous_complete_step(run: PathLike) -> Optional[Path]:
         newest = read_latest(run).name
     except CheckpointError:
         return None
-    earlier = [p for p in complete_steps(run) if p.name < newest]
+    earlier = [p for p in complete_steps(run) if step_number(p) < step_number(newest)]
     return earlier[-1] if earlier else None
 
 

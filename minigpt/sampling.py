@@ -1,7 +1,9 @@
 """From logits to the next-token distribution: temperature, top-k and top-p (nucleus).
 
-`next_token_probs` is the reference implementation of these filters: `MiniGPT.generate` and
-the book's ipywidgets sliders call it, and the pages' JavaScript twin
+`next_token_probs` is the reference implementation of these filters; the book's ipywidgets
+sliders call it, and `MiniGPT.generate` runs the same maths through
+`probs_from_checked_logits` (its settings and logits already checked, greedy decoding as an
+argmax). The pages' JavaScript twin
 (`minigpt/web/static/minigpt-web/sampling.js`, `filterProbs`) is tested against it, so what
 the sliders show is what generation does, ties at top-k's k-th value included (the lowest
 ids stay).

@@ -151,8 +151,11 @@ class TrainResult:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with two groups: weight decay on matrices/embeddings, none on biases and norms."""
-    device = torch.device(device)
+    """AdamW with two groups: weight decay on matrices/embeddings, none on biases and norms.
+
+    `device` is where the model trains ("auto", "cpu", "cuda", a torch.device, e.g. cfg.device):
+    on CUDA the update runs as one fused kernel."""
+    device = pick_device(device)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
@@ -325,6 +328,20 @@ class _StopAtStepBoundary:
             signal.signal(sig, previous)
 
 
+def _check_train_arguments(model, data, cfg) -> None:
+    """A one-line UsageError for arguments of the wrong kind (text or a tensor for `data`, a
+    dict for `cfg`), instead of an AttributeError from deep inside training."""
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
+        raise UsageError(f"train's model must be a minigpt.MiniGPT, got {type(model).__name__}.")
+    if not (hasattr(data, "tokenizer") and hasattr(data, "train") and hasattr(data, "val")):
+        raise UsageError(f"train's data must be a minigpt.TextData (a tokenizer and its train/val splits), "
+                         f"got {type(data).__name__}; make one with TextData.from_text(text) or "
+                         f"TextData.shakespeare().")
+    if not isinstance(cfg, TrainConfig):
+        raise UsageError(f"train's cfg must be a minigpt.TrainConfig, got {type(cfg).__name__}; "
+                         f"e.g. TrainConfig(max_iters=500).")
+
+
 def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, Path, None] = None,
           resume: bool = False, stop_at: Optional[int] = None, progress: bool = True,
           callback: Optional[Callable[[dict[str, Any]], None]] = None) -> TrainResult:
@@ -343,6 +360,7 @@ def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, 
     `attention_maps` and `evaluate` switch to eval mode themselves; call `model.eval()`
     before calling the model directly for numbers that must not depend on dropout.
     """
+    _check_train_arguments(model, data, cfg)
     if data.tokenizer.vocab_size != model.config.vocab_size:
         raise UsageError(f"the data's tokenizer has {data.tokenizer.vocab_size} tokens but the model's "
                          f"vocab_size is {model.config.vocab_size}; build the model with "

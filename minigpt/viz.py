@@ -162,29 +162,6 @@ def plot_attention_grid(maps: torch.Tensor, tokens: Sequence[str], layers: Optio
     return fig
 
 
-def plot_losses(history: dict, ax=None, label: str = "", smooth: int = 20):
-    """Training loss per step (smoothed) and the periodic validation estimates."""
-    import matplotlib.pyplot as plt
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
-    steps, losses = history["step"], history["loss"]
-    if smooth > 1 and len(losses) >= smooth:
-        kernel = torch.ones(smooth) / smooth
-        smoothed = torch.nn.functional.conv1d(torch.tensor(losses)[None, None], kernel[None, None])[0, 0]
-        ax.plot(steps[smooth - 1:], smoothed.tolist(), label=f"{label} {tr_figure('train')}".strip())
-    else:
-        ax.plot(steps, losses, label=f"{label} {tr_figure('train')}".strip())
-    evals = history.get("eval", [])
-    if evals:
-        ax.plot([e["step"] for e in evals], [e["val"] for e in evals], "o--",
-                label=f"{label} {tr_figure('val')}".strip())
-    font = figure_font()
-    ax.set_xlabel(tr_figure("step"), **font)
-    ax.set_ylabel(tr_figure("cross-entropy (nats)"), **font)
-    ax.legend(prop={"family": font["fontfamily"]} if font else None)
-    return ax
-
-
 def plot_next_token_probs(probs: torch.Tensor, tokens: Sequence[str], k: int = 15, ax=None,
                           title: Optional[str] = None, order: Optional[Sequence[int]] = None):
     """Bar chart of a next-token distribution probs (V,): the k most likely tokens, best first.

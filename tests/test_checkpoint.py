@@ -86,6 +86,19 @@ def test_atomic_layout_and_keep(tmp_path, tok):
     assert load_checkpoint(run).train_state["step"] == 3
 
 
+def test_steps_past_a_million_are_ordered_by_number_not_by_name(tmp_path, tok):
+    # 'step-1000000' sorts before 'step-999500' as text: keep=2 must still keep the newest two,
+    # and the fallback for a damaged newest checkpoint is the step before it
+    from minigpt.run_folder import previous_complete_step
+    model, run = tiny_model(), tmp_path / "run"
+    for step in (999_000, 999_500, 1_000_000, 1_000_500):
+        save_checkpoint(run, model, tok, step, keep=2)
+    assert sorted(p.name for p in run.iterdir()) == ["latest", "step-1000000", "step-1000500"]
+    assert previous_complete_step(run).name == "step-1000000"
+    (run / "latest").unlink()               # killed before `latest` was written: the newest step
+    assert load_checkpoint(run).path.name == "step-1000500"
+
+
 def test_export_fp16_is_loadable(saved, tmp_path):
     folder, model = saved
     out = export_model(model, load_checkpoint(folder).tokenizer, tmp_path / "export", torch.float16,

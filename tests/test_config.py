@@ -65,6 +65,21 @@ def test_sinusoidal_needs_an_even_width():
         GPTConfig(n_embd=15, n_head=3, pos_encoding="sinusoidal")
 
 
+def test_replace_n_head_keeps_a_default_n_kv_head_following_it():
+    # dataclasses.replace passes every field on: a defaulted n_kv_head must not keep the old
+    # head count (that would silently make grouped-query attention, or refuse the copy)
+    import json
+    from dataclasses import replace
+    mha = GPTConfig(n_embd=64, n_head=4)
+    assert replace(mha, n_head=8).n_kv_head == 8 and replace(mha, n_head=2).n_kv_head == 2
+    assert replace(replace(mha, n_head=8), n_head=1).n_kv_head == 1
+    gqa = GPTConfig(n_embd=64, n_head=8, n_kv_head=2)          # asked for: it stays
+    assert replace(gqa, n_head=4).n_kv_head == 2
+    assert replace(GPTConfig(n_embd=64, n_head=4, n_kv_head=4), n_head=8).n_kv_head == 4
+    assert mha == GPTConfig(n_embd=64, n_head=4, n_kv_head=4)  # still just the number 4
+    assert repr(mha.n_kv_head) == "4" and json.dumps(mha.to_dict()["n_kv_head"]) == "4"
+
+
 def test_dict_round_trip():
     c = GPTConfig(vocab_size=65, block_size=32, n_embd=48, n_head=6, n_kv_head=2, n_layer=1,
                   dropout=0.0, pos_encoding="rope", norm="post", attn_impl="flash", bias=False)

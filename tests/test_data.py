@@ -94,6 +94,12 @@ def test_char_dataset_windows_are_shifted_by_one():
         assert ds.decode(x) == text[i:i + 5]
     x_last, y_last = ds[len(ds) - 1]
     assert ds.decode(y_last) == text[-5:]       # the last target is the text's last character
+    assert [ds.decode(x) for x in (ds[-1][0], ds[-len(ds)][0])] == [text[-6:-1], text[:5]]
+    windows = list(ds)                          # iteration stops after the last full window
+    assert len(windows) == len(ds) and all(x.shape == (5,) for x, _ in windows)
+    for i in (len(ds), -len(ds) - 1):
+        with pytest.raises(IndexError, match="out of range for a CharDataset of 19 windows"):
+            ds[i]
 
 
 def test_char_dataset_needs_enough_text():

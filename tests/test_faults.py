@@ -26,7 +26,7 @@ from minigpt import (CheckpointError, GPTConfig, MiniGPT, TextData, TrainConfig,
                      load_checkpoint, load_model, save_checkpoint, train)
 from minigpt.run_folder import run_lock
 from minigpt.errors import MiniGPTError, UsageError
-from minigpt.train import ResumeWarning
+from minigpt.train import ResumeWarning, make_optimizer
 
 # (`import minigpt.train as m` would give the function minigpt.train, which shadows the module)
 train_module = importlib.import_module("minigpt.train")
@@ -468,6 +468,23 @@ def test_resume_with_other_settings_warns(data, tmp_path):
     with pytest.warns(ResumeWarning, match=r"batch_size 4 -> 8; learning_rate 0.003 -> 0.001\): the run "
                                            r"continues, but will not match an uninterrupted run"):
         train(new_model(data), data, cfg, out, resume=True, stop_at=5, progress=False)
+
+
+def test_resume_trains_with_the_new_optimizer_settings_it_warns_about(data, tmp_path, monkeypatch):
+    # the warning says the new values are used: the optimizer must really use them, not the
+    # checkpoint's saved betas and weight decay
+    out = tmp_path / "run"
+    train(new_model(data), data, TrainConfig(**CFG), out, stop_at=4, progress=False)
+    made = []
+    monkeypatch.setattr(train_module, "make_optimizer",
+                        lambda *args: made.append(make_optimizer(*args)) or made[-1])
+    cfg = TrainConfig(**{**CFG, "weight_decay": 0.0, "beta1": 0.5, "beta2": 0.9})
+    with pytest.warns(ResumeWarning, match=r"weight_decay 0.1 -> 0.0; beta1 0.9 -> 0.5; beta2 0.99 -> 0.9"):
+        train(new_model(data), data, cfg, out, resume=True, stop_at=5, progress=False)
+    decay, no_decay = made[0].param_groups
+    assert decay["betas"] == no_decay["betas"] == (0.5, 0.9)
+    assert decay["weight_decay"] == no_decay["weight_decay"] == 0.0
+    assert made[0].state[decay["params"][0]]["step"] == 5       # the saved moments went on (4 + 1 steps)
 
 
 def test_resume_from_an_export_is_refused(data, tmp_path):

@@ -107,6 +107,8 @@ def test_generate_restores_training_mode_and_zero_tokens():
     model = model_for("learned-sdpa").train()
     prompt = random_ids(1, 3)
     assert torch.equal(model.generate(prompt, 0), prompt)
+    np = pytest.importorskip("numpy")       # a NumPy count is taken, as the sampling settings are
+    assert model.generate(prompt, np.int64(2), temperature=0).shape == (1, 5)
     model.generate(prompt, 3)
     assert model.training
 

@@ -145,8 +145,11 @@ def test_idx_must_be_a_tensor():
 
 
 def test_idx_dtype():
-    with pytest.raises(ModelInputTypeError, match=r"integer token ids, got dtype torch.float32"):
+    with pytest.raises(ModelInputTypeError, match=r"token ids as int64 \(torch.long\), int32, int16 or uint8, "
+                                                  r"got dtype torch.float32; convert with idx.long\(\)"):
         tiny_model()(torch.zeros(1, 4))
+    with pytest.raises(ModelInputTypeError, match=r"got dtype torch.int8"):     # an integer, but not one of those
+        tiny_model()(torch.zeros(1, 4, dtype=torch.int8))
     # smaller integer types are accepted
     model = tiny_model()
     assert_close(model(random_ids(1, 5).int())[0], model(random_ids(1, 5))[0])

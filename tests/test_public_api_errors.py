@@ -154,3 +154,36 @@ def test_the_last_review_items_say_what_they_need(tmp_path):
     bpe = minigpt.BPETokenizer.train("the king, the queen. " * 20, 260)
     with pytest.raises(MiniGPTError, match=r"lone surrogate U\+D800 at position 4"):
         bpe.encode("the \ud800 king")
+
+
+@pytest.mark.parametrize("call, said", [
+    (lambda data: minigpt.get_batch(data.tolist(), 8, 4),
+     r"get_batch needs one split's token ids as a 1-D integer tensor .* got a list"),
+    (lambda data: minigpt.get_batch(data.view(2, 25), 8, 4), r"got a 2-D torch.int64 tensor"),
+    (lambda data: minigpt.get_batch(data, 8, 4, device="gpu"), r"get_batch's device 'gpu' is not one torch knows"),
+    (lambda data: minigpt.estimate_loss(tiny(), data, 4, 2),
+     r"estimate_loss needs a TextData \(both splits\), got Tensor; .* use evaluate\(model, tokens\)"),
+    (lambda data: minigpt.estimate_loss(tiny(), minigpt.TextData(minigpt.CharTokenizer(list("ab")), data, data[:0]),
+                                        4, 2), r"the split has 0 tokens"),
+    (lambda data: minigpt.train(tiny(), "to be or not to be", minigpt.TrainConfig()),
+     r"train's data must be a minigpt.TextData .* got str"),
+    (lambda data: minigpt.train(tiny(), data, minigpt.TrainConfig()), r"train's data must be a minigpt.TextData"),
+    (lambda data: minigpt.train(tiny(), minigpt.TextData.from_text("abcdefghijk" * 30), {"max_iters": 5}),
+     r"train's cfg must be a minigpt.TrainConfig, got dict"),
+    (lambda data: minigpt.CausalSelfAttention(tiny().config)(torch.randn(5, 16)),
+     r"CausalSelfAttention takes x of shape \(B, T, C\) with C = n_embd = 16, got \(5, 16\); one sequence"),
+    (lambda data: minigpt.Block(tiny().config)(torch.randn(2, 5, 32)),
+     r"Block takes x of shape \(B, T, C\) with C = n_embd = 16, got \(2, 5, 32\)\.$"),
+    (lambda data: minigpt.load_pretrained("cuda" if not torch.cuda.is_available() else "tpu"),
+     r"device 'cuda' was requested but PyTorch sees no CUDA GPU|unknown device 'tpu'"),
+])
+def test_a_second_review_s_wrong_arguments_get_one_line(call, said):
+    """Each of these ended in an AttributeError, TypeError or RuntimeError from torch before."""
+    with pytest.raises(MiniGPTError, match=said):
+        call(torch.arange(50) % 7)
+
+
+def test_make_optimizer_takes_the_config_s_own_device_auto():
+    model = tiny()
+    optimizer = minigpt.make_optimizer(model, minigpt.TrainConfig(), minigpt.TrainConfig().device)   # "auto"
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
