@@ -92,3 +92,61 @@ def test_the_numbering_check_names_each_old_scheme():
         assert exercise_problems(3, [markdown]), markdown
     assert exercise_problems(3, ["## Exercises\n\n**Exercise 3.1.** Why?\n\n```{admonition} Answers\n"
                                  ":class: dropdown\n\n**3.1** Because.\n```", "### Exercise 3.2: code"]) == []
+
+
+# ------------------------------------------------------------- running a cell again
+def _trained_models(source: str) -> list[tuple[str, int]]:
+    """(model, line) for every top-level training in a cell: minigpt.train(model, ...),
+    fine_tune(model, ...), or an optimizer made over model.parameters(); not inside a def."""
+    import ast
+    tree = ast.parse("\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!"))))
+    inside_defs = {id(n) for d in ast.walk(tree) if isinstance(d, (ast.FunctionDef, ast.ClassDef))
+                   for n in ast.walk(d)}
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or id(node) in inside_defs or not node.args:
+            continue
+        name = ast.unparse(node.func)
+        first = node.args[0]
+        if name in ("minigpt.train", "fine_tune") and not isinstance(first, ast.Call):
+            found.append((ast.unparse(first), node.lineno))
+        elif name.startswith("torch.optim.") and isinstance(first, ast.Call) \
+                and ast.unparse(first.func).endswith(".parameters"):
+            found.append((ast.unparse(first.func)[:-len(".parameters")], node.lineno))
+    return found
+
+
+def rerun_problems(source: str) -> list[str]:
+    """A cell that trains a model must make that model (and seed torch) above the training in
+    the same cell: run again, it then trains from the start to the same numbers, instead of
+    training the trained model further and failing the checks below it (a learner's re-run)."""
+    import ast
+    tree = ast.parse("\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!"))))
+    made = [(ast.unparse(t), n.lineno) for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets]
+    made += [(ast.unparse(n.target), n.lineno) for n in ast.walk(tree) if isinstance(n, ast.For)]
+    seeds = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func) == "torch.manual_seed"]
+    problems = []
+    for model, line in _trained_models(source):
+        if not any(target == model and where < line for target, where in made):
+            problems.append(f"{model} is trained here but made in another cell")
+        elif not any(where < line for where in seeds):
+            problems.append(f"{model} is trained here with no torch.manual_seed above it in the cell")
+    return problems
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_a_training_cell_run_again_trains_from_the_start(chapter):
+    found = [f"code cell {i}: {problem}" for i, source in enumerate(_cells(chapter, "code"))
+             for problem in rerun_problems(source)]
+    assert not found, f"{chapter.name}: {found}"
+
+
+def test_the_rerun_check_sees_a_model_trained_further():
+    assert rerun_problems("run = minigpt.train(book_model, data, cfg)") == \
+        ["book_model is trained here but made in another cell"]
+    assert rerun_problems("opt = torch.optim.AdamW(bigram.parameters(), lr=0.1)\nfor _ in range(9): step(bigram)") == \
+        ["bigram is trained here but made in another cell"]
+    assert rerun_problems("m = MiniGPT(cfg)\nfine_tune(m, 1e-3)") == \
+        ["m is trained here with no torch.manual_seed above it in the cell"]
+    assert rerun_problems("torch.manual_seed(0)\nm = MiniGPT(cfg)\nminigpt.train(m, data, cfg)") == []
+    assert rerun_problems("def f(model):\n    torch.optim.AdamW(model.parameters())") == []
