@@ -259,6 +259,9 @@ def export_model(model: MiniGPT, tokenizer: CharTokenizer | BPETokenizer, direct
     `overwrite=True` (CLI: --force), and a training checkpoint or run folder never, so an
     export can never destroy a run that is meant to be resumed.
     """
+    if not (isinstance(model, MiniGPT) and hasattr(tokenizer, "encode") and isinstance(directory, (str, os.PathLike))):
+        raise UsageError(f"export_model takes (model, tokenizer, folder): a MiniGPT, its tokenizer and a path; got "
+                         f"({type(model).__name__}, {type(tokenizer).__name__}, {type(directory).__name__}).")
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise CheckpointError(f"{str(directory)!r} is an existing file; export writes a folder. "

@@ -94,6 +94,8 @@ def _check_rank_alpha(rank, alpha) -> None:
 def _normalise_targets(targets) -> tuple[str, ...]:
     if isinstance(targets, str):
         targets = (targets,)
+    if not isinstance(targets, (list, tuple, set, frozenset)):      # None, a module, a number
+        raise LoRAError(f"targets must be module names such as {', '.join(ADAPTABLE)}; got {targets!r}.")
     targets = tuple(targets)
     if not targets or not all(isinstance(t, str) and t for t in targets):
         raise LoRAError(f"targets must be module names such as {', '.join(ADAPTABLE)}; got {targets!r}.")

@@ -187,3 +187,14 @@ def test_make_optimizer_takes_the_config_s_own_device_auto():
     model = tiny()
     optimizer = minigpt.make_optimizer(model, minigpt.TrainConfig(), minigpt.TrainConfig().device)   # "auto"
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+
+
+def test_export_and_add_lora_name_arguments_of_the_wrong_kind(tmp_path):
+    model, tok = tiny(), minigpt.CharTokenizer(list("abcdefghijk"))
+    with pytest.raises(MiniGPTError, match=r"export_model takes \(model, tokenizer, folder\).* got \(MiniGPT, NoneType, "):
+        minigpt.export_model(model, None, tmp_path / "out")
+    with pytest.raises(MiniGPTError, match=r"got \(MiniGPT, PosixPath, CharTokenizer\)"):
+        minigpt.export_model(model, tmp_path / "out", tok)                   # folder and tokenizer swapped
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(MiniGPTError, match=r"targets must be module names such as .*; got None"):
+        add_lora(tiny(), targets=None)
