@@ -38,7 +38,7 @@ def estimate_loss(model: nn.Module, data: TextData, batch_size: int, eval_iters:
     """
     _check_count("batch_size", batch_size, "32")
     _check_count("eval_iters", eval_iters, "20")
-    if not (hasattr(data, "train") and hasattr(data, "val")) or isinstance(data, torch.Tensor):
+    if not (hasattr(data, "train") and hasattr(data, "val")):
         raise UsageError(f"estimate_loss needs a TextData (both splits), got {type(data).__name__}; "
                          f"for the loss on one split's tokens use evaluate(model, tokens).")
     device = device or model.device

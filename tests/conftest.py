@@ -153,14 +153,18 @@ def chinese():
         minigpt.set_language("en")
 
 
+def without_ipython_lines(source: str) -> str:
+    """A notebook cell's source with its IPython lines (%magic, !shell) left out: Python to parse."""
+    return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+
+
 def tr_literals(source: str, names: tuple = ("tr", "tr_figure")) -> set:
     """The English texts a Python source passes to minigpt.tr (or viz.tr_figure): the string
     literal first argument of every such call, both branches of `tr("a" if x else "b")`.
     IPython lines (%magic, !shell) are skipped, so a notebook cell's source works too."""
     import ast
-    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
     found = set()
-    for node in ast.walk(ast.parse(code)):
+    for node in ast.walk(ast.parse(without_ipython_lines(source))):
         name = getattr(getattr(node, "func", None), "id", None) or getattr(getattr(node, "func", None), "attr", "")
         if isinstance(node, ast.Call) and name in names and node.args:
             arg = node.args[0]

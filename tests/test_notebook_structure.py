@@ -3,11 +3,14 @@ chapter numbers its exercises one way, "Exercise N.k" (N the chapter, k = 1, 2, 
 order they appear), with answers labelled "**N.k**".
 """
 
+import ast
 import json
 import re
 from pathlib import Path
 
 import pytest
+
+from conftest import without_ipython_lines
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 CHAPTERS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
@@ -95,11 +98,9 @@ def test_the_numbering_check_names_each_old_scheme():
 
 
 # ------------------------------------------------------------- running a cell again
-def _trained_models(source: str) -> list[tuple[str, int]]:
+def _trained_models(tree) -> list[tuple[str, int]]:
     """(model, line) for every top-level training in a cell: minigpt.train(model, ...),
     fine_tune(model, ...), or an optimizer made over model.parameters(); not inside a def."""
-    import ast
-    tree = ast.parse("\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!"))))
     inside_defs = {id(n) for d in ast.walk(tree) if isinstance(d, (ast.FunctionDef, ast.ClassDef))
                    for n in ast.walk(d)}
     found = []
@@ -120,13 +121,12 @@ def rerun_problems(source: str) -> list[str]:
     """A cell that trains a model must make that model (and seed torch) above the training in
     the same cell: run again, it then trains from the start to the same numbers, instead of
     training the trained model further and failing the checks below it (a learner's re-run)."""
-    import ast
-    tree = ast.parse("\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!"))))
+    tree = ast.parse(without_ipython_lines(source))
     made = [(ast.unparse(t), n.lineno) for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets]
     made += [(ast.unparse(n.target), n.lineno) for n in ast.walk(tree) if isinstance(n, ast.For)]
     seeds = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func) == "torch.manual_seed"]
     problems = []
-    for model, line in _trained_models(source):
+    for model, line in _trained_models(tree):
         if not any(target == model and where < line for target, where in made):
             problems.append(f"{model} is trained here but made in another cell")
         elif not any(where < line for where in seeds):

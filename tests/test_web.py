@@ -26,7 +26,7 @@ from minigpt import viz
 from minigpt.web import STATIC_DIR, asset_path, export_web, load_web_model, read_web_asset
 from minigpt.web import widgets
 
-from conftest import offline_page, tr_literals
+from conftest import offline_page, tr_literals, without_ipython_lines
 
 NODE = shutil.which("node")
 SETTINGS = [(1.0, None, None), (0.7, None, None), (1.5, 5, None), (1.0, None, 0.5), (0.8, 10, 0.9),
@@ -1122,7 +1122,7 @@ def test_chapter_widget_labels_are_in_the_catalogue():
             source = "".join(cell["source"])
             if cell["cell_type"] != "code" or "widgets" not in source:
                 continue
-            tree = ast.parse("\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!"))))
+            tree = ast.parse(without_ipython_lines(source))
             for node in ast.walk(tree):
                 if not isinstance(node, ast.Call):
                     continue
