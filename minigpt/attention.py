@@ -27,7 +27,7 @@ from .config import ATTN_IMPLS, ConfigError, GPTConfig
 from .kv_cache import KVCache
 from .positions import apply_rope
 from .dropout import Dropout, dropout, keep_mask
-from .errors import ModelInputError
+from .errors import ModelInputError, UsageError
 
 
 # ---------------------------------------------------------------------------- masks
@@ -38,6 +38,11 @@ def causal_mask(T: int, S: Optional[int] = None, device=None) -> torch.Tensor:
     and may see keys 0 .. S - T + i.
     """
     S = T if S is None else S
+    # Under torch.compile with dynamic shapes T and S are symbolic (SymInt, not int): the
+    # check runs on plain ints only, so it never adds a guard or a graph break.
+    if type(T) is int and type(S) is int and not 0 <= T <= S:
+        raise UsageError(f"causal_mask needs 0 <= T <= S (the T queries are the last T of S positions), "
+                         f"got T={T}, S={S}; pass S >= T, or leave S out for T x T.")
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
 
 

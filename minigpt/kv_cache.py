@@ -24,6 +24,11 @@ class KVCache:
 
     def __init__(self, batch_size: int, n_kv_head: int, max_len: int, head_dim: int,
                  device=None, dtype=torch.float32):
+        sizes = {"batch_size": batch_size, "n_kv_head": n_kv_head, "max_len": max_len, "head_dim": head_dim}
+        for name, size in sizes.items():
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise KVCacheShapeError(f"KVCache's {name} must be a whole number >= 1, got {size!r}; "
+                                        "the cache is a (batch_size, n_kv_head, max_len, head_dim) buffer.")
         self.k = torch.empty(batch_size, n_kv_head, max_len, head_dim, device=device, dtype=dtype)
         self.v = torch.empty_like(self.k)
         self.length = 0
@@ -64,5 +69,7 @@ def kv_cache_nbytes(n_layer: int, batch_size: int, n_kv_head: int, max_len: int,
     allocates nothing, so even a 7B model's cache can be sized on a laptop. Equal to
     2 (keys and values) * n_layer * batch_size * n_kv_head * max_len * head_dim * bytes per element.
     """
+    if isinstance(n_layer, bool) or not isinstance(n_layer, int) or n_layer < 1:
+        raise KVCacheShapeError(f"n_layer must be a whole number >= 1 (one cache per layer), got {n_layer!r}.")
     one_layer = KVCache(batch_size, n_kv_head, max_len, head_dim, device="meta", dtype=dtype)
     return n_layer * one_layer.nbytes

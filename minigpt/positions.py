@@ -26,9 +26,16 @@ def _even_width(dim, what: str) -> None:
         raise UsageError(f"{what} must be an even whole number of channels (they are used in pairs), got {dim!r}.")
 
 
+def _position_count(n_positions) -> None:
+    """A table has one row per position, so its length is a count: 0, 1, 2, ..."""
+    if isinstance(n_positions, bool) or not isinstance(n_positions, int) or n_positions < 0:
+        raise UsageError(f"n_positions must be a whole number >= 0 (one table row per position), got {n_positions!r}.")
+
+
 def sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
     """(n_positions, dim) fixed sine/cosine table of "Attention Is All You Need"."""
     _even_width(dim, "dim")
+    _position_count(n_positions)
     position = torch.arange(n_positions, dtype=torch.float32)[:, None]          # (P, 1)
     inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
     table = torch.zeros(n_positions, dim)
@@ -40,6 +47,7 @@ def sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
 def rope_cos_sin(n_positions: int, head_dim: int, base: float = 10000.0):
     """cos and sin tables, each (n_positions, head_dim / 2), for rotary embeddings."""
     _even_width(head_dim, "head_dim")
+    _position_count(n_positions)
     inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
     angles = torch.arange(n_positions, dtype=torch.float32)[:, None] * inv_freq[None, :]
     return angles.cos(), angles.sin()

@@ -43,8 +43,17 @@ def test_a_rope_model_runs_in_any_float_dtype(dtype):
     (lambda: minigpt.rope_cos_sin(8, 5), "head_dim must be an even whole number"),
     (lambda: minigpt.apply_rope(torch.randn(1, 1, 5, 4), *minigpt.rope_cos_sin(8, 4)),
      r"cos and sin must be \(T, D/2\) = \(5, 2\)"),
+    (lambda: minigpt.sinusoidal_table(-1, 4), "n_positions must be a whole number >= 0"),
+    (lambda: minigpt.rope_cos_sin(2.5, 4), "n_positions must be a whole number >= 0"),
+    (lambda: minigpt.causal_mask(5, 3), r"causal_mask needs 0 <= T <= S .* got T=5, S=3"),
+    (lambda: minigpt.causal_mask(-2), "causal_mask needs 0 <= T <= S"),
+    (lambda: minigpt.manual_attention(torch.randn(1, 1, 4, 2), torch.randn(1, 1, 3, 2), torch.randn(1, 1, 3, 2)),
+     "got T=4, S=3"),
+    (lambda: minigpt.KVCache(1, 2, 0, 8), "KVCache's max_len must be a whole number >= 1, got 0"),
+    (lambda: minigpt.KVCache(1, 2.0, 8, 8), "KVCache's n_kv_head must be a whole number >= 1, got 2.0"),
+    (lambda: minigpt.kv_cache_nbytes(-1, 1, 2, 8, 8), "n_layer must be a whole number >= 1"),
 ])
-def test_position_tables_say_what_they_need(call, said):
+def test_position_tables_masks_and_caches_say_what_they_need(call, said):
     with pytest.raises(MiniGPTError, match=said):
         call()
 
