@@ -17,6 +17,7 @@ by a cell or found in such a log.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import subprocess
@@ -114,9 +115,9 @@ def measure_threads() -> None:
         seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    final = re.findall(r"val loss[^0-9]*(\d+\.\d+)", done.stdout)
+    final = re.findall(r"^val_loss (\d+\.\d+)", done.stdout, re.MULTILINE)   # the command's last lines
     if not final:
-        raise RuntimeError(f"no 'val loss' in the output of {' '.join(command)}:\n{done.stdout[-2000:]}")
+        raise RuntimeError(f"no 'val_loss' line in the output of {' '.join(command)}:\n{done.stdout[-2000:]}")
     print(f"cpu-quick on {torch.get_num_threads()} thread(s): val loss {float(final[-1]):.4f} "
           f"(whole command {seconds:.0f} s)")
 
@@ -135,8 +136,10 @@ def measure_t4_post_ln() -> None:
                                        grad_clip=1e6, eval_interval=150, eval_iters=5, seed=1, device="cpu")
     torch.manual_seed(0)
     history = minigpt.train(minigpt.MiniGPT(config), data, train_config, progress=False).history
+    # a step the scaler skips has a gradient that overflowed fp16: its recorded norm is inf or nan
+    skipped = [step + 1 for step, norm in enumerate(history["grad_norm"]) if not math.isfinite(norm)]
     print(f"Post-LN, fp16 autocast + scaler: val estimate {history['eval'][-1]['val']:.4f} after 150 steps; "
-          f"{counts['scaler_updates']} scaler updates, {counts['skipped_steps']} skipped steps")
+          f"{counts['scaler_updates']} scaler updates, {counts['skipped_steps']} skipped, at step(s) {skipped}")
 
 
 CHILDREN = {"warmup": measure_warmup, "weight-decay": measure_weight_decay, "depth": measure_depth,
