@@ -45,7 +45,13 @@ MEASUREMENTS = {
                 [(f"--threads {n}", {}, ["--threads", str(n)]) for n in (1, 2)]),
     "t4-post-ln": ("running.md: chapter 6's Post-LN run in imitated T4 fp16 (autocast and scaler on)",
                    [("one thread", {}, ["--threads", "1"])]),
+    "chapter-kernels": ("chapters 6, 8, 15 and 16 ('the same four decimals under the three kernels'): "
+                        "every checked number, run top to bottom under each kernel",
+                        [(kernel, {"ATEN_CPU_CAPABILITY": kernel}, ["--threads", "2"])
+                         for kernel in ("default", "avx2", "avx512")]),
 }
+KERNEL_CHAPTERS = ("06_layernorm_residuals_preln", "08_training", "15_subword_tokens", "16_fine_tuning_lora")
+CHECKED = re.compile(r"^(.*?) ≈ (-?\d+\.\d+) \(book: ")     # a line printed by minigpt.expect
 
 
 # ------------------------------------------------------------------ the measurements (children)
@@ -142,8 +148,45 @@ def measure_t4_post_ln() -> None:
           f"{counts['scaler_updates']} scaler updates, {counts['skipped_steps']} skipped, at step(s) {skipped}")
 
 
+def measure_chapter_kernels() -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    for chapter in KERNEL_CHAPTERS:
+        notebook = nbformat.read(ROOT / "notebooks" / f"{chapter}.ipynb", as_version=4)
+        start = time.perf_counter()
+        # the kernel is a child of this process, so it inherits ATEN_CPU_CAPABILITY
+        NotebookClient(notebook, timeout=1800, kernel_name="python3",
+                       resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+        for cell in notebook.cells:
+            for output in cell.get("outputs", []):
+                for line in output.get("text", "").splitlines():
+                    if CHECKED.match(line):
+                        print(f"{chapter[:2]} | {line}")
+        print(f"{chapter[:2]} | ran in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def compare_kernels(lines: dict[str, list[str]]) -> None:
+    """The largest difference, over the kernels, of each number the chapters check."""
+    values: dict[str, list[float]] = {}
+    for kernel_lines in lines.values():
+        for line in kernel_lines:
+            chapter, _, checked = line.partition(" | ")
+            found = CHECKED.match(checked)
+            if found:
+                values.setdefault(f"{chapter} {found.group(1).strip()}", []).append(float(found.group(2)))
+    complete = {label: v for label, v in values.items() if len(v) == len(lines)}
+    if not complete:
+        print("  no number was printed under every kernel")
+        return
+    spread = {label: max(v) - min(v) for label, v in complete.items()}
+    same = sum(1 for d in spread.values() if d == 0)
+    print(f"  {len(complete)} checked numbers under {len(lines)} kernels: {same} identical to four decimals; "
+          f"largest difference {max(spread.values()):.4f} ({max(spread, key=spread.get)})")
+
+
 CHILDREN = {"warmup": measure_warmup, "weight-decay": measure_weight_decay, "depth": measure_depth,
-            "kernels": measure_kernels, "threads": measure_threads, "t4-post-ln": measure_t4_post_ln}
+            "kernels": measure_kernels, "threads": measure_threads, "t4-post-ln": measure_t4_post_ln, "chapter-kernels": measure_chapter_kernels}
 
 
 # ------------------------------------------------------------------------------- the parent
@@ -172,18 +215,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for name in args.names or MEASUREMENTS:
         what, children = MEASUREMENTS[name]
         print(f"\n## {name}: {what}", flush=True)
+        printed = {}
         for label, extra_env, child_args in children:
             env = {**os.environ, **extra_env, "PYTHONPATH": str(ROOT)}
             start = time.perf_counter()
             done = subprocess.run([sys.executable, "-m", "bench.answers", "--child", name, *child_args],
                                   capture_output=True, text=True, cwd=ROOT, env=env)
             lines = done.stdout.strip().splitlines() or ["(no output)"]
+            printed[label] = lines
             for line in lines:
                 print(f"  [{label}] {line}", flush=True)
             if done.returncode != 0:
                 failed += 1
                 print(f"  [{label}] FAILED after {time.perf_counter() - start:.0f} s:\n{done.stderr[-3000:]}",
                       flush=True)
+        if name == "chapter-kernels":
+            compare_kernels(printed)
     return 1 if failed else 0
 
 
