@@ -469,6 +469,20 @@ def _resume_data(out: Path, saved, text: str):
                          "the text the run was trained on (--text), or start a new run in another --out.") from None
 
 
+def _refuse_default_text_for_other_data(out: Path, saved, data) -> None:
+    """`--resume` without --text reads tinyshakespeare. A run trained on the user's own text
+    would go on with Shakespeare, and its keep-last rule would then delete the checkpoints of
+    the real text: refuse. (With an explicit --text, other data is the user's choice, and
+    `check_resumable` only warns.)"""
+    from .errors import UsageError
+    from .resume import DATA_KEY, data_fingerprint
+    trained_on = saved.train_state.get(DATA_KEY)    # checkpoints from before it was stored hold none
+    if isinstance(trained_on, str) and trained_on != data_fingerprint(data):
+        raise UsageError(f"cannot resume {str(out)!r} without --text: its checkpoint was trained on other text "
+                         "than tinyshakespeare (the default without --text). Pass the run's own text: "
+                         "--resume --text FILE.")
+
+
 def _train_data(args, text: str):
     """TextData for a new run: characters, or a BPE tokenizer trained on the training split
     only (the validation text stays unseen by the tokenizer too)."""
@@ -513,6 +527,8 @@ def _cmd_train(args) -> int:
     _check_tokenizer_flags(args)
     if args.init_from is None:
         data = _resume_data(out, saved, text) if saved is not None else _train_data(args, text)
+        if saved is not None and not args.text:
+            _refuse_default_text_for_other_data(out, saved, data)
         config, cfg = _train_configs(args, data.tokenizer.vocab_size, out, saved)
     else:
         base, data = _fine_tune_start(text)
@@ -732,9 +748,15 @@ def _print_warning(message, category, filename, lineno, file=None, line=None) ->
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return _main(argv)
-    except KeyboardInterrupt:              # Ctrl-C anywhere, start-up included
-        print("\ninterrupted", file=sys.stderr)
+    except KeyboardInterrupt:              # Ctrl-C once the command line is read (`import minigpt`,
+        print("\ninterrupted", file=sys.stderr)   # which loads torch, comes before this handler)
         return 130
+    except BrokenPipeError:                # `sample ... | head`: the reader has all it wanted
+        # Python would print another BrokenPipeError when it flushes stdout at exit: point
+        # stdout at /dev/null first (the recipe in the `signal` module's documentation)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141                         # 128 + SIGPIPE, as a shell reports a program killed by it
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:

@@ -212,6 +212,14 @@ def refuse_existing_file(directory: PathLike) -> None:
     folder that exists on its path must be writable, since the rest is created there (checked
     before anything is built; check_output_folder then creates and probes it)."""
     directory = Path(directory)
+    try:
+        _refuse_existing_file(directory)
+    except PermissionError as err:     # a folder on the path that this user may not enter (EACCES)
+        raise CheckpointError(f"cannot use the output folder {str(directory)!r}: permission denied on "
+                              f"{str(err.filename or directory)!r}; choose another --out.") from None
+
+
+def _refuse_existing_file(directory: Path) -> None:
     if directory.exists() and not directory.is_dir():
         raise CheckpointError(f"the output folder {str(directory)!r} is an existing file; choose "
                               "a folder path for --out (it is created if missing).")

@@ -580,9 +580,9 @@ def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.devic
     if interrupt.requested:
         if last_saved is not None and last_saved.name == f"step-{step:06d}":
             print(f"interrupted: saved step {step} to {str(last_saved)!r}; continue with "
-                  "resume=True (--resume).", flush=True)
+                  "resume=True in Python, --resume at the command line.", flush=True)
         elif out_dir is None:
-            print(f"interrupted at step {step} (training without out_dir writes no checkpoint).", flush=True)
+            print(f"interrupted at step {step}: train() wrote no checkpoint (it was given no out_dir).", flush=True)
         else:
             print(f"interrupted at step {step}, before anything new was saved.", flush=True)
         raise KeyboardInterrupt

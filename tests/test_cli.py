@@ -497,6 +497,20 @@ def test_export_web_input_errors_are_one_line(tmp_path, capsys):
     blocker.write_text("not a folder")
     assert main(["export-web", "--out", str(blocker / "m.js")]) == 2
     one_line_error(capsys, f"cannot write '{blocker / 'm.js'}'", "choose another --out")
+    from minigpt.web.export import asset_path
+    shipped = asset_path()
+    before = shipped.stat().st_mtime_ns
+    assert main(["export-web", "--out", ""]) == 2          # was: rewrote the package's own asset
+    one_line_error(capsys, "--out is empty", "--out model.js")
+    assert shipped.stat().st_mtime_ns == before
+
+
+def test_export_web_of_the_shipped_model_registers_the_name_asked_for(tmp_path, capsys):
+    from minigpt.web.export import read_web_asset
+    assert main(["export-web", "--out", str(tmp_path / "mymodel.js")]) == 0
+    assert main(["export-web", "--out", str(tmp_path / "other.js"), "--name", "foo"]) == 0
+    assert read_web_asset(tmp_path / "mymodel.js")["name"] == "mymodel"
+    assert read_web_asset(tmp_path / "other.js")["name"] == "foo"
 
 
 def test_export_web_of_a_bpe_model_says_the_page_reads_characters(tmp_path, capsys):
@@ -639,6 +653,23 @@ def test_resume_on_other_text_warns_that_it_is_other_data(tmp_path, capsys):
     assert "other data" not in capsys.readouterr().err
 
 
+def test_resume_without_text_refuses_a_run_trained_on_other_text(tmp_path, capsys, shakespeare):
+    """A run whose vocabulary holds Shakespeare's characters (every fine-tune does) would go on
+    with tinyshakespeare, the default without --text, and the keep-last rule would then delete
+    the checkpoints of its own text. Refused; nothing in the run folder changes."""
+    own = tmp_path / "own.txt"
+    own.write_text(shakespeare.swapcase(), encoding="utf-8")          # the same characters, other text
+    common = ["--out", str(tmp_path / "run"), "--no-progress", "--threads", "1", "--sample-tokens", "0",
+              "--preset", "tiny", "--block-size", "16"]
+    assert main(["train", "--max-iters", "2", "--text", str(own), *common]) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert main(["train", "--resume", "--max-iters", "4", *common]) == 2
+    one_line_error(capsys, "cannot resume", "without --text", "--resume --text FILE")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+    assert main(["train", "--resume", "--max-iters", "3", "--text", str(own), *common]) == 0
+
+
 def test_resume_in_a_folder_with_nothing_to_resume_says_so(tmp_path, capsys):
     common = ["--no-progress", "--threads", "1", "--sample-tokens", "0", "--resume"]
     assert main(["train", "--out", str(tmp_path / "typo"), *common]) == 2
@@ -771,3 +802,43 @@ def test_running_out_of_gpu_memory_is_one_line(monkeypatch, capsys):
                    "use fewer --num-samples, or --device cpu")
     assert main(["train"]) == 2
     one_line_error(capsys, "out of GPU memory", "choose a smaller --batch-size, or --micro-batch-size")
+
+
+def test_an_output_folder_behind_a_folder_one_may_not_enter_is_one_line(tmp_path, capsys, monkeypatch):
+    """As another user, Path.exists() on a path under a root-only folder raises PermissionError
+    (EACCES) in Python 3.11: train, export and export-web printed its traceback. (Faked here:
+    the tests run as root, for whom every folder opens.)"""
+    import pathlib
+    locked = tmp_path / "locked"
+    real_exists = pathlib.Path.exists
+
+    def exists(self, *args, **kwargs):
+        if self == locked or locked in self.parents:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_exists(self, *args, **kwargs)
+    monkeypatch.setattr(pathlib.Path, "exists", exists)
+    assert main(["train", "--preset", "tiny", "--max-iters", "1", "--out", str(locked / "run")]) == 2
+    one_line_error(capsys, f"cannot use the output folder '{locked / 'run'}': permission denied", "choose another --out")
+    assert main(["export-web", "--out", str(locked / "x.js")]) == 2
+    one_line_error(capsys, "permission denied", "choose another --out")
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_sample_into_a_closed_pipe_ends_quietly():
+    """`sample ... | head -c 100`: when the reader closes the pipe, print raises BrokenPipeError.
+    The command ends with the status a shell gives SIGPIPE (141) and no traceback, also not the
+    one Python prints when it flushes stdout at exit."""
+    code = ("import sys, minigpt.cli as cli\n"
+            "def command(argv):\n"
+            "    print('x' * 100, flush=True)\n"          # the reader below has already gone
+            "    raise BrokenPipeError(32, 'Broken pipe')\n"
+            "cli._main = command\n"
+            "sys.exit(cli.main([]))\n")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    done = subprocess.run([sys.executable, "-c", code], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    os.close(write_end)
+    assert done.returncode == 141 and done.stderr == "", done.stderr

@@ -114,12 +114,7 @@ def export_web(model: MiniGPT, tokenizer: CharTokenizer, path: Union[str, Path],
         where = "" if name else f" (taken from the file name {path.name!r}: pass a name, --name at the command line)"
         raise WebExportError(f"name {name or path.stem!r} must be 1-64 letters, digits, '_' or '-'{where}.")
     name = name or path.stem
-    if path.is_dir():
-        raise WebExportError(f"{str(path)!r} is a folder; the asset is one .js file: give a file path (--out).")
-    blocking = nearest_existing_parent(path)
-    if not blocking.is_dir():
-        raise WebExportError(f"cannot write {str(path)!r}: {str(blocking)!r} on its path is a file; choose "
-                             "another --out (a .js path in a folder you can write).")
+    _check_writable_path(path)
     tensors = {}
     for key, value in model.state_dict().items():
         if key == "lm_head.weight":        # tied to wte.weight: stored once
@@ -220,8 +215,25 @@ def load_web_model(path: Union[str, Path]) -> tuple[MiniGPT, CharTokenizer]:
     return model, tokenizer
 
 
-def export_pretrained(path: Optional[Union[str, Path]] = None, quantize: str = "int8") -> Path:
-    """Write the shipped pretrained model's asset (what the book's pages load)."""
+def _check_writable_path(path: Path) -> None:
+    """The asset's path is not a folder and does not lie below a file or a folder this user may
+    not enter (Path.exists raises PermissionError there)."""
+    try:
+        if path.is_dir():
+            raise WebExportError(f"{str(path)!r} is a folder; the asset is one .js file: give a file path (--out).")
+        blocking = nearest_existing_parent(path)
+        if not blocking.is_dir():
+            raise WebExportError(f"cannot write {str(path)!r}: {str(blocking)!r} on its path is a file; choose "
+                                 "another --out (a .js path in a folder you can write).")
+    except PermissionError as err:
+        raise WebExportError(f"cannot write {str(path)!r}: permission denied on {str(err.filename or path)!r}; "
+                             "choose another --out (a .js path in a folder you can write).") from None
+
+
+def export_pretrained(path: Optional[Union[str, Path]] = None, quantize: str = "int8",
+                      name: Optional[str] = None) -> Path:
+    """Write the shipped pretrained model's asset: by default into the package, under the name
+    the book's pages load it by; to another `path`, under `name` or that file's stem."""
     from ..checkpoint import load_model
     from ..pretrained import PRETRAINED_NAME, pretrained_info, pretrained_path
     model, tokenizer = load_model(pretrained_path(), "cpu")
@@ -231,8 +243,9 @@ def export_pretrained(path: Optional[Union[str, Path]] = None, quantize: str = "
             "val_loss": summary.get("val_loss"), "parameters": model.num_parameters()}
     if quantize == "int8":
         info["val_loss_quantized"] = PRETRAINED_INT8_VAL_LOSS
-    return export_web(model, tokenizer, path or asset_path(PRETRAINED_NAME), PRETRAINED_NAME,
-                      quantize, info)
+    if path is None:
+        path, name = asset_path(PRETRAINED_NAME), PRETRAINED_NAME
+    return export_web(model, tokenizer, path, name, quantize, info)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -245,11 +258,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--quantize", default="int8", choices=QUANTIZE)
     parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
+    if not args.out.strip():        # Path("") is "." : never fall back to the package's own asset
+        raise WebExportError("--out is empty: give the path of the .js file to write, e.g. --out model.js.")
+    _check_writable_path(Path(args.out))
     if Path(args.out).is_file() and not args.force and Path(args.out).suffix == ".js":
         raise WebExportError(f"{args.out!r} exists; export-web does not overwrite a file: choose another "
                              "--out, or add --force to replace it.")
     if args.checkpoint is None:
-        out = export_pretrained(args.out, args.quantize)
+        out = export_pretrained(args.out, args.quantize, args.name)
     else:
         from ..checkpoint import load_model
         model, tokenizer = load_model(args.checkpoint, "cpu")
