@@ -588,8 +588,10 @@ def _cmd_train(args) -> int:
     steps = (f"{result.steps - start_step} steps ({result.steps} in all)" if saved is not None
              else f"{result.steps} steps")
     trained = result.steps - start_step
-    per_step = (f"; {result.step_seconds / trained * 1e3:.1f} ms a step without evaluations and checkpoints"
-                if trained > 0 else "")
+    # with --compile the first step waits for the compiler: a short run's mean is mostly that
+    compiled = ", compilation included" if cfg.compile else ""
+    per_step = (f"; {result.step_seconds / trained * 1e3:.1f} ms a step without evaluations and "
+                f"checkpoints{compiled}" if trained > 0 else "")
     print(f"trained {steps}; {result.tokens_per_second:,.0f} tokens/s{per_step}")
     if args.sample_tokens > 0:
         prompt = _default_prompt(data.tokenizer)
