@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-from minigpt.cli import thread_count
+from minigpt.cli import in_flag_terms, thread_count
 from minigpt.device import DEVICE_CHOICES, pick_device
 
 from .harness import ALL_BENCHMARKS, DEFAULT_BENCHMARKS, run_benchmarks
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
         try:
             pick_device(args.device)
         except ValueError as err:
-            problem = str(err)
+            problem = in_flag_terms(str(err))     # --device auto, not device='auto
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -49,6 +49,8 @@ def _json_path_problem(path: Path):
     if path.is_dir():                 # also "" and ".", which name the current folder
         return f"--json {str(path)!r} is a folder; name a file, e.g. --json results.json."
     folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        return f"--json {str(path)!r}: {str(folder)!r} on its path is a file, not a folder; choose another file."
     if not folder.is_dir():
         return f"--json {str(path)!r}: the folder {str(folder)!r} does not exist; create it or choose another file."
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):

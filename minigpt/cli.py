@@ -275,6 +275,12 @@ def _check_model_fits(config, cfg, device) -> None:
     if state > have:
         raise UsageError(f"this model has {n_params / 1e6:,.1f}M parameters and training it needs about "
                          f"{_size(state)}, but {where}; choose a smaller --n-embd, --n-layer or --block-size.")
+    rows = cfg.micro_batch_size or max(1, cfg.batch_size // distributed.world().world_size)
+    if state + activations // rows > have:     # activations grow with the rows: one row is the least
+        raise UsageError(f"this model ({n_params / 1e6:,.1f}M parameters, {_size(state)} to train) does not fit "
+                         f"with even one sequence of {config.block_size:,} tokens (its activations need at least "
+                         f"{_size(activations // rows)}), but {where}; choose a smaller --n-embd, --n-layer or "
+                         "--block-size.")
     if state + activations > have:
         raise UsageError(f"one batch of {cfg.micro_batch_size or cfg.batch_size:,} sequences of {config.block_size:,} "
                          f"tokens needs at least {_size(activations)} for its activations (and the model "
@@ -597,8 +603,14 @@ def _cmd_train(args) -> int:
         prompt = _default_prompt(data.tokenizer)
         idx = torch.tensor([data.tokenizer.encode(prompt)], device=result.model.device)
         generator = torch.Generator().manual_seed(cfg.seed)     # CPU: same draws on any device
-        out_ids = result.model.generate(idx, args.sample_tokens, temperature=0.8, top_k=40,
-                                        generator=generator)
+        try:
+            out_ids = result.model.generate(idx, args.sample_tokens, temperature=0.8, top_k=40,
+                                            generator=generator)
+        except KeyboardInterrupt:           # the training itself is done and written
+            saved_to = result.checkpoint if args.lora_rank is None else out
+            print(f"interrupted while sampling: training finished (val_loss {val_loss:.4f}) and is saved "
+                  f"in {str(saved_to)!r}.", file=sys.stderr, flush=True)
+            raise
         print("--- sample (temperature 0.8, top-k 40) ---")
         print(data.tokenizer.decode(out_ids[0]))
         print("---")

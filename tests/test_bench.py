@@ -92,10 +92,13 @@ def test_bench_rejects_an_unknown_benchmark_in_one_line():
 def test_bench_refuses_what_would_fail_after_the_run_before_running(tmp_path, capsys):
     # a bad --json or --device once raised a traceback, the --json one after minutes of work
     from bench.__main__ import main as bench_main
+    (tmp_path / "file.txt").write_text("")
     cases = [(["flash", "--json", str(tmp_path / "nodir" / "x.json")], "the folder"),
-             (["flash", "--json", str(tmp_path)], "is a folder; name a file")]
+             (["flash", "--json", str(tmp_path)], "is a folder; name a file"),
+             (["flash", "--json", str(tmp_path / "file.txt" / "x.json")], "on its path is a file, not a folder")]
     if not torch.cuda.is_available():
         cases.append((["flash", "--device", "cuda"], "device 'cuda' was requested but PyTorch sees no CUDA GPU"))
+        cases.append((["flash", "--device", "cuda"], "use --device auto or --device cpu"))
     for argv, message in cases:
         assert bench_main(argv) == 2, argv
         err = capsys.readouterr().err.strip()

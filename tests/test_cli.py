@@ -502,6 +502,8 @@ def test_export_web_input_errors_are_one_line(tmp_path, capsys):
     before = shipped.stat().st_mtime_ns
     assert main(["export-web", "--out", ""]) == 2          # was: rewrote the package's own asset
     one_line_error(capsys, "--out is empty", "--out model.js")
+    assert main(["export-web", "--out", str(tmp_path / "m.js"), "--checkpoint", ""]) == 2
+    one_line_error(capsys, "--checkpoint is empty", "leave --checkpoint out")
     assert shipped.stat().st_mtime_ns == before
 
 
@@ -842,3 +844,32 @@ def test_sample_into_a_closed_pipe_ends_quietly():
                           cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     os.close(write_end)
     assert done.returncode == 141 and done.stderr == "", done.stderr
+
+
+def test_ctrl_c_while_sampling_after_training_says_the_run_is_saved(tmp_path, capsys, monkeypatch):
+    from minigpt import MiniGPT
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(MiniGPT, "generate", interrupted)
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--max-iters", "2", "--no-progress", "--threads", "1",
+                 "--sample-tokens", "50", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted while sampling: training finished (val_loss " in err
+    assert f"is saved in '{out / 'step-000002'}'" in err
+    assert (out / "step-000002" / "model.safetensors").is_file()
+
+
+def test_a_model_that_fits_but_not_with_one_sequence_asks_for_a_smaller_model(tmp_path, capsys, monkeypatch):
+    """100,000 layers of the tiny preset: the training state (20.3 GB) fits in 25 GB, but even
+    one sequence's activations do not. A smaller batch cannot help: the message names the
+    model's sizes, not --batch-size. (The machine's memory is faked at 25 GB.)"""
+    import os as os_module
+    real_sysconf = os_module.sysconf
+    monkeypatch.setattr(os_module, "sysconf", lambda name: 25 * 10**9 // 4096 if name == "SC_PHYS_PAGES"
+                        else 4096 if name == "SC_PAGE_SIZE" else real_sysconf(name))
+    assert main(["train", "--preset", "tiny", "--n-layer", "100000", "--out", str(tmp_path / "big"),
+                 "--no-progress", "--device", "cpu"]) == 2
+    err = one_line_error(capsys, "does not fit with even one sequence", "choose a smaller --n-embd, --n-layer")
+    assert "--batch-size" not in err

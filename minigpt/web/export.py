@@ -260,6 +260,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     if not args.out.strip():        # Path("") is "." : never fall back to the package's own asset
         raise WebExportError("--out is empty: give the path of the .js file to write, e.g. --out model.js.")
+    if args.checkpoint is not None and not args.checkpoint.strip():
+        raise WebExportError("--checkpoint is empty: give a checkpoint folder, or leave --checkpoint out "
+                             "to export the shipped model.")
     _check_writable_path(Path(args.out))
     if Path(args.out).is_file() and not args.force and Path(args.out).suffix == ".js":
         raise WebExportError(f"{args.out!r} exists; export-web does not overwrite a file: choose another "
