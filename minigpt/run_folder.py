@@ -215,8 +215,8 @@ def refuse_existing_file(directory: PathLike) -> None:
     try:
         _refuse_existing_file(directory)
     except PermissionError as err:     # a folder on the path that this user may not enter (EACCES)
-        raise CheckpointError(f"cannot use the output folder {str(directory)!r}: permission denied on "
-                              f"{str(err.filename or directory)!r}; choose another --out.") from None
+        raise CheckpointError(f"cannot use the output folder {str(directory)!r}: {err.strerror or 'Permission denied'} "
+                              f"on {str(err.filename or directory)!r}; choose another --out.") from None
 
 
 def _refuse_existing_file(directory: Path) -> None:

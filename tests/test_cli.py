@@ -820,9 +820,9 @@ def test_an_output_folder_behind_a_folder_one_may_not_enter_is_one_line(tmp_path
         return real_exists(self, *args, **kwargs)
     monkeypatch.setattr(pathlib.Path, "exists", exists)
     assert main(["train", "--preset", "tiny", "--max-iters", "1", "--out", str(locked / "run")]) == 2
-    one_line_error(capsys, f"cannot use the output folder '{locked / 'run'}': permission denied", "choose another --out")
+    one_line_error(capsys, f"cannot use the output folder '{locked / 'run'}': Permission denied", "choose another --out")
     assert main(["export-web", "--out", str(locked / "x.js")]) == 2
-    one_line_error(capsys, "permission denied", "choose another --out")
+    one_line_error(capsys, "Permission denied", "choose another --out")
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

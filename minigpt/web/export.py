@@ -226,7 +226,7 @@ def _check_writable_path(path: Path) -> None:
             raise WebExportError(f"cannot write {str(path)!r}: {str(blocking)!r} on its path is a file; choose "
                                  "another --out (a .js path in a folder you can write).")
     except PermissionError as err:
-        raise WebExportError(f"cannot write {str(path)!r}: permission denied on {str(err.filename or path)!r}; "
+        raise WebExportError(f"cannot write {str(path)!r}: {err.strerror or 'Permission denied'} on {str(err.filename or path)!r}; "
                              "choose another --out (a .js path in a folder you can write).") from None
 
 
