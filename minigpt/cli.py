@@ -255,6 +255,7 @@ def _check_model_fits(config, cfg, device) -> None:
     the device's memory (an absurd --n-embd, --n-layer or --batch-size would otherwise run for
     minutes and die inside torch's allocator)."""
     import os
+    from dataclasses import replace
 
     import torch
 
@@ -267,19 +268,18 @@ def _check_model_fits(config, cfg, device) -> None:
             have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         except (ValueError, OSError, AttributeError):   # not a POSIX system: no limit known
             return
-    half_precision = device.type == "cuda" and cfg.autocast
-    state, activations = training_memory(config, cfg, distributed.world().world_size,
-                                         2 if half_precision else 4)
+    bytes_per_activation = 2 if device.type == "cuda" and cfg.autocast else 4      # half precision or fp32
+    state, activations = training_memory(config, cfg, distributed.world().world_size, bytes_per_activation)
     n_params = parameter_count(config)
     where = f"the {device.type} has {_size(have)} of memory"
     if state > have:
         raise UsageError(f"this model has {n_params / 1e6:,.1f}M parameters and training it needs about "
                          f"{_size(state)}, but {where}; choose a smaller --n-embd, --n-layer or --block-size.")
-    rows = cfg.micro_batch_size or max(1, cfg.batch_size // distributed.world().world_size)
-    if state + activations // rows > have:     # activations grow with the rows: one row is the least
+    _, one_sequence = training_memory(config, replace(cfg, micro_batch_size=1), 1, bytes_per_activation)
+    if state + one_sequence > have:            # a smaller batch cannot help: the model must shrink
         raise UsageError(f"this model ({n_params / 1e6:,.1f}M parameters, {_size(state)} to train) does not fit "
                          f"with even one sequence of {config.block_size:,} tokens (its activations need at least "
-                         f"{_size(activations // rows)}), but {where}; choose a smaller --n-embd, --n-layer or "
+                         f"{_size(one_sequence)}), but {where}; choose a smaller --n-embd, --n-layer or "
                          "--block-size.")
     if state + activations > have:
         raise UsageError(f"one batch of {cfg.micro_batch_size or cfg.batch_size:,} sequences of {config.block_size:,} "

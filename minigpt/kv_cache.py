@@ -15,6 +15,14 @@ class KVCacheShapeError(MiniGPTError, ValueError):
     """Keys or values whose batch, head or channel sizes are not the cache's."""
 
 
+def _check_sizes(owner: str, **sizes) -> None:
+    """Every size of a cache is a whole number >= 1 (torch would fail deep inside, or not at all)."""
+    for name, size in sizes.items():
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise KVCacheShapeError(f"{owner}{name} must be a whole number >= 1, got {size!r}; a cache is one "
+                                    "(batch_size, n_kv_head, max_len, head_dim) buffer per layer (n_layer).")
+
+
 class KVCache:
     """Pre-allocated keys and values for one attention layer.
 
@@ -24,11 +32,7 @@ class KVCache:
 
     def __init__(self, batch_size: int, n_kv_head: int, max_len: int, head_dim: int,
                  device=None, dtype=torch.float32):
-        sizes = {"batch_size": batch_size, "n_kv_head": n_kv_head, "max_len": max_len, "head_dim": head_dim}
-        for name, size in sizes.items():
-            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                raise KVCacheShapeError(f"KVCache's {name} must be a whole number >= 1, got {size!r}; "
-                                        "the cache is a (batch_size, n_kv_head, max_len, head_dim) buffer.")
+        _check_sizes("KVCache's ", batch_size=batch_size, n_kv_head=n_kv_head, max_len=max_len, head_dim=head_dim)
         self.k = torch.empty(batch_size, n_kv_head, max_len, head_dim, device=device, dtype=dtype)
         self.v = torch.empty_like(self.k)
         self.length = 0
@@ -69,7 +73,6 @@ def kv_cache_nbytes(n_layer: int, batch_size: int, n_kv_head: int, max_len: int,
     allocates nothing, so even a 7B model's cache can be sized on a laptop. Equal to
     2 (keys and values) * n_layer * batch_size * n_kv_head * max_len * head_dim * bytes per element.
     """
-    if isinstance(n_layer, bool) or not isinstance(n_layer, int) or n_layer < 1:
-        raise KVCacheShapeError(f"n_layer must be a whole number >= 1 (one cache per layer), got {n_layer!r}.")
+    _check_sizes("", n_layer=n_layer)
     one_layer = KVCache(batch_size, n_kv_head, max_len, head_dim, device="meta", dtype=dtype)
     return n_layer * one_layer.nbytes

@@ -825,9 +825,6 @@ def test_an_output_folder_behind_a_folder_one_may_not_enter_is_one_line(tmp_path
     one_line_error(capsys, "Permission denied", "choose another --out")
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def test_sample_into_a_closed_pipe_ends_quietly():
     """`sample ... | head -c 100`: when the reader closes the pipe, print raises BrokenPipeError.
     The command ends with the status a shell gives SIGPIPE (141) and no traceback, also not the
@@ -841,7 +838,7 @@ def test_sample_into_a_closed_pipe_ends_quietly():
     read_end, write_end = os.pipe()
     os.close(read_end)
     done = subprocess.run([sys.executable, "-c", code], stdout=write_end, stderr=subprocess.PIPE, text=True,
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+                          env=ENV)
     os.close(write_end)
     assert done.returncode == 141 and done.stderr == "", done.stderr
 

@@ -263,7 +263,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.checkpoint is not None and not args.checkpoint.strip():
         raise WebExportError("--checkpoint is empty: give a checkpoint folder, or leave --checkpoint out "
                              "to export the shipped model.")
-    _check_writable_path(Path(args.out))
+    _check_writable_path(Path(args.out))      # before the model loads (export_web checks again, for its callers)
     if Path(args.out).is_file() and not args.force and Path(args.out).suffix == ".js":
         raise WebExportError(f"{args.out!r} exists; export-web does not overwrite a file: choose another "
                              "--out, or add --force to replace it.")
