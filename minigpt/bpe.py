@@ -27,6 +27,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from .data import CharTokenizer, DataError, ids_as_list
+from .errors import is_whole_number
 
 # GPT-2's pre-tokenisation pattern (openai/gpt-2, encoder.py), unchanged: it needs the `regex`
 # module, which knows \p{L} (letters) and \p{N} (numbers)
@@ -132,7 +133,7 @@ class BPETokenizer:
         Ties between equally frequent pairs go to the smaller (left, right) ids, so training is
         deterministic. Stops early (with a smaller vocabulary) if no pair occurs twice.
         """
-        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
+        if not is_whole_number(vocab_size):
             raise DataError(f"vocab_size must be an integer, got {vocab_size!r}.")
         if vocab_size < MIN_VOCAB_SIZE:
             raise DataError(f"vocab_size={vocab_size} is too small: a byte-level BPE has the 256 byte "

@@ -39,7 +39,7 @@ from .config import ConfigError, GPTConfig
 from .data import CharTokenizer
 from .bpe import BPETokenizer, tokenizer_from_dict
 from .device import pick_device
-from .errors import CheckpointError, UsageError
+from .errors import CheckpointError, UsageError, is_whole_number
 from .lora import is_adapter_folder
 from .model import MiniGPT
 from .run_folder import (LATEST_FILE, META_FILE, complete_steps, fsync_path, is_run_folder, os_reason,
@@ -362,7 +362,7 @@ def _read_meta(folder: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{where} is not a minigpt checkpoint description.")
     version = meta.get("version", 0)
-    if not isinstance(version, int) or isinstance(version, bool):
+    if not is_whole_number(version):
         raise CheckpointError(f"{where} has an invalid format version {version!r}.")
     if version > FORMAT_VERSION:
         raise CheckpointError(f"checkpoint format version {version} is newer than this "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Optional
 
-from .errors import MiniGPTError
+from .errors import MiniGPTError, is_whole_number
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
 NORMS = ("pre", "post")
@@ -57,7 +57,7 @@ class GPTConfig:
     def validate(self) -> None:
         for name in ("vocab_size", "block_size", "n_embd", "n_head", "n_layer", "n_kv_head"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_whole_number(value, 1):
                 raise ConfigError(f"GPTConfig.{name} must be a positive integer, got {value!r}.")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
                 or not 0.0 <= self.dropout < 1.0:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence, Union
 
 import torch
 
-from .errors import MiniGPTError
+from .errors import MiniGPTError, is_whole_number
 
 if TYPE_CHECKING:                       # bpe imports data; the name is for annotations only
     from .bpe import BPETokenizer
@@ -163,7 +163,7 @@ class CharDataset(torch.utils.data.Dataset):
     """The seed's dataset: every window of `block_size` characters and its next-char targets."""
 
     def __init__(self, text: str, block_size: int, tokenizer: Optional[CharTokenizer] = None):
-        if not isinstance(block_size, int) or block_size < 1:
+        if not is_whole_number(block_size, 1):
             raise DataError(f"block_size must be a positive integer, got {block_size!r}.")
         self.tokenizer = tokenizer or CharTokenizer.from_text(text)
         self.stoi, self.itos = self.tokenizer.stoi, self.tokenizer.itos
@@ -297,7 +297,7 @@ def get_batch(data: torch.Tensor, block_size: int, batch_size: int,
     One `randint` and one gather replace the seed's Python loop over a DataLoader.
     """
     for name, value in (("block_size", block_size), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_whole_number(value, 1):
             raise DataError(f"{name} must be a positive whole number, got {value!r}.")
     if not isinstance(data, torch.Tensor) or data.dim() != 1 or data.is_floating_point() or data.is_complex():
         what = (f"a {data.dim()}-D {data.dtype} tensor" if isinstance(data, torch.Tensor)

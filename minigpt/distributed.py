@@ -36,7 +36,7 @@ from typing import Callable, Optional
 import torch
 import torch.distributed as dist
 
-from .errors import MiniGPTError, UsageError
+from .errors import MiniGPTError, UsageError, is_whole_number
 
 # How long a collective (all-reduce, broadcast) waits for the other ranks before failing.
 # Rank 0 alone writes checkpoints while the others wait in the next all-reduce, so this
@@ -121,7 +121,7 @@ def setup(device: torch.device, batch_size: int, micro_batch_size: Optional[int]
 
 def check_batch_split(batch_size: int, world_size: int, micro_batch_size: Optional[int] = None) -> int:
     """Rows per rank; a UsageError naming the fix when the batch does not split evenly."""
-    if micro_batch_size is not None and (isinstance(micro_batch_size, bool) or not isinstance(micro_batch_size, int)):
+    if micro_batch_size is not None and not is_whole_number(micro_batch_size):
         raise UsageError(f"micro_batch_size must be a positive integer or None, got {micro_batch_size!r}.")
     if batch_size % world_size != 0:
         below = batch_size - batch_size % world_size

@@ -27,3 +27,14 @@ class CheckpointError(MiniGPTError, RuntimeError):
 class ModelInputError(MiniGPTError, ValueError):
     """Token ids, targets, activations or generation settings the model cannot take (shape,
     range, device)."""
+
+
+def is_whole_number(value, minimum=None) -> bool:
+    """True for a plain `int` of at least `minimum` (any int when `minimum` is None).
+
+    Every count the package checks (sizes, steps, ranks, versions) goes through this one test.
+    `bool` is excluded although Python counts it as an int: `n_layer=True` is a slip, not a 1.
+    Floats such as 4.0 are refused too: a size that arrived as a float is a sign of a bug
+    upstream (a division), and torch would fail on it deep inside, far from the cause.
+    """
+    return isinstance(value, int) and not isinstance(value, bool) and (minimum is None or value >= minimum)

@@ -15,13 +15,13 @@ import torch.nn.functional as F
 
 from .data import DataError, TextData, get_batch
 from .device import autocast as autocast_context
-from .errors import UsageError
+from .errors import UsageError, is_whole_number
 from .model import eval_mode, ids_checked
 
 
 def _check_count(name: str, value, usual: str, largest: Optional[int] = None) -> None:
     """A batch size, number of batches or window length: a positive int, at most `largest`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_whole_number(value, 1):
         raise UsageError(f"{name} must be a positive integer, got {value!r}; {usual} is usual.")
     if largest is not None and value > largest:
         raise UsageError(f"{name} {value} is longer than the model's block_size ({largest}); pass "

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 from .config import ConfigError, GPTConfig
-from .errors import MiniGPTError
+from .errors import MiniGPTError, is_whole_number
 from .model import MiniGPT
 
 # Conv1D layers: stored (in, out) by GPT-2, (out, in) by nn.Linear
@@ -45,7 +45,7 @@ def config_from_hf(hf_config: Any, attn_impl: str = "sdpa") -> GPTConfig:
     """
     get = lambda name, default=None: getattr(hf_config, name, default)  # noqa: E731
     sizes = {name: get(name) for name in ("vocab_size", "n_positions", "n_embd", "n_head", "n_layer")}
-    missing = [name for name, value in sizes.items() if isinstance(value, bool) or not isinstance(value, int)]
+    missing = [name for name, value in sizes.items() if not is_whole_number(value)]
     if missing:
         raise ConfigError(f"{type(hf_config).__name__} is not a GPT-2 config: {', '.join(missing)} must be "
                           "integers (pass hf_model.config, a transformers.GPT2Config).")

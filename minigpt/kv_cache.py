@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import MiniGPTError
+from .errors import MiniGPTError, is_whole_number
 
 
 class KVCacheOverflowError(MiniGPTError, RuntimeError):
@@ -18,7 +18,7 @@ class KVCacheShapeError(MiniGPTError, ValueError):
 def _check_sizes(owner: str, **sizes) -> None:
     """Every size of a cache is a whole number >= 1 (torch would fail deep inside, or not at all)."""
     for name, size in sizes.items():
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        if not is_whole_number(size, 1):
             raise KVCacheShapeError(f"{owner}{name} must be a whole number >= 1, got {size!r}; a cache is one "
                                     "(batch_size, n_kv_head, max_len, head_dim) buffer per layer (n_layer).")
 

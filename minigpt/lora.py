@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import CheckpointError, MiniGPTError, UsageError
+from .errors import CheckpointError, MiniGPTError, UsageError, is_whole_number
 from .model import MiniGPT
 
 DEFAULT_TARGETS = ("attn.c_attn", "attn.c_proj")
@@ -85,7 +85,7 @@ class LoRALinear(nn.Linear):
 
 
 def _check_rank_alpha(rank, alpha) -> None:
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
+    if not is_whole_number(rank, 1):
         raise LoRAError(f"LoRA rank must be a positive integer, got {rank!r}; try rank=8.")
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
         raise LoRAError(f"LoRA alpha must be a positive number, got {alpha!r}; alpha = 2 * rank is usual.")

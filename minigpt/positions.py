@@ -17,18 +17,18 @@ import math
 
 import torch
 
-from .errors import UsageError
+from .errors import UsageError, is_whole_number
 
 
 def _even_width(dim, what: str) -> None:
     """Both tables pair channels (sine with cosine, or the two halves of a rotation)."""
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
+    if not is_whole_number(dim, 2) or dim % 2:
         raise UsageError(f"{what} must be an even whole number of channels (they are used in pairs), got {dim!r}.")
 
 
 def _position_count(n_positions) -> None:
     """A table has one row per position, so its length is a count: 0, 1, 2, ..."""
-    if isinstance(n_positions, bool) or not isinstance(n_positions, int) or n_positions < 0:
+    if not is_whole_number(n_positions, 0):
         raise UsageError(f"n_positions must be a whole number >= 0 (one table row per position), got {n_positions!r}.")
 
 

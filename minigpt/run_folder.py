@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
-from .errors import CheckpointError
+from .errors import CheckpointError, is_whole_number
 
 LATEST_FILE, LOCK_FILE = "latest", ".lock"
 META_FILE = "minigpt.json"                  # written last into a step folder: it is complete
@@ -38,7 +38,7 @@ PathLike = Union[str, os.PathLike]
 
 def step_name(step: int) -> str:
     """The name of step `step`'s folder: step-000500."""
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+    if not is_whole_number(step, 0):
         raise CheckpointError(f"step must be a whole number >= 0 (it names the folder step-000500), got {step!r}.")
     return f"step-{step:06d}"
 

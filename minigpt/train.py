@@ -34,7 +34,7 @@ from .data import DataError, TextData, get_batch
 from . import distributed
 from .device import (DEVICE_CHOICES, autocast, autocast_dtype, maybe_compile, pick_device, synchronize,
                      tune_cpu_allocator)
-from .errors import MiniGPTError, UsageError
+from .errors import MiniGPTError, UsageError, is_whole_number
 from .evaluation import estimate_loss, evaluate  # noqa: F401  (also importable from here, as before)
 from .model import MiniGPT
 from .resume import ResumeWarning, check_resumable, data_fingerprint, trainer_state  # noqa: F401  (ResumeWarning: as before)
@@ -76,9 +76,9 @@ class TrainConfig:
             self.device = str(self.device)      # JSON-serialisable in checkpoints
         for name in ("max_iters", "batch_size", "eval_interval", "eval_iters", "checkpoint_interval"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_whole_number(value, 1):
                 raise ConfigError(f"TrainConfig.{name} must be a positive integer, got {value!r}.")
-        if isinstance(self.warmup_iters, bool) or not isinstance(self.warmup_iters, int) or self.warmup_iters < 0:
+        if not is_whole_number(self.warmup_iters, 0):
             raise ConfigError(f"TrainConfig.warmup_iters must be >= 0, got {self.warmup_iters!r}.")
         if not (_is_number(self.learning_rate) and 0 < self.learning_rate < 1):
             raise ConfigError(f"TrainConfig.learning_rate must be in (0, 1), got {self.learning_rate!r}; "
@@ -97,7 +97,7 @@ class TrainConfig:
                                             and 0 <= self.min_lr <= self.learning_rate):
             raise ConfigError(f"TrainConfig.min_lr must be between 0 and learning_rate="
                               f"{self.learning_rate}, got {self.min_lr!r}; None means learning_rate / 10.")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+        if not is_whole_number(self.seed, 0) or self.seed > MAX_SEED:
             raise ConfigError(f"TrainConfig.seed must be an integer from 0 to 2**63 - 1, got {self.seed!r}.")
         if not isinstance(self.device, str) or self.device.lower().split(":")[0] not in DEVICE_CHOICES:
             raise ConfigError(f"TrainConfig.device must be one of {', '.join(DEVICE_CHOICES)} (or e.g. "
@@ -370,7 +370,7 @@ def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, 
         if len(tokens) <= block_size:      # one window needs block_size + 1 tokens
             raise DataError(f"the {split} split has {len(tokens):,} tokens, too few for windows of "
                             f"block_size={block_size:,}; use a smaller block_size or more text.")
-    if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int) or stop_at < 0):
+    if stop_at is not None and not is_whole_number(stop_at, 0):
         raise UsageError(f"stop_at must be a step number >= 0 or None, got {stop_at!r}.")
     if out_dir is not None and any(".lora_" in name for name, _ in model.named_parameters()):
         # a run folder's checkpoints hold whole plain models; an adapted model has extra tensors

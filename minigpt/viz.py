@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .errors import UsageError
+from .errors import UsageError, is_whole_number
 from .language import language, tr
 
 # Families that draw Simplified Chinese, best first (the first one matplotlib knows is used).
@@ -106,8 +106,7 @@ def plot_attention_head(model, tokenizer, text: str, layer: int, head: int, ax=N
     (`minigpt.web.widgets.attention_explorer`)."""
     import matplotlib.pyplot as plt
     n_layer, n_head = model.config.n_layer, model.config.n_head
-    whole = all(isinstance(v, int) and not isinstance(v, bool) for v in (layer, head))
-    if not whole or not 0 <= layer < n_layer or not 0 <= head < n_head:
+    if not (is_whole_number(layer, 0) and layer < n_layer and is_whole_number(head, 0) and head < n_head):
         raise UsageError(f"layer must be a whole number in 0..{n_layer - 1} and head in 0..{n_head - 1}, "
                          f"got layer={layer!r}, head={head!r}.")
     if not isinstance(text, str) or not text:

@@ -207,3 +207,28 @@ def test_export_and_add_lora_name_arguments_of_the_wrong_kind(tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(MiniGPTError, match=r"targets must be module names such as .*; got None"):
         add_lora(tiny(), targets=None)
+
+
+@pytest.mark.parametrize("value, minimum, whole", [
+    (3, None, True), (0, 0, True), (-1, None, True), (-1, 0, False), (1, 1, True), (0, 1, False),
+    (True, None, False), (False, 0, False), (4.0, None, False), ("4", None, False), (None, None, False),
+    (torch.tensor(4), None, False),
+])
+def test_is_whole_number_is_the_one_test_every_count_goes_through(value, minimum, whole):
+    from minigpt.errors import is_whole_number
+    assert is_whole_number(value, minimum) is whole
+
+
+@pytest.mark.parametrize("call, said", [
+    # each of these passed a bool or a float through a check written by hand before
+    (lambda: minigpt.CharDataset("to be or not", True), r"block_size must be a positive integer, got True"),
+    (lambda: minigpt.web.widgets.layer_predictions("to be", top_k=True),
+     r"top_k must be a whole number from 1 to 10, got True"),
+    (lambda: minigpt.web.widgets.layer_predictions("to be", position=1.5),
+     r"position must be a whole number in 0..4 for this text, got 1.5"),
+    (lambda: minigpt.TrainConfig(seed=True), r"TrainConfig.seed must be an integer from 0 to 2\*\*63 - 1, got True"),
+])
+def test_a_bool_or_a_float_is_not_a_count(call, said):
+    import minigpt.web.widgets  # noqa: F401  (the widgets are not imported by `import minigpt`)
+    with pytest.raises(MiniGPTError, match=said):
+        call()

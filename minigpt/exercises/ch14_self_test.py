@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..errors import UsageError
+from ..errors import UsageError, is_whole_number
 from ..language import tr
 from .core import FAILED, RECORDED, CheckResult, _answer, _is_number, _sentence, check_answer, read_answer
 
@@ -129,8 +129,7 @@ def _right_form(q: Question, given: Any) -> bool:
         return isinstance(given, str) and len(given) == 1 and given in q.options
     if q.kind == "count":
         return _is_number(given) and math.isfinite(given) and float(given).is_integer()
-    return isinstance(given, tuple) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
-                                            for n in given)
+    return isinstance(given, tuple) and all(is_whole_number(n, 0) for n in given)
 
 
 def _check_form(q: Question, given: Any) -> CheckResult:

@@ -23,7 +23,7 @@ import json
 from functools import lru_cache
 from typing import Optional, Sequence, Union
 
-from ..errors import UsageError
+from ..errors import UsageError, is_whole_number
 from ..language import tr
 from .export import DEFAULT_MODEL, STATIC_DIR
 
@@ -125,7 +125,7 @@ def _check_known_characters(text: str, model: str, what: str) -> None:
 
 
 def _whole(value, low: int, high: int, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+    if not is_whole_number(value, low) or value > high:
         raise _bad(f"{what} must be a whole number from {low} to {high}, got {value!r}.")
 
 
@@ -235,11 +235,10 @@ def layer_predictions(text: str, position: Optional[int] = None, top_k: int = 5,
     _check_max_chars(max_chars, shape)
     if not text or len(text) > max_chars:
         raise _bad(f"text must have 1 to {max_chars} characters, got {len(text)}.")
-    if position is not None and not 0 <= position < len(text):
-        raise _bad(f"position must be in 0..{len(text) - 1} for this text, got {position}.")
+    if position is not None and not (is_whole_number(position, 0) and position < len(text)):
+        raise _bad(f"position must be a whole number in 0..{len(text) - 1} for this text, got {position!r}.")
     _check_known_characters(text, model, "text")
-    if not isinstance(top_k, int) or not 1 <= top_k <= 10:
-        raise _bad(f"top_k must be a whole number from 1 to 10, got {top_k!r}.")
+    _whole(top_k, 1, 10, "top_k")
     config = {"model": model, "text": text, "position": position, "top_k": top_k, "max_chars": max_chars}
     return WebWidget("layers", _widget("layers", config, base),
                      f"{len(text)} characters, position {len(text) - 1 if position is None else position}")
