@@ -296,6 +296,20 @@ def test_grades_of_an_earlier_session_stay_in_grades_csv(tmp_path):
     assert path.read_text().splitlines()[1:] == ["ana,02_attention_from_scratch,1.5,2.0,", "ana,03_causal_mask,1.0,2.0,"]
 
 
+def test_a_grades_csv_saved_again_by_a_spreadsheet_keeps_its_rows(tmp_path):
+    """Excel's "CSV UTF-8" writes a byte-order mark first; read as plain utf-8 the first column
+    was "\ufeffstudent", and every earlier row went to grades.csv.unreadable."""
+    path = tmp_path / "grades.csv"
+    path.write_text("student,assignment,score,max_score,note\nZoë,02_attention_from_scratch,1.5,2.0,\n",
+                    encoding="utf-8-sig")
+    assert classroom._students_of(tmp_path) == {"Zoë"}
+    kept = classroom.write_grades(path, {"03_causal_mask"}, [("Zoë", "03_causal_mask", 2.0, 2.0, "")])
+    assert kept == [("Zoë", "02_attention_from_scratch", "1.5", "2.0", "")]
+    assert not (tmp_path / "grades.csv.unreadable").exists()
+    assert path.read_text(encoding="utf-8").splitlines()[1:] == ["Zoë,02_attention_from_scratch,1.5,2.0,",
+                                                                 "Zoë,03_causal_mask,2.0,2.0,"]
+
+
 def test_a_notebook_handed_in_under_another_name_is_named(tmp_path):
     (tmp_path / "ana" / "03_causal_mask").mkdir(parents=True)
     (tmp_path / "ana" / "03_causal_mask" / "03_causal_mask-Copy1.ipynb").write_text("{}")

@@ -598,15 +598,22 @@ def _cells(path: Path) -> Optional[list]:
         return None
 
 
+def _earlier_grades(path: Path) -> list[dict]:
+    """The rows of a grades.csv this command wrote earlier. "utf-8-sig": a spreadsheet that
+    saved the file again (Excel's "CSV UTF-8") put a byte-order mark before "student", and
+    plain utf-8 would read that column as "\ufeffstudent" and lose every earlier row."""
+    with open(path, newline="", encoding="utf-8-sig") as earlier:
+        return list(csv.DictReader(earlier))
+
+
 def write_grades(path: Path, graded_now: set, rows: list) -> list:
     """Write grades.csv: `rows` (this run's, of the assignments `graded_now`) and the rows an
     earlier session wrote for other assignments, which stay (one file for the course). Returns
     the rows kept."""
     kept = []
     try:
-        with open(path, newline="", encoding="utf-8") as earlier:
-            kept = [(r["student"], r["assignment"], r["score"], r["max_score"], r["note"])
-                    for r in csv.DictReader(earlier) if r.get("assignment") not in graded_now]
+        kept = [(r["student"], r["assignment"], r["score"], r["max_score"], r["note"])
+                for r in _earlier_grades(path) if r.get("assignment") not in graded_now]
     except FileNotFoundError:
         pass
     except (OSError, KeyError, csv.Error) as err:      # not the file this command writes: keep it
@@ -689,8 +696,7 @@ def _students_of(submitted: Path) -> set[str]:
     of an earlier grades.csv, so that grading one chapter at a time leaves nobody out."""
     known = {p.name for p in submitted.iterdir() if p.is_dir() and not p.name.startswith(".")}
     try:
-        with open(submitted / "grades.csv", newline="", encoding="utf-8") as earlier:
-            known |= {row["student"] for row in csv.DictReader(earlier) if row.get("student")}
+        known |= {row["student"] for row in _earlier_grades(submitted / "grades.csv") if row.get("student")}
     except (OSError, KeyError, csv.Error):
         pass
     return known
