@@ -27,7 +27,7 @@ from .config import ATTN_IMPLS, ConfigError, GPTConfig
 from .kv_cache import KVCache
 from .positions import apply_rope
 from .dropout import Dropout, dropout, keep_mask
-from .errors import ModelInputError, UsageError
+from .errors import ModelInputError, UsageError, is_whole_number
 
 
 # ---------------------------------------------------------------------------- masks
@@ -47,10 +47,37 @@ def causal_mask(T: int, S: Optional[int] = None, device=None) -> torch.Tensor:
 
 
 # --------------------------------------------------------------- three attentions
+def _check_qkv(q, k, v, dropout_p, who: str) -> None:
+    """One-line errors for the attention functions a reader calls by hand (chapters 2, 12, 13):
+    torch would otherwise fail inside a matmul ("size of tensor a (4) must match ..."), or
+    flash_attention would return NaN rows for more queries than keys. Skipped while compiling:
+    the model's own calls are right by construction, and checks on symbolic sizes add guards."""
+    if torch.compiler.is_compiling():
+        return
+    if not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (q, k, v)):
+        got = ", ".join(str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__ for t in (q, k, v))
+        raise ModelInputError(f"{who} takes q, k, v of shape (B, H, T, D), got {got}; one head (B, T, D) "
+                              "becomes H = 1 with t[:, None].")
+    (B, H, T, D), (S, Hkv) = q.shape, (k.size(2), k.size(1))
+    if k.shape[:3] != v.shape[:3] or k.size(0) != B or k.size(-1) != D:
+        raise ModelInputError(f"{who}: k and v must be (B, H, S, D) with q's B = {B} and D = {D}, got q "
+                              f"{tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}.")
+    if Hkv != H:
+        fix = (f"repeat each key/value head {H // Hkv} times first (repeat_kv, chapter 12)"
+               if H % Hkv == 0 else "give k and v as many heads as q")
+        raise ModelInputError(f"{who}: q has {H} heads but k and v have {Hkv}; {fix}.")
+    if T > S:
+        raise ModelInputError(f"{who}: q has T = {T} positions but k and v only S = {S}; the queries are the last "
+                              "T of the S positions, so T <= S.")
+    if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)) or not 0 <= dropout_p < 1:
+        raise UsageError(f"{who}: dropout_p must be a number in [0, 1), got {dropout_p!r}.")
+
+
 def manual_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      dropout_p: float = 0.0, training: bool = False,
                      return_weights: bool = False):
     """softmax(q k^T / sqrt(D) + mask) v.   q (B, H, T, D), k/v (B, H, S, D) -> (B, H, T, D)."""
+    _check_qkv(q, k, v, dropout_p, "manual_attention")
     T, S, D = q.size(-2), k.size(-2), q.size(-1)
     scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(D))        # (B, H, T, S)
     scores = scores.masked_fill(~causal_mask(T, S, q.device), float("-inf"))
@@ -71,6 +98,10 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     one (block_q, block_k) tile per head instead of the whole (T, S) score matrix. Key tiles
     entirely in a query tile's future are skipped.
     """
+    _check_qkv(q, k, v, dropout_p, "flash_attention")
+    for name, size in (("block_q", block_q), ("block_k", block_k)):
+        if not is_whole_number(size, 1):
+            raise UsageError(f"flash_attention: {name} is a tile length, a whole number >= 1, got {size!r}.")
     B, H, T, D = q.shape
     S = k.size(-2)
     offset = S - T                      # absolute position of query 0

@@ -137,8 +137,29 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
 
 # --------------------------------------------------------------------- saving
 def _describe(model: MiniGPT, tokenizer: CharTokenizer | BPETokenizer,
-              train_state: Optional[dict[str, Any]]) -> dict[str, Any]:
-    """The minigpt.json fields every checkpoint and export shares."""
+              train_state: Optional[dict[str, Any]], what: str = "train_state") -> dict[str, Any]:
+    """The minigpt.json fields every checkpoint and export shares.
+
+    Checked here, before any file is written, because loading checks the same: a tokenizer
+    whose vocabulary is not the model's would make a checkpoint nobody can load, and a
+    train_state JSON cannot hold (a tensor, a numpy number) would fail halfway through the write.
+    """
+    if not isinstance(tokenizer, (CharTokenizer, BPETokenizer)):
+        raise UsageError(f"the tokenizer must be a minigpt CharTokenizer or BPETokenizer (the one the model was "
+                         f"trained with), got {type(tokenizer).__name__}.")
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise UsageError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
+                         f"{model.config.vocab_size}: a checkpoint of the two could never be loaded. Pass the "
+                         "tokenizer the model was built for (GPTConfig.vocab_size = tokenizer.vocab_size).")
+    if train_state is not None and not isinstance(train_state, dict):
+        raise UsageError(f"{what} must be a dict or None, got {type(train_state).__name__}.")
+    for key, value in (train_state or {}).items():
+        try:
+            json.dumps({key: value}, allow_nan=True)
+        except (TypeError, ValueError):
+            hint = " (use .item() for a one-number tensor)" if isinstance(value, torch.Tensor) else ""
+            raise UsageError(f"{what}[{key!r}] is of type {type(value).__name__}, which minigpt.json cannot hold; "
+                             f"store plain numbers, strings, lists and dicts{hint}.") from None
     return {"format": FORMAT, "version": FORMAT_VERSION, "config": model.config.to_dict(),
             "tokenizer": tokenizer.to_dict(), "train_state": train_state or {}}
 
@@ -193,8 +214,9 @@ def save_checkpoint(directory: PathLike, model: MiniGPT, tokenizer: CharTokenize
                     optimizer: Optional[torch.optim.Optimizer] = None,
                     train_state: Optional[dict[str, Any]] = None,
                     trainer_tensors: Optional[dict[str, torch.Tensor]] = None,
-                    keep: int = 2) -> Path:
-    """Atomically write step `step` into `directory`; keep the newest `keep` step folders.
+                    keep: Optional[int] = 2) -> Path:
+    """Atomically write step `step` into `directory`; keep the newest `keep` step folders
+    (None: keep them all).
 
     `trainer_tensors` (e.g. random-number-generator states) are stored in trainer.safetensors
     beside the optimizer's moments, and come back as `Checkpoint.trainer_tensors`.
@@ -206,15 +228,25 @@ def save_checkpoint(directory: PathLike, model: MiniGPT, tokenizer: CharTokenize
     name = step_name(step)
     tmp = temporary_path(directory, name)
     final = directory / name
+    if keep is not None and not is_whole_number(keep, 1):
+        raise UsageError(f"keep must be a whole number >= 1 (the newest step folders kept) or None (keep "
+                         f"every one), got {keep!r}.")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise UsageError(f"optimizer must be a torch.optim.Optimizer (its moments are saved) or None, got "
+                         f"{type(optimizer).__name__}.")
+    trainer = dict(trainer_tensors or {})
+    not_tensors = sorted(key for key, value in trainer.items() if not isinstance(value, torch.Tensor))
+    if not_tensors:
+        raise UsageError(f"trainer_tensors holds tensors only; {not_tensors[0]!r} is of type "
+                         f"{type(trainer[not_tensors[0]]).__name__} (put plain values in train_state).")
     weights = finite_weights(model)
+    meta = _describe(model, tokenizer, train_state)
+    meta["step"] = step
     try:
         directory.mkdir(parents=True, exist_ok=True)
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        meta = _describe(model, tokenizer, train_state)
-        meta["step"] = step
-        trainer = dict(trainer_tensors or {})
         if optimizer is not None:
             opt_tensors, meta["optimizer_param_groups"] = optimizer_tensors(optimizer)
             trainer.update(opt_tensors)
@@ -241,7 +273,11 @@ def save_checkpoint(directory: PathLike, model: MiniGPT, tokenizer: CharTokenize
         kept = f"; the earlier checkpoint {previous[-1]!r} is intact" if previous else ""
         raise CheckpointError(f"could not write checkpoint {name!r} in {str(directory)!r}: "
                               f"{os_reason(err)}{kept}. To fix: {write_fix(err)}.") from None
-    remove_old_steps(directory, keep, name)
+    except BaseException:           # a bug, or Ctrl-C: no half-written folder stays behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if keep is not None:
+        remove_old_steps(directory, keep, name)
     return final
 
 
@@ -278,7 +314,7 @@ def export_model(model: MiniGPT, tokenizer: CharTokenizer | BPETokenizer, direct
                               "into a new or empty folder. Choose another folder, or pass --force "
                               "(overwrite=True) to replace the exported model there.")
     weights = finite_weights(model, dtype)
-    meta = _describe(model, tokenizer, info)
+    meta = _describe(model, tokenizer, info, what="info")
     # a new folder is built beside its place and renamed into it, so it appears complete; an
     # existing one (an export replaced with --force, an empty folder, "." itself) gets its files
     # replaced one by one, each atomically (minigpt.json, which loading reads first, comes last)

@@ -53,6 +53,14 @@ class GPTConfig:
             self.n_kv_head = _SameAsNHead(self.n_head) if isinstance(self.n_head, int) else self.n_head
         self.validate()
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """`config.n_head = 4` on a config whose n_kv_head follows n_head moves n_kv_head too,
+        as `dataclasses.replace` does: otherwise the model built next would silently have
+        grouped-query attention with the old head count as its key/value heads."""
+        super().__setattr__(name, value)
+        if name == "n_head" and isinstance(self.__dict__.get("n_kv_head"), _SameAsNHead) and is_whole_number(value):
+            super().__setattr__("n_kv_head", _SameAsNHead(value))
+
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
         for name in ("vocab_size", "block_size", "n_embd", "n_head", "n_layer", "n_kv_head"):

@@ -29,6 +29,10 @@ class DataError(MiniGPTError, ValueError):
     """A text, a vocabulary or a split that cannot be used for training."""
 
 
+class DataTypeError(DataError, TypeError):
+    """Text or ids of the wrong kind (e.g. encode(None)); still a TypeError for `except TypeError`."""
+
+
 class UnknownCharacterError(MiniGPTError, ValueError):
     """A character that the tokenizer's vocabulary does not contain."""
 
@@ -59,6 +63,10 @@ def ids_as_list(ids: Union[Sequence[int], torch.Tensor]) -> Sequence[int]:
             raise DataError(f"decode expects integer token ids, got a {ids.dtype} tensor; ids come from "
                             "encode() or from the model's output (sample or argmax the logits first).")
         return ids.tolist()
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+        hint = "it is text already, not ids" if isinstance(ids, (str, bytes)) else "one id becomes [id]"
+        raise DataTypeError(f"decode expects a sequence of token ids (a list or a 1-D tensor), got "
+                            f"{type(ids).__name__} {ids!r:.40}; {hint}.")
     ids = list(ids)
     for i in ids:       # generate()'s output .tolist() is a list of rows; text is not ids
         if isinstance(i, (list, tuple)) or (isinstance(i, torch.Tensor) and i.dim() > 0):
@@ -114,9 +122,11 @@ class CharTokenizer:
         id tensor itself (8 bytes a character).
         """
         if errors not in ("strict", "skip"):
-            raise ValueError(f"errors must be 'strict' or 'skip', got {errors!r}.")
+            raise DataError(f"errors must be 'strict' (stop at an unknown character) or 'skip' (drop it), "
+                            f"got {errors!r}.")
         if not isinstance(text, str):
-            raise TypeError(f"encode expects a str, got {type(text).__name__}.")
+            hint = "; decode the bytes first: text.decode('utf-8')" if isinstance(text, bytes) else ""
+            raise DataTypeError(f"encode expects a str, got {type(text).__name__}{hint}.")
         if self._table is None:
             points = [ord(c) for c in self.chars]
             # every byte value has an entry, and the last entry (-1, "unknown") also stands

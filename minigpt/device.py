@@ -13,7 +13,7 @@ import torch
 # Sharing the CPU (threads, OpenMP's spin, the allocator) lives in cpu.py; tune_cpu_allocator
 # stays importable from here for the callers that import it from device.
 from .cpu import configure_cpu_threads, thread_choice, tune_cpu_allocator  # noqa: F401
-from .errors import UsageError
+from .errors import UsageError, is_whole_number
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -28,6 +28,10 @@ def pick_device(preferred: Union[str, torch.device, None] = "auto") -> torch.dev
     """
     if isinstance(preferred, torch.device):
         preferred = str(preferred)
+    if preferred is not None and not isinstance(preferred, str):    # pick_device(0) would mean "auto"
+        hint = f"; GPU {preferred} is 'cuda:{preferred}'" if is_whole_number(preferred, 0) else ""
+        raise UsageError(f"device must be a name such as 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps', got "
+                         f"{preferred!r}{hint}.")
     preferred = (preferred or "auto").lower()
     configure_cpu_threads()
     kind = preferred.split(":")[0]

@@ -142,6 +142,9 @@ def from_hf_model(hf_model: Any, attn_impl: str = "sdpa", dtype: Optional[torch.
     e.g. `from_hf_model(GPT2LMHeadModel.from_pretrained("gpt2"))` for the 124M model.
     The weights are copied in `dtype` (float32 by default; None keeps the source dtype).
     """
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise MiniGPTError(f"dtype must be a floating-point torch.dtype (torch.float32, torch.bfloat16, "
+                           f"torch.float16) or None, got {dtype!r}.")
     config = config_from_hf(hf_model.config, attn_impl)
     state = hf_model.state_dict()
     if dtype is not None:

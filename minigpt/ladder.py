@@ -195,18 +195,21 @@ def build_rung(name: str, config: GPTConfig, full_layers: Optional[int] = None) 
 @torch.no_grad()
 def sample(model: nn.Module, data: TextData, max_new_tokens: int = 120, prompt: str = "\n",
            temperature: float = 0.8, seed: int = 0) -> str:
-    """Sample `max_new_tokens` characters with a seeded generator (works for any rung).
+    """Sample `max_new_tokens` tokens (characters, for a CharTokenizer) with a seeded generator
+    (works for any rung); returns the new text without the prompt.
 
     The model runs in eval mode and gets its previous mode back afterwards.
     """
     generator = torch.Generator().manual_seed(seed)
-    idx = torch.tensor([data.tokenizer.encode(prompt)], device=model.device)
+    prompt_ids = data.tokenizer.encode(prompt)
+    idx = torch.tensor([prompt_ids], device=model.device)
     with eval_mode(model):
         for _ in range(max_new_tokens):
             logits, _ = model(idx[:, -model.config.block_size:])
             probs = next_token_probs(logits[:, -1], temperature)              # (1, V)
             idx = torch.cat((idx, draw_next_token(probs, generator)), dim=1)   # drawn on the CPU
-    return data.tokenizer.decode(idx[0, len(prompt):].cpu())
+    # cut the prompt off by its token count: a BPE token can hold several characters
+    return data.tokenizer.decode(idx[0, len(prompt_ids):].cpu())
 
 
 def default_settings(vocab_size: int) -> tuple[GPTConfig, TrainConfig]:

@@ -200,13 +200,15 @@ class MiniGPT(nn.Module):
                              "Add a batch dimension with idx[None] or idx.unsqueeze(0).")
         if idx.dim() != 2:
             raise ModelInputError(f"idx must have shape (B, T), got {tuple(idx.shape)}.")
-        if idx.dtype not in (torch.long, torch.int32, torch.int16, torch.uint8):
-            raise ModelInputTypeError(f"idx must hold token ids as int64 (torch.long), int32, int16 or uint8, "
-                                      f"got dtype {idx.dtype}; convert with idx.long().")
+        # empty first: torch.tensor([[]]) is float32, and "convert with idx.long()" would hide
+        # the real problem (an empty prompt, or one whose characters were all skipped)
         if idx.size(1) == 0:
             raise ModelInputError("idx has no tokens (T = 0); give at least one token, e.g. a newline.")
         if idx.size(0) == 0:
             raise ModelInputError("idx has no rows (B = 0); give at least one sequence, shape (1, T) for one.")
+        if idx.dtype not in (torch.long, torch.int32, torch.int16, torch.uint8):
+            raise ModelInputTypeError(f"idx must hold token ids as int64 (torch.long), int32, int16 or uint8, "
+                                      f"got dtype {idx.dtype}; convert with idx.long().")
         if self._reads_ids(idx, read_ids):
             self.check_token_ids(idx)
         if idx.device != self.device:

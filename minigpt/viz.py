@@ -169,9 +169,21 @@ def plot_next_token_probs(probs: torch.Tensor, tokens: Sequence[str], k: int = 1
     e.g. the top-k of the unfiltered distribution, so filtered-out tokens show as empty slots.
     """
     import matplotlib.pyplot as plt
+    if not isinstance(probs, torch.Tensor) or probs.dim() > 1 and probs.size(0) != 1 or probs.dim() > 2:
+        got = tuple(probs.shape) if isinstance(probs, torch.Tensor) else type(probs).__name__
+        raise UsageError(f"plot_next_token_probs draws one distribution: a tensor of shape (V,) or (1, V), got "
+                         f"{got}; pick one row, e.g. probs[0].")
     probs = probs.detach().float().cpu().reshape(-1)
     if probs.numel() != len(tokens):
-        raise ValueError(f"got {probs.numel()} probabilities but {len(tokens)} token labels.")
+        raise UsageError(f"got {probs.numel()} probabilities but {len(tokens)} token labels; pass the "
+                         "tokenizer's characters (tokenizer.chars), one label per token id.")
+    total, lowest = float(probs.sum()), float(probs.min())
+    # raw logits drawn on a 0..1 "probability" axis would look like a plot and mean nothing
+    if not (lowest >= 0 and abs(total - 1) < 1e-3):
+        raise UsageError(f"these are not probabilities (smallest {lowest:.3g}, sum {total:.4g}, not >= 0 and 1): "
+                         "pass next_token_probs(logits) or torch.softmax(logits, dim=-1), not the logits.")
+    if not is_whole_number(k, 1):
+        raise UsageError(f"k is the number of bars, a whole number >= 1, got {k!r}.")
     ids = list(order)[:k] if order is not None else probs.topk(min(k, probs.numel())).indices.tolist()
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3))

@@ -127,7 +127,7 @@ def test_bad_input_is_a_one_line_error(tok512):
     # generate()'s output .tolist() is a list of rows: say so, as for a (1, T) tensor
     with pytest.raises(MiniGPTError, match=r"sequence of sequences; decode one row at a time"):
         tok512.decode([[104, 105]])
-    with pytest.raises(MiniGPTError, match=r"integer token ids, got 'h'"):
+    with pytest.raises(MiniGPTError, match=r"got str 'hi'; it is text already, not ids"):
         tok512.decode("hi")
 
 

@@ -6,7 +6,7 @@ import torch
 from conftest import chinese_text
 from minigpt import (CharDataset, CharTokenizer, TextData, UnknownCharacterError, get_batch,
                      load_shakespeare, read_text_file)
-from minigpt.data import DataError
+from minigpt.data import DataError, DataTypeError
 from minigpt.errors import MiniGPTError
 
 
@@ -52,7 +52,7 @@ def test_an_unknown_character_in_the_validation_part_is_placed_in_the_whole_text
 def test_errors_skip_drops_unknown_characters():
     tok = CharTokenizer.from_text("abc")
     assert tok.decode(tok.encode("a?b!c", errors="skip")) == "abc"
-    with pytest.raises(ValueError, match="errors must be 'strict' or 'skip'"):
+    with pytest.raises(DataError, match=r"errors must be 'strict' \(stop at an unknown character\) or 'skip'"):
         tok.encode("abc", errors="ignore")
 
 
@@ -62,6 +62,15 @@ def test_decode_errors():
         tok.decode([0, 7])
     with pytest.raises(ValueError, match=r"decode one row at a time"):
         tok.decode(torch.zeros(2, 3, dtype=torch.long))
+    # these were Python's own "'int' object is not iterable" and a bare TypeError
+    with pytest.raises(DataTypeError, match=r"decode expects a sequence of token ids .* got int 5; one id becomes \[id\]"):
+        tok.decode(5)
+    with pytest.raises(DataTypeError, match=r"got str 'ab'; it is text already, not ids"):
+        tok.decode("ab")
+    with pytest.raises(DataTypeError, match=r"encode expects a str, got bytes; decode the bytes first"):
+        tok.encode(b"ab")
+    with pytest.raises(TypeError, match=r"encode expects a str, got NoneType\.$"):    # still a TypeError
+        tok.encode(None)
 
 
 def test_tokenizer_construction_errors():

@@ -144,3 +144,9 @@ def test_input_errors_are_minigpt_errors(hf_model):
         with pytest.raises(MiniGPTError, match=message) as info:
             call()
         assert isinstance(info.value, ValueError)
+
+
+def test_a_dtype_given_as_a_string_is_named(hf_model):
+    """dtype="float16" ended in torch's "Invalid device string: 'float16'"."""
+    with pytest.raises(MiniGPTError, match=r"dtype must be a floating-point torch.dtype .* got 'float16'"):
+        from_hf_model(hf_model, dtype="float16")

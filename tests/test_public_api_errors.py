@@ -48,7 +48,21 @@ def test_a_rope_model_runs_in_any_float_dtype(dtype):
     (lambda: minigpt.causal_mask(5, 3), r"causal_mask needs 0 <= T <= S .* got T=5, S=3"),
     (lambda: minigpt.causal_mask(-2), "causal_mask needs 0 <= T <= S"),
     (lambda: minigpt.manual_attention(torch.randn(1, 1, 4, 2), torch.randn(1, 1, 3, 2), torch.randn(1, 1, 3, 2)),
-     "got T=4, S=3"),
+     r"manual_attention: q has T = 4 positions but k and v only S = 3"),
+    # flash_attention returned NaN rows here
+    (lambda: minigpt.flash_attention(torch.randn(1, 1, 4, 8), torch.randn(1, 1, 2, 8), torch.randn(1, 1, 2, 8)),
+     r"flash_attention: q has T = 4 positions but k and v only S = 2"),
+    # chapter 12 without repeat_kv: torch said "The size of tensor a (4) must match ... (2)"
+    (lambda: minigpt.manual_attention(torch.randn(1, 4, 5, 8), torch.randn(1, 2, 5, 8), torch.randn(1, 2, 5, 8)),
+     r"q has 4 heads but k and v have 2; repeat each key/value head 2 times first \(repeat_kv, chapter 12\)"),
+    (lambda: minigpt.manual_attention(torch.randn(1, 4, 5, 8), torch.randn(1, 4, 5, 4), torch.randn(1, 4, 5, 8)),
+     r"k and v must be \(B, H, S, D\) with q's B = 1 and D = 8, got q \(1, 4, 5, 8\), k \(1, 4, 5, 4\)"),
+    (lambda: minigpt.manual_attention(torch.randn(4, 5, 8), torch.randn(4, 5, 8), torch.randn(4, 5, 8)),
+     r"takes q, k, v of shape \(B, H, T, D\), got \(4, 5, 8\), .* becomes H = 1 with t\[:, None\]"),
+    (lambda: minigpt.manual_attention(*torch.randn(3, 1, 1, 5, 8), dropout_p=1.5),
+     r"dropout_p must be a number in \[0, 1\), got 1.5"),
+    (lambda: minigpt.flash_attention(*torch.randn(3, 1, 1, 5, 8), block_q=0),
+     r"block_q is a tile length, a whole number >= 1, got 0"),
     (lambda: minigpt.KVCache(1, 2, 0, 8), "KVCache's max_len must be a whole number >= 1, got 0"),
     (lambda: minigpt.KVCache(1, 2.0, 8, 8), "KVCache's n_kv_head must be a whole number >= 1, got 2.0"),
     (lambda: minigpt.kv_cache_nbytes(-1, 1, 2, 8, 8), "n_layer must be a whole number >= 1"),
@@ -230,5 +244,105 @@ def test_is_whole_number_is_the_one_test_every_count_goes_through(value, minimum
 ])
 def test_a_bool_or_a_float_is_not_a_count(call, said):
     import minigpt.web.widgets  # noqa: F401  (the widgets are not imported by `import minigpt`)
+    with pytest.raises(MiniGPTError, match=said):
+        call()
+
+
+def test_changing_n_head_moves_a_following_n_kv_head_but_not_a_chosen_one():
+    """`config.n_head = 4` left n_kv_head at 2: the next model had grouped-query attention
+    (c_attn (32, 16) instead of (48, 16)) although nobody asked for it."""
+    config = GPTConfig(vocab_size=11, block_size=8, n_embd=16, n_head=2, n_layer=1)
+    config.n_head = 4
+    assert config.n_kv_head == 4 and MiniGPT(config).blocks[0].attn.c_attn.weight.shape == (48, 16)
+    chosen = GPTConfig(vocab_size=11, block_size=8, n_embd=16, n_head=4, n_kv_head=2, n_layer=1)
+    chosen.n_head = 8
+    assert chosen.n_kv_head == 2
+
+
+@pytest.mark.parametrize("change, said", [
+    # a checkpoint nobody could load ("the tokenizer has 3 characters but ...") was written
+    ({"tokenizer": minigpt.CharTokenizer(list("abc"))},
+     r"the tokenizer has 3 tokens but the model's vocab_size is 11: a checkpoint of the two could never be loaded"),
+    # these failed halfway through the write, with a traceback and a .step-*.tmp folder left behind
+    ({"train_state": {"loss": torch.tensor(1.5)}},
+     r"train_state\['loss'\] is of type Tensor, which minigpt.json cannot hold; .* \(use .item\(\)"),
+    ({"tokenizer": None}, r"the tokenizer must be a minigpt CharTokenizer or BPETokenizer .* got NoneType"),
+    ({"optimizer": "adamw"}, r"optimizer must be a torch.optim.Optimizer .* got str"),
+    ({"trainer_tensors": {"x": 3}}, r"trainer_tensors holds tensors only; 'x' is of type int"),
+    ({"keep": 2.0}, r"keep must be a whole number >= 1 .* or None \(keep every one\), got 2.0"),
+    ({"keep": 0}, r"keep must be a whole number >= 1"),                         # kept every folder, silently
+])
+def test_save_checkpoint_refuses_what_it_could_not_write_or_load_before_writing(tmp_path, change, said):
+    args = {"tokenizer": minigpt.CharTokenizer(list("abcdefghijk")), "step": 1, **change}
+    with pytest.raises(MiniGPTError, match=said):
+        minigpt.save_checkpoint(tmp_path / "run", tiny(), **args)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def test_a_failure_inside_save_checkpoint_leaves_no_half_written_folder(tmp_path, monkeypatch):
+    import minigpt.checkpoint as checkpoint
+
+    def broken(*args, **kwargs):
+        raise KeyboardInterrupt                       # Ctrl-C in the middle of the write
+    monkeypatch.setattr(checkpoint, "_write_json", broken)
+    with pytest.raises(KeyboardInterrupt):
+        minigpt.save_checkpoint(tmp_path / "run", tiny(), minigpt.CharTokenizer(list("abcdefghijk")), 1)
+    assert list((tmp_path / "run").iterdir()) == []
+
+
+def test_export_model_refuses_a_tokenizer_of_another_vocabulary(tmp_path):
+    with pytest.raises(MiniGPTError, match=r"the tokenizer has 3 tokens but the model's vocab_size is 11"):
+        minigpt.export_model(tiny(), minigpt.CharTokenizer(list("abc")), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_prompt_is_named_as_empty_not_as_a_wrong_dtype():
+    """torch.tensor([tokenizer.encode("")]) is a float32 (1, 0) tensor; the message said
+    "convert with idx.long()", which does not help."""
+    with pytest.raises(MiniGPTError, match=r"idx has no tokens \(T = 0\)"):
+        tiny().generate(torch.tensor([minigpt.CharTokenizer(list("abcdefghijk")).encode("")]), 3)
+
+
+def test_the_ladder_s_sample_cuts_the_prompt_off_by_tokens_not_characters():
+    """With a BPE tokenizer the prompt "the king" is fewer tokens than characters; cutting 8
+    characters' worth of tokens returned '' instead of the 5 new tokens."""
+    from minigpt.ladder import sample
+    from minigpt.sampling import draw_next_token
+    text = "the king, the queen. " * 40
+    tok = minigpt.BPETokenizer.train(text, 262)
+    data = minigpt.TextData(tok, torch.tensor(tok.encode(text)), torch.tensor(tok.encode(text))[:50])
+    torch.manual_seed(0)
+    model = MiniGPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_embd=16, n_head=2, n_layer=1))
+    prompt_ids = tok.encode("the king")
+    assert len(prompt_ids) < len("the king")
+    new = sample(model, data, max_new_tokens=5, prompt="the king")
+    generator = torch.Generator().manual_seed(0)
+    idx = torch.tensor([prompt_ids])
+    with torch.no_grad():
+        for _ in range(5):
+            probs = minigpt.next_token_probs(model.eval()(idx)[0][:, -1], 0.8)
+            idx = torch.cat((idx, draw_next_token(probs, generator)), dim=1)
+    assert new == tok.decode(idx[0, len(prompt_ids):])
+
+
+@pytest.mark.parametrize("probs, k, said", [
+    # logits were drawn as "probability" bars on a 0..1 axis, the negative ones clipped away
+    (torch.randn(11, generator=torch.Generator().manual_seed(0)), 5, r"these are not probabilities \(smallest -?\d"),
+    (torch.full((2, 11), 1 / 11), 5, r"draws one distribution: a tensor of shape \(V,\) or \(1, V\), got \(2, 11\)"),
+    (torch.full((11,), 1 / 11), -3, r"k is the number of bars, a whole number >= 1, got -3"),
+])
+def test_plot_next_token_probs_takes_one_distribution(probs, k, said):
+    import matplotlib
+    matplotlib.use("Agg")
+    with pytest.raises(MiniGPTError, match=said):
+        minigpt.viz.plot_next_token_probs(probs, list("abcdefghijk"), k=k)
+
+
+@pytest.mark.parametrize("call, said", [
+    (lambda: minigpt.pick_device(0), r"device must be a name such as 'auto', 'cpu', .* got 0; GPU 0 is 'cuda:0'"),  # was "auto"
+    (lambda: minigpt.pick_device(1), r"got 1; GPU 1 is 'cuda:1'"),                 # was 'int' has no attribute 'lower'
+    (lambda: minigpt.rope_cos_sin(4, 4, base=0), r"base must be a number > 1 .* got 0"),      # was NaN tables
+])
+def test_a_device_number_and_a_rope_base_of_zero_are_refused(call, said):
     with pytest.raises(MiniGPTError, match=said):
         call()
