@@ -1,9 +1,10 @@
 """Measure the numbers the book quotes but no cell of it prints: `python -m bench.answers`.
 
 Chapter 8's exercise answers (8.4 warm-up, 8.5 weight decay, 8.6 depth), its "What to
-expect" rows for torch's other CPU kernels, the instructor guide's one-thread run and the
-page *Running the book*'s imitated T4 run of chapter 6 each cost minutes of training, too
-many to put in a chapter that nbval runs on every commit. This script runs them all (about
+expect" rows for torch's other CPU kernels, the instructor guide's one-thread run, chapters 1
+and 6's small models on one and on two threads, and the page *Running the book*'s imitated T4
+run of chapter 6 each cost seconds to minutes of training under settings a chapter cannot
+change once torch has loaded, or too many minutes for a chapter that nbval runs on every commit. This script runs them all (about
 20 minutes on a 2-core CPU), each in its own process, so the kernel choice
 (`ATEN_CPU_CAPABILITY`, read once when torch loads) and the thread count are set before
 anything runs; the prose quotes its log, `bench/results/cpu_2core_answers.log`, and
@@ -43,6 +44,8 @@ MEASUREMENTS = {
                  for kernel in ("default", "avx2", "avx512")]),
     "threads": ("instructor guide: `train --preset cpu-quick` on one and on two threads",
                 [(f"--threads {n}", {}, ["--threads", str(n)]) for n in (1, 2)]),
+    "small-threads": ("chapters 1 and 6 train their small models on one thread: the same runs on one and on two",
+                      [(f"--threads {n}", {}, ["--threads", str(n)]) for n in (1, 2)]),
     "t4-post-ln": ("running.md: chapter 6's Post-LN run in imitated T4 fp16 (autocast and scaler on)",
                    [("one thread", {}, ["--threads", "1"])]),
     "chapter-kernels": ("chapters 6, 8, 15 and 16 ('the same four decimals under the three kernels'): "
@@ -129,6 +132,40 @@ def measure_threads() -> None:
           f"(whole command {seconds:.0f} s)")
 
 
+def measure_small_threads() -> None:
+    import torch
+    import torch.nn.functional as F
+    import minigpt
+
+    threads = torch.get_num_threads()
+    data = minigpt.TextData.shakespeare()
+    V = data.tokenizer.vocab_size
+    # chapter 1: the all-zero bigram table, 500 AdamW steps of 32 x 32 characters
+    table = torch.nn.Embedding(V, V)
+    torch.nn.init.zeros_(table.weight)
+    generator = torch.Generator().manual_seed(42)
+    optimizer = torch.optim.AdamW(table.parameters(), lr=0.1)
+    start, start_cpu = time.perf_counter(), time.process_time()
+    for _ in range(500):
+        x, y = minigpt.get_batch(data.train, block_size=32, batch_size=32, generator=generator)
+        loss = F.cross_entropy(table(x).view(-1, V), y.reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    print(f"chapter 1's bigram table, 500 steps, {threads} thread(s): last loss {loss.item():.4f}, "
+          f"{time.perf_counter() - start:.2f} s ({time.process_time() - start_cpu:.2f} s of CPU time)")
+    # chapter 6: its Pre-LN run (10 blocks, 48 channels, 150 steps of 16 x 32), as in its cell
+    config = minigpt.GPTConfig(vocab_size=V, block_size=32, n_embd=48, n_head=4, n_layer=10, dropout=0.0)
+    train_config = minigpt.TrainConfig(max_iters=150, batch_size=16, learning_rate=1e-3, warmup_iters=0,
+                                       grad_clip=1e6, eval_interval=150, eval_iters=5, seed=1, device="cpu",
+                                       autocast=False)
+    torch.manual_seed(0)
+    start, start_cpu = time.perf_counter(), time.process_time()
+    history = minigpt.train(minigpt.MiniGPT(config), data, train_config, progress=False).history
+    print(f"chapter 6's Pre-LN run, 150 steps, {threads} thread(s): val estimate {history['eval'][-1]['val']:.4f}, "
+          f"{time.perf_counter() - start:.2f} s ({time.process_time() - start_cpu:.2f} s of CPU time)")
+
+
 def measure_t4_post_ln() -> None:
     import torch
     import minigpt
@@ -188,7 +225,8 @@ def compare_kernels(lines: dict[str, list[str]]) -> None:
 
 
 CHILDREN = {"warmup": measure_warmup, "weight-decay": measure_weight_decay, "depth": measure_depth,
-            "kernels": measure_kernels, "threads": measure_threads, "t4-post-ln": measure_t4_post_ln, "chapter-kernels": measure_chapter_kernels}
+            "kernels": measure_kernels, "threads": measure_threads, "small-threads": measure_small_threads,
+            "t4-post-ln": measure_t4_post_ln, "chapter-kernels": measure_chapter_kernels}
 
 
 # ------------------------------------------------------------------------------- the parent
