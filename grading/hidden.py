@@ -58,7 +58,9 @@ Design, and why:
   work), and code pasted from the package or from a helper
   the book hides (`hide-cell`, chapter 13's `tiles_in_order`) by its bytecode (`fingerprint`;
   only functions of 6 lines or more, so that an honest short answer that happens to equal the
-  package's is never called a copy). Anything under `minigpt/exercises/` (the checks' adapters
+  package's is never called a copy; a copy with a few statements added or changed, 95% or more
+  of its instructions in common, is marked for review and its score stands: `near_copy`).
+  Anything under `minigpt/exercises/` (the checks' adapters
   and mistakes) or in `grading/solutions.py` (the worked solutions) is always forbidden to
   call. `SPECS` lists, per exercise, what else is. A forbidden call makes the exercise 0 with
   a line naming what was used.
@@ -80,7 +82,10 @@ Design, and why:
 Limits, stated honestly: the hidden test runs *in the student's kernel*, after their cells.
 Python offers no wall inside one process: a student who knows this file could, from a cell,
 rewrite torch's C functions' Python wrappers, IPython's display formatter, the profiler hook
-or nbgrader's output. What is checked (`tampering`): the torch, `torch.nn.functional`,
+or nbgrader's output. What is checked (`tampering`): Python's import system holds no finder or hook with the
+notebook's code, and the grading's private copy of the package only the package's code (a
+finder in `sys.meta_path` could otherwise swap its comparison while the copy loads, before
+anything is snapshotted); the torch, `torch.nn.functional`,
 `torch.Tensor`, `torch.nn.Module`, `math` and `builtins` namespaces hold only their own
 library's objects (`_foreign`: a lambda, a partial, a callable object such as a
 `unittest.mock.Mock`, a class of the notebook, a built-in of another module, and for the
@@ -97,7 +102,11 @@ for floats but IPython's or sympy's. `tools/classroom.py grade` also reads the c
 student wrote and marks for review the notebooks that use what only such tricks need. A replaced `minigpt.exercises.check_*` is reported too (it does not
 change the grade). What is not checked: a process started in an earlier cell and fed
 through a pipe (the review patterns name the modules it needs), a student who edits torch's compiled functions
-through ctypes, compiles code under a file name of torch's, installs a signal handler or a
+through ctypes, compiles code under a file name of torch's or of a frozen standard module
+("<frozen zipimport>": the watcher takes such frames for the library's), replaces
+`importlib.util`'s loader functions before a hidden block runs (the block loads this file with
+them, so a forged `grade` would run instead; the review patterns name `importlib`, `setattr`
+and `exec`), installs a signal handler or a
 finalizer that runs during the comparison, or forges kernel messages; and the files the
 grading reads itself: code run by `make grade` can open the full edition's notebooks (chapter
 14's key, the hidden helpers) as this file does. The instructor guide says so, and the
@@ -367,7 +376,8 @@ def _draw_masks(core, g, visible=()):
     T = _randint(g, 2, 9)
     S = _randint(g, 3, 10)
     T2 = _randint(g, 2, S - 1)
-    S3 = _randint(g, 2, 10)
+    S3 = _randint(g, 2, 9)
+    S3 += S3 >= S                     # 2..10 but not S: the second and fourth cases differ
     return [core.Case(f"T=S={T} (training: queries and keys are the same positions)", (T, T)),
             core.Case(f"T=1, S={S} (generation with a cache: one new query)", (1, S)),
             core.Case(f"T={T2}, S={S} (new queries after cached keys)", (T2, S)),
@@ -511,6 +521,28 @@ def fingerprint(code: types.CodeType) -> Optional[tuple]:
     if len(lines) < 6:
         return None
     return _instructions(code, local_names=False)
+
+
+# the share of instructions a function has in common with forbidden code (difflib's ratio) from
+# which it is marked for review as a near copy. Measured: the book's own worked solutions reach
+# at most 0.90 (chapter 15's my_merge against the package's merge_pair), a copy of the package
+# with `_pad = 0` added to every function 0.98-1.00. The score stands either way: an honest
+# answer may be written much like the package's, and a person decides.
+NEAR_COPY = 0.95
+
+
+def near_copy(code: types.CodeType, fingerprints: dict) -> Optional[str]:
+    """What forbidden code `code` is close to without being a copy (see NEAR_COPY), or None."""
+    import difflib
+    mine = fingerprint(code)
+    if mine is None:
+        return None
+    for mark, what in fingerprints.items():
+        ratio = difflib.SequenceMatcher(None, mine, mark, autojunk=False).ratio()
+        if ratio >= NEAR_COPY:
+            return f"{_qualname(code)} has {ratio:.0%} of its instructions in common with " + \
+                what.replace("a copy of ", "", 1)
+    return None
 
 
 def _instructions(code: types.CodeType, local_names: bool) -> tuple:
@@ -743,6 +775,8 @@ class Watcher:
         self._seen: dict[int, Optional[str]] = {}
         self._stop = None                 # id() of the grading frame above the student's code
         self.review: list[str] = []       # threads that run only the standard library's code (other_threads)
+        self.near_copies: dict[str, None] = {}     # forbidden code the student's is close to (near_copy)
+        self.homes = (os.path.join(str(PACKAGE), ""), os.path.join(str(ROOT / "grading"), ""))
 
     def _verdict(self, code: types.CodeType) -> Optional[str]:
         key = id(code)
@@ -761,6 +795,10 @@ class Watcher:
                 break
         if verdict is None and self.fingerprints:
             verdict = self.fingerprints.get(fingerprint(code))
+            if verdict is None and not self._library_file(filename) and _outside(filename, self.homes):
+                near = near_copy(code, self.fingerprints)
+                if near:
+                    self.near_copies[near] = None
         self._seen[key] = verdict
         return verdict
 
@@ -998,9 +1036,82 @@ def _foreign(label: str, name: str, obj: Any, homes: tuple) -> Optional[str]:
     return None
 
 
+def _notebook_code(obj: Any, homes: tuple) -> Optional[str]:
+    """The qualified name of a Python function in `obj` whose code is not from `homes` (the
+    libraries' folders, frozen standard modules included), or None. `obj` is a function, a
+    method, a partial, a class (its own and its bases' methods) or an instance (its class's
+    methods and the functions it holds itself)."""
+    functions: list = [obj]
+    if not isinstance(obj, (types.FunctionType, types.MethodType, functools.partial)):
+        kind = obj if isinstance(obj, type) else type(obj)
+        for klass in kind.__mro__[:-1]:
+            # a dataclass's __init__, __repr__, __eq__ ... are compiled by dataclasses from "<string>"
+            generated = hasattr(klass, "__dataclass_fields__")
+            functions += [f for key, f in vars(klass).items()
+                          if not (generated and key.startswith("__") and isinstance(f, types.FunctionType)
+                                  and f.__code__.co_filename == "<string>")]
+        if not isinstance(obj, type):
+            functions += list(getattr(obj, "__dict__", {}).values())
+    for function in functions:
+        for _ in range(10):             # through methods, staticmethods and partials
+            inner = getattr(function, "__func__", None) or getattr(function, "func", None)
+            if inner is None or not isinstance(function, (types.MethodType, staticmethod, classmethod,
+                                                          functools.partial)):
+                break
+            function = inner
+        if isinstance(function, types.FunctionType) and _outside(function.__code__.co_filename, homes):
+            return function.__qualname__
+    return None
+
+
+def _import_system_changed() -> list[str]:
+    """Finders and hooks of the notebook in Python's import system. load_package imports the
+    private copy's submodules through it, so a finder in sys.meta_path (or a finder cached
+    for the package's folder) could swap the comparison while the copy loads, before any
+    snapshot is taken."""
+    homes = _library_folders()
+    found = []
+    for label, entries in (("sys.meta_path", list(sys.meta_path)), ("sys.path_hooks", list(sys.path_hooks)),
+                           ("sys.path_importer_cache", [v for v in list(sys.path_importer_cache.values()) if v])):
+        for entry in entries:
+            name = _notebook_code(entry, homes)
+            if name:
+                found.append(f"{label} holds a finder with code of the notebook ({name})")
+                break
+    return found
+
+
+def _private_copy_changed(package) -> list[str]:
+    """Functions in the grading's private copy of minigpt whose code comes from neither the
+    package's files nor a library: put there while the copy loaded (a finder of the notebook)
+    or since (the student's code reaching it through a frame)."""
+    if package is None:
+        return []
+    homes = (os.path.join(str(PACKAGE), ""),) + _library_folders()
+    found, seen, modules = [], set(), [package]
+    while modules:
+        module = modules.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        for name, value in list(vars(module).items()):
+            if isinstance(value, types.ModuleType):
+                if value.__name__.startswith(package.__name__ + "."):
+                    modules.append(value)
+                continue
+            if isinstance(value, type) and not value.__module__.startswith(package.__name__):
+                continue                # torch's and the standard library's classes, imported
+            if callable(value) or isinstance(value, (staticmethod, classmethod)):
+                culprit = _notebook_code(value, homes)
+                if culprit:
+                    where = module.__name__.split(".", 1)[1] if "." in module.__name__ else "minigpt"
+                    found.append(f"{where}.{name} in the grading's copy of minigpt is code of the notebook ({culprit})")
+    return found
+
+
 def tampering(package) -> list[str]:
     """What the notebook replaced that the grading relies on (see the module docstring)."""
-    found = []
+    found = _import_system_changed() + _private_copy_changed(package)
     # torch's own functions, the standard library's that torch re-exports (typing's, ...) and,
     # in builtins, what site-packages put there (IPython's display, exit, ...); the libraries
     # beside torch count as its own (_TORCH_HOME), and their objects are held to more below
@@ -1021,7 +1132,8 @@ def tampering(package) -> list[str]:
     import ast
     import json
     for function, name in ((copy.deepcopy, "copy.deepcopy"), (ast.literal_eval, "ast.literal_eval"),
-                           (json.loads, "json.loads"), (importlib.util.spec_from_file_location,
+                           (json.loads, "json.loads"), (importlib.import_module, "importlib.import_module"),
+                           (importlib.util.spec_from_file_location,
                                                         "importlib.util.spec_from_file_location"),
                            (importlib.util.module_from_spec, "importlib.util.module_from_spec")):
         if not (isinstance(function, types.FunctionType) and function.__name__ == name.rsplit(".", 1)[1]
@@ -1301,6 +1413,9 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
         used = ", ".join(watcher.used)
         what = f" The exercise is to write it yourself: {spec.what} may not be used." if spec.what else ""
         return 0.0, [head, f"✗ 0 points: your answer used {used}.{what}"] + results
+    if watcher.near_copies:     # the score stands; a person decides
+        results.append(f"{REVIEW_MARK}code close to what the exercise forbids, but not a copy of it: "
+                       f"{'; '.join(watcher.near_copies)}. Compare the two.")
     if watcher.review:      # the score stands; `make grade` lists the notebook for a person to read
         results.append(f"{REVIEW_MARK}threads that run only the standard library's code ran beside the "
                        f"grading ({', '.join(watcher.review)}): a thread pool or an event loop made in an earlier "

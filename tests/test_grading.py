@@ -11,6 +11,7 @@ import io
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -734,6 +735,81 @@ def test_replacing_what_grading_calls_scores_0(index, capsys):
             setattr(target, name, saved)
     assert words in capsys.readouterr().out
     assert hidden.grade("check_softmax", by_hand, seed=3) == 1
+
+
+class _SwapSame:
+    """A finder a notebook could put first in sys.meta_path: it loads the grading's private
+    copy of minigpt/exercises/core.py as usual, then makes its comparison say yes to anything."""
+
+    def find_spec(self, name, path=None, target=None):
+        if not name.endswith(".exercises.core") or "_minigpt_grading_" not in name:
+            return None
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.meta_path.insert(0, self)
+        original = spec.loader.exec_module
+
+        def exec_module(module):
+            original(module)
+            module.same = lambda *args, **kwargs: True
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def test_a_finder_that_swaps_the_private_comparison_scores_0(capsys):
+    """A review found this: 26 of 33 checks scored full marks with `return 0`, and the
+    feedback looked normal. The finder is named, and the swapped function too."""
+    import torch
+    hidden = load_hidden()
+    finder = _SwapSame()
+    sys.meta_path.insert(0, finder)
+    try:
+        assert hidden.grade("check_softmax", lambda s: torch.zeros_like(s), seed=3) == 0
+        out = capsys.readouterr().out
+        assert "sys.meta_path holds a finder with code of the notebook (_SwapSame.find_spec)" in out
+        assert "exercises.core.same in the grading's copy of minigpt is code of the notebook" in out
+        assert "Score: 0 / 1" in out
+    finally:
+        sys.meta_path.remove(finder)
+    assert hidden.tampering(None) == []
+
+
+def test_a_padded_copy_of_the_package_is_marked_for_review_and_an_honest_answer_is_not(capsys):
+    """A copy with one statement added to each function kept the exact fingerprint from
+    matching and scored full marks unremarked. It now carries the review mark (the score
+    stands: a person decides); the book's own worked solution, 0.88 alike, does not."""
+    import ast
+    import inspect
+    import minigpt.positions
+    hidden = load_hidden()
+    tree = ast.parse(inspect.getsource(minigpt.positions))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef):
+            node.body.insert(0, ast.parse("_pad = 0").body[0])
+    copied = {"__name__": "cell", "__package__": "minigpt"}
+    exec(compile(ast.fix_missing_locations(tree), "/tmp/ipykernel_1/cell.py", "exec"), copied)
+    assert hidden.grade("check_sinusoidal", copied["sinusoidal_table"], seed=7) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"⚠ for review: code close to what the exercise forbids, but not a copy of it: "
+                     r"sinusoidal_table has (9[5-9]|100)% of its instructions in common with the package's "
+                     r"sinusoidal_table \(minigpt/positions.py\)", out), out
+    solutions = [c for c in json.loads((ROOT / "notebooks/05_positions.ipynb").read_text(encoding="utf-8"))["cells"]
+                 if "def my_table" in "".join(c["source"])]
+    honest: dict = {"torch": torch, "math": __import__("math")}
+    exec(compile("".join(solutions[0]["source"]), "/tmp/ipykernel_1/cell2.py", "exec"), honest)
+    assert hidden.grade("check_sinusoidal", honest["my_table"], seed=7) == 1
+    assert "for review" not in capsys.readouterr().out
+
+
+def test_the_fourth_mask_case_is_never_the_second_one_again():
+    """Both are "T=1, S=..."; a review saw S drawn equal for both (seed 2172932253)."""
+    hidden = load_hidden()
+    core = hidden.load_package()[0].exercises.core
+    for seed in list(range(200)) + [2172932253]:
+        cases = hidden._draw_masks(core, torch.Generator().manual_seed(seed))
+        assert cases[1].args != cases[3].args and 2 <= cases[3].args[1] <= 10
 
 
 # ------------------------------------------------------------------- the instructor's workflow

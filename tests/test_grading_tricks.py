@@ -116,9 +116,19 @@ def test_only_a_shown_score_that_matches_the_printed_one_counts(tmp_path, cells,
 
 @pytest.mark.parametrize("line", ['get_ipython().ast_node_interactivity = "none"', "%config InteractiveShell.x = 1",
                                   "%precision 0", "ip.input_transformers_post.append(f)",
-                                  "Path(minigpt.exercises.core.__file__).write_text(s)"])
+                                  "Path(minigpt.exercises.core.__file__).write_text(s)",
+                                  # what a review's attacks used, none of which the patterns saw
+                                  "exec(base64.b64decode(payload))", "setattr(importlib.util, name, fake)",
+                                  "tree = ast.parse(inspect.getsource(minigpt.attention))",
+                                  "sys.meta_path.insert(0, Finder())", "code = compile(src, '<frozen zipimport>', 'exec')"])
 def test_the_review_patterns_name_display_and_file_tricks(line):
     assert any(re.search(p, line, re.MULTILINE) for p in classroom.REVIEW_PATTERNS.values()), line
+
+
+@pytest.mark.parametrize("line", ["model = torch.compile(model)", "pattern = re.compile(r'x')",
+                                  "evaluate(model, data.val)", "x = executor_free_code(3)"])
+def test_the_run_time_code_pattern_leaves_attribute_calls_and_longer_names_alone(line):
+    assert not re.search(classroom.REVIEW_PATTERNS["code made at run time, or the import system"], line), line
 
 
 # ------------------------------------------------------------ library functions

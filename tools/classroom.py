@@ -367,8 +367,9 @@ def how_graded(graded: list[tuple[str, str, float]], practice: list[str], limit:
         "case you miss, with the likely mistake when the check knows it.",
         "- **The exercise is your own work**: an answer that calls the function it asks you to "
         "write (the package's version, or torch's where the text says \"by hand\"), or a copy of "
-        "the package's code, scores 0 for that exercise, however it is imported or renamed. Using "
-        "what earlier chapters built (and the text says to use) is fine.",
+        "the package's code, scores 0 for that exercise, however it is imported or renamed; a copy "
+        "with a few lines changed is marked for your instructor to read. Using what earlier "
+        "chapters built (and the text says to use) is fine.",
         "- The visible checks are for practice: changing them, torch or environment variables does "
         "not change your grade, and when the grading notices such a change the exercise scores 0.",
         f"- Each cell may run for at most {limit} seconds when graded. A cell that runs longer, or "
@@ -822,12 +823,14 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
         print(f"graded {assignment}: {len(names)} notebooks in {seconds:.0f} s "
               f"({seconds / len(names):.1f} s per notebook; cell limit {limit} s)")
     tampered = changed_grading_files(untouched)
-    if tampered:        # a student's cell wrote them: this run's grades cannot be trusted
+    if tampered:        # a student's cell, or an edit made meanwhile: this run's grades cannot be trusted
         raise MiniGPTError(
             f"files the grading reads changed while the notebooks ran: {', '.join(tampered[:8])}"
-            f"{' ...' if len(tampered) > 8 else ''}. A student's code wrote them (it runs with the grading's "
-            "rights): restore them (git checkout -- minigpt grading notebooks), grade again, and read the "
-            "notebooks marked for the grader's files; no grades.csv was written.")
+            f"{' ...' if len(tampered) > 8 else ''}, so this run's grades cannot be trusted and no grades.csv "
+            "was written. Either a student's code wrote them (it runs with the grading's rights) or someone "
+            "edited them meanwhile: see what changed with `git status` and `git diff -- minigpt grading "
+            "notebooks`, restore what is not yours (git checkout -- FILE), grade again, and read the "
+            "notebooks marked for the grader's files.")
     for key, seen in _review_in_feedback(layout).items():
         review[key] = _joined(review.get(key), seen)
     rows, not_graded = [], []
@@ -903,6 +906,11 @@ REVIEW_PATTERNS = {
                                   r"ast_transformers|display_formatter|displayhook|float_format|events\.register|"
                                   r"^\s*%(?:config|precision)\b",
     "signal handlers": r"signal\.(?:signal|setitimer|alarm)",
+    # code the patterns above cannot read (built from a string at run time, or the package's own
+    # read with getsource and changed), and Python's import system, which loads the grading
+    "code made at run time, or the import system": r"(?<![.\w])(?:exec|eval|compile)\s*\(|\b(?:base64|marshal|zlib)\b|"
+                                                   r"inspect\.getsource|\b(?:set|del)attr\s*\(|\bmeta_path\b|"
+                                                   r"\bpath_hooks\b|\bpath_importer_cache\b|\bimportlib\b",
     # work done where the grading's watch is not: a process started in an earlier cell and fed
     # through a pipe is not seen while grading runs (threads and started processes are)
     "threads, processes or queues": rf"\b(?:{_WORKERS})(?:\.\w|\s+import\b)|\bimport\s+(?:[\w.]+\s*,\s*)*(?:{_WORKERS})\b"
