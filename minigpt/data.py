@@ -97,7 +97,11 @@ class CharTokenizer:
     @classmethod
     def from_text(cls, text: str) -> "CharTokenizer":
         """The sorted set of the text's characters (counted on code points, fast on 50 MB)."""
-        if not isinstance(text, str) or not text:
+        if not isinstance(text, str):
+            hint = "; decode the bytes first: text.decode('utf-8')" if isinstance(text, bytes) else \
+                "; join a list of characters first: ''.join(chars)" if isinstance(text, (list, tuple)) else ""
+            raise DataTypeError(f"a vocabulary is built from a str, got {type(text).__name__}{hint}.")
+        if not text:
             raise DataError("cannot build a vocabulary from an empty text; pass the training text.")
         counts = torch.zeros(_MAX_CODE_POINT + 1, dtype=torch.long)
         for _, points in _code_point_chunks(text):
@@ -323,6 +327,9 @@ def get_batch(data: torch.Tensor, block_size: int, batch_size: int,
         except (RuntimeError, TypeError):
             raise DataError(f"get_batch's device {device!r} is not one torch knows; use 'cpu', 'cuda' or "
                             f"'mps', or the device minigpt.pick_device() returns.") from None
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise DataError(f"generator must be a torch.Generator or None, got {generator!r}; for a seed write "
+                        f"torch.Generator().manual_seed({generator!r}).")
     starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
     offsets = starts[:, None] + torch.arange(block_size + 1)       # (B, T+1)
     windows = data[offsets]                                        # (B, T+1)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import UsageError
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -17,7 +19,22 @@ class Preset:
     train: dict[str, Any] = field(default_factory=dict)   # TrainConfig fields
 
 
-PRESETS: dict[str, Preset] = {
+class UnknownPresetError(UsageError, KeyError):
+    """A preset name that is not one of PRESETS' (still a KeyError, as a dict lookup's is)."""
+
+    def __str__(self) -> str:          # KeyError's str() would quote the whole sentence
+        return str(self.args[0])
+
+
+class _Presets(dict):
+    """PRESETS: a dict whose missing key names the presets there are."""
+
+    def __missing__(self, name):
+        raise UnknownPresetError(f"no preset {name!r}; the presets are {', '.join(map(repr, self))} "
+                                 "(names are lower case).")
+
+
+PRESETS: dict[str, Preset] = _Presets({
     "seed": Preset(
         "the seed chapter's model and optimiser settings (6 layers, 8 heads, 256 wide, "
         "context 128, dropout 0.1, AdamW 3e-4, batch 64)",
@@ -61,4 +78,4 @@ PRESETS: dict[str, Preset] = {
                    warmup_iters=50, weight_decay=0.1, beta2=0.99, eval_interval=200,
                    eval_iters=4, checkpoint_interval=800),
     ),
-}
+})

@@ -30,7 +30,10 @@ def expect(label: str, value: float, book: float, tol: float, digits: int = 4) -
     """
     if not tol > 0:
         raise ValueError(f"tol must be a positive number, got {tol!r}.")
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expect({label!r}, ...) needs a number (or a one-element tensor), got {value!r}.") from None
     print(f"{label} ≈ {value:.{digits}f} (book: {book:.{digits}f} ± {tol:g})")
     if not math.isfinite(value) or abs(value - book) > tol:
         raise NumberOutOfToleranceError(

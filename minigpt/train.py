@@ -372,6 +372,15 @@ def train(model: MiniGPT, data: TextData, cfg: TrainConfig, out_dir: Union[str, 
                             f"block_size={block_size:,}; use a smaller block_size or more text.")
     if stop_at is not None and not is_whole_number(stop_at, 0):
         raise UsageError(f"stop_at must be a step number >= 0 or None, got {stop_at!r}.")
+    if callback is not None and not callable(callback):    # checked now, not after the first steps
+        raise UsageError(f"callback must be a function that takes one dict (or None), got {callback!r}.")
+    if any(p.dtype == torch.float16 for p in model.parameters()):
+        # AdamW's eps (1e-8) is 0 in float16 and its second moments underflow: the first step
+        # divides by zero, and the message would blame the learning rate
+        raise UsageError("the model's weights are float16, which AdamW cannot update (its eps, 1e-8, is 0 in "
+                         "float16: the loss becomes NaN at step 1 whatever the learning rate). Train in float32 "
+                         "(model.float()); TrainConfig(autocast=True) runs the matmuls in float16 or bfloat16 "
+                         "on a GPU.")
     if out_dir is not None and any(".lora_" in name for name, _ in model.named_parameters()):
         # a run folder's checkpoints hold whole plain models; an adapted model has extra tensors
         raise UsageError("a model with LoRA adapters trains without out_dir (checkpoints hold whole models): "

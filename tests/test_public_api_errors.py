@@ -346,3 +346,41 @@ def test_plot_next_token_probs_takes_one_distribution(probs, k, said):
 def test_a_device_number_and_a_rope_base_of_zero_are_refused(call, said):
     with pytest.raises(MiniGPTError, match=said):
         call()
+
+
+@pytest.mark.parametrize("call, said", [
+    # a KeyError with the bare name before
+    (lambda: minigpt.PRESETS["Tiny"], r"no preset 'Tiny'; the presets are 'seed', .*'tiny'"),
+    # "cannot build a vocabulary from an empty text" for text that was not empty
+    (lambda: minigpt.TextData.from_text(b"to be or not" * 20), r"a vocabulary is built from a str, got bytes; decode"),
+    (lambda: minigpt.CharDataset(list("to be or not"), 4), r"got list; join a list of characters first"),
+    # torch's randint() signature dump before
+    (lambda: minigpt.get_batch(torch.arange(50) % 7, 8, 4, generator=42),
+     r"generator must be a torch.Generator or None, got 42; .* torch.Generator\(\).manual_seed\(42\)"),
+])
+def test_a_third_review_s_wrong_arguments_get_one_line(call, said):
+    with pytest.raises(MiniGPTError, match=said):
+        call()
+
+
+def test_an_unknown_preset_is_still_a_key_error():
+    with pytest.raises(KeyError):
+        minigpt.PRESETS["Tiny"]
+    assert minigpt.PRESETS.get("Tiny") is None and "book" in minigpt.PRESETS
+
+
+def test_train_refuses_float16_weights_and_a_callback_it_cannot_call_before_any_step():
+    """float16 weights: AdamW's eps is 0 there and the first step gave NaN, which the message
+    blamed on the learning rate (even at 1e-6). callback="print" failed after the steps ran."""
+    data = minigpt.TextData.from_text("abcdefghijk" * 40)
+    config = minigpt.TrainConfig(max_iters=2, device="cpu")
+    with pytest.raises(MiniGPTError, match=r"the model's weights are float16, which AdamW cannot update .*model.float\(\)"):
+        minigpt.train(tiny().half(), data, config, progress=False)
+    with pytest.raises(MiniGPTError, match=r"callback must be a function that takes one dict \(or None\), got 'print'"):
+        minigpt.train(tiny(), data, config, progress=False, callback="print")
+    assert minigpt.train(tiny().bfloat16(), data, config, progress=False).history["step"]      # bfloat16 trains
+
+
+def test_expect_names_a_value_that_is_not_a_number():
+    with pytest.raises(ValueError, match=r"expect\('x', \.\.\.\) needs a number \(or a one-element tensor\), got None"):
+        minigpt.expect("x", None, book=1.0, tol=0.1)
