@@ -37,7 +37,8 @@ Design, and why:
   first, on its own deep copy of the inputs, and makes its result plain (`_plain`: exact
   tensors, numbers, strings, lists) before the reference runs: while the student's code runs,
   no frame it could walk up to holds the right answer, and changing the inputs in place
-  changes nothing the reference sees. Chapter 14's key is read after the answer was given.
+  changes nothing the reference sees. Chapter 14's key is read after the answer was given (an answer that is a function can still
+  call `answer_key` through its callers' frames, as it could open the key's notebook: see Limits).
   `core.same` compares a value that is not a tensor, number or container only with one of
   exactly its type (an object whose `__eq__` says yes to everything is no answer).
 * **The student's own work.** While the student's code runs, `sys.setprofile` watches every
