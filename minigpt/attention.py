@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from .config import ATTN_IMPLS, ConfigError, GPTConfig
 from .kv_cache import KVCache
 from .positions import apply_rope
+from .device import as_device
 from .dropout import Dropout, dropout, keep_mask
 from .errors import ModelInputError, UsageError, is_whole_number
 
@@ -40,6 +41,8 @@ def causal_mask(T: int, S: Optional[int] = None, device=None) -> torch.Tensor:
     S = T if S is None else S
     # Under torch.compile with dynamic shapes T and S are symbolic (SymInt, not int): the
     # check runs on plain ints only, so it never adds a guard or a graph break.
+    if isinstance(device, str):        # a name ("cuda:0"); the model passes torch.devices
+        device = as_device(device, "causal_mask")
     if type(T) is int and type(S) is int and not 0 <= T <= S:
         raise UsageError(f"causal_mask needs 0 <= T <= S (the T queries are the last T of S positions), "
                          f"got T={T}, S={S}; pass S >= T, or leave S out for T x T.")

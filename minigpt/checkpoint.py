@@ -482,12 +482,12 @@ def read_summary(path: PathLike) -> CheckpointSummary:
 INTERCHANGEABLE_FIELDS = ("attn_impl",)
 
 
-def config_differences(saved: GPTConfig, wanted: GPTConfig) -> list[str]:
+def config_differences(saved: GPTConfig, wanted: GPTConfig, ignore: tuple = ()) -> list[str]:
     """The fields in which `wanted` describes another model than `saved` ("n_layer=2, not 4"),
-    leaving out the INTERCHANGEABLE_FIELDS; empty when the checkpoint's weights fit `wanted`."""
+    leaving out the INTERCHANGEABLE_FIELDS and `ignore`; empty when the checkpoint's weights fit `wanted`."""
     a, b = saved.to_dict(), wanted.to_dict()
     return [f"{name}={a[name]!r}, not {b[name]!r}" for name in a
-            if name not in INTERCHANGEABLE_FIELDS and a[name] != b[name]]
+            if name not in INTERCHANGEABLE_FIELDS + tuple(ignore) and a[name] != b[name]]
 
 
 def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",

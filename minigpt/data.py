@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence, Union
 
 import torch
 
+from .device import as_device
 from .errors import MiniGPTError, is_whole_number
 
 if TYPE_CHECKING:                       # bpe imports data; the name is for annotations only
@@ -322,11 +323,7 @@ def get_batch(data: torch.Tensor, block_size: int, batch_size: int,
         raise DataError(f"the split has {len(data)} tokens, too few for windows of "
                          f"block_size={block_size}; use a smaller block_size or more text.")
     if device is not None:
-        try:
-            device = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise DataError(f"get_batch's device {device!r} is not one torch knows; use 'cpu', 'cuda' or "
-                            f"'mps', or the device minigpt.pick_device() returns.") from None
+        device = as_device(device, "get_batch")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise DataError(f"generator must be a torch.Generator or None, got {generator!r}; for a seed write "
                         f"torch.Generator().manual_seed({generator!r}).")

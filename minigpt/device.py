@@ -50,6 +50,17 @@ def pick_device(preferred: Union[str, torch.device, None] = "auto") -> torch.dev
     return torch.device(preferred)
 
 
+def as_device(device, who: str) -> torch.device:
+    """torch.device(device), or a UsageError that names `who` when torch knows no such device
+    (torch's own message, "Expected one of cpu, cuda, ... device type at start of device
+    string: gpu", comes from deep inside and names no caller)."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"{who}'s device {device!r} is not one torch knows; use 'cpu', 'cuda' (or 'cuda:1') or "
+                         "'mps', or the device minigpt.pick_device() returns.") from None
+
+
 # bf16 runs natively from compute capability 8.0 (Ampere: A100, RTX 30xx) on; a T4 (7.5) or
 # V100 (7.0) only emulates it, slower than fp32
 NATIVE_BF16_CAPABILITY = (8, 0)
@@ -64,7 +75,7 @@ def autocast_dtype(device: torch.device, enabled: bool = True) -> Optional[torch
     emulated bf16 and says yes on a T4. AMD GPUs (ROCm) have bf16. On a CPU, bf16 matmuls
     are far slower than fp32 (no fast path on most laptops), so CPUs and MPS run in float32.
     """
-    device = torch.device(device)         # "cuda" or a torch.device, as everywhere in minigpt
+    device = as_device(device, "autocast")     # "cuda" or a torch.device, as everywhere in minigpt
     if not enabled or device.type != "cuda":
         return None
     if torch.version.hip:
@@ -130,7 +141,7 @@ def set_seed(seed: int) -> None:
 
 def describe(device: torch.device) -> str:
     """The device in words, e.g. 'cpu (2 threads: torch's default; 2 usable CPUs)'."""
-    device = torch.device(device)
+    device = as_device(device, "describe")
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     if device.type == "cpu":

@@ -38,6 +38,8 @@ def estimate_loss(model: nn.Module, data: TextData, batch_size: int, eval_iters:
     """
     _check_count("batch_size", batch_size, "32")
     _check_count("eval_iters", eval_iters, "20")
+    if not is_whole_number(seed, 0):
+        raise UsageError(f"estimate_loss's seed must be a whole number >= 0 (it picks the batches), got {seed!r}.")
     if not (hasattr(data, "train") and hasattr(data, "val")):
         raise UsageError(f"estimate_loss needs a TextData (both splits), got {type(data).__name__}; "
                          f"for the loss on one split's tokens use evaluate(model, tokens).")

@@ -104,6 +104,9 @@ def from_hf_state_dict(hf_state: Mapping[str, torch.Tensor], config: GPTConfig) 
     n_layer=12, dropout=0.0, gelu="tanh"). Keys may carry the `transformer.` prefix
     (GPT2LMHeadModel) or not (GPT2Model, the files on the Hugging Face hub).
     """
+    if not isinstance(config, GPTConfig):
+        raise ConfigError(f"from_hf_state_dict needs the GPTConfig the weights were made for, got "
+                          f"{type(config).__name__}; build it with config_from_hf(hf_model.config).")
     if config.pos_encoding != "learned" or config.norm != "pre" or not config.bias:
         raise ConfigError("GPT-2 weights need GPTConfig(pos_encoding='learned', norm='pre', "
                           f"bias=True); got pos_encoding={config.pos_encoding!r}, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .device import as_device
 from .errors import MiniGPTError, is_whole_number
 
 
@@ -33,6 +34,7 @@ class KVCache:
     def __init__(self, batch_size: int, n_kv_head: int, max_len: int, head_dim: int,
                  device=None, dtype=torch.float32):
         _check_sizes("KVCache's ", batch_size=batch_size, n_kv_head=n_kv_head, max_len=max_len, head_dim=head_dim)
+        device = None if device is None else as_device(device, "KVCache")
         self.k = torch.empty(batch_size, n_kv_head, max_len, head_dim, device=device, dtype=dtype)
         self.v = torch.empty_like(self.k)
         self.length = 0

@@ -185,6 +185,16 @@ def adapter_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
             for name, t in model.state_dict().items() if ".lora_" in name}
 
 
+def base_fingerprint(model: MiniGPT) -> dict[str, float]:
+    """The mean |w| of the base model's tensors that LoRA never wraps (the token embedding and
+    the LayerNorms), to 4 significant digits: a few numbers to store, unchanged by a move to
+    another dtype or device, and far from a freshly initialised model's (LayerNorm weights
+    start at exactly 1). load_adapters compares them: the config alone cannot tell the
+    pretrained base from a new MiniGPT of the same shape."""
+    return {name: float(f"{p.detach().double().abs().mean().item():.4g}")
+            for name, p in model.named_parameters() if name == "wte.weight" or ".ln_" in f".{name}"}
+
+
 def save_adapters(model: MiniGPT, directory: PathLike) -> Path:
     """Write the adapters alone (plus the rank, alpha, targets and the base model's config)
     to a new or empty folder: a fine-tune costs a few hundred KB, not a whole model."""
@@ -205,6 +215,7 @@ def save_adapters(model: MiniGPT, directory: PathLike) -> Path:
         meta = {"format": ADAPTER_FORMAT, "version": ADAPTER_FORMAT_VERSION,
                 "lora": dict(getattr(model, "lora_settings", {})),
                 "base_config": model.config.to_dict(),
+                "base_fingerprint": base_fingerprint(model),
                 "files": {ADAPTER_FILE: _sha256(directory / ADAPTER_FILE)}}
         _write_json(directory / ADAPTER_META, meta)
     except OSError as err:
@@ -238,10 +249,19 @@ def load_adapters(model: MiniGPT, directory: PathLike) -> MiniGPT:
         raise CheckpointError(f"{str(meta_path)!r} is not a valid adapter description ({err}).") from None
     if meta.get("format") != ADAPTER_FORMAT or meta.get("version", 0) > ADAPTER_FORMAT_VERSION:
         raise CheckpointError(f"{str(meta_path)!r} is not a minigpt adapter description this version reads.")
-    differ = config_differences(base, model.config)
+    # dropout changes training, not the weights: adapters fit a base of another dropout
+    differ = config_differences(base, model.config, ignore=("dropout",))
     if differ:
         raise LoRAError(f"these adapters were trained on another base model ({'; '.join(differ)}); "
                         "load them onto the model they were trained on (e.g. load_pretrained()).")
+    saved = meta.get("base_fingerprint") or {}          # folders from before it was stored: no check
+    here = base_fingerprint(model)
+    moved = [name for name, value in saved.items()
+             if name in here and abs(here[name] - value) > 0.01 * max(abs(value), 1e-6)]
+    if moved:
+        raise LoRAError(f"these adapters were trained on the same shape of model but other weights ({moved[0]}: mean "
+                        f"|w| {here[moved[0]]:.4g} here, {saved[moved[0]]:.4g} when they were saved); load them onto "
+                        "the model they were trained on (e.g. load_pretrained()), not a new MiniGPT.")
     file = directory / ADAPTER_FILE
     try:
         if _sha256(file) != meta.get("files", {}).get(ADAPTER_FILE):

@@ -21,6 +21,8 @@ import sys
 import torch
 
 from .attention import flash_attention, manual_attention
+from .device import as_device
+from .errors import UsageError, is_whole_number
 
 IMPLS = {"manual": manual_attention, "flash": flash_attention}
 _CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
@@ -67,6 +69,9 @@ def measure_in_this_process(impl: str, T: int) -> int:
 
 def attention_memory(device: torch.device, T: int = 4096) -> dict:
     """Extra peak memory of one forward pass (batch 1, 8 heads, head size 32) per implementation."""
+    device = as_device(device, "attention_memory")
+    if not is_whole_number(T, 1):      # checked here: a child process would fail with its own traceback
+        raise UsageError(f"attention_memory's T is a sequence length, a whole number >= 1, got {T!r}.")
     result = {"T": T}
     if device.type == "cuda":
         q, k, v = _inputs(T, device)

@@ -155,6 +155,9 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
 
     `device` is where the model trains ("auto", "cpu", "cuda", a torch.device, e.g. cfg.device):
     on CUDA the update runs as one fused kernel."""
+    if not isinstance(cfg, TrainConfig):
+        raise UsageError(f"make_optimizer's cfg must be a minigpt.TrainConfig (its learning_rate, betas and "
+                         f"weight_decay), got {type(cfg).__name__}; a dict d becomes TrainConfig(**d).")
     device = pick_device(device)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]

@@ -73,11 +73,23 @@ def _labels(tokens: Sequence[str]) -> list[str]:
     return [{"\n": "\\n", " ": "␣", "\t": "\\t"}.get(t, t) for t in tokens]
 
 
+def _as_maps(weights, who: str) -> torch.Tensor:
+    """Attention weights as a float32 CPU tensor; a numpy array or nested lists are taken too
+    (a reader may have computed weights by hand), anything else is named."""
+    if not isinstance(weights, torch.Tensor):
+        try:
+            weights = torch.as_tensor(weights)
+        except (TypeError, ValueError, RuntimeError):
+            raise UsageError(f"{who} takes attention weights as a tensor (or a numpy array), got "
+                             f"{type(weights).__name__}.") from None
+    return weights.detach().float().cpu()
+
+
 def plot_attention(weights: torch.Tensor, tokens: Sequence[str], ax=None, title: Optional[str] = None,
                    cmap: str = "viridis"):
     """Heatmap of one head's weights (T, T): row = query position, column = key position."""
     import matplotlib.pyplot as plt
-    weights = weights.detach().float().cpu()
+    weights = _as_maps(weights, "plot_attention")
     if weights.dim() != 2:
         raise UsageError(f"plot_attention expects one (T, T) matrix, got shape {tuple(weights.shape)}; "
                          "index a layer, batch row and head first, e.g. maps[layer, 0, head].")
@@ -134,7 +146,7 @@ def plot_attention_grid(maps: torch.Tensor, tokens: Sequence[str], layers: Optio
                         heads: Optional[Sequence[int]] = None, size: float = 2.2):
     """A grid of heatmaps, one row per layer and one column per head, for maps (L, H, T, T)."""
     import matplotlib.pyplot as plt
-    maps = maps.detach().float().cpu()
+    maps = _as_maps(maps, "plot_attention_grid")
     if maps.dim() == 5:          # (L, B, H, T, T) as returned by MiniGPT.attention_maps
         maps = maps[:, 0]
     if maps.dim() != 4:
@@ -142,6 +154,10 @@ def plot_attention_grid(maps: torch.Tensor, tokens: Sequence[str], layers: Optio
                          f"got {tuple(maps.shape)}; for one layer's (H, T, T) maps pass maps[None].")
     layers = list(range(maps.size(0))) if layers is None else list(layers)
     heads = list(range(maps.size(1))) if heads is None else list(heads)
+    for what, chosen, count in (("layers", layers, maps.size(0)), ("heads", heads, maps.size(1))):
+        if not chosen or not all(is_whole_number(i, 0) and i < count for i in chosen):
+            raise UsageError(f"plot_attention_grid's {what} must be a non-empty list of numbers in 0..{count - 1} "
+                             f"(these maps have {count}), got {chosen!r}.")
     fig, axes = plt.subplots(len(layers), len(heads), figsize=(size * len(heads), size * len(layers)),
                              squeeze=False)
     for r, layer in enumerate(layers):

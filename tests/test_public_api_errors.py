@@ -384,3 +384,88 @@ def test_train_refuses_float16_weights_and_a_callback_it_cannot_call_before_any_
 def test_expect_names_a_value_that_is_not_a_number():
     with pytest.raises(ValueError, match=r"expect\('x', \.\.\.\) needs a number \(or a one-element tensor\), got None"):
         minigpt.expect("x", None, book=1.0, tol=0.1)
+
+
+@pytest.mark.parametrize("call, who", [
+    (lambda: minigpt.device.describe("gpu"), "describe"),
+    (lambda: minigpt.device.autocast("gpu"), "autocast"),
+    (lambda: minigpt.KVCache(1, 2, 8, 8, device="gpu"), "KVCache"),
+    (lambda: minigpt.causal_mask(3, device="gpu"), "causal_mask"),
+])
+def test_a_device_name_torch_does_not_know_is_named_with_its_caller(call, who):
+    """torch's own "Expected one of cpu, cuda, ... device type at start of device string: gpu"."""
+    with pytest.raises(MiniGPTError, match=rf"{who}'s device 'gpu' is not one torch knows; use 'cpu', 'cuda'"):
+        call()
+
+
+def test_attention_plots_take_numpy_weights_and_name_layers_that_are_not_there():
+    """np.eye(2) ended in "'numpy.ndarray' object has no attribute 'detach'"; layers=[3] in an
+    IndexError and layers=[] in matplotlib's "Number of rows must be a positive integer"."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy
+    ax = minigpt.viz.plot_attention(numpy.eye(2), ["a", "b"])
+    assert ax.images[0].get_array().shape == (2, 2)
+    with pytest.raises(MiniGPTError, match=r"plot_attention takes attention weights as a tensor .* got str"):
+        minigpt.viz.plot_attention("weights", ["a", "b"])
+    maps = torch.rand(2, 2, 4, 4)
+    with pytest.raises(MiniGPTError, match=r"layers must be a non-empty list of numbers in 0..1 \(these maps have 2\), got \[3\]"):
+        minigpt.viz.plot_attention_grid(maps, list("abcd"), layers=[3])
+    with pytest.raises(MiniGPTError, match=r"heads must be a non-empty list of numbers in 0..1 .* got \[\]"):
+        minigpt.viz.plot_attention_grid(maps, list("abcd"), heads=[])
+    plt.close("all")
+
+
+def test_attention_memory_takes_a_device_name_and_names_a_length_that_is_not_one():
+    """"cpu" ended in "'str' object has no attribute 'type'", T=16.0 in the child process's traceback."""
+    from minigpt.memory import attention_memory
+    with pytest.raises(MiniGPTError, match=r"attention_memory's T is a sequence length, a whole number >= 1, got 16.0"):
+        attention_memory("cpu", T=16.0)
+    with pytest.raises(MiniGPTError, match=r"attention_memory's device 'gpu' is not one torch knows"):
+        attention_memory("gpu")
+
+
+@pytest.mark.parametrize("call, said", [
+    (lambda: minigpt.estimate_loss(tiny(), minigpt.TextData.from_text("abcdefghijk" * 30), 4, 2, seed="0"),
+     r"estimate_loss's seed must be a whole number >= 0 \(it picks the batches\), got '0'"),
+    (lambda: minigpt.make_optimizer(tiny(), {"learning_rate": 1e-3}, "cpu"),
+     r"make_optimizer's cfg must be a minigpt.TrainConfig .* got dict; a dict d becomes TrainConfig\(\*\*d\)"),
+    (lambda: __import__("minigpt.gpt2").gpt2.from_hf_state_dict({}, None),
+     r"from_hf_state_dict needs the GPTConfig the weights were made for, got NoneType"),
+])
+def test_the_last_arguments_of_the_wrong_kind_get_one_line(call, said):
+    with pytest.raises(MiniGPTError, match=said):
+        call()
+
+
+def test_adapters_refuse_a_new_model_of_the_same_shape_as_their_base(tmp_path):
+    """The config alone could not tell a trained base from MiniGPT(same config): the adapters
+    loaded onto random weights without a word. A few mean |w| numbers now can, and they do not
+    move when the base changes dtype."""
+    import copy
+    from minigpt.lora import base_fingerprint, load_adapters
+    base = tiny()
+    with torch.no_grad():                       # "trained": LayerNorms and embedding moved off their init
+        for name, p in base.named_parameters():
+            if ".ln_" in f".{name}" or name == "wte.weight":
+                p.mul_(1.7).add_(0.1)
+    trained_base = copy.deepcopy(base)
+    save_adapters(add_lora(base, rank=2), tmp_path / "adapters")
+    with pytest.raises(MiniGPTError, match=r"trained on the same shape of model but other weights .* not a new MiniGPT"):
+        load_adapters(tiny(), tmp_path / "adapters")
+    assert lora_layers(load_adapters(trained_base, tmp_path / "adapters"))
+    plain, half = base_fingerprint(tiny()), base_fingerprint(tiny().bfloat16())
+    assert all(abs(plain[k] - half[k]) <= 0.01 * abs(plain[k]) for k in plain)
+
+
+def test_adapters_load_onto_their_base_with_another_dropout(tmp_path):
+    """Refused before: "trained on another base model (dropout=0.1, not 0.0)", though the
+    weights are the same."""
+    import copy
+    from minigpt.lora import load_adapters
+    base = tiny(dropout=0.1)
+    other_dropout = MiniGPT(GPTConfig(**{**base.config.to_dict(), "dropout": 0.0}))
+    other_dropout.load_state_dict(copy.deepcopy(base.state_dict()))
+    save_adapters(add_lora(base, rank=2), tmp_path / "adapters")
+    assert lora_layers(load_adapters(other_dropout, tmp_path / "adapters"))
