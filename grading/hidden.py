@@ -1046,11 +1046,13 @@ def _notebook_code(obj: Any, homes: tuple) -> Optional[str]:
     if not isinstance(obj, (types.FunctionType, types.MethodType, functools.partial)):
         kind = obj if isinstance(obj, type) else type(obj)
         for klass in kind.__mro__[:-1]:
-            # a dataclass's __init__, __repr__, __eq__ ... are compiled by dataclasses from "<string>"
-            generated = hasattr(klass, "__dataclass_fields__")
+            # a dataclass's __init__, __repr__, __eq__ ... and a named tuple's __new__ are compiled
+            # by dataclasses and collections from "<string>"
+            generated = hasattr(klass, "__dataclass_fields__") or hasattr(klass, "_fields")
             functions += [f for key, f in vars(klass).items()
-                          if not (generated and key.startswith("__") and isinstance(f, types.FunctionType)
-                                  and f.__code__.co_filename == "<string>")]
+                          if not (generated and key.startswith("__")
+                                  and isinstance(getattr(f, "__func__", f), types.FunctionType)
+                                  and getattr(f, "__func__", f).__code__.co_filename == "<string>")]
         if not isinstance(obj, type):
             functions += list(getattr(obj, "__dict__", {}).values())
     for function in functions:

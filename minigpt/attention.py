@@ -54,7 +54,8 @@ def _check_qkv(q, k, v, dropout_p, who: str) -> None:
     """One-line errors for the attention functions a reader calls by hand (chapters 2, 12, 13):
     torch would otherwise fail inside a matmul ("size of tensor a (4) must match ..."), or
     flash_attention would return NaN rows for more queries than keys. Skipped while compiling:
-    the model's own calls are right by construction, and checks on symbolic sizes add guards."""
+    the model's own calls are right by construction, and checks on symbolic sizes add guards.
+    k and v may broadcast over q's batch and heads (a batch or a head of 1: multi-query)."""
     if torch.compiler.is_compiling():
         return
     if not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (q, k, v)):
@@ -62,25 +63,33 @@ def _check_qkv(q, k, v, dropout_p, who: str) -> None:
         raise ModelInputError(f"{who} takes q, k, v of shape (B, H, T, D), got {got}; one head (B, T, D) "
                               "becomes H = 1 with t[:, None].")
     (B, H, T, D), (S, Hkv) = q.shape, (k.size(2), k.size(1))
-    if k.shape[:3] != v.shape[:3] or k.size(0) != B or k.size(-1) != D:
+    if k.shape[:3] != v.shape[:3] or k.size(0) not in (1, B) or k.size(-1) != D:
         raise ModelInputError(f"{who}: k and v must be (B, H, S, D) with q's B = {B} and D = {D}, got q "
                               f"{tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}.")
-    if Hkv != H:
+    if Hkv not in (1, H):
         fix = (f"repeat each key/value head {H // Hkv} times first (repeat_kv, chapter 12)"
                if H % Hkv == 0 else "give k and v as many heads as q")
         raise ModelInputError(f"{who}: q has {H} heads but k and v have {Hkv}; {fix}.")
     if T > S:
         raise ModelInputError(f"{who}: q has T = {T} positions but k and v only S = {S}; the queries are the last "
                               "T of the S positions, so T <= S.")
-    if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)) or not 0 <= dropout_p < 1:
+    try:                                # a float, a numpy float or a one-element tensor
+        p = None if isinstance(dropout_p, (bool, str, bytes)) else float(dropout_p)
+    except (TypeError, ValueError, RuntimeError):
+        p = None
+    if p is None or not 0 <= p < 1:
         raise UsageError(f"{who}: dropout_p must be a number in [0, 1), got {dropout_p!r}.")
 
 
 def manual_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      dropout_p: float = 0.0, training: bool = False,
-                     return_weights: bool = False):
-    """softmax(q k^T / sqrt(D) + mask) v.   q (B, H, T, D), k/v (B, H, S, D) -> (B, H, T, D)."""
-    _check_qkv(q, k, v, dropout_p, "manual_attention")
+                     return_weights: bool = False, *, check: bool = True):
+    """softmax(q k^T / sqrt(D) + mask) v.   q (B, H, T, D), k/v (B, H, S, D) -> (B, H, T, D).
+
+    `check=False` skips the argument checks (CausalSelfAttention's own calls, once per layer
+    and generated token, whose shapes are right by construction)."""
+    if check:
+        _check_qkv(q, k, v, dropout_p, "manual_attention")
     T, S, D = q.size(-2), k.size(-2), q.size(-1)
     scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(D))        # (B, H, T, S)
     scores = scores.masked_fill(~causal_mask(T, S, q.device), float("-inf"))
@@ -92,19 +101,20 @@ def manual_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                     dropout_p: float = 0.0, training: bool = False,
-                    block_q: int = 128, block_k: int = 128) -> torch.Tensor:
+                    block_q: int = 128, block_k: int = 128, *, check: bool = True) -> torch.Tensor:
     """Causal attention by tiles with an online softmax (FlashAttention's algorithm).
 
     For each tile of queries we walk over tiles of keys, keeping per query row a running
     max `m`, a running normaliser `l` and an un-normalised output `acc`. When a new tile
     raises the max, the old sums are rescaled by exp(m_old - m_new). Peak extra memory is
     one (block_q, block_k) tile per head instead of the whole (T, S) score matrix. Key tiles
-    entirely in a query tile's future are skipped.
+    entirely in a query tile's future are skipped. `check=False`: as in manual_attention.
     """
-    _check_qkv(q, k, v, dropout_p, "flash_attention")
-    for name, size in (("block_q", block_q), ("block_k", block_k)):
-        if not is_whole_number(size, 1):
-            raise UsageError(f"flash_attention: {name} is a tile length, a whole number >= 1, got {size!r}.")
+    if check:
+        _check_qkv(q, k, v, dropout_p, "flash_attention")
+        for name, size in (("block_q", block_q), ("block_k", block_k)):
+            if not is_whole_number(size, 1):
+                raise UsageError(f"flash_attention: {name} is a tile length, a whole number >= 1, got {size!r}.")
     B, H, T, D = q.shape
     S = k.size(-2)
     offset = S - T                      # absolute position of query 0
@@ -262,7 +272,7 @@ class CausalSelfAttention(nn.Module):
             # in-place mask draw would split the graph.
             out = dropout_attention(q, k, v, dropout_p)
         elif impl == "manual":
-            out = manual_attention(q, k, v, dropout_p, self.training, return_weights)
+            out = manual_attention(q, k, v, dropout_p, self.training, return_weights, check=False)
             if return_weights:
                 out, weights = out
         elif impl == "sdpa":
@@ -275,7 +285,7 @@ class CausalSelfAttention(nn.Module):
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, S, x.device),
                                                      dropout_p=dropout_p)
         else:
-            out = flash_attention(q, k, v, dropout_p, self.training)
+            out = flash_attention(q, k, v, dropout_p, self.training, check=False)
         out = out.transpose(1, 2).contiguous().view(B, T, C)                # merge heads
         out = self.resid_dropout(self.c_proj(out))
         return (out, weights) if return_weights else out

@@ -154,6 +154,8 @@ def _describe(model: MiniGPT, tokenizer: CharTokenizer | BPETokenizer,
     if train_state is not None and not isinstance(train_state, dict):
         raise UsageError(f"{what} must be a dict or None, got {type(train_state).__name__}.")
     for key, value in (train_state or {}).items():
+        if not isinstance(key, str):    # JSON would turn 1 into "1" and refuse (1, 2)
+            raise UsageError(f"{what}'s keys are names (str), got {key!r}.")
         try:
             json.dumps({key: value}, allow_nan=True)
         except (TypeError, ValueError):

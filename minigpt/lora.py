@@ -191,7 +191,8 @@ def base_fingerprint(model: MiniGPT) -> dict[str, float]:
     another dtype or device, and far from a freshly initialised model's (LayerNorm weights
     start at exactly 1). load_adapters compares them: the config alone cannot tell the
     pretrained base from a new MiniGPT of the same shape."""
-    return {name: float(f"{p.detach().double().abs().mean().item():.4g}")
+    # float32 on the tensor's own device: MPS has no float64
+    return {name: float(f"{p.detach().float().abs().mean().item():.4g}")
             for name, p in model.named_parameters() if name == "wte.weight" or ".ln_" in f".{name}"}
 
 
@@ -255,6 +256,8 @@ def load_adapters(model: MiniGPT, directory: PathLike) -> MiniGPT:
         raise LoRAError(f"these adapters were trained on another base model ({'; '.join(differ)}); "
                         "load them onto the model they were trained on (e.g. load_pretrained()).")
     saved = meta.get("base_fingerprint") or {}          # folders from before it was stored: no check
+    if not isinstance(saved, dict) or not all(isinstance(v, (int, float)) for v in saved.values()):
+        raise CheckpointError(f"{str(meta_path)!r} is not a valid adapter description (base_fingerprint).")
     here = base_fingerprint(model)
     moved = [name for name, value in saved.items()
              if name in here and abs(here[name] - value) > 0.01 * max(abs(value), 1e-6)]

@@ -14,6 +14,7 @@ q and k are permuted alike.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -50,7 +51,7 @@ def rope_cos_sin(n_positions: int, head_dim: int, base: float = 10000.0):
     _position_count(n_positions)
     # pair i turns by base**(-2i/D) radians per position, slower for each later pair; at base <= 1
     # none would be slower than the first (and at base <= 0 the powers are NaN)
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or not 1 < base < math.inf:
+    if isinstance(base, bool) or not isinstance(base, numbers.Real) or not 1 < base < math.inf:
         raise UsageError(f"base must be a number > 1 (it sets the slowest pair's turn; 10000 is usual, Llama 3 uses "
                          f"500000), got {base!r}.")
     inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))

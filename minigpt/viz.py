@@ -155,7 +155,7 @@ def plot_attention_grid(maps: torch.Tensor, tokens: Sequence[str], layers: Optio
     layers = list(range(maps.size(0))) if layers is None else list(layers)
     heads = list(range(maps.size(1))) if heads is None else list(heads)
     for what, chosen, count in (("layers", layers, maps.size(0)), ("heads", heads, maps.size(1))):
-        if not chosen or not all(is_whole_number(i, 0) and i < count for i in chosen):
+        if not chosen or not all(is_whole_number(i) and -count <= i < count for i in chosen):
             raise UsageError(f"plot_attention_grid's {what} must be a non-empty list of numbers in 0..{count - 1} "
                              f"(these maps have {count}), got {chosen!r}.")
     fig, axes = plt.subplots(len(layers), len(heads), figsize=(size * len(heads), size * len(layers)),
@@ -189,13 +189,15 @@ def plot_next_token_probs(probs: torch.Tensor, tokens: Sequence[str], k: int = 1
         got = tuple(probs.shape) if isinstance(probs, torch.Tensor) else type(probs).__name__
         raise UsageError(f"plot_next_token_probs draws one distribution: a tensor of shape (V,) or (1, V), got "
                          f"{got}; pick one row, e.g. probs[0].")
+    # a 16-bit softmax sums to 1 only within its rounding (bf16: 3 significant digits)
+    sum_tolerance = 2e-2 if probs.dtype in (torch.float16, torch.bfloat16) else 1e-3
     probs = probs.detach().float().cpu().reshape(-1)
     if probs.numel() != len(tokens):
         raise UsageError(f"got {probs.numel()} probabilities but {len(tokens)} token labels; pass the "
                          "tokenizer's characters (tokenizer.chars), one label per token id.")
     total, lowest = float(probs.sum()), float(probs.min())
     # raw logits drawn on a 0..1 "probability" axis would look like a plot and mean nothing
-    if not (lowest >= 0 and abs(total - 1) < 1e-3):
+    if not (lowest >= 0 and abs(total - 1) < sum_tolerance):
         raise UsageError(f"these are not probabilities (smallest {lowest:.3g}, sum {total:.4g}, not >= 0 and 1): "
                          "pass next_token_probs(logits) or torch.softmax(logits, dim=-1), not the logits.")
     if not is_whole_number(k, 1):

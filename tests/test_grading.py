@@ -776,6 +776,25 @@ def test_a_finder_that_swaps_the_private_comparison_scores_0(capsys):
     assert hidden.tampering(None) == []
 
 
+def test_generated_dunders_are_not_taken_for_the_notebook_s_code():
+    """dataclasses and collections compile __init__ / __new__ from "<string>": a package class
+    of either kind must not make every graded exercise 0 for "tampering"."""
+    import collections
+    import dataclasses
+    import typing
+    hidden = load_hidden()
+    homes = hidden._library_folders()
+    Point = collections.namedtuple("Point", "x y")
+    Named = typing.NamedTuple("Named", [("x", int)])
+    Data = dataclasses.make_dataclass("Data", ["x"])
+    assert [hidden._notebook_code(kind, homes) for kind in (Point, Named, Data)] == [None, None, None]
+
+    class Finder:                       # this file is not a library's: its methods are "the notebook's"
+        def find_spec(self, *args):
+            return None
+    assert hidden._notebook_code(Finder(), homes) == Finder.find_spec.__qualname__
+
+
 def test_a_padded_copy_of_the_package_is_marked_for_review_and_an_honest_answer_is_not(capsys):
     """A copy with one statement added to each function kept the exact fingerprint from
     matching and scored full marks unremarked. It now carries the review mark (the score

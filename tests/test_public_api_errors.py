@@ -469,3 +469,25 @@ def test_adapters_load_onto_their_base_with_another_dropout(tmp_path):
     other_dropout.load_state_dict(copy.deepcopy(base.state_dict()))
     save_adapters(add_lora(base, rank=2), tmp_path / "adapters")
     assert lora_layers(load_adapters(other_dropout, tmp_path / "adapters"))
+
+
+def test_what_a_review_of_the_new_checks_found_they_refused_wrongly(tmp_path):
+    """k/v that broadcast (a batch or a head of 1: multi-query), numpy and tensor dropout_p,
+    a numpy RoPE base, a bfloat16 softmax (sums to 1 within 1e-2, not 1e-3) and a negative
+    layer index all worked before the checks came, and work again; a train_state key that is
+    not a name is named as such."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import numpy
+    q, k, v = torch.randn(2, 4, 5, 8), torch.randn(1, 1, 5, 8), torch.randn(1, 1, 5, 8)
+    torch.testing.assert_close(minigpt.manual_attention(q, k, v),
+                               minigpt.manual_attention(q, k.expand(2, 4, 5, 8), v.expand(2, 4, 5, 8)))
+    minigpt.manual_attention(q, q, q, dropout_p=numpy.float32(0.1), training=True)
+    minigpt.flash_attention(q, q, q, dropout_p=torch.tensor(0.1))
+    minigpt.rope_cos_sin(8, 16, numpy.float32(10000))
+    logits = torch.randn(65, generator=torch.Generator().manual_seed(0)) * 20
+    minigpt.viz.plot_next_token_probs(torch.softmax(logits.bfloat16(), -1), [chr(33 + i) for i in range(65)])
+    minigpt.viz.plot_attention_grid(torch.rand(2, 2, 4, 4), list("abcd"), layers=[-1])
+    with pytest.raises(MiniGPTError, match=r"train_state's keys are names \(str\), got \(1, 2\)"):
+        minigpt.save_checkpoint(tmp_path / "run", tiny(), minigpt.CharTokenizer(list("abcdefghijk")), 1,
+                                train_state={(1, 2): 3})
