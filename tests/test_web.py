@@ -351,6 +351,20 @@ def test_shipped_asset_is_the_pretrained_model_quantised():
             assert torch.equal(q, w), name
 
 
+def test_the_shipped_model_in_javascript_agrees_with_pytorch_below_1e_5():
+    """The appendix's figure: over the first 180 characters of tinyshakespeare the shipped
+    model's logits reach about 16 in size, and the page's forward pass (node here) is within
+    1e-5 of PyTorch's at every position (6.7e-6 when the appendix was written)."""
+    model, tok = load_web_model(asset_path())
+    ids = tok.encode(minigpt.load_shakespeare()[:180])
+    js = run_js(f"""const m = new MG.Model(MINIGPT_WEB_MODELS["shakespeare_char"]);
+        return Array.from(m.forward({json.dumps(ids)}));""", asset_path())
+    with torch.no_grad():
+        logits = model(torch.tensor([ids]))[0][0]                     # (180, V)
+    diff = (torch.tensor(js, dtype=torch.float32).view_as(logits) - logits).abs().max().item()
+    assert logits.abs().max().item() > 15 and diff < 1e-5, (logits.abs().max().item(), diff)
+
+
 def test_widget_html_is_small_and_loads_only_local_files():
     for widget in (widgets.generator("ROMEO:\n"), widgets.attention_explorer(["the king, the king"])):
         html = widget.data
