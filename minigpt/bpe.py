@@ -26,7 +26,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from .data import CharTokenizer, DataError, DataTypeError, ids_as_list
+from .data import CharTokenizer, DataError, check_text, ids_as_list
 from .errors import is_whole_number
 
 # GPT-2's pre-tokenisation pattern (openai/gpt-2, encoder.py), unchanged: it needs the `regex`
@@ -237,9 +237,7 @@ class BPETokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Text -> token ids (special tokens' text is encoded as ordinary text)."""
-        if not isinstance(text, str):
-            hint = "; decode the bytes first: text.decode('utf-8')" if isinstance(text, bytes) else ""
-            raise DataTypeError(f"encode expects a str, got {type(text).__name__}{hint}.")
+        check_text(text, "encode expects a str")
         out: list[int] = []
         try:
             for word in pretokenize(text):

@@ -34,6 +34,16 @@ class DataTypeError(DataError, TypeError):
     """Text or ids of the wrong kind (e.g. encode(None)); still a TypeError for `except TypeError`."""
 
 
+def check_text(text, what: str) -> None:
+    """A DataTypeError (`what`, then what was given) unless `text` is a str, with the fix for
+    the two usual slips: bytes read from a file, a list of characters."""
+    if isinstance(text, str):
+        return
+    hint = ("; decode the bytes first: text.decode('utf-8')" if isinstance(text, bytes) else
+            "; join a list of characters first: ''.join(chars)" if isinstance(text, (list, tuple)) else "")
+    raise DataTypeError(f"{what}, got {type(text).__name__}{hint}.")
+
+
 class UnknownCharacterError(MiniGPTError, ValueError):
     """A character that the tokenizer's vocabulary does not contain."""
 
@@ -98,10 +108,7 @@ class CharTokenizer:
     @classmethod
     def from_text(cls, text: str) -> "CharTokenizer":
         """The sorted set of the text's characters (counted on code points, fast on 50 MB)."""
-        if not isinstance(text, str):
-            hint = "; decode the bytes first: text.decode('utf-8')" if isinstance(text, bytes) else \
-                "; join a list of characters first: ''.join(chars)" if isinstance(text, (list, tuple)) else ""
-            raise DataTypeError(f"a vocabulary is built from a str, got {type(text).__name__}{hint}.")
+        check_text(text, "a vocabulary is built from a str")
         if not text:
             raise DataError("cannot build a vocabulary from an empty text; pass the training text.")
         counts = torch.zeros(_MAX_CODE_POINT + 1, dtype=torch.long)
@@ -129,9 +136,7 @@ class CharTokenizer:
         if errors not in ("strict", "skip"):
             raise DataError(f"errors must be 'strict' (stop at an unknown character) or 'skip' (drop it), "
                             f"got {errors!r}.")
-        if not isinstance(text, str):
-            hint = "; decode the bytes first: text.decode('utf-8')" if isinstance(text, bytes) else ""
-            raise DataTypeError(f"encode expects a str, got {type(text).__name__}{hint}.")
+        check_text(text, "encode expects a str")
         if self._table is None:
             points = [ord(c) for c in self.chars]
             # every byte value has an entry, and the last entry (-1, "unknown") also stands
