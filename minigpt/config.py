@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Optional
 
-from .errors import MiniGPTError, is_whole_number
+from .errors import MiniGPTError, is_whole_number, plain_number
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
 NORMS = ("pre", "post")
@@ -56,7 +56,9 @@ class GPTConfig:
     def __setattr__(self, name: str, value: Any) -> None:
         """`config.n_head = 4` on a config whose n_kv_head follows n_head moves n_kv_head too,
         as `dataclasses.replace` does: otherwise the model built next would silently have
-        grouped-query attention with the old head count as its key/value heads."""
+        grouped-query attention with the old head count as its key/value heads. A numpy number
+        is stored as the Python number it stands for (`plain_number`)."""
+        value = plain_number(value)
         super().__setattr__(name, value)
         if name == "n_head" and isinstance(self.__dict__.get("n_kv_head"), _SameAsNHead) and is_whole_number(value):
             super().__setattr__("n_kv_head", _SameAsNHead(value))

@@ -10,6 +10,8 @@ in Python), so `except ValueError` in a notebook keeps working.
 
 from __future__ import annotations
 
+import numbers
+
 
 class MiniGPTError(Exception):
     """An error caused by the user's input (a value, a file, a folder), not by minigpt's code."""
@@ -38,3 +40,21 @@ def is_whole_number(value, minimum=None) -> bool:
     upstream (a division), and torch would fail on it deep inside, far from the cause.
     """
     return isinstance(value, int) and not isinstance(value, bool) and (minimum is None or value >= minimum)
+
+
+def plain_number(value):
+    """A numpy (or other) integer as a Python int, a numpy float as a Python float; anything
+    else unchanged.
+
+    The config dataclasses pass their fields through this before checking them: a sweep written
+    with `np.arange` or `np.linspace` hands over `np.int64(256)`, which is a whole number to
+    the reader but not an `int` to `is_whole_number`, and not JSON to a checkpoint. Booleans
+    (Python's and numpy's) stay as they are, so `n_layer=True` is still refused.
+    """
+    if isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value

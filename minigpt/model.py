@@ -118,6 +118,9 @@ def check_targets(targets, idx: torch.Tensor) -> None:
     if targets.shape != idx.shape:
         raise ModelInputError(f"targets must have the same shape as idx {tuple(idx.shape)}, "
                               f"got {tuple(targets.shape)}.")
+    if targets.device != idx.device:
+        raise ModelInputError(f"targets are on {targets.device} but idx is on {idx.device}; "
+                              "move them with targets.to(idx.device).")
 
 
 def next_token_loss(logits: torch.Tensor, idx: torch.Tensor,
@@ -232,6 +235,10 @@ class MiniGPT(nn.Module):
             return
         low, high = torch.stack([ids.min(), ids.max()]).tolist()
         lowest = -1 if targets else 0
+        if targets and high == -1:     # the mean over no positions: a NaN loss, then NaN weights
+            raise ModelInputError("every target is -1 (ignored), so there is nothing to score and the loss "
+                                  "would be NaN; give at least one target id in 0.."
+                                  f"{self.config.vocab_size - 1}, or leave this batch out.")
         if low < lowest or high >= self.config.vocab_size:
             bad = low if low < lowest else high
             if targets:

@@ -34,7 +34,7 @@ from .data import DataError, TextData, get_batch
 from . import distributed
 from .device import (DEVICE_CHOICES, autocast, autocast_dtype, maybe_compile, pick_device, synchronize,
                      tune_cpu_allocator)
-from .errors import MiniGPTError, UsageError, is_whole_number
+from .errors import MiniGPTError, UsageError, is_whole_number, plain_number
 from .evaluation import estimate_loss, evaluate  # noqa: F401  (also importable from here, as before)
 from .model import MiniGPT
 from .resume import ResumeWarning, check_resumable, data_fingerprint, trainer_state  # noqa: F401  (ResumeWarning: as before)
@@ -72,6 +72,8 @@ class TrainConfig:
     micro_batch_size: Optional[int] = None  # rows per forward pass and process; fewer = gradient accumulation
 
     def __post_init__(self) -> None:
+        for f in fields(self):           # np.int64(500) from a sweep -> 500 (checks and JSON need it)
+            setattr(self, f.name, plain_number(getattr(self, f.name)))
         if isinstance(self.device, torch.device):
             self.device = str(self.device)      # JSON-serialisable in checkpoints
         for name in ("max_iters", "batch_size", "eval_interval", "eval_iters", "checkpoint_interval"):

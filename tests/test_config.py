@@ -26,6 +26,20 @@ def test_non_positive_integers_are_rejected(field, value):
         GPTConfig(**{field: value})
 
 
+def test_numpy_numbers_from_a_sweep_are_stored_as_python_numbers():
+    import json
+    import numpy as np
+    config = GPTConfig(n_layer=np.int64(2), n_embd=np.int32(64), n_head=np.int64(4),
+                       dropout=np.float32(0.25), block_size=np.arange(8, 40, 8)[3])
+    assert (config.n_layer, config.n_embd, config.block_size, config.n_kv_head) == (2, 64, 32, 4)
+    assert type(config.n_layer) is int and type(config.dropout) is float
+    json.dumps(config.to_dict())                         # a checkpoint can hold it
+    config.n_head = np.int64(2)                          # n_kv_head still follows
+    assert config.n_kv_head == 2 and type(config.n_head) is int
+    with pytest.raises(ConfigError, match="n_layer must be a positive integer"):
+        GPTConfig(n_layer=np.bool_(True))
+
+
 @pytest.mark.parametrize("value", [1.0, -0.1, 2, "0.1"])
 def test_dropout_must_be_in_unit_interval(value):
     with pytest.raises(ConfigError, match=r"dropout must be in \[0, 1\)"):

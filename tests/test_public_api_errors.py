@@ -77,6 +77,8 @@ def test_position_tables_masks_and_caches_say_what_they_need(call, said):
     ([[1, 2, 3, 4, 5]], "targets must be a tensor of token ids"),
     (torch.tensor([[1, 2, 3, 4, 11]]), "target id 11 is outside the vocabulary 0..10"),
     (torch.tensor([[1, 2, 3]]), "targets must have the same shape as idx"),
+    (torch.full((1, 5), -1), r"every target is -1 \(ignored\), so there is nothing to score"),
+    (torch.zeros(1, 5, dtype=torch.long, device="meta"), r"targets are on meta but idx is on cpu; .*targets.to"),
 ])
 def test_bad_targets_are_named(targets, said):
     with pytest.raises(MiniGPTError, match=said):
