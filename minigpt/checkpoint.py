@@ -287,6 +287,16 @@ def _holds_training_state(directory: Path) -> bool:
     return (directory / TRAINER_FILE).exists() or is_run_folder(directory)
 
 
+def _holds_export(directory: Path) -> bool:
+    """True when directory/minigpt.json is a minigpt checkpoint's description (an earlier
+    export): the only thing `overwrite=True` may replace."""
+    try:
+        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
+
+
 def export_model(model: MiniGPT, tokenizer: CharTokenizer | BPETokenizer, directory: PathLike,
                  dtype: Optional[torch.dtype] = None, info: Optional[dict[str, Any]] = None,
                  overwrite: bool = False) -> Path:
@@ -294,8 +304,9 @@ def export_model(model: MiniGPT, tokenizer: CharTokenizer | BPETokenizer, direct
 
     Weights with NaN or inf values (also a float16 overflow) are refused before anything is
     written. The folder must be new or empty: an existing export is replaced only with
-    `overwrite=True` (CLI: --force), and a training checkpoint or run folder never, so an
-    export can never destroy a run that is meant to be resumed.
+    `overwrite=True` (CLI: --force), and a training checkpoint or run folder, saved adapters or
+    a folder of other files never, so an export can never destroy a run that is meant to be
+    resumed, nor files it did not write.
     """
     if not (isinstance(model, MiniGPT) and hasattr(tokenizer, "encode") and isinstance(directory, (str, os.PathLike))):
         raise UsageError(f"export_model takes (model, tokenizer, folder): a MiniGPT, its tokenizer and a path; got "
@@ -311,6 +322,15 @@ def export_model(model: MiniGPT, tokenizer: CharTokenizer | BPETokenizer, direct
     if non_empty and _holds_training_state(directory):
         raise CheckpointError(f"{str(directory)!r} holds a training checkpoint or run; export never "
                               "writes into one (resuming it would break). Choose a new folder.")
+    if non_empty and overwrite:
+        from .lora import ADAPTER_META
+        if (directory / ADAPTER_META).exists():
+            raise CheckpointError(f"{str(directory)!r} holds LoRA adapters ({ADAPTER_META}); export never writes "
+                                  "into them. Choose a new or empty folder.")
+        if not _holds_export(directory):
+            raise CheckpointError(f"{str(directory)!r} is not empty and holds no earlier export (no {META_FILE} "
+                                  "written by minigpt); --force (overwrite=True) replaces only an exported model, "
+                                  "never other files. Choose a new or empty folder.")
     if non_empty and not overwrite:
         raise CheckpointError(f"{str(directory)!r} already exists and is not empty; export writes only "
                               "into a new or empty folder. Choose another folder, or pass --force "

@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_bounded_int(0, MAX_SEED, "torch seeds are 64-bit"))
     p.add_argument("--device", choices=DEVICE_CHOICES)
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the training step (on a CPU it has not paid off: see the README)")
+                   help="torch.compile the training step (on a CPU it has not paid off: see the README); "
+                        "with --resume, give it again to compile the resumed run")
     p.add_argument("--n-layer", type=_positive_int)
     p.add_argument("--n-head", type=_positive_int)
     p.add_argument("--n-kv-head", type=_positive_int,
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-new-tokens", type=_bounded_int(1, MAX_NEW_TOKENS, "at ~1 ms a token a million "
                                                          "take a quarter of an hour; run several commands for more"),
                    default=500, help=f"tokens to generate, characters for a character model (at most "
-                                       f"{MAX_NEW_TOKENS:,}); printed as they come")
+                                       f"{MAX_NEW_TOKENS:,}); one sample is printed as it comes, several together at the end")
     s.add_argument("--temperature", type=_non_negative, default=0.8, help="0 = greedy")
     s.add_argument("--top-k", type=_positive_int)
     s.add_argument("--top-p", type=_fraction)
@@ -184,11 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="write a weights-only copy of a checkpoint",
                        description="Strip optimizer state and optionally store float16 weights.")
-    e.add_argument("checkpoint", type=_input_path)
+    e.add_argument("checkpoint", type=_input_path, help="checkpoint or run folder, or 'pretrained' (the shipped model)")
     e.add_argument("out", type=_folder)
     e.add_argument("--fp16", action="store_true", help="store weights as float16 (half the size)")
     e.add_argument("--force", action="store_true",
-                   help="replace the exported model in an existing non-empty OUT (never a training run)")
+                   help="replace an earlier export in OUT (a folder holding anything else, such as a "
+                        "training run or adapters, is never written into)")
 
     # parsed by minigpt.web.export's own parser (`python -m minigpt export-web --help`): listed here
     sub.add_parser("export-web", add_help=False,
@@ -342,7 +344,12 @@ def _run_to_resume(out: Path):
             why = "the folder does not exist"
         raise UsageError(f"nothing to resume in {str(out)!r}: {why}. Check --out, or leave out --resume "
                          "to start a new run there.")
-    return read_summary(out)
+    from .checkpoint import CheckpointError
+    from .train import with_resume_hint
+    try:
+        return read_summary(out)
+    except CheckpointError as err:       # a damaged newest checkpoint: name the one before it
+        raise with_resume_hint(err, out) from None
 
 
 def _train_configs(args, vocab_size: int, out: Path, saved):
@@ -383,6 +390,12 @@ def _train_configs(args, vocab_size: int, out: Path, saved):
                  **{k: v for k, (v, _) in model_given.items() if k in INTERCHANGEABLE_FIELDS})
     known = {f for f in TrainConfig.__dataclass_fields__}
     saved_train = {k: v for k, v in (saved.train_state.get("train_config") or {}).items() if k in known}
+    # --compile is how this process runs, not part of the run: a resume compiles only when asked
+    saved_train.pop("compile", None)
+    if args.seed is not None and args.seed != saved_train.get("seed", args.seed):
+        raise UsageError(f"--seed {args.seed}: a resumed run continues its own random streams (batches, "
+                         f"dropout) from the checkpoint, seeded {saved_train['seed']} when it started; "
+                         "leave out --seed with --resume, or start a new run in another --out.")
     return GPTConfig(**shape), TrainConfig(**{**preset.train, **saved_train, **train_given})
 
 
@@ -451,15 +464,15 @@ def _fine_tune_start(text: str):
 def _check_tokenizer_flags(args) -> None:
     """--vocab-size needs --tokenizer bpe; a fine-tune and a resumed run keep their tokenizer."""
     from .errors import UsageError
+    if args.resume and (args.tokenizer == "bpe" or args.vocab_size is not None):
+        raise UsageError("--tokenizer/--vocab-size: a resumed run keeps the tokenizer its checkpoint was "
+                         "trained with; leave them out with --resume.")
     if args.vocab_size is not None and args.tokenizer != "bpe":
         raise UsageError("--vocab-size sets the size of a BPE vocabulary; add --tokenizer bpe "
                          "(a character vocabulary is the text's own characters).")
     if args.init_from is not None and args.tokenizer != "char":
         raise UsageError("--tokenizer bpe: a fine-tune keeps the pretrained model's character "
                          "vocabulary; leave out --tokenizer with --init-from.")
-    if args.resume and args.tokenizer == "bpe":        # (--vocab-size needs it, checked above)
-        raise UsageError("--tokenizer/--vocab-size: a resumed run keeps the tokenizer its checkpoint was "
-                         "trained with; leave them out with --resume.")
 
 
 def _resume_data(out: Path, saved, text: str):
@@ -559,10 +572,14 @@ def _cmd_train(args) -> int:
         add_lora(model, args.lora_rank, alpha)
         print(f"LoRA rank {args.lora_rank}, alpha {alpha:g} on attn.c_attn and attn.c_proj: "
               f"{lora_parameter_count(model):,} trainable parameters")
+        # the adapters are written only at the end: an --out that cannot take them fails now,
+        # not after the training it would throw away (float32 tensors, plus lora.json)
+        from .run_folder import check_output_folder
+        check_output_folder(out, need_bytes=4 * lora_parameter_count(model) + 2**16)
     print(f"{what}: {model.num_parameters() / 1e6:.2f}M parameters, "
           f"{len(data.train):,} train / {len(data.val):,} val {unit}, device {describe(device)}, "
           f"{describe_precision(device, cfg.autocast)}")
-    print(f"checkpoints -> {out}")
+    print(f"checkpoints -> {out}" if args.lora_rank is None else f"adapters -> {out} (written at the end)")
     if cfg.compile and compile_note(device):
         print(compile_note(device))
 
@@ -674,14 +691,10 @@ def _cmd_sample(args) -> int:
 
     from .checkpoint import load_model
     from .errors import UsageError
-    from .pretrained import pretrained_path
+    from .pretrained import checkpoint_or_pretrained
 
     device = _pick_device(args.device)
-    path = pretrained_path() if args.checkpoint == "pretrained" else args.checkpoint
-    if args.checkpoint == "pretrained" and Path("pretrained").exists():
-        print("note: 'pretrained' is the model shipped with minigpt; for your folder ./pretrained, "
-              "pass --checkpoint ./pretrained", file=sys.stderr)
-    model, tokenizer = load_model(path, device)
+    model, tokenizer = load_model(checkpoint_or_pretrained(args.checkpoint), device)
     if args.prompt is None:
         args.prompt = _default_prompt(tokenizer)
     ids = tokenizer.encode(args.prompt)
@@ -739,9 +752,11 @@ def _cmd_export(args) -> int:
     import torch
 
     from .checkpoint import export_model, load_checkpoint
-    ckpt = load_checkpoint(args.checkpoint)
+    from .pretrained import checkpoint_or_pretrained
+    source = checkpoint_or_pretrained(args.checkpoint)
+    ckpt = load_checkpoint(source)
     info = {k: v for k, v in ckpt.train_state.items() if k not in ("history", "optimizer_param_groups")}
-    summary = Path(args.checkpoint) / "summary.json"     # written by `train` next to its steps
+    summary = source / "summary.json"                    # written by `train` next to its steps
     if summary.is_file():
         try:
             info["summary"] = json.loads(summary.read_text(encoding="utf-8"))

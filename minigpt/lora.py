@@ -17,6 +17,8 @@ Targets are the seed's parameter names ("attn.c_attn", "attn.c_proj", "mlp.c_fc"
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import math
 import os
@@ -210,6 +212,7 @@ def save_adapters(model: MiniGPT, directory: PathLike) -> Path:
     for name, t in tensors.items():
         if not bool(torch.isfinite(t).all()):
             raise CheckpointError(f"adapter {name} contains NaN or inf values; nothing was written.")
+    from safetensors import SafetensorError
     try:
         directory.mkdir(parents=True, exist_ok=True)
         _save_tensors(tensors, directory / ADAPTER_FILE)
@@ -219,8 +222,12 @@ def save_adapters(model: MiniGPT, directory: PathLike) -> Path:
                 "base_fingerprint": base_fingerprint(model),
                 "files": {ADAPTER_FILE: _sha256(directory / ADAPTER_FILE)}}
         _write_json(directory / ADAPTER_META, meta)
-    except OSError as err:
-        raise CheckpointError(f"could not write adapters to {str(directory)!r}: {err.strerror or err}.") from None
+    except (OSError, SafetensorError) as err:      # safetensors reports a full or read-only disk its own way
+        for name in (ADAPTER_FILE, ADAPTER_META):  # the folder was empty: leave it so, for the next try
+            with contextlib.suppress(OSError):
+                (directory / name).unlink()
+        raise CheckpointError(f"could not write adapters to {str(directory)!r}: "
+                              f"{getattr(err, 'strerror', None) or err}.") from None
     return directory
 
 

@@ -25,6 +25,19 @@ def pretrained_path() -> Path:
     return Path(str(resources.files("minigpt").joinpath(f"pretrained/{PRETRAINED_NAME}")))
 
 
+def checkpoint_or_pretrained(given: Union[str, Path]) -> Path:
+    """The folder a command's checkpoint argument names: the word `pretrained` is the shipped
+    model (`sample`, `export` and `export-web` all take it), anything else a path. A folder of
+    the user's called ./pretrained is reached as ./pretrained; a note on stderr says so."""
+    if str(given) != "pretrained":
+        return Path(given)
+    if Path("pretrained").exists():
+        import sys
+        print("note: 'pretrained' is the model shipped with minigpt; for your folder ./pretrained, "
+              "write ./pretrained (e.g. --checkpoint ./pretrained)", file=sys.stderr)
+    return pretrained_path()
+
+
 def load_pretrained(device: Union[str, torch.device, None] = "auto") -> tuple[MiniGPT, CharTokenizer]:
     """(model, tokenizer) for the shipped tinyshakespeare model, in eval mode on `device`.
 

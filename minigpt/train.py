@@ -436,13 +436,18 @@ def _load_for_resume(out_dir: Path, device: torch.device):
     try:
         return load_checkpoint(newest, device, with_trainer=True)
     except CheckpointError as err:
-        earlier = previous_complete_step(out_dir)
-        if earlier is None:
-            raise
-        latest = shlex.quote(str(out_dir / LATEST_FILE))
-        raise CheckpointError(f"{err} The run's previous checkpoint {earlier.name!r} is complete; to "
-                              f"resume from it, run `echo {earlier.name} > {latest}` "
-                              "and resume again.") from None
+        raise with_resume_hint(err, out_dir) from None
+
+
+def with_resume_hint(err: CheckpointError, out_dir: Union[str, Path]) -> CheckpointError:
+    """`err` (the newest checkpoint of run `out_dir` cannot be read) with the run's previous
+    complete step and the one command that resumes from it, or `err` itself when there is none."""
+    earlier = previous_complete_step(out_dir)
+    if earlier is None:
+        return err
+    latest = shlex.quote(str(Path(out_dir) / LATEST_FILE))
+    return CheckpointError(f"{err} The run's previous checkpoint {earlier.name!r} is complete; to "
+                           f"resume from it, run `echo {earlier.name} > {latest}` and resume again.")
 
 
 def _train(model: MiniGPT, data: TextData, cfg: TrainConfig, device: torch.device,

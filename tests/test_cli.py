@@ -110,8 +110,10 @@ def test_a_folder_named_pretrained_beside_the_shipped_model_is_pointed_out(tmp_p
     (tmp_path / "pretrained").mkdir()
     assert main(["sample", "--max-new-tokens", "3", "--device", "cpu", "--prompt", "A"]) == 0
     err = capsys.readouterr().err
-    assert "'pretrained' is the model shipped with minigpt; for your folder ./pretrained, pass " \
-           "--checkpoint ./pretrained" in err
+    assert "'pretrained' is the model shipped with minigpt; for your folder ./pretrained, write " \
+           "./pretrained (e.g. --checkpoint ./pretrained)" in err
+    assert main(["export", "pretrained", str(tmp_path / "exp")]) == 0           # export too
+    assert "for your folder ./pretrained" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, said, api", [
@@ -870,3 +872,94 @@ def test_a_model_that_fits_but_not_with_one_sequence_asks_for_a_smaller_model(tm
                  "--no-progress", "--device", "cpu"]) == 2
     err = one_line_error(capsys, "does not fit with even one sequence", "choose a smaller --n-embd, --n-layer")
     assert "--batch-size" not in err
+
+
+def test_export_force_replaces_only_an_earlier_export(tiny_run, tmp_path, capsys):
+    # --force once wrote model.safetensors over any folder's file of that name
+    out, _ = tiny_run
+    foreign = tmp_path / "hf"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"model_type": "gpt2"}', encoding="utf-8")
+    (foreign / "model.safetensors").write_bytes(b"someone else's weights")
+    before = {p.name: p.read_bytes() for p in foreign.iterdir()}
+    assert main(["export", str(out), str(foreign), "--force"]) == 2
+    one_line_error(capsys, "holds no earlier export", "replaces only an exported model")
+    assert {p.name: p.read_bytes() for p in foreign.iterdir()} == before
+    adapters = tmp_path / "adapters"
+    adapters.mkdir()
+    (adapters / "lora.json").write_text("{}", encoding="utf-8")
+    assert main(["export", str(out), str(adapters), "--force"]) == 2
+    one_line_error(capsys, "holds LoRA adapters (lora.json)")
+    assert [p.name for p in adapters.iterdir()] == ["lora.json"]
+    # the shipped model by its name, then replaced by an export of the run: what --force is for
+    assert main(["export", "pretrained", str(tmp_path / "exp")]) == 0
+    assert main(["export", str(out), str(tmp_path / "exp"), "--force"]) == 0
+    assert load_model(tmp_path / "exp")[0].config.n_embd == 32
+
+
+def test_export_web_takes_the_shipped_model_by_its_name(tmp_path, capsys):
+    from minigpt.web.export import read_web_asset
+    assert main(["export-web", "--checkpoint", "pretrained", "--out", str(tmp_path / "p.js")]) == 0
+    assert read_web_asset(tmp_path / "p.js")["info"]["val_loss_quantized"] is not None
+
+
+def test_resume_refuses_another_seed_and_compiles_only_when_asked(tmp_path, capsys, monkeypatch):
+    # --seed on resume changed only the evaluation batches yet was saved as the run's seed;
+    # --compile, once given, was saved and compiled every resume, with no flag to undo it
+    train_module = sys.modules["minigpt.train"]          # `minigpt.train` is also the function
+    compiled = []
+    monkeypatch.setattr(train_module, "maybe_compile", lambda model, enabled: compiled.append(enabled) or model)
+    common = ["train", "--out", str(tmp_path / "run"), "--no-progress", "--threads", "1", "--sample-tokens", "0"]
+    assert main([*common, "--preset", "tiny", "--max-iters", "2", "--compile", "--seed", "7"]) == 0
+    assert compiled == [True]
+    capsys.readouterr()
+    assert main([*common, "--resume", "--max-iters", "4", "--seed", "8"]) == 2
+    one_line_error(capsys, "--seed 8: a resumed run continues its own random streams", "seeded 7",
+                   "leave out --seed with --resume")
+    assert main([*common, "--resume", "--max-iters", "4", "--seed", "7"]) == 0     # the run's own seed
+    assert compiled == [True, False]
+    assert "--compile on a CPU" not in capsys.readouterr().out
+    assert main([*common, "--resume", "--max-iters", "6", "--compile"]) == 0
+    assert compiled == [True, False, True]
+
+
+def test_resume_from_a_run_whose_newest_description_is_damaged_names_the_step_before(tmp_path, capsys):
+    import minigpt
+    from minigpt.data import TextData
+    text = tmp_path / "t.txt"
+    text.write_text(minigpt.load_shakespeare()[:20_000], encoding="utf-8")
+    run_dir = tmp_path / "run"
+    data = TextData.from_text(text.read_text(encoding="utf-8"))
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=16, n_embd=16,
+                                              n_head=2, n_layer=1))
+    minigpt.train(model, data, minigpt.TrainConfig(max_iters=4, batch_size=2, eval_interval=2, eval_iters=1,
+                                                   checkpoint_interval=2, device="cpu"),
+                  out_dir=run_dir, progress=False)
+    (run_dir / "step-000004" / "minigpt.json").write_text('{"format": "minigpt-checkpoint", "config": {}',
+                                                         encoding="utf-8")
+    assert main(["train", "--resume", "--out", str(run_dir), "--text", str(text), "--max-iters", "6",
+                 "--no-progress"]) == 2
+    one_line_error(capsys, "is corrupted or truncated", "previous checkpoint 'step-000002' is complete",
+                   "echo step-000002 >")
+
+
+def test_resume_with_a_vocabulary_size_says_to_leave_it_out_at_once(tiny_run, capsys):
+    # it first said "add --tokenizer bpe", and then, with it, "leave them out with --resume"
+    out, _ = tiny_run
+    assert main(["train", "--resume", "--out", str(out), "--vocab-size", "600", "--max-iters", "9"]) == 2
+    one_line_error(capsys, "a resumed run keeps the tokenizer", "leave them out with --resume")
+
+
+def test_a_lora_fine_tune_checks_its_out_folder_before_training(tmp_path, capsys, monkeypatch):
+    # an --out that could not take the adapters was found after training: the fine-tune was lost
+    from minigpt.errors import CheckpointError
+    trained = []
+    monkeypatch.setattr(sys.modules["minigpt.train"], "train", lambda *a, **k: trained.append(1))
+
+    def refuse(directory, need_bytes=0):
+        raise CheckpointError(f"cannot write into the output folder {str(directory)!r}: Read-only file system")
+    monkeypatch.setattr("minigpt.run_folder.check_output_folder", refuse)
+    assert main(["train", "--init-from", "pretrained", "--lora-rank", "2", "--out", str(tmp_path / "a"),
+                 "--max-iters", "1", "--no-progress"]) == 2
+    one_line_error(capsys, "cannot write into the output folder")
+    assert trained == []

@@ -256,3 +256,21 @@ def test_an_adapter_folder_loaded_as_a_model_says_what_it_is(tmp_path, capsys):
         load_model(tmp_path / "ad")
     assert main(["sample", "--checkpoint", str(tmp_path / "ad"), "--max-new-tokens", "2"]) == 2
     assert "LoRA adapters alone" in capsys.readouterr().err
+
+
+def test_a_failed_adapter_write_is_one_line_and_leaves_the_folder_empty(tmp_path, monkeypatch):
+    # safetensors reports a full or read-only disk as its own SafetensorError, which escaped as
+    # a traceback and left the folder non-empty, so the next try was refused
+    from safetensors import SafetensorError
+    model = add_lora(tiny(), rank=2)
+
+    def full_disk(tensors, path, metadata=None):
+        path.write_bytes(b"half")
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    monkeypatch.setattr("minigpt.checkpoint._save_tensors", full_disk)
+    with pytest.raises(MiniGPTError, match="could not write adapters to .*No space left on device"):
+        save_adapters(model, tmp_path / "a")
+    assert list((tmp_path / "a").iterdir()) == []
+    monkeypatch.undo()
+    save_adapters(model, tmp_path / "a")                 # the next try finds an empty folder
+    assert (tmp_path / "a" / ADAPTER_META).is_file()

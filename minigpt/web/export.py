@@ -253,7 +253,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                                      description="Write a model as a .js asset for the book's in-page model.")
     parser.add_argument("--out", required=True, help="the .js file to write")
     parser.add_argument("--checkpoint", default=None,
-                        help="checkpoint folder (default: the shipped pretrained model)")
+                        help="checkpoint folder, or 'pretrained' (the default: the shipped model)")
     parser.add_argument("--name", default=None, help="the name pages look it up by (default: file stem)")
     parser.add_argument("--quantize", default="int8", choices=QUANTIZE)
     parser.add_argument("--force", action="store_true", help="replace an existing --out file")
@@ -267,11 +267,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     if Path(args.out).is_file() and not args.force and Path(args.out).suffix == ".js":
         raise WebExportError(f"{args.out!r} exists; export-web does not overwrite a file: choose another "
                              "--out, or add --force to replace it.")
-    if args.checkpoint is None:
+    from ..pretrained import checkpoint_or_pretrained, pretrained_path
+    checkpoint = None if args.checkpoint is None else checkpoint_or_pretrained(args.checkpoint)
+    if checkpoint is None or checkpoint == pretrained_path():
         out = export_pretrained(args.out, args.quantize, args.name)
     else:
         from ..checkpoint import load_model
-        model, tokenizer = load_model(args.checkpoint, "cpu")
+        model, tokenizer = load_model(checkpoint, "cpu")
         out = export_web(model, tokenizer, args.out, args.name, args.quantize)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
