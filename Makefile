@@ -88,7 +88,7 @@ browser: html chromium
 # edition must run to the end with every exercise "not implemented yet", and `play` grades the
 # students of grading/students.py (answer key, blank, env switch, monkeypatch, package calls
 # direct and aliased, lookup table, copied helper, one bug, frame reader, object patch, worker
-# thread) in every chapter: each must get its fair score.
+# thread, quiet display, no work) in every chapter: each must get its fair score.
 # ONLY=my_softmax,... WEIGHTS=my_softmax=2,... shape the assignments (the rest is practice).
 ONLY    ?=
 WEIGHTS ?=

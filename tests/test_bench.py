@@ -385,3 +385,15 @@ def test_answers_runs_a_measurement_in_its_own_process_and_reports_a_failed_one(
     assert "FAILED" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         answers.main(["no-such-measurement"])
+
+
+def test_nbval_times_adds_up_each_chapter_s_cells(tmp_path):
+    from bench.nbval_times import chapter_seconds
+    xml = tmp_path / "nbval.xml"
+    xml.write_text('<testsuites><testsuite name="pytest">'
+                   '<testcase classname="08_training.ipynb" name="Cell 0" time="1.5"/>'
+                   '<testcase classname="08_training.ipynb" name="Cell 1" time="70.25"/>'
+                   '<testcase classname="" file="notebooks/01_characters_to_tensors.ipynb" name="Cell 0" time="2"/>'
+                   '<testcase classname="tests.test_x" name="test_unrelated" time="9"/>'
+                   '</testsuite></testsuites>', encoding="utf-8")
+    assert chapter_seconds(xml) == {"01_characters_to_tensors": 2.0, "08_training": 71.75}

@@ -100,6 +100,15 @@ def test_instructor_guide_lists_every_catalogued_mistake():
     assert classroom.catalogue(check_only=True) == 0, "run: python tools/classroom.py catalogue"
 
 
+def test_instructor_guide_states_each_chapter_s_cell_time_limit():
+    # the limit follows each chapter's stored run, so re-running a chapter can change it
+    row = next(line for line in (ROOT / "book" / "instructor_guide.md").read_text(encoding="utf-8").splitlines()
+               if line.startswith("| per-cell time limit (`cell_limit`)"))
+    stated = [int(cell.strip().removesuffix(" s")) for cell in row.strip("|").split("|")[1:]]
+    chapters = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))[1:]      # chapter 1 has no exercise
+    assert stated == [classroom.cell_limit(path) for path in chapters], "update the guide's cell_limit row"
+
+
 def test_no_later_cell_needs_an_unsolved_exercise():
     """In the student edition every solution raises NotImplementedError: a later cell that calls
     the student's function (other than its check) would stop "Run all" there, unless it falls
