@@ -246,11 +246,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         CHILDREN[args.child]()
         return 0
 
-    import torch
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    print(f"# python -m bench.answers, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC at "
-          f"{head.stdout.strip() or '?'}; torch {torch.__version__}, CPU kernels "
-          f"{torch.backends.cpu.get_cpu_capability()} by default, {os.cpu_count()} CPUs", flush=True)
+    from .provenance import log_header
+    print(log_header("python -m bench.answers"), flush=True)
     failed = 0
     for name in args.names or MEASUREMENTS:
         what, children = MEASUREMENTS[name]

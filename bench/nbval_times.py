@@ -16,7 +16,6 @@ is slower, and the numbers mean little without it.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -27,7 +26,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Optional, Sequence
 
-ROOT = Path(__file__).resolve().parent.parent
+from .provenance import ROOT, cpu_name, load_average, log_header
+
 FOLDERS = {"en": ROOT / "notebooks", "zh": ROOT / "zh" / "notebooks"}
 CHAPTER = re.compile(r"(\d\d_\w+)\.ipynb")
 
@@ -43,30 +43,6 @@ def chapter_seconds(junit_xml: Path) -> dict[str, float]:
     return dict(sorted(seconds.items()))
 
 
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
-def header(book: str) -> str:
-    import torch
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    capability = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else "unknown"
-    return (f"# python -m bench.nbval_times --book {book}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
-            f"at {commit}; torch {torch.__version__}, CPU kernels {capability}, {os.cpu_count()} CPUs "
-            f"({_cpu_name()})")
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.nbval_times", description=__doc__.split("\n\n")[0])
     parser.add_argument("chapters", nargs="*", help="chapter names such as 08_training (default: all)")
@@ -80,8 +56,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               file=sys.stderr)
         return 2
     chosen = [c.removesuffix(".ipynb") for c in args.chapters] or available
-    print(header(args.book), flush=True)
-    print(f"load average before: {_load()}", flush=True)
+    print(log_header(f"python -m bench.nbval_times --book {args.book}", f" ({cpu_name()})"), flush=True)
+    print(f"load average before: {load_average()}", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         junit = Path(scratch) / "nbval.xml"
         started = time.perf_counter()
@@ -91,7 +67,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              cwd=folder, capture_output=True, text=True)
         wall = time.perf_counter() - started
         summary = (run.stdout.strip().splitlines() or ["(no output)"])[-1]
-        print(f"load average after: {_load()}")
+        print(f"load average after: {load_average()}")
         print(f"pytest: {summary} (exit {run.returncode}); {wall:.0f} s wall, pytest's start included")
         if not junit.is_file():
             print(run.stdout[-2000:] + run.stderr[-2000:], file=sys.stderr)

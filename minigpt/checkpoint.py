@@ -291,10 +291,10 @@ def _holds_export(directory: Path) -> bool:
     """True when directory/minigpt.json is a minigpt checkpoint's description (an earlier
     export): the only thing `overwrite=True` may replace."""
     try:
-        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        _read_meta(directory)
+    except CheckpointError:
         return False
-    return isinstance(meta, dict) and meta.get("format") == FORMAT
+    return True
 
 
 def export_model(model: MiniGPT, tokenizer: CharTokenizer | BPETokenizer, directory: PathLike,

@@ -18,7 +18,6 @@ Targets are the seed's parameter names ("attn.c_attn", "attn.c_proj", "mlp.c_fc"
 from __future__ import annotations
 
 import contextlib
-
 import json
 import math
 import os
@@ -28,6 +27,7 @@ from typing import Iterable, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors import SafetensorError
 
 from .errors import CheckpointError, MiniGPTError, UsageError, is_whole_number
 from .model import MiniGPT
@@ -212,7 +212,6 @@ def save_adapters(model: MiniGPT, directory: PathLike) -> Path:
     for name, t in tensors.items():
         if not bool(torch.isfinite(t).all()):
             raise CheckpointError(f"adapter {name} contains NaN or inf values; nothing was written.")
-    from safetensors import SafetensorError
     try:
         directory.mkdir(parents=True, exist_ok=True)
         _save_tensors(tensors, directory / ADAPTER_FILE)
@@ -239,7 +238,6 @@ def is_adapter_folder(path: PathLike) -> bool:
 def load_adapters(model: MiniGPT, directory: PathLike) -> MiniGPT:
     """Add the adapters saved in `directory` to `model` (the base model they were trained on,
     without adapters) and return it. A base of another shape is refused, naming the field."""
-    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from .checkpoint import _sha256, config_differences

@@ -7,6 +7,7 @@ it is loaded back as float32.
 
 from __future__ import annotations
 
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Union
@@ -32,7 +33,6 @@ def checkpoint_or_pretrained(given: Union[str, Path]) -> Path:
     if str(given) != "pretrained":
         return Path(given)
     if Path("pretrained").exists():
-        import sys
         print("note: 'pretrained' is the model shipped with minigpt; for your folder ./pretrained, "
               "write ./pretrained (e.g. --checkpoint ./pretrained)", file=sys.stderr)
     return pretrained_path()
