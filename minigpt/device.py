@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import statistics
 import time
@@ -150,6 +151,14 @@ def describe(device: torch.device) -> str:
         n = torch.get_num_threads()
         return f"cpu ({n} thread{'s' if n > 1 else ''}{why})"
     return device.type
+
+
+def timing_conditions(device: torch.device) -> str:
+    """What a timing ran on, for the cells that print one: the device in words and the 1-minute
+    load average ('unknown' on Windows, which has none), e.g. "cpu (2 threads: ...); load
+    average 1.7". A number in milliseconds means little without both."""
+    load = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "unknown"
+    return f"{describe(device)}; load average {load}"
 
 
 def missing_compiler() -> Optional[str]:

@@ -57,3 +57,11 @@ def test_set_seed_makes_torch_and_random_reproducible():
 
 def test_describe_cpu():
     assert describe(torch.device("cpu")).startswith("cpu (")
+
+
+def test_timing_conditions_name_the_device_and_the_load(monkeypatch):
+    from minigpt.device import timing_conditions
+    said = timing_conditions(torch.device("cpu"))
+    assert said.startswith(describe(torch.device("cpu")) + "; load average ")
+    monkeypatch.delattr("os.getloadavg")                  # Windows
+    assert timing_conditions("cpu").endswith("; load average unknown")
