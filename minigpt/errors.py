@@ -43,16 +43,19 @@ def is_whole_number(value, minimum=None) -> bool:
 
 
 def plain_number(value):
-    """A numpy (or other) integer as a Python int, a numpy float as a Python float; anything
-    else unchanged.
+    """A numpy (or other) integer as a Python int, a numpy float as a Python float, a numpy
+    bool as a Python bool; anything else unchanged.
 
     The config dataclasses pass their fields through this before checking them: a sweep written
     with `np.arange` or `np.linspace` hands over `np.int64(256)`, which is a whole number to
-    the reader but not an `int` to `is_whole_number`, and not JSON to a checkpoint. Booleans
-    (Python's and numpy's) stay as they are, so `n_layer=True` is still refused.
+    the reader but not an `int` to `is_whole_number`, and not JSON to a checkpoint; a mask of
+    settings hands over `np.False_` for a switch such as `bias`. A bool stays a bool, so
+    `n_layer=True` (or `np.True_`) is still refused as a count.
     """
     if isinstance(value, (bool, int, float)):
         return value
+    if type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"):   # numpy 2, 1
+        return bool(value)
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):

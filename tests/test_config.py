@@ -36,8 +36,10 @@ def test_numpy_numbers_from_a_sweep_are_stored_as_python_numbers():
     json.dumps(config.to_dict())                         # a checkpoint can hold it
     config.n_head = np.int64(2)                          # n_kv_head still follows
     assert config.n_kv_head == 2 and type(config.n_head) is int
-    with pytest.raises(ConfigError, match="n_layer must be a positive integer"):
-        GPTConfig(n_layer=np.bool_(True))
+    with pytest.raises(ConfigError, match="n_layer must be a positive integer, got True"):
+        GPTConfig(n_layer=np.bool_(True))           # a switch is not a count, numpy's or not
+    switched = GPTConfig(bias=np.array([True, False])[1])
+    assert switched.bias is False and json.dumps(switched.to_dict())
 
 
 @pytest.mark.parametrize("value", [1.0, -0.1, 2, "0.1"])

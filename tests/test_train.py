@@ -43,8 +43,9 @@ def test_train_config_takes_numpy_numbers_from_a_sweep():
     import json
     import numpy as np
     config = TrainConfig(max_iters=np.int64(10), learning_rate=np.float32(1e-3), seed=np.uint32(3),
-                         micro_batch_size=np.int64(4), batch_size=np.int64(8))
+                         micro_batch_size=np.int64(4), batch_size=np.int64(8), autocast=np.False_)
     assert type(config.max_iters) is int and type(config.learning_rate) is float
+    assert config.autocast is False
     assert (config.max_iters, config.seed, config.micro_batch_size) == (10, 3, 4)
     json.dumps(config.to_dict())                         # a checkpoint can hold it
 
