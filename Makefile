@@ -7,6 +7,7 @@
 # make grade SUBMITTED=DIR - autograde nbgrader's submitted folder DIR, write DIR/grades.csv
 # make test-oldest-torch - the unit tests on the oldest supported torch, in a throw-away venv
 # make test-install - the chapters' first cell installs minigpt from git into a fresh venv, offline
+# make rerun-check - every chapter's cells can run again once the chapter has run to the end
 
 PYTHON ?= python3
 VENV   := .venv
@@ -26,7 +27,7 @@ TORCH_INDEX     ?=
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
 .PHONY: install book test unit notebooks html browser chromium lab bench clean student classroom grade zh-notebooks \
-        test-oldest-torch test-install
+        test-oldest-torch test-install rerun-check
 
 install: $(STAMP)
 
@@ -124,6 +125,11 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Every chapter run once with its namespace fingerprinted between cells: a cell that reads a name
+# a later cell changes fails when the reader runs it again (tools/rerun_check.py; ~6 min on 2 cores).
+rerun-check: $(STAMP)
+	$(BIN)/python tools/rerun_check.py notebooks/[0-9][0-9]_*.ipynb
 
 # The chapters' install path, offline: a fresh venv that already has a torch, the first cell
 # installing minigpt from this repository's committed HEAD, torch untouched, chapter 1 run.
