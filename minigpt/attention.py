@@ -50,14 +50,15 @@ def causal_mask(T: int, S: Optional[int] = None, device=None) -> torch.Tensor:
 
 
 # --------------------------------------------------------------- three attentions
-def _check_qkv(q, k, v, dropout_p, who: str) -> None:
+def _check_qkv(q, k, v, dropout_p, who: str):
     """One-line errors for the attention functions a reader calls by hand (chapters 2, 12, 13):
     torch would otherwise fail inside a matmul ("size of tensor a (4) must match ..."), or
     flash_attention would return NaN rows for more queries than keys. Skipped while compiling:
     the model's own calls are right by construction, and checks on symbolic sizes add guards.
-    k and v may broadcast over q's batch and heads (a batch or a head of 1: multi-query)."""
+    k and v may broadcast over q's batch and heads (a batch or a head of 1: multi-query).
+    Returns dropout_p as a Python float (a numpy float or a one-element tensor is taken too)."""
     if torch.compiler.is_compiling():
-        return
+        return dropout_p
     if not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (q, k, v)):
         got = ", ".join(str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__ for t in (q, k, v))
         raise ModelInputError(f"{who} takes q, k, v of shape (B, H, T, D), got {got}; one head (B, T, D) "
@@ -79,6 +80,7 @@ def _check_qkv(q, k, v, dropout_p, who: str) -> None:
         p = None
     if p is None or not 0 <= p < 1:
         raise UsageError(f"{who}: dropout_p must be a number in [0, 1), got {dropout_p!r}.")
+    return p
 
 
 def manual_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -89,7 +91,7 @@ def manual_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     `check=False` skips the argument checks (CausalSelfAttention's own calls, once per layer
     and generated token, whose shapes are right by construction)."""
     if check:
-        _check_qkv(q, k, v, dropout_p, "manual_attention")
+        dropout_p = _check_qkv(q, k, v, dropout_p, "manual_attention")
     T, S, D = q.size(-2), k.size(-2), q.size(-1)
     scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(D))        # (B, H, T, S)
     scores = scores.masked_fill(~causal_mask(T, S, q.device), float("-inf"))
@@ -111,7 +113,7 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     entirely in a query tile's future are skipped. `check=False`: as in manual_attention.
     """
     if check:
-        _check_qkv(q, k, v, dropout_p, "flash_attention")
+        dropout_p = _check_qkv(q, k, v, dropout_p, "flash_attention")
         for name, size in (("block_q", block_q), ("block_k", block_k)):
             if not is_whole_number(size, 1):
                 raise UsageError(f"flash_attention: {name} is a tile length, a whole number >= 1, got {size!r}.")

@@ -383,8 +383,9 @@ def test_answers_runs_a_measurement_in_its_own_process_and_reports_a_failed_one(
     monkeypatch.setattr(answers, "MEASUREMENTS", {"t4-post-ln": ("broken", [("no threads", {}, [])])})
     assert answers.main(["t4-post-ln"]) == 1             # --threads missing: the child raises
     assert "FAILED" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stopped:
         answers.main(["no-such-measurement"])
+    assert stopped.value.code == 2 and "unknown measurement(s) no-such-measurement; choose from" in capsys.readouterr().err
 
 
 def test_nbval_times_adds_up_each_chapter_s_cells(tmp_path):

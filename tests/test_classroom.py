@@ -69,7 +69,7 @@ def test_tag_marks_solution_and_check_cells(tmp_path):
         "grade_id": "03_test-check_causal_attention", "schema_version": 3}
 
 
-def test_student_edition_and_autograde(tmp_path):
+def test_student_edition_and_autograde(tmp_path, monkeypatch):
     pytest.importorskip("nbgrader", reason="the classroom extra: pip install -e '.[classroom]'")
     write_chapter(tmp_path / "nb", SOLVED)
     classroom.set_folders(tmp_path / "nb", tmp_path / "course")
@@ -81,6 +81,16 @@ def test_student_edition_and_autograde(tmp_path):
     assert "raise NotImplementedError()" in code and "amax" not in code
 
     assert classroom.autograde() == 0                        # the full edition: full marks
+
+    real_grade = classroom.grade                             # a grading run that wrote no row for
+
+    def grade_without_rows(folder):                          # the student is not full marks
+        real_grade(folder)
+        table = folder / "grades.csv"
+        table.write_text(table.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
+    with monkeypatch.context() as patch:
+        patch.setattr(classroom, "grade", grade_without_rows)
+        assert classroom.autograde() == 1
 
     unsolved = tmp_path / "unsolved"
     unsolved.mkdir()

@@ -15,14 +15,15 @@ def test_cpu_is_always_available():
     assert pick_device(torch.device("cpu")) == torch.device("cpu")
 
 
-def test_auto_prefers_cuda():
-    expected = "cuda" if torch.cuda.is_available() else None
-    got = pick_device("auto")
-    if expected:
-        assert got.type == "cuda"
-    else:
-        assert got.type in ("cpu", "mps")
-    assert pick_device(None) == got
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (True, False, "cuda"),
+                                                (False, True, "mps"), (False, False, "cpu")])
+def test_auto_prefers_cuda_then_mps_then_the_cpu(monkeypatch, cuda, mps, expected):
+    # faked, so that every branch runs on any machine (a CPU-only one included)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert pick_device("auto") == torch.device(expected)
+    assert pick_device(None) == torch.device(expected)
+    assert pick_device("AUTO") == torch.device(expected)
 
 
 def test_cuda_on_a_cpu_machine_is_an_error_not_a_fallback(monkeypatch):

@@ -154,6 +154,26 @@ def test_gradient_accumulation_in_one_process(tmp_path):
         torch.testing.assert_close(results[1][name], results[0][name], **TOL)
 
 
+def test_micro_batches_give_the_whole_batchs_gradient_and_loss():
+    """forward_backward with micro_batch_size=2 over 8 rows: four forward passes of two rows
+    each, and the gradients and loss of one pass over all eight (the loss of each micro-batch
+    divided by their number). Training alone would not show a wrong scale: clipping and AdamW
+    hide it."""
+    torch.manual_seed(0)
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=65, **MODEL))
+    x, y = torch.randint(0, 65, (8, 16)), torch.randint(0, 65, (8, 16))
+    whole = distributed.forward_backward(model, x, y)
+    expected = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    rows = []
+    model.register_forward_pre_hook(lambda module, args: rows.append(args[0].size(0)))
+    micro = distributed.forward_backward(model, x, y, micro_batch_size=2)
+    assert rows == [2, 2, 2, 2]
+    torch.testing.assert_close(micro, whole, rtol=0, atol=1e-6)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, expected[name], rtol=0, atol=1e-6, msg=name)
+
+
 # ------------------------------------------------------------------ two processes
 def test_two_processes_train_like_one(tmp_path):
     """`torchrun --nproc_per_node=2 -m minigpt train` = `python -m minigpt train`, same flags.

@@ -190,6 +190,27 @@ def test_hostile_answer_does_not_pass_under_grading(check_name, kind, monkeypatc
     pytest.fail(f"{check_name} passed a {kind} answer under grading")
 
 
+# the checks whose reference output has nothing a kind can spoil (the tests above skip them;
+# "tensor" spoils only lists of numbers, so only TENSOR_SPOILS), pinned: a mistake in _transform
+# that spoils nothing then fails here instead of turning the tests above into skips
+NOTHING_TO_SPOIL = {"int": {"check_encode", "check_merge"}, "float64": {"check_lr_schedule"}}
+TENSOR_SPOILS = {"check_decay_groups", "check_encode", "check_merge"}
+
+
+def test_each_kind_spoils_the_outputs_it_should(monkeypatch):
+    monkeypatch.delenv("MINIGPT_GRADING", raising=False)
+    nothing: dict = {}
+    for name, check in CHECKS.items():
+        for kind in KINDS:
+            changed: list = []
+            if (name, kind) not in UNREAD:
+                check(hostile(_reference(check), kind, changed))
+                if not any(changed):
+                    nothing.setdefault(kind, set()).add(name)
+    assert set(CHECKS) - nothing.pop("tensor", set()) == TENSOR_SPOILS
+    assert nothing == NOTHING_TO_SPOIL
+
+
 def test_all_true_bool_fails_every_tensor_check():
     """The issue's own example: torch.ones(shape, dtype=torch.bool) passed 15 of 23 checks."""
     for name, check in CHECKS.items():

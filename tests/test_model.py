@@ -107,6 +107,32 @@ def test_implementations_agree_at_model_level(pos, norm, n_kv_head):
         assert_close(other(idx)[0], expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("impl, training, expected", [
+    ("manual", False, "manual_attention"), ("sdpa", False, "scaled_dot_product_attention"),
+    ("flash", False, "flash_attention"), ("manual", True, "manual_attention"),
+    ("flash", True, "flash_attention"),
+    ("sdpa", True, "dropout_attention"),    # on a CPU, SDPA with dropout runs the fewer-pass formula
+])
+def test_every_layer_runs_the_implementation_its_config_names(monkeypatch, impl, training, expected):
+    """The comparisons above hold only if a model with attn_impl="flash" really runs
+    flash_attention: a layer that ignored its config would compare manual with manual."""
+    import minigpt.attention as attention
+    calls = []
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            return function(*args, **kwargs)
+        return wrapper
+    for name in ("manual_attention", "flash_attention", "dropout_attention"):
+        monkeypatch.setattr(attention, name, counted(name, getattr(attention, name)))
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention",
+                        counted("scaled_dot_product_attention", attention.F.scaled_dot_product_attention))
+    model = tiny_model(attn_impl=impl, dropout=0.1).train(training)
+    model(random_ids(2, 16))
+    assert calls == [expected] * model.config.n_layer
+
+
 def test_positional_encodings_make_order_matter():
     for pos in ALL_POS:
         model = tiny_model(pos_encoding=pos)

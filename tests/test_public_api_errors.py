@@ -484,9 +484,14 @@ def test_what_a_review_of_the_new_checks_found_they_refused_wrongly(tmp_path):
     q, k, v = torch.randn(2, 4, 5, 8), torch.randn(1, 1, 5, 8), torch.randn(1, 1, 5, 8)
     torch.testing.assert_close(minigpt.manual_attention(q, k, v),
                                minigpt.manual_attention(q, k.expand(2, 4, 5, 8), v.expand(2, 4, 5, 8)))
-    minigpt.manual_attention(q, q, q, dropout_p=numpy.float32(0.1), training=True)
-    minigpt.flash_attention(q, q, q, dropout_p=torch.tensor(0.1))
-    minigpt.rope_cos_sin(8, 16, numpy.float32(10000))
+    # numpy and tensor numbers mean what the Python float means (same seed, same mask)
+    for given in (numpy.float32(0.1), torch.tensor(0.1)):
+        for attend, kwargs in ((minigpt.manual_attention, dict(training=True)), (minigpt.flash_attention, {})):
+            torch.manual_seed(3)
+            expected = attend(q, q, q, dropout_p=0.1, **kwargs)
+            torch.manual_seed(3)
+            torch.testing.assert_close(attend(q, q, q, dropout_p=given, **kwargs), expected)
+    torch.testing.assert_close(minigpt.rope_cos_sin(8, 16, numpy.float32(10000)), minigpt.rope_cos_sin(8, 16, 10000.0))
     logits = torch.randn(65, generator=torch.Generator().manual_seed(0)) * 20
     minigpt.viz.plot_next_token_probs(torch.softmax(logits.bfloat16(), -1), [chr(33 + i) for i in range(65)])
     minigpt.viz.plot_attention_grid(torch.rand(2, 2, 4, 4), list("abcd"), layers=[-1])

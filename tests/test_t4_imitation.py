@@ -41,8 +41,13 @@ def test_install_makes_training_use_fp16_autocast_and_an_enabled_scaler(small_da
         assert abs(a - b) < 0.05
 
 
-def test_monkeypatched_install_is_undone(small_data):
-    # the test above used monkeypatch: nothing of the imitation may leak into later tests
+def test_monkeypatched_install_is_undone(tmp_path):
+    # install() patches through the setter it is given: with a pytest MonkeyPatch, undoing
+    # it must leave nothing of the imitation for later tests
+    patch = pytest.MonkeyPatch()
+    t4_imitation.install(patch.setattr, str(tmp_path / "counts.json"))
+    assert describe_precision(CPU) == "fp16 autocast + gradient scaler"
+    patch.undo()
     assert describe_precision(CPU) == "fp32"
     assert minigpt.autocast.__name__ == "autocast"
 

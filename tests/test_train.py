@@ -254,6 +254,31 @@ def test_train_records_history(small_data):
     assert result.tokens_per_second > 0
 
 
+@pytest.mark.parametrize("grad_clip", [0.05, 0.0])
+def test_each_step_applies_the_schedules_rate_and_clips_the_gradient(small_data, monkeypatch, grad_clip):
+    """What the optimizer is handed at each step, not what train() records: the learning rate
+    lr_at(step) in every parameter group, and gradients clipped to grad_clip (0: unclipped,
+    their norm the recorded one)."""
+    seen = []
+    original_step = torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item()
+        seen.append(([group["lr"] for group in self.param_groups], norm))
+        return original_step(self, *args, **kwargs)
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    cfg = small_cfg(grad_clip=grad_clip)
+    h = train(model_for(small_data), small_data, cfg, progress=False).history
+    assert len(seen) == 12
+    for s, (rates, norm) in enumerate(seen):
+        assert len(rates) == 2 and rates == [cfg.lr_at(s)] * 2, s     # decay and no-decay groups
+        if grad_clip:
+            assert h["grad_norm"][s] > grad_clip and norm == pytest.approx(grad_clip, rel=1e-4), s
+        else:
+            assert norm == pytest.approx(h["grad_norm"][s], rel=1e-5), s
+
+
 def test_step_seconds_leave_out_evaluations_checkpoints_and_the_last_check(small_data, tmp_path, monkeypatch):
     # step speed is compared between recipes whose evaluations differ. On a fake clock every
     # training forward takes 1 s and every evaluation and checkpoint write 10 s: the step time

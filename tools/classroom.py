@@ -1015,8 +1015,12 @@ def autograde(student_id: str = ANSWER_KEY, submissions: Optional[Path] = None) 
         print(f"{row['assignment']}: {float(row['score']):g} / {float(row['max_score']):g}")
         if float(row["score"]) < float(row["max_score"]):
             short.append(row["assignment"])
-    if short:
-        print("not full marks: " + ", ".join(short))
+    ungraded = sorted(set(names) - {row["assignment"] for row in rows})   # no row is no marks
+    if ungraded:
+        print("no grade in grades.csv for: " + ", ".join(ungraded))
+    if short or ungraded:
+        if short:
+            print("not full marks: " + ", ".join(short))
         return 1
     print(f"full marks in all {len(names)} chapters with exercises")
     return 0
