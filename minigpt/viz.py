@@ -99,7 +99,7 @@ def plot_attention(weights: torch.Tensor, tokens: Sequence[str], ax=None, title:
                          "of the input the maps came from).")
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.imshow(weights, cmap=cmap, vmin=0.0, vmax=1.0)
+    ax.imshow(weights.numpy(), cmap=cmap, vmin=0.0, vmax=1.0)
     labels = _labels(tokens)
     ax.set_xticks(range(len(labels)), labels, fontsize=7)
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
@@ -163,7 +163,7 @@ def plot_attention_grid(maps: torch.Tensor, tokens: Sequence[str], layers: Optio
     for r, layer in enumerate(layers):
         for c, head in enumerate(heads):
             ax = axes[r][c]
-            ax.imshow(maps[layer, head], cmap="viridis", vmin=0.0, vmax=1.0)
+            ax.imshow(maps[layer, head].numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
