@@ -271,7 +271,9 @@ def save_checkpoint(directory: PathLike, model: MiniGPT, tokenizer: CharTokenize
         write_latest(directory, name)
     except (OSError, SafetensorError) as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        previous = [p.name for p in complete_steps(directory)]
+        # the newest complete step but this one: when only `latest` failed, this one was already
+        # renamed into place, complete, but `latest` still names the earlier one
+        previous = [p.name for p in complete_steps(directory) if p.name != name]
         kept = f"; the earlier checkpoint {previous[-1]!r} is intact" if previous else ""
         raise CheckpointError(f"could not write checkpoint {name!r} in {str(directory)!r}: "
                               f"{os_reason(err)}{kept}. To fix: {write_fix(err)}.") from None

@@ -179,8 +179,8 @@ def remove_old_steps(run: PathLike, keep: int, newest: str) -> None:
 
 def clean_temporary_files(directory: PathLike) -> list[Path]:
     """Remove the half-written `.step-*.tmp-PID` folders (and the `.old-`, `latest` and
-    `summary.json` temporaries) that a killed or failed save left behind. Call it only while holding the folder's `run_lock`: then
-    no other process is writing them."""
+    `summary.json` temporaries) that a killed or failed save left behind. Call it only while
+    holding the folder's `run_lock`: then no other process is writing them."""
     removed = []
     for path in Path(directory).iterdir():
         if TEMPORARY_NAME.fullmatch(path.name):

@@ -403,3 +403,13 @@ def test_attention_memory_names_the_counter_it_read(monkeypatch):
     monkeypatch.setattr(memory.os.path, "exists", lambda path: False)
     result = memory.attention_memory(cpu, T=64)
     assert "ru_maxrss, which counts start-up" in result["method"] and result["ratio_flash_over_manual"] == 0
+
+
+def test_rope_tables_use_the_base_they_are_given():
+    # the model always uses 10,000; the parameter is public (a longer-context RoPE raises it)
+    from minigpt.positions import rope_cos_sin
+    cos, sin = rope_cos_sin(4, 8, 500000.0)                        # (T, D/2)
+    angles = torch.arange(4.0)[:, None] * 500000.0 ** (-torch.arange(0, 8, 2) / 8)
+    assert_close(cos, torch.cos(angles))
+    assert_close(sin, torch.sin(angles))
+    assert not torch.equal(cos, rope_cos_sin(4, 8)[0])

@@ -290,3 +290,13 @@ def test_cli_bad_tokenizer_flags_are_one_line_errors(tmp_path, args, fragment):
     proc = run("train", "--preset", "tiny", "--out", tmp_path / "x", "--max-iters", "1", *args)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr and fragment in proc.stderr
+
+
+def test_training_merges_only_pairs_that_occur_at_least_twice():
+    # a pair seen once saves nothing: "abcdef" has no repeated pair, so no merges
+    assert BPETokenizer.train("abcdef", 300).vocab_size == 256
+
+
+def test_decode_marks_bytes_that_are_not_utf8_instead_of_dropping_them():
+    # 0xE4 starts a three-byte character that never comes: shown as U+FFFD, not lost
+    assert BPETokenizer([]).decode([0xE4, 0x41]) == "\ufffdA"

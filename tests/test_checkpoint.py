@@ -406,3 +406,60 @@ def test_a_deleted_lock_file_does_not_let_a_second_run_in(tmp_path):
         os.close(ready_w)
     with run_lock(run):                            # the holder is gone: the kernel released the lock
         assert clean_temporary_files(run) == [run / f".step-000004.tmp-{pid}"]
+
+
+# ------------------------------------------------- what a mutation review found untested
+def _saved_with_trainer(run, tok):
+    model = tiny_model()
+    optimizer = make_optimizer(model, TrainConfig(max_iters=10, batch_size=2), torch.device("cpu"))
+    return save_checkpoint(run, model, tok, 1, optimizer, {"step": 1}, {"rng.torch": torch.get_rng_state()})
+
+
+def test_the_training_state_is_read_only_when_asked_for_and_checked_when_it_is(tmp_path, tok):
+    folder = _saved_with_trainer(tmp_path / "run", tok)
+    assert load_checkpoint(tmp_path / "run").trainer_tensors == {}
+    trainer = folder / "trainer.safetensors"
+    damaged = bytearray(trainer.read_bytes())
+    damaged[-1] ^= 0xFF
+    trainer.write_bytes(bytes(damaged))
+    load_model(tmp_path / "run")                 # the weights alone are fine: sampling still works
+    with pytest.raises(CheckpointError):          # resuming from a damaged optimizer/RNG state is not
+        load_checkpoint(tmp_path / "run", with_trainer=True)
+
+
+def test_saving_an_earlier_step_keeps_it_whatever_keep_says(tmp_path, tok):
+    # a run resumed from an earlier step writes steps below the newest: keep=2 must never delete
+    # the folder it has just written and pointed `latest` at
+    model = tiny_model()
+    for step in (200, 300, 100):
+        save_checkpoint(tmp_path / "run", model, tok, step, keep=2)
+    assert (tmp_path / "run" / "step-000100").is_dir()
+    assert load_checkpoint(tmp_path / "run").path.name == "step-000100"
+
+
+def test_a_failed_write_of_latest_leaves_the_old_pointer(tmp_path, tok, monkeypatch):
+    from pathlib import Path
+    model = tiny_model()
+    save_checkpoint(tmp_path / "run", model, tok, 1)
+    real_write_text = Path.write_text
+
+    def half_then_fail(self, text, *args, **kwargs):       # a full disk in the middle of the write
+        if "latest" in self.name:
+            real_write_text(self, text[:3], *args, **kwargs)
+            raise OSError(28, "No space left on device")
+        return real_write_text(self, text, *args, **kwargs)
+    monkeypatch.setattr(Path, "write_text", half_then_fail)
+    with pytest.raises(CheckpointError, match="No space left on device; the earlier checkpoint 'step-000001' is intact"):
+        save_checkpoint(tmp_path / "run", model, tok, 2)
+    monkeypatch.undo()
+    assert (tmp_path / "run" / "latest").read_text() == "step-000001\n"
+    assert load_checkpoint(tmp_path / "run").path.name == "step-000001"
+
+
+def test_cleaning_removes_every_kind_of_temporary(tmp_path):
+    from minigpt.run_folder import clean_temporary_files
+    for name in (".step-000100.old-123", ".step-000100.tmp-123"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "step-000100").mkdir()
+    assert sorted(p.name for p in clean_temporary_files(tmp_path)) == [".step-000100.old-123", ".step-000100.tmp-123"]
+    assert [p.name for p in tmp_path.iterdir()] == ["step-000100"]

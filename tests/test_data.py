@@ -320,3 +320,10 @@ def test_a_byte_order_mark_is_not_part_of_the_text(tmp_path):
     text = "ROMEO:\nBut soft, what light through yonder window breaks?\n" * 3
     path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
     assert read_text_file(path) == text
+
+
+def test_a_character_above_the_vocabulary_s_largest_is_unknown_not_the_largest():
+    # the code-point table ends with an "unknown" slot; without it '文' (above '中') encoded as '中'
+    tok = CharTokenizer(list("aé中"))
+    with pytest.raises(UnknownCharacterError):
+        tok.encode("文")

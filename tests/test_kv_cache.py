@@ -18,3 +18,12 @@ def test_overflow_is_a_minigpt_error_that_says_how_to_fix_it():
     cache.reset()
     cache.append(k, k)
     assert cache.length == 3
+
+
+def test_values_of_another_length_than_the_keys_are_refused():
+    # broadcasting one value over three keys would fill the cache with copies, silently
+    from minigpt.kv_cache import KVCacheShapeError
+    cache = KVCache(1, 1, 8, 4)
+    with pytest.raises(KVCacheShapeError):
+        cache.append(torch.ones(1, 1, 3, 4), torch.ones(1, 1, 1, 4))
+    assert cache.length == 0

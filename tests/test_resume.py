@@ -76,3 +76,27 @@ def test_a_bpe_run_resumes_and_another_merge_table_is_refused_in_one_line(tmp_pa
                                               r"BPETokenizer, 270\)") as caught:
         train(model_for(data), other, cfg(), tmp_path / "other", resume=True, progress=False)
     assert "\n" not in str(caught.value)
+
+
+def test_the_thread_count_matters_only_to_a_run_on_the_cpu(small_data, tmp_path, threads):
+    # a GPU run's numbers do not depend on torch's CPU threads: no warning there
+    from minigpt.resume import check_resumable
+    threads(1)
+    train(model_for(small_data), small_data, cfg(), tmp_path / "run", stop_at=2, progress=False)
+    threads(2)
+    checkpoint = load_checkpoint(tmp_path / "run", with_trainer=True)
+    model = model_for(small_data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResumeWarning)
+        check_resumable(checkpoint, model, small_data, cfg(), tmp_path / "run", torch.device("cuda"))
+    with pytest.warns(ResumeWarning, match="with 2 CPU thread"):
+        check_resumable(checkpoint, model, small_data, cfg(), tmp_path / "run", torch.device("cpu"))
+
+
+def test_the_data_fingerprint_sees_another_split_of_the_same_text():
+    # resuming with another validation fraction trains on other rows: it must be noticed
+    from minigpt.data import TextData, load_shakespeare
+    from minigpt.resume import data_fingerprint
+    text = load_shakespeare()[:5000]
+    assert data_fingerprint(TextData.from_text(text, 0.1)) == data_fingerprint(TextData.from_text(text, 0.1))
+    assert data_fingerprint(TextData.from_text(text, 0.1)) != data_fingerprint(TextData.from_text(text, 0.2))

@@ -288,3 +288,13 @@ def test_the_cli_samples_greedily_with_a_temperature_that_is_zero_in_float32(cap
     tiny = capsys.readouterr().out
     assert main(common + ["--temperature", "0", "--seed", "2"]) == 0
     assert capsys.readouterr().out == tiny and tiny.startswith("ROMEO:") and len(tiny) > 20
+
+
+def test_top_k_ranks_the_raw_logits_before_the_temperature_rounds_them():
+    # 1.9 and the next float32 above it are two logits; divided by 1.3 they round to one value
+    # (a tie). top_k=1 keeps the larger raw logit, not whichever the scaled tie happens to favour.
+    # (Found by mutation: choosing on the scaled logits passed every other test.)
+    low = torch.tensor(1.9)
+    logits = torch.stack([low, torch.nextafter(low, torch.tensor(2.0))])[None]
+    assert logits[0, 0] / 1.3 == logits[0, 1] / 1.3
+    assert torch.equal(next_token_probs(logits, 1.3, top_k=1), torch.tensor([[0.0, 1.0]]))
