@@ -413,3 +413,23 @@ def test_rope_tables_use_the_base_they_are_given():
     assert_close(cos, torch.cos(angles))
     assert_close(sin, torch.sin(angles))
     assert not torch.equal(cos, rope_cos_sin(4, 8)[0])
+
+
+def test_attention_output_is_dropped_entry_by_entry_after_the_projection():
+    # with T = 1 the weights' dropout zeroes whole rows (p = 0.5), the residual dropout after
+    # c_proj single entries (p = 0.5): 1 - 0.5 * 0.5 = 0.75 of the entries are zero with both
+    torch.manual_seed(0)
+    layer = CausalSelfAttention(tiny_config(n_embd=16, n_head=1, dropout=0.5, bias=False,
+                                            attn_impl="manual")).train()
+    zero = (layer(torch.randn(4096, 1, 16)) == 0).float().mean().item()
+    assert abs(zero - 0.75) < 0.02, zero
+
+
+def test_attention_memory_measures_flash_below_manual_and_in_bytes():
+    from minigpt import memory
+    from minigpt.errors import UsageError
+    assert memory._peak_rss_bytes() > 50e6          # this process has imported torch: bytes, not KiB
+    result = memory.attention_memory(torch.device("cpu"), T=2048)
+    assert result["ratio_flash_over_manual"] < 0.5, result      # measured 0.048
+    with pytest.raises(UsageError):
+        memory.attention_memory(torch.device("cpu"), T=0)

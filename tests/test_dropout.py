@@ -103,3 +103,11 @@ def test_tune_cpu_allocator_sets_mallopt_once(monkeypatch):
     assert tune_cpu_allocator() is False                            # mallopt refused
     monkeypatch.setattr(ctypes, "CDLL", no_glibc)
     assert tune_cpu_allocator() is False                            # no glibc: macOS, Windows
+
+
+def test_keep_mask_drops_exactly_round_p_times_2_to_15_of_the_lane_values(monkeypatch):
+    # each 15-bit lane value once: p = 0 keeps every entry, and p drops round(p * 2^15) of them
+    import minigpt.dropout as module
+    monkeypatch.setattr(module, "_random_lanes", lambda n, device=None: torch.arange(n, dtype=torch.int16))
+    for p in (0.0, 0.1, 0.5):
+        assert int(keep_mask((1 << 15,), p).sum()) == (1 << 15) - round(p * (1 << 15)), p

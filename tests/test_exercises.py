@@ -499,3 +499,33 @@ def test_the_installed_package_holds_the_stored_outputs_and_no_grading_code(tmp_
     stored = sorted(n for n in names if n.startswith("minigpt/exercises/expected/"))
     assert stored == sorted(f"minigpt/exercises/expected/{e.stored}.pt" for e in STORED)
     assert not [n for n in names if "grading" in n or "solutions" in n]
+
+
+def test_question_answers_are_compared_closely_and_by_type():
+    # the graded questions' comparison: 1.001 is not 1.0, and an object claiming to equal
+    # everything is no answer
+    from minigpt.exercises.core import check_answer
+
+    class EqualsAnything:
+        def __eq__(self, other):
+            return True
+        __hash__ = object.__hash__
+    assert not same(1.0, 1.001) and not same(torch.tensor([1.0]), torch.tensor([1.001]))
+    assert not check_answer("question 1.1", 0.501, 0.5, "x").passed
+    assert not same(EqualsAnything(), "b")
+    assert not check_answer("question 1.1", EqualsAnything(), "b", "x").passed
+
+
+def test_a_crash_is_put_down_to_a_catalogued_mistake_only_when_its_message_agrees():
+    from minigpt.exercises.core import Mistake
+
+    def overflowing(a):
+        raise RuntimeError("the cache overflowed")
+
+    def unrelated(a):
+        raise RuntimeError("something unrelated")
+    exercise = Exercise("demo", reference=lambda a: a * 2, cases=lambda: [Case("c", (torch.ones(2),))],
+                        mistakes=[Mistake("demo.overflow", "does your cache overflow?", solution=overflowing)])
+    assert exercise.check(overflowing).mistake == "demo.overflow"
+    result = exercise.check(unrelated)
+    assert not result.passed and result.mistake is None

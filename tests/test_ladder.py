@@ -178,3 +178,27 @@ def test_rung_errors_are_one_line_minigpt_errors(data):
         build_rung("nope", config)
     with pytest.raises(minigpt.ConfigError, match="residual_norm builds full Blocks"):
         RungModel(config, mlp=False, residual_norm=True)
+
+
+def test_a_block_rung_uses_gpt2_s_init_for_the_residual_projections():
+    torch.manual_seed(0)
+    cfg = minigpt.GPTConfig(vocab_size=65, block_size=32, n_embd=64, n_head=4, n_layer=4, dropout=0.0)
+    rung = build_rung("+ LayerNorm/residuals", cfg)
+    assert abs(rung.layers[0].mlp.c_proj.weight.std().item() - 0.02 / 2 ** 0.5) < 0.0015
+
+
+def test_the_unigram_rung_gives_an_unseen_character_a_finite_loss():
+    from minigpt.ladder import UnigramModel
+    unigram = UnigramModel(minigpt.GPTConfig(vocab_size=4, block_size=8, n_embd=8, n_head=1, n_layer=1))
+    unigram.count(torch.tensor([0, 1, 1, 2]))                   # id 3 never seen: add-one smoothing
+    assert torch.isfinite(unigram.log_probs).all()
+    assert torch.isfinite(unigram(torch.tensor([[0, 1]]), torch.tensor([[3, 1]]))[1])
+
+
+def test_run_ladder_scores_the_first_val_tokens_only(small_data):
+    from minigpt.ladder import UnigramModel
+    rung = run_ladder(small_data, rungs=("unigram",), val_tokens=200, sample_tokens=1)[0]
+    unigram = UnigramModel(minigpt.GPTConfig(vocab_size=small_data.tokenizer.vocab_size, block_size=32, n_embd=64,
+                                             n_head=4, n_layer=4)).count(small_data.train)
+    assert rung.val_loss == pytest.approx(minigpt.evaluate(unigram, small_data.val[:200], batch_size=256), abs=1e-6)
+    assert rung.val_loss != pytest.approx(minigpt.evaluate(unigram, small_data.val, batch_size=256), abs=1e-3)

@@ -473,3 +473,47 @@ def test_the_mps_generator_is_saved_and_restored(monkeypatch):
     _restore_rng(saved, batches, torch.device("mps"))
     assert len(restored) == 1 and torch.equal(restored[0], state)
     assert "rng.mps" not in _rng_tensors(batches, torch.device("cpu"))
+
+
+# ------------------------------------------------- what a mutation review found untested
+def test_an_infinite_loss_stops_the_run_even_with_finite_gradients(small_data, monkeypatch):
+    real_forward = MiniGPT.forward
+    calls = []
+
+    def forward(self, idx, targets=None):
+        logits, loss = real_forward(self, idx, targets)
+        if self.training and loss is not None:
+            calls.append(1)
+            if len(calls) == 3:                      # the third training step's loss: + inf
+                loss = loss + float("inf")
+        return logits, loss
+    monkeypatch.setattr(MiniGPT, "forward", forward)
+    with pytest.raises(TrainingDivergedError, match="the loss became inf at step 2"):
+        train(model_for(small_data, dropout=0.0), small_data, small_cfg(), progress=False)
+
+
+def test_the_last_step_is_evaluated_when_max_iters_is_not_a_multiple_of_eval_interval(small_data):
+    result = train(model_for(small_data), small_data, small_cfg(max_iters=5, eval_interval=3), progress=False)
+    assert [e["step"] for e in result.history["eval"]] == [0, 3, 5]
+
+
+def test_stop_at_past_max_iters_stops_at_max_iters(small_data):
+    result = train(model_for(small_data), small_data, small_cfg(max_iters=4), stop_at=7, progress=False)
+    assert result.steps == 4 and len(result.history["lr"]) == 4
+
+
+def test_an_evaluation_records_the_rate_of_the_update_before_it(small_data):
+    h = train(model_for(small_data), small_data, small_cfg(), progress=False).history
+    for record in h["eval"][1:]:
+        assert record["lr"] == h["lr"][record["step"] - 1]
+
+
+def test_the_final_check_leaves_no_trace_in_the_global_random_state(small_data, tmp_path):
+    # with an out_dir, train() runs one more forward pass to check the weights it saves; the
+    # dropout masks it draws must not move torch's global generator (docstring: "no trace")
+    states = []
+    for out in (None, tmp_path / "run"):
+        model = model_for(small_data, dropout=0.1)
+        train(model, small_data, small_cfg(max_iters=3, eval_interval=3), out, progress=False)
+        states.append(torch.get_rng_state())
+    assert torch.equal(*states)
