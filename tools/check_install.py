@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     parser.add_argument("--ref", default="HEAD", help="git commit or tag to install (default: HEAD)")
     parser.add_argument("--torch", default="torch==2.13.0", help="the runtime's torch (default: torch==2.13.0)")
     args = parser.parse_args(argv)
-    commit = run(["git", "-C", str(REPO), "rev-parse", args.ref]).strip()
+    commit = run(["git", "-C", str(REPO), "rev-parse", f"{args.ref}^{{commit}}"]).strip()   # a tag: its commit
     stages = {}
     with tempfile.TemporaryDirectory(prefix="minigpt-install-") as tmp:
         venv, python = Path(tmp) / "venv", Path(tmp) / "venv" / "bin" / "python"
