@@ -12,12 +12,17 @@ import itertools
 import os
 import random
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import minigpt
 from minigpt import GPTConfig, MiniGPT, TextData
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+from rerun_check import without_ipython_lines  # noqa: E402  (the cells' IPython lines, left out to parse)
 
 # Tiny tensors gain nothing from several threads, and on a shared, busy 2-core machine
 # OpenMP threads that spin-wait for each other make tiny ops far slower.
@@ -151,11 +156,6 @@ def chinese():
         yield
     finally:
         minigpt.set_language("en")
-
-
-def without_ipython_lines(source: str) -> str:
-    """A notebook cell's source with its IPython lines (%magic, !shell) left out: Python to parse."""
-    return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
 
 
 def tr_literals(source: str, names: tuple = ("tr", "tr_figure")) -> set:

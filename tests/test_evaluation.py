@@ -7,9 +7,10 @@ from minigpt import GPTConfig, MiniGPT, MiniGPTError, evaluate
 from minigpt.data import DataError
 
 
-def tiny(vocab_size=12):
+def tiny(vocab_size=12, dropout=0.0):
     torch.manual_seed(0)
-    return MiniGPT(GPTConfig(vocab_size=vocab_size, block_size=8, n_embd=16, n_head=2, n_layer=1)).eval()
+    return MiniGPT(GPTConfig(vocab_size=vocab_size, block_size=8, n_embd=16, n_head=2, n_layer=1,
+                             dropout=dropout)).eval()
 
 
 @pytest.mark.parametrize("tokens", [torch.tensor([1]), torch.tensor([], dtype=torch.long)])
@@ -71,18 +72,15 @@ def test_estimate_loss_refuses_counts_that_measure_nothing(kw, message):
 def test_evaluate_measures_in_eval_mode_and_gives_the_mode_back():
     # with dropout 0.5 a training-mode pass is random: evaluate must switch it off, then
     # leave the model in the mode it found
-    torch.manual_seed(0)
-    model = MiniGPT(GPTConfig(vocab_size=4, block_size=8, n_layer=1, n_head=1, n_embd=8, dropout=0.5)).train()
+    model = tiny(vocab_size=4, dropout=0.5).train()
     tokens = torch.randint(0, 4, (100,))
     first, second = evaluate(model, tokens), evaluate(model, tokens)
     assert model.training
     assert first == second == evaluate(model.eval(), tokens)
 
 
-def test_estimate_loss_draws_its_batches_from_its_seed():
-    from minigpt import TextData, estimate_loss, load_shakespeare
-    torch.manual_seed(0)
-    data = TextData.from_text(load_shakespeare()[:20_000])
-    model = MiniGPT(GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16))
-    assert estimate_loss(model, data, 4, 2, seed=0) == estimate_loss(model, data, 4, 2, seed=0)
-    assert estimate_loss(model, data, 4, 2, seed=0) != estimate_loss(model, data, 4, 2, seed=1)
+def test_estimate_loss_draws_its_batches_from_its_seed(small_data):
+    from minigpt import estimate_loss
+    model = tiny(vocab_size=small_data.tokenizer.vocab_size)
+    assert estimate_loss(model, small_data, 4, 2, seed=0) == estimate_loss(model, small_data, 4, 2, seed=0)
+    assert estimate_loss(model, small_data, 4, 2, seed=0) != estimate_loss(model, small_data, 4, 2, seed=1)

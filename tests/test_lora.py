@@ -279,6 +279,6 @@ def test_a_failed_adapter_write_is_one_line_and_leaves_the_folder_empty(tmp_path
 @pytest.mark.parametrize("training", [False, True])
 def test_merging_keeps_the_model_s_mode(training):
     from minigpt.lora import merge_lora
-    model = MiniGPT(GPTConfig(vocab_size=4, block_size=8, n_layer=1, n_head=1, n_embd=8, dropout=0.5)).train(training)
+    model = tiny(dropout=0.5).train(training)
     add_lora(model, rank=2, alpha=4)
     assert merge_lora(model).training is training

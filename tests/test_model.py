@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from conftest import ALL_COMBOS, ALL_IMPLS, ALL_NORMS, ALL_POS, TINY, random_ids, tiny_model
+from conftest import ALL_COMBOS, ALL_IMPLS, ALL_NORMS, ALL_POS, TINY, random_ids, tiny_config, tiny_model
 from minigpt import MiniGPTError
 from minigpt.model import ModelInputError, ModelInputTypeError
 
@@ -223,14 +223,12 @@ def test_input_errors_are_minigpt_errors_and_keep_their_builtin_types():
 def test_a_post_ln_block_normalises_after_each_residual_sum():
     # Post-LN (chapter 6's comparison): h = ln_1(x + attn(x)), out = ln_2(h + mlp(h)), with
     # LayerNorm gains and biases far from 1 and 0 so that a norm in the wrong place shows
-    from minigpt import GPTConfig
     from minigpt.model import Block
     torch.manual_seed(0)
-    block = Block(GPTConfig(vocab_size=8, block_size=8, n_embd=16, n_head=2, n_layer=1, dropout=0.0,
-                            norm="post")).eval()
+    block = Block(tiny_config(norm="post")).eval()
     with torch.no_grad():
         for p in block.parameters():
             p.normal_(0, 0.5)
-        x = torch.randn(2, 5, 16)
+        x = torch.randn(2, 5, block.ln_1.weight.numel())                    # (B, T, C)
         h = block.ln_1(x + block.attn(x))
         assert_close(block(x), block.ln_2(h + block.mlp(h)))

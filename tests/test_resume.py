@@ -93,10 +93,10 @@ def test_the_thread_count_matters_only_to_a_run_on_the_cpu(small_data, tmp_path,
         check_resumable(checkpoint, model, small_data, cfg(), tmp_path / "run", torch.device("cpu"))
 
 
-def test_the_data_fingerprint_sees_another_split_of_the_same_text():
+def test_the_data_fingerprint_sees_another_split_of_the_same_text(shakespeare):
     # resuming with another validation fraction trains on other rows: it must be noticed
-    from minigpt.data import TextData, load_shakespeare
+    from minigpt.data import TextData
     from minigpt.resume import data_fingerprint
-    text = load_shakespeare()[:5000]
+    text = shakespeare[:5000]
     assert data_fingerprint(TextData.from_text(text, 0.1)) == data_fingerprint(TextData.from_text(text, 0.1))
     assert data_fingerprint(TextData.from_text(text, 0.1)) != data_fingerprint(TextData.from_text(text, 0.2))

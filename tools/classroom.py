@@ -1018,9 +1018,9 @@ def autograde(student_id: str = ANSWER_KEY, submissions: Optional[Path] = None) 
     ungraded = sorted(set(names) - {row["assignment"] for row in rows})   # no row is no marks
     if ungraded:
         print("no grade in grades.csv for: " + ", ".join(ungraded))
+    if short:
+        print("not full marks: " + ", ".join(short))
     if short or ungraded:
-        if short:
-            print("not full marks: " + ", ".join(short))
         return 1
     print(f"full marks in all {len(names)} chapters with exercises")
     return 0

@@ -73,6 +73,15 @@ def without_ipython_lines(source: str) -> str:
     return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
 
 
+def _names_bound_by(node: ast.AST) -> list[str]:
+    """The names a def, class or import statement binds (none for other nodes)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return [(alias.asname or alias.name).split(".")[0] for alias in node.names]
+    return []
+
+
 def _locals_of(scope: ast.AST) -> set[str]:
     """The names a function, lambda or comprehension binds for itself (its own scope only)."""
     names = set()
@@ -86,10 +95,8 @@ def _locals_of(scope: ast.AST) -> set[str]:
         for node in ast.walk(statement):
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 names.add(node.id)
-            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node is not scope:
-                names.add(node.name)
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+            elif node is not scope:
+                names.update(_names_bound_by(node))
     return names
 
 
@@ -111,7 +118,7 @@ def names_read_from_outside(source: str) -> set[str]:
             visit(ast.copy_location(ast.Name(node.target.id, ast.Load()), node.target), enclosing)
         if isinstance(node, ast.Name):
             where = (node.lineno, node.col_offset)
-            if isinstance(node.ctx, ast.Store) and not enclosing:
+            if isinstance(node.ctx, ast.Store) and top_level:
                 first_bound[node.id] = min(first_bound.get(node.id, where), where)
             elif isinstance(node.ctx, ast.Load):
                 if enclosing:
@@ -119,11 +126,8 @@ def names_read_from_outside(source: str) -> set[str]:
                         reads.add(node.id)
                 elif first_bound.get(node.id, where) >= where:
                     reads.add(node.id)
-        if top_level and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
-                                               ast.Import, ast.ImportFrom)):
-            names = [node.name] if hasattr(node, "name") else \
-                [(alias.asname or alias.name).split(".")[0] for alias in node.names]
-            for name in names:
+        if top_level:
+            for name in _names_bound_by(node):
                 first_bound.setdefault(name, (node.lineno, node.col_offset))
         # an assignment's value is read before its target is bound: visit the value first
         children = list(ast.iter_child_nodes(node))
