@@ -65,6 +65,18 @@ def test_amd_gpus_use_bf16(fake_gpu, monkeypatch):
     assert autocast_dtype(CUDA) == torch.bfloat16
 
 
+def test_a_named_gpu_s_own_capability_decides(fake_gpu, monkeypatch):
+    """A machine with an A100 (GPU 0) and a T4 (GPU 1): 'cuda:1' is the T4 whatever the current
+    GPU is, and plain 'cuda' is the current one."""
+    fake_gpu(8, 0)
+    capabilities = {0: (8, 0), 1: (7, 5)}
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capabilities[device])
+    assert autocast_dtype(torch.device("cuda:1")) == torch.float16
+    assert autocast_dtype(torch.device("cuda:0")) == torch.bfloat16 == autocast_dtype(CUDA)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert autocast_dtype(CUDA) == torch.float16 and autocast_dtype(torch.device("cuda:0")) == torch.bfloat16
+
+
 # --------------------------------------------------------- the scaler in training, on a CPU
 def _model(data, seed=0):
     torch.manual_seed(seed)

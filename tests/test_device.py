@@ -66,3 +66,99 @@ def test_timing_conditions_name_the_device_and_the_load(monkeypatch):
     assert said.startswith(describe(torch.device("cpu")) + "; load average ")
     monkeypatch.delattr("os.getloadavg")                  # Windows
     assert timing_conditions("cpu").endswith("; load average unknown")
+
+
+def test_a_named_gpu_keeps_its_index(monkeypatch):
+    # 'cuda:1' is the second GPU; pick_device must not turn it into the current one
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("cuda:1") == torch.device("cuda", 1)
+    assert pick_device("CUDA:1") == torch.device("cuda", 1)
+    assert pick_device("cuda") == torch.device("cuda")
+
+
+def test_mps_on_a_machine_without_it_is_an_error_not_a_fallback(monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"device 'mps' was requested but is not available; use device='auto' or 'cpu'"):
+        pick_device("mps")
+
+
+def test_a_device_of_the_wrong_type_is_named_with_its_caller():
+    """torch.device(1.5) is a TypeError (a name it does not know is a RuntimeError): both get the
+    one line that names the caller."""
+    from minigpt.errors import MiniGPTError
+    for call, who in ((lambda: describe(1.5), "describe"), (lambda: autocast([0]), "autocast")):
+        with pytest.raises(MiniGPTError, match=rf"{who}'s device .* is not one torch knows"):
+            call()
+
+
+def test_describe_names_the_gpu_and_other_devices_by_type(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    assert describe(torch.device("cuda")) == "cuda (NVIDIA H100 80GB HBM3)"
+    assert describe("mps") == "mps"
+
+
+def test_synchronize_waits_for_the_device_it_is_given(monkeypatch):
+    from minigpt.device import synchronize
+    waited = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: waited.append(("cuda", device)))
+    monkeypatch.setattr(torch.mps, "synchronize", lambda: waited.append(("mps", None)))
+    synchronize(torch.device("cpu"))
+    assert waited == []
+    synchronize(torch.device("cuda", 1))
+    synchronize(torch.device("mps"))
+    assert waited == [("cuda", torch.device("cuda", 1)), ("mps", None)]
+
+
+class _FakeGPU:
+    """A clock and a device queue: a call only queues its work (returns at once, as a GPU call
+    does); synchronize waits until the queued work is done, which is when the clock moves."""
+
+    def __init__(self, durations_s):
+        self.now, self.queued, self.durations, self.calls = 0.0, 0.0, list(durations_s), 0
+
+    def perf_counter(self):
+        return self.now
+
+    def call(self):
+        self.calls += 1
+        self.queued += self.durations.pop(0)
+
+    def synchronize(self, device):
+        self.now, self.queued = self.now + self.queued, 0.0
+
+
+def _fake_gpu(monkeypatch, durations_s):
+    import types
+    import minigpt.device as device_module
+    gpu = _FakeGPU(durations_s)
+    monkeypatch.setattr(device_module, "time", types.SimpleNamespace(perf_counter=gpu.perf_counter))
+    monkeypatch.setattr(device_module, "synchronize", gpu.synchronize)
+    return gpu
+
+
+def test_time_calls_waits_for_the_device_before_reading_the_clock(monkeypatch):
+    from minigpt.device import time_calls
+    gpu = _fake_gpu(monkeypatch, [0.5, 0.25, 0.125])
+    assert time_calls(gpu.call, 3, torch.device("cuda")) == [0.5, 0.25, 0.125]
+
+
+def test_median_ms_is_the_median_after_an_untimed_warm_up(monkeypatch):
+    from minigpt.device import median_ms
+    # a slow first call (the warm-up: compilation, allocation) and one slow timed call
+    gpu = _fake_gpu(monkeypatch, [1.0, 0.003, 0.040, 0.002])
+    assert median_ms(gpu.call, torch.device("cuda"), reps=3) == pytest.approx(3.0)
+    assert gpu.calls == 4
+
+
+def test_maybe_compile_leaves_the_model_alone_unless_asked(monkeypatch):
+    import warnings
+    import minigpt.device as device_module
+    compiled = []
+    monkeypatch.setattr(device_module, "missing_compiler", lambda: None)      # as where g++ is installed
+    monkeypatch.setattr(torch, "compile", lambda model, **options: compiled.append(model) or "compiled")
+    model = torch.nn.Linear(2, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert device_module.maybe_compile(model, None) is model and device_module.maybe_compile(model, False) is model
+    assert compiled == []
+    assert device_module.maybe_compile(model, True) == "compiled" and compiled == [model]

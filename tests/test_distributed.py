@@ -243,3 +243,161 @@ def test_a_killed_rank_stops_the_run(tmp_path):
     assert procs[1].returncode == -signal.SIGKILL
     assert procs[0].returncode != 0
     assert "RankFailedError: rank 0 of 2 lost contact with the other processes" in err0, err0[-2000:]
+
+
+# ------------------------------------------------------------------ one process, pretending to be a rank
+def _as_rank(monkeypatch, rank: int, world_size: int = 2) -> None:
+    """torchrun's variables for `rank` of `world_size` (no process group is joined)."""
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("WORLD_SIZE", str(world_size))
+    monkeypatch.setenv("LOCAL_RANK", str(rank % 2))
+
+
+def test_world_reads_torchruns_variables(monkeypatch):
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")                # the second process of the second machine
+    w = distributed.world()
+    assert w == distributed.World(3, 4, 1) and not w.is_main and w.distributed
+    monkeypatch.setenv("RANK", "zero")
+    with pytest.raises(UsageError, match=r"RANK='zero' is not an integer; torchrun sets it"):
+        distributed.world()
+
+
+def test_setup_checks_the_batch_split_in_one_process_too():
+    with pytest.raises(UsageError, match=r"micro_batch_size=3 must divide the 10 rows"):
+        distributed.setup(torch.device("cpu"), 10, micro_batch_size=3)
+    assert distributed.setup(torch.device("cpu"), 10, micro_batch_size=5) == torch.device("cpu")
+
+
+def test_setup_refuses_a_rank_without_its_own_gpu(monkeypatch):
+    _as_rank(monkeypatch, 1)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+
+    def no_group(*args, **kwargs):
+        raise RuntimeError("setup should have refused before joining a process group")
+    monkeypatch.setattr(dist, "init_process_group", no_group)
+    with pytest.raises(UsageError, match=r"rank 1 wants GPU 1 but this machine has 1; use --nproc_per_node"):
+        distributed.setup(torch.device("cuda"), 8)
+
+
+def test_only_rank_0_takes_the_folder_lock_and_prints(monkeypatch):
+    import contextlib
+    import io
+    lock = contextlib.nullcontext("lock")
+    assert distributed.main_only(lock) is lock
+    screen = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", screen)
+    distributed.quiet_other_ranks()
+    assert sys.stdout is screen                         # one process: rank 0 prints
+    _as_rank(monkeypatch, 1)
+    assert distributed.main_only(lock) is not lock
+    distributed.quiet_other_ranks()
+    try:
+        assert sys.stdout is not screen and sys.stdout.name == os.devnull
+    finally:
+        sys.stdout.close()
+
+
+def test_any_rank_is_true_when_another_rank_says_true(monkeypatch):
+    # the other rank's flag is True: what its all-reduce with op would give (gloo, faked)
+    def all_reduce(tensor, op=dist.ReduceOp.SUM):
+        other = torch.ones_like(tensor)
+        combine = {dist.ReduceOp.MAX: torch.maximum, dist.ReduceOp.MIN: torch.minimum,
+                   dist.ReduceOp.SUM: torch.add}
+        tensor.copy_(combine[op](tensor, other))
+    _as_rank(monkeypatch, 0)
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: "gloo")
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+    assert distributed.any_rank(False) is True and distributed.any_rank(True) is True
+
+
+def test_rank_1_trains_on_the_second_share_and_logs_the_mean_of_both(monkeypatch):
+    """Rank 1 of 2 takes rows 4..7 of the global batch of 8; its logged loss is the mean of the
+    two ranks' losses (the other rank's, faked, is 1.0)."""
+    torch.manual_seed(0)
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=65, **MODEL))
+    x, y = torch.randint(0, 65, (8, 16)), torch.randint(0, 65, (8, 16))
+    _, own_loss = model(x[4:], y[4:])
+    own_loss.backward()
+    expected = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    _as_rank(monkeypatch, 1)
+    monkeypatch.setattr(dist, "all_reduce", lambda tensor, op=dist.ReduceOp.SUM: tensor.add_(1.0))
+    loss = distributed.forward_backward(model, x, y)
+    torch.testing.assert_close(loss, (own_loss.detach() + 1.0) / 2, rtol=0, atol=1e-6)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, expected[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_only_the_last_micro_batch_all_reduces():
+    import contextlib
+    torch.manual_seed(0)
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=65, **MODEL))
+    state = {"no_sync": False}
+
+    @contextlib.contextmanager
+    def no_sync():                                      # what DDP's no_sync does: skip the all-reduce
+        state["no_sync"] = True
+        try:
+            yield
+        finally:
+            state["no_sync"] = False
+    model.no_sync = no_sync
+    synced = []
+    model.register_forward_pre_hook(lambda module, args: synced.append(not state["no_sync"]))
+    x, y = torch.randint(0, 65, (8, 16)), torch.randint(0, 65, (8, 16))
+    distributed.forward_backward(model, x, y, micro_batch_size=2)
+    assert synced == [False, False, False, True]
+
+
+def test_a_lost_peer_is_one_line_and_other_errors_keep_theirs():
+    lost = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer "
+                        "[127.0.0.1]:41234\nException raised from ... (most recent call first)")
+    with pytest.raises(distributed.RankFailedError,
+                       match=r"^rank 1 of 2 lost contact with the other processes .* within 300 s; .* "
+                             r"with --resume .*\[\[\.\./third_party/gloo/gloo/transport/tcp/pair.cc:534\] "
+                             r"Connection closed by peer \[127.0.0.1\]:41234\]$"):
+        with distributed.lost_peer_as_error(distributed.World(1, 2, 1)):
+            raise lost
+    for world, error in ((distributed.World(1, 2, 1), RuntimeError("mat1 and mat2 shapes cannot be multiplied")),
+                         (distributed.World(), lost)):        # one process has no peer to lose
+        with pytest.raises(RuntimeError) as caught:
+            with distributed.lost_peer_as_error(world):
+                raise error
+        assert caught.value is error
+
+
+@pytest.mark.parametrize("text", [
+    "Connection closed by peer [10.0.0.2]:29500",
+    "Connection reset by peer",
+    "Timed out waiting 300000ms for recv operation to complete",
+    "NCCL error in: ../torch/csrc/distributed/c10d/ProcessGroupNCCL.cpp:1970, unhandled system error",
+    "[enforce fail at ../third_party/gloo/gloo/transport/tcp/pair.cc:446] op.preamble.length <= op.nbytes",
+])
+def test_the_process_groups_errors_are_recognised(text):
+    assert distributed.is_communication_error(RuntimeError(text))
+    assert not distributed.is_communication_error(RuntimeError("CUDA out of memory"))
+
+
+def test_only_ranks_other_than_0_leave_the_shared_random_stream(monkeypatch):
+    """prepare(): rank 0 keeps the stream one process would have (checkpoints store it); the
+    others switch to streams of their own. DDP is faked (no process group)."""
+    import torch.nn.parallel
+
+    class FakeDDP(torch.nn.Module):
+        def __init__(self, module, device_ids=None, broadcast_buffers=True):
+            super().__init__()
+            self.module = module
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", FakeDDP)
+    model = torch.nn.Linear(2, 2)
+    draws = {}
+    for rank in (0, 1, 2):
+        _as_rank(monkeypatch, rank, world_size=3)
+        torch.manual_seed(0)
+        assert isinstance(distributed.prepare(model, torch.device("cpu")), FakeDDP)
+        draws[rank] = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(draws[0], torch.rand(3))
+    assert not torch.equal(draws[1], draws[0]) and not torch.equal(draws[2], draws[1])

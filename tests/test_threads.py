@@ -38,11 +38,6 @@ def test_cgroup_v2_quota_in_own_cgroup(tmp_path):
     assert cgroup_cpu_limit(tmp_path) == 1.5
 
 
-def test_cgroup_v2_tightest_ancestor_wins(tmp_path):
-    fake_files(tmp_path, {"proc/self/cgroup": "0::/a/b\n",
-                          "sys/fs/cgroup/a/cpu.max": "100000 100000\n",
-                          "sys/fs/cgroup/a/b/cpu.max": "max 100000\n"})
-    assert cgroup_cpu_limit(tmp_path) == 1.0
 
 
 def test_cgroup_v2_container_sees_its_cgroup_at_the_mount_point(tmp_path):
@@ -303,3 +298,94 @@ def test_importing_the_cpu_module_does_not_load_torch():
             "print(minigpt.cpu.limit_openmp_spinning({}), 'torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True False"
+
+
+# ------------------------------------------------------------------ more of the rule's cases
+def test_cgroup_the_tightest_quota_wins_wherever_it_is(tmp_path):
+    # a parent's quota below its child's (no quota, then a larger one), and a v1 quota below the
+    # v2 one: the smallest applies
+    fake_files(tmp_path, {"proc/self/cgroup": "0::/a/b\n",
+                          "sys/fs/cgroup/a/cpu.max": "100000 100000\n",
+                          "sys/fs/cgroup/a/b/cpu.max": "max 100000\n"})
+    assert cgroup_cpu_limit(tmp_path) == 1.0
+    fake_files(tmp_path, {"sys/fs/cgroup/a/b/cpu.max": "300000 100000\n"})
+    assert cgroup_cpu_limit(tmp_path) == 1.0
+    fake_files(tmp_path, {"proc/self/cgroup": "3:cpu,cpuacct:/job\n0::/a/b\n",
+                          "sys/fs/cgroup/cpu,cpuacct/job/cpu.cfs_quota_us": "50000\n",
+                          "sys/fs/cgroup/cpu,cpuacct/job/cpu.cfs_period_us": "100000\n"})
+    assert cgroup_cpu_limit(tmp_path) == 0.5
+
+
+def test_cgroup_v1_with_the_cpu_controller_mounted_alone(tmp_path):
+    fake_files(tmp_path, {"proc/self/cgroup": "5:cpu:/slurm/job42\n4:cpuacct:/slurm/job42\n",
+                          "sys/fs/cgroup/cpu/slurm/job42/cpu.cfs_quota_us": "150000\n",
+                          "sys/fs/cgroup/cpu/slurm/job42/cpu.cfs_period_us": "100000\n"})
+    assert cgroup_cpu_limit(tmp_path) == 1.5
+
+
+def test_busy_cpus_counts_only_the_cpus_of_the_affinity_mask(tmp_path, monkeypatch):
+    stat = fake_files(tmp_path, {"proc/stat": STAT_BEFORE}) / "proc/stat"
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {1}, raising=False)   # taskset -c 1
+    import time
+    monkeypatch.setattr(time, "sleep", lambda s: stat.write_text(STAT_AFTER))
+    assert cpu.busy_cpus(root=tmp_path) == pytest.approx(0.2)        # cpu0's work is not in our way
+
+
+def test_busy_rule_never_raises_the_count_either():
+    # torch's 2 threads on a 4-CPU machine with one CPU busy: 3 are free, but torch's count stays
+    assert choose_cpu_threads(current=2, usable=4, env={}, busy=1.0, schedulable=4) == \
+        ThreadChoice(2, "torch's default; 4 usable CPUs")
+
+
+def test_minigpt_threads_may_be_up_to_four_times_the_cpus(monkeypatch):
+    monkeypatch.setattr(cpu.os, "cpu_count", lambda: 2)
+    assert cpu.max_threads() == 8
+    assert choose_cpu_threads(current=2, usable=2, env={THREADS_ENV: "8"}) == ThreadChoice(8, "MINIGPT_THREADS=8")
+    with pytest.raises(MiniGPTError, match=r"MINIGPT_THREADS=9 threads on a machine with 2 CPU\(s\): set it to at most 8"):
+        choose_cpu_threads(current=2, usable=2, env={THREADS_ENV: "9"})
+
+
+def test_under_torchrun_without_a_per_machine_count_omp_1_is_still_torchrun_s():
+    # an agent that does not say how many processes it started on this machine
+    choice = choose_cpu_threads(current=1, usable=2, env={"TORCHELASTIC_RUN_ID": "abc", "OMP_NUM_THREADS": "1"})
+    assert choice.reason.startswith("OMP_NUM_THREADS=1 from torchrun")
+
+
+def test_configure_does_not_measure_the_busy_cpus_under_minigpt_threads(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(cpu, "_THREAD_CHOICE", None)
+    monkeypatch.setattr(cpu, "_THREADS_AT_IMPORT", None)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(THREADS_ENV, "1")
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+
+    def not_needed():
+        raise AssertionError("busy_cpus was measured (50 ms) though MINIGPT_THREADS decides")
+    monkeypatch.setattr(cpu, "busy_cpus", not_needed)
+    try:
+        assert configure_cpu_threads() == ThreadChoice(1, "MINIGPT_THREADS=1")
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_pick_device_applies_the_thread_rule_and_describe_says_it(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(cpu, "_THREAD_CHOICE", None)
+    monkeypatch.setenv(THREADS_ENV, "1")
+    try:
+        torch.set_num_threads(2)
+        assert pick_device("cpu") == torch.device("cpu")
+        assert cpu.thread_choice() == ThreadChoice(1, "MINIGPT_THREADS=1") and torch.get_num_threads() == 1
+        assert describe(torch.device("cpu")) == "cpu (1 thread: MINIGPT_THREADS=1)"
+        monkeypatch.setenv(THREADS_ENV, "2")
+        configure_cpu_threads(force=True)
+        assert describe(torch.device("cpu")) == "cpu (2 threads: MINIGPT_THREADS=2)"
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_blank_wait_variable_is_not_a_choice(monkeypatch):
+    monkeypatch.delitem(sys.modules, "torch")          # as if torch were not loaded yet
+    env = {"OMP_WAIT_POLICY": " ", "GOMP_SPINCOUNT": ""}
+    assert cpu.limit_openmp_spinning(env) and env["GOMP_SPINCOUNT"] == cpu.SPIN_COUNT
