@@ -238,6 +238,7 @@ def test_missing_inputs_are_one_line_errors(tmp_path, capsys):
     (["train", "--max-iters", "-5"], "expected a positive integer"),
     (["train", "--threads", "50000"], "threads on a machine with"),      # once an OpenMP crash
     (["bench", "--threads", "10000"], "threads on a machine with"),
+    (["sample", "--top-p", "0"], "expected a number in (0, 1], got 0.0"),        # top-p 0 keeps nothing
     ([], "the following arguments are required"),
 ])
 def test_more_bad_flags(args, fragment, capsys):
@@ -963,3 +964,39 @@ def test_a_lora_fine_tune_checks_its_out_folder_before_training(tmp_path, capsys
                  "--max-iters", "1", "--no-progress"]) == 2
     one_line_error(capsys, "cannot write into the output folder")
     assert trained == []
+
+
+def test_training_memory_counts_one_micro_batch_on_one_process():
+    """Gradient accumulation and data parallelism shrink what one forward pass holds: the
+    activations are those of --micro-batch-size sequences, or of batch_size / world_size."""
+    from conftest import tiny_config
+    from minigpt import TrainConfig
+    config = tiny_config()
+    state, whole = cli_module.training_memory(config, TrainConfig(batch_size=64))
+    assert cli_module.training_memory(config, TrainConfig(batch_size=64, micro_batch_size=4)) == \
+        cli_module.training_memory(config, TrainConfig(batch_size=4)) == (state, whole // 16)
+    assert cli_module.training_memory(config, TrainConfig(batch_size=64), world_size=4) == (state, whole // 4)
+
+
+def test_bench_hands_threads_and_an_absolute_json_path_to_the_child(tmp_path, monkeypatch):
+    """The child runs in the checkout: --threads goes along, and a relative --json is made
+    absolute first (it would otherwise land in the checkout, not where the user is)."""
+    from pathlib import Path
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda command, cwd=None: calls.append((command, cwd)) or 0)
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "quick", "--device", "cpu", "--threads", "1", "--json", "out.json"]) == 0
+    (command, cwd), = calls
+    assert command[1:] == ["-m", "bench", "quick", "--device", "cpu", "--threads", "1",
+                           "--json", str((tmp_path / "out.json").resolve())]
+    assert Path(cwd) == Path(cli_module.__file__).resolve().parent.parent
+
+
+def test_export_keeps_the_runs_summary_and_drops_its_history(tiny_run, tmp_path, capsys):
+    import json
+    out, _ = tiny_run
+    assert main(["export", str(out), str(tmp_path / "exp")]) == 0
+    meta = json.loads((tmp_path / "exp" / "minigpt.json").read_text(encoding="utf-8"))
+    assert meta["train_state"]["summary"] == json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert meta["train_state"]["summary"]["preset"] == "tiny"
+    assert "history" not in meta["train_state"] and "optimizer_param_groups" not in meta["train_state"]

@@ -150,3 +150,45 @@ def test_a_dtype_given_as_a_string_is_named(hf_model):
     """dtype="float16" ended in torch's "Invalid device string: 'float16'"."""
     with pytest.raises(MiniGPTError, match=r"dtype must be a floating-point torch.dtype .* got 'float16'"):
         from_hf_model(hf_model, dtype="float16")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(n_inner=512), "n_inner=512 is not supported"),                # wider than 4 * n_embd, too
+    (dict(scale_attn_weights=False), "changes the attention scale"),
+    (dict(tie_word_embeddings=False), "unties the LM head"),
+])
+def test_more_unsupported_gpt2_variants(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_hf(hf_config(**overrides))
+
+
+def test_config_takes_gpt2_s_dropout_activation_and_the_attention_asked_for(hf_model):
+    """resid_pdrop becomes the dropout (it matters once the converted model is fine-tuned),
+    "gelu" is the exact GELU, and from_hf_model builds the attention implementation asked for."""
+    assert config_from_hf(hf_config(resid_pdrop=0.25)).dropout == 0.25
+    assert config_from_hf(hf_config(activation_function="gelu")).gelu == "exact"
+    assert config_from_hf(hf_config(activation_function="gelu_pytorch_tanh")).gelu == "tanh"
+    assert from_hf_model(hf_model, attn_impl="manual").config.attn_impl == "manual"
+    assert config_from_hf(hf_model.config, attn_impl="flash").attn_impl == "flash"
+
+
+def test_exact_gelu_gpt2_logits_match():
+    torch.manual_seed(0)
+    hf = transformers.GPT2LMHeadModel(hf_config(activation_function="gelu", n_layer=1)).eval()
+    model = from_hf_model(hf)
+    ids = torch.randint(VOCAB, (2, 11), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids)[0], hf(ids).logits, rtol=0, atol=1e-5)
+
+
+def test_grouped_query_attention_is_refused_naming_n_kv_head(hf_model):
+    config = config_from_hf(hf_model.config)
+    with pytest.raises(ConfigError, match=r"one key/value head per query head; set n_kv_head=4 .* not 2"):
+        from_hf_state_dict(hf_model.state_dict(), GPTConfig(**dict(config.to_dict(), n_kv_head=2)))
+
+
+def test_from_hf_model_returns_the_dtype_asked_for(hf_model):
+    model = from_hf_model(hf_model, dtype=torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert torch.equal(model.wte.weight, hf_model.transformer.wte.weight.to(torch.bfloat16))
+    assert {p.dtype for p in from_hf_model(hf_model).parameters()} == {torch.float32}

@@ -122,3 +122,68 @@ def test_figures_speak_chinese_only_with_a_font_that_draws_it(chinese, monkeypat
     plt.close("all")
     minigpt.set_language("en")
     assert viz.tr_figure("layer {layer}", layer=2) == "layer 2" and viz.figure_font() == {}
+
+
+def test_plot_attention_draws_rows_as_queries_on_a_fixed_0_to_1_scale():
+    """Row i of the picture is query i (not the transpose), and the colours mean the same
+    weight in every plot: the scale is 0..1, not stretched to this matrix's range."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    weights = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7]])     # from 0.1 to 0.7
+    ax = viz.plot_attention(weights, list("abc"))
+    image = ax.images[0]
+    assert torch.equal(torch.as_tensor(image.get_array().data), weights)
+    assert image.get_clim() == (0.0, 1.0)
+    plt.close("all")
+
+
+def test_plot_attention_head_outlines_each_rows_strongest_key():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    torch.manual_seed(0)
+    tok = minigpt.CharTokenizer(list("\n abc"))
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=5, block_size=16, n_embd=16, n_head=2, n_layer=2)).eval()
+    text = "abcab ca"
+    ax = viz.plot_attention_head(model, tok, text, layer=1, head=1)
+    weights = model.attention_maps(torch.tensor([tok.encode(text)]))[1, 0, 1]
+    corners = [(p.get_x(), p.get_y()) for p in ax.patches]
+    assert corners == [(int(weights[i].argmax()) - 0.5, i - 0.5) for i in range(len(text))]
+    assert any(x != y for x, y in corners)          # not all on the diagonal: the check can fail
+    plt.close("all")
+
+
+def test_plot_attention_grid_puts_each_layer_and_head_in_its_cell():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    maps = torch.rand(3, 2, 4, 4, generator=torch.Generator().manual_seed(0))      # (L, H, T, T)
+    fig = viz.plot_attention_grid(maps, list("abcd"), layers=[2, 0], heads=[1, 0])
+    for r, layer in enumerate([2, 0]):
+        for c, head in enumerate([1, 0]):
+            ax = fig.axes[2 * r + c]
+            assert torch.equal(torch.as_tensor(ax.images[0].get_array().data), maps[layer, head]), (layer, head)
+    plt.close("all")
+
+
+def test_plot_next_token_probs_keeps_k_bars_of_a_given_order():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    probs = torch.softmax(_logits(3), -1)
+    chars = [chr(33 + i) for i in range(65)]
+    order = probs.argsort(descending=True).tolist()[:10][::-1]          # worst of the ten first
+    ax = viz.plot_next_token_probs(probs, chars, k=4, order=order)
+    assert [p.get_height() for p in ax.patches] == pytest.approx(probs[order[:4]].tolist())
+    assert [t.get_text() for t in ax.get_xticklabels()] == [chars[i] for i in order[:4]]
+    assert ax.get_ylim() == (0.0, 1.0)
+    plt.close("all")
+
+
+def test_layer_logits_leaves_a_model_in_eval_mode_in_eval_mode():
+    torch.manual_seed(0)
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=11, block_size=16, n_embd=16, n_head=2, n_layer=1,
+                                              dropout=0.1)).eval()
+    viz.layer_logits(model, torch.randint(11, (1, 5)))
+    assert not model.training and not any(m.training for m in model.modules())

@@ -377,6 +377,107 @@ def test_widget_html_is_small_and_loads_only_local_files():
         widgets.attention_explorer(["x" * 300])
 
 
+def test_int8_rows_round_to_within_half_a_step_and_zero_rows_stay_zero():
+    from minigpt.web.export import dequantize_int8, quantize_int8
+    rows = torch.tensor([1.0, 0.01, 100.0, 0.0, 3.0])[:, None]            # one all-zero row
+    weight = torch.randn(5, 12, generator=torch.Generator().manual_seed(0)) * rows
+    q, scale = quantize_int8(weight)
+    assert q.dtype == torch.int8 and scale.shape == (5,)
+    assert q.abs().amax(dim=1).tolist() == [127, 127, 127, 0, 127]       # each row uses the whole range
+    back = dequantize_int8(q, scale)
+    step = weight.abs().amax(dim=1, keepdim=True) / 127
+    assert ((back - weight).abs() <= step / 2 + 1e-7).all()
+    assert torch.equal(back[3], torch.zeros(12))
+
+
+@pytest.mark.parametrize("quantize", ["float32", "int8", "float16"])
+def test_the_asset_stores_each_tensor_once_vectors_exactly_and_the_info(quantize, tmp_path):
+    """The tied head is stored once (as wte), matrices in the asset's dtype, vectors (biases,
+    LayerNorm) in float32 whatever the quantisation; the info and the quantisation are recorded."""
+    torch.manual_seed(0)
+    tok = minigpt.CharTokenizer(list("\n abc"))
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=5, block_size=8, n_embd=8, n_head=2, n_layer=1))
+    info = {"description": "a test model", "val_loss": 2.5}
+    path = export_web(model, tok, tmp_path / "m.js", quantize=quantize, info=info)
+    asset = read_web_asset(path)
+    assert asset["quantize"] == quantize and asset["info"] == info and asset["name"] == "m"
+    state = model.state_dict()
+    assert set(asset["tensors"]) == set(state) - {"lm_head.weight"}
+    for key, entry in asset["tensors"].items():
+        assert entry["dtype"] == (quantize if state[key].dim() == 2 else "float32"), key
+        assert entry["shape"] == list(state[key].shape), key
+    loaded, _ = load_web_model(path)
+    assert not loaded.training
+    for key, value in state.items():
+        if value.dim() == 1:
+            assert torch.equal(loaded.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("settings, said", [
+    (dict(temperature=0.07), "temperature 0.07: the page's slider goes from 0 (greedy) to 2 in steps of 0.05"),
+    (dict(top_p=0.01), "top_p 0.01: the page's slider goes from 0.05 to 1"),
+    (dict(top_k=66), "top_k (the model has 65 tokens) must be a whole number from 1 to 65, got 66"),
+    (dict(max_new_tokens=256), "max_new_tokens (the page generates inside the 256-character window) must be a "
+                               "whole number from 1 to 255, got 256"),
+])
+def test_generator_refuses_settings_the_pages_controls_cannot_show(settings, said):
+    with pytest.raises(minigpt.MiniGPTError, match=re.escape(said)):
+        widgets.generator("ROMEO:\n", **settings)
+    edges = dict(temperature=2.0, top_p=0.05, top_k=65, max_new_tokens=255, seed=2 ** 32 - 1)
+    assert widgets.generator("ROMEO:\n", **edges).kind == "generator"          # the ends of each range
+
+
+def test_generator_examples_get_the_defaults_and_their_characters_checked():
+    import html as html_lib
+    widget = widgets.generator("ROMEO:\n", examples=[{"label": "plain", "prompt": "JULIET:\n"}])
+    config = json.loads(html_lib.unescape(re.search(r'data-mg-config="([^"]*)"', widget.data).group(1)))
+    example = config["examples"][0]
+    assert (example["temperature"], example["top_k"], example["top_p"], example["seed"]) == (1.0, None, None, 0)
+    with pytest.raises(minigpt.MiniGPTError, match=re.escape("example 'bad': character \"é\" (U+00E9) at position 3")):
+        widgets.generator("ROMEO:\n", examples=[{"label": "bad", "prompt": "café"}])
+
+
+def test_layer_predictions_position_must_be_inside_the_text():
+    assert "position 4" in repr(widgets.layer_predictions("to be", position=4))
+    with pytest.raises(minigpt.MiniGPTError, match=r"position must be a whole number in 0..4 for this text, got 5"):
+        widgets.layer_predictions("to be", position=5)
+
+
+def test_kernel_explorer_reads_a_weight_on_the_diagonal():
+    """A query sees its own position: the diagonal is a weight (position 0's is 1), not masked."""
+    torch.manual_seed(0)
+    tok = minigpt.CharTokenizer(list("\n abc"))
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=5, block_size=16, n_embd=16, n_head=2, n_layer=1)).eval()
+    explorer = widgets.kernel_attention_explorer(model, tok, ["abc ab"], head=1)
+    maps = model.attention_maps(torch.tensor([tok.encode("abc ab")]))[:, 0]
+    explorer.query.value, explorer.key.value = 3, 3
+    assert explorer.readout_text() == (f'query " " (position 3) → key " " (position 3): '
+                                       f"weight {maps[0, 1, 3, 3].item():.4f} (layer 0, head 1)")
+    explorer.query.value, explorer.key.value = 0, 0
+    assert explorer.readout_text().endswith("weight 1.0000 (layer 0, head 1)")
+
+
+def test_kernel_explorer_caps_its_text_at_the_models_window():
+    """A model with a 16-character window: the box takes at most 16 characters (the default 128
+    would let a longer text reach the model and fail there); a larger max_chars or a prepared text
+    past it is refused when the explorer is made, naming the limit."""
+    tok = minigpt.CharTokenizer(list("\n abc"))
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=5, block_size=16, n_embd=16, n_head=2, n_layer=1)).eval()
+    explorer = widgets.kernel_attention_explorer(model, tok, ["abc"])
+    assert explorer.max_chars == 16
+    explorer.text.value = "abc " * 5
+    assert "20 characters" in explorer.error.value and "at most 16" in explorer.error.value
+    assert explorer.maps is None
+    explorer.text.value = "abc " * 4
+    assert explorer.error.value == "" and explorer.maps.shape == (1, 2, 16, 16)
+    with pytest.raises(minigpt.UsageError, match=r"max_chars \(the model reads at most 16 characters\) must be "
+                                                 r"a whole number from 1 to 16, got 17"):
+        widgets.kernel_attention_explorer(model, tok, ["abc"], max_chars=17)
+    with pytest.raises(minigpt.UsageError, match=r"prepared texts longer than max_chars=16: \['abc abc "):
+        widgets.kernel_attention_explorer(model, tok, ["abc " * 5])
+
+
+
 # ------------------------------------------------------------------- in a real browser
 PARITY_PROMPTS = ["JULIET:\nO Romeo, Romeo! wherefore art thou ", "ROMEO:\nBut soft, what ligh", "\n",
                   "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.",

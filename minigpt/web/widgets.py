@@ -292,13 +292,19 @@ class KernelAttentionExplorer:
     """
 
     def __init__(self, model, tokenizer, texts: Union[Sequence[str], dict], layer: int = 0, head: int = 0,
-                 max_chars: int = 128):
+                 max_chars: Optional[int] = None):
         import ipywidgets as w
         cfg = model.config
         items = ([(tr(str(label)), text) for label, text in texts.items()] if isinstance(texts, dict)
                  else [(t.replace("\n", "↵")[:28], t) for t in texts])
         if not items:
             raise _bad("give at least one prepared text for the explorer.")
+        # A text longer than the model's window has no attention map: cap the box at the window.
+        max_chars = min(128, cfg.block_size) if max_chars is None else max_chars
+        _check_max_chars(max_chars, {"block_size": cfg.block_size})
+        too_long = [label for label, text in items if len(text) > max_chars]
+        if too_long:
+            raise _bad(f"prepared texts longer than max_chars={max_chars}: {too_long}; shorten them.")
         if not (0 <= layer < cfg.n_layer and 0 <= head < cfg.n_head):
             raise _bad(f"layer must be in 0..{cfg.n_layer - 1} and head in 0..{cfg.n_head - 1}, "
                        f"got layer={layer}, head={head}.")
@@ -412,7 +418,8 @@ class KernelAttentionExplorer:
 
 
 def kernel_attention_explorer(model, tokenizer, texts: Union[Sequence[str], dict], layer: int = 0,
-                              head: int = 0, max_chars: int = 128) -> KernelAttentionExplorer:
+                              head: int = 0, max_chars: Optional[int] = None) -> KernelAttentionExplorer:
     """The attention explorer for a live notebook (ipywidgets in the kernel): see
-    `KernelAttentionExplorer`. The rendered book uses `attention_explorer` instead."""
+    `KernelAttentionExplorer`. The rendered book uses `attention_explorer` instead. `max_chars`
+    (the longest text the box takes) defaults to 128 or the model's window, whichever is less."""
     return KernelAttentionExplorer(model, tokenizer, texts, layer, head, max_chars)
