@@ -450,7 +450,8 @@ def _draw_merge_tables(core, g, visible=()):
 def _draw_models(core, g, visible=()):
     """New model shapes for the weight-decay groups: depth, width, heads, key/value heads,
     biases and positions drawn anew, so a table of the visible check's parameter names is no
-    answer (the check builds a MiniGPT of each config)."""
+    answer (the check builds a MiniGPT of each config); and a new weight_decay for each, so an
+    answer must use its argument."""
     GPTConfig = type(visible[0].args[0])     # the private package's, as the visible cases build it
     cases = []
     for bias in (True, False):
@@ -461,8 +462,10 @@ def _draw_models(core, g, visible=()):
                            n_embd=4 * n_head * _randint(g, 1, 3),
                            n_head=n_head, n_kv_head=n_kv_head, n_layer=_randint(g, 1, 8), dropout=0.0,
                            bias=bias, pos_encoding=positions)
+        weight_decay = _randint(g, 1, 50) / 100       # not the visible check's 0.1 and 0.05 alone
         cases.append(core.Case(f"a {config.n_layer}-layer MiniGPT, {'with' if bias else 'without'} biases, "
-                               f"{positions} positions, {n_head} head(s), n_kv_head={n_kv_head}", (config,)))
+                               f"{positions} positions, {n_head} head(s), n_kv_head={n_kv_head}, "
+                               f"weight_decay={weight_decay}", (config, weight_decay)))
     return cases
 
 

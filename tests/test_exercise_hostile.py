@@ -249,3 +249,62 @@ def test_reference_passes_and_no_message_doubles_its_full_stop():
         messages += [exercise.check(m.solution).message for m in live.mistakes]
         for message in messages:
             assert not DOUBLED_STOP.search(message), message
+
+
+# ------------------------------------------------------------------ nearly right is not right
+def _nudge(value, how: str, changed: list):
+    """Every float of an output nudged ("relative": 0.1% larger, "absolute": 0.001 larger; float
+    tensors and Python floats); the rest (ids, flags, names, a model's own parameters) kept."""
+    if isinstance(value, torch.Tensor) and value.is_floating_point() and not isinstance(value, nn.Parameter):
+        changed.append(True)
+        return value.detach() * (1 + 1e-3) if how == "relative" else value.detach() + 1e-3
+    if isinstance(value, float):
+        changed.append(True)
+        return value * (1 + 1e-3) if how == "relative" else value + 1e-3
+    if isinstance(value, (tuple, list)):
+        return type(value)(_nudge(v, how, changed) for v in value)
+    if isinstance(value, dict):
+        return {k: _nudge(v, how, changed) for k, v in value.items()}
+    return value
+
+
+# the checks whose answers are token ids or a boolean mask: no float to nudge (pinned, so a check
+# whose floats the nudge misses fails below instead of skipping)
+NO_FLOATS = {"check_cached_generate", "check_causal_mask", "check_encode", "check_greedy_generate", "check_merge"}
+
+
+@pytest.mark.parametrize("how", ["relative", "absolute"])
+@pytest.mark.parametrize("check_name", sorted(set(CHECKS) - NO_FLOATS))
+def test_an_answer_off_by_a_little_fails(check_name, how, monkeypatch):
+    """The checks compare within 1e-5 + 1e-4 relative (1e-6 for the learning rate): the right
+    values 0.1% too large, or 0.001 too large, are a wrong answer (a tolerance loosened to 1e-2
+    would pass one or the other)."""
+    monkeypatch.delenv("MINIGPT_GRADING", raising=False)
+    changed: list = []
+    reference = _reference(CHECKS[check_name])
+    if isinstance(reference, type) and issubclass(reference, nn.Module):
+        class Nudged(reference):
+            def forward(self, *args, **kwargs):
+                return _nudge(super().forward(*args, **kwargs), how, changed)
+        answer = Nudged
+    elif isinstance(reference, type):
+        methods = {name: (lambda f: lambda self, *a, **k: _nudge(f(self, *a, **k), how, changed))(member)
+                   for name, member in vars(reference).items() if callable(member) and not name.startswith("_")}
+        answer = type("Nudged", (reference,), methods)
+    else:
+        answer = lambda *args, **kwargs: _nudge(reference(*args, **kwargs), how, changed)  # noqa: E731
+    result = CHECKS[check_name](answer)
+    assert any(changed), f"{check_name}'s reference output holds no float: is it one of NO_FLOATS?"
+    assert result.status == FAILED, repr(result)
+
+
+def test_self_test_options_are_one_letter_without_the_key_too(monkeypatch):
+    """Without the key only the form is checked: several letters, or none, are not an option
+    (each is a substring of "abcd", so a test of `given in options` alone would record them)."""
+    from minigpt.exercises.ch14_self_test import use_answer_key
+    monkeypatch.delenv("MINIGPT_GRADING", raising=False)
+    use_answer_key(None)
+    for answer in ("ab", "abcd", "", "()"):
+        result = ex.check_self_test("2.3", answer)
+        assert result.status == FAILED and "is not an answer of the right form" in result.message, (answer, result)
+    assert ex.check_self_test("2.3", "(B)").status != FAILED

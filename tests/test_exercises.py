@@ -58,22 +58,24 @@ def _lr_at_with_tensors(step, learning_rate, min_lr, warmup_iters, max_iters):
     return min_lr + 0.5 * (1 + torch.cos(torch.pi * progress)) * (learning_rate - min_lr)    # float32
 
 
-def _tiles_with_einsum(q, k, v, block):
+def _tiles_with_einsum(q, k, v, block, key_block=None):
+    """Tiled attention with einsum; key_block (default: block) is the key tiles' width."""
     B, H, T, D = q.shape
+    key_block = key_block or block
     outs = []
     for i in range(0, T, block):
         qi = q[:, :, i:i + block]
         n = qi.size(2)
         m, l = torch.full((B, H, n, 1), float("-inf")), torch.zeros(B, H, n, 1)
         acc = torch.zeros(B, H, n, D)
-        for j in range(0, i + n, block):
-            s = torch.einsum("bhqd,bhkd->bhqk", qi, k[:, :, j:j + block]) / D ** 0.5
+        for j in range(0, i + n, key_block):
+            s = torch.einsum("bhqd,bhkd->bhqk", qi, k[:, :, j:j + key_block]) / D ** 0.5
             future = torch.arange(j, j + s.size(-1))[None, :] > torch.arange(i, i + n)[:, None]
             s = s.masked_fill(future, float("-inf"))
             m_new = torch.maximum(m, s.amax(-1, keepdim=True))
             p, a = (s - m_new).exp(), (m - m_new).exp()
             l = a * l + p.sum(-1, keepdim=True)
-            acc = a * acc + torch.einsum("bhqk,bhkd->bhqd", p, v[:, :, j:j + block])
+            acc = a * acc + torch.einsum("bhqk,bhkd->bhqd", p, v[:, :, j:j + key_block])
             m = m_new
         outs.append(acc / l)
     return torch.cat(outs, 2)
@@ -529,3 +531,114 @@ def test_a_crash_is_put_down_to_a_catalogued_mistake_only_when_its_message_agree
     assert exercise.check(overflowing).mistake == "demo.overflow"
     result = exercise.check(unrelated)
     assert not result.passed and result.mistake is None
+
+
+# ------------------------------------------------------- what the adapters must not let through
+def test_sampling_filter_compares_probabilities_in_vocabulary_order():
+    """Only the tied case is compared as sorted probabilities: elsewhere the right numbers in
+    another order (each row sorted, so token 0 holds the best token's probability) are wrong."""
+    from minigpt import next_token_probs
+    result = ex.check_sampling_filter(lambda logits, temperature, top_k: next_token_probs(
+        logits, temperature, top_k).sort(dim=-1, descending=True).values)
+    assert result.status == FAILED, repr(result)
+
+
+def test_dropout_kept_entries_share_one_factor():
+    """Every kept entry is multiplied by the same 1 / (1 - p): factors that differ by a percent
+    from entry to entry, right on average, are not a dropout."""
+    def wobbly(x, p, training):
+        if not training or p == 0:
+            return x
+        g = torch.Generator().manual_seed(1)
+        keep = torch.rand(x.shape) >= p
+        return x * keep / (1 - p) * (1 + 0.02 * (torch.rand(x.shape, generator=g) - 0.5))
+    result = ex.check_dropout(wobbly)
+    assert result.status == FAILED and "differs between entries" in result.message, repr(result)
+
+
+def test_decay_groups_hold_only_the_models_parameters():
+    """A group holding a tensor that is not one of the model's parameters is wrong: the
+    optimizer would update something the model never uses."""
+    def with_a_stranger(model, weight_decay):
+        params = list(model.parameters())
+        return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+                {"params": [p for p in params if p.dim() < 2] + [torch.nn.Parameter(torch.zeros(3))],
+                 "weight_decay": 0.0}]
+    result = ex.check_decay_groups(with_a_stranger)
+    assert result.status == FAILED, repr(result)
+
+
+def test_decay_groups_must_use_the_weight_decay_they_are_given():
+    """The matrices' group carries the argument: 0.1 written in (right for the first case only),
+    any other positive number, or a group with no weight_decay at all (AdamW then applies its
+    default, 0.01, to the biases and LayerNorm parameters too) is a wrong answer."""
+    def groups(matrices_decay, rest):
+        def answer(model, weight_decay):
+            params = list(model.parameters())
+            return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": matrices_decay(weight_decay)},
+                    {"params": [p for p in params if p.dim() < 2], **rest}]
+        return answer
+    assert ex.check_decay_groups(groups(lambda wd: wd, {"weight_decay": 0.0})).status == PASSED
+    written_in = ex.check_decay_groups(groups(lambda wd: 0.1, {"weight_decay": 0.0}))
+    assert written_in.status == FAILED and "weight_decay=0.05" in written_in.message, repr(written_in)
+    assert "decayed by 0.1, not by the weight_decay asked for (0.05)" in written_in.message, repr(written_in)
+    assert ex.check_decay_groups(groups(lambda wd: 123.0, {"weight_decay": 0.0})).status == FAILED
+    no_key = ex.check_decay_groups(groups(lambda wd: wd, {}))
+    assert no_key.status == FAILED and "a group has no weight_decay" in no_key.message, repr(no_key)
+    assert "Traceback" not in no_key.message
+
+
+def test_a_module_with_dropout_layers_passes_the_multi_head_check():
+    """The check runs the student's module in eval mode: dropout layers as nanoGPT has them
+    (attn_dropout, resid_dropout) are the right answer, not a random one."""
+    import math
+
+    class WithDropout(torch.nn.Module):
+        def __init__(self, n_embd, n_head):
+            super().__init__()
+            self.n_head = n_head
+            self.c_attn = torch.nn.Linear(n_embd, 3 * n_embd)
+            self.c_proj = torch.nn.Linear(n_embd, n_embd)
+            self.attn_dropout = torch.nn.Dropout(0.5)
+            self.resid_dropout = torch.nn.Dropout(0.5)
+
+        def forward(self, x):
+            B, T, C = x.shape
+            q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+                       for t in self.c_attn(x).split(C, dim=2))
+            scores = (q @ k.transpose(-2, -1) / math.sqrt(C // self.n_head)).masked_fill(
+                ~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
+            y = self.attn_dropout(torch.softmax(scores, dim=-1)) @ v
+            return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
+    result = ex.check_multi_head_attention(WithDropout)
+    assert result.status == PASSED, repr(result)
+
+
+def test_a_cache_that_returns_views_of_its_buffers_passes():
+    """append may return slices of the cache's own buffers (the notebook's skeleton keeps
+    zero-filled buffers): the check keeps a copy of what each append returned, so a later
+    append that slides the buffers does not change an earlier answer."""
+    class ViewCache:
+        def __init__(self, batch_size, n_kv_head, max_len, head_dim):
+            self.k = torch.zeros(batch_size, n_kv_head, max_len, head_dim)
+            self.v = torch.zeros_like(self.k)
+            self.length, self.max_len = 0, max_len
+
+        def append(self, k, v):
+            keys = torch.cat([self.k[:, :, :self.length], k], dim=2)[:, :, -self.max_len:]
+            values = torch.cat([self.v[:, :, :self.length], v], dim=2)[:, :, -self.max_len:]
+            self.length = keys.size(2)
+            self.k[:, :, :self.length] = keys
+            self.v[:, :, :self.length] = values
+            return self.k[:, :, :self.length], self.v[:, :, :self.length]
+    result = ex.check_sliding_cache(ViewCache)
+    assert result.status == PASSED, repr(result)
+
+
+def test_tiles_twice_as_wide_as_asked_fail_the_tiled_check():
+    """The exercise asks for (block x block) score tiles: key tiles of 2 * block (the same work
+    within 25%, since the future tiles are still skipped) build rows wider than one tile."""
+    def wide_tiles(q, k, v, block):
+        return _tiles_with_einsum(q, k, v, block, key_block=2 * block)
+    result = ex.check_tiled_attention(wide_tiles)
+    assert result.status == FAILED and "wider than one tile" in result.message, repr(result)

@@ -223,6 +223,25 @@ def test_decay_groups_are_graded_on_model_shapes_drawn_at_grading_time():
     assert sum(score("check_decay_groups", lookup, seed=seed)[0] for seed in range(4)) < 4 * 0.75
 
 
+def test_decay_groups_are_graded_with_a_weight_decay_drawn_at_grading_time():
+    """A matrices' group with the visible check's values written in (0.1, or 0.05), or with no
+    weight_decay (AdamW's default 0.01 then decays the biases too), scores 0."""
+    def written_in(value):
+        def answer(model, weight_decay):
+            params = list(model.parameters())
+            return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": value},
+                    {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        return answer
+
+    def no_key(model, weight_decay):
+        params = list(model.parameters())
+        return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+                {"params": [p for p in params if p.dim() < 2]}]
+    for seed in range(3):
+        for answer in (written_in(0.1), written_in(0.05), no_key):
+            assert score("check_decay_groups", answer, seed=seed)[0] == 0.0, (seed, answer)
+
+
 # ------------------------------------------------------------ the grader's own files
 def test_a_file_the_grading_reads_changed_during_grading_is_named(tmp_path, monkeypatch):
     """A cell that rewrote minigpt/exercises/core.py would pass every later answer: `grade`
@@ -422,3 +441,158 @@ def test_a_make_student_that_fails_changes_nothing(tmp_path, monkeypatch, capsys
     assert files == {"source/02/02.ipynb": "source 2 as released", "release/02/02.ipynb": "3 points",
                      "gradebook.db": "the gradebook", "nbgrader_config.py": "the config"}
     assert not (course / "source" / "03").exists()
+
+
+# ------------------------------------------------------------ nearly right, the package's own code
+def _layer_norm_by_hand(x, gamma, beta):
+    centred = x - x.mean(-1, keepdim=True)
+    return centred * (centred.pow(2).mean(-1, keepdim=True) + 1e-5).rsqrt() * gamma + beta
+
+
+def test_an_answer_off_by_a_little_scores_0():
+    """Grading compares as closely as the check (1e-5; LayerNorm's fresh nearly flat rows 1e-4):
+    the right values 0.1% too large (softmax), or 1% (LayerNorm), earn nothing."""
+    assert score("check_softmax", _softmax_by_hand)[0] == 1.0
+    points, text = score("check_softmax", lambda s: _softmax_by_hand(s) * 1.001)
+    assert points == 0.0, text
+    assert score("check_layer_norm", _layer_norm_by_hand)[0] == 1.0
+    points, text = score("check_layer_norm", lambda x, gamma, beta: _layer_norm_by_hand(x, gamma, beta) * 1.01)
+    assert points == 0.0, text
+
+
+def _package_lr(step, learning_rate, min_lr, warmup_iters, max_iters):
+    from minigpt import TrainConfig
+    return TrainConfig(learning_rate=learning_rate, min_lr=min_lr, warmup_iters=warmup_iters,
+                       max_iters=max_iters).lr_at(step)
+
+
+def _torch_clip(grads, max_norm):
+    params = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return [p.grad for p in params], norm
+
+
+def _package_mlp(C):
+    from minigpt import MLP, GPTConfig
+    return MLP(GPTConfig(vocab_size=2, block_size=2, n_embd=C, n_head=1, n_layer=1, dropout=0.0))
+
+
+def _package_merge(ids, pair, new_id):
+    from minigpt.bpe import merge_pair
+    return merge_pair(ids, pair, new_id)
+
+
+def _package_lora_merge(W, A, B, alpha, r):
+    from minigpt.lora import LoRALinear
+    base = torch.nn.Linear(W.size(1), W.size(0), bias=False)
+    with torch.no_grad():
+        base.weight.copy_(W)
+        layer = LoRALinear(base, r, alpha)
+        layer.lora_A.copy_(A)
+        layer.lora_B.copy_(B)
+        return layer.merged_weight()
+
+
+@pytest.mark.parametrize("check, answer, named", [
+    ("check_lr_schedule", _package_lr, "TrainConfig.lr_at (minigpt/train.py)"),
+    ("check_grad_clip", _torch_clip, "clip_grad_norm_ (torch/nn/utils/clip_grad.py)"),
+    ("check_cached_generate", lambda model, idx, n: model.generate(idx, n, temperature=0, use_cache=True),
+     "MiniGPT.generate (minigpt/model.py)"),
+    ("check_mlp", _package_mlp, "MLP.forward (minigpt/model.py)"),
+    ("check_merge", _package_merge, "merge_pair (minigpt/bpe.py)"),
+    ("check_lora_merge", _package_lora_merge, "LoRALinear.merged_weight (minigpt/lora.py)"),
+], ids=lambda x: x if isinstance(x, str) and x.startswith("check_") else "")
+def test_the_package_s_own_answer_scores_0(check, answer, named):
+    """Each of these computes the right answer with the code the exercise asks the student to
+    write (the package's, or torch's clip_grad_norm_): the spec forbids it, and the feedback
+    names it."""
+    points, text = score(check, answer, seed=1)
+    assert points == 0.0 and "0 points: your answer used" in text and named in text, text
+
+
+# ------------------------------------------------------------ fresh inputs
+def test_a_table_of_the_visible_checks_answers_scores_0():
+    """The visible cases' right outputs, looked up by their inputs: grading redraws the floats
+    (softmax's scores) and the token ids (the greedy loop's prompts), so the table answers
+    nothing, or at most a one-token prompt that happened to be drawn again."""
+    from minigpt.exercises.ch02_attention import SOFTMAX
+    from minigpt.exercises.ch09_decoding import GREEDY_LOOP
+    from minigpt.exercises.ch11_kv_cache import exercise_model
+    softmaxes = {case.args[0].numpy().tobytes(): torch.softmax(case.args[0], -1) for case in SOFTMAX.cases()}
+    assert SOFTMAX.check(lambda s: softmaxes[s.numpy().tobytes()].clone())
+    model = exercise_model()
+    generated = {(case.args[0].numpy().tobytes(), case.args[0].shape, case.args[1]):
+                 model.generate(case.args[0], case.args[1], temperature=0, use_cache=False)
+                 for case in GREEDY_LOOP.cases()}
+    assert GREEDY_LOOP.check(lambda model, idx, n: generated[idx.numpy().tobytes(), idx.shape, n].clone())
+    for seed in range(3):
+        points, text = score("check_softmax", lambda s: softmaxes[s.numpy().tobytes()].clone(), seed=seed)
+        assert points == 0.0, text
+        points, text = score("check_greedy_generate",
+                             lambda model, idx, n: generated[idx.numpy().tobytes(), idx.shape, n].clone(), seed=seed)
+        assert points <= 0.25, text
+
+
+def test_redraw_moves_every_weight_of_a_model_and_leaves_the_visible_one_alone():
+    from minigpt.exercises.ch07_gpt import FORWARD
+    model = FORWARD.cases()[0].args[0]
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    moved = hidden.redraw(model, torch.Generator().manual_seed(0))
+    for (name, p), q in zip(model.named_parameters(), moved.parameters()):
+        assert torch.equal(p, before[name]), name
+        assert not torch.equal(p, q), name
+
+
+# ------------------------------------------------------------ the arithmetic of the score
+def test_partial_credit_is_the_share_of_cases_passed():
+    """Right on 2 of softmax's 4 cases (T = 1, which needs no work, among the 2 wrong): 0.5,
+    and 1.5 of 3 points."""
+    def half_right(calls):
+        def answer(s):
+            calls.append(s.shape)
+            return _softmax_by_hand(s) if len(calls) <= 2 else torch.zeros_like(s)
+        return answer
+    points, text = score("check_softmax", half_right([]))
+    assert points == 0.5, text
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert hidden.grade("check_softmax", half_right([]), points=3.0, namespace={}, seed=0) == 1.5
+    assert "Score: 1.5 / 3" in out.getvalue()
+
+
+# ------------------------------------------------------------ chapter 14's questions
+def _self_test(number, given):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        points = hidden.grade("check_self_test", number, given, points=1.0)
+    return points, out.getvalue()
+
+
+def test_a_self_test_option_in_any_spelling_scores_and_a_count_one_off_does_not():
+    key = hidden.answer_key()
+    assert key["2.3"]["answer"] == "b" and key["13.2"]["answer"] == 10
+    for spelling in ("b", "(B)", " b "):
+        points, text = _self_test("2.3", spelling)
+        assert points == 1.0, (spelling, text)
+    for wrong in (11, 9, 10.5):
+        points, text = _self_test("13.2", wrong)
+        assert points == 0.0, (wrong, text)
+    assert _self_test("1.1", key["1.1"]["answer"] + 1)[0] == 0.0
+
+
+# ------------------------------------------------------------ tampering while the answer runs
+def test_what_the_answer_replaces_while_it_runs_scores_0():
+    """The answer itself swaps torch.allclose for one that says yes: checked again after the
+    student's code ran, the swap costs the exercise."""
+    saved = torch.allclose
+
+    def swap_then_zeros(s):
+        torch.allclose = lambda *args, **kwargs: True
+        return torch.zeros_like(s)
+    try:
+        points, text = score("check_softmax", swap_then_zeros)
+    finally:
+        torch.allclose = saved
+    assert points == 0.0 and "changed what grading relies on" in text, text

@@ -9,7 +9,7 @@ from ..config import GPTConfig
 from ..language import tr
 from ..model import MiniGPT
 from ..train import TrainConfig, make_optimizer
-from .core import Case, CheckResult, Exercise, Mistake, require_number
+from .core import Case, CheckResult, Exercise, Mistake, WrongForm, require_number
 
 
 # ------------------------------------------------------------- warm-up + cosine schedule
@@ -199,11 +199,13 @@ def check_grad_clip(my_clip) -> CheckResult:
 
 # ------------------------------------------------------------- AdamW weight-decay groups
 def _decay_cases() -> list[Case]:
+    """(config, weight_decay): two values, so an answer that writes 0.1 instead of using its
+    argument fails here already."""
     base = dict(vocab_size=11, block_size=8, n_embd=8, n_head=2, n_layer=2, dropout=0.0)
     return [
-        Case("a 2-layer MiniGPT with biases (GPT-2's layout)", (GPTConfig(**base),)),
-        Case("a 1-layer MiniGPT without biases (bias=False), RoPE positions",
-             (GPTConfig(**dict(base, n_layer=1, bias=False, pos_encoding="rope")),)),
+        Case("a 2-layer MiniGPT with biases (GPT-2's layout)", (GPTConfig(**base), 0.1)),
+        Case("a 1-layer MiniGPT without biases (bias=False), RoPE positions, weight_decay=0.05",
+             (GPTConfig(**dict(base, n_layer=1, bias=False, pos_encoding="rope")), 0.05)),
     ]
 
 
@@ -213,15 +215,22 @@ def _reference_groups(model, weight_decay):
 
 
 def _decay_split(solution, case: Case):
-    """One line per model parameter, "name: decayed" or "name: not decayed" (or "missing",
-    "in two groups"), from the groups the solution returns."""
+    """One line per model parameter, "name: decayed" (by the weight_decay asked for), "name: not
+    decayed" (0), or what else it is ("missing", "in two groups", decayed by another value),
+    from the groups the solution returns."""
     torch.manual_seed(0)
-    model = MiniGPT(case.args[0])
+    config, weight_decay = case.args
+    model = MiniGPT(config)
     seen: dict[int, list[tuple[int, str]]] = {id(p): [] for p in model.parameters()}
-    for index, group in enumerate(solution(model, 0.1)):
-        decay = require_number(group.get("weight_decay", 0.0), "a group's weight_decay")
+    for index, group in enumerate(solution(model, weight_decay)):
+        if "weight_decay" not in group:     # AdamW would give the group its own default, 0.01
+            raise WrongForm(tr("a group has no weight_decay, so AdamW would decay it by its default, "
+                               "0.01: give every group its weight_decay (the argument, or 0.0)"))
+        decay = require_number(group["weight_decay"], "a group's weight_decay")
+        state = ("not decayed" if decay == 0 else "decayed" if decay == weight_decay
+                 else f"decayed by {decay!r}, not by the weight_decay asked for ({weight_decay!r})")
         for p in group["params"]:
-            seen.setdefault(id(p), []).append((index, "decayed" if decay > 0 else "not decayed"))
+            seen.setdefault(id(p), []).append((index, state))
 
     def status(places: list[tuple[int, str]]) -> str:
         if not places:
