@@ -38,6 +38,19 @@ def test_cgroup_v2_quota_in_own_cgroup(tmp_path):
     assert cgroup_cpu_limit(tmp_path) == 1.5
 
 
+def test_cgroup_the_tightest_quota_wins_wherever_it_is(tmp_path):
+    # a parent's quota below its child's (no quota, then a larger one), and a v1 quota below the
+    # v2 one: the smallest applies
+    fake_files(tmp_path, {"proc/self/cgroup": "0::/a/b\n",
+                          "sys/fs/cgroup/a/cpu.max": "100000 100000\n",
+                          "sys/fs/cgroup/a/b/cpu.max": "max 100000\n"})
+    assert cgroup_cpu_limit(tmp_path) == 1.0
+    fake_files(tmp_path, {"sys/fs/cgroup/a/b/cpu.max": "300000 100000\n"})
+    assert cgroup_cpu_limit(tmp_path) == 1.0
+    fake_files(tmp_path, {"proc/self/cgroup": "3:cpu,cpuacct:/job\n0::/a/b\n",
+                          "sys/fs/cgroup/cpu,cpuacct/job/cpu.cfs_quota_us": "50000\n",
+                          "sys/fs/cgroup/cpu,cpuacct/job/cpu.cfs_period_us": "100000\n"})
+    assert cgroup_cpu_limit(tmp_path) == 0.5
 
 
 def test_cgroup_v2_container_sees_its_cgroup_at_the_mount_point(tmp_path):
@@ -301,21 +314,6 @@ def test_importing_the_cpu_module_does_not_load_torch():
 
 
 # ------------------------------------------------------------------ more of the rule's cases
-def test_cgroup_the_tightest_quota_wins_wherever_it_is(tmp_path):
-    # a parent's quota below its child's (no quota, then a larger one), and a v1 quota below the
-    # v2 one: the smallest applies
-    fake_files(tmp_path, {"proc/self/cgroup": "0::/a/b\n",
-                          "sys/fs/cgroup/a/cpu.max": "100000 100000\n",
-                          "sys/fs/cgroup/a/b/cpu.max": "max 100000\n"})
-    assert cgroup_cpu_limit(tmp_path) == 1.0
-    fake_files(tmp_path, {"sys/fs/cgroup/a/b/cpu.max": "300000 100000\n"})
-    assert cgroup_cpu_limit(tmp_path) == 1.0
-    fake_files(tmp_path, {"proc/self/cgroup": "3:cpu,cpuacct:/job\n0::/a/b\n",
-                          "sys/fs/cgroup/cpu,cpuacct/job/cpu.cfs_quota_us": "50000\n",
-                          "sys/fs/cgroup/cpu,cpuacct/job/cpu.cfs_period_us": "100000\n"})
-    assert cgroup_cpu_limit(tmp_path) == 0.5
-
-
 def test_cgroup_v1_with_the_cpu_controller_mounted_alone(tmp_path):
     fake_files(tmp_path, {"proc/self/cgroup": "5:cpu:/slurm/job42\n4:cpuacct:/slurm/job42\n",
                           "sys/fs/cgroup/cpu/slurm/job42/cpu.cfs_quota_us": "150000\n",

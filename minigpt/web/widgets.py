@@ -129,10 +129,14 @@ def _whole(value, low: int, high: int, what: str) -> None:
         raise _bad(f"{what} must be a whole number from {low} to {high}, got {value!r}.")
 
 
-def _check_max_chars(max_chars, shape: Optional[dict]) -> None:
-    """A text the page reads must fit the model's window (the explorer and the layer view)."""
+def _check_max_chars(max_chars, shape: Optional[dict], prepared: Sequence[tuple] = ()) -> None:
+    """A text the page reads must fit the model's window (the explorer and the layer view), and
+    each prepared (label, text) must fit max_chars."""
     _whole(max_chars, 1, shape["block_size"] if shape else 10 ** 6,
            "max_chars" + (f" (the model reads at most {shape['block_size']} characters)" if shape else ""))
+    too_long = [label for label, text in prepared if len(text) > max_chars]
+    if too_long:
+        raise _bad(f"prepared texts longer than max_chars={max_chars}: {too_long}; shorten them.")
 
 
 def _on_steps(value: float, step: float) -> bool:
@@ -215,10 +219,7 @@ def attention_explorer(texts: Union[Sequence[str], dict], layer: int = 0, head: 
     if shape is not None:                 # the page's pickers hold these layers and heads only
         _whole(layer, 0, shape["n_layer"] - 1, f"layer (the model has {shape['n_layer']} layers)")
         _whole(head, 0, shape["n_head"] - 1, f"head (the model has {shape['n_head']} heads)")
-    _check_max_chars(max_chars, shape)
-    too_long = [t["label"] for t in items if len(t["text"]) > max_chars]
-    if too_long:
-        raise _bad(f"prepared texts longer than max_chars={max_chars}: {too_long}; shorten them.")
+    _check_max_chars(max_chars, shape, [(t["label"], t["text"]) for t in items])
     for item in items:
         _check_known_characters(item["text"], model, f"prepared text {item['label']!r}")
     config = {"model": model, "texts": items, "layer": layer, "head": head, "max_chars": max_chars}
@@ -301,10 +302,7 @@ class KernelAttentionExplorer:
             raise _bad("give at least one prepared text for the explorer.")
         # A text longer than the model's window has no attention map: cap the box at the window.
         max_chars = min(128, cfg.block_size) if max_chars is None else max_chars
-        _check_max_chars(max_chars, {"block_size": cfg.block_size})
-        too_long = [label for label, text in items if len(text) > max_chars]
-        if too_long:
-            raise _bad(f"prepared texts longer than max_chars={max_chars}: {too_long}; shorten them.")
+        _check_max_chars(max_chars, {"block_size": cfg.block_size}, items)
         if not (0 <= layer < cfg.n_layer and 0 <= head < cfg.n_head):
             raise _bad(f"layer must be in 0..{cfg.n_layer - 1} and head in 0..{cfg.n_head - 1}, "
                        f"got layer={layer}, head={head}.")
