@@ -1,5 +1,5 @@
-"""Plots used by the book (matplotlib, imported lazily): attention heatmaps, loss curves and
-next-token bar charts, and what each layer predicts (`layer_logits`, chapter 10). The live
+"""Plots used by the book (matplotlib, imported lazily): attention heatmaps and next-token bar
+charts, and what each layer predicts (`layer_logits`, chapter 10). The live
 widgets of the rendered book live in `minigpt.web` (one way of shipping widgets).
 
 Language: a figure's words (axis labels, titles) go through `tr_figure`, the figure's twin of
