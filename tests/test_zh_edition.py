@@ -156,6 +156,37 @@ def test_translation_keeps_code_math_links_and_directives(name):
     assert not lost, "\n".join(lost)
 
 
+# a decimal (1.7552, 0.22, 65.4) or an integer of two digits or more (300, 1,100), outside words
+_NUMBER = re.compile(r"(?<![\w.,])(?:\d+\.\d+|\d{1,3}(?:,\d{3})+|\d{2,})(?![\w,]|\.\d)")
+_MILLION = re.compile(r"(\d+(?:\.\d+)?) million")
+
+
+def _numbers(text: str, english: bool) -> set[str]:
+    """The numbers of a unit's prose (code fences left out: the translation test above compares
+    those), thousands' commas dropped; English "4.8 million" counts as the "480 万" Chinese writes."""
+    prose = re.sub(r"^(`{3,}).*?^\1", "", text, flags=re.S | re.M)
+    found = {n.replace(",", "") for n in _NUMBER.findall(_MILLION.sub("", prose) if english else prose)}
+    if english:
+        found |= {f"{float(m) * 100:g}" for m in _MILLION.findall(prose)}
+    return found
+
+
+def test_numbers_survive_the_translation():
+    """The zh prose quotes the same measurements as the English: every decimal and every number of
+    two digits or more in an English unit is in its Chinese (a re-translated sentence that kept an
+    old loss, or a 178 that became 11 in English only, fails here)."""
+    assert _numbers("val 1.7552 in 65.4 s, 1,100 steps, 4.8 million; step 3", True) == {
+        "1.7552", "65.4", "1100", "480"}
+    lost = []
+    for path in sorted((ZH / "translations").glob("*.md")):
+        for number, unit in enumerate(zh_edition.read_translation(path)):
+            if unit.chinese.strip():
+                missing = _numbers(unit.english, True) - _numbers(unit.chinese, False)
+                if missing:
+                    lost.append(f"{path.stem} unit {number}: {sorted(missing)[:6]}")
+    assert not lost, "\n".join(lost)
+
+
 # ---------------------------------------------------------------- the language setting
 def test_set_language_switches_and_refuses_unknown_codes():
     import minigpt
