@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 import subprocess
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,48 @@ def test_seeded_sampling_is_reproducible_and_follows_the_distribution():
     torch.testing.assert_close(freq, torch.tensor(probs, dtype=torch.float64), atol=0.015, rtol=0)
     assert out["same"] == out["again"] and out["same"] != out["other"]
     assert all(0 <= u < 1 for u in out["same"])
+
+
+def _mulberry32(seed: int, n: int) -> list[float]:
+    """The published mulberry32, in Python: n uniform numbers in [0, 1) from a 32-bit seed."""
+    mask, state, out = 0xFFFFFFFF, seed & 0xFFFFFFFF, []
+    for _ in range(n):
+        state = (state + 0x6D2B79F5) & mask
+        t = ((state ^ (state >> 15)) * (state | 1)) & mask
+        t ^= (t + ((t ^ (t >> 7)) * (t | 61))) & mask
+        out.append(((t ^ (t >> 14)) & mask) / 2 ** 32)
+    return out
+
+
+def test_the_seeded_rng_is_mulberry32():
+    """The seed the generator shows reproduces a sample only while Rng stays the same function
+    of it: a changed constant still gives reproducible, well-spread numbers (the test above
+    passes), but different ones, so every seeded text written down would change. Its numbers
+    equal a Python mulberry32's, bit for bit, for small, large and the largest seed."""
+    seeds = [0, 1, 3, 123456, 2 ** 32 - 1]
+    out = run_js(f"return {json.dumps(seeds)}.map(s => {{ const r = new MG.Rng(s); return [r.next(), r.next(), r.next(), r.next()]; }});")
+    assert out == [_mulberry32(seed, 4) for seed in seeds]
+
+
+def test_a_draw_never_lands_on_a_token_with_probability_zero():
+    """sampleIndex walks the cumulative sum; when u is past it (the sum of float probabilities
+    rounds below 1), it returns the last token that can be drawn, never a cut token after it.
+    And u = 0 never picks a leading token of probability 0."""
+    out = run_js("return [MG.sampleIndex([0.3, 0.3, 0.3, 0, 0], 0.95), MG.sampleIndex([0, 0, 0.5, 0.5], 0),"
+                 " MG.sampleIndex([0, 0.25, 0, 0.75, 0], 0.999999)];")
+    assert out == [2, 2, 3]
+
+
+def test_argmax_breaks_ties_by_the_lower_id_like_torch():
+    """Greedy decoding in the page (Model.greedy) takes MG.argmax: on equal logits it must pick
+    the first, as torch.argmax does, or the page's greedy text could differ from generate()'s.
+    A temperature that is 0 in float32 (1e-50) is greedy too: the tied best tokens do not
+    share the mass, the lower id takes it all, as in next_token_probs."""
+    rows = [[1.0, 3.0, 3.0, 2.0], [0.5, 0.5], [-1.0, 7.0, 2.0, 7.0, 7.0]]
+    out = run_js(f"return {json.dumps(rows)}.map(r => MG.argmax(r));")
+    assert out == [int(torch.tensor(r).argmax()) for r in rows] == [1, 0, 1]
+    tiny = run_js("return MG.filterProbs([2, 0.5, 2], 1e-50, null, null);")
+    assert tiny == minigpt.next_token_probs(torch.tensor([2, 0.5, 2]), 1e-50).tolist() == [1, 0, 0]
 
 
 def test_tokenizer_names_an_unknown_character_and_its_position(tmp_path):
@@ -296,6 +339,82 @@ def test_odd_sizes_and_live_maps_follow_edits(tmp_path):
     assert [s["computed"] for s in out["steps"]] == [1, 1, 1, 1, 1, 2, 8, 8, 16, 1]
     for edit, step in zip(edits, out["steps"]):
         torch.testing.assert_close(torch.tensor(step["live"]), torch.tensor(step["fresh"]), atol=1e-6, rtol=0, msg=edit)
+
+
+def test_attention_with_huge_scores_matches_pytorch(tmp_path):
+    """Query and key weights 40 times too large make attention scores of thousands: exp() of
+    a raw score overflows to inf and inf / inf gives NaN, so the softmax must subtract each
+    row's largest score first, as PyTorch's does. Maps and logits still match PyTorch."""
+    torch.manual_seed(0)
+    tok = minigpt.CharTokenizer(list("\n abcdefghij"))
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=12, block_size=16, n_embd=32, n_head=4, n_layer=2,
+                                              dropout=0.0))
+    for p in model.parameters():
+        p.data.normal_(0, 0.3)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.c_attn.weight.mul_(40)
+    path = export_web(model, tok, tmp_path / "m.js", quantize="float32")
+    text = "hij\n abcdefg"
+    ids = torch.tensor([tok.encode(text)])
+    maps = model.eval().attention_maps(ids)[:, 0]
+    assert maps.isfinite().all() and model.blocks[0].attn.c_attn.weight.abs().max() > 4
+    out = run_js(f"""const m = new MG.Model(MINIGPT_WEB_MODELS["m"]), ids = m.tokenizer.encode({json.dumps(text)});
+        return {{logits: Array.from(m.forward(ids)), maps: m.attentionMaps(ids).map(l => l.map(h => Array.from(h)))}};""",
+                 path)
+    js_maps = torch.tensor([[[x if x is not None else float("nan") for x in h] for h in l] for l in out["maps"]])
+    torch.testing.assert_close(js_maps.view_as(maps), maps, atol=1e-4, rtol=0)
+    with torch.no_grad():
+        logits = model(ids)[0][0]
+    js_logits = torch.tensor([x if x is not None else float("nan") for x in out["logits"]])
+    torch.testing.assert_close(js_logits.view_as(logits), logits, atol=1e-3, rtol=0)
+
+
+def test_a_run_keeps_its_own_caches_while_the_prefill_follows_edits(tmp_path):
+    """The generator page keeps its Prefill up to date while a run is still decoding (the reader
+    may edit the prompt between two chunks). The run decodes from copies of the prefill's
+    caches: an edit that rewrites the prefill's keys and values must not reach the run, whose
+    greedy text stays generate()'s for the prompt it started from. A run started later from
+    that prompt finds the prefill holding the edited one and must not decode from it."""
+    torch.manual_seed(0)
+    tok = minigpt.CharTokenizer(list("\n abcdefghij"))
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=12, block_size=32, n_embd=32, n_head=4, n_layer=2,
+                                              dropout=0.0, pos_encoding="rope"))
+    for p in model.parameters():
+        p.data.normal_(0, 0.3)
+    path = export_web(model, tok, tmp_path / "m.js", quantize="float32")
+    prompt, edited = "ba ba ba", "abc"            # greedy: "hihihihihiih" and "hihiiiiiiiih"
+    out = run_js(f"""const m = new MG.Model(MINIGPT_WEB_MODELS["m"]), pre = new MG.Prefill(m);
+        const ids = m.tokenizer.encode({json.dumps(prompt)});
+        pre.update(ids);
+        const gen = m.generator(ids, MG.argmax, pre), run = [];
+        for (let i = 0; i < 4; i++) run.push(gen.step().id);
+        pre.update(m.tokenizer.encode({json.dumps(edited)}));      // the reader edits mid-run
+        for (let i = 0; i < 8; i++) run.push(gen.step().id);
+        const later = m.generator(ids, MG.argmax, pre), again = [];
+        for (let i = 0; i < 12; i++) again.push(later.step().id);
+        return {{run, again}};""", path)
+    ids = torch.tensor([tok.encode(prompt)])
+    greedy = model.eval().generate(ids, 12, temperature=0)[0, ids.size(1):].tolist()
+    assert out["run"] == greedy, "an edit of the prefill reached the run decoding from it"
+    assert out["again"] == greedy, "a run decoded from a prefill of another prompt"
+
+
+def test_float16_weights_decode_exactly_subnormals_included(tmp_path):
+    """A float16 asset's matrices are halves: the page must turn each one back into exactly
+    the float PyTorch's .half().float() gives. Tiny weights are float16 subnormals (below
+    6.1e-5, no implicit leading 1, scale 2^-24): too small to move the parity tests' logits,
+    so they are checked here one by one, with normal halves, signs, 0 and -0 beside them."""
+    tok = minigpt.CharTokenizer(list("abc"))
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=3, block_size=4, n_embd=8, n_head=2, n_layer=1))
+    values = torch.tensor([6e-8, -6e-8, 1e-6, -3e-5, 6.0e-5, 6.2e-5, 0.0, -0.0, 0.3, -1.5, 1024.0, 65504.0,
+                           2 ** -24, 1023 * 2 ** -24, -(2 ** -14), 7e-7, 1.1e-5, -4.4e-6, 0.1, 3.0, 0.5, -2.0, 1e-4,
+                           -1e-7])
+    with torch.no_grad():
+        model.wte.weight.copy_(values.view(3, 8))
+    path = export_web(model, tok, tmp_path / "m.js", quantize="float16")
+    out = run_js('return Array.from(new MG.Model(MINIGPT_WEB_MODELS["m"]).wte);', path)
+    assert out == values.half().float().tolist()
 
 
 def test_javascript_erf_is_accurate():
@@ -542,6 +661,11 @@ def _set(page, selector, value):
     """Move a slider / number field the way a reader's input does (value + input event)."""
     page.eval_on_selector(selector, """(el, v) => { el.value = v; el.dispatchEvent(new Event("input", {bubbles: true}));
                                                    el.dispatchEvent(new Event("change", {bubbles: true})); }""", value)
+
+
+def _to_fixed(x: float, digits: int) -> str:
+    """JavaScript's Number.prototype.toFixed: the exact binary value rounded half up."""
+    return str(Decimal(x).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
 
 
 def test_generator_controls(page_and_errors, reference):
@@ -824,6 +948,110 @@ def test_the_drawn_character_always_has_a_bar(page_and_errors):
     assert not errors
 
 
+def test_the_rest_line_counts_and_sums_the_tokens_without_a_bar(page_and_errors):
+    """Under the 12 bars, "the other n tokens: p%" covers every token without a bar: when the
+    drawn character ranks below 12th it gets a bar of its own, so it leaves both the count and
+    the sum. Checked against the run's own logits and probabilities, summed in the page's order."""
+    page, errors, _ = page_and_errors
+    page.fill(GEN + "[data-mg=prompt]", "ROMEO:\n")
+    _set(page, GEN + "[data-mg=temperature]", "2")
+    _set(page, GEN + "[data-mg=top-k]", "65")
+    _set(page, GEN + "[data-mg=top-p]", "1")
+    _set(page, GEN + "[data-mg=length]", "120")
+    _set(page, GEN + "[data-mg=seed]", "1")
+    page.wait_for_function("!document.querySelector('[data-mg=generate]').disabled")
+    page.click(GEN + "[data-mg=generate]")
+    page.wait_for_function(RUN_DONE, timeout=60_000)
+    history = page.evaluate("document.querySelector('[data-mg-widget=generator]').mgState.run.history"
+                            ".map(h => ({logits: h.logits, probs: h.probs, id: h.id}))")
+    ranks = []
+    for step in history:
+        order = sorted(range(len(step["logits"])), key=lambda i: (-step["logits"][i], i))
+        ranks.append((order, order.index(step["id"])))
+    low = next(i for i, (_, rank) in enumerate(ranks) if rank >= 12)
+    high = next(i for i, (_, rank) in enumerate(ranks) if rank < 12)
+    for index, others in ((low, 52), (high, 53)):
+        step, order = history[index], ranks[index][0]
+        rest = 0.0
+        for i in order[12:]:
+            if i != step["id"]:
+                rest += step["probs"][i]
+        page.click(GEN + f".mg-char[data-index='{index}']")
+        assert f"the other {others} tokens: {_to_fixed(100 * rest, 1)}%" in page.inner_text(GEN + "[data-mg=bars]")
+    assert not errors
+
+
+def test_a_prompt_that_nearly_fills_the_window_says_what_fits(page_and_errors):
+    """A 250-character prompt leaves room for 6 of 10 characters in the 256-character window:
+    the page makes exactly 6, says so, and says the window is full (a shorter run does not);
+    a length of 256 can never fit and is refused, like the Python widget's max_new_tokens."""
+    page, errors, _ = page_and_errors
+    _set(page, GEN + "[data-mg=temperature]", "1")
+    _set(page, GEN + "[data-mg=seed]", "4")
+    _generate(page, "a" * 250, 10)
+    assert page.locator(GEN + ".mg-char").count() == 6
+    status = page.inner_text(GEN + "[data-mg=status]")
+    assert status.startswith("Done: 6 of 6 characters"), status
+    assert "(only 6 of the 10 asked for fit in the 256-character window after this prompt)" in status
+    assert "The 256-character window is full" in status
+    _generate(page, "ROMEO:\n", 10)
+    assert "window is full" not in page.inner_text(GEN + "[data-mg=status]")
+    _set(page, GEN + "[data-mg=length]", "256")
+    assert "characters must be a whole number from 1 to 255" in page.inner_text(GEN + "[data-mg=field-error]")
+    assert page.is_disabled(GEN + "[data-mg=generate]")
+    _set(page, GEN + "[data-mg=length]", "10")
+    assert not errors
+
+
+def test_a_characters_panel_names_the_settings_it_was_drawn_with(page_and_errors):
+    """top-p at 1 is off (as top-k at 65): its label says so and a character's title does not
+    list it; a top-k that was on is listed."""
+    page, errors, _ = page_and_errors
+    _set(page, GEN + "[data-mg=temperature]", "1")
+    _set(page, GEN + "[data-mg=top-k]", "5")
+    _set(page, GEN + "[data-mg=top-p]", "1")
+    assert page.inner_text(GEN + "[data-mg=top-p-value]") == "off (1.00)"
+    _generate(page, "ROMEO:\n", 5)
+    page.click(GEN + ".mg-char[data-index='0']")
+    title = page.inner_text(GEN + "[data-mg=dist-title]")
+    assert title.startswith("Character 1 (") and title.endswith("was drawn from (temperature 1, top-k 5):"), title
+    _set(page, GEN + "[data-mg=top-k]", "65")
+    assert not errors
+
+
+def test_a_clicked_characters_panel_stays_while_the_prompt_is_edited_and_home_goes_first(page_and_errors):
+    """The panel of a clicked character describes that character of the output on screen: an
+    edit of the prompt (still valid) updates the prefill but leaves the panel alone. Home moves
+    to the first generated character, End to the last."""
+    page, errors, _ = page_and_errors
+    _generate(page, "ROMEO:\n", 10)
+    page.click(GEN + ".mg-char[data-index='3']")
+    page.fill(GEN + "[data-mg=prompt]", "ROMEO:\nBut")
+    page.wait_for_function("() => { const s = document.querySelector('[data-mg-widget=generator]').mgState;"
+                           " return s.promptIds && s.promptIds.length === 10 && s.prefill.matches(s.promptIds); }")
+    assert page.inner_text(GEN + "[data-mg=dist-title]").startswith("Character 4 (")
+    page.focus(GEN + ".mg-char[data-index='3']")
+    page.keyboard.press("Home")
+    assert page.inner_text(GEN + "[data-mg=dist-title]").startswith("Character 1 (")
+    page.keyboard.press("End")
+    assert page.inner_text(GEN + "[data-mg=dist-title]").startswith("Character 10 (")
+    assert not errors
+
+
+def test_new_seed_replaces_an_invalid_seed_and_clears_its_error(page_and_errors):
+    page, errors, _ = page_and_errors
+    page.fill(GEN + "[data-mg=prompt]", "ROMEO:\n")
+    _set(page, GEN + "[data-mg=seed]", "-3")
+    assert "seed must be a whole number" in page.inner_text(GEN + "[data-mg=field-error]")
+    page.click(GEN + "[data-mg=new-seed]")
+    assert page.inner_text(GEN + "[data-mg=field-error]") == ""
+    assert page.get_attribute(GEN + "[data-mg=seed]", "aria-invalid") == "false"
+    page.wait_for_function("!document.querySelector('[data-mg=generate]').disabled")
+    seed = int(page.input_value(GEN + "[data-mg=seed]"))
+    assert page.evaluate("document.querySelector('[data-mg-widget=generator]').mgState.seed") == seed
+    assert not errors
+
+
 def test_generator_keyboard_focus_and_announcements(page_and_errors):
     page, errors, _ = page_and_errors
     page.fill(GEN + "[data-mg=prompt]", "ROMEO:\n")
@@ -1091,6 +1319,67 @@ def test_explorer_overview_is_one_tab_stop_with_arrow_keys(page_and_errors):
     assert not errors
 
 
+def test_explorer_head_scores_are_averages_of_the_open_heads_map(page_and_errors):
+    """The sentence under the map ("puts on average 0.41 on the previous character, ...") is
+    computed from the open head's map: for every query i >= 1, its weight on key i - 1, on key
+    0 and on every newline up to and including i itself, and 1 / (i + 1) for an even head.
+    Checked for every head, on a text with several newlines, against the same sums in Python."""
+    page, errors, _ = page_and_errors
+    text = "ROMEO:\nBut\n\nsoft,\nwhat\n"
+    page.fill(EXP + "[data-mg=text]", text)
+    page.wait_for_function(f"document.querySelector('[data-mg-widget=attention]').mgState.chars.length === {len(text)}")
+    out = page.evaluate("""() => { const w = document.querySelector('[data-mg-widget=attention]'), s = w.mgState;
+        const layer = w.querySelector('[data-mg=layer]'), head = w.querySelector('[data-mg=head]'), res = [];
+        for (let l = 0; l < s.maps.length; l++) for (let h = 0; h < s.maps[l].length; h++) {
+          layer.value = String(l); head.value = String(h); head.dispatchEvent(new Event('change'));
+          res.push({l, h, map: Array.from(s.maps[l][h]), said: w.querySelector('[data-mg=head-scores]').textContent});
+        } return res; }""")
+    T = len(text)
+    for head in out:
+        m, previous, first, newline, uniform = head["map"], 0.0, 0.0, 0.0, 0.0
+        for i in range(1, T):
+            uniform += 1 / (i + 1)
+            previous += m[i * T + i - 1]
+            first += m[i * T]
+            for j in range(i + 1):
+                if text[j] == "\n":
+                    newline += m[i * T + j]
+        n = T - 1
+        expected = (f"layer {head['l']} head {head['h']} puts on average {_to_fixed(previous / n, 2)} on the "
+                    f"previous character, {_to_fixed(first / n, 2)} on the first character and "
+                    f"{_to_fixed(newline / n, 2)} on newlines (a head spreading evenly would put "
+                    f"{_to_fixed(uniform / n, 2)} on any one key)")
+        assert expected in head["said"], (expected, head["said"])
+    assert not errors
+
+
+def test_explorer_readout_at_the_diagonal_and_past_it(page_and_errors):
+    """A query sees its own position: the cursor's first square (0, 0) reads weight 1.0000, not
+    "masked"; ArrowRight moves to key 1, in query 0's future; ArrowDown to (1, 1), whose weight
+    is the map's. In the overview, ArrowUp and ArrowLeft move back as Down and Right moved on."""
+    page, errors, _ = page_and_errors
+    page.fill(EXP + "[data-mg=text]", "To be, or not.")
+    page.wait_for_function("document.querySelector('[data-mg-widget=attention]').mgState.chars.length === 14")
+    page.focus(EXP + "[data-mg=heatmap]")
+    readout = page.inner_text(EXP + "[data-mg=readout]")
+    assert '(position 0) → key "T" (position 0): weight 1.0000' in readout, readout
+    page.keyboard.press("ArrowRight")
+    assert 'cannot see key "o" (position 1): it is in the future (masked)' in page.inner_text(EXP + "[data-mg=readout]")
+    page.keyboard.press("ArrowDown")
+    weight = page.evaluate("""() => { const w = document.querySelector('[data-mg-widget=attention]'), s = w.mgState;
+        return s.maps[+w.querySelector('[data-mg=layer]').value][+w.querySelector('[data-mg=head]').value][1 * 14 + 1]; }""")
+    assert f'"o" (position 1) → key "o" (position 1): weight {_to_fixed(weight, 4)}' in page.inner_text(
+        EXP + "[data-mg=readout]")
+    page.select_option(EXP + "[data-mg=layer]", "2")
+    page.select_option(EXP + "[data-mg=head]", "4")
+    page.focus(EXP + ".mg-thumb[tabindex='0']")
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("ArrowLeft")
+    assert page.input_value(EXP + "[data-mg=layer]") == "1" and page.input_value(EXP + "[data-mg=head]") == "3"
+    assert page.evaluate("[document.activeElement.dataset.layer, document.activeElement.dataset.head]") == ["1", "3"]
+    assert not errors
+
+
 # --------------------------------------------------------------- what each layer predicts
 def test_layer_view_matches_pytorch(page_and_errors, reference):
     page, errors, _ = page_and_errors
@@ -1112,6 +1401,48 @@ def test_layer_view_matches_pytorch(page_and_errors, reference):
     page.focus("[data-mg-widget=layers] .mg-char[data-index='7']")
     page.keyboard.press("ArrowRight")
     assert "position 8" in page.inner_text("[data-mg-widget=layers] [data-mg=lens-title]")
+    assert not errors
+
+
+def test_layer_view_names_its_rows_and_ranks_the_next_character(page_and_errors, reference):
+    """Each row is named for where the model stopped (the embedding, block 0 ... block 5, the
+    last one "(output)"); the last column gives the true next character's probability and rank
+    in that row (as PyTorch's logit lens gives them). At the text's last character there is no
+    next one: the title says so and the column is gone. ArrowLeft and ArrowUp move back."""
+    page, errors, _ = page_and_errors
+    model, tok = reference
+    lens_view = "[data-mg-widget=layers] "
+    page.click(lens_view + ".mg-char[data-index='7']")
+    names = page.eval_on_selector_all(lens_view + "tbody th", "ths => ths.map(th => th.textContent)")
+    assert names == ["embedding", "block 0", "block 1", "block 2", "block 3", "block 4", "block 5 (output)"]
+    probs = viz.layer_logits(model, torch.tensor([tok.encode(LENS_TEXT)]))[:, 0, 7].softmax(-1)   # (L + 1, V)
+    nxt = tok.encode(LENS_TEXT[8])[0]
+    cells = page.eval_on_selector_all(lens_view + "td.mg-lens-next", "tds => tds.map(td => td.textContent)")
+    assert len(cells) == len(names)
+    for layer, cell in enumerate(cells):
+        percent, rank = re.fullmatch(r"([\d.]+)% \(rank (\d+)\)", cell).groups()
+        assert abs(float(percent) - 100 * probs[layer, nxt].item()) <= 0.051, (layer, cell)
+        assert int(rank) == 1 + int((probs[layer] > probs[layer, nxt]).sum()), (layer, cell)
+    page.focus(lens_view + ".mg-char[data-index='7']")
+    page.keyboard.press("ArrowLeft")
+    assert "(position 6)" in page.inner_text(lens_view + "[data-mg=lens-title]")
+    page.keyboard.press("ArrowUp")
+    assert "(position 5)" in page.inner_text(lens_view + "[data-mg=lens-title]")
+    page.click(lens_view + f".mg-char[data-index='{len(LENS_TEXT) - 1}']")      # as the page opened
+    assert page.inner_text(lens_view + "[data-mg=lens-title]").endswith(", the end of the text:")
+    assert page.locator(lens_view + "td.mg-lens-next").count() == 0
+    assert page.locator(lens_view + "thead th").count() == 1 + 5
+    assert not errors
+
+
+def test_layer_top_survives_huge_logits_and_breaks_ties_by_the_lower_id(page_and_errors):
+    """The lens's softmax subtracts the row's largest logit (exp(1000) would be inf, and the
+    probabilities NaN); equal probabilities rank the lower id first, as everywhere in the book."""
+    page, errors, _ = page_and_errors
+    out = page.evaluate("MiniGPTWeb.layerTop([new Float32Array([1000, 999, 1000, -5])], 0, 4, 3)")
+    assert out[0]["ids"] == [0, 2, 1]
+    expected = torch.tensor([1000.0, 999.0, 1000.0, -5.0], dtype=torch.float64).softmax(-1)[[0, 2, 1]]
+    torch.testing.assert_close(torch.tensor(out[0]["probs"], dtype=torch.float64), expected, atol=1e-12, rtol=0)
     assert not errors
 
 
