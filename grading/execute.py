@@ -80,3 +80,7 @@ class ResilientExecute(Execute):
             except DeadKernelError:   # it died again before the cell that killed it: start clean
                 self._restart()
                 return
+            finally:
+                # nbclient's execute_cell stores the cell it ran in nb.cells[index]: the graded
+                # notebook (and the student's feedback) keeps the first run's outputs
+                self.nb.cells[index] = cell

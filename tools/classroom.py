@@ -578,7 +578,7 @@ def read_roster(path: Path) -> list[str]:
     except (OSError, UnicodeDecodeError) as err:
         raise MiniGPTError(f"the roster {path} cannot be read ({err}): save it as UTF-8 text") from None
     lines = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if lines and "," in lines[0]:
+    if lines and ("," in lines[0] or lines[0].lower() == "id"):   # a CSV, maybe of the id column only
         header = [name.strip().lower() for name in next(csv.reader([lines[0]]))]
         if "id" not in header:
             raise MiniGPTError(f"the roster {path} is a CSV file without an `id` column (its header is "
