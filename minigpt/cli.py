@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float)
     p.add_argument("--pos-encoding", choices=POS_ENCODINGS)
     p.add_argument("--attn-impl", choices=ATTN_IMPLS)
-    p.add_argument("--threads", type=thread_count, help="CPU threads for torch")
+    p.add_argument("--threads", type=thread_count,
+                   help="CPU threads for torch, kept even on a busy machine (MINIGPT_THREADS for the run)")
     p.add_argument("--init-from", choices=["pretrained"],
                    help="fine-tune the shipped Shakespeare model instead of training a new one "
                         "(its shape and vocabulary; the text must use only its characters)")
@@ -180,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "side by side in one process and prints the ratio.")
     b.add_argument("what", nargs="*", default=[], help="any of: peak train attention generate flash quick (default: all but quick)")
     b.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    b.add_argument("--threads", type=thread_count)
+    b.add_argument("--threads", type=thread_count,
+                   help="CPU threads for torch, for both sides of every comparison (MINIGPT_THREADS)")
     b.add_argument("--json", type=Path, help="also write the results to this JSON file")
 
     e = sub.add_parser("export", help="write a weights-only copy of a checkpoint",
@@ -519,6 +521,14 @@ def _train_data(args, text: str):
 
 
 def _cmd_train(args) -> int:
+    if args.threads:       # N threads even where N is torch's default, and in torchrun's workers
+        from .cpu import threads_asked_for
+        with threads_asked_for(args.threads):
+            return _train(args)
+    return _train(args)
+
+
+def _train(args) -> int:
     import torch
 
     from .checkpoint import CheckpointError
@@ -530,8 +540,6 @@ def _cmd_train(args) -> int:
     from . import distributed
 
     distributed.quiet_other_ranks()         # under torchrun, rank 0 prints for the run
-    if args.threads:
-        torch.set_num_threads(args.threads)
     preset_name = args.preset or DEFAULT_PRESET
     out = args.out if args.out is not None else Path("runs") / preset_name
     _check_fine_tune_flags(args)

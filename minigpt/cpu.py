@@ -20,9 +20,10 @@ from __future__ import annotations
 import math
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, MutableMapping, Optional, Union
+from typing import Iterator, Mapping, MutableMapping, Optional, Union
 
 from .errors import UsageError
 
@@ -312,6 +313,33 @@ def configure_cpu_threads(force: bool = False) -> ThreadChoice:
 def thread_choice() -> Optional[ThreadChoice]:
     """The choice `configure_cpu_threads` made in this process, or None before it ran."""
     return _THREAD_CHOICE
+
+
+@contextmanager
+def threads_asked_for(threads: int) -> Iterator[None]:
+    """A command's `--threads N`: N threads for torch in this process and in every process it
+    starts, for as long as the command runs (`with threads_asked_for(n): ...`).
+
+    `torch.set_num_threads(N)` alone is not enough. Where N is torch's own default count,
+    `configure_cpu_threads` cannot tell that it was asked for, and on a busy machine the
+    busy-CPU rule would lower it; and a child process (a benchmark's two sides, a run under
+    torchrun) would choose again from the load of its own moment, so the two sides of a
+    comparison could train on different counts. MINIGPT_THREADS=N is the rule's "you asked for
+    it" (rule 1 of `choose_cpu_threads`), here and in the children, which inherit it.
+    """
+    global _THREAD_CHOICE
+    import torch
+    before = os.environ.get(THREADS_ENV)
+    os.environ[THREADS_ENV] = str(threads)
+    torch.set_num_threads(threads)
+    _THREAD_CHOICE = None                  # the next pick_device decides again, with N asked for
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(THREADS_ENV, None)
+        else:
+            os.environ[THREADS_ENV] = before
 
 
 # ------------------------------------------------------------------ the allocator

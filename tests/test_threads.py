@@ -271,6 +271,74 @@ def test_a_count_set_after_import_is_kept(monkeypatch):
         torch.set_num_threads(before)
 
 
+def _busy_two_cpu_machine(monkeypatch):
+    """Two CPUs, 1.9 of them busy with other work, nothing chosen, torch at its default of 2."""
+    monkeypatch.setattr(cpu, "_THREAD_CHOICE", None)
+    monkeypatch.setattr(cpu, "_THREADS_AT_IMPORT", 2)
+    for name in (THREADS_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(cpu, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(cpu, "busy_cpus", lambda: 1.9)
+    torch.set_num_threads(2)
+
+
+def test_threads_asked_for_are_kept_where_they_equal_torchs_default(monkeypatch):
+    """`--threads 2` on a busy 2-core machine whose torch already uses 2 threads: the count did
+    not change, so torch.set_num_threads alone looked like no choice and the busy rule lowered it
+    to 1. threads_asked_for makes it MINIGPT_THREADS=2 while the command runs (children inherit
+    it), and gives the variable back as it was."""
+    before = torch.get_num_threads()
+    _busy_two_cpu_machine(monkeypatch)
+    try:
+        assert configure_cpu_threads(force=True).threads == 1      # the rule, with nothing asked for
+        _busy_two_cpu_machine(monkeypatch)
+        with cpu.threads_asked_for(2):
+            choice = configure_cpu_threads()
+            assert choice.threads == 2 and torch.get_num_threads() == 2, choice
+            assert os.environ[THREADS_ENV] == "2"
+            child = subprocess.run([sys.executable, "-c", f"import os; print(os.environ['{THREADS_ENV}'])"],
+                                   capture_output=True, text=True, check=True)
+            assert child.stdout.strip() == "2"
+        assert THREADS_ENV not in os.environ
+        monkeypatch.setenv(THREADS_ENV, "1")
+        with cpu.threads_asked_for(2):
+            assert os.environ[THREADS_ENV] == "2"
+        assert os.environ[THREADS_ENV] == "1"
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_train_and_bench_keep_their_threads_on_a_busy_machine(monkeypatch, tmp_path):
+    """Both commands' --threads go through threads_asked_for: `train --threads 2` trains on 2
+    threads on the busy machine above, and `bench --threads 2` reports 2 and runs its children
+    with MINIGPT_THREADS=2."""
+    from bench import harness
+    from minigpt import cli
+    before = torch.get_num_threads()
+    try:
+        seen = {}
+
+        def fake_train(args):
+            seen["train"] = (configure_cpu_threads().threads, os.environ.get(THREADS_ENV))
+            return 0
+        monkeypatch.setattr(cli, "_train", fake_train)
+        _busy_two_cpu_machine(monkeypatch)
+        assert cli.main(["train", "--threads", "2", "--out", str(tmp_path / "run")]) == 0
+        assert seen["train"] == (2, "2") and THREADS_ENV not in os.environ
+
+        def fake_flash(device):
+            seen["flash"] = (torch.get_num_threads(), os.environ.get(THREADS_ENV))
+            return {"T": 8, "method": "fake", "manual_bytes": 1, "flash_bytes": 1, "ratio_flash_over_manual": 1.0}
+        monkeypatch.setattr(harness, "bench_flash", fake_flash)
+        _busy_two_cpu_machine(monkeypatch)
+        result = harness.run_benchmarks(["flash"], device="cpu", threads=2)
+        assert seen["flash"] == (2, "2") and result["device"].startswith("cpu (2 threads"), result["device"]
+        assert THREADS_ENV not in os.environ
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_old_import_paths_still_work():
     from minigpt.device import configure_cpu_threads as old_configure, tune_cpu_allocator
     assert old_configure is configure_cpu_threads and tune_cpu_allocator is cpu.tune_cpu_allocator
