@@ -521,7 +521,7 @@ def _train_data(args, text: str):
 
 
 def _cmd_train(args) -> int:
-    if args.threads:       # N threads even where N is torch's default, and in torchrun's workers
+    if args.threads:       # N threads even where N is torch's own default (see threads_asked_for)
         from .cpu import threads_asked_for
         with threads_asked_for(args.threads):
             return _train(args)

@@ -322,9 +322,9 @@ def threads_asked_for(threads: int) -> Iterator[None]:
 
     `torch.set_num_threads(N)` alone is not enough. Where N is torch's own default count,
     `configure_cpu_threads` cannot tell that it was asked for, and on a busy machine the
-    busy-CPU rule would lower it; and a child process (a benchmark's two sides, a run under
-    torchrun) would choose again from the load of its own moment, so the two sides of a
-    comparison could train on different counts. MINIGPT_THREADS=N is the rule's "you asked for
+    busy-CPU rule would lower it; and a child process (each side of a benchmark) would choose
+    again from the load of its own moment, so the two sides of a comparison could train on
+    different counts. MINIGPT_THREADS=N is the rule's "you asked for
     it" (rule 1 of `choose_cpu_threads`), here and in the children, which inherit it.
     """
     global _THREAD_CHOICE
