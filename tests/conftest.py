@@ -37,6 +37,16 @@ ALL_NORMS = ("pre", "post")
 ALL_COMBOS = list(itertools.product(ALL_IMPLS, ALL_POS, ALL_NORMS))
 
 
+def load_file_module(name: str, path: Path):
+    """A .py file that is not on the import path (tools/, grading/) loaded as module `name`: each
+    test file gives its own name, so that one test's patches do not reach another's module."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def tiny_config(**overrides) -> GPTConfig:
     values = dict(TINY)
     values.update(overrides)

@@ -11,7 +11,6 @@ tests/test_grading.py plays the real nbgrader pipeline."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import sys
@@ -21,17 +20,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from conftest import load_file_module
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-classroom = _load("classroom_for_mutants", ROOT / "tools" / "classroom.py")
+classroom = load_file_module("classroom_for_mutants", ROOT / "tools" / "classroom.py")
 sys.path.insert(0, str(ROOT / "tools"))
 import rerun_check  # noqa: E402
 import zh_edition  # noqa: E402
@@ -42,7 +36,7 @@ def _executor():
     """A ResilientExecute (grading/execute.py) whose kernel is a recorder: no kernel starts."""
     pytest.importorskip("nbgrader", reason="the classroom extra: pip install -e '.[classroom]'")
     nbformat = pytest.importorskip("nbformat")
-    execute = _load("execute_for_mutants", ROOT / "grading" / "execute.py")
+    execute = load_file_module("execute_for_mutants", ROOT / "grading" / "execute.py")
     ex = execute.ResilientExecute()
     grade = lambda **meta: {"nbgrader": meta}
     ex.nb = nbformat.v4.new_notebook(cells=[

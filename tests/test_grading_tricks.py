@@ -7,7 +7,6 @@ whole nbgrader pipeline)."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import re
@@ -17,18 +16,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import load_file_module
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-hidden = _load("hidden_for_tricks", ROOT / "grading" / "hidden.py")
-classroom = _load("classroom_for_tricks", ROOT / "tools" / "classroom.py")
+hidden = load_file_module("hidden_for_tricks", ROOT / "grading" / "hidden.py")
+classroom = load_file_module("classroom_for_tricks", ROOT / "tools" / "classroom.py")
 
 
 def score(check: str, answer, seed: int = 0, namespace=None) -> tuple[float, str]:

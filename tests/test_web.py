@@ -275,17 +275,23 @@ def test_the_javascript_twin_refuses_what_next_token_probs_refuses():
                                atol=1e-7, rtol=0)
 
 
+def _small_rope_model(tmp_path, block_size: int):
+    """A 2-layer RoPE model over 12 characters, weights drawn at std 0.3 (seed 0) so that its
+    greedy text varies, exported in float32: (model, tokenizer, the asset's path)."""
+    torch.manual_seed(0)
+    tok = minigpt.CharTokenizer(list("\n abcdefghij"))
+    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=12, block_size=block_size, n_embd=32, n_head=4,
+                                              n_layer=2, dropout=0.0, pos_encoding="rope"))
+    for p in model.parameters():
+        p.data.normal_(0, 0.3)
+    return model, tok, export_web(model, tok, tmp_path / "m.js", quantize="float32")
+
+
 def test_prefill_follows_edits_and_generation_starts_from_it(tmp_path):
     """A Prefill updated edit by edit (typing, deleting, changing the middle) holds the same
     logits as a fresh pass over the whole prompt, computes only the changed positions, and a
     generator started from it gives generate()'s greedy text."""
-    torch.manual_seed(0)
-    tok = minigpt.CharTokenizer(list("\n abcdefghij"))
-    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=12, block_size=24, n_embd=32, n_head=4, n_layer=2,
-                                              dropout=0.0, pos_encoding="rope"))
-    for p in model.parameters():
-        p.data.normal_(0, 0.3)
-    path = export_web(model, tok, tmp_path / "m.js", quantize="float32")
+    model, tok, path = _small_rope_model(tmp_path, block_size=24)
     edits = ["a", "ab", "abc", "abcd", "abc", "abXd", "hij\nabc", "hij\nabcdefg"]
     edits = [e.replace("X", "j") for e in edits]
     out = run_js(f"""const m = new MG.Model(MINIGPT_WEB_MODELS["m"]), pre = new MG.Prefill(m), res = [];
@@ -376,13 +382,7 @@ def test_a_run_keeps_its_own_caches_while_the_prefill_follows_edits(tmp_path):
     caches: an edit that rewrites the prefill's keys and values must not reach the run, whose
     greedy text stays generate()'s for the prompt it started from. A run started later from
     that prompt finds the prefill holding the edited one and must not decode from it."""
-    torch.manual_seed(0)
-    tok = minigpt.CharTokenizer(list("\n abcdefghij"))
-    model = minigpt.MiniGPT(minigpt.GPTConfig(vocab_size=12, block_size=32, n_embd=32, n_head=4, n_layer=2,
-                                              dropout=0.0, pos_encoding="rope"))
-    for p in model.parameters():
-        p.data.normal_(0, 0.3)
-    path = export_web(model, tok, tmp_path / "m.js", quantize="float32")
+    model, tok, path = _small_rope_model(tmp_path, block_size=32)
     prompt, edited = "ba ba ba", "abc"            # greedy: "hihihihihiih" and "hihiiiiiiiih"
     out = run_js(f"""const m = new MG.Model(MINIGPT_WEB_MODELS["m"]), pre = new MG.Prefill(m);
         const ids = m.tokenizer.encode({json.dumps(prompt)});
@@ -919,17 +919,20 @@ def test_out_of_range_fields_are_named_not_clamped(page_and_errors, field, value
     assert not errors
 
 
-def test_the_drawn_character_always_has_a_bar(page_and_errors):
-    page, errors, _ = page_and_errors
+def _hot_run(page) -> None:
+    """120 characters after "ROMEO:\\n" at temperature 2, no top-k or top-p, seed 1: hot enough
+    that some drawn characters rank below the 12 bars."""
     page.fill(GEN + "[data-mg=prompt]", "ROMEO:\n")
-    _set(page, GEN + "[data-mg=temperature]", "2")
-    _set(page, GEN + "[data-mg=top-k]", "65")
-    _set(page, GEN + "[data-mg=top-p]", "1")
-    _set(page, GEN + "[data-mg=length]", "120")
-    _set(page, GEN + "[data-mg=seed]", "1")
+    for field, value in (("temperature", "2"), ("top-k", "65"), ("top-p", "1"), ("length", "120"), ("seed", "1")):
+        _set(page, GEN + f"[data-mg={field}]", value)
     page.wait_for_function("!document.querySelector('[data-mg=generate]').disabled")
     page.click(GEN + "[data-mg=generate]")
     page.wait_for_function(RUN_DONE, timeout=60_000)
+
+
+def test_the_drawn_character_always_has_a_bar(page_and_errors):
+    page, errors, _ = page_and_errors
+    _hot_run(page)
     low = page.evaluate("""() => { const h = document.querySelector('[data-mg-widget=generator]').mgState.run.history;
         for (let i = 0; i < h.length; i++) {
           const rank = h[i].logits.filter((x, j) => x > h[i].logits[h[i].id] || (x === h[i].logits[h[i].id] && j < h[i].id)).length;
@@ -953,15 +956,7 @@ def test_the_rest_line_counts_and_sums_the_tokens_without_a_bar(page_and_errors)
     drawn character ranks below 12th it gets a bar of its own, so it leaves both the count and
     the sum. Checked against the run's own logits and probabilities, summed in the page's order."""
     page, errors, _ = page_and_errors
-    page.fill(GEN + "[data-mg=prompt]", "ROMEO:\n")
-    _set(page, GEN + "[data-mg=temperature]", "2")
-    _set(page, GEN + "[data-mg=top-k]", "65")
-    _set(page, GEN + "[data-mg=top-p]", "1")
-    _set(page, GEN + "[data-mg=length]", "120")
-    _set(page, GEN + "[data-mg=seed]", "1")
-    page.wait_for_function("!document.querySelector('[data-mg=generate]').disabled")
-    page.click(GEN + "[data-mg=generate]")
-    page.wait_for_function(RUN_DONE, timeout=60_000)
+    _hot_run(page)
     history = page.evaluate("document.querySelector('[data-mg-widget=generator]').mgState.run.history"
                             ".map(h => ({logits: h.logits, probs: h.probs, id: h.id}))")
     ranks = []
