@@ -312,6 +312,23 @@ def test_prefill_follows_edits_and_generation_starts_from_it(tmp_path):
     assert out["second"] == out["greedy"] and out["stillReady"], "a run used up the prefill"
 
 
+def test_a_prefill_of_a_longer_prompt_is_not_used_for_its_prefix(tmp_path):
+    """The reader deleted the prompt's last character ("abcd" -> "abc") and pressed generate before
+    the prefill caught up: a prefill that holds "abcd" agrees with "abc" on every position "abc"
+    has, but its caches and logits are one character further on. It must not count as ready, and
+    a run from "abc" must give generate()'s greedy text for "abc", not for "abcd"."""
+    model, tok, path = _small_rope_model(tmp_path, block_size=24)
+    out = run_js("""const m = new MG.Model(MINIGPT_WEB_MODELS["m"]), pre = new MG.Prefill(m);
+        const long = m.tokenizer.encode("abcd"), short = m.tokenizer.encode("abc");
+        pre.update(long);
+        const gen = m.generator(short, MG.argmax, pre), greedy = [];
+        for (let i = 0; i < 8; i++) greedy.push(gen.step().id);
+        return {short: pre.matches(short), long: pre.matches(long), greedy};""", path)
+    assert out["long"] and not out["short"]
+    ids = torch.tensor([tok.encode("abc")])
+    assert out["greedy"] == model.eval().generate(ids, 8, temperature=0)[0, ids.size(1):].tolist()
+
+
 def test_odd_sizes_and_live_maps_follow_edits(tmp_path):
     """Sizes that are not multiples of 4 (width 36, head size 9, vocabulary 13, c_attn's query
     and key rows 54) take every tail of linear's 4 x 4 tiles and of attention's channel loop:
