@@ -161,17 +161,22 @@ def test_busy_cpus_reads_proc_stat_twice(tmp_path, monkeypatch):
     assert cpu.busy_cpus(root=tmp_path / "nowhere") is None                      # no /proc/stat
 
 
-def test_configure_measures_the_busy_cpus(monkeypatch):
-    before = torch.get_num_threads()
+def _busy_two_cpu_machine(monkeypatch):
+    """Two CPUs, 1.9 of them busy with other work, nothing chosen, torch at its default of 2."""
     monkeypatch.setattr(cpu, "_THREAD_CHOICE", None)
-    monkeypatch.setattr(cpu, "_THREADS_AT_IMPORT", None)
+    monkeypatch.setattr(cpu, "_THREADS_AT_IMPORT", 2)
     for name in (THREADS_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(cpu, "usable_cpus", lambda: 2)
     monkeypatch.setattr(cpu, "busy_cpus", lambda: 1.9)
+    torch.set_num_threads(2)
+
+
+def test_configure_measures_the_busy_cpus(monkeypatch):
+    before = torch.get_num_threads()
     try:
-        torch.set_num_threads(2)
+        _busy_two_cpu_machine(monkeypatch)
         choice = configure_cpu_threads()
         assert choice.threads == 1 and torch.get_num_threads() == 1
         monkeypatch.setattr(cpu, "busy_cpus", lambda: 0.1)
@@ -269,18 +274,6 @@ def test_a_count_set_after_import_is_kept(monkeypatch):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
-
-
-def _busy_two_cpu_machine(monkeypatch):
-    """Two CPUs, 1.9 of them busy with other work, nothing chosen, torch at its default of 2."""
-    monkeypatch.setattr(cpu, "_THREAD_CHOICE", None)
-    monkeypatch.setattr(cpu, "_THREADS_AT_IMPORT", 2)
-    for name in (THREADS_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(cpu, "usable_cpus", lambda: 2)
-    monkeypatch.setattr(cpu, "busy_cpus", lambda: 1.9)
-    torch.set_num_threads(2)
 
 
 def test_threads_asked_for_are_kept_where_they_equal_torchs_default(monkeypatch):
