@@ -13,6 +13,7 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
@@ -32,6 +33,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from minigpt import GPTConfig, MiniGPT, TextData, TrainConfig, get_batch, make_optimizer
     from minigpt.device import describe, pick_device, tune_cpu_allocator
     from minigpt.presets import PRESETS
+    from minigpt.run_folder import write_text_atomically
 
     device = pick_device("cpu")
     tune_cpu_allocator()
@@ -84,8 +86,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         print("compiled steps are not faster: compiling never pays on this machine")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        json_path = Path(args.json).resolve()     # whole or not at all, as bench --json
+        write_text_atomically(json_path.parent, json_path.name, json.dumps(result, indent=1))
     return 0
 
 

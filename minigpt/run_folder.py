@@ -151,9 +151,13 @@ def write_text_atomically(directory: PathLike, name: str, text: str) -> None:
     """Write directory/name whole or not at all: a crash, or a second writer, leaves the old file
     or the new one, never half of one."""
     tmp = temporary_path(directory, name)
-    tmp.write_text(text, encoding="utf-8")
-    fsync_path(tmp)
-    os.replace(tmp, Path(directory) / name)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        fsync_path(tmp)
+        os.replace(tmp, Path(directory) / name)
+    except BaseException:                 # a full disk or a Ctrl-C: no half-written temporary stays
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_latest(run: PathLike, name: str) -> None:

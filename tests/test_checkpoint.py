@@ -454,6 +454,7 @@ def test_a_failed_write_of_latest_leaves_the_old_pointer(tmp_path, tok, monkeypa
     monkeypatch.undo()
     assert (tmp_path / "run" / "latest").read_text() == "step-000001\n"
     assert load_checkpoint(tmp_path / "run").path.name == "step-000001"
+    assert not list((tmp_path / "run").glob(".latest.tmp-*"))   # the half-written pointer is removed
 
 
 def test_cleaning_removes_every_kind_of_temporary(tmp_path):

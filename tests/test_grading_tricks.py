@@ -319,6 +319,44 @@ def test_grades_of_an_earlier_session_stay_in_grades_csv(tmp_path):
     assert path.read_text().splitlines()[1:] == ["ana,02_attention_from_scratch,1.5,2.0,", "ana,03_causal_mask,1.0,2.0,"]
 
 
+def test_a_failed_write_of_grades_csv_keeps_every_earlier_grade(tmp_path, monkeypatch):
+    """grades.csv is read back as the earlier sessions' grades, then rewritten: a full disk (or a
+    Ctrl-C) in the middle of that write truncated it, and the course's earlier chapters were gone.
+    It is now written beside and renamed into place, whole or not at all."""
+    path = tmp_path / "grades.csv"
+    classroom.write_grades(path, {"02_attention_from_scratch"}, [("ana", "02_attention_from_scratch", 1.5, 2.0, "")])
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real_open = io.open
+
+    class FillsUp:                                          # the disk fills up mid-file
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, text):
+            self.file.write(text[: len(text) // 2])
+            self.file.flush()
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+    def open_filling_up(file, mode="r", *args, **kwargs):
+        opened = real_open(file, mode, *args, **kwargs)
+        return FillsUp(opened) if "w" in mode and str(tmp_path) in str(file) else opened
+    for module in (io, __import__("builtins")):                 # Path.open and the open() builtin
+        monkeypatch.setattr(module, "open", open_filling_up)
+    with pytest.raises(OSError, match="No space left"):
+        classroom.write_grades(path, {"03_causal_mask"}, [("ana", "03_causal_mask", 2.0, 2.0, "")])
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before   # no temporary left either
+
+
 def test_a_grades_csv_saved_again_by_a_spreadsheet_keeps_its_rows(tmp_path):
     """Excel's "CSV UTF-8" writes a byte-order mark first; read as plain utf-8 the first column
     was "\ufeffstudent", and every earlier row went to grades.csv.unreadable."""

@@ -63,6 +63,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -77,6 +78,7 @@ from typing import Optional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))                 # minigpt from this checkout
 from minigpt.errors import MiniGPTError  # noqa: E402
+from minigpt.run_folder import write_text_atomically  # noqa: E402
 NOTEBOOKS = ROOT / "notebooks"
 COURSE = ROOT / "_classroom"
 TEACHER_COURSE = COURSE               # COURSE is the folder in use (set_folders); this, the default
@@ -623,10 +625,9 @@ def write_grades(path: Path, graded_now: set, rows: list) -> list:
         backup = path.with_name(path.name + ".unreadable")
         shutil.copy2(path, backup)
         print(f"{path} could not be read ({err}); kept as {backup}")
-    with open(path, "w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["student", "assignment", "score", "max_score", "note"])
-        writer.writerows(sorted(kept + rows, key=lambda row: (str(row[0]), str(row[1]))))
+    table = [["student", "assignment", "score", "max_score", "note"],
+             *sorted(kept + rows, key=lambda row: (str(row[0]), str(row[1])))]
+    _write_csv_atomically(path, table)    # it holds every earlier chapter's grades: never half of it
     write_totals(path.with_name("grades_by_student.csv"), kept + rows)
     return kept
 
@@ -639,12 +640,20 @@ def write_totals(path: Path, rows: list) -> None:
     scores: dict[str, dict[str, float]] = {}
     for student_id, assignment, score, _, _ in rows:
         scores.setdefault(str(student_id), {})[str(assignment)] = float(score)
-    with open(path, "w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["student", *assignments, "total", "max_total"])
-        for student_id in sorted(scores):
-            got = [scores[student_id].get(a, 0.0) for a in assignments]
-            writer.writerow([student_id, *(f"{g:g}" for g in got), f"{sum(got):g}", f"{sum(most.values()):g}"])
+    table = [["student", *assignments, "total", "max_total"]]
+    for student_id in sorted(scores):
+        got = [scores[student_id].get(a, 0.0) for a in assignments]
+        table.append([student_id, *(f"{g:g}" for g in got), f"{sum(got):g}", f"{sum(most.values()):g}"])
+    _write_csv_atomically(path, table)
+
+
+def _write_csv_atomically(path: Path, table: list) -> None:
+    """Write the rows of `table` to the CSV file `path` whole or not at all: a Ctrl-C, a full
+    disk or a crash mid-write leaves the previous file (grades.csv is read back as the earlier
+    sessions' grades, so half a file would lose them)."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(table)   # the text file's own newlines
+    write_text_atomically(path.parent, path.name, text.getvalue())
 
 
 def _points(path: Path) -> dict[str, float]:
