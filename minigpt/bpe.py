@@ -287,7 +287,15 @@ class BPETokenizer:
             raise DataError(f"invalid BPE-tokenizer description: {err}") from None
 
     def save(self, path: Union[str, Path]) -> None:
-        Path(path).write_text(json.dumps(self.to_dict()), encoding="utf-8")
+        """Write the tokenizer to `path` as JSON, whole or not at all: a failed write (a full
+        disk, a Ctrl-C) leaves the file that was there before."""
+        from .run_folder import os_reason, write_text_atomically
+        path = Path(path)
+        try:
+            write_text_atomically(path.parent, path.name, json.dumps(self.to_dict()))
+        except OSError as err:
+            raise DataError(f"could not write the tokenizer to {str(path)!r}: {os_reason(err)}. "
+                            "Save it into a folder that exists and is writable.") from None
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "BPETokenizer":

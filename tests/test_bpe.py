@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -141,6 +142,27 @@ def test_json_round_trip(tok512, tmp_path):
         assert loaded.encode(text) == tok512.encode(text)
     with pytest.raises(MiniGPTError, match="not a BPE"):
         BPETokenizer.from_dict({"type": "char", "chars": "ab"})
+
+
+def test_save_writes_whole_or_names_the_folder(tok512, tmp_path, monkeypatch):
+    """save() into a folder that does not exist says so in one line (it was a raw
+    FileNotFoundError); a write that fails midway (a full disk) leaves the earlier file whole."""
+    with pytest.raises(MiniGPTError, match=r"could not write the tokenizer to '.*nowhere/tok.json': "
+                                           r"No such file or directory\. Save it into a folder that exists"):
+        tok512.save(tmp_path / "nowhere" / "tok.json")
+    tok512.save(tmp_path / "tok.json")
+    before = (tmp_path / "tok.json").read_bytes()
+    real_write_text = Path.write_text
+
+    def half_then_fail(self, text, *args, **kwargs):
+        real_write_text(self, text[:100], *args, **kwargs)
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(Path, "write_text", half_then_fail)
+    with pytest.raises(MiniGPTError, match="No space left on device"):
+        BPETokenizer(tok512.merges[:10]).save(tmp_path / "tok.json")
+    monkeypatch.undo()
+    assert (tmp_path / "tok.json").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["tok.json"]
 
 
 @pytest.mark.parametrize("engine_here, saved_as, fragment", [
