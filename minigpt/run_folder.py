@@ -272,7 +272,8 @@ _NO_FOLDER_LOCKS = (errno.EBADF, errno.EINVAL, errno.ENOLCK, errno.EOPNOTSUPP)
 
 
 @contextlib.contextmanager
-def run_lock(directory: PathLike) -> Iterator[Path]:
+def run_lock(directory: PathLike, holder: str = "another training run",
+             fix: str = "wait for it to finish, or choose another output folder (--out)") -> Iterator[Path]:
     """Hold the run folder's lock for the `with` block; refuse if another process holds it.
 
     The lock is an flock on the folder itself (an open file descriptor of the directory): the
@@ -280,7 +281,9 @@ def run_lock(directory: PathLike) -> Iterator[Path]:
     crashed run never leaves it stuck, and no file that a person (or a cleanup) might delete
     carries it. `.lock` only records the holder's PID and host, to name it in the refusal.
     On a file system that cannot flock a folder, `.lock` itself is locked instead. (Where
-    fcntl is missing, on Windows, the block runs without a lock.)
+    fcntl is missing, on Windows, the block runs without a lock.) The refusal says the folder is
+    in use by `holder` (and its PID) and what to do: `fix`; the classroom's course folder says
+    it its own way.
     """
     directory = Path(directory)
     try:
@@ -310,14 +313,14 @@ def run_lock(directory: PathLike) -> Iterator[Path]:
             elif err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise CheckpointError(f"cannot lock {str(directory)!r}: {os_reason(err)}.") from None
             else:
-                _refuse(directory, record_fd)
+                _refuse(directory, record_fd, holder, fix)
         if lock_fd == record_fd:
             try:
                 fcntl.flock(record_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:
                 if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise CheckpointError(f"cannot lock {str(record)!r}: {os_reason(err)}.") from None
-                _refuse(directory, record_fd)
+                _refuse(directory, record_fd, holder, fix)
         os.ftruncate(record_fd, 0)
         os.pwrite(record_fd, f"PID {os.getpid()} on {socket.gethostname()}, since "
                              f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
@@ -328,8 +331,6 @@ def run_lock(directory: PathLike) -> Iterator[Path]:
         os.close(folder_fd)      # closing the descriptor releases the flock
 
 
-def _refuse(directory: Path, record_fd: int) -> None:
-    holder = os.pread(record_fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
-    raise CheckpointError(
-        f"{str(directory)!r} is in use by another training run ({holder}); wait for it to "
-        "finish, or choose another output folder (--out).") from None
+def _refuse(directory: Path, record_fd: int, holder: str, fix: str) -> None:
+    where = os.pread(record_fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+    raise CheckpointError(f"{str(directory)!r} is in use by {holder} ({where}); {fix}.") from None

@@ -78,7 +78,7 @@ from typing import Optional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))                 # minigpt from this checkout
 from minigpt.errors import MiniGPTError  # noqa: E402
-from minigpt.run_folder import write_text_atomically  # noqa: E402
+from minigpt.run_folder import run_lock, write_text_atomically  # noqa: E402
 NOTEBOOKS = ROOT / "notebooks"
 COURSE = ROOT / "_classroom"
 TEACHER_COURSE = COURSE               # COURSE is the folder in use (set_folders); this, the default
@@ -1217,6 +1217,17 @@ def catalogue(check_only: bool) -> int:
     return 0
 
 
+def course_lock():
+    """Hold the course folder for one command: `student`, `grade`, `play` and `autograde` each
+    rewrite its nbgrader_config.py and released_cells.json, write its gradebook.db, and put the
+    gradebook back from their own copy when they fail, so two at once in one folder would undo
+    each other's work. A second one is refused with the holder's PID (the lock is the
+    kernel's: it goes with the process, however that ends)."""
+    COURSE.mkdir(parents=True, exist_ok=True)
+    return run_lock(COURSE, holder="another tools/classroom.py command (make student, make grade, make classroom)",
+                    fix="wait for it to finish, or give this one a course folder of its own (--course DIR)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -1260,16 +1271,17 @@ def main(argv=None) -> int:
             return catalogue(args.check)
         if args.command == "expected":
             return expected(args.check)
-        if args.command in ("student", "grade"):
-            only = {n.strip() for n in args.only.split(",") if n.strip()} if args.only else None
-            weights = parse_weights(args.weights)
-            if args.command == "student":
-                return student(args.run, only, weights)
-            return grade(args.submitted, only, weights, args.timeout, args.roster)
-        if args.command == "play":
-            return play(args.students.split(",") if args.students else None,
-                        set(args.chapters.split(",")) if args.chapters else None)
-        return autograde(args.student, args.submissions)
+        with course_lock():
+            if args.command in ("student", "grade"):
+                only = {n.strip() for n in args.only.split(",") if n.strip()} if args.only else None
+                weights = parse_weights(args.weights)
+                if args.command == "student":
+                    return student(args.run, only, weights)
+                return grade(args.submitted, only, weights, args.timeout, args.roster)
+            if args.command == "play":
+                return play(args.students.split(",") if args.students else None,
+                            set(args.chapters.split(",")) if args.chapters else None)
+            return autograde(args.student, args.submissions)
     except MiniGPTError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
