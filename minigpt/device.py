@@ -51,15 +51,25 @@ def pick_device(preferred: Union[str, torch.device, None] = "auto") -> torch.dev
     return torch.device(preferred)
 
 
-def as_device(device, who: str) -> torch.device:
+def as_device(device, who: str, present: bool = True) -> torch.device:
     """torch.device(device), or a UsageError that names `who` when torch knows no such device
     (torch's own message, "Expected one of cpu, cuda, ... device type at start of device
-    string: gpu", comes from deep inside and names no caller)."""
+    string: gpu", comes from deep inside and names no caller), or when this machine lacks it:
+    'cuda' on a laptop, copied from a Colab notebook, failed inside torch with "Torch not
+    compiled with CUDA enabled" or "Cannot access accelerator device when none is available".
+    `present=False` skips that second check, for a rule that only reads the device's kind."""
     try:
-        return torch.device(device)
+        device = torch.device(device)
     except (RuntimeError, TypeError):
         raise UsageError(f"{who}'s device {device!r} is not one torch knows; use 'cpu', 'cuda' (or 'cuda:1') or "
                          "'mps', or the device minigpt.pick_device() returns.") from None
+    if present and device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"{who}'s device {str(device)!r}: PyTorch sees no CUDA GPU on this machine (is this a "
+                         "CPU-only torch build?); use 'cpu', or the device minigpt.pick_device() returns.")
+    if present and device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise UsageError(f"{who}'s device 'mps' is not available on this machine; use 'cpu', or the device "
+                         "minigpt.pick_device() returns.")
+    return device
 
 
 # bf16 runs natively from compute capability 8.0 (Ampere: A100, RTX 30xx) on; a T4 (7.5) or
@@ -76,9 +86,10 @@ def autocast_dtype(device: torch.device, enabled: bool = True) -> Optional[torch
     emulated bf16 and says yes on a T4. AMD GPUs (ROCm) have bf16. On a CPU, bf16 matmuls
     are far slower than fp32 (no fast path on most laptops), so CPUs and MPS run in float32.
     """
-    device = as_device(device, "autocast")     # "cuda" or a torch.device, as everywhere in minigpt
-    if not enabled or device.type != "cuda":
+    device = as_device(device, "autocast", present=False)   # "cuda" or a torch.device, as everywhere
+    if not enabled or device.type != "cuda":                 # float32 on MPS and CPUs, present or not
         return None
+    as_device(device, "autocast")                            # a CUDA GPU must be here to be asked
     if torch.version.hip:
         return torch.bfloat16
     index = device.index if device.index is not None else torch.cuda.current_device()

@@ -172,6 +172,8 @@ def test_get_batch_copies_asynchronously_only_from_pinned_memory(monkeypatch, ki
     (pytorch#139550): only CUDA, from pinned memory, copies asynchronously. The copy is
     recorded, not made, so this runs without either device."""
     calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)              # both devices, faked
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: calls.append("pin") or self)
     monkeypatch.setattr(torch.Tensor, "to", lambda self, device, non_blocking=False:
                         calls.append((torch.device(device).type, non_blocking)) or self)

@@ -93,6 +93,8 @@ def test_a_device_of_the_wrong_type_is_named_with_its_caller():
 
 def test_describe_names_the_gpu_and_other_devices_by_type(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)              # both devices, faked
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     assert describe(torch.device("cuda")) == "cuda (NVIDIA H100 80GB HBM3)"
     assert describe("mps") == "mps"
 

@@ -498,3 +498,29 @@ def test_what_a_review_of_the_new_checks_found_they_refused_wrongly(tmp_path):
     with pytest.raises(MiniGPTError, match=r"train_state's keys are names \(str\), got \(1, 2\)"):
         minigpt.save_checkpoint(tmp_path / "run", tiny(), minigpt.CharTokenizer(list("abcdefghijk")), 1,
                                 train_state={(1, 2): 3})
+
+
+# ---------------------------------------- a device torch knows but this machine lacks
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+@pytest.mark.parametrize("call, who", [
+    (lambda device: minigpt.KVCache(1, 2, 4, 8, device=device), "KVCache"),
+    (lambda device: minigpt.causal_mask(3, device=device), "causal_mask"),
+    (lambda device: minigpt.get_batch(torch.arange(50) % 7, 8, 2, device=device), "get_batch"),
+    (lambda device: minigpt.describe(device), "describe"),
+    (lambda device: minigpt.autocast(device).__enter__(), "autocast"),
+    (lambda device: minigpt.device.autocast_dtype(device), "autocast"),
+    (lambda device: __import__("minigpt.memory").memory.attention_memory(device, T=16), "attention_memory"),
+])
+def test_cuda_named_on_a_machine_without_one_is_said_in_one_line(call, who):
+    """device='cuda' copied from a Colab notebook onto a laptop: these helpers raised torch's
+    "Torch not compiled with CUDA enabled" (an AssertionError) or "Cannot access accelerator
+    device when none is available" from deep inside, where pick_device, TrainConfig and
+    load_pretrained already said it in one line."""
+    with pytest.raises(MiniGPTError, match=rf"^{who}'s device 'cuda': PyTorch sees no CUDA GPU on this machine "
+                                           r"\(is this a CPU-only torch build\?\); use 'cpu', or the device "
+                                           r"minigpt.pick_device\(\) returns\.$"):
+        call("cuda")
+    if not torch.backends.mps.is_available() and who != "autocast":      # MPS autocasts to nothing
+        with pytest.raises(MiniGPTError, match=rf"^{who}'s device 'mps' is not available on this machine"):
+            call("mps")
+    assert minigpt.device.autocast_dtype("mps") is None     # the precision rule reads the kind only
