@@ -146,7 +146,13 @@ def median_ms(fn, device: torch.device, reps: int = 7) -> float:
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python's and PyTorch's generators (CPU and every GPU)."""
+    """Seed Python's and PyTorch's generators (CPU and every GPU).
+
+    The seed is a whole number from 0 to 2**64 - 1, what torch's generators hold: "42" or 1.5
+    (which torch would quietly read as 1) and True are refused, as TrainConfig.seed refuses them.
+    """
+    if not is_whole_number(seed, 0) or seed > 2**64 - 1:
+        raise UsageError(f"set_seed takes a whole number from 0 to 2**64 - 1, got {seed!r}.")
     random.seed(seed)
     torch.manual_seed(seed)
 

@@ -35,6 +35,9 @@ class KVCache:
                  device=None, dtype=torch.float32):
         _check_sizes("KVCache's ", batch_size=batch_size, n_kv_head=n_kv_head, max_len=max_len, head_dim=head_dim)
         device = None if device is None else as_device(device, "KVCache")
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:   # an integer cache truncates
+            raise KVCacheShapeError(f"KVCache's dtype must be a floating-point torch dtype such as torch.float32 "
+                                    f"or torch.bfloat16, got {dtype!r}.")
         self.k = torch.empty(batch_size, n_kv_head, max_len, head_dim, device=device, dtype=dtype)
         self.v = torch.empty_like(self.k)
         self.length = 0
@@ -49,6 +52,9 @@ class KVCache:
         if k.dim() != 4 or v.shape != k.shape or (k.size(0), k.size(1), k.size(3)) != (B, H, D):
             raise KVCacheShapeError(f"append expects k and v of shape (B, Hkv, T, D) = ({B}, {H}, T, {D}) for "
                                     f"this cache, got {tuple(k.shape)} and {tuple(v.shape)}.")
+        if not (k.is_floating_point() and v.is_floating_point()):
+            raise KVCacheShapeError(f"append expects floating-point keys and values (they are activations), got "
+                                    f"{k.dtype} and {v.dtype}.")
         start, end = self.length, self.length + k.size(2)
         if end > self.max_len:
             raise KVCacheOverflowError(f"KV cache overflow: {end} positions > capacity {self.max_len}; "

@@ -16,6 +16,14 @@ tests/nbval_sanitize.cfg) and relies on the assertion instead.
 from __future__ import annotations
 
 import math
+import numbers
+
+from .errors import UsageError, is_whole_number
+
+
+def _is_real(number) -> bool:
+    """A real number (an int, a float, a NumPy scalar), but not a bool."""
+    return isinstance(number, numbers.Real) and not isinstance(number, bool)
 
 
 class NumberOutOfToleranceError(AssertionError):
@@ -28,12 +36,18 @@ def expect(label: str, value: float, book: float, tol: float, digits: int = 4) -
     `tol` is absolute, in the units of `value`. It should be set from measurements on several
     CPUs, comfortably above their spread, so that only a real change fails.
     """
+    for name, number in (("book", book), ("tol", tol)):      # a NaN book would pass every value
+        if not _is_real(number) or not math.isfinite(number):
+            raise UsageError(f"expect({label!r}, ...)'s {name} must be a finite number, got {number!r}.")
     if not tol > 0:
-        raise ValueError(f"tol must be a positive number, got {tol!r}.")
+        raise UsageError(f"expect({label!r}, ...)'s tol must be a positive number, got {tol!r}.")
+    if not is_whole_number(digits, 0) or digits > 17:
+        raise UsageError(f"expect({label!r}, ...)'s digits are decimals to print, a whole number in 0..17, "
+                         f"got {digits!r}.")
     try:
         value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"expect({label!r}, ...) needs a number (or a one-element tensor), got {value!r}.") from None
+    except (TypeError, ValueError, RuntimeError):         # RuntimeError: a tensor of several elements
+        raise UsageError(f"expect({label!r}, ...) needs a number (or a one-element tensor), got {value!r}.") from None
     print(f"{label} ≈ {value:.{digits}f} (book: {book:.{digits}f} ± {tol:g})")
     if not math.isfinite(value) or abs(value - book) > tol:
         raise NumberOutOfToleranceError(

@@ -524,3 +524,51 @@ def test_cuda_named_on_a_machine_without_one_is_said_in_one_line(call, who):
         with pytest.raises(MiniGPTError, match=rf"^{who}'s device 'mps' is not available on this machine"):
             call("mps")
     assert minigpt.device.autocast_dtype("mps") is None     # the precision rule reads the kind only
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(tol="0.05"), r"tol must be a finite number, got '0\.05'"),        # was "'>' not supported"
+    (dict(book="1.0"), r"book must be a finite number, got '1\.0'"),        # was "Unknown format code 'f'"
+    (dict(book=float("nan")), r"book must be a finite number, got nan"),    # passed every value
+    (dict(tol=float("inf")), r"tol must be a finite number, got inf"),      # passed every value
+    (dict(tol=True), r"tol must be a finite number, got True"),
+    (dict(tol=0), r"tol must be a positive number, got 0"),
+    (dict(digits=-1), r"digits are decimals to print, a whole number in 0\.\.17, got -1"),   # a format error
+    (dict(digits=2.0), r"digits are decimals to print, a whole number in 0\.\.17, got 2\.0"),
+    (dict(value=[1.0]), r"needs a number \(or a one-element tensor\), got \[1\.0\]"),
+    (dict(value=torch.ones(2)), r"needs a number \(or a one-element tensor\), got tensor"),  # torch's RuntimeError
+])
+def test_expect_names_each_argument_it_cannot_use(kwargs, message):
+    """expect() is the book's one way to check a measured number: a setting it cannot use is a
+    UsageError that names it, and a NaN book or an infinite tolerance (which no value could
+    fail) is refused rather than passing everything."""
+    call = {**dict(value=1.0, book=1.0, tol=0.1), **kwargs}
+    with pytest.raises(minigpt.errors.UsageError, match=rf"^expect\('x', \.\.\.\)('s)? {message}"):
+        minigpt.expect("x", **call)
+    assert minigpt.expect("x", torch.tensor(1.05), 1, 0.1, digits=0) == pytest.approx(1.05)   # ints and tensors
+
+
+def test_a_kv_cache_holds_floating_point_keys_only():
+    """dtype="float16" (a string) ended in torch.empty's "argument 'dtype' must be torch.dtype";
+    dtype=torch.long made a cache that stored 0.7 as 0 without a word."""
+    with pytest.raises(MiniGPTError, match=r"KVCache's dtype must be a floating-point torch dtype .* got 'float16'"):
+        minigpt.KVCache(1, 2, 4, 8, dtype="float16")
+    with pytest.raises(MiniGPTError, match=r"KVCache's dtype must be a floating-point torch dtype .* got torch.int64"):
+        minigpt.KVCache(1, 2, 4, 8, dtype=torch.long)
+    with pytest.raises(MiniGPTError, match=r"got 'bfloat16'"):
+        minigpt.kv_cache_nbytes(32, 1, 32, 4096, 128, dtype="bfloat16")
+    cache = minigpt.KVCache(1, 2, 4, 8)
+    with pytest.raises(MiniGPTError, match=r"append expects floating-point keys and values .* got torch.int64"):
+        cache.append(torch.ones(1, 2, 1, 8, dtype=torch.long), torch.ones(1, 2, 1, 8))
+    k, _ = cache.append(torch.full((1, 2, 1, 8), 0.7), torch.full((1, 2, 1, 8), 0.7))
+    assert k.dtype == torch.float32 and float(k[0, 0, 0, 0]) == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize("seed", ["42", 1.5, True, -1, 2**64, None])
+def test_set_seed_refuses_what_is_not_a_seed(seed):
+    """set_seed("42"), 1.5 (torch read it as 1) and True were taken quietly; 2**70 ended in torch's
+    "Overflow when unpacking long long" and None in int()'s TypeError."""
+    with pytest.raises(minigpt.errors.UsageError, match=r"^set_seed takes a whole number from 0 to 2\*\*64 - 1, got "):
+        minigpt.set_seed(seed)
+    minigpt.set_seed(2**64 - 1)                 # the largest seed torch's generators hold
+    minigpt.set_seed(0)
