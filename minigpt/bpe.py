@@ -27,7 +27,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from .data import CharTokenizer, DataError, check_text, ids_as_list
-from .errors import is_whole_number
+from .errors import is_whole_number, plain_number
 
 # GPT-2's pre-tokenisation pattern (openai/gpt-2, encoder.py), unchanged: it needs the `regex`
 # module, which knows \p{L} (letters) and \p{N} (numbers)
@@ -82,6 +82,24 @@ def merge_pair(ids: Sequence[int], pair: tuple[int, int], new_id: int) -> list[i
     return out
 
 
+def _whole_ids(values: Sequence, what: str) -> list[int]:
+    """`values` as a list of ints, or a DataError: an id written 104.9 (int() made it 104) or
+    "256" (a comparison failed deep inside) is a broken table, not an id."""
+    ids = [plain_number(v) for v in values]
+    for v in ids:
+        if not is_whole_number(v):
+            raise DataError(f"{what}: token ids are whole numbers, got {v!r}.")
+    return ids
+
+
+def _lone_surrogate(text: str, err: UnicodeEncodeError) -> DataError:
+    """The error for a lone surrogate (possible in a Python str, never in a file read as UTF-8)."""
+    char = err.object[err.start]
+    return DataError(f"the text holds a lone surrogate U+{ord(char):04X} at position {text.index(char)}, which "
+                     "UTF-8 (and so a byte-level BPE) cannot encode; remove it, or read the text from a file "
+                     "as UTF-8.")
+
+
 class BPETokenizer:
     """A byte-level BPE tokenizer: 256 byte tokens plus an ordered table of merges.
 
@@ -92,7 +110,7 @@ class BPETokenizer:
 
     def __init__(self, merges: Sequence[Sequence[int]], byte_ids: Optional[Sequence[int]] = None,
                  specials: Optional[dict[str, int]] = None):
-        byte_ids = list(range(256)) if byte_ids is None else [int(i) for i in byte_ids]
+        byte_ids = list(range(256)) if byte_ids is None else _whole_ids(byte_ids, "byte_ids")
         if len(byte_ids) != 256 or len(set(byte_ids)) != 256:
             raise DataError("a BPE tokenizer needs 256 distinct ids for the 256 byte values.")
         specials = dict(specials or {})
@@ -106,7 +124,7 @@ class BPETokenizer:
         for rank, merge in enumerate(merges):
             if len(merge) != 3:
                 raise DataError(f"merge {rank} must be [left id, right id, new id], got {list(merge)!r}.")
-            left, right, new = (int(x) for x in merge)
+            left, right, new = _whole_ids(merge, f"merge {rank}")
             if not (0 <= new < size) or vocab[new] is not None:
                 raise DataError(f"merge {rank} creates id {new}, which is out of range or already used.")
             if not (0 <= left < size and 0 <= right < size) or vocab[left] is None or vocab[right] is None:
@@ -116,6 +134,7 @@ class BPETokenizer:
             vocab[new] = vocab[left] + vocab[right]
             self.ranks[(left, right)] = (rank, new)
         for name, i in specials.items():
+            _whole_ids([i], f"special token {name!r}")
             if not 0 <= i < size or vocab[i] is not None:
                 raise DataError(f"special token {name!r} has id {i}, which is out of range or already used.")
             vocab[i] = name.encode("utf-8")
@@ -146,7 +165,10 @@ class BPETokenizer:
         if not text:
             raise DataError("cannot train a BPE tokenizer on an empty text; pass the training text.")
         word_counts = Counter(pretokenize(text))
-        words = [list(w.encode("utf-8")) for w in word_counts]        # unique pre-tokens as ids
+        try:
+            words = [list(w.encode("utf-8")) for w in word_counts]    # unique pre-tokens as ids
+        except UnicodeEncodeError as err:
+            raise _lone_surrogate(text, err) from None
         freqs = list(word_counts.values())
         pair_counts: dict[tuple[int, int], int] = defaultdict(int)
         where: dict[tuple[int, int], set[int]] = defaultdict(set)     # pair -> words holding it
@@ -242,11 +264,8 @@ class BPETokenizer:
         try:
             for word in pretokenize(text):
                 out.extend(self._encode_word(word))
-        except UnicodeEncodeError as err:          # a lone surrogate: possible in a str, never in a file
-            position = text.index(err.object[err.start])
-            raise DataError(f"the text holds a lone surrogate U+{ord(err.object[err.start]):04X} at position "
-                            f"{position}, which UTF-8 (and so a byte-level BPE) cannot encode; remove it, or "
-                            "read the text from a file as UTF-8.") from None
+        except UnicodeEncodeError as err:
+            raise _lone_surrogate(text, err) from None
         return out
 
     def encode_tensor(self, text: str) -> torch.Tensor:

@@ -165,6 +165,34 @@ def test_save_writes_whole_or_names_the_folder(tok512, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["tok.json"]
 
 
+def test_a_table_with_ids_that_are_not_whole_numbers_is_refused(tmp_path):
+    """A merge written [104.9, 101.2, 256] was truncated by int() into the merge 104 + 101, and a
+    GPT-2 vocab.json whose id is the string "256" (or null) ended in "'<=' not supported"."""
+    with pytest.raises(MiniGPTError, match=r"^merge 0: token ids are whole numbers, got 104\.9\.$"):
+        BPETokenizer.from_dict({"type": "bpe", "merges": [[104.9, 101.2, 256]]})
+    with pytest.raises(MiniGPTError, match=r"^special token '<\|endoftext\|>': token ids are whole numbers, got None"):
+        BPETokenizer([], specials={"<|endoftext|>": None})
+    vocab = {c: i for i, c in enumerate(bytes_to_unicode()[b] for b in range(256))}
+    vocab[bytes_to_unicode()[104] + bytes_to_unicode()[101]] = "256"
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n" + bytes_to_unicode()[104] + " " + bytes_to_unicode()[101] + "\n",
+                                         encoding="utf-8")
+    with pytest.raises(MiniGPTError, match=r"^merge 0: token ids are whole numbers, got '256'\.$"):
+        BPETokenizer.from_gpt2_files(tmp_path / "vocab.json", tmp_path / "merges.txt")
+    vocab[bytes_to_unicode()[104] + bytes_to_unicode()[101]] = 256
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    assert BPETokenizer.from_gpt2_files(tmp_path / "vocab.json", tmp_path / "merges.txt").encode("he") == [256]
+
+
+def test_training_on_a_lone_surrogate_says_so_as_encoding_does():
+    """train("a\ud800b ...") ended in a raw UnicodeEncodeError; encode already said it in words."""
+    message = r"^the text holds a lone surrogate U\+D800 at position 1, which UTF-8 .* cannot encode"
+    with pytest.raises(MiniGPTError, match=message):
+        BPETokenizer.train("a\ud800b a\ud800b", 300)
+    with pytest.raises(MiniGPTError, match=message):
+        BPETokenizer([]).encode("a\ud800b")
+
+
 @pytest.mark.parametrize("engine_here, saved_as, fragment", [
     ("re", "regex", "pip install regex"),          # saved with `regex`, loaded without it
     ("regex", "re", "lacks `regex`"),               # the reverse
