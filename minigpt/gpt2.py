@@ -81,15 +81,24 @@ def convert_state_dict(hf_state: Mapping[str, torch.Tensor]) -> dict[str, torch.
                                f"{type(hf_state).__name__}.")
     out = {}
     for name, tensor in hf_state.items():
+        if not isinstance(name, str):
+            raise GPT2WeightsError(f"a state dict's keys are tensor names, got the key {name!r}; pass "
+                                   "model.state_dict() or safetensors.torch.load_file(path).")
         if not isinstance(tensor, torch.Tensor):
             raise GPT2WeightsError(f"{name!r} is a {type(tensor).__name__}, not a tensor; pass a state "
                                    "dict (model.state_dict(), or safetensors.torch.load_file(path)).")
+        if tensor.is_meta:
+            raise GPT2WeightsError(f"{name!r} is a meta tensor (a shape without values); load the weights "
+                                   "first, e.g. GPT2LMHeadModel.from_pretrained(...) without device_map='meta'.")
         key = name[len("transformer."):] if name.startswith("transformer.") else name
         if ".".join(key.split(".")[-2:]) in IGNORED_BUFFERS or key == "lm_head.weight":
             continue
         if key.startswith("h."):
             key = "blocks." + key[len("h."):]
         if key.endswith(CONV1D_WEIGHTS):
+            if tensor.dim() != 2:        # .t() would fail inside torch without naming the tensor
+                raise GPT2WeightsError(f"{name!r} has shape {tuple(tensor.shape)}; GPT-2's Conv1D weights "
+                                       "are 2-D (in, out). These are not GPT-2 weights.")
             tensor = tensor.t()
         out[key] = tensor.contiguous()
     return out
@@ -116,6 +125,10 @@ def from_hf_state_dict(hf_state: Mapping[str, torch.Tensor], config: GPTConfig) 
                           f"(or leave it None), not {config.n_kv_head}.")
     tensors = convert_state_dict(hf_state)
     head = hf_state.get("lm_head.weight")
+    if head is not None and "wte.weight" in tensors and head.shape != tensors["wte.weight"].shape:
+        raise GPT2WeightsError(f"lm_head.weight has shape {tuple(head.shape)} but the token embedding "
+                               f"{tuple(tensors['wte.weight'].shape)}; MiniGPT ties the two, so both must be "
+                               "(vocab_size, n_embd).")
     if head is not None and "wte.weight" in tensors and not torch.equal(head, tensors["wte.weight"]):
         raise GPT2WeightsError("lm_head.weight differs from the token embedding (an untied head); "
                          "MiniGPT ties the two, so these weights cannot be loaded.")
@@ -148,6 +161,12 @@ def from_hf_model(hf_model: Any, attn_impl: str = "sdpa", dtype: Optional[torch.
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise MiniGPTError(f"dtype must be a floating-point torch.dtype (torch.float32, torch.bfloat16, "
                            f"torch.float16) or None, got {dtype!r}.")
+    if not (hasattr(hf_model, "config") and callable(getattr(hf_model, "state_dict", None))):
+        hint = (f"; load it first: GPT2LMHeadModel.from_pretrained({hf_model!r})" if isinstance(hf_model, str)
+                else "; for a state dict use from_hf_state_dict(state, config)" if isinstance(hf_model, Mapping)
+                else "")
+        raise MiniGPTError(f"from_hf_model takes a loaded Hugging Face GPT-2 model (GPT2LMHeadModel or GPT2Model), "
+                           f"got {type(hf_model).__name__}{hint}.")
     config = config_from_hf(hf_model.config, attn_impl)
     state = hf_model.state_dict()
     if dtype is not None:

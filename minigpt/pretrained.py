@@ -16,7 +16,8 @@ import torch
 
 from .checkpoint import load_checkpoint, load_model
 from .data import CharTokenizer
-from .device import pick_device
+from .device import DEVICE_CHOICES, pick_device
+from .errors import UsageError
 from .model import MiniGPT
 
 PRETRAINED_NAME = "shakespeare_char"
@@ -44,6 +45,11 @@ def load_pretrained(device: Union[str, torch.device, None] = "auto") -> tuple[Mi
     Every loader of a whole model returns this pair (`load_model`, `load_web_model`);
     `load_checkpoint` returns a `Checkpoint` that holds it with the training state.
     """
+    if isinstance(device, str) and device.split(":")[0].lower() not in DEVICE_CHOICES:
+        # load_pretrained("gpt2"), a Hugging Face habit: the argument is where, not which
+        raise UsageError(f"load_pretrained takes the device to load minigpt's one shipped model onto "
+                         f"('auto', 'cpu', 'cuda' or 'mps'), got {device!r}; for GPT-2's weights use "
+                         "minigpt.gpt2.from_hf_model(GPT2LMHeadModel.from_pretrained('gpt2')).")
     return load_model(pretrained_path(), pick_device(device))
 
 

@@ -572,3 +572,33 @@ def test_set_seed_refuses_what_is_not_a_seed(seed):
         minigpt.set_seed(seed)
     minigpt.set_seed(2**64 - 1)                 # the largest seed torch's generators hold
     minigpt.set_seed(0)
+
+
+def test_gpt2_loaders_name_what_they_were_given():
+    """from_hf_model("gpt2") ended in "'str' object has no attribute 'config'"; a 3-D Conv1D weight
+    in torch's "t() expects a tensor with <= 2 dimensions"; meta tensors in load_state_dict's
+    "Cannot copy out of meta tensor"; an integer key in "'int' object has no attribute
+    'startswith'"; a head of another shape was called "an untied head"; load_pretrained("gpt2")
+    said only that 'gpt2' is an unknown device."""
+    from minigpt import gpt2
+    with pytest.raises(MiniGPTError, match=r"from_hf_model takes a loaded Hugging Face GPT-2 model .* got str; "
+                                           r"load it first: GPT2LMHeadModel.from_pretrained\('gpt2'\)"):
+        gpt2.from_hf_model("gpt2")
+    with pytest.raises(MiniGPTError, match=r"got dict; for a state dict use from_hf_state_dict\(state, config\)"):
+        gpt2.from_hf_model({})
+    config = GPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=2, n_embd=16)
+    good = {"transformer." + k.replace("blocks.", "h."): (v.t() if k.endswith(gpt2.CONV1D_WEIGHTS) else v)
+            for k, v in MiniGPT(config).state_dict().items() if k != "lm_head.weight"}
+    assert isinstance(gpt2.from_hf_state_dict(good, config), MiniGPT)
+    name = "transformer.h.0.attn.c_attn.weight"
+    with pytest.raises(MiniGPTError, match=rf"'{name}' has shape \(1, 16, 48\); GPT-2's Conv1D weights are 2-D"):
+        gpt2.from_hf_state_dict({**good, name: good[name][None]}, config)
+    with pytest.raises(MiniGPTError, match=r"is a meta tensor \(a shape without values\); load the weights first"):
+        gpt2.from_hf_state_dict({k: v.to("meta") for k, v in good.items()}, config)
+    with pytest.raises(MiniGPTError, match=r"a state dict's keys are tensor names, got the key 0"):
+        gpt2.from_hf_state_dict({**good, 0: torch.zeros(1)}, config)
+    with pytest.raises(MiniGPTError, match=r"lm_head.weight has shape \(11, 16\) but the token embedding \(10, 16\)"):
+        gpt2.from_hf_state_dict({**good, "lm_head.weight": torch.zeros(11, 16)}, config)
+    with pytest.raises(MiniGPTError, match=r"load_pretrained takes the device .* got 'gpt2'; for GPT-2's weights use "
+                                           r"minigpt.gpt2.from_hf_model"):
+        minigpt.load_pretrained("gpt2")
