@@ -89,6 +89,17 @@ def _write_json(path: Path, obj: Any) -> None:
         os.fsync(f.fileno())
 
 
+def refuse_adapted_model(model: MiniGPT, what: str) -> None:
+    """A UsageError when `model` carries LoRA adapters: `what` (a checkpoint, a web asset) holds a
+    plain model, and the adapters' extra tensors would make one that no loader can rebuild (the
+    page's model.js would even skip them without a word, running the base model)."""
+    adapters = sorted(name for name in model.state_dict() if ".lora_" in name)
+    if adapters:
+        raise UsageError(f"this model has LoRA adapters ({adapters[0]}, ...): {what} holds a plain "
+                         "model. Merge them first (minigpt.lora.merge_lora(model)), or save the adapters "
+                         "alone with minigpt.lora.save_adapters(model, DIR).")
+
+
 def model_tensors(model: MiniGPT, dtype: Optional[torch.dtype] = None) -> dict[str, torch.Tensor]:
     """The state dict as safetensors wants it: contiguous CPU tensors, tied head once."""
     tensors = {}
@@ -188,11 +199,7 @@ def finite_weights(model: MiniGPT, dtype: Optional[torch.dtype] = None) -> dict[
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise UsageError(f"dtype must be a floating-point torch.dtype (torch.float16, torch.bfloat16 or "
                          f"torch.float32), got {dtype!r}.")
-    adapters = sorted(name for name in model.state_dict() if ".lora_" in name)
-    if adapters:
-        raise UsageError(f"this model has LoRA adapters ({adapters[0]}, ...): a checkpoint holds a plain "
-                         "model. Merge them first (minigpt.lora.merge_lora(model)), or save the adapters "
-                         "alone with minigpt.lora.save_adapters(model, DIR).")
+    refuse_adapted_model(model, "a checkpoint")
     tensors = model_tensors(model, dtype)
     for name, t in tensors.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):

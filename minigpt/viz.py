@@ -73,6 +73,15 @@ def _labels(tokens: Sequence[str]) -> list[str]:
     return [{"\n": "\\n", " ": "␣", "\t": "\\t"}.get(t, t) for t in tokens]
 
 
+def _check_tokens(tokens, who: str) -> None:
+    """Labels are a string (one character a position) or a sequence of strings."""
+    if isinstance(tokens, str):
+        return
+    if not isinstance(tokens, (list, tuple)) or not all(isinstance(t, str) for t in tokens):
+        raise UsageError(f"{who}'s tokens are the labels, a list of strings (or one string, a character "
+                         f"a position), got {type(tokens).__name__}: e.g. list(text) or tokenizer.chars.")
+
+
 def _as_maps(weights, who: str) -> torch.Tensor:
     """Attention weights as a float32 CPU tensor; a numpy array or nested lists are taken too
     (a reader may have computed weights by hand), anything else is named."""
@@ -90,9 +99,10 @@ def plot_attention(weights: torch.Tensor, tokens: Sequence[str], ax=None, title:
     """Heatmap of one head's weights (T, T): row = query position, column = key position."""
     import matplotlib.pyplot as plt
     weights = _as_maps(weights, "plot_attention")
-    if weights.dim() != 2:
+    if weights.dim() != 2 or weights.size(0) != weights.size(1):   # the labels go on both axes
         raise UsageError(f"plot_attention expects one (T, T) matrix, got shape {tuple(weights.shape)}; "
                          "index a layer, batch row and head first, e.g. maps[layer, 0, head].")
+    _check_tokens(tokens, "plot_attention")
     if len(tokens) != weights.size(0):       # labels on the wrong rows would mislead silently
         raise UsageError(f"plot_attention got a {weights.size(0)}x{weights.size(1)} matrix but "
                          f"{len(tokens)} token labels; pass one label per position (the decoded tokens "
@@ -147,6 +157,10 @@ def plot_attention_grid(maps: torch.Tensor, tokens: Sequence[str], layers: Optio
     """A grid of heatmaps, one row per layer and one column per head, for maps (L, H, T, T)."""
     import matplotlib.pyplot as plt
     maps = _as_maps(maps, "plot_attention_grid")
+    _check_tokens(tokens, "plot_attention_grid")
+    if maps.dim() in (4, 5) and 0 in maps.shape:
+        raise UsageError(f"plot_attention_grid got maps of shape {tuple(maps.shape)}, with nothing to draw along "
+                         "a dimension of size 0.")
     if maps.dim() == 5:          # (L, B, H, T, T) as returned by MiniGPT.attention_maps
         maps = maps[:, 0]
     if maps.dim() != 4:
@@ -192,6 +206,7 @@ def plot_next_token_probs(probs: torch.Tensor, tokens: Sequence[str], k: int = 1
     # a 16-bit softmax sums to 1 only within its rounding (bf16: 3 significant digits)
     sum_tolerance = 2e-2 if probs.dtype in (torch.float16, torch.bfloat16) else 1e-3
     probs = probs.detach().float().cpu().reshape(-1)
+    _check_tokens(tokens, "plot_next_token_probs")
     if probs.numel() != len(tokens):
         raise UsageError(f"got {probs.numel()} probabilities but {len(tokens)} token labels; pass the "
                          "tokenizer's characters (tokenizer.chars), one label per token id.")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import minigpt
-from minigpt import GPTConfig, MiniGPT, MiniGPTError
+from minigpt import CharTokenizer, GPTConfig, MiniGPT, MiniGPTError
 from minigpt.lora import add_lora, lora_layers, save_adapters
 
 
@@ -602,3 +602,101 @@ def test_gpt2_loaders_name_what_they_were_given():
     with pytest.raises(MiniGPTError, match=r"load_pretrained takes the device .* got 'gpt2'; for GPT-2's weights use "
                                            r"minigpt.gpt2.from_hf_model"):
         minigpt.load_pretrained("gpt2")
+
+
+def _tiny_model(n_layer=1):
+    return MiniGPT(GPTConfig(vocab_size=10, block_size=8, n_layer=n_layer, n_head=2, n_embd=16))
+
+
+def test_export_web_refuses_an_adapted_model_and_settings_json_cannot_hold(tmp_path):
+    """A LoRA-adapted model was written with its lora_A/lora_B beside the unmerged weights: the
+    page's model.js reads only the base names, so it ran the base model without a word, and
+    load_web_model called the file damaged. info={"val_loss": tensor} and name=5 failed in
+    json.dumps and re.match after every check had passed."""
+    from minigpt.lora import add_lora, merge_lora
+    from minigpt.web import export_web, load_web_model
+    tok = CharTokenizer(list("abcdefghij"))
+    adapted = add_lora(_tiny_model(), rank=2)
+    with pytest.raises(MiniGPTError, match=r"this model has LoRA adapters \(blocks\.0\.attn\.c_attn\.lora_A, \.\.\.\): "
+                                           r"a web asset holds a plain model\. Merge them first"):
+        export_web(adapted, tok, tmp_path / "lora.js")
+    with pytest.raises(MiniGPTError, match=r"info\['val_loss'\] is a Tensor, which JSON cannot hold: .* "
+                                           r"pass float\(value\) or value\.item\(\)"):
+        export_web(_tiny_model(), tok, tmp_path / "a.js", info={"val_loss": torch.tensor(1.5)})
+    with pytest.raises(MiniGPTError, match=r"info must be a dict such as \{'val_loss': 1\.48\}, got list"):
+        export_web(_tiny_model(), tok, tmp_path / "a.js", info=[1.5])
+    with pytest.raises(MiniGPTError, match=r"name must be a string \(1-64 letters, digits, '_' or '-'\), got 5"):
+        export_web(_tiny_model(), tok, tmp_path / "a.js", name=5)
+    assert list(tmp_path.iterdir()) == []                            # nothing half-written
+    merged = merge_lora(adapted).eval()
+    model, _ = load_web_model(export_web(merged, tok, tmp_path / "merged.js", quantize="float32",
+                                         info={"val_loss": 1.5}))
+    idx = torch.tensor([[1, 2, 3]])
+    torch.testing.assert_close(model(idx)[0], merged(idx)[0], rtol=0, atol=1e-6)
+
+
+def test_the_page_widgets_name_texts_they_cannot_use():
+    """A single string given as the explorers' texts was split into one-character texts (a
+    dropdown of letters); layer_predictions(None) failed inside the f-string of its own error;
+    generator(prompt=None) and examples=None in 'not iterable'; an empty prompt was accepted
+    although the page refuses to generate from it."""
+    from minigpt.web import widgets as W
+    for call in (lambda: W.attention_explorer("To be or not"),
+                 lambda: W.KernelAttentionExplorer(_tiny_model(), CharTokenizer(list("abcdefghij")), "abcd")):
+        with pytest.raises(MiniGPTError, match=r"^texts must be a list of texts \(or \{label: text\}\), got one "
+                                               r"string '.*'; pass it in a list: \[text\]\.$"):
+            call()
+    with pytest.raises(MiniGPTError, match=r"^each prepared text must be a string, got int 5\.$"):
+        W.attention_explorer(["To be", 5])
+    with pytest.raises(MiniGPTError, match=r"^give at least one prepared text"):
+        W.attention_explorer({})
+    for value in (None, 5):
+        with pytest.raises(MiniGPTError, match=rf"^text must be a string, got {type(value).__name__} {value}\.$"):
+            W.layer_predictions(value)
+    with pytest.raises(MiniGPTError, match=r"^prompt must be a string, got NoneType None\.$"):
+        W.generator(prompt=None)
+    with pytest.raises(MiniGPTError, match=r"^the prompt is empty: give at least one character to continue"):
+        W.generator(prompt="")
+    with pytest.raises(MiniGPTError, match=r"^examples must be a list of dicts .* got None\.$"):
+        W.generator(examples=None)
+    page = W.standalone_page(W.generator())                      # one widget is a page of one
+    assert page.count('class="mg-widget') == 1 and page.startswith("<!DOCTYPE html>")
+
+
+def test_the_kernel_explorer_refuses_a_bpe_model_and_layers_that_are_not_numbers():
+    """A BPE model (chapter 15) ended in "'BPETokenizer' object has no attribute 'stoi'" while the
+    explorer was being made; layer=0.5 in a traitlets TraitError, layer="0" in "'<=' not
+    supported"."""
+    pytest.importorskip("ipywidgets")
+    from minigpt import BPETokenizer
+    from minigpt.web import widgets as W
+    with pytest.raises(MiniGPTError, match=r"^the explorer labels its maps with characters, and this tokenizer is a "
+                                           r"BPETokenizer: use a character-level model"):
+        W.KernelAttentionExplorer(_tiny_model(), BPETokenizer([]), ["abcd"])
+    tok = CharTokenizer(list("abcdefghij"))
+    for layer in (0.5, "0", True):
+        with pytest.raises(MiniGPTError, match=rf"^layer must be in 0\.\.1 and head in 0\.\.1, got layer={layer!r}, head=0"):
+            W.KernelAttentionExplorer(_tiny_model(n_layer=2), tok, ["abcd"], layer=layer)
+    assert W.KernelAttentionExplorer(_tiny_model(n_layer=2), tok, ["abcd"], layer=1).layer.value == 1
+
+
+def test_the_attention_plots_label_square_maps_with_strings():
+    """plot_attention(torch.rand(3, 4), list("abc")) was drawn with 3 labels for 4 columns (the
+    mislabelling its row check was there to stop); tokens=None ended in len()'s TypeError in all
+    three plots; maps with a batch of size 0 in an IndexError."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    with pytest.raises(MiniGPTError, match=r"plot_attention expects one \(T, T\) matrix, got shape \(3, 4\)"):
+        minigpt.viz.plot_attention(torch.rand(3, 4), list("abc"))
+    labels = r"tokens are the labels, a list of strings \(or one string, a character a position\), got NoneType"
+    with pytest.raises(MiniGPTError, match=rf"plot_attention's {labels}"):
+        minigpt.viz.plot_attention(torch.rand(3, 3), None)
+    with pytest.raises(MiniGPTError, match=rf"plot_attention_grid's {labels}"):
+        minigpt.viz.plot_attention_grid(torch.rand(1, 2, 3, 3), None)
+    with pytest.raises(MiniGPTError, match=rf"plot_next_token_probs's {labels}"):
+        minigpt.viz.plot_next_token_probs(torch.full((3,), 1 / 3), None)
+    with pytest.raises(MiniGPTError, match=r"got maps of shape \(1, 0, 2, 4, 4\), with nothing to draw"):
+        minigpt.viz.plot_attention_grid(torch.rand(1, 0, 2, 4, 4), list("abcd"))
+    assert minigpt.viz.plot_attention(torch.eye(3), "abc").images                 # one string: a char a label
+    plt.close("all")

@@ -28,6 +28,7 @@ from typing import Optional, Union
 
 import torch
 
+from ..checkpoint import refuse_adapted_model
 from ..config import ConfigError, GPTConfig
 from ..data import CharTokenizer, DataError
 from ..errors import MiniGPTError
@@ -88,6 +89,22 @@ def _encode_tensor(tensor: torch.Tensor, quantize: str) -> dict:
     return entry
 
 
+def _check_info(info: Optional[dict]) -> None:
+    """`info` goes into the asset as JSON: a dict of names to numbers, strings, lists or dicts.
+    A tensor (a val loss straight from a loss tensor) failed in json.dumps after the checks."""
+    if info is None:
+        return
+    if not isinstance(info, dict):
+        raise WebExportError(f"info must be a dict such as {{'val_loss': 1.48}}, got {type(info).__name__}.")
+    for key, value in info.items():
+        try:
+            json.dumps({key: value})
+        except (TypeError, ValueError):
+            hint = "; pass float(value) or value.item()" if isinstance(value, torch.Tensor) else ""
+            raise WebExportError(f"info[{key!r}] is a {type(value).__name__}, which JSON cannot hold: give "
+                                 f"numbers, strings, lists or dicts{hint}.") from None
+
+
 def export_web(model: MiniGPT, tokenizer: CharTokenizer, path: Union[str, Path],
                name: Optional[str] = None, quantize: str = "int8",
                info: Optional[dict] = None) -> Path:
@@ -105,11 +122,15 @@ def export_web(model: MiniGPT, tokenizer: CharTokenizer, path: Union[str, Path],
     if tokenizer.vocab_size != model.config.vocab_size:
         raise WebExportError(f"the tokenizer has {tokenizer.vocab_size} characters but the model's "
                          f"vocab_size is {model.config.vocab_size}; pass the tokenizer it was trained with.")
+    refuse_adapted_model(model, "a web asset")
     if quantize not in QUANTIZE:
         raise WebExportError(f"quantize must be one of {', '.join(map(repr, QUANTIZE))}, got {quantize!r}.")
     path = Path(path)
     if path.suffix != ".js":
         raise WebExportError(f"the asset is a script: give a path ending in .js, got {str(path)!r}.")
+    if name is not None and not isinstance(name, str):
+        raise WebExportError(f"name must be a string (1-64 letters, digits, '_' or '-'), got {name!r}.")
+    _check_info(info)
     if not _NAME.match(name or path.stem):
         where = "" if name else f" (taken from the file name {path.name!r}: pass a name, --name at the command line)"
         raise WebExportError(f"name {name or path.stem!r} must be 1-64 letters, digits, '_' or '-'{where}.")

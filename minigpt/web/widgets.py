@@ -139,6 +139,26 @@ def _check_max_chars(max_chars, shape: Optional[dict], prepared: Sequence[tuple]
         raise _bad(f"prepared texts longer than max_chars={max_chars}: {too_long}; shorten them.")
 
 
+def _check_string(value, what: str) -> None:
+    """A text setting is a str (None or a number failed later, inside len() or slicing)."""
+    if not isinstance(value, str):
+        raise _bad(f"{what} must be a string, got {type(value).__name__} {value!r}.")
+
+
+def _check_texts(texts) -> None:
+    """The explorers' prepared texts: a list of strings or a {label: text} dict, at least one.
+    One string alone was split into one-character texts, a dropdown of single letters."""
+    if isinstance(texts, str):
+        raise _bad(f"texts must be a list of texts (or {{label: text}}), got one string {texts[:20]!r}; "
+                   "pass it in a list: [text].")
+    if not isinstance(texts, (dict, list, tuple)):
+        raise _bad(f"texts must be a list of texts (or {{label: text}}), got {type(texts).__name__}.")
+    for text in (texts.values() if isinstance(texts, dict) else texts):
+        _check_string(text, "each prepared text")
+    if not texts:
+        raise _bad("give at least one prepared text for the explorer.")
+
+
 def _on_steps(value: float, step: float) -> bool:
     return abs(value / step - round(value / step)) < 1e-6
 
@@ -192,6 +212,11 @@ def generator(prompt: str = "ROMEO:\n", temperature: float = 0.8, top_k: Optiona
     `examples`: one-click "Try:" buttons, each {label, prompt, temperature, top_k, top_p, seed}
     (optional: max_new_tokens, note), that set the widget and generate. `max_new_tokens` is the
     number of characters to generate, the name `generate` and the CLI use."""
+    _check_string(prompt, "prompt")
+    if not prompt:                        # the page refuses to generate from nothing: say it here
+        raise _bad("the prompt is empty: give at least one character to continue, e.g. 'ROMEO:\\n'.")
+    if not isinstance(examples, (list, tuple)) or not all(isinstance(e, dict) for e in examples):
+        raise _bad(f"examples must be a list of dicts ({{label, prompt, temperature, ...}}), got {examples!r}.")
     shape = _asset_config(model)
     _check_page_settings("", temperature, top_k, top_p, seed, max_new_tokens, shape)
     for label, text in [("prompt", prompt), *((f"example {e.get('label')!r}", e.get("prompt", ""))
@@ -209,12 +234,11 @@ def attention_explorer(texts: Union[Sequence[str], dict], layer: int = 0, head: 
                        max_chars: int = 128, model: str = DEFAULT_MODEL, base: str = BASE) -> WebWidget:
     """Chapter 10's attention explorer over prepared `texts` (a list, or {label: text}) and the
     reader's own text: layer/head pickers, a labelled heatmap with hover, all heads small."""
+    _check_texts(texts)
     if isinstance(texts, dict):
         items = [{"label": tr(str(k)), "text": str(v)} for k, v in texts.items()]
     else:
         items = [{"label": (t[:28] + "…" if len(t) > 29 else t).replace("\n", "↵"), "text": t} for t in texts]
-    if not items:
-        raise _bad("give at least one prepared text for the explorer.")
     shape = _asset_config(model)
     if shape is not None:                 # the page's pickers hold these layers and heads only
         _whole(layer, 0, shape["n_layer"] - 1, f"layer (the model has {shape['n_layer']} layers)")
@@ -232,6 +256,7 @@ def layer_predictions(text: str, position: Optional[int] = None, top_k: int = 5,
     """Chapter 10's "what each layer predicts" view: for a chosen position of `text` (default:
     the last), the top `top_k` next characters after the embedding and after each block (the
     final LayerNorm and the tied head applied to the residual stream, `minigpt.viz.layer_logits`)."""
+    _check_string(text, "text")
     shape = _asset_config(model)
     _check_max_chars(max_chars, shape)
     if not text or len(text) > max_chars:
@@ -249,6 +274,8 @@ def standalone_page(widgets: Sequence[WebWidget], title: str = "minigpt in the p
     """A complete HTML document around `widgets` (tests and the benchmark open it from file://).
     Build the widgets with base=STATIC_DIR.as_uri() + "/" so their scripts are found. `lang`
     is the page's language ("zh-CN" makes the widgets speak Chinese, as in the Chinese book)."""
+    if isinstance(widgets, WebWidget):
+        widgets = [widgets]               # one widget is a page of one
     body = "\n".join(w.data for w in widgets)
     return (f'<!DOCTYPE html><html lang="{html_lib.escape(lang, quote=True)}"><head><meta charset="utf-8">'
             f'<title>{html_lib.escape(title)}</title>'
@@ -295,17 +322,22 @@ class KernelAttentionExplorer:
     def __init__(self, model, tokenizer, texts: Union[Sequence[str], dict], layer: int = 0, head: int = 0,
                  max_chars: Optional[int] = None):
         import ipywidgets as w
+        from ..data import CharTokenizer
+        if not isinstance(tokenizer, CharTokenizer):      # the maps are labelled character by character
+            raise _bad(f"the explorer labels its maps with characters, and this tokenizer is a "
+                       f"{type(tokenizer).__name__}: use a character-level model (chapter 15's BPE tokens "
+                       "span several characters).")
+        _check_texts(texts)
         cfg = model.config
         items = ([(tr(str(label)), text) for label, text in texts.items()] if isinstance(texts, dict)
                  else [(t.replace("\n", "↵")[:28], t) for t in texts])
-        if not items:
-            raise _bad("give at least one prepared text for the explorer.")
         # A text longer than the model's window has no attention map: cap the box at the window.
         max_chars = min(128, cfg.block_size) if max_chars is None else max_chars
         _check_max_chars(max_chars, {"block_size": cfg.block_size}, items)
-        if not (0 <= layer < cfg.n_layer and 0 <= head < cfg.n_head):
+        if not (is_whole_number(layer, 0) and is_whole_number(head, 0) and layer < cfg.n_layer
+                and head < cfg.n_head):
             raise _bad(f"layer must be in 0..{cfg.n_layer - 1} and head in 0..{cfg.n_head - 1}, "
-                       f"got layer={layer}, head={head}.")
+                       f"got layer={layer!r}, head={head!r}.")
         self.model, self.tokenizer, self.texts, self.max_chars = model, tokenizer, items, max_chars
         self.chars: list[str] = []
         self.maps = None                                  # (L, H, T, T) on the CPU
