@@ -258,7 +258,7 @@ def test_an_adapter_folder_loaded_as_a_model_says_what_it_is(tmp_path, capsys):
     assert "LoRA adapters alone" in capsys.readouterr().err
 
 
-def test_a_failed_adapter_write_is_one_line_and_leaves_the_folder_empty(tmp_path, monkeypatch):
+def test_a_failed_adapter_write_is_one_line_and_leaves_nothing_behind(tmp_path, monkeypatch):
     # safetensors reports a full or read-only disk as its own SafetensorError, which escaped as
     # a traceback and left the folder non-empty, so the next try was refused
     from safetensors import SafetensorError
@@ -270,7 +270,7 @@ def test_a_failed_adapter_write_is_one_line_and_leaves_the_folder_empty(tmp_path
     monkeypatch.setattr("minigpt.checkpoint._save_tensors", full_disk)
     with pytest.raises(MiniGPTError, match="could not write adapters to .*No space left on device"):
         save_adapters(model, tmp_path / "a")
-    assert list((tmp_path / "a").iterdir()) == []
+    assert list(tmp_path.iterdir()) == []                # no folder, no temporary beside it
     monkeypatch.undo()
     save_adapters(model, tmp_path / "a")                 # the next try finds an empty folder
     assert (tmp_path / "a" / ADAPTER_META).is_file()
@@ -282,3 +282,181 @@ def test_merging_keeps_the_model_s_mode(training):
     model = tiny(dropout=0.5).train(training)
     add_lora(model, rank=2, alpha=4)
     assert merge_lora(model).training is training
+
+
+# ------------------------------------------------ saved adapters that always load back
+def put_lora(model, name, rank, alpha):
+    """Replace the layer `name` with a LoRALinear by hand, as chapter 16 teaches (add_lora never
+    runs, so the model gets no lora_settings); returns the model."""
+    parent, _, child = name.rpartition(".")
+    owner = model.get_submodule(parent) if parent else model
+    setattr(owner, child, LoRALinear(model.get_submodule(name), rank, alpha))
+    return model
+
+
+def hand_adapted(names, rank=2, alpha=4.0, base=None):
+    """A copy of `base` (a fresh tiny() by default) with LoRA layers put in by hand at `names`."""
+    import copy
+    model = copy.deepcopy(base if base is not None else tiny())
+    for name in names:
+        put_lora(model, name, rank, alpha)
+    random_adapters(model)
+    return model
+
+
+@pytest.mark.parametrize("names, targets", [
+    (["blocks.0.attn.c_attn", "blocks.1.attn.c_attn"], ["attn.c_attn"]),
+    (["blocks.0.attn.c_attn"], ["blocks.0.attn.c_attn"]),          # one block of two: "attn.c_attn" would add both
+    (["blocks.1.mlp.c_fc", "blocks.0.attn.c_proj", "blocks.1.attn.c_proj"],      # no suffix fits: full names
+     ["blocks.0.attn.c_proj", "blocks.1.attn.c_proj", "blocks.1.mlp.c_fc"]),
+])
+def test_hand_built_lora_layers_are_saved_as_they_are_and_load_back(tmp_path, names, targets):
+    """save_adapters describes the LoRA layers themselves (rank, alpha, and targets that adapt
+    exactly them), not model.lora_settings, which hand-built layers lack: it wrote "lora": {},
+    and load_adapters refused its own folder ("not a valid adapter description ('rank')")."""
+    base = tiny()
+    model = hand_adapted(names, base=base)
+    save_adapters(model, tmp_path / "ad")
+    meta = json.loads((tmp_path / "ad" / ADAPTER_META).read_text())
+    assert meta["lora"]["rank"] == 2 and meta["lora"]["alpha"] == 4.0
+    assert sorted(meta["lora"]["targets"]) == sorted(targets)
+    import copy
+    loaded = load_adapters(copy.deepcopy(base), tmp_path / "ad")
+    assert sorted(lora_layers(loaded)) == sorted(names)
+    x = ids()
+    assert torch.equal(loaded(x)[0], model(x)[0])
+
+
+def test_layers_added_by_hand_after_add_lora_are_saved_too(tmp_path):
+    """model.lora_settings says what add_lora was asked; a layer put in by hand afterwards makes
+    it out of date, and a description taken from it would leave that layer's adapter unloadable."""
+    base = tiny()
+    model = hand_adapted(["blocks.0.mlp.c_fc"], rank=4, alpha=8.0, base=add_lora(tiny(), rank=4, alpha=8))
+    save_adapters(model, tmp_path / "ad")
+    loaded = load_adapters(base, tmp_path / "ad")
+    assert "blocks.0.mlp.c_fc" in lora_layers(loaded) and len(lora_layers(loaded)) == 5
+    x = ids()
+    assert torch.equal(loaded(x)[0], model(x)[0])
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: put_lora(hand_adapted(["blocks.0.attn.c_attn"], rank=2), "blocks.0.attn.c_proj", 4, 4.0),
+     r"do not share one rank and alpha \(blocks.0.attn.c_attn: rank 2, alpha 4; blocks.0.attn.c_proj: rank 4"),
+    (lambda: put_lora(hand_adapted(["blocks.0.attn.c_attn"], rank=2, alpha=4.0), "blocks.1.attn.c_attn", 2, 8.0),
+     "do not share one rank and alpha.*merge_lora"),
+    (lambda: put_lora(tiny(), "lm_head", 2, 4.0), "could not be loaded back.*'lm_head' shares its weight"),
+])
+def test_adapters_that_could_not_be_loaded_back_are_refused_before_anything_is_written(tmp_path, build, message):
+    """lora.json holds one rank and one alpha, and load_adapters rebuilds the layers with
+    add_lora: layers of different ranks were saved anyway and then refused at load time as
+    "trained on another base model" (or "not a valid adapter description"). Now save_adapters
+    refuses them and writes nothing."""
+    with pytest.raises(MiniGPTError, match=message) as info:
+        save_adapters(build(), tmp_path / "ad")
+    assert "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["a new folder", "an empty folder", "the current folder",
+                                   "an empty folder whose parent takes no temporary"])
+def test_an_interrupted_save_leaves_the_folder_as_it_was(tmp_path, monkeypatch, where):
+    """Both files are written into a temporary folder and renamed into place: a Ctrl-C between
+    adapters.safetensors and lora.json left the first alone in the folder, so saving again was
+    refused ("not an empty folder") and loading said "no lora.json". The save after the
+    interruption must succeed and load back."""
+    import minigpt.checkpoint
+    model = add_lora(tiny(), rank=2, alpha=4)
+    random_adapters(model)
+    target = tmp_path / "ad"
+    if where != "a new folder":
+        target.mkdir()
+    if where == "the current folder":
+        monkeypatch.chdir(target)
+    if where.endswith("takes no temporary"):      # a shared folder handed to a user who cannot write beside it
+        (tmp_path / "blocker").write_text("")
+        monkeypatch.setattr("minigpt.lora.temporary_path", lambda *a: tmp_path / "blocker" / "tmp")
+    real_write_json = minigpt.checkpoint._write_json
+
+    def interrupted(path, obj):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("minigpt.checkpoint._write_json", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_adapters(model, "." if where == "the current folder" else target)
+    assert target.exists() is (where != "a new folder")
+    assert not target.exists() or list(target.iterdir()) == []
+    assert {p.name for p in tmp_path.iterdir()} <= {"ad", "blocker"}         # no temporary left beside it
+    monkeypatch.setattr("minigpt.checkpoint._write_json", real_write_json)
+    save_adapters(model, "." if where == "the current folder" else target)
+    assert sorted(p.name for p in target.iterdir()) == [ADAPTER_FILE, ADAPTER_META]
+    assert torch.equal(load_adapters(tiny(), target)(ids())[0], model(ids())[0])
+
+
+def _edited(tmp_path, edit):
+    save_adapters(add_lora(tiny(), rank=2, alpha=4), tmp_path / "ad")
+    path = tmp_path / "ad" / ADAPTER_META
+    meta = json.loads(path.read_text())
+    text = edit(meta)
+    path.write_text(text if isinstance(text, str) else json.dumps(meta))
+    return tmp_path / "ad"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.update(version="1"), r"'version' must be a whole number, got '1'"),
+    (lambda m: m.update(version=7), r"adapter format version 7, newer than this minigpt reads \(1\); upgrade minigpt"),
+    (lambda m: m.update(files=["x"]), r"'files' must be an object giving the sha256 of adapters.safetensors, got \['x'\]"),
+    (lambda m: m.pop("files"), r"'files' must be .*, got nothing"),
+    (lambda m: m["lora"].update(rank=0), r"'lora.rank' must be a positive integer, got 0"),
+    (lambda m: m["lora"].update(rank="2"), r"'lora.rank' must be a positive integer, got '2'"),
+    (lambda m: m["lora"].update(alpha=-1), r"'lora.alpha' must be a positive number, got -1"),
+    (lambda m: m["lora"].update(targets="attn.c_attn"), r"'lora.targets' must be a list of module names"),
+    (lambda m: m.update(lora=[]), r"'lora' must be an object with rank, alpha and targets, got \[\]"),
+    (lambda m: m.update(base_config=3), r"'base_config' must be an object"),
+    (lambda m: m.update(base_fingerprint={"wte.weight": "big"}), r"'base_fingerprint' must be an object of numbers"),
+    (lambda m: m["lora"].update(targets=["attn.c_atn"]), r"not a valid adapter description for this model: .*'attn.c_atn'"),
+    (lambda m: "[]", r"is not a minigpt adapter description"),
+    (lambda m: '{"format": "minigpt-lora-adapters", "lora": ', r"corrupted or truncated \(not valid JSON"),
+])
+def test_a_damaged_lora_json_names_the_field_in_one_line(tmp_path, edit, message):
+    """An edited or damaged lora.json is the file's fault, said so with the field: it raised a
+    TypeError ("version": "1"), an AttributeError ("files": [...]) or, for "rank": 0, "LoRA rank
+    must be a positive integer ...; try rank=8.", which blames an argument the caller never passed."""
+    folder = _edited(tmp_path, edit)
+    base = tiny()
+    with pytest.raises(MiniGPTError, match=message) as info:
+        load_adapters(base, folder)
+    assert str(folder / ADAPTER_META) in str(info.value) and "\n" not in str(info.value)
+    assert not lora_layers(base)
+
+
+@pytest.mark.parametrize("name", [ADAPTER_META, ADAPTER_FILE])
+def test_load_adapters_takes_the_path_of_a_file_in_the_folder(tmp_path, name):
+    """As load_model takes a checkpoint's minigpt.json, load_adapters takes the folder's
+    lora.json (or adapters.safetensors): it said "'ad/lora.json' holds no LoRA adapters (no
+    lora.json)"."""
+    model = add_lora(tiny(), rank=2, alpha=4)
+    random_adapters(model)
+    save_adapters(model, tmp_path / "ad")
+    loaded = load_adapters(tiny(), str(tmp_path / "ad" / name))
+    assert torch.equal(loaded(ids())[0], model(ids())[0])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda d, m: merge_lora("x"), r"^merge_lora takes a MiniGPT model, got str\.$"),
+    (lambda d, m: lora_parameter_count("x"), r"^lora_parameter_count takes a model \(a MiniGPT or another"),
+    (lambda d, m: lora_layers(None), r"^lora_layers takes a model"),
+    (lambda d, m: save_adapters(None, d), r"^save_adapters takes \(model, folder\): a MiniGPT model, then the "
+                                          r"adapters' folder \(a path\); got \(NoneType, PosixPath\)\.$"),
+    (lambda d, m: save_adapters(m, None), r"got \(MiniGPT, NoneType\)"),
+    (lambda d, m: load_adapters(None, d), r"^load_adapters takes \(model, folder\).*got \(NoneType, PosixPath\)\.$"),
+    (lambda d, m: load_adapters(d, m), r"got \(PosixPath, MiniGPT\); swap the two\.$"),
+    (lambda d, m: load_adapters(str(d), tiny()), r"got \(str, MiniGPT\); swap the two\.$"),
+])
+def test_a_model_or_folder_of_the_wrong_kind_is_a_one_line_usage_error(tmp_path, call, message):
+    """Every function that takes a model checks it, as add_lora does: a string, None or swapped
+    arguments failed deep inside torch or pathlib ("'str' object has no attribute 'named_modules'",
+    "expected str, bytes or os.PathLike object, not MiniGPT")."""
+    from minigpt.errors import UsageError
+    model = add_lora(tiny(), rank=2, alpha=4)
+    save_adapters(model, tmp_path / "ad")
+    with pytest.raises(UsageError, match=message):
+        call(tmp_path / "ad", model)
