@@ -1196,7 +1196,10 @@ def _plain(value: Any) -> Any:
     exactly its type."""
     if isinstance(value, torch.Tensor):
         with torch._C.DisableTorchFunctionSubclass():     # a subclass's __torch_function__ stays out
-            return torch.Tensor.as_subclass(torch.Tensor.detach(value), torch.Tensor).clone()
+            plain = torch.Tensor.detach(value)            # already a torch.Tensor for the usual subclasses
+            if type(plain) is not torch.Tensor:           # as_subclass only where it must: before torch 2.6
+                plain = torch.Tensor.as_subclass(plain, torch.Tensor)   # it fails inside a dispatch mode
+            return plain.clone()
     if isinstance(value, bool):                 # (bool cannot be subclassed)
         return value
     if isinstance(value, float):
