@@ -124,6 +124,32 @@ def chromium_or_skip() -> str:
 
 
 @contextlib.contextmanager
+def held_by_another_process(hold):
+    """`hold()` (a context manager, e.g. run_lock(folder)) entered in a forked child that keeps it
+    until this block ends; yields the child's PID. The child is then killed with SIGKILL, as a
+    crash would: the kernel drops its flocks."""
+    import signal
+    import time
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            with hold():
+                os.write(ready_w, b"1")
+                time.sleep(60)
+        finally:
+            os._exit(0)
+    try:
+        os.read(ready_r, 1)
+        yield pid
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(ready_r)
+        os.close(ready_w)
+
+
+@contextlib.contextmanager
 def offline_page(viewport=(1280, 1400), dark: bool = False):
     """A headless Chromium page on which every request but file:// is aborted.
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import random_ids, tiny_model
+from conftest import held_by_another_process, random_ids, tiny_model
 from minigpt import (CharTokenizer, CheckpointError, TrainConfig, export_model, load_checkpoint,
                      load_model, make_optimizer, save_checkpoint)
 import minigpt
@@ -373,37 +373,25 @@ def test_a_deleted_lock_file_does_not_let_a_second_run_in(tmp_path):
     """A first process holds the run and is writing a step folder; someone deletes `.lock` by
     hand. A second process must still be refused, so that its start-up cleanup never removes
     the first one's half-written folder."""
-    import os
-    import signal
-    import time
+    import contextlib
 
     from minigpt.run_folder import clean_temporary_files, run_lock, temporary_path
     run = tmp_path / "run"
     run.mkdir()
-    ready_r, ready_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:                                   # the first training run
-        try:
-            with run_lock(run):
-                half_written = temporary_path(run, "step-000004")
-                half_written.mkdir()
-                (half_written / "model.safetensors").write_bytes(b"half")
-                os.write(ready_w, b"1")
-                time.sleep(60)
-        finally:
-            os._exit(0)
-    try:
-        os.read(ready_r, 1)
+
+    @contextlib.contextmanager
+    def training_run():                            # the first run, midway through writing a step
+        with run_lock(run):
+            half_written = temporary_path(run, "step-000004")
+            half_written.mkdir()
+            (half_written / "model.safetensors").write_bytes(b"half")
+            yield
+    with held_by_another_process(training_run) as pid:
         (run / ".lock").unlink()
         with pytest.raises(CheckpointError, match="is in use by another training run"):
             with run_lock(run):
                 clean_temporary_files(run)          # what a second run does once it holds the lock
         assert (run / f".step-000004.tmp-{pid}" / "model.safetensors").read_bytes() == b"half"
-    finally:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        os.close(ready_r)
-        os.close(ready_w)
     with run_lock(run):                            # the holder is gone: the kernel released the lock
         assert clean_temporary_files(run) == [run / f".step-000004.tmp-{pid}"]
 

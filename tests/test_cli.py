@@ -2,7 +2,6 @@
 
 import os
 import pickle
-import time
 import re
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import chinese_text
+from conftest import chinese_text, held_by_another_process
 from minigpt import load_model
 from minigpt.cli import main
 from minigpt.pretrained import pretrained_path
@@ -393,24 +392,9 @@ def test_a_second_train_on_the_same_out_is_refused(tmp_path, capsys):
     from minigpt.run_folder import run_lock
     out = tmp_path / "run"
     out.mkdir()
-    ready_r, ready_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:                                   # the first "training run": holds the lock
-        try:
-            with run_lock(out):
-                os.write(ready_w, b"1")
-                time.sleep(60)
-        finally:
-            os._exit(0)
-    try:
-        os.read(ready_r, 1)
+    with held_by_another_process(lambda: run_lock(out)) as pid:      # the first "training run"
         assert main(["train", "--preset", "tiny", "--out", str(out), "--no-progress", "--threads", "1"]) == 2
         one_line_error(capsys, f"is in use by another training run (PID {pid} on ")
-    finally:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        os.close(ready_r)
-        os.close(ready_w)
 
 
 def test_ctrl_c_during_start_up_is_not_a_traceback(monkeypatch, capsys):

@@ -10,14 +10,13 @@ import contextlib
 import io
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import load_file_module
+from conftest import held_by_another_process, load_file_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -449,33 +448,21 @@ def test_a_second_command_on_a_course_in_use_is_refused(tmp_path, capsys):
     nbgrader_config.py and released_cells.json and write one gradebook.db, and a failing one puts
     the gradebook back from its own copy, undoing the other's grades: the second is refused with
     the first one's PID and told to wait or use a course folder of its own."""
-    import os
-    import signal
     course = tmp_path / "course"
-    ready_r, ready_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:                                          # the first command: holds the course
-        try:
-            classroom.set_folders(ROOT / "notebooks", course)
-            with classroom.course_lock():
-                os.write(ready_w, b"1")
-                time.sleep(60)
-        finally:
-            os._exit(0)
+
+    def first_command():                                  # holds the course, in another process
+        classroom.set_folders(ROOT / "notebooks", course)
+        return classroom.course_lock()
     try:
-        os.read(ready_r, 1)
-        for argv in (["grade", str(tmp_path / "submitted")], ["student"], ["play", "--chapters", "03"]):
-            assert classroom.main(["--course", str(course), *argv]) == 2
-            err = capsys.readouterr().err
-            assert err.count("\n") == 1 and err.startswith("error: ")
-            assert f"is in use by another tools/classroom.py command (make student, make grade, make classroom) " \
-                   f"(PID {pid} on " in err and "give this one a course folder of its own (--course DIR)" in err
-        assert sorted(p.name for p in course.iterdir()) == [".lock"]          # nothing was written
+        with held_by_another_process(first_command) as pid:
+            for argv in (["grade", str(tmp_path / "submitted")], ["student"], ["play", "--chapters", "03"]):
+                assert classroom.main(["--course", str(course), *argv]) == 2
+                err = capsys.readouterr().err
+                assert err.count("\n") == 1 and err.startswith("error: ")
+                assert f"is in use by another tools/classroom.py command (make student, make grade, make classroom) " \
+                       f"(PID {pid} on " in err and "give this one a course folder of its own (--course DIR)" in err
+            assert sorted(p.name for p in course.iterdir()) == [".lock"]          # nothing was written
     finally:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        os.close(ready_r)
-        os.close(ready_w)
         classroom.set_folders(ROOT / "notebooks", ROOT / "_classroom")
     assert classroom.main(["--course", str(course), "grade", str(course)]) == 2   # the holder is gone: free again
     assert "in use" not in capsys.readouterr().err
