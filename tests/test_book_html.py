@@ -313,3 +313,37 @@ def test_in_page_model_speaks_chinese_in_the_chinese_book(chapter, kind):
         SHOTS.mkdir(parents=True, exist_ok=True)
         widget.screenshot(path=str(SHOTS / f"zh_{chapter}_{kind}.png"))
     assert not errors and not blocked, (errors, blocked)
+
+
+# ------------------------------------------------ the language switch, pinned (mutation review)
+def test_the_language_switch_ignores_the_query_and_fragment_of_the_address():
+    """A page reached with ?query or #section (a search result, a link to a heading) still has
+    its twin: the switch leads to the other edition's page itself, and the Chinese-only glossary
+    still leads to the notation page rather than to an English glossary that does not exist."""
+    with offline_page() as (page, errors, blocked):
+        page.goto((HTML / "notebooks" / "09_decoding.html").as_uri() + "?highlight=top-p#top-p")
+        assert page.locator(".minigpt-language-switch").get_attribute("href") == \
+            (ZH_HTML / "notebooks" / "09_decoding.html").as_uri()
+        page.goto((ZH_HTML / "book" / "glossary.html").as_uri() + "?highlight=softmax#softmax")
+        assert page.locator(".minigpt-language-switch").get_attribute("href") == \
+            (HTML / "book" / "notation.html").as_uri()
+    assert not errors and not blocked, (errors, blocked)
+
+
+def test_the_language_switch_says_its_language_and_sits_first_in_the_header_buttons():
+    """The switch is marked with the language it leads to (lang and hreflang: a screen reader
+    reads "中文" with a Chinese voice, a browser picks its font) and says where it goes in that
+    language; it is the first of the theme's header buttons on every page (its place does not
+    move with the download buttons a page has), once, even if its script runs again."""
+    with offline_page() as (page, errors, blocked):
+        for file, lang, title in [(HTML / "notebooks" / "09_decoding.html", "zh-CN", "阅读本页的中文版"),
+                                  (HTML / "book" / "intro.html", "zh-CN", "阅读本页的中文版"),
+                                  (ZH_HTML / "notebooks" / "09_decoding.html", "en", "Read this page in English")]:
+            page.goto(file.as_uri())
+            switch = page.locator(".minigpt-language-switch")
+            assert [switch.get_attribute(name) for name in ("lang", "hreflang", "title")] == [lang, lang, title]
+            assert switch.evaluate("a => a.parentElement.matches('.article-header-buttons') && "
+                                   "a.parentElement.firstElementChild === a"), file
+            page.add_script_tag(path=str(file.parent.parent / "_static" / "language_switch.js"))
+            assert page.locator(".minigpt-language-switch").count() == 1
+    assert not errors and not blocked, (errors, blocked)

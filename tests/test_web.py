@@ -1679,3 +1679,244 @@ def test_the_widgets_follow_the_pages_language(page_and_errors, tmp_path):
     assert "65 characters of tinyshakespeare" in en["explorer error"]
     for text in en.values():
         assert not re.search(r"[\u4e00-\u9fff]", text.replace("你", "").replace("国", "")), text
+
+
+# ------------------------------------------- widgets.js and loader.js, pinned (mutation review)
+def _in_language(page, lang: str, expression: str):
+    """Evaluate `expression` (a function body, MG = MiniGPTWeb) on the module's page as if its
+    <html lang> were `lang`, and put the page's own language back whatever happens."""
+    return page.evaluate("""([lang, body]) => { const html = document.documentElement, was = html.lang;
+        html.lang = lang;
+        try { return (new Function("MG", body))(window.MiniGPTWeb); } finally { html.lang = was; } }""",
+                         [lang, expression])
+
+
+def test_the_widgets_language_and_tr_keep_what_they_cannot_translate(page_and_errors):
+    """<html lang> is read without regard to case (ZH-TW is Chinese, as BCP 47 says); a message
+    missing from its file's ZH table is shown in English, never lost (widgets.js promises it:
+    the check that every message has its entry runs on the source, not on a reader's page); a
+    {field} the caller did not give stays as written; a field used twice is filled twice."""
+    page, errors, _ = page_and_errors
+    assert [_in_language(page, lang, "return MG.language();") for lang in ("zh-CN", "ZH-TW", "zh", "en", "")] == \
+        ["zh", "zh", "zh", "en", "en"]
+    said = _in_language(page, "zh-CN", """const table = {"{n} of {n}": "{n} 中的 {n}"};
+        return [MG.tr(table, "not in the table {n}", {n: 3}), MG.tr(table, "not in the table"),
+                MG.tr(table, "{n} of {n}", {n: 7}), MG.tr(table, "kept {n} of {V}", {n: 3})];""")
+    assert said == ["not in the table 3", "not in the table", "7 中的 7", "kept 3 of {V}"]
+    assert _in_language(page, "en", 'return MG.tr({"{n} of {n}": "{n} 中的 {n}"}, "{n} of {n}", {n: 7});') == "7 of 7"
+    assert not errors
+
+
+def test_the_model_line_names_both_losses_in_the_pages_language(page_and_errors):
+    """The widget header: the model, its validation loss and the loss of the page's quantised
+    copy (the reader sees what int8 costs), joined with the page's own punctuation."""
+    page, errors, _ = page_and_errors
+    model = "{name: 'tiny', quantize: 'int8', info: {val_loss: 1.5, val_loss_quantized: 1.5013}}"
+    assert _in_language(page, "en", f"return MG.describeModel({model});") == \
+        "Model: model tiny; validation loss 1.5000 nats/char; this int8 copy 1.5013"
+    assert _in_language(page, "zh-CN", f"return MG.describeModel({model});") == \
+        "模型：模型 tiny；验证集损失 1.5000 奈特/字符；本页的 int8 副本 1.5013"
+    assert _in_language(page, "en", "return MG.describeModel({name: 'tiny', info: {}});") == "Model: model tiny"
+    assert not errors
+
+
+def test_an_unknown_character_is_named_with_its_code_point_and_place(page_and_errors):
+    """The message names the character, its code point as U+ and four hex digits (é is U+00E9,
+    as Python's f"U+{ord(ch):04X}" writes it in the kernel's message), its position counted from
+    the start of what the reader typed (the part cut from a long prompt added back), and names
+    tinyshakespeare's 65 characters only for a model trained on them."""
+    page, errors, _ = page_and_errors
+    said = _in_language(page, "en", """const error = {character: "é", position: 2};
+        const mine = {tokenizer: {vocabSize: 30}, info: {description: "my own model"}};
+        const shakespeare = {tokenizer: {vocabSize: 65}, info: {description: "trained on tinyshakespeare"}};
+        return [MG.unknownCharacter(error, mine, 5), MG.unknownCharacter(error, mine),
+                MG.unknownCharacter({character: "\\n", position: 0}, {tokenizer: {vocabSize: 3}}),
+                MG.unknownCharacter(error, shakespeare)];""")
+    assert said[0] == 'character "é" (U+00E9) at position 7 is not in this model\'s 30-character vocabulary. ' \
+                      'Remove or replace it.'
+    assert said[1].startswith('character "é" (U+00E9) at position 2 ')
+    assert said[2].startswith('character "\\n" (U+000A) at position 0 ')
+    assert said[3].startswith('character "é" (U+00E9) at position 2 is not in this model\'s 65-character vocabulary: '
+                              "it knows only the 65 characters of tinyshakespeare")
+    assert not errors
+
+
+def test_a_widget_waiting_for_its_model_says_so_and_asks_for_it_once(page_and_errors):
+    """Between its script and its model a widget says "Loading the model into this page…" and
+    is marked loading, so the next script's mountAll (each widget script calls it) neither asks
+    for the model again nor mounts it twice, nor touches the widgets already mounted; a failed
+    load is named in the page's language."""
+    page, errors, _ = page_and_errors
+    config = json.dumps({"model": "shakespeare_char", "src": "missing/shakespeare_char.js"})
+    out = page.evaluate("""(config) => { const MG = window.MiniGPTWeb, real = MG.whenModel, asked = [];
+        const node = document.createElement("div");
+        node.className = "mg-widget";
+        node.setAttribute("data-mg-widget", "layers");
+        node.setAttribute("data-mg-config", config);
+        node.innerHTML = '<p class="mg-fallback">needs JavaScript</p>';
+        document.body.appendChild(node);
+        const html = document.documentElement, lang = html.lang;
+        MG.whenModel = (src, name, callback) => asked.push([src, callback]);
+        try {
+          MG.mountAll();
+          const waiting = [node.dataset.mgMounted, node.textContent];
+          MG.mountAll();
+          html.lang = "zh-CN";
+          const error = new Error("could not load the model file missing/shakespeare_char.js");
+          error.src = "missing/shakespeare_char.js";
+          asked[0][1](error, null);
+          return {waiting, asked: asked.map(a => a[0]), failed: [node.dataset.mgMounted, node.textContent]};
+        } finally { html.lang = lang; MG.whenModel = real; node.remove(); } }""", config)
+    assert out["waiting"] == ["loading", "Loading the model into this page…"]
+    assert out["asked"] == ["missing/shakespeare_char.js"], "asked for a model more than once (or not at all)"
+    assert out["failed"] == ["failed", "这个小部件没能载入它的模型（无法载入模型文件 missing/shakespeare_char.js）。"]
+    assert page.evaluate("document.querySelectorAll('[data-mg-mounted=ready]').length") == 3
+    assert not errors
+
+
+def test_the_loader_adds_the_styles_and_each_script_once_in_order(page_and_errors):
+    """Three widgets, three inline loaders, one base: widgets.css is linked once and each shared
+    script is added once, in the order the widgets list them, each with async off (a script
+    added by JavaScript runs whenever it arrives unless async is false: generator.js must not
+    run before model.js and widgets.js)."""
+    page, errors, _ = page_and_errors
+    base = STATIC_DIR.as_uri() + "/"
+    styles = page.evaluate("Array.from(document.querySelectorAll('link[rel=stylesheet]')).map(l => l.href)")
+    assert styles == [base + "widgets.css"]
+    scripts = page.evaluate("Array.from(document.querySelectorAll('script[src]'))"
+                            ".filter(s => !s.src.endsWith('shakespeare_char.js')).map(s => [s.src, s.async])")
+    names = ["model.js", "sampling.js", "widgets.js", "generator.js", "attention_explorer.js", "layer_lens.js"]
+    assert scripts == [[base + name, False] for name in names]
+    assert not errors
+
+
+def test_a_widget_added_after_its_scripts_ran_still_mounts(page_and_errors, tmp_path):
+    """A second widget of a kind whose script has already run (two such widgets far apart on a
+    page, or one added later) adds no script, so nothing else would mount it: its own loader
+    calls mountAll."""
+    base = STATIC_DIR.as_uri() + "/"
+    html = widgets.standalone_page([widgets.layer_predictions(LENS_TEXT, base=base)])
+    (tmp_path / "page.html").write_text(html, encoding="utf-8")
+    second = widgets.layer_predictions("To be, or not to be", base=base).data
+    div, script = second.split("<script>", 1)
+    page = page_and_errors[0].context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto((tmp_path / "page.html").as_uri())
+        page.wait_for_function("document.querySelector('[data-mg-widget=layers]').dataset.mgMounted === 'ready'",
+                               timeout=60_000)
+        page.evaluate("""([div, code]) => { document.body.insertAdjacentHTML("beforeend", div);
+            const script = document.createElement("script"); script.textContent = code;
+            document.body.appendChild(script); }""", [div, script.removesuffix("</script>")])
+        page.wait_for_function("Array.from(document.querySelectorAll('[data-mg-widget=layers]'))"
+                               ".map(w => w.dataset.mgMounted).join() === 'ready,ready'", timeout=10_000)
+        assert page.evaluate("document.querySelectorAll('script[src$=\"layer_lens.js\"]').length") == 1
+    finally:
+        page.close()
+    assert not errors, errors
+
+
+def test_a_widget_that_throws_half_built_shows_only_why(page_and_errors):
+    """A widget whose mount throws after building part of itself is emptied before it says why:
+    half a widget, its buttons doing nothing, must not sit above the message."""
+    page, errors, _ = page_and_errors
+    out = page.evaluate("""() => { const MG = window.MiniGPTWeb, node = document.createElement("div");
+        node.className = "mg-widget";
+        node.setAttribute("data-mg-widget", "half-built");
+        node.setAttribute("data-mg-config", JSON.stringify({model: "shakespeare_char", src: "shakespeare_char.js"}));
+        MG.widgets["half-built"] = (into) => { into.appendChild(MG.el("button", {text: "Generate"}));
+                                               throw new Error("half way"); };
+        document.body.appendChild(node);
+        try { MG.mountAll(); return [node.dataset.mgMounted, node.textContent, node.children.length]; }
+        finally { delete MG.widgets["half-built"]; node.remove(); } }""")
+    assert out == ["failed", "This widget could not start (half way).", 1]
+    assert errors and "half way" in errors[-1]          # logged to the console too, for whoever debugs it
+    errors.clear()
+
+
+JUPYTER_OUTPUTS = ['<div class="jp-OutputArea-output">', '<div class="jp-RenderedHTMLCommon">',   # JupyterLab
+                   '<div class="output_area"><div class="output_subarea">',                         # Notebook 6
+                   '<div class="output_subarea">', '<div data-mime-type="text/html">',              # VS Code
+                   '<div class="cell-output-ipywidget-background">']
+
+
+def test_in_every_jupyter_output_area_the_widget_requests_nothing_and_says_only_its_jupyter_text(
+        page_and_errors, tmp_path):
+    """Each front end's output container the loader knows (JupyterLab, the classic Notebook, VS
+    Code) keeps the widget from asking for files it does not serve, and the widget shows just
+    its Jupyter sentence: the fallback's "works in the rendered book" would be wrong there."""
+    bodies = []
+    for n, opening in enumerate(JUPYTER_OUTPUTS):
+        widget = widgets.layer_predictions(LENS_TEXT).data if n % 2 else widgets.generator("ROMEO:\n").data
+        bodies.append(opening + widget + "</div>" * opening.count("<div"))
+    html = widgets.standalone_page([]).replace("</body>", "".join(bodies) + "</body>")
+    (tmp_path / "lab.html").write_text(html, encoding="utf-8")
+    page = page_and_errors[0].context.new_page()
+    requests, errors = [], []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto((tmp_path / "lab.html").as_uri())
+        shown = page.evaluate("Array.from(document.querySelectorAll('.mg-widget')).map(w => "
+                              "[w.dataset.mgMounted, w.querySelector('.mg-fallback').textContent, w.dataset.mgJupyter])")
+    finally:
+        page.close()
+    assert len(shown) == len(JUPYTER_OUTPUTS)
+    for opening, (mounted, text, jupyter) in zip(JUPYTER_OUTPUTS, shown):
+        assert mounted == "jupyter" and text == jupyter and jupyter.startswith("Inside Jupyter"), (opening, text)
+    assert [u for u in requests if u != (tmp_path / "lab.html").as_uri()] == [], requests
+    assert not errors, errors
+
+
+@pytest.mark.parametrize("hostname,protocol,jupyter", [
+    ("colab.research.google.com", "https:", True), ("abc123-dot-colab.googleusercontent.com", "https:", True),
+    ("", "vscode-webview:", True), ("example.org", "https:", False)])
+def test_colab_and_vscode_are_told_apart_by_the_pages_address(page_and_errors, tmp_path, hostname, protocol, jupyter):
+    """Colab's and VS Code's outputs are not always inside a container the loader knows; their
+    address gives them away (Colab serves outputs from *.googleusercontent.com, VS Code's
+    webviews are vscode-webview://). The loader runs here with that address in place of the
+    page's own: there it requests nothing, elsewhere it adds the styles and the scripts."""
+    div = widgets.generator("ROMEO:\n", base="nowhere/").data.split("<script>")[0]
+    (tmp_path / "page.html").write_text(widgets.standalone_page([]).replace("</body>", div + "</body>"), encoding="utf-8")
+    page = page_and_errors[0].context.new_page()
+    try:
+        page.goto((tmp_path / "page.html").as_uri())
+        page.route("**/nowhere/**", lambda route: route.abort())          # the files are not needed
+        mounted, added = page.evaluate("""([code, location]) => {
+            (new Function("window", code))({document: document, location: location});
+            return [document.querySelector(".mg-widget").dataset.mgMounted || null,
+                    Array.from(document.head.querySelectorAll("script[src], link")).map(e => e.src || e.href)]; }""",
+            [(STATIC_DIR / "loader.js").read_text(encoding="utf-8"), {"hostname": hostname, "protocol": protocol}])
+    finally:
+        page.close()
+    if jupyter:
+        assert mounted == "jupyter" and added == []
+    else:
+        assert mounted is None and len(added) == 5 and added[0].endswith("nowhere/widgets.css"), added
+
+
+def test_a_widget_whose_settings_cannot_be_read_fails_alone(page_and_errors, tmp_path):
+    """A hand-edited page whose first widget's data-mg-config is not JSON: mountAll threw, so
+    that widget stayed "loading" without saying why and the widget after it never mounted. Now
+    the broken one says it could not start, and the next one runs."""
+    base = STATIC_DIR.as_uri() + "/"
+    broken = widgets.layer_predictions("ROMEO:\nBut soft", base=base).data
+    start = broken.index('data-mg-config="') + len('data-mg-config="')
+    broken = broken[:start] + "{not json" + broken[broken.index('"', start):]
+    html = widgets.standalone_page([widgets.WebWidget("layers", broken, "broken"),
+                                    widgets.layer_predictions("To be, or not", base=base)])
+    (tmp_path / "page.html").write_text(html, encoding="utf-8")
+    page = page_and_errors[0].context.new_page()
+    errors = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    try:
+        page.goto((tmp_path / "page.html").as_uri())
+        page.wait_for_function("document.querySelectorAll('.mg-widget[data-mg-mounted=ready]').length === 1")
+        states = page.evaluate("Array.from(document.querySelectorAll('.mg-widget')).map("
+                               "w => [w.dataset.mgMounted, w.innerText.slice(0, 40)])")
+    finally:
+        page.close()
+    assert states[0][0] == "failed" and states[0][1].startswith("This widget could not start (")
+    assert states[1][0] == "ready"
+    assert len(errors) == 1 and "JSON" in errors[0]          # the reason, in the console

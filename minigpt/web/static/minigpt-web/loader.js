@@ -35,7 +35,14 @@
       link.href = base + "widgets.css";
       doc.head.appendChild(link);
     }
-    JSON.parse(node.getAttribute("data-mg-scripts")).forEach(function (name) {
+    var scripts;
+    try {
+      scripts = JSON.parse(node.getAttribute("data-mg-scripts"));
+    } catch (e) {                                     // a hand-edited page: this widget stays as its
+      if (root.console) { root.console.error(e); }    // no-script text, the others still load
+      return;
+    }
+    scripts.forEach(function (name) {
       var src = base + name;
       if (loaded[src]) { return; }
       loaded[src] = true;

@@ -96,13 +96,29 @@
           "Remove or replace it.", fields);
   };
 
+  // A widget that cannot start says why in place of itself (and in the console): it is emptied
+  // first, so no half-built controls sit above the message, and the widgets after it still mount.
+  function cannotStart(node, e) {
+    node.setAttribute("data-mg-mounted", "failed");
+    node.textContent = "";
+    node.appendChild(MG.el("div", {"class": "mg-fallback", role: "status",
+                                   text: tr("This widget could not start ({error}).", {error: e.message})}));
+    if (root.console) { root.console.error(e); }
+  }
+
   MG.mountAll = function () {
     var nodes = root.document.querySelectorAll(".mg-widget:not([data-mg-mounted])");
     Array.prototype.forEach.call(nodes, function (node) {
       var kind = node.getAttribute("data-mg-widget"), mount = MG.widgets[kind];
       if (!mount) { return; }                         // its script has not loaded (yet)
       node.setAttribute("data-mg-mounted", "loading");
-      var config = JSON.parse(node.getAttribute("data-mg-config"));
+      var config;
+      try {
+        config = JSON.parse(node.getAttribute("data-mg-config"));   // a hand-edited page may break it
+      } catch (e) {
+        cannotStart(node, e);
+        return;
+      }
       var status = node.querySelector(".mg-fallback");
       if (status) { status.textContent = tr("Loading the model into this page…"); }
       MG.whenModel(config.src, config.model, function (error, model) {
@@ -116,11 +132,7 @@
         try {
           mount(node, model, config);
         } catch (e) {                                  // this widget says why; the others still mount
-          node.setAttribute("data-mg-mounted", "failed");
-          node.textContent = "";
-          node.appendChild(MG.el("div", {"class": "mg-fallback", role: "status",
-                                         text: tr("This widget could not start ({error}).", {error: e.message})}));
-          if (root.console) { root.console.error(e); }
+          cannotStart(node, e);
           return;
         }
         node.setAttribute("data-mg-mounted", "ready");
