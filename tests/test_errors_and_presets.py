@@ -48,9 +48,9 @@ def test_expect_fails_outside_the_tolerance_and_on_nan(value):
         expect("val loss", value, book=1.7, tol=0.05)
 
 
-@pytest.mark.parametrize("tol", [0, -0.1, math.nan])
-def test_expect_needs_a_positive_tolerance(tol):
-    with pytest.raises(ValueError, match=r"tol must be a positive number"):
+@pytest.mark.parametrize("tol, wanted", [(0, "positive"), (-0.1, "positive"), (math.nan, "finite")])
+def test_expect_needs_a_positive_tolerance(tol, wanted):
+    with pytest.raises(ValueError, match=rf"tol must be a {wanted} number"):
         expect("x", 1.0, book=1.0, tol=tol)
 
 
