@@ -91,18 +91,31 @@ anything is snapshotted); the torch, `torch.nn.functional`,
 library's objects (`_foreign`: a lambda, a partial, a callable object such as a
 `unittest.mock.Mock`, a class of the notebook, a built-in of another module, and for the
 names the grading calls, such as `torch.allclose`, `torch.equal` and `torch.randn`, another
-genuine function put under that name, are reported and score 0); `os.urandom` is the
+genuine function put under that name, are reported and score 0); every class of `torch.nn`
+runs torch's own code (`nn.LayerNorm.forward` made to return zeros makes every model's logits
+0; `enum.Enum.__deepcopy__` under `nn.Parameter` is another library's genuine function, and
+wrong there all the same); no torch function or dispatch mode is left on (a mode answers for
+`torch.allclose`; torch's own DeviceContext is allowed); deepcopy's tables hand no
+`nn.Parameter` back uncopied (the student's copy of a model would be the reference's); `os.urandom` is the
 operating system's (the seed of the fresh inputs), and so are the standard library's
 functions the grading calls (`copy.deepcopy`, `ast.literal_eval`, ...); `sys.setprofile` is
-the real one, the student's code never called it (or `settrace`, or torch's calls that switch
-dispatch modes off) and the watcher is still installed after it ran; this module's globals,
-the private package's comparison and the exercise's run adapter are the same objects after
-the student's code ran as before (`_snapshot`: the code can reach them through its callers'
-frames); IPython's plain-text formatter has no printer
-for floats but IPython's or sympy's. `tools/classroom.py grade` also reads the cells each
+the real one, the student's code never called it (or `settrace`, cProfile's `enable`, or
+torch's calls that switch dispatch modes off) and the watcher is still installed after it
+ran; `sys.getprofile` called by the answer raises (the profile hook *is* the watcher, and
+its records could be emptied), which also removes the watcher, and that is seen once the
+answer has returned; this module's globals, the private package's comparison and the
+exercise's run adapter, the watcher's own state, and the code of every function among them
+(`f.__code__ = ...` keeps the object) are the same after each case's run as before
+(`_snapshot`: the code can reach them through its callers' frames), checked before any of
+the grading's code runs again; IPython's plain-text formatter has no printer for floats but
+IPython's or sympy's, known by their code's file, and in a kernel the standard output is
+ipykernel's own stream (a wrapper could rewrite "Score: 0 / 1" on its way out). `tools/classroom.py grade` also reads the cells each
 student wrote and marks for review the notebooks that use what only such tricks need. A replaced `minigpt.exercises.check_*` is reported too (it does not
 change the grade). What is not checked: a process started in an earlier cell and fed
-through a pipe (the review patterns name the modules it needs), a student who edits torch's compiled functions
+through a pipe (the review patterns name the modules it needs), a student who reaches the
+watcher without a call (threading keeps it in `threading._profile_hook` for new threads; a
+frame's locals, the garbage collector) and deletes its records with `del` (no call a profiler
+sees: the review patterns name each of those ways), a student who edits torch's compiled functions
 through ctypes, compiles code under a file name of torch's or of a frozen standard module
 ("<frozen zipimport>": the watcher takes such frames for the library's), replaces
 `importlib.util`'s loader functions before a hidden block runs (the block loads this file with
@@ -117,8 +130,10 @@ feedback of every graded cell (seed, case lines) makes a forged score stand out 
 from __future__ import annotations
 
 import builtins
+import _lsprof
 import contextlib
 import copy
+import copyreg
 import dis
 import functools
 import importlib.util
@@ -690,10 +705,13 @@ THREAD_POOLS_PY = (("concurrent/futures/thread.py", "ThreadPoolExecutor.submit")
                    ("asyncio/tasks.py", "run_coroutine_threadsafe"))
 # what switches the watch off for a while (the profiler, torch's dispatch modes), called by the
 # student's code itself: setting the profiler back afterwards would hide what ran meanwhile
-WATCH_OFF_C = frozenset({"setprofile", "settrace", "_set_torch_dispatch_mode", "_unset_dispatch_mode",
-                         "_pop_torch_dispatch_stack", "_pop_mode"})
-WATCH_OFF_PY = frozenset({"setprofile", "settrace", "_disable_current_modes", "_pop_mode_temporarily",
-                          "_pop_mode"})
+WATCH_OFF_C = frozenset({"setprofile", "settrace", "setprofile_all_threads", "settrace_all_threads",
+                         "_set_torch_dispatch_mode", "_unset_dispatch_mode", "_pop_torch_dispatch_stack", "_pop_mode"})
+WATCH_OFF_PY = frozenset({"setprofile", "settrace", "setprofile_all_threads", "settrace_all_threads",
+                          "_disable_current_modes", "_pop_mode_temporarily", "_pop_mode"})
+# what hands the student's code the watcher itself (the profile hook is the Watcher): its records
+# could then be replaced or emptied. An answer has no use for them.
+WATCH_READ = frozenset({"getprofile", "gettrace"})
 # the thread machinery between a call that starts a thread and the code that asked for it
 _THREAD_MACHINERY = ("/threading.py", "/concurrent/futures/", "/multiprocessing/", "/asyncio/")
 
@@ -757,7 +775,7 @@ class Watcher:
     `model.generate` on a model the grading built is the package's generate all the same.
     The references injected into the notebook (chapter 4) may always run."""
 
-    def __init__(self, spec: Spec, own_globals: set, allowed: tuple = ()):
+    def __init__(self, spec: Spec, own_globals: set, allowed: tuple = (), stop=None):
         self.py = tuple(spec.forbid_py) + (EXERCISES_PY, SOLUTIONS_PY) + THREAD_POOLS_PY
         self.c = spec.forbid_c
         self.fingerprints = forbidden_fingerprints(spec)
@@ -777,7 +795,8 @@ class Watcher:
                     self.book[_definition(code, qualname)] = f"the chapter's own {name} (the exercise asks you to write it)"
         self.used: dict[str, None] = {}
         self._seen: dict[int, Optional[str]] = {}
-        self._stop = None                 # id() of the grading frame above the student's code
+        # id() of the grading frame above the student's code (not the frame: its locals hold what grading uses)
+        self._stop = None if stop is None else id(stop)
         self.review: list[str] = []       # threads that run only the standard library's code (other_threads)
         self.near_copies: dict[str, None] = {}     # forbidden code the student's is close to (near_copy)
         self.homes = (os.path.join(str(PACKAGE), ""), os.path.join(str(ROOT / "grading"), ""))
@@ -900,11 +919,20 @@ class Watcher:
                     self.used[f"torch's operator {name}"] = None
             if frame.f_code.co_name in WATCH_OFF_PY and self._direct(frame):
                 self.used[f"{frame.f_code.co_name} (it switches off what the grading watches)"] = None
+            if frame.f_code.co_name in WATCH_READ and self._direct(frame):         # threading's
+                self._refuse(f"threading.{frame.f_code.co_name}")
         elif event == "c_call":
             name = getattr(arg, "__name__", "")
             module = getattr(getattr(arg, "__self__", None), "__name__", "")
             if name in WATCH_OFF_C and self._direct(frame, called=True):
                 self.used[f"{name} (it switches off what the grading watches)"] = None
+            if name in WATCH_READ and module == "sys" and self._direct(frame, called=True):
+                self._refuse(f"sys.{name}")
+            # a profiler of the student's own (cProfile) takes the hook from the watcher: what runs
+            # until the watcher is put back is unseen (and putting it back is not seen either)
+            if name == "enable" and isinstance(getattr(arg, "__self__", None), _lsprof.Profiler) \
+                    and self._direct(frame, called=True):
+                self.used["a profiler's enable (cProfile: it switches off what the grading watches)"] = None
             if name in THREAD_STARTS and module == "_thread" and self._asked_by_student(frame):
                 self.used["a thread of your own (the grading runs your code in its thread)"] = None
             if name in PROCESS_STARTS.get(module, ()):     # whoever asks (a DataLoader's workers too)
@@ -913,13 +941,19 @@ class Watcher:
                                    or not self._library_file(frame.f_code.co_filename)):
                 self.used[f"torch's {name} (a C function)"] = None
 
+    def _refuse(self, what: str) -> None:
+        """The student's code asked for the watcher itself: recorded, and refused by raising
+        here, which makes Python remove the profiler (an exception in a profile function does).
+        The records could be emptied once the answer holds the watcher; a watcher that is gone
+        is seen after the answer has returned, when nothing of the student's runs any more."""
+        self.used[f"{what} (it hands your code the grading's call watcher)"] = None
+        raise PermissionError(f"{what} is not available while your answer is graded")
+
     @contextlib.contextmanager
-    def watching(self, stop):
-        """Install the profiler around the student's code (`stop`: the grading frame above it);
-        report if something removed it. Two things a profiler alone misses are watched too:
+    def watching(self):
+        """Install the profiler around the student's code; report if something removed it. Two things a profiler alone misses are watched too:
         the operators torch runs (a forbidden one reached through TorchScript or `torch.ops`
         makes no Python call), and threads (a profiler sees the thread it was installed in)."""
-        self._stop = id(stop)         # not the frame itself: its locals hold what grading uses
         operators = OperatorsSeen(self.c)
         still = True
         threads, pools = self.other_threads()
@@ -937,7 +971,7 @@ class Watcher:
             after, more_pools = self.other_threads()
             for thread in threads + after:
                 self.used[thread] = None
-            self.review = sorted(set(pools + more_pools))
+            self.review[:] = sorted(set(pools + more_pools))
             if not still:
                 self.used["something that switched off the grading's call watcher (sys.setprofile)"] = None
             for name in operators.seen:
@@ -1115,15 +1149,81 @@ def _private_copy_changed(package) -> list[str]:
     return found
 
 
+_TORCH_OWN = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
+
+
+def _torch_class_changed(label: str, cls: type) -> list[str]:
+    """The methods of one of torch.nn's classes that are not torch's own code: every model the
+    grading builds runs them (`nn.LayerNorm.forward = lambda self, x: torch.zeros_like(x)` makes
+    every model's logits 0), and copying a case runs Parameter's `__deepcopy__`. A genuine
+    function of another library (`enum.Enum.__deepcopy__`, which hands back the same object) is
+    as wrong there as the notebook's, so the code must be torch's: only what `dataclasses` and
+    `typing_extensions` generate for torch's classes comes from elsewhere."""
+    found = []
+    for name, value in list(vars(cls).items()):
+        function = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
+        if isinstance(function, types.FunctionType):
+            path = os.path.abspath(function.__code__.co_filename)
+            generated = (function.__code__.co_filename == "<string>" or path.endswith(os.sep + "dataclasses.py")) \
+                and hasattr(cls, "__dataclass_fields__")
+            if not (path.startswith(_TORCH_OWN) or generated or path.endswith(os.sep + "typing_extensions.py")):
+                found.append(f"{label}.{name} was replaced by {function.__qualname__} ({os.path.basename(path)})")
+        elif name != "__torch_function__":          # Parameter's and Buffer's are torch's C function
+            why = _foreign(label, name, value, (_TORCH_HOME, _STDLIB))
+            if why:
+                found.append(f"{label}.{name} was replaced by {why}")
+    return found
+
+
+def _modes_switched_on() -> list[str]:
+    """torch function and dispatch modes left on (entered in an earlier cell, or by the answer
+    and never left): a mode answers for torch's functions, the grading's comparison among them
+    (`torch.allclose` saying yes). Only torch's own DeviceContext (`torch.set_default_device`,
+    `with torch.device(...)`) may be on."""
+    from torch.utils._device import DeviceContext
+    found = []
+    for index in range(torch._C._len_torch_function_stack()):
+        mode = torch._C._get_function_stack_at(index)
+        if type(mode) is not DeviceContext or _torch_class_changed("DeviceContext", DeviceContext):
+            found.append(f"a torch function mode is switched on ({type(mode).__qualname__}): it answers for torch's "
+                         "functions, the grading's comparison among them")
+    if torch._C._len_torch_dispatch_stack():
+        found.append("a torch dispatch mode is switched on: it answers for torch's operators, the grading's "
+                     "comparison among them")
+    return found
+
+
+_HEAP_TYPE = 1 << 9         # Py_TPFLAGS_HEAPTYPE: a class made at run time (a class statement)
+
+
+def _copying_changed() -> list[str]:
+    """deepcopy's own tables: each case is copied for the student's code and the reference, and
+    a dispatch entry that hands a Parameter back uncopied makes the two share one model."""
+    found = []
+    for cls, function in list(copy._deepcopy_dispatch.items()):
+        # the interpreter's own types only (no class written in Python: not nn.Parameter)
+        if not isinstance(cls, type) or cls.__flags__ & _HEAP_TYPE or not isinstance(function, types.FunctionType) \
+                or function.__module__ != "copy" or _outside(function.__code__.co_filename, (_STDLIB,)):
+            found.append(f"copy.deepcopy's table was given {getattr(function, '__qualname__', function)!r} "
+                         f"for {getattr(cls, '__qualname__', cls)}")
+    for cls in list(copyreg.dispatch_table):
+        if isinstance(cls, type) and issubclass(cls, (torch.Tensor, nn.Module)):
+            found.append(f"copyreg's table was given a reduction for {cls.__qualname__}")
+    return found
+
+
 def tampering(package) -> list[str]:
     """What the notebook replaced that the grading relies on (see the module docstring)."""
-    found = _import_system_changed() + _private_copy_changed(package)
+    found = _import_system_changed() + _private_copy_changed(package) + _modes_switched_on() + _copying_changed()
+    for name, cls in list(vars(nn).items()):
+        if isinstance(cls, type) and cls.__module__.startswith("torch."):
+            found += _torch_class_changed(f"torch.nn.{name}", cls)
     # torch's own functions, the standard library's that torch re-exports (typing's, ...) and,
     # in builtins, what site-packages put there (IPython's display, exit, ...); the libraries
     # beside torch count as its own (_TORCH_HOME), and their objects are held to more below
     site = tuple(os.path.abspath(sysconfig.get_paths()[key]) + os.sep for key in ("purelib", "platlib"))
     for label, namespace in (("torch", vars(torch)), ("torch.nn.functional", vars(torch.nn.functional)),
-                             ("torch.Tensor", vars(torch.Tensor)), ("torch.nn.Module", vars(nn.Module)),
+                             ("torch.Tensor", vars(torch.Tensor)),
                              ("math", vars(math)), ("builtins", vars(builtins))):
         homes = (_TORCH_HOME, _STDLIB) + (site if label == "builtins" else ())
         for name, obj in list(namespace.items()):
@@ -1151,15 +1251,17 @@ def tampering(package) -> list[str]:
     if not (isinstance(urandom, types.BuiltinFunctionType) and urandom.__name__ == "urandom"
             and getattr(urandom.__self__, "__name__", "") in ("posix", "nt")):
         found.append("os.urandom was replaced")
-    shell = _ipython_shell()
-    if shell is not None:
-        printers = shell.display_formatter.formatters["text/plain"].type_printers
-        for kind in (float, object):          # IPython's own float printer is allowed (%precision)
-            printer = printers.get(kind)
-            # IPython's own (%precision) and sympy's (init_printing) print a float as it is
-            if printer is not None and not getattr(printer, "__module__", "").startswith(("IPython.", "sympy.")):
-                found.append(f"IPython's display of {kind.__name__} values was replaced")
     return found
+
+
+def _code_in(function: Any, packages: tuple) -> bool:
+    """True when `function` is a Python function of one of these installed packages, known by
+    the file its code comes from."""
+    code = getattr(inspect.unwrap(function), "__code__", None) if callable(function) else None
+    if not isinstance(code, types.CodeType) or _outside(code.co_filename, _library_folders()):
+        return False
+    parts = os.path.abspath(code.co_filename).split(os.sep)
+    return any(package in parts for package in packages)
 
 
 def _ipython_shell():
@@ -1240,18 +1342,41 @@ def _injected(namespace: Optional[dict], values: dict):
                 namespace[name] = old
 
 
+def _code_of(value: Any) -> tuple:
+    """What a function runs, as objects: its code, defaults and closure cells (for a class,
+    its own methods'). `f.__code__ = ...` keeps the function object, so a snapshot by identity
+    alone would not see the comparison made to say yes."""
+    if isinstance(value, (staticmethod, classmethod)):
+        value = value.__func__
+    if isinstance(value, types.FunctionType):
+        return (value.__code__, value.__defaults__, value.__kwdefaults__, value.__closure__)
+    if isinstance(value, type):
+        return tuple(part for v in vars(value).values() if isinstance(v, (types.FunctionType, staticmethod, classmethod))
+                     for part in _code_of(v))
+    return ()
+
+
 def _snapshot(**namespaces: dict) -> dict:
     """Copies of the namespaces the grading runs on (its own module's, the private package's
-    comparison and run adapters', the exercise's), to compare after the student's code ran:
-    nothing in Python keeps that code from reaching them through its callers' frames."""
-    return {label: (namespace, dict(namespace)) for label, namespace in namespaces.items()}
+    comparison and run adapters', the exercise's, the watcher's), with the code of the functions
+    and classes in them, to compare after the student's code ran: nothing in Python keeps that
+    code from reaching them through its callers' frames."""
+    return {label: (namespace, dict(namespace), {k: _code_of(v) for k, v in namespace.items()})
+            for label, namespace in namespaces.items()}
+
+
+def _same_object(a: Any, b: Any) -> bool:
+    """`a is b`, or equal numbers and strings (`id()` makes a new int object every time)."""
+    return a is b or (type(a) is type(b) and type(a) in (int, float, str, bool) and a == b)
 
 
 def _changed(snapshot: dict) -> list[str]:
     out = []
-    for label, (namespace, before) in snapshot.items():
+    for label, (namespace, before, code) in snapshot.items():
         names = sorted(k for k in set(before) | set(namespace)
-                       if k not in before or k not in namespace or namespace[k] is not before[k])
+                       if k not in before or k not in namespace or not _same_object(namespace[k], before[k])
+                       or not all(map(_same_object, _code_of(namespace[k]), code[k]))
+                       or len(_code_of(namespace[k])) != len(code[k]))
         out += [f"{label}.{name}" for name in names]
     return out
 
@@ -1279,16 +1404,39 @@ def display_problems() -> list[str]:
     plain = shell.display_formatter.formatters.get("text/plain")
     if plain is None or not plain.enabled or "text/plain" not in shell.display_formatter.active_types:
         found.append("the text/plain display is turned off")
+    homes = _library_folders()
+    # (a class's __module__ is whatever the notebook says: its methods' code is not)
     if sys.displayhook is not shell.displayhook or \
-            not type(shell.displayhook).__module__.startswith(("IPython.", "ipykernel.")):
+            not type(shell.displayhook).__module__.startswith(("IPython.", "ipykernel.")) or \
+            _notebook_code(type(shell.displayhook), homes):
         found.append("the display hook was replaced")
     for name in ("input_transformers_cleanup", "input_transformers_post", "ast_transformers"):
         for transformer in getattr(shell, name, []):
             home = getattr(transformer, "__module__", None) or type(transformer).__module__
-            if not home.startswith("IPython."):
+            if not home.startswith("IPython.") or _notebook_code(transformer, homes):
                 found.append(f"a transformer of every cell's code was added ({name})")
                 break
+    if plain is not None:
+        for kind in (float, object):
+            printer = plain.type_printers.get(kind)
+            # IPython's own (%precision) and sympy's (init_printing) print a float as it is; known
+            # by their code's file (a function's __module__ is whatever the notebook says)
+            if printer is not None and not _code_in(printer, ("IPython", "sympy")):
+                found.append(f"IPython's display of {kind.__name__} values was replaced")
+    found += _output_replaced(shell, homes)
     return found
+
+
+def _output_replaced(shell, homes: tuple) -> list[str]:
+    """The standard output the score is printed to: in a kernel, ipykernel's own stream (code of
+    the notebook's in between could rewrite "Score: 0 / 1" on its way to nbgrader); elsewhere
+    (a test's StringIO, a terminal) any stream without the notebook's code."""
+    stream = sys.stdout
+    kernel_stream = getattr(sys.modules.get("ipykernel.iostream"), "OutStream", None)
+    in_kernel = kernel_stream is not None and type(shell).__name__ == "ZMQInteractiveShell"
+    if (in_kernel and type(stream) is not kernel_stream) or _notebook_code(stream, homes):
+        return ["the standard output was replaced (the printed score goes through other code)"]
+    return []
 
 
 def _show_score_plainly() -> None:
@@ -1375,10 +1523,10 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
     head = (f"Graded: {exercise.name}, {len(cases)} cases on inputs drawn at grading time "
             f"(seed {seed}: grade(..., seed={seed}) reproduces them)")
     inject = {name: attribute(solutions, path) for name, path in spec.inject.items()}
-    watcher = Watcher(spec, own, tuple(inject.values()))
+    watcher = Watcher(spec, own, tuple(inject.values()), stop=sys._getframe())
     guarded = _snapshot(grading=globals(), core=vars(core), exercise=vars(exercise),
                         adapters=getattr(exercise.run, "__globals__", {}), solutions=vars(solutions),
-                        watcher=vars(Watcher))
+                        watcher=vars(Watcher), watcher_state=vars(watcher))
     atol = max(exercise.atol, spec.atol)
     results, passed, passed_trivial, trivial_cases = [], 0, 0, 0
     for case in cases:
@@ -1387,15 +1535,21 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
         # it runs, and changing its inputs in place changes nothing the reference sees.
         theirs = copy.deepcopy(case)    # copied before the watch: torch's __deepcopy__ is not theirs
         torch.manual_seed(seed)
+        failed = None
         try:
-            with _injected(namespace, inject), watcher.watching(sys._getframe()):
+            with _injected(namespace, inject), watcher.watching():
                 # made plain while still watched: a tensor subclass's own code runs in it
                 got = _plain(exercise.run(answer, theirs))
         except NotImplementedError:
-            results.append(f"  … {case.name}: not implemented yet")
-            continue
+            failed = f"  … {case.name}: not implemented yet"
         except Exception as err:    # the student's code failed on this case: it costs this case
-            results.append(f"  ✗ {case.name}: your code raised {_short(err)}")
+            failed = f"  ✗ {case.name}: your code raised {_short(err)}"
+        # checked before any of the grading's code runs again: a comparison changed in place
+        # could otherwise put itself back once it has said yes
+        if _changed(guarded):
+            break
+        if failed:
+            results.append(failed)
             continue
         torch.manual_seed(seed)
         expected = exercise.run(exercise.reference, case)
@@ -1414,7 +1568,7 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
         if mistake is not None:
             line += f" Likely mistake: {mistake.hint}"
         results.append(line)
-    changed = _changed(guarded)
+    changed = _changed(guarded)     # (after the last case: what the watcher records with is in it)
     if changed:
         return 0.0, [head, "✗ 0 points: your code changed the grading's own code while it ran: "
                      + ", ".join(changed[:6]) + "."] + results

@@ -1134,6 +1134,12 @@ def _patch_the_graders_comparison(scores):
     return torch.zeros_like(scores)
 
 
+def _softmax_with_the_watch_switched_off(scores):
+    import sys
+    sys.setprofile(None)
+    return torch.softmax(scores, -1)
+
+
 def _softmax_with_the_watch_off(scores):
     import sys
     watcher = sys.getprofile()
@@ -1163,7 +1169,9 @@ def _sneaky_answer(scores):
 
 @pytest.mark.parametrize("answer, words", [
     (_patch_the_graders_comparison, "changed the grading's own code while it ran: core.same"),
-    (_softmax_with_the_watch_off, "setprofile (it switches off what the grading watches)"),
+    # (asking for the watcher is refused before it can be switched off)
+    (_softmax_with_the_watch_off, "sys.getprofile (it hands your code the grading's call watcher)"),
+    (_softmax_with_the_watch_switched_off, "setprofile (it switches off what the grading watches)"),
     (_sneaky_answer, "Score: 0 / 1"),
 ])
 def test_reaching_into_the_grading_scores_0(answer, words, capsys):

@@ -7,13 +7,17 @@ whole nbgrader pipeline)."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from conftest import held_by_another_process, load_file_module
@@ -654,3 +658,168 @@ def test_what_the_answer_replaces_while_it_runs_scores_0():
     finally:
         torch.allclose = saved
     assert points == 0.0 and "changed what grading relies on" in text, text
+
+
+# ------------------------------------------- a red-team review's tricks (2026-12-07), each once full marks
+def test_a_torch_function_mode_left_on_scores_0():
+    """A TorchFunctionMode entered in an earlier cell (or by the answer, and left on) answers
+    torch.allclose and torch.equal for the grading's comparison: zeros scored 1/1."""
+    from torch.overrides import TorchFunctionMode
+
+    class Yes(TorchFunctionMode):
+        def __torch_function__(self, func, types_, args=(), kwargs=None):
+            return True if func in (torch.allclose, torch.equal) else func(*args, **(kwargs or {}))
+
+    def enter_then_zeros(s):
+        modes.append(Yes().__enter__())
+        return torch.zeros_like(s)
+    modes = [Yes().__enter__()]                 # an earlier cell
+    try:
+        points, text = score("check_softmax", torch.zeros_like)
+        assert points == 0.0 and "a torch function mode" in text, text
+    finally:
+        modes.pop().__exit__(None, None, None)
+    try:
+        points, text = score("check_softmax", enter_then_zeros)
+        assert points == 0.0 and "a torch function mode" in text, text
+    finally:
+        while modes:
+            modes.pop().__exit__(None, None, None)
+    torch.set_default_device("cpu")             # torch's own mode (a DeviceContext) is no trick
+    try:
+        assert score("check_softmax", _softmax_by_hand)[0] == 1.0
+    finally:
+        torch.set_default_device(None)
+
+
+def _profile_hook():
+    return getattr(sys, "getpro" + "file")()          # spelled so that no pattern reads it
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda: setattr(_profile_hook(), "used", type("Sink", (dict,), {"__setitem__": lambda *a: None})()),
+    lambda: _profile_hook().used.clear(),
+], ids=["records-replaced", "records-emptied"])
+def test_the_call_watchers_records_are_out_of_the_answers_reach(tamper):
+    """The profiler the grading installs is the Watcher itself: reached through sys.getprofile(),
+    its records of forbidden calls were replaced by a dict that keeps nothing (or emptied), and
+    torch.softmax scored 1/1."""
+    def softmax_unseen(s):
+        out = torch.softmax(s, -1)
+        tamper()
+        return out
+    points, text = score("check_softmax", softmax_unseen)
+    assert points == 0.0 and "getprofile" in text, text
+
+
+def test_a_function_of_the_grading_changed_in_place_scores_0():
+    """`same.__code__ = ...` keeps the function object (a snapshot by identity saw nothing) and
+    makes the comparison say yes: junk scored 1/1, in exercises and in chapter 14's questions."""
+    import gc
+
+    def yes_everywhere():
+        for module in gc.get_objects():
+            if isinstance(module, types.ModuleType) and module.__name__.startswith("_minigpt_grading_") \
+                    and module.__name__.endswith(".exercises.core"):
+                module.same.__code__ = (lambda *args, **kwargs: True).__code__
+
+    def merge(ids, pair, new_id):
+        yes_everywhere()
+        return []
+    points, text = score("check_merge", merge)
+    assert points == 0.0 and "changed the grading's own code" in text and "core.same" in text, text
+
+    def answer():
+        yes_everywhere()
+        return 12345
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        points = hidden.grade("check_self_test", "1.1", answer, points=1.0)
+    assert points == 0.0 and "core.same" in out.getvalue(), out.getvalue()
+
+
+def test_a_profiler_of_the_answers_own_that_hides_its_calls_scores_0():
+    """cProfile takes the profile hook from the watcher; the answer calls the package's
+    merge_pair unseen, then puts the watcher back (found where threading keeps it for new
+    threads): 1/1 before."""
+    import cProfile
+
+    from minigpt.bpe import merge_pair
+
+    import threading
+    alive = []                          # a profiler collected while enabled would unset the hook
+
+    def merge(ids, pair, new_id):
+        watcher = threading._profile_hook       # no call: the watcher is handed to new threads there
+        alive.append(cProfile.Profile())
+        alive[-1].enable()
+        try:
+            return merge_pair(ids, pair, new_id)
+        finally:
+            getattr(sys, "setpro" + "file")(watcher)
+    points, text = score("check_merge", merge)
+    assert points == 0.0 and "enable" in text, text
+
+
+def test_a_torch_nn_class_changed_in_an_earlier_cell_scores_0():
+    """nn.LayerNorm's forward made to return zeros: every model's ln_f gives 0, its tied lm_head
+    logits of 0, and an answer of zeros for the whole GPT's forward scored 1/1."""
+    saved = nn.LayerNorm.forward
+    nn.LayerNorm.forward = lambda self, x: torch.zeros_like(x)
+    try:
+        points, text = score("check_gpt_forward",
+                             lambda model, idx: torch.zeros(*idx.shape, model.lm_head.out_features))
+    finally:
+        nn.LayerNorm.forward = saved
+    assert points == 0.0 and "torch.nn.LayerNorm.forward was replaced" in text, text
+
+
+@pytest.mark.parametrize("uncopied", [lambda value, memo: value, copy._deepcopy_atomic], ids=["notebook's", "copy's own"])
+def test_a_deepcopy_that_shares_the_models_parameters_scores_0(uncopied):
+    """deepcopy's dispatch table made to hand nn.Parameters back uncopied: the student's "own
+    copy" of a block is the reference's, zeroing it makes block(x) = x, and x scored 1/1."""
+    def zero_then_input(block, x):
+        with torch.no_grad():
+            for p in block.parameters():
+                p.zero_()
+        return x.clone()
+    copy._deepcopy_dispatch[nn.Parameter] = uncopied
+    try:
+        points, text = score("check_pre_ln_block", zero_then_input)
+    finally:
+        del copy._deepcopy_dispatch[nn.Parameter]
+    assert points == 0.0 and "deepcopy" in text, text
+
+
+def test_a_rewritten_standard_output_or_a_forged_float_printer_fails_the_cell(shell):
+    """The printed "Score: 0 / 1" rewritten on its way out and the shown 0.0 printed as 1.0 by a
+    printer that claims to be IPython's (its __module__ set by hand): both read as full marks."""
+    class Rewriter(io.TextIOBase):
+        def __init__(self, real):
+            self.real = real
+
+        def write(self, text):
+            return self.real.write(re.sub(r"Score: [\d.]+ / ([\d.]+)", r"Score: \1 / \1", text))
+
+    shell.user_ns.update(_hidden=hidden, Rewriter=Rewriter)
+    with contextlib.redirect_stdout(io.StringIO()):      # the kernel's stream, which the cell wraps
+        result = shell.run_cell("import contextlib, sys, torch\n"
+                                "contextlib.redirect_stdout(Rewriter(sys.stdout)).__enter__()\n"
+                                "_hidden.grade('check_softmax', torch.zeros_like, points=1.0, namespace={}, seed=0)")
+    assert isinstance(result.error_in_exec, hidden.ScoreNotShown) and "standard output" in str(result.error_in_exec)
+
+    def fake(value, printer, cycle):
+        printer.text("1.0")
+    fake.__module__ = "IPython.core.formatters"
+    shell.display_formatter.formatters["text/plain"].type_printers[float] = fake
+    result = in_cell(shell, "check_softmax", torch.zeros_like)
+    assert isinstance(result.error_in_exec, hidden.ScoreNotShown) and "display of float" in str(result.error_in_exec)
+
+
+@pytest.mark.parametrize("line", [
+    "getattr(sys, 'getpro' + 'file')().used = {}", "threading._profile_hook", "p = cProfile.Profile()",
+    "for m in gc.get_objects():", "m.same.__code__ = f.__code__", "hook.__closure__[0].cell_contents",
+    "Yes().__enter__()", "class Yes(TorchFunctionMode):", "copy._deepcopy_dispatch[nn.Parameter] = f",
+    "nn.LayerNorm.forward = lambda self, x: x", "contextlib.redirect_stdout(Out(sys.stdout)).__enter__()",
+    "plain.type_printers[float] = fake", "sys.stdout = Out()"])
+def test_the_review_patterns_name_the_red_teams_tricks(line):
+    assert any(re.search(p, line, re.MULTILINE) for p in classroom.REVIEW_PATTERNS.values()), line

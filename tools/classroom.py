@@ -906,11 +906,22 @@ REVIEW_MARK = "⚠ for review: "      # grading/hidden.py's: a feedback line for
 _WORKERS = "_thread|threading|queue|multiprocessing|subprocess|concurrent|asyncio"   # the modules that run code elsewhere
 REVIEW_PATTERNS = {
     "frame access": r"_getframe|\bf_(?:locals|globals|back)\b|\btb_frame\b|inspect\.(?:stack|currentframe)|gc\.get_referr",
-    "the profiler or tracer": r"\b(?:set|get)profile\b|\bsettrace\b",
-    "torch's dispatch modes": r"_disable_current_modes|_pop_mode|_python_dispatch",
+    # (and the names built from pieces, `getattr(sys, "getpro" + "file")`; cProfile, which takes
+    # the profile hook; threading's copy of the hook, which hands over the grading's watcher)
+    "the profiler or tracer": r"\b(?:set|get)profile\b|\b(?:set|get)trace\b|getpro|setpro|_profile_hook|_trace_hook|"
+                              r"\bc?Profile\b|_lsprof|sys\.monitoring|getattr\s*\(\s*sys\b",
+    "torch's dispatch modes": r"_disable_current_modes|_pop_mode|_python_dispatch|Torch(?:Function|Dispatch)Mode|"
+                              r"__torch_(?:function|dispatch)__|_push_on_torch|\.__enter__\s*\(\s*\)",
+    # a function changed in place, found through the garbage collector or a closure
+    "code objects, closures or the garbage collector": r"__(?:code|closure|defaults|kwdefaults|globals)__|cell_contents|"
+                                                         r"\bgc\s*\.|\bimport\s+gc\b|\bco_\w+\b",
+    "copying (deepcopy's tables)": r"_deepcopy_dispatch|\bcopyreg\b|__deepcopy__|__reduce(?:_ex)?__",
+    "the standard output or the value printers": r"redirect_std(?:out|err)|\bsys\.(?:__)?std(?:out|err)\b|"
+                                                 r"type_printers|\bfor_type\b",
     "builtins replaced": r"__builtins__|^\s*(?:def\s+__import__|__import__\s*=)",
     "ctypes": r"\bctypes\b",
-    "a module's function replaced": r"^\s*(?:torch|math|os|sys|copy|ast|json|importlib|builtins|minigpt)(?:\.\w+)+\s*=[^=]",
+    "a module's function replaced": r"^\s*(?:torch|nn|F|math|os|sys|copy|ast|json|importlib|builtins|minigpt|threading)"
+                                    r"(?:\.\w+)+\s*=[^=]",
     "the grader's files": r"hidden\.py|solutions\.py|\.ipynb|_classroom|gradebook|sqlite3|__file__|write_(?:text|bytes)",
     # the display nbgrader reads a score from, and the code of the cells that follow
     "IPython's display or input": r"get_ipython|InteractiveShell|ast_node_interactivity|input_transformers|"
