@@ -251,7 +251,8 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)     # (B, Hkv, T, D)
         if self.use_rope:
             if rope is None:
-                raise ValueError("this layer uses RoPE: pass rope=(cos, sin) for the positions of x.")
+                raise ModelInputError("this layer uses RoPE: pass rope=(cos, sin) for the positions of x "
+                                      "(minigpt.rope_cos_sin makes them), or call the whole MiniGPT.")
             cos, sin = rope
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:

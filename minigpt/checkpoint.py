@@ -251,6 +251,7 @@ def save_checkpoint(directory: PathLike, model: MiniGPT, tokenizer: CharTokenize
     weights = finite_weights(model)
     meta = _describe(model, tokenizer, train_state)
     meta["step"] = step
+    old = None
     try:
         directory.mkdir(parents=True, exist_ok=True)
         if tmp.exists():
@@ -273,11 +274,13 @@ def save_checkpoint(directory: PathLike, model: MiniGPT, tokenizer: CharTokenize
             final.rename(old)
             tmp.rename(final)
             shutil.rmtree(old)
+            old = None
         else:
             tmp.rename(final)
         write_latest(directory, name)
     except (OSError, SafetensorError) as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        _put_back(old, final)
         # the newest complete step but this one: when only `latest` failed, this one was already
         # renamed into place, complete, but `latest` still names the earlier one
         previous = [p.name for p in complete_steps(directory) if p.name != name]
@@ -286,10 +289,22 @@ def save_checkpoint(directory: PathLike, model: MiniGPT, tokenizer: CharTokenize
                               f"{os_reason(err)}{kept}. To fix: {write_fix(err)}.") from None
     except BaseException:           # a bug, or Ctrl-C: no half-written folder stays behind
         shutil.rmtree(tmp, ignore_errors=True)
+        _put_back(old, final)
         raise
     if keep is not None:
         remove_old_steps(directory, keep, name)
     return final
+
+
+def _put_back(old: Optional[Path], final: Path) -> None:
+    """A re-save of the same step that failed between its two renames: the step moved aside is
+    the only copy of it (its name is a temporary one, which the next resume would delete), so
+    it goes back to its name before the error is raised."""
+    if old is not None and old.exists() and not final.exists():
+        try:
+            old.rename(final)
+        except OSError:             # the error being raised names the folder's trouble already
+            pass
 
 
 def _holds_training_state(directory: Path) -> bool:
@@ -365,12 +380,14 @@ def export_model(model: MiniGPT, tokenizer: CharTokenizer | BPETokenizer, direct
         os.replace(tmp_meta, staging / META_FILE)
         if not in_place:                                   # a new folder appears complete
             staging.rename(directory)
-    except (OSError, SafetensorError) as err:
+    except BaseException as err:    # a full disk, or Ctrl-C: no temporary file stays behind
         if in_place:
             for path in written:
                 path.unlink(missing_ok=True)
         else:
             shutil.rmtree(staging, ignore_errors=True)
+        if not isinstance(err, (OSError, SafetensorError)):
+            raise                   # a bug keeps its traceback, Ctrl-C stays Ctrl-C
         raise CheckpointError(f"could not export to {str(directory)!r}: {os_reason(err)}. "
                               f"To fix: {write_fix(err)}.") from None
     return directory

@@ -40,7 +40,8 @@ def check_text(text, what: str) -> None:
     if isinstance(text, str):
         return
     hint = ("; decode the bytes first: text.decode('utf-8')" if isinstance(text, bytes) else
-            "; join a list of characters first: ''.join(chars)" if isinstance(text, (list, tuple)) else "")
+            "; join a list of characters first: ''.join(chars)" if isinstance(text, (list, tuple)) else
+            "; read the file first: minigpt.read_text_file(path)" if isinstance(text, os.PathLike) else "")
     raise DataTypeError(f"{what}, got {type(text).__name__}{hint}.")
 
 
@@ -296,6 +297,7 @@ class TextData:
                                 "language model needs at least two to predict anything. Check the file.")
         if not hasattr(tokenizer, "encode_tensor") or not hasattr(tokenizer, "vocab_size"):
             raise DataError(f"tokenizer must be a CharTokenizer or BPETokenizer, got {type(tokenizer).__name__}.")
+        check_text(text, "TextData.from_text takes the text itself, a str")      # (with a tokenizer given)
         n_train = int(len(text) * (1.0 - val_fraction))
         if isinstance(tokenizer, CharTokenizer):
             # one id per character: encoded whole, so that an unknown character's position in

@@ -48,7 +48,23 @@ def pick_device(preferred: Union[str, torch.device, None] = "auto") -> torch.dev
                          "(is this a CPU-only torch build?); use device='auto' or 'cpu'.")
     if kind == "mps" and not mps_ok:
         raise UsageError("device 'mps' was requested but is not available; use device='auto' or 'cpu'.")
-    return torch.device(preferred)
+    try:
+        device = torch.device(preferred)
+    except RuntimeError:            # 'cuda:x', 'cuda:-1': torch's message names no caller
+        raise UsageError(f"device {preferred!r} is not one torch knows; a GPU is 'cuda' or 'cuda:N' "
+                         "(N counts from 0).") from None
+    _check_gpu_number(device, "pick_device")
+    return device
+
+
+def _check_gpu_number(device: torch.device, who: str) -> None:
+    """'cuda:3' on a machine with one GPU fails at the first tensor moved there, deep inside
+    torch ("invalid device ordinal"): said here, with the numbers there are."""
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise UsageError(f"{who}: device {str(device)!r} asks for GPU number {device.index}, but this machine has "
+                         f"{count} CUDA GPU{'s' if count != 1 else ''}, numbered from 0 (cuda:0"
+                         f"{f' to cuda:{count - 1}' if count > 1 else ''}); use 'cuda' for the first one.")
 
 
 def as_device(device, who: str, present: bool = True) -> torch.device:
@@ -66,6 +82,8 @@ def as_device(device, who: str, present: bool = True) -> torch.device:
     if present and device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"{who}'s device {str(device)!r}: PyTorch sees no CUDA GPU on this machine (is this a "
                          "CPU-only torch build?); use 'cpu', or the device minigpt.pick_device() returns.")
+    if present:
+        _check_gpu_number(device, who)
     if present and device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise UsageError(f"{who}'s device 'mps' is not available on this machine; use 'cpu', or the device "
                          "minigpt.pick_device() returns.")

@@ -20,7 +20,7 @@ from .kv_cache import KVCache
 from .positions import rope_cos_sin, sinusoidal_table
 from .config import GPTConfig
 from .dropout import Dropout
-from .errors import MiniGPTError, ModelInputError  # noqa: F401 (minigpt.model.ModelInputError)
+from .errors import ModelInputError
 from .sampling import probs_from_checked_logits, check_finite_logits, check_sampling_settings, draw_next_token, is_greedy
 
 

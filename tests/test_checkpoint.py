@@ -452,3 +452,41 @@ def test_cleaning_removes_every_kind_of_temporary(tmp_path):
     (tmp_path / "step-000100").mkdir()
     assert sorted(p.name for p in clean_temporary_files(tmp_path)) == [".step-000100.old-123", ".step-000100.tmp-123"]
     assert [p.name for p in tmp_path.iterdir()] == ["step-000100"]
+
+
+def test_a_resave_of_the_same_step_that_fails_halfway_keeps_the_step(tmp_path, tok, monkeypatch):
+    """Re-saving a step moves the saved one aside, then renames the new one in. When that second
+    rename failed (a full disk) the step moved aside kept its temporary name: `latest` named a
+    folder that was gone, and the next resume deleted the only copy as a leftover."""
+    from pathlib import Path
+    from minigpt.run_folder import clean_temporary_files
+    model, run = tiny_model(), tmp_path / "run"
+    save_checkpoint(run, model, tok, 5)
+    before = load_checkpoint(run).model
+    real_rename, calls = Path.rename, []
+
+    def rename(self, target):
+        calls.append(self.name)
+        if len(calls) == 2:                 # the new step into place
+            raise OSError(28, "No space left on device")
+        return real_rename(self, target)
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        save_checkpoint(run, tiny_model(seed=1), tok, 5)
+    monkeypatch.undo()
+    assert calls[0] == "step-000005" and sorted(p.name for p in run.iterdir()) == ["latest", "step-000005"]
+    assert clean_temporary_files(run) == []
+    assert_same_weights(load_checkpoint(run).model, before)
+
+
+@pytest.mark.parametrize("into", ["new", "existing"])
+def test_an_export_stopped_by_ctrl_c_leaves_no_temporary_file(tmp_path, tok, monkeypatch, into):
+    model, out = tiny_model(), tmp_path / "exported"
+    if into == "existing":
+        export_model(model, tok, out)
+    monkeypatch.setattr(minigpt.checkpoint.os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        export_model(model, tok, out, overwrite=True)
+    monkeypatch.undo()
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == ([] if into == "new" else ["exported", "exported/minigpt.json", "exported/model.safetensors"]), left

@@ -774,6 +774,10 @@ def test_a_damaged_web_asset_is_one_error_naming_the_file(tmp_path):
     path.write_text(head + json_module.dumps(asset) + ";\n", encoding="utf-8")
     with pytest.raises(MiniGPTError, match=r"m\.js' is a damaged minigpt web asset \(RuntimeError: shape"):
         load_web_model(path)
+    asset["tensors"] = []                                       # an AttributeError from .items()
+    path.write_text(head + json_module.dumps(asset) + ";\n", encoding="utf-8")
+    with pytest.raises(MiniGPTError, match=r"damaged minigpt web asset \(TypeError: its tensors are a list"):
+        load_web_model(path)
     path.write_bytes(b"\xff\xfe not text")
     with pytest.raises(MiniGPTError, match="is not a minigpt web asset"):
         load_web_model(path)
@@ -984,3 +988,27 @@ def test_export_keeps_the_runs_summary_and_drops_its_history(tiny_run, tmp_path,
     assert meta["train_state"]["summary"] == json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert meta["train_state"]["summary"]["preset"] == "tiny"
     assert "history" not in meta["train_state"] and "optimizer_param_groups" not in meta["train_state"]
+
+
+def test_the_web_exports_own_module_entry_point_gives_one_line_errors(tmp_path):
+    """`python -m minigpt.web.export` (once its docstring's usage) bypassed the CLI's handler: a
+    user's mistake printed a traceback and exited 1. (Python warns first that the module was
+    imported by its package: the docstring now shows `python -m minigpt export-web`.)"""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "minigpt.web.export", "--out", ""], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.splitlines()[-1].startswith("error: --out is empty"), out.stderr
+
+
+def test_a_web_export_stopped_by_ctrl_c_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from conftest import tiny_model
+    from minigpt import CharTokenizer
+    from minigpt.web import export as web_export
+    model = tiny_model()
+    tokenizer = CharTokenizer([chr(ord("a") + i) for i in range(model.config.vocab_size)])
+    monkeypatch.setattr(web_export.os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        web_export.export_web(model, tokenizer, tmp_path / "m.js", quantize="float32")
+    assert list(tmp_path.iterdir()) == []

@@ -329,3 +329,11 @@ def test_a_character_above_the_vocabulary_s_largest_is_unknown_not_the_largest()
     tok = CharTokenizer(list("aé中"))
     with pytest.raises(UnknownCharacterError):
         tok.encode("文")
+
+
+def test_a_path_given_for_the_text_is_named_with_the_fix(tmp_path):
+    """With a tokenizer, from_text took len() of a Path: a TypeError from inside it."""
+    from minigpt import MiniGPTError, TextData
+    with pytest.raises(MiniGPTError, match=r"takes the text itself, a str, got \w*Path; read the file first: "
+                                           r"minigpt\.read_text_file\(path\)"):
+        TextData.from_text(tmp_path / "p.txt", tokenizer=CharTokenizer.from_text("abc"))

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from minigpt import autocast, pick_device, set_seed
+from minigpt import UsageError, autocast, pick_device, set_seed
 from minigpt.device import describe
 
 
@@ -71,6 +71,7 @@ def test_timing_conditions_name_the_device_and_the_load(monkeypatch):
 def test_a_named_gpu_keeps_its_index(monkeypatch):
     # 'cuda:1' is the second GPU; pick_device must not turn it into the current one
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert pick_device("cuda:1") == torch.device("cuda", 1)
     assert pick_device("CUDA:1") == torch.device("cuda", 1)
     assert pick_device("cuda") == torch.device("cuda")
@@ -164,3 +165,18 @@ def test_maybe_compile_leaves_the_model_alone_unless_asked(monkeypatch):
         assert device_module.maybe_compile(model, None) is model and device_module.maybe_compile(model, False) is model
     assert compiled == []
     assert device_module.maybe_compile(model, True) == "compiled" and compiled == [model]
+
+
+def test_a_gpu_number_the_machine_lacks_is_named_at_once(monkeypatch):
+    """'cuda:5' on a one-GPU machine failed at the first tensor moved there, inside torch."""
+    from minigpt.device import as_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(UsageError, match=r"GPU number 5, but this machine has 2 CUDA GPUs, numbered from 0 "
+                                         r"\(cuda:0 to cuda:1\)"):
+        pick_device("cuda:5")
+    with pytest.raises(UsageError, match=r"^generate: device 'cuda:2' asks for GPU number 2"):
+        as_device("cuda:2", "generate")
+    with pytest.raises(UsageError, match=r"device 'cuda:x' is not one torch knows"):
+        pick_device("cuda:x")
+    assert pick_device("cuda:1") == torch.device("cuda", 1)

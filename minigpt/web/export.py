@@ -12,7 +12,7 @@ LayerNorm) stay float32. `load_web_model` rebuilds the *quantised* model in PyTo
 reference the page's numbers are tested against; `"float16"` and `"float32"` are the
 alternatives when size does not matter.
 
-    python -m minigpt.web.export --out path/to/model.js [--checkpoint DIR] [--quantize int8]
+    python -m minigpt export-web --out path/to/model.js [--checkpoint DIR] [--quantize int8]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from ..config import ConfigError, GPTConfig
 from ..data import CharTokenizer, DataError
 from ..errors import MiniGPTError
 from ..model import MiniGPT
-from ..run_folder import nearest_existing_parent
+from ..run_folder import fsync_path, nearest_existing_parent
 
 QUANTIZE = ("int8", "float16", "float32")
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "minigpt-web"
@@ -153,12 +153,15 @@ def export_web(model: MiniGPT, tokenizer: CharTokenizer, path: Union[str, Path],
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(text, encoding="utf-8")
+        fsync_path(tmp)                 # on disk before its name is: a crash leaves the old asset
         os.replace(tmp, path)           # a page never loads half an asset, an old one stays whole
-    except OSError as err:
+    except BaseException as err:        # a full disk, or Ctrl-C: the temporary file goes too
         try:
             tmp.unlink(missing_ok=True)
         except OSError:                 # the folder itself was the problem
             pass
+        if not isinstance(err, OSError):
+            raise
         raise WebExportError(f"cannot write {str(path)!r}: {err.strerror or err}; choose another --out "
                              "(a .js path in a folder you can write).") from None
     return path
@@ -224,6 +227,8 @@ def load_web_model(path: Union[str, Path]) -> tuple[MiniGPT, CharTokenizer]:
                              "export_web.") from None
     model = MiniGPT(config)
     try:
+        if not isinstance(asset["tensors"], dict):
+            raise TypeError(f"its tensors are a {type(asset['tensors']).__name__}, not a table of names")
         state = {key: _decode_tensor(entry) for key, entry in asset["tensors"].items()}
         state["lm_head.weight"] = state["wte.weight"]
         model.load_state_dict(state)
@@ -300,5 +305,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":       # through the CLI: a user's error is one line there, not a traceback
+    from ..cli import main as cli_main
+    sys.exit(cli_main(["export-web", *sys.argv[1:]]))
