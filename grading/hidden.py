@@ -92,16 +92,22 @@ library's objects (`_foreign`: a lambda, a partial, a callable object such as a
 `unittest.mock.Mock`, a class of the notebook, a built-in of another module, and for the
 names the grading calls, such as `torch.allclose`, `torch.equal` and `torch.randn`, another
 genuine function put under that name, are reported and score 0); every class of `torch.nn`
-runs torch's own code (`nn.LayerNorm.forward` made to return zeros makes every model's logits
-0; `enum.Enum.__deepcopy__` under `nn.Parameter` is another library's genuine function, and
-wrong there all the same); no torch function or dispatch mode is left on (a mode answers for
-`torch.allclose`; torch's own DeviceContext is allowed); deepcopy's tables hand no
-`nn.Parameter` back uncopied (the student's copy of a model would be the reference's); `os.urandom` is the
+runs torch's own code, each method its own class's (`nn.LayerNorm.forward` made to return
+zeros makes every model's logits 0; `enum.Enum.__deepcopy__` under `nn.Parameter` is another
+library's genuine function, and `nn.Identity.forward` under `nn.Linear` another class's: wrong
+there all the same); no torch function or dispatch mode is left on (a mode answers for
+`torch.allclose`; torch's own DeviceContext is allowed), no hook is on every nn.Module, and no
+kernel registered from the notebook (or through `torch.library`) answers for one of torch's
+operators; deepcopy's tables hand no `nn.Parameter` back uncopied, and the student's copy of a
+case shares no memory with the case (the reference would run on what the student's code
+changed in place); `os.urandom` is the
 operating system's (the seed of the fresh inputs), and so are the standard library's
 functions the grading calls (`copy.deepcopy`, `ast.literal_eval`, ...); `sys.setprofile` is
 the real one, the student's code never called it (or `settrace`, cProfile's `enable`, or
 torch's calls that switch dispatch modes off) and the watcher is still installed after it
-ran; `sys.getprofile` called by the answer raises (the profile hook *is* the watcher, and
+ran, and it calls no forbidden operator's C function by itself (`torch.ops.aten._softmax.default._op`)
+nor anything while torch's Python dispatch is switched off around it (`_DisableTorchDispatch`,
+under which the operators' watch sees nothing); `sys.getprofile` called by the answer raises (the profile hook *is* the watcher, and
 its records could be emptied), which also removes the watcher, and that is seen once the
 answer has returned; this module's globals, the private package's comparison and the
 exercise's run adapter, the watcher's own state, and the code of every function among them
@@ -115,7 +121,9 @@ change the grade). What is not checked: a process started in an earlier cell and
 through a pipe (the review patterns name the modules it needs), a student who reaches the
 watcher without a call (threading keeps it in `threading._profile_hook` for new threads; a
 frame's locals, the garbage collector) and deletes its records with `del` (no call a profiler
-sees: the review patterns name each of those ways), a student who edits torch's compiled functions
+sees: the review patterns name each of those ways), a TorchScript function compiled in an
+earlier cell and called inside `_DisableTorchDispatch` (neither makes a call the profiler sees,
+and the operators' watch is off: the review patterns name both), a student who edits torch's compiled functions
 through ctypes, compiles code under a file name of torch's or of a frozen standard module
 ("<frozen zipimport>": the watcher takes such frames for the library's), replaces
 `importlib.util`'s loader functions before a hidden block runs (the block loads this file with
@@ -142,6 +150,7 @@ import io
 import math
 import numbers
 import os
+import re
 import sys
 import sysconfig
 import threading
@@ -722,6 +731,22 @@ _OP_CALLS = frozenset(c.__call__.__code__ for c in (torch._ops.OpOverload, torch
                       if isinstance(getattr(c.__call__, "__code__", None), types.CodeType))
 
 
+def _operator_functions(names) -> list:
+    """(name, C function) of every overload of torch's operators of these names."""
+    found = []
+    for name in names:
+        packet = getattr(torch.ops.aten, name, None)
+        for overload in (packet.overloads() if packet is not None else ()):
+            op = getattr(getattr(packet, overload, None), "_op", None)
+            if op is not None:
+                found.append((name, op))
+    return found
+
+
+def _python_key_excluded() -> bool:
+    return torch._C._dispatch_tls_is_dispatch_key_excluded(torch._C.DispatchKey.Python)
+
+
 class OperatorsSeen(TorchDispatchMode):
     """Records which of the given torch operators run (by the operator's name: `_softmax` for
     torch.softmax, F.softmax and torch.ops.aten._softmax alike), however they were reached:
@@ -793,6 +818,9 @@ class Watcher:
                 # comprehension, which an honest answer may hold alike) is part of their definition
                 if "<" not in qualname:
                     self.book[_definition(code, qualname)] = f"the chapter's own {name} (the exercise asks you to write it)"
+        # the C functions behind a forbidden operator's overloads (`torch.ops.aten._softmax.default._op`
+        # has no __name__ to recognise it by)
+        self._ops = {id(op): name for name, op in _operator_functions(self.c)}
         self.used: dict[str, None] = {}
         self._seen: dict[int, Optional[str]] = {}
         # id() of the grading frame above the student's code (not the frame: its locals hold what grading uses)
@@ -940,6 +968,13 @@ class Watcher:
             if name in self.c and (id(frame.f_globals) not in self.own or self._student(frame)
                                    or not self._library_file(frame.f_code.co_filename)):
                 self.used[f"torch's {name} (a C function)"] = None
+            if id(arg) in self._ops:
+                self.used[f"torch's operator {self._ops[id(arg)]}"] = None
+            # the operators' watch (a dispatch mode) is skipped where the Python dispatch key is
+            # excluded (`with torch._C._DisableTorchDispatch():`): the student's code has no call to make there
+            if self.c and _python_key_excluded() and self._direct(frame, called=True):
+                self.used["torch's dispatch switched off around your code (_DisableTorchDispatch: it hides "
+                          "the operators it runs)"] = None
 
     def _refuse(self, what: str) -> None:
         """The student's code asked for the watcher itself: recorded, and refused by raising
@@ -1165,14 +1200,31 @@ def _torch_class_changed(label: str, cls: type) -> list[str]:
         if isinstance(function, types.FunctionType):
             path = os.path.abspath(function.__code__.co_filename)
             generated = (function.__code__.co_filename == "<string>" or path.endswith(os.sep + "dataclasses.py")) \
-                and hasattr(cls, "__dataclass_fields__")
-            if not (path.startswith(_TORCH_OWN) or generated or path.endswith(os.sep + "typing_extensions.py")):
+                and hasattr(cls, "__dataclass_fields__") or (
+                # what @deprecated wraps a class's __new__ and __init_subclass__ in (typing_extensions', or
+                # on Python 3.13 the warnings module's)
+                path.endswith((os.sep + "typing_extensions.py", os.sep + "warnings.py")))
+            if not (path.startswith(_TORCH_OWN) or generated):
                 found.append(f"{label}.{name} was replaced by {function.__qualname__} ({os.path.basename(path)})")
+            elif not generated and not _method_of(function, cls, name):
+                found.append(f"{label}.{name} was replaced by torch's {function.__qualname__}")
         elif name != "__torch_function__":          # Parameter's and Buffer's are torch's C function
             why = _foreign(label, name, value, (_TORCH_HOME, _STDLIB))
             if why:
                 found.append(f"{label}.{name} was replaced by {why}")
     return found
+
+
+def _method_of(function: types.FunctionType, cls: type, name: str) -> bool:
+    """Whether torch's `function`, found as `cls.name`, is that class's (or a base's) own method,
+    or a function of torch's module under its own name: another class's genuine method put
+    there (`nn.Linear.forward = nn.Identity.forward`, `nn.Parameter.__deepcopy__ =
+    OpOverload.__deepcopy__`, which hands back the same object) is not. (Module's `forward` is
+    torch's `_forward_unimplemented`, defined outside the class.)"""
+    owner, _, own_name = function.__qualname__.rpartition(".")
+    if not owner:
+        return own_name == name or (cls is nn.Module and own_name == "_forward_unimplemented")
+    return owner in {klass.__qualname__ for klass in cls.__mro__}
 
 
 def _modes_switched_on() -> list[str]:
@@ -1212,9 +1264,42 @@ def _copying_changed() -> list[str]:
     return found
 
 
+def _global_module_hooks() -> list[str]:
+    """Hooks on every nn.Module (`register_module_forward_hook`): one that zeroes each output
+    makes the reference's model give what a blank answer gives."""
+    from torch.nn.modules import module
+    return [f"a hook on every nn.Module ({name})" for name, hooks in sorted(vars(module).items())
+            if name.startswith("_global_") and isinstance(hooks, dict) and hooks]
+
+
+_CXX_SOURCES = (".cpp", ".cc", ".cu", ".c", ".h", ".hpp", ".mm")
+
+
+def _kernels_of_the_notebook() -> list[str]:
+    """Kernels registered from Python for torch's own operators (`torch.library.Library("aten",
+    "IMPL").impl("allclose", ...)`): the dispatcher itself would then answer the grading's
+    comparison, or compute the reference. torch registers Python kernels of its own (shape-only
+    "Meta" ones, a few from its own files); one registered from the notebook, or through the
+    public `torch.library` API (which records its own file), is reported."""
+    if not hasattr(torch._C, "_dispatch_get_all_op_names"):
+        return []
+    public = (os.path.join(_TORCH_OWN, "library.py"), os.path.join(_TORCH_OWN, "_library", ""))
+    found = []
+    for op in torch._C._dispatch_get_all_op_names():
+        if not op.startswith("aten::"):
+            continue
+        for key, path in re.findall(r"^(\w+): registered at (.*?):\d+ ::", torch._C._dispatch_dump(op), re.M):
+            if key == "Meta" or path.endswith(_CXX_SOURCES):
+                continue
+            if not os.path.abspath(path).startswith(_TORCH_OWN) or os.path.abspath(path).startswith(public):
+                found.append(f"torch's operator {op} has a kernel of the notebook's ({key})")
+    return found
+
+
 def tampering(package) -> list[str]:
     """What the notebook replaced that the grading relies on (see the module docstring)."""
-    found = _import_system_changed() + _private_copy_changed(package) + _modes_switched_on() + _copying_changed()
+    found = (_import_system_changed() + _private_copy_changed(package) + _modes_switched_on() + _copying_changed()
+             + _global_module_hooks() + _kernels_of_the_notebook())
     for name, cls in list(vars(nn).items()):
         if isinstance(cls, type) and cls.__module__.startswith("torch."):
             found += _torch_class_changed(f"torch.nn.{name}", cls)
@@ -1416,13 +1501,18 @@ def display_problems() -> list[str]:
             if not home.startswith("IPython.") or _notebook_code(transformer, homes):
                 found.append(f"a transformer of every cell's code was added ({name})")
                 break
-    if plain is not None:
+    # every formatter that could show the score: IPython's own (%precision) and sympy's
+    # (init_printing) print a float as it is, known by their code's file (a function's __module__
+    # is whatever the notebook says); the mimebundle formatter can supply the text/plain
+    # nbgrader reads, so it may hold no printer of a float at all
+    formatters = list(shell.display_formatter.formatters.values()) + [
+        getattr(shell.display_formatter, name, None) for name in ("mimebundle_formatter", "ipython_display_formatter")]
+    for formatter in [f for f in formatters if f is not None]:
         for kind in (float, object):
-            printer = plain.type_printers.get(kind)
-            # IPython's own (%precision) and sympy's (init_printing) print a float as it is; known
-            # by their code's file (a function's __module__ is whatever the notebook says)
-            if printer is not None and not _code_in(printer, ("IPython", "sympy")):
-                found.append(f"IPython's display of {kind.__name__} values was replaced")
+            printers = [formatter.type_printers.get(kind),
+                        formatter.deferred_printers.get(("builtins", kind.__name__))]
+            if any(p is not None and not _code_in(p, ("IPython", "sympy")) for p in printers):
+                found.append(f"IPython's display of {kind.__name__} values was replaced ({type(formatter).__name__})")
     found += _output_replaced(shell, homes)
     return found
 
@@ -1534,6 +1624,9 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
         # plain before the right one exists: no frame it can reach holds the right answer while
         # it runs, and changing its inputs in place changes nothing the reference sees.
         theirs = copy.deepcopy(case)    # copied before the watch: torch's __deepcopy__ is not theirs
+        if _shared_storage(theirs, case):
+            return 0.0, [head, "✗ 0 points: copying a case gave your code the very tensors the right answer is "
+                         "computed from (copy.deepcopy was changed in this notebook)."]
         torch.manual_seed(seed)
         failed = None
         try:
@@ -1588,6 +1681,31 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
                        "or a tensor of ones or zeros, also passes: they count beside a case that takes work)")
         return 0.0, [head] + results
     return (passed + passed_trivial) / len(cases), [head] + results
+
+
+def _tensors_in(value: Any, depth: int = 0) -> list:
+    """The tensors a case holds: in its arguments, containers and modules (parameters, buffers)."""
+    if depth > 6:
+        return []
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, nn.Module):
+        return list(value.parameters()) + list(value.buffers())
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors_in(v, depth + 1)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors_in(v, depth + 1)]
+    if hasattr(value, "args") and hasattr(value, "kwargs"):        # a Case
+        return _tensors_in(list(value.args) + list(value.kwargs.values()), depth + 1)
+    return []
+
+
+def _shared_storage(copied: Any, original: Any) -> bool:
+    """Whether the student's copy of a case shares memory with the case itself: the reference
+    would then run on what the student's code changed in place."""
+    def pointers(value):
+        return {t.untyped_storage().data_ptr() for t in _tensors_in(value) if t.numel()}
+    return bool(pointers(copied) & pointers(original))
 
 
 def _answered_by_no_work(core, exercise, case, expected: Any, atol: float, seed: int) -> bool:

@@ -823,3 +823,106 @@ def test_a_rewritten_standard_output_or_a_forged_float_printer_fails_the_cell(sh
     "plain.type_printers[float] = fake", "sys.stdout = Out()"])
 def test_the_review_patterns_name_the_red_teams_tricks(line):
     assert any(re.search(p, line, re.MULTILINE) for p in classroom.REVIEW_PATTERNS.values()), line
+
+
+# ---------------------------------------- a second red-team round (2026-12-07), each once full marks
+def test_a_kernel_of_the_notebooks_for_torchs_comparison_scores_0():
+    """A Python kernel registered for aten::allclose and aten::equal: the dispatcher itself said
+    yes to the grading's comparison, and zeros scored 1/1."""
+    lib = torch.library.Library("aten", "IMPL")
+    try:
+        lib.impl("allclose", lambda a, b, rtol=1e-5, atol=1e-8, equal_nan=False: True, "CPU")
+        lib.impl("equal", lambda a, b: True, "CPU")
+        points, text = score("check_softmax", torch.zeros_like)
+    finally:
+        lib._destroy()
+    assert points == 0.0 and "aten::allclose has a kernel of the notebook's (CPU)" in text, text
+    assert score("check_softmax", _softmax_by_hand)[0] == 1.0        # and nothing is left of it
+
+
+def test_a_hook_on_every_module_scores_0():
+    """register_module_forward_hook made every module's output zeros, the reference's model's too."""
+    from torch.nn.modules.module import register_module_forward_hook
+
+    def zeros(module, args, out):
+        return torch.zeros_like(out) if isinstance(out, torch.Tensor) else out
+    handle = register_module_forward_hook(zeros)
+    try:
+        points, text = score("check_gpt_forward",
+                             lambda model, idx: torch.zeros(*idx.shape, model.lm_head.out_features))
+    finally:
+        handle.remove()
+    assert points == 0.0 and "a hook on every nn.Module (_global_forward_hooks)" in text, text
+
+
+def test_a_forbidden_operator_run_with_torchs_dispatch_switched_off_scores_0():
+    """The operator's C function (`_op`, nameless) called inside _DisableTorchDispatch, which the
+    operators' watch (a dispatch mode) does not see: torch's softmax scored 1/1."""
+    op = torch.ops.aten._softmax.default._op
+
+    def my_softmax(s):
+        with torch._C._DisableTorchDispatch():
+            return op(s, -1, False)
+    points, text = score("check_softmax", my_softmax)
+    assert points == 0.0 and "torch's operator _softmax" in text and "_DisableTorchDispatch" in text, text
+
+
+def test_another_genuine_torch_method_put_on_a_torch_class_scores_0():
+    """nn.Linear.forward and nn.GELU.forward made nn.Identity's (torch's own code, so the first
+    round's check passed it): the reference MLP was the identity, and x scored 1/1."""
+    saved = nn.Linear.forward, nn.GELU.forward
+    for layer in (nn.Linear, nn.GELU):
+        layer.forward = nn.Identity.forward
+    try:
+        points, text = score("check_mlp", lambda mlp, x: x.clone())
+    finally:
+        nn.Linear.forward, nn.GELU.forward = saved
+    assert points == 0.0 and "torch.nn.Linear.forward was replaced by torch's Identity.forward" in text, text
+
+
+def test_a_parameter_that_deepcopy_hands_back_uncopied_scores_0():
+    """nn.Parameter.__deepcopy__ made OpOverload's (`return self`, torch's code): the student's copy
+    of a block was the reference's, zeroing it made block(x) = x, and x scored 1/1."""
+    name = "__deep" + "copy__"
+    saved = vars(nn.Parameter)[name]
+    type.__setattr__(nn.Parameter, name, vars(torch._ops.OpOverload)[name])
+
+    def zero_then_input(block, x):
+        with torch.no_grad():
+            for p in block.parameters():
+                p.zero_()
+        return x.clone()
+    try:
+        points, text = score("check_pre_ln_block", zero_then_input)
+    finally:
+        type.__setattr__(nn.Parameter, name, saved)
+    assert points == 0.0 and "copying a case gave your code the very tensors" in text, text
+    assert "torch.nn.Parameter.__deepcopy__ was replaced by torch's OpOverload.__deepcopy__" in text, text
+
+
+def test_a_float_printer_in_the_mimebundle_formatter_fails_the_cell(shell):
+    """The mimebundle formatter can supply the text/plain nbgrader reads: a printer of floats
+    there showed 1.0 for a 0 (with text/plain's own float printer removed)."""
+    shell.display_formatter.mimebundle_formatter.type_printers[float] = lambda value, include=None, exclude=None: (
+        {"text/plain": "1.0"})
+    shell.display_formatter.formatters["text/plain"].type_printers.pop(float)
+    result = in_cell(shell, "check_softmax", torch.zeros_like)
+    assert isinstance(result.error_in_exec, hidden.ScoreNotShown), result.error_in_exec
+    assert "display of float values was replaced (MimeBundleFormatter)" in str(result.error_in_exec)
+
+
+def test_a_second_score_line_printed_by_the_notebook_does_not_count(tmp_path):
+    """`_shown_scores` took the last "Score:" line, which the notebook's own code could print."""
+    path = tmp_path / "nb.ipynb"
+    cells = [_graded_cell("Graded: x\nScore: 0 / 1\nScore: 1 / 1\n", "1.0")]
+    path.write_text(json.dumps({"cells": cells}))
+    assert classroom._shown_scores(path) == 0.0
+
+
+@pytest.mark.parametrize("line", [
+    "lib = torch.library.Library('aten', 'IMPL')", "register_module_forward_hook(f)",
+    "with torch._C._DisableTorchDispatch():", "op = torch.ops.aten._softmax.default._op",
+    "type.__setattr__(nn.Parameter, name, f)", "fmt.mimebundle_formatter.type_printers[float] = f",
+    "    layer.forward = nn.Identity.forward"])
+def test_the_review_patterns_name_the_second_rounds_tricks(line):
+    assert any(re.search(p, line, re.MULTILINE) for p in classroom.REVIEW_PATTERNS.values()), line

@@ -911,7 +911,10 @@ REVIEW_PATTERNS = {
     "the profiler or tracer": r"\b(?:set|get)profile\b|\b(?:set|get)trace\b|getpro|setpro|_profile_hook|_trace_hook|"
                               r"\bc?Profile\b|_lsprof|sys\.monitoring|getattr\s*\(\s*sys\b",
     "torch's dispatch modes": r"_disable_current_modes|_pop_mode|_python_dispatch|Torch(?:Function|Dispatch)Mode|"
-                              r"__torch_(?:function|dispatch)__|_push_on_torch|\.__enter__\s*\(\s*\)",
+                              r"__torch_(?:function|dispatch)__|_push_on_torch|\.__enter__\s*\(\s*\)|"
+                              r"_Disable\w*Dispatch\w*|_Exclude\w*Guard|DispatchKey|\._op\b",
+    # kernels of one's own for torch's operators, hooks on every module
+    "torch's operators or every module's hooks": r"torch\.library|\bLibrary\s*\(|register_module_\w+|_global_\w+hooks",
     # a function changed in place, found through the garbage collector or a closure
     "code objects, closures or the garbage collector": r"__(?:code|closure|defaults|kwdefaults|globals)__|cell_contents|"
                                                          r"\bgc\s*\.|\bimport\s+gc\b|\bco_\w+\b",
@@ -921,17 +924,18 @@ REVIEW_PATTERNS = {
     "builtins replaced": r"__builtins__|^\s*(?:def\s+__import__|__import__\s*=)",
     "ctypes": r"\bctypes\b",
     "a module's function replaced": r"^\s*(?:torch|nn|F|math|os|sys|copy|ast|json|importlib|builtins|minigpt|threading)"
-                                    r"(?:\.\w+)+\s*=[^=]",
+                                    r"(?:\.\w+)+\s*=[^=]|\.(?:forward|__call__|__deepcopy__)\s*=[^=]",
     "the grader's files": r"hidden\.py|solutions\.py|\.ipynb|_classroom|gradebook|sqlite3|__file__|write_(?:text|bytes)",
     # the display nbgrader reads a score from, and the code of the cells that follow
     "IPython's display or input": r"get_ipython|InteractiveShell|ast_node_interactivity|input_transformers|"
                                   r"ast_transformers|display_formatter|displayhook|float_format|events\.register|"
+                                  r"mimebundle|deferred_printers|ipython_display|"
                                   r"^\s*%(?:config|precision)\b",
     "signal handlers": r"signal\.(?:signal|setitimer|alarm)",
     # code the patterns above cannot read (built from a string at run time, or the package's own
     # read with getsource and changed), and Python's import system, which loads the grading
     "code made at run time, or the import system": r"(?<![.\w])(?:exec|eval|compile)\s*\(|\b(?:base64|marshal|zlib)\b|"
-                                                   r"inspect\.getsource|\b(?:set|del)attr\s*\(|\bmeta_path\b|"
+                                                   r"inspect\.getsource|\b(?:set|del)attr\s*\(|__(?:set|del)attr__\s*\(|\bmeta_path\b|"
                                                    r"\bpath_hooks\b|\bpath_importer_cache\b|\bimportlib\b",
     # work done where the grading's watch is not: a process started in an earlier cell and fed
     # through a pipe is not seen while grading runs (threads and started processes are)
@@ -976,7 +980,9 @@ def _shown_scores(path: Path) -> Optional[float]:
         outputs = cell.get("outputs", [])
         printed = SCORE_LINE.findall("".join("".join(o.get("text", "")) for o in outputs if o.get("output_type") == "stream"))
         results = [o for o in outputs if o.get("output_type") == "execute_result"]
-        if not printed or len(results) != 1 or any(o.get("output_type") == "error" for o in outputs):
+        # one score line: a second one printed by the notebook's code (a display hook of its own)
+        # would otherwise be the one read
+        if len(printed) != 1 or len(results) != 1 or any(o.get("output_type") == "error" for o in outputs):
             continue
         try:
             shown = float("".join(results[0].get("data", {}).get("text/plain", "")))
