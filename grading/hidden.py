@@ -105,26 +105,28 @@ operating system's (the seed of the fresh inputs), and so are the standard libra
 functions the grading calls (`copy.deepcopy`, `ast.literal_eval`, ...); `sys.setprofile` is
 the real one, the student's code never called it (or `settrace`, cProfile's `enable`, or
 torch's calls that switch dispatch modes off) and the watcher is still installed after it
-ran, and it calls no forbidden operator's C function by itself (`torch.ops.aten._softmax.default._op`)
-nor anything while torch's Python dispatch is switched off around it (`_DisableTorchDispatch`,
-under which the operators' watch sees nothing); `sys.getprofile` called by the answer raises (the profile hook *is* the watcher, and
-its records could be emptied), which also removes the watcher, and that is seen once the
-answer has returned; this module's globals, the private package's comparison and the
+ran, and it calls no forbidden operator's C function by itself
+(`torch.ops.aten._softmax.default._op`) nor anything while torch's Python dispatch is switched
+off around it (`_DisableTorchDispatch`, under which the operators' watch sees nothing);
+`sys.getprofile` called by the answer raises (the profile hook *is* the watcher, and its
+records could be emptied), which also removes the watcher, and that is seen once the answer
+has returned; this module's globals, the private package's comparison and the
 exercise's run adapter, the watcher's own state, and the code of every function among them
 (`f.__code__ = ...` keeps the object) are the same after each case's run as before
 (`_snapshot`: the code can reach them through its callers' frames), checked before any of
-the grading's code runs again; IPython's plain-text formatter has no printer for floats but
-IPython's or sympy's, known by their code's file, and in a kernel the standard output is
-ipykernel's own stream (a wrapper could rewrite "Score: 0 / 1" on its way out). `tools/classroom.py grade` also reads the cells each
-student wrote and marks for review the notebooks that use what only such tricks need. A replaced `minigpt.exercises.check_*` is reported too (it does not
-change the grade). What is not checked: a process started in an earlier cell and fed
-through a pipe (the review patterns name the modules it needs), a student who reaches the
+the grading's code runs again; no IPython formatter (the plain-text one, the mimebundle one
+that can supply it, ...) has a printer for floats but IPython's or sympy's, known by their
+code's file, and in a kernel the standard output is ipykernel's own stream (a wrapper could
+rewrite "Score: 0 / 1" on its way out). `tools/classroom.py grade` also reads the cells each
+student wrote and marks for review the notebooks that use what only such tricks need. A
+replaced `minigpt.exercises.check_*` is reported too (it does not change the grade). What is
+not checked: a process started in an earlier cell and fed through a pipe (the review patterns name the modules it needs), a student who reaches the
 watcher without a call (threading keeps it in `threading._profile_hook` for new threads; a
 frame's locals, the garbage collector) and deletes its records with `del` (no call a profiler
 sees: the review patterns name each of those ways), a TorchScript function compiled in an
 earlier cell and called inside `_DisableTorchDispatch` (neither makes a call the profiler sees,
-and the operators' watch is off: the review patterns name both), a student who edits torch's compiled functions
-through ctypes, compiles code under a file name of torch's or of a frozen standard module
+and the operators' watch is off: the review patterns name both), a student who edits torch's
+compiled functions through ctypes, compiles code under a file name of torch's or of a frozen standard module
 ("<frozen zipimport>": the watcher takes such frames for the library's), replaces
 `importlib.util`'s loader functions before a hidden block runs (the block loads this file with
 them, so a forged `grade` would run instead; the review patterns name `importlib`, `setattr`
@@ -137,8 +139,8 @@ feedback of every graded cell (seed, case lines) makes a forged score stand out 
 
 from __future__ import annotations
 
-import builtins
 import _lsprof
+import builtins
 import contextlib
 import copy
 import copyreg
@@ -1188,13 +1190,13 @@ _TORCH_OWN = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 
 
 def _torch_class_changed(label: str, cls: type) -> list[str]:
-    """The methods of one of torch.nn's classes that are not torch's own code: every model the
-    grading builds runs them (`nn.LayerNorm.forward = lambda self, x: torch.zeros_like(x)` makes
-    every model's logits 0), and copying a case runs Parameter's `__deepcopy__`. A genuine
-    function of another library (`enum.Enum.__deepcopy__`, which hands back the same object) is
-    as wrong there as the notebook's, so the code must be torch's: only what `dataclasses` and
-    `typing_extensions` generate for torch's classes comes from elsewhere."""
-    found = []
+    """The methods of one of torch.nn's classes that are the notebook's code, or another class's:
+    every model the grading builds runs them (`nn.LayerNorm.forward = lambda self, x:
+    torch.zeros_like(x)` makes every model's logits 0), and copying a case runs Parameter's
+    `__deepcopy__`. A genuine method of another class (`enum.Enum.__deepcopy__`, which hands back
+    the same object) is as wrong there as the notebook's (`_method_of`); what `dataclasses` and
+    `typing_extensions` generate for torch's classes is left alone."""
+    homes, found = _library_folders(), []
     for name, value in list(vars(cls).items()):
         function = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
         if isinstance(function, types.FunctionType):
@@ -1204,10 +1206,10 @@ def _torch_class_changed(label: str, cls: type) -> list[str]:
                 # what @deprecated wraps a class's __new__ and __init_subclass__ in (typing_extensions', or
                 # on Python 3.13 the warnings module's)
                 path.endswith((os.sep + "typing_extensions.py", os.sep + "warnings.py")))
-            if not (path.startswith(_TORCH_OWN) or generated):
+            if generated:
+                continue
+            if _outside(path, homes) or not _method_of(function, cls, name):
                 found.append(f"{label}.{name} was replaced by {function.__qualname__} ({os.path.basename(path)})")
-            elif not generated and not _method_of(function, cls, name):
-                found.append(f"{label}.{name} was replaced by torch's {function.__qualname__}")
         elif name != "__torch_function__":          # Parameter's and Buffer's are torch's C function
             why = _foreign(label, name, value, (_TORCH_HOME, _STDLIB))
             if why:
@@ -1216,12 +1218,16 @@ def _torch_class_changed(label: str, cls: type) -> list[str]:
 
 
 def _method_of(function: types.FunctionType, cls: type, name: str) -> bool:
-    """Whether torch's `function`, found as `cls.name`, is that class's (or a base's) own method,
-    or a function of torch's module under its own name: another class's genuine method put
-    there (`nn.Linear.forward = nn.Identity.forward`, `nn.Parameter.__deepcopy__ =
-    OpOverload.__deepcopy__`, which hands back the same object) is not. (Module's `forward` is
-    torch's `_forward_unimplemented`, defined outside the class.)"""
+    """Whether a library's `function`, found as `cls.name`, is that class's (or a base's) own
+    method, a function of its module under its own name, or one a library made at run time to
+    patch the class (a function defined inside another: torch.compile wraps nn.Module's
+    `__init__`, transformers adds `smart_apply`). Another class's genuine method put there is
+    not (`nn.Linear.forward = nn.Identity.forward`, `nn.Parameter.__deepcopy__ =
+    OpOverload.__deepcopy__` or `enum.Enum.__deepcopy__`, which hand back the same object).
+    (Module's `forward` is torch's `_forward_unimplemented`, defined outside the class.)"""
     owner, _, own_name = function.__qualname__.rpartition(".")
+    if "<locals>" in owner:
+        return True
     if not owner:
         return own_name == name or (cls is nn.Module and own_name == "_forward_unimplemented")
     return owner in {klass.__qualname__ for klass in cls.__mro__}

@@ -60,8 +60,8 @@ def pick_device(preferred: Union[str, torch.device, None] = "auto") -> torch.dev
 def _check_gpu_number(device: torch.device, who: str) -> None:
     """'cuda:3' on a machine with one GPU fails at the first tensor moved there, deep inside
     torch ("invalid device ordinal"): said here, with the numbers there are."""
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        count = torch.cuda.device_count()
+    count = torch.cuda.device_count() if device.type == "cuda" and device.index is not None else 0
+    if count and device.index >= count:         # (no GPU at all is said where that is checked)
         raise UsageError(f"{who}: device {str(device)!r} asks for GPU number {device.index}, but this machine has "
                          f"{count} CUDA GPU{'s' if count != 1 else ''}, numbered from 0 (cuda:0"
                          f"{f' to cuda:{count - 1}' if count > 1 else ''}); use 'cuda' for the first one.")

@@ -877,7 +877,7 @@ def test_another_genuine_torch_method_put_on_a_torch_class_scores_0():
         points, text = score("check_mlp", lambda mlp, x: x.clone())
     finally:
         nn.Linear.forward, nn.GELU.forward = saved
-    assert points == 0.0 and "torch.nn.Linear.forward was replaced by torch's Identity.forward" in text, text
+    assert points == 0.0 and "torch.nn.Linear.forward was replaced by Identity.forward" in text, text
 
 
 def test_a_parameter_that_deepcopy_hands_back_uncopied_scores_0():
@@ -897,7 +897,7 @@ def test_a_parameter_that_deepcopy_hands_back_uncopied_scores_0():
     finally:
         type.__setattr__(nn.Parameter, name, saved)
     assert points == 0.0 and "copying a case gave your code the very tensors" in text, text
-    assert "torch.nn.Parameter.__deepcopy__ was replaced by torch's OpOverload.__deepcopy__" in text, text
+    assert "torch.nn.Parameter.__deepcopy__ was replaced by OpOverload.__deepcopy__" in text, text
 
 
 def test_a_float_printer_in_the_mimebundle_formatter_fails_the_cell(shell):
@@ -926,3 +926,14 @@ def test_a_second_score_line_printed_by_the_notebook_does_not_count(tmp_path):
     "    layer.forward = nn.Identity.forward"])
 def test_the_review_patterns_name_the_second_rounds_tricks(line):
     assert any(re.search(p, line, re.MULTILINE) for p in classroom.REVIEW_PATTERNS.values()), line
+
+
+def test_a_librarys_own_patch_of_nn_module_is_no_trick():
+    """torch.compile (dynamo) wraps nn.Module.__init__ with a function made at run time, and
+    transformers adds nn.Module.smart_apply the same way: a notebook that compiled a model
+    before a graded cell scored 0 with the first version of the torch.nn class check."""
+    from torch._dynamo import mutation_guard
+    mutation_guard.install_generation_tagging_init()       # left in place, as torch.compile leaves it
+    assert "<locals>" in nn.Module.__init__.__qualname__
+    points, text = score("check_softmax", _softmax_by_hand)
+    assert points == 1.0, text
