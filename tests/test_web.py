@@ -12,6 +12,7 @@ Two levels:
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import re
 import shutil
@@ -646,6 +647,24 @@ def page_and_errors(tmp_path_factory):
     assert not blocked, f"the page tried the network: {blocked}"
 
 
+@contextlib.contextmanager
+def another_tab(page_and_errors, console_errors: bool = False):
+    """A new tab in the module page's offline browser context, so that a test can load a page
+    of its own while the module's page keeps its state. Yields (tab, errors, requests): the
+    tab's uncaught errors (and its console errors, if asked), and every URL it requested.
+    The tab is closed afterwards, however the test ends."""
+    tab = page_and_errors[0].context.new_page()
+    errors, requests = [], []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("request", lambda request: requests.append(request.url))
+    if console_errors:
+        tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    try:
+        yield tab, errors, requests
+    finally:
+        tab.close()
+
+
 @pytest.fixture(scope="module")
 def reference():
     model, tok = load_web_model(asset_path())
@@ -1151,11 +1170,7 @@ def test_a_widget_that_cannot_start_says_so_and_the_others_still_mount(page_and_
     html = widgets.standalone_page([widgets.WebWidget("attention", broken, "broken"),
                                     widgets.WebWidget("layers", wide, "wide")])
     (tmp_path / "page.html").write_text(html, encoding="utf-8")
-    page = page_and_errors[0].context.new_page()      # a second tab: the module's page keeps its state
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    try:
+    with another_tab(page_and_errors, console_errors=True) as (page, errors, _):
         page.goto((tmp_path / "page.html").as_uri())
         page.wait_for_function("document.querySelector('[data-mg-widget=layers]').dataset.mgMounted === 'ready'",
                                timeout=60_000)
@@ -1167,8 +1182,6 @@ def test_a_widget_that_cannot_start_says_so_and_the_others_still_mount(page_and_
                                ".textContent.length > 0")
         assert "reads at most 256" in page.inner_text("[data-mg-widget=layers] [data-mg=text-error]")
         assert len(errors) == 1, errors
-    finally:
-        page.close()
 
 
 def test_a_widget_that_mounts_after_the_model_failed_to_load_is_told_at_once(page_and_errors, tmp_path):
@@ -1179,8 +1192,7 @@ def test_a_widget_that_mounts_after_the_model_failed_to_load_is_told_at_once(pag
     (static / "shakespeare_char.js").unlink()                  # the model file did not arrive
     html = widgets.standalone_page([widgets.generator("ROMEO:\n", base=static.as_uri() + "/")])
     (tmp_path / "page.html").write_text(html, encoding="utf-8")
-    page = page_and_errors[0].context.new_page()
-    try:
+    with another_tab(page_and_errors) as (page, _, _):
         page.goto((tmp_path / "page.html").as_uri())
         page.wait_for_function("document.querySelector('[data-mg-widget=generator]').dataset.mgMounted === 'failed'",
                                timeout=60_000)
@@ -1189,8 +1201,6 @@ def test_a_widget_that_mounts_after_the_model_failed_to_load_is_told_at_once(pag
             window.MiniGPTWeb.whenModel(src, "shakespeare_char", (error, model) => done(error ? error.message : "model"));
             setTimeout(() => done("no answer"), 2000); })""")
         assert late.startswith("could not load the model file"), late
-    finally:
-        page.close()
 
 
 def test_the_explorer_does_not_break_when_its_first_text_cannot_be_read(page_and_errors, tmp_path):
@@ -1203,10 +1213,7 @@ def test_the_explorer_does_not_break_when_its_first_text_cannot_be_read(page_and
         ATTENTION_TEXTS[0].replace("\n", "\\n"), "caf\u00e9", 1)
     assert "café" in html
     (tmp_path / "page.html").write_text(html, encoding="utf-8")
-    page = page_and_errors[0].context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
+    with another_tab(page_and_errors) as (page, errors, _):
         page.goto((tmp_path / "page.html").as_uri())
         page.wait_for_function("document.querySelector('[data-mg-widget=attention]').dataset.mgMounted === 'ready'",
                                timeout=60_000)
@@ -1216,8 +1223,6 @@ def test_the_explorer_does_not_break_when_its_first_text_cannot_be_read(page_and
         page.hover("[data-mg-widget=attention] [data-mg=heatmap]")
         assert page.get_attribute("[data-mg-widget=attention] [data-mg=heatmap]", "role") == "application"
         assert not errors, errors
-    finally:
-        page.close()
 
 
 def test_the_layer_view_keeps_a_chosen_position_while_the_text_is_edited(page_and_errors):
@@ -1467,17 +1472,11 @@ def test_inside_a_jupyter_output_the_widget_requests_nothing(page_and_errors, tm
         '<div class="mg-widget"', '<div class="jp-OutputArea-output"><div class="mg-widget"').replace("</body>", "</div></body>")
     page_file = tmp_path / "lab.html"
     page_file.write_text(html, encoding="utf-8")
-    lab = page_and_errors[0].context.new_page()           # the same offline browser context
-    requests, errors = [], []
-    lab.on("request", lambda request: requests.append(request.url))
-    lab.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    with another_tab(page_and_errors) as (lab, errors, requests):
         lab.goto(page_file.as_uri())
         lab.wait_for_function("document.querySelector('.mg-widget').getAttribute('data-mg-mounted') === 'jupyter'")
         assert "kernel_attention_explorer" in lab.inner_text(".mg-fallback")
         assert [u for u in requests if "minigpt-web" in u] == [], requests
-    finally:
-        lab.close()
     assert not errors
 
 
@@ -1630,10 +1629,8 @@ def test_the_widgets_follow_the_pages_language(page_and_errors, tmp_path):
     """A page with <html lang="zh-CN"> (the Chinese book's) gets Chinese widgets, including the
     message that Chinese cannot be typed into a 65-character model; lang="en" gets English."""
     base = STATIC_DIR.as_uri() + "/"
-    found, errors = {}, []
-    page = page_and_errors[0].context.new_page()           # the same offline browser context
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    found = {}
+    with another_tab(page_and_errors) as (page, errors, _):
         for lang in ("zh-CN", "en"):
             html = widgets.standalone_page([widgets.generator("ROMEO:\n", base=base, max_new_tokens=5),
                                             widgets.attention_explorer(ATTENTION_TEXTS, base=base),
@@ -1658,8 +1655,6 @@ def test_the_widgets_follow_the_pages_language(page_and_errors, tmp_path):
             page.fill(EXP + "[data-mg=text]", "the king, 国王")
             page.wait_for_function("document.querySelector('[data-mg=text-error]').textContent.length > 0")
             got["explorer error"] = page.inner_text(EXP + "[data-mg=text-error]")
-    finally:
-        page.close()
     assert not errors, errors
     zh, en = found["zh-CN"], found["en"]
     assert zh["generate"] == "生成" and en["generate"] == "Generate"
@@ -1799,10 +1794,7 @@ def test_a_widget_added_after_its_scripts_ran_still_mounts(page_and_errors, tmp_
     (tmp_path / "page.html").write_text(html, encoding="utf-8")
     second = widgets.layer_predictions("To be, or not to be", base=base).data
     div, script = second.split("<script>", 1)
-    page = page_and_errors[0].context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
+    with another_tab(page_and_errors) as (page, errors, _):
         page.goto((tmp_path / "page.html").as_uri())
         page.wait_for_function("document.querySelector('[data-mg-widget=layers]').dataset.mgMounted === 'ready'",
                                timeout=60_000)
@@ -1812,8 +1804,6 @@ def test_a_widget_added_after_its_scripts_ran_still_mounts(page_and_errors, tmp_
         page.wait_for_function("Array.from(document.querySelectorAll('[data-mg-widget=layers]'))"
                                ".map(w => w.dataset.mgMounted).join() === 'ready,ready'", timeout=10_000)
         assert page.evaluate("document.querySelectorAll('script[src$=\"layer_lens.js\"]').length") == 1
-    finally:
-        page.close()
     assert not errors, errors
 
 
@@ -1852,16 +1842,10 @@ def test_in_every_jupyter_output_area_the_widget_requests_nothing_and_says_only_
         bodies.append(opening + widget + "</div>" * opening.count("<div"))
     html = widgets.standalone_page([]).replace("</body>", "".join(bodies) + "</body>")
     (tmp_path / "lab.html").write_text(html, encoding="utf-8")
-    page = page_and_errors[0].context.new_page()
-    requests, errors = [], []
-    page.on("request", lambda request: requests.append(request.url))
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    with another_tab(page_and_errors) as (page, errors, requests):
         page.goto((tmp_path / "lab.html").as_uri())
         shown = page.evaluate("Array.from(document.querySelectorAll('.mg-widget')).map(w => "
                               "[w.dataset.mgMounted, w.querySelector('.mg-fallback').textContent, w.dataset.mgJupyter])")
-    finally:
-        page.close()
     assert len(shown) == len(JUPYTER_OUTPUTS)
     for opening, (mounted, text, jupyter) in zip(JUPYTER_OUTPUTS, shown):
         assert mounted == "jupyter" and text == jupyter and jupyter.startswith("Inside Jupyter"), (opening, text)
@@ -1879,8 +1863,7 @@ def test_colab_and_vscode_are_told_apart_by_the_pages_address(page_and_errors, t
     page's own: there it requests nothing, elsewhere it adds the styles and the scripts."""
     div = widgets.generator("ROMEO:\n", base="nowhere/").data.split("<script>")[0]
     (tmp_path / "page.html").write_text(widgets.standalone_page([]).replace("</body>", div + "</body>"), encoding="utf-8")
-    page = page_and_errors[0].context.new_page()
-    try:
+    with another_tab(page_and_errors) as (page, _, _):
         page.goto((tmp_path / "page.html").as_uri())
         page.route("**/nowhere/**", lambda route: route.abort())          # the files are not needed
         mounted, added = page.evaluate("""([code, location]) => {
@@ -1888,8 +1871,6 @@ def test_colab_and_vscode_are_told_apart_by_the_pages_address(page_and_errors, t
             return [document.querySelector(".mg-widget").dataset.mgMounted || null,
                     Array.from(document.head.querySelectorAll("script[src], link")).map(e => e.src || e.href)]; }""",
             [(STATIC_DIR / "loader.js").read_text(encoding="utf-8"), {"hostname": hostname, "protocol": protocol}])
-    finally:
-        page.close()
     if jupyter:
         assert mounted == "jupyter" and added == []
     else:
@@ -1907,16 +1888,11 @@ def test_a_widget_whose_settings_cannot_be_read_fails_alone(page_and_errors, tmp
     html = widgets.standalone_page([widgets.WebWidget("layers", broken, "broken"),
                                     widgets.layer_predictions("To be, or not", base=base)])
     (tmp_path / "page.html").write_text(html, encoding="utf-8")
-    page = page_and_errors[0].context.new_page()
-    errors = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    try:
+    with another_tab(page_and_errors, console_errors=True) as (page, errors, _):
         page.goto((tmp_path / "page.html").as_uri())
         page.wait_for_function("document.querySelectorAll('.mg-widget[data-mg-mounted=ready]').length === 1")
         states = page.evaluate("Array.from(document.querySelectorAll('.mg-widget')).map("
                                "w => [w.dataset.mgMounted, w.innerText.slice(0, 40)])")
-    finally:
-        page.close()
     assert states[0][0] == "failed" and states[0][1].startswith("This widget could not start (")
     assert states[1][0] == "ready"
     assert len(errors) == 1 and "JSON" in errors[0]          # the reason, in the console
