@@ -1189,14 +1189,14 @@ def _private_copy_changed(package) -> list[str]:
 _TORCH_OWN = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 
 
-def _torch_class_changed(label: str, cls: type) -> list[str]:
+def _torch_class_changed(label: str, cls: type, homes: Optional[tuple] = None) -> list[str]:
     """The methods of one of torch.nn's classes that are the notebook's code, or another class's:
     every model the grading builds runs them (`nn.LayerNorm.forward = lambda self, x:
     torch.zeros_like(x)` makes every model's logits 0), and copying a case runs Parameter's
     `__deepcopy__`. A genuine method of another class (`enum.Enum.__deepcopy__`, which hands back
     the same object) is as wrong there as the notebook's (`_method_of`); what `dataclasses` and
     `typing_extensions` generate for torch's classes is left alone."""
-    homes, found = _library_folders(), []
+    homes, found = homes or _library_folders(), []    # (the folders, once for all of torch.nn)
     for name, value in list(vars(cls).items()):
         function = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
         if isinstance(function, types.FunctionType):
@@ -1306,9 +1306,10 @@ def tampering(package) -> list[str]:
     """What the notebook replaced that the grading relies on (see the module docstring)."""
     found = (_import_system_changed() + _private_copy_changed(package) + _modes_switched_on() + _copying_changed()
              + _global_module_hooks() + _kernels_of_the_notebook())
+    homes = _library_folders()
     for name, cls in list(vars(nn).items()):
         if isinstance(cls, type) and cls.__module__.startswith("torch."):
-            found += _torch_class_changed(f"torch.nn.{name}", cls)
+            found += _torch_class_changed(f"torch.nn.{name}", cls, homes)
     # torch's own functions, the standard library's that torch re-exports (typing's, ...) and,
     # in builtins, what site-packages put there (IPython's display, exit, ...); the libraries
     # beside torch count as its own (_TORCH_HOME), and their objects are held to more below
