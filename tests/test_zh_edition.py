@@ -70,6 +70,55 @@ def test_zh_notebooks_and_pages_are_built_from_the_translation():
     assert not drift, "\n".join(drift)
 
 
+def _code_cell(source, text, model=None):
+    outputs = [{"output_type": "stream", "name": "stdout", "text": [text]}]
+    if model:
+        outputs.append({"output_type": "display_data", "metadata": {},
+                        "data": {zh_edition.WIDGET_VIEW: {"model_id": model, "version_major": 2, "version_minor": 0}}})
+    return {"cell_type": "code", "metadata": {}, "execution_count": 1, "source": [source], "outputs": outputs}
+
+
+def _widget_state(*models):
+    """Models named m0, m1, ...: each shown model names a layout model (as ipywidgets do)."""
+    state = {}
+    for model in models:
+        state[model] = {"model_name": "SliderModel", "state": {"layout": f"IPY_MODEL_{model}0"}}
+        state[f"{model}0"] = {"model_name": "LayoutModel", "state": {}}
+    return {"widgets": {zh_edition.WIDGET_STATE: {"version_major": 2, "version_minor": 0, "state": state}}}
+
+
+def test_a_rebuilt_notebook_keeps_the_zh_runs_outputs_and_their_widgets():
+    """Cells without ids (nbformat 4.4) are paired by source, a cell inserted upstream shifts
+    nothing, an edited cell takes the English output, and every kept widget view keeps its model
+    (the English run's models have other ids)."""
+    old = {"cells": [_code_cell("a = 1", "一"), _code_cell("slider()", "", model="aa11"), _code_cell("b = 2", "二")],
+           "metadata": _widget_state("aa11")}
+    english = {"cells": [_code_cell("a = 1", "one"), _code_cell("new()", "new"), _code_cell("slider()", "", model="bb22"),
+                         _code_cell("b = 3", "three")],
+               "metadata": _widget_state("bb22")}
+    zh_edition.keep_outputs(english, old)
+    shown = [[o.get("text", o.get("data")) for o in c["outputs"]] for c in english["cells"]]
+    assert shown[0] == [["一"]] and shown[1] == [["new"]] and shown[3] == [["three"]]
+    assert shown[2][1][zh_edition.WIDGET_VIEW]["model_id"] == "aa11"
+    assert set(english["metadata"]["widgets"][zh_edition.WIDGET_STATE]["state"]) == {"aa11", "aa110"}
+
+
+def _widget_views_without_a_model(path: Path) -> list[str]:
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    models = nb.get("metadata", {}).get("widgets", {}).get(zh_edition.WIDGET_STATE, {}).get("state", {})
+    return [f"{path.name}: cell {i} shows widget model {o['data'][zh_edition.WIDGET_VIEW]['model_id']}, "
+            "which the notebook's widget state lacks" for i, cell in enumerate(nb["cells"])
+            for o in cell.get("outputs", []) if zh_edition.WIDGET_VIEW in o.get("data", {})
+            and o["data"][zh_edition.WIDGET_VIEW]["model_id"] not in models]
+
+
+def test_every_stored_widget_view_finds_its_model_in_both_editions():
+    """A view whose model is missing from the notebook's metadata renders as an error in the book."""
+    paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) + sorted((ZH / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    found = [problem for path in paths for problem in _widget_views_without_a_model(path)]
+    assert not found, "\n".join(found)
+
+
 def test_zh_notebooks_run_in_chinese_and_have_outputs():
     for path in sorted((ZH / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         nb = json.loads(path.read_text(encoding="utf-8"))

@@ -298,16 +298,48 @@ def _one_level_deeper(text: str) -> str:
     return _DIRECTIVE_PATH.sub(r"\1../../", text)
 
 
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"     # notebook metadata: every widget model
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"       # an output: which model it shows
+_MODEL_REFERENCE = re.compile(r"IPY_MODEL_([0-9a-f]+)")        # a model's field naming another model
+
+
 def keep_outputs(notebook: dict, old: dict) -> None:
     """Keep the outputs the zh notebook's own run stored (its checks print Chinese) for every
     code cell whose source is unchanged; a changed cell takes the English outputs until the zh
-    notebooks are run again."""
-    old_cells = {c.get("id"): c for c in old["cells"] if c["cell_type"] == "code"}
-    for cell in notebook["cells"]:
-        previous = old_cells.get(cell.get("id"))
-        if cell["cell_type"] == "code" and previous is not None and previous["source"] == cell["source"]:
+    notebooks are run again.
+
+    A kept ipywidgets output shows a model of the zh run's widget state, which the English
+    notebook does not have: the state is rebuilt from both runs' models, keeping those the
+    outputs show and the models they name (layouts, styles, children), so every view finds its
+    model in the rendered book."""
+    # Cells are paired by their place among the code cells, as a diff of the sources pairs
+    # lines: not every chapter's cells have ids (nbformat 4.4 has none), and a cell added or
+    # removed upstream must not shift the outputs of the cells after it.
+    old_code = [c for c in old["cells"] if c["cell_type"] == "code"]
+    new_code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+    pairs = difflib.SequenceMatcher(None, ["".join(c["source"]) for c in old_code],
+                                    ["".join(c["source"]) for c in new_code], autojunk=False)
+    for block in pairs.get_matching_blocks():
+        for previous, cell in zip(old_code[block.a:block.a + block.size], new_code[block.b:block.b + block.size]):
             cell["outputs"] = previous.get("outputs", [])
             cell["execution_count"] = previous.get("execution_count")
+            if "execution" in previous.get("metadata", {}):       # the run's timestamps with its outputs
+                cell["metadata"] = dict(cell.get("metadata", {}), execution=previous["metadata"]["execution"])
+    widgets = notebook.get("metadata", {}).get("widgets", {}).get(WIDGET_STATE)
+    old_widgets = old.get("metadata", {}).get("widgets", {}).get(WIDGET_STATE)
+    if widgets is None and old_widgets is None:
+        return
+    models = {**(old_widgets or {}).get("state", {}), **(widgets or {}).get("state", {})}
+    shown = [output["data"][WIDGET_VIEW]["model_id"] for cell in notebook["cells"]
+             for output in cell.get("outputs", []) if WIDGET_VIEW in output.get("data", {})]
+    needed, waiting = set(), [m for m in shown if m in models]
+    while waiting:                                    # the models shown, and all they name
+        model = waiting.pop()
+        if model not in needed:
+            needed.add(model)
+            waiting += [m for m in _MODEL_REFERENCE.findall(json.dumps(models[model])) if m in models]
+    state = dict(widgets or old_widgets, state={m: v for m, v in models.items() if m in needed})
+    notebook.setdefault("metadata", {}).setdefault("widgets", {})[WIDGET_STATE] = state
 
 
 def code_drift(repo: Path = REPO) -> list[str]:
