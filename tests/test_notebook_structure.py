@@ -150,3 +150,40 @@ def test_the_rerun_check_sees_a_model_trained_further():
         ["m is trained here with no torch.manual_seed above it in the cell"]
     assert rerun_problems("torch.manual_seed(0)\nm = MiniGPT(cfg)\nminigpt.train(m, data, cfg)") == []
     assert rerun_problems("def f(model):\n    torch.optim.AdamW(model.parameters())") == []
+
+
+# A cell's value (its last expression) is shown in full and nbval compares it character by
+# character: `expect(...)` as the last line would show its raw float, 1.2050620317459106, which
+# the sanitizer's `≈ N` mask does not reach and which other CPUs print differently.
+LONG_FLOAT = re.compile(r"-?\d+\.\d{5,}(?:e[-+]?\d+)?")
+
+
+def shown_value_problems(source: str, outputs: list) -> list[str]:
+    """Why a cell would show a CPU-dependent number as its value (empty when it does not)."""
+    problems = []
+    body = ast.parse(without_ipython_lines(source)).body
+    if body and isinstance(body[-1], ast.Expr) and isinstance(body[-1].value, ast.Call) \
+            and ast.unparse(body[-1].value.func).split(".")[-1] == "expect":
+        problems.append("ends with expect(...): its value is shown unmasked; assign it to a name")
+    for output in outputs:
+        shown = "".join(output.get("data", {}).get("text/plain", "")) if output["output_type"] == "execute_result" else ""
+        if LONG_FLOAT.fullmatch(shown.strip()):
+            problems.append(f"shows the bare number {shown.strip()} as its value")
+    return problems
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_no_cell_shows_a_cpu_dependent_number_as_its_value(chapter):
+    cells = [cell for cell in json.loads(chapter.read_text(encoding="utf-8"))["cells"] if cell["cell_type"] == "code"]
+    found = [f"code cell {i}: {problem}" for i, cell in enumerate(cells)
+             for problem in shown_value_problems("".join(cell["source"]), cell.get("outputs", []))]
+    assert not found, f"{chapter.name}: {found}"
+
+
+def test_the_shown_value_check_sees_a_bare_expect_and_a_bare_float():
+    shown = {"output_type": "execute_result", "data": {"text/plain": ["1.2050620317459106"]}}
+    assert shown_value_problems('minigpt.expect("loss", x, book=1.2, tol=0.01)', []) == \
+        ["ends with expect(...): its value is shown unmasked; assign it to a name"]
+    assert shown_value_problems("x = 1\nx / 3", [shown]) == ["shows the bare number 1.2050620317459106 as its value"]
+    assert shown_value_problems('loss = minigpt.expect("loss", x, book=1.2, tol=0.01)', []) == []
+    assert shown_value_problems("len(text)", [{"output_type": "execute_result", "data": {"text/plain": "1115394"}}]) == []
