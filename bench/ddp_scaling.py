@@ -31,9 +31,10 @@ MODEL = dict(block_size=64, n_embd=128, n_head=4, n_layer=3, dropout=0.0, pos_en
 
 def worker(args) -> None:
     """One rank: a few warm-up steps, then the timed steps; rank 0 prints a JSON line."""
-    import torch
-
+    # minigpt before torch, as `python -m minigpt train` loads them: minigpt limits OpenMP's
+    # spinning only when it is imported before torch (minigpt/cpu.py)
     import minigpt
+    import torch
     from minigpt import distributed
     data = minigpt.TextData.from_text(minigpt.load_shakespeare())
     results = []

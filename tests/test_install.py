@@ -60,6 +60,17 @@ def test_the_first_cell_installs_the_tagged_version_from_the_one_repository_addr
     assert book["repository"]["url"] == url, "_config.yml's repository (launch buttons) differs from pyproject.toml"
 
 
+def test_every_install_line_in_the_pages_pins_the_tagged_version():
+    """A page that installs from the default branch runs against whatever is there today, not the
+    package the book describes (book/gpt2.md did, in both editions)."""
+    url, version = PROJECT["urls"]["Repository"], PROJECT["version"]
+    pages = sorted((REPO / "book").glob("*.md")) + sorted((REPO / "zh" / "book").glob("*.md")) + [REPO / "README.md"]
+    found = [f"{page.relative_to(REPO)}: {line.strip()}" for page in pages
+             for line in page.read_text(encoding="utf-8").splitlines()
+             if f"git+{url}" in line and f"git+{url}@v{version}" not in line and "YOU/" not in line]
+    assert not found, "install lines without @v" + version + ":\n" + "\n".join(found)
+
+
 def _run_first_cell():
     namespace = {"__name__": "__main__"}
     exec(compile(sync.first_cell_source(), "first cell", "exec"), namespace)
