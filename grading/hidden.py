@@ -91,7 +91,9 @@ anything is snapshotted); the torch, `torch.nn.functional`,
 library's objects (`_foreign`: a lambda, a partial, a callable object such as a
 `unittest.mock.Mock`, a class of the notebook, a built-in of another module, and for the
 names the grading calls, such as `torch.allclose`, `torch.equal` and `torch.randn`, another
-genuine function put under that name, are reported and score 0); every class of `torch.nn`
+genuine function put under that name, are reported and score 0; so are a class statement's
+class whatever its `__module__` claims, and a descriptor whose `__get__` is the notebook's,
+callable or not); every class of `torch.nn`
 runs torch's own code, each method its own class's (`nn.LayerNorm.forward` made to return
 zeros makes every model's logits 0; `enum.Enum.__deepcopy__` under `nn.Parameter` is another
 library's genuine function, and `nn.Identity.forward` under `nn.Linear` another class's: wrong
@@ -102,16 +104,23 @@ operators; deepcopy's tables hand no `nn.Parameter` back uncopied, and the stude
 case shares no memory with the case (the reference would run on what the student's code
 changed in place); `os.urandom` is the
 operating system's (the seed of the fresh inputs), and so are the standard library's
-functions the grading calls (`copy.deepcopy`, `ast.literal_eval`, ...); `sys.setprofile` is
+functions the grading calls (`copy.deepcopy`, `ast.literal_eval`, ...), and no module of the
+standard library the grading calls into (GRADING_USES: `site`, `os.path`, `inspect`, ...) holds
+the notebook's code, which would run inside the grading unwatched; `sys.setprofile` is
 the real one, the student's code never called it (or `settrace`, cProfile's `enable`, or
 torch's calls that switch dispatch modes off) and the watcher is still installed after it
 ran, and it calls no forbidden operator's C function by itself
 (`torch.ops.aten._softmax.default._op`) nor anything while torch's Python dispatch is switched
 off around it (`_DisableTorchDispatch`, under which the operators' watch sees nothing);
-`sys.getprofile` called by the answer raises (the profile hook *is* the watcher, and its
+the answer is a function or a class the notebook wrote (a `functools.partial` can be
+re-pointed after it was handed in); it calls no function of torch's reference implementations
+(`torch._refs`, `torch._decomp`, `torch._prims`) or of the libraries installed beside the book
+(transformers, peft, accelerate), which compute attention, softmax, RoPE, sampling filters and
+LoRA layers (importing them is no call); `sys.getprofile` called by the answer raises (the profile hook *is* the watcher, and its
 records could be emptied), which also removes the watcher, and that is seen once the answer
 has returned; this module's globals, the private package's comparison and the
-exercise's run adapter, the watcher's own state, and the code of every function among them
+exercise's run adapter, the watcher's own state, the module the reference computes with, and
+the code of every function among them
 (`f.__code__ = ...` keeps the object) are the same after each case's run as before
 (`_snapshot`: the code can reach them through its callers' frames), checked before any of
 the grading's code runs again; no IPython formatter (the plain-text one, the mimebundle one
@@ -120,7 +129,11 @@ code's file, and in a kernel the standard output is ipykernel's own stream (a wr
 rewrite "Score: 0 / 1" on its way out). `tools/classroom.py grade` also reads the cells each
 student wrote and marks for review the notebooks that use what only such tricks need. A
 replaced `minigpt.exercises.check_*` is reported too (it does not change the grade). What is
-not checked: a process started in an earlier cell and fed through a pipe (the review patterns name the modules it needs), a student who reaches the
+not checked: what an answer does with the grading's objects once it has reached them
+through its callers' frames (the exercise's reference renamed and run as its own, an object
+turned into the reference's class, the watcher's records or its verdict cache emptied: a third
+review scored full marks with each; the review patterns name the frame walks, the class swaps
+and the names built from pieces they need), a process started in an earlier cell and fed through a pipe (the review patterns name the modules it needs), a student who reaches the
 watcher without a call (threading keeps it in `threading._profile_hook` for new threads; a
 frame's locals, the garbage collector) and deletes its records with `del` (no call a profiler
 sees: the review patterns name each of those ways), a TorchScript function compiled in an
@@ -171,7 +184,8 @@ NOTEBOOKS = ROOT / "notebooks"
 
 # torch's C functions that compute a softmax / a whole attention (names as the profiler sees them)
 SOFTMAX_C = frozenset({"softmax", "_softmax", "log_softmax", "_log_softmax", "special_softmax",
-                       "special_log_softmax", "softmin"})
+                       "special_log_softmax", "softmin", "_sparse_softmax", "_masked_softmax", "_safe_softmax",
+                       "logsumexp"})
 ATTENTION_C = frozenset({"scaled_dot_product_attention", "_scaled_dot_product_attention_math",
                          "_scaled_dot_product_flash_attention_for_cpu", "_native_multi_head_attention",
                          "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention"})
@@ -180,6 +194,12 @@ SOFTMAX_PY = (("torch/nn/functional.py", "softmax"), ("torch/nn/functional.py", 
 ATTENTION_PY = (("torch/nn/functional.py", "multi_head_attention_forward"),
                 ("torch/nn/modules/activation.py", "MultiheadAttention"))
 EXERCISES_PY = ("minigpt/exercises/", "*")
+# Python code that computes what any exercise asks for, forbidden in every one: torch's reference
+# implementations of its operators (softmax, layer_norm, ... written in Python: `torch._refs.softmax`
+# reaches no operator called softmax), and the libraries installed beside the book that hold
+# attention, RoPE, sampling filters and LoRA layers (transformers, peft, accelerate, kernels)
+LIBRARIES_PY = tuple((folder, "*") for folder in ("torch/_refs/", "torch/_decomp/", "torch/_prims/", "transformers/",
+                                                  "peft/", "accelerate/", "kernels/"))
 SOLUTIONS_PY = ("grading/solutions.py", "*")
 SOLUTIONS = Path(__file__).resolve().with_name("solutions.py")
 SELF_TEST_NOTEBOOK = NOTEBOOKS / "14_self_test.ipynb"
@@ -209,7 +229,7 @@ SPECS: dict[str, Spec] = {
     "check_softmax": Spec("SOFTMAX", forbid_py=SOFTMAX_PY + ATTENTION_PY + (("minigpt/", "*"),),
                           forbid_c=SOFTMAX_C | ATTENTION_C,
                           what="a softmax you did not write (torch.softmax, Tensor.softmax, F.softmax, "
-                               "nn.Softmax, torch's attention or the package)"),
+                               "nn.Softmax, logsumexp, torch's attention or the package)"),
     "check_attention_weights": Spec("ATTENTION_WEIGHTS", **_attention_only()),
     "check_causal_mask": Spec("CAUSAL_MASK", **_attention_only("the package's causal_mask (minigpt.attention)")),
     "check_causal_attention": Spec("CAUSAL_ATTENTION", **_attention_only()),
@@ -855,6 +875,23 @@ class Watcher:
         self._seen[key] = verdict
         return verdict
 
+    def _library_verdict(self, frame) -> Optional[str]:
+        """A function of LIBRARIES_PY called (not imported: torch imports parts of torch._decomp
+        lazily, from inside an honest answer's operators too)."""
+        code = frame.f_code
+        key = ("library", id(code))
+        if key not in self._seen:
+            self._seen[key] = next((f"{_qualname(code)} ({suffix}{code.co_filename.replace(os.sep, '/').split(suffix, 1)[-1]})"
+                                    for suffix, _ in LIBRARIES_PY if _suffix_match(code.co_filename, suffix)), None)
+        if self._seen[key] is None:
+            return None
+        caller = frame.f_back
+        while caller is not None and id(caller) != self._stop and not self._is_students(caller):
+            if caller.f_code.co_filename == "<frozen importlib._bootstrap>":
+                return None             # running a module's top level while importing it
+            caller = caller.f_back
+        return self._seen[key]
+
     def _library_file(self, filename: str) -> bool:
         """True for code of an installed library or of the standard library (whose frozen
         modules, such as `os`, are compiled under names like "<frozen os>")."""
@@ -939,7 +976,7 @@ class Watcher:
             if id(frame.f_globals) in self.own and (
                     not self._student(frame) or _suffix_match(frame.f_code.co_filename, EXERCISES_PY[0])):
                 return          # the grading's own code, or its run adapters' instruments
-            verdict = self._verdict(frame.f_code)
+            verdict = self._verdict(frame.f_code) or self._library_verdict(frame)
             if verdict:
                 self.used[verdict] = None
             if frame.f_code in _OP_CALLS and self.c:
@@ -1061,6 +1098,9 @@ def _foreign_object(label: str, obj: Any, homes: tuple) -> Optional[str]:
             return f"the built-in {owner.__name__}.{obj.__name__}"
         return None
     if isinstance(obj, type):
+        # a class statement's class holds its methods' code, wherever its __module__ says it is from
+        if obj.__flags__ & _HEAP_TYPE and _notebook_code(obj, homes):
+            return "a class of the notebook"
         if obj.__module__ != "builtins" and _outside(_module_file(obj.__module__), homes):
             return "a class of the notebook"
         # a class of the library's with a method of the notebook's (torch's own classes are
@@ -1096,8 +1136,14 @@ def _foreign(label: str, name: str, obj: Any, homes: tuple) -> Optional[str]:
     grading calls (SAME_NAME; torch.Tensor's non-dunder methods), another genuine function."""
     if isinstance(obj, (staticmethod, classmethod)):
         obj = obj.__func__
-    if isinstance(obj, types.ModuleType) or not callable(obj):
+    if isinstance(obj, types.ModuleType):
         return None
+    if not callable(obj):
+        # a descriptor answers every lookup through an instance (`t.detach()` calls what its
+        # __get__ returns): a property's functions, or a descriptor class's methods, of the notebook
+        parts = [obj.fget, obj.fset, obj.fdel] if isinstance(obj, property) else \
+            [obj] if hasattr(type(obj), "__get__") else []
+        return "a descriptor of the notebook" if any(p is not None and _notebook_code(p, homes) for p in parts) else None
     wanted = SAME_NAME.get(label, ()) if label != "torch.Tensor" else (() if name.startswith("__") else (name,))
     own_name = _attribute(obj, "__name__")
     if (wanted is None or name in wanted) and isinstance(own_name, str) and own_name != name:
@@ -1302,10 +1348,33 @@ def _kernels_of_the_notebook() -> list[str]:
     return found
 
 
+# The standard library's modules the grading calls into while it grades (paths and library
+# folders, its own frames, copying, patterns, JSON, imports, warnings): a function of the
+# notebook's put in one of them runs inside the grading, where nothing watches it
+# (`site.getsitepackages = hook`, and the hook reaches the grading's frames).
+GRADING_USES = ("os", "posixpath", "ntpath", "genericpath", "site", "sysconfig", "inspect", "re", "copy", "copyreg",
+                "functools", "json", "json.decoder", "json.encoder", "ast", "importlib", "importlib.util",
+                "importlib.machinery", "contextlib", "io", "warnings", "types", "threading", "traceback", "linecache",
+                "tokenize", "dis", "textwrap", "collections", "operator", "itertools", "weakref", "enum")
+
+
+def _standard_library_changed() -> list[str]:
+    homes, found = _library_folders(), []
+    for module_name in GRADING_USES:
+        module = sys.modules.get(module_name)
+        for name, obj in list(vars(module).items()) if module is not None else ():
+            if isinstance(obj, types.ModuleType) or not (callable(obj) or isinstance(obj, (staticmethod, classmethod))):
+                continue
+            culprit = _notebook_code(obj, homes)
+            if culprit:
+                found.append(f"{module_name}.{name} was replaced by code of the notebook ({culprit})")
+    return found
+
+
 def tampering(package) -> list[str]:
     """What the notebook replaced that the grading relies on (see the module docstring)."""
     found = (_import_system_changed() + _private_copy_changed(package) + _modes_switched_on() + _copying_changed()
-             + _global_module_hooks() + _kernels_of_the_notebook())
+             + _global_module_hooks() + _kernels_of_the_notebook() + _standard_library_changed())
     homes = _library_folders()
     for name, cls in list(vars(nn).items()):
         if isinstance(cls, type) and cls.__module__.startswith("torch."):
@@ -1446,6 +1515,14 @@ def _code_of(value: Any) -> tuple:
         return tuple(part for v in vars(value).values() if isinstance(v, (types.FunctionType, staticmethod, classmethod))
                      for part in _code_of(v))
     return ()
+
+
+def _globals_of(reference: Any) -> dict:
+    """The module globals a reference computes with (a function's, or a class's methods'):
+    `reference.__globals__["torch"] = fake` would make the right answer what the fake says."""
+    functions = [reference] if isinstance(reference, types.FunctionType) else \
+        [getattr(v, "__func__", v) for v in vars(reference).values()] if isinstance(reference, type) else []
+    return next((f.__globals__ for f in functions if isinstance(f, types.FunctionType)), {})
 
 
 def _snapshot(**namespaces: dict) -> dict:
@@ -1591,12 +1668,14 @@ def grade(check: str, *answer: Any, points: float = 1.0, namespace: Optional[dic
                      "they give feedback only and never decided this grade.")
     if stderr.getvalue().strip():
         lines.append("(your code wrote to stderr while graded: " + stderr.getvalue().strip()[:200] + ")")
-    earned = round(points * score, 2)
+    # float's own rounding, not builtins.round: the notebook may have replaced that (tampering
+    # then says so, and the score must still be the 0 it set); float is a built-in type nobody can patch
+    earned = (points * score + 0.0).__round__(2)
     lines.append(f"Score: {earned:g} / {points:g}")
     print("\n".join(lines))
     _refuse_hidden_display()            # changed while the answer ran: the next cells would hide theirs
     _show_score_plainly()
-    return float(earned)
+    return earned
 
 
 def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed: int,
@@ -1619,11 +1698,17 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
         cases = [core.Case(case.name, redraw(case.args, g), redraw(case.kwargs, g)) for case in exercise.cases()]
     head = (f"Graded: {exercise.name}, {len(cases)} cases on inputs drawn at grading time "
             f"(seed {seed}: grade(..., seed={seed}) reproduces them)")
+    # what else could be handed in (a functools.partial, a bound method, a library's callable)
+    # runs code that is not the answer's own, and can be re-pointed after this line
+    if not (isinstance(answer, types.FunctionType) or isinstance(answer, type) and answer.__flags__ & _HEAP_TYPE):
+        return 0.0, [head, f"✗ 0 points: grading takes a function (def) or a class (class) written in your notebook; "
+                     f"the answer given is {type(answer).__module__}.{type(answer).__qualname__}."]
     inject = {name: attribute(solutions, path) for name, path in spec.inject.items()}
     watcher = Watcher(spec, own, tuple(inject.values()), stop=sys._getframe())
     guarded = _snapshot(grading=globals(), core=vars(core), exercise=vars(exercise),
                         adapters=getattr(exercise.run, "__globals__", {}), solutions=vars(solutions),
-                        watcher=vars(Watcher), watcher_state=vars(watcher))
+                        watcher=vars(Watcher), watcher_state=vars(watcher),
+                        reference=_globals_of(exercise.reference))
     atol = max(exercise.atol, spec.atol)
     results, passed, passed_trivial, trivial_cases = [], 0, 0, 0
     for case in cases:

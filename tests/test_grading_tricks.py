@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import json
 import re
@@ -937,3 +938,153 @@ def test_a_librarys_own_patch_of_nn_module_is_no_trick():
     assert "<locals>" in nn.Module.__init__.__qualname__
     points, text = score("check_softmax", _softmax_by_hand)
     assert points == 1.0, text
+
+
+# ----------------------------------------- a third red-team round (2026-12-07), each once full marks
+def _notebook(source: str, cell: int = 1) -> dict:
+    """Run `source` as a notebook cell does: its code is the notebook's (no library file)."""
+    namespace = {}
+    exec(compile(source, f"<ipython-input-{cell}>", "exec"), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("softmax", [
+    lambda s: torch._refs.softmax(s, -1),
+    lambda s: torch._decomp.decompositions._softmax(s, -1, False),
+    lambda s: torch.sparse.softmax(s.to_sparse(), -1).to_dense(),
+    lambda s: torch._masked_softmax(s, torch.zeros_like(s, dtype=torch.bool), -1, None),
+    lambda s: (s - s.logsumexp(-1, keepdim=True)).exp(),
+], ids=["_refs", "_decomp", "sparse", "_masked_softmax", "logsumexp"])
+def test_a_softmax_torch_does_not_call_softmax_scores_0(softmax):
+    """torch's reference implementations in Python, its sparse and masked softmax, and a
+    normaliser from logsumexp: none reached an operator named softmax, all scored 1/1."""
+    points, text = score("check_softmax", softmax)
+    assert points == 0.0 and "your answer used" in text, text
+
+
+def test_an_answer_from_transformers_scores_0():
+    """Llama's eager attention computes the causal weights (matmul and softmax, both allowed after
+    chapter 2): the libraries installed beside the book may not answer an exercise."""
+    ml = pytest.importorskip("transformers.models.llama.modeling_llama")
+
+    def weights(q, k):                                          # (B, T, D) -> (B, T, T)
+        T = q.size(-2)
+        mask = torch.zeros(T, T).masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
+        module = types.SimpleNamespace(num_key_value_groups=1, training=False)
+        return ml.eager_attention_forward(module, q[:, None], k[:, None], k[:, None], mask,
+                                          scaling=q.size(-1) ** -0.5)[1][:, 0]
+    points, text = score("check_attention_weights", weights)
+    assert points == 0.0 and "transformers/" in text, text
+
+
+def test_importing_torchs_decompositions_from_an_honest_answer_is_no_trick():
+    """torch imports parts of torch._decomp lazily, while an honest answer runs: only a call counts."""
+    import subprocess
+    script = ("import sys; sys.path.insert(0, 'tests'); import test_grading_tricks as t; "
+              "assert 'torch._decomp.decompositions_for_rng' not in sys.modules; "
+              "print(t.score('check_softmax', t._softmax_by_hand)[0])")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1:] == ["1.0"], out.stdout + out.stderr
+
+
+def test_a_descriptor_on_torch_tensor_scores_0():
+    """`torch.Tensor.detach = Quiet(...)`: not callable, so the check passed it, yet `t.detach()`
+    in the grading's comparison ran what its __get__ returned (a tensor of zeros)."""
+    saved = vars(torch.Tensor)["detach"]
+    namespace = _notebook("import torch\n"
+                          "class Quiet:\n"
+                          "    def __init__(self, real): self.real = real\n"
+                          "    def __get__(self, obj, cls=None): return self.real.__get__(obj, cls) if obj is not None else self.real\n"
+                          "torch.Tensor.detach = Quiet(torch.Tensor.detach)\n")
+    try:
+        points, text = score("check_softmax", torch.zeros_like)
+    finally:
+        torch.Tensor.detach = saved
+    assert isinstance(namespace["Quiet"], type)
+    assert points == 0.0 and "torch.Tensor.detach was replaced by a descriptor of the notebook" in text, text
+
+
+def test_a_class_that_says_it_is_torchs_scores_0():
+    """`class allclose: __module__ = "torch"` whose __new__ says True, put in torch.allclose."""
+    saved = torch.allclose
+    namespace = _notebook("class allclose:\n    __module__ = 'torch'\n"
+                          "    def __new__(cls, *args, **kwargs): return True\n")
+    torch.allclose = namespace["allclose"]
+    try:
+        points, text = score("check_softmax", torch.zeros_like)
+    finally:
+        torch.allclose = saved
+    assert points == 0.0 and "torch.allclose was replaced by a class of the notebook" in text, text
+
+
+def test_a_replaced_round_cannot_raise_the_score(shell):
+    """builtins.round replaced by a class that hands back `points` when grade() rounds the score:
+    tampering set 0, and the line printed and the value shown said 1 all the same."""
+    import builtins
+    saved = builtins.round
+    namespace = _notebook("import builtins\n_real = builtins.round\n"
+                          "class round:\n    __module__ = 'builtins'\n"
+                          "    def __new__(cls, number, ndigits=None): return 1.0\n")
+    builtins.round = namespace["round"]
+    try:
+        result = in_cell(shell, "check_softmax", torch.zeros_like)
+    finally:
+        builtins.round = saved
+    assert result.result == 0.0, result.result
+
+
+def test_the_references_own_module_changed_by_the_answer_scores_0():
+    """The answer reaches the reference through its callers' frames (a documented limit) and
+    swaps `torch` in the reference's module for a stand-in whose softmax gives zeros: every case
+    was then one that zeros answer, and all of them counted."""
+    touched = []
+
+    def swap_then_zeros(s):
+        frame = sys._getframe(1)
+        while "exercise" not in frame.f_locals:
+            frame = frame.f_back
+        module_globals = hidden._globals_of(frame.f_locals["exercise"].reference)
+        if not touched:
+            fake = types.ModuleType("torch")
+            fake.__dict__.update(vars(torch))
+            fake.softmax = lambda x, dim=-1: torch.zeros_like(x)
+            touched.append(module_globals)
+            module_globals["torch"] = fake
+        return torch.zeros_like(s)
+    points, text = score("check_softmax", swap_then_zeros)
+    assert touched, "the reference computes with its module's globals"
+    assert points == 0.0 and "reference.torch" in text, text
+
+
+def test_an_answer_that_is_not_a_def_or_a_class_scores_0():
+    """A functools.partial (or a library's callable) runs code that is not the answer's own and
+    can be re-pointed at the reference after it was handed in."""
+    points, text = score("check_softmax", functools.partial(torch.softmax, dim=-1))
+    assert points == 0.0 and "grading takes a function (def) or a class (class)" in text, text
+    points, text = score("check_softmax", torch.zeros_like)
+    assert points == 0.0 and "grading takes a function" in text, text
+
+
+def test_a_hook_in_a_standard_module_the_grading_calls_scores_0():
+    """site.getsitepackages replaced in an earlier cell: the grading calls it while it builds the
+    watcher, and the hook ran there unwatched (it re-pointed the answer at the reference)."""
+    import site
+    saved = site.getsitepackages
+    namespace = _notebook("import site\n_real = site.getsitepackages\n"
+                          "def hook(*args): return _real(*args)\n"
+                          "site.getsitepackages = hook\n")
+    try:
+        points, text = score("check_softmax", _softmax_by_hand)
+    finally:
+        site.getsitepackages = saved
+    assert callable(namespace["hook"])
+    assert points == 0.0 and "site.getsitepackages was replaced by code of the notebook (hook)" in text, text
+
+
+@pytest.mark.parametrize("line", [
+    "for fr, _ in traceback.walk_stack(None):", "loc = inspect.getargvalues(fr).locals",
+    "m.__class__ = reference", "answer.__setstate__((reference, (), {}, None))",
+    'g = getattr(ref, "__" + "globals__")', 'code.replace(**{"co_" + "filename": name})',
+    '_g = __import__("g" + "c")', "frame = err.__traceback__.tb_frame", "gen.gi_frame.f_locals"])
+def test_the_review_patterns_name_the_third_rounds_tricks(line):
+    assert any(re.search(p, line, re.MULTILINE) for p in classroom.REVIEW_PATTERNS.values()), line

@@ -905,7 +905,10 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
 REVIEW_MARK = "⚠ for review: "      # grading/hidden.py's: a feedback line for a person to read
 _WORKERS = "_thread|threading|queue|multiprocessing|subprocess|concurrent|asyncio"   # the modules that run code elsewhere
 REVIEW_PATTERNS = {
-    "frame access": r"_getframe|\bf_(?:locals|globals|back)\b|\btb_frame\b|inspect\.(?:stack|currentframe)|gc\.get_referr",
+    # (frames reached through traceback's and inspect's helpers, a generator's or an exception's)
+    "frame access": r"_getframe|\bf_(?:locals|globals|back|code)\b|\btb_(?:frame|next)\b|inspect\.(?:stack|currentframe|trace)|"
+                    r"gc\.get_referr|\bwalk_(?:stack|tb)\b|\bextract_stack\b|\bget(?:argvalues|outerframes|innerframes|frameinfo)\b|"
+                    r"\b(?:gi|cr|ag)_frame\b|__traceback__|\bexc_info\b|_current_frames",
     # (and the names built from pieces, `getattr(sys, "getpro" + "file")`; cProfile, which takes
     # the profile hook; threading's copy of the hook, which hands over the grading's watcher)
     "the profiler or tracer": r"\b(?:set|get)profile\b|\b(?:set|get)trace\b|getpro|setpro|_profile_hook|_trace_hook|"
@@ -917,7 +920,10 @@ REVIEW_PATTERNS = {
     "torch's operators or every module's hooks": r"torch\.library|\bLibrary\s*\(|register_module_\w+|_global_\w+hooks",
     # a function changed in place, found through the garbage collector or a closure
     "code objects, closures or the garbage collector": r"__(?:code|closure|defaults|kwdefaults|globals)__|cell_contents|"
-                                                         r"\bgc\s*\.|\bimport\s+gc\b|\bco_\w+\b",
+                                                         r"\bgc\s*\.|\bimport\s+gc\b|\bco_\w*|['\"]co_",
+    # an object turned into another class (the grading's reference) after it was built, or its
+    # state replaced wholesale
+    "an object's class or state swapped": r"__class__\s*=[^=]|['\"]__class__['\"]|__setstate__|\.__dict__\s*(?:\[|\.update\b)",
     "copying (deepcopy's tables)": r"_deepcopy_dispatch|\bcopyreg\b|__deepcopy__|__reduce(?:_ex)?__",
     "the standard output or the value printers": r"redirect_std(?:out|err)|\bsys\.(?:__)?std(?:out|err)\b|"
                                                  r"type_printers|\bfor_type\b",
@@ -934,7 +940,10 @@ REVIEW_PATTERNS = {
     "signal handlers": r"signal\.(?:signal|setitimer|alarm)",
     # code the patterns above cannot read (built from a string at run time, or the package's own
     # read with getsource and changed), and Python's import system, which loads the grading
+    # (and names built from pieces: "__" + "globals__", getattr(x, "co_" + "filename"))
     "code made at run time, or the import system": r"(?<![.\w])(?:exec|eval|compile)\s*\(|\b(?:base64|marshal|zlib)\b|"
+                                                   r"__import__\s*\(|\bsys\.modules\b|['\"]__['\"]\s*\+|\+\s*['\"]\w*__['\"]|"
+                                                   r"\bgetattr\s*\([^)]*\+|"
                                                    r"inspect\.getsource|\b(?:set|del)attr\s*\(|__(?:set|del)attr__\s*\(|\bmeta_path\b|"
                                                    r"\bpath_hooks\b|\bpath_importer_cache\b|\bimportlib\b",
     # work done where the grading's watch is not: a process started in an earlier cell and fed
