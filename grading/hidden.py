@@ -116,7 +116,8 @@ the answer is a function or a class the notebook wrote (a `functools.partial` ca
 re-pointed after it was handed in); it calls no function of torch's reference implementations
 (`torch._refs`, `torch._decomp`, `torch._prims`) or of the libraries installed beside the book
 (transformers, peft, accelerate), which compute attention, softmax, RoPE, sampling filters and
-LoRA layers (importing them is no call); `sys.getprofile` called by the answer raises (the profile hook *is* the watcher, and its
+LoRA layers (importing them is no call), nor a graph torch.fx generated outside torch.compile
+(a forbidden function traced with `make_fx` in an earlier cell, its operators decomposed); `sys.getprofile` called by the answer raises (the profile hook *is* the watcher, and its
 records could be emptied), which also removes the watcher, and that is seen once the answer
 has returned; this module's globals, the private package's comparison and the
 exercise's run adapter, the watcher's own state, the module the reference computes with, and
@@ -184,8 +185,7 @@ NOTEBOOKS = ROOT / "notebooks"
 
 # torch's C functions that compute a softmax / a whole attention (names as the profiler sees them)
 SOFTMAX_C = frozenset({"softmax", "_softmax", "log_softmax", "_log_softmax", "special_softmax",
-                       "special_log_softmax", "softmin", "_sparse_softmax", "_masked_softmax", "_safe_softmax",
-                       "logsumexp"})
+                       "special_log_softmax", "softmin", "_sparse_softmax", "_masked_softmax", "_safe_softmax"})
 ATTENTION_C = frozenset({"scaled_dot_product_attention", "_scaled_dot_product_attention_math",
                          "_scaled_dot_product_flash_attention_for_cpu", "_native_multi_head_attention",
                          "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention"})
@@ -198,6 +198,7 @@ EXERCISES_PY = ("minigpt/exercises/", "*")
 # implementations of its operators (softmax, layer_norm, ... written in Python: `torch._refs.softmax`
 # reaches no operator called softmax), and the libraries installed beside the book that hold
 # attention, RoPE, sampling filters and LoRA layers (transformers, peft, accelerate, kernels)
+_FX_GENERATED = "<eval_with_key>"          # the file name of the code torch.fx generates for a graph
 LIBRARIES_PY = tuple((folder, "*") for folder in ("torch/_refs/", "torch/_decomp/", "torch/_prims/", "transformers/",
                                                   "peft/", "accelerate/", "kernels/"))
 SOLUTIONS_PY = ("grading/solutions.py", "*")
@@ -226,8 +227,9 @@ def _attention_only(what: str = "the package's attention (minigpt.attention) or 
 
 SPECS: dict[str, Spec] = {
     # torch's attention computes a softmax too (over a one-element value and an identity mask)
+    # (logsumexp is the normaliser itself here; chapter 13's online softmax may merge tiles with it)
     "check_softmax": Spec("SOFTMAX", forbid_py=SOFTMAX_PY + ATTENTION_PY + (("minigpt/", "*"),),
-                          forbid_c=SOFTMAX_C | ATTENTION_C,
+                          forbid_c=SOFTMAX_C | ATTENTION_C | {"logsumexp"},
                           what="a softmax you did not write (torch.softmax, Tensor.softmax, F.softmax, "
                                "nn.Softmax, logsumexp, torch's attention or the package)"),
     "check_attention_weights": Spec("ATTENTION_WEIGHTS", **_attention_only()),
@@ -876,21 +878,29 @@ class Watcher:
         return verdict
 
     def _library_verdict(self, frame) -> Optional[str]:
-        """A function of LIBRARIES_PY called (not imported: torch imports parts of torch._decomp
-        lazily, from inside an honest answer's operators too)."""
+        """A function of LIBRARIES_PY, or code torch.fx generated (a GraphModule traced in an
+        earlier cell, from a forbidden function with its operators decomposed, runs only the
+        allowed ones), called by the student's code: not imported (torch imports parts of
+        torch._decomp lazily, from inside an honest answer's operators too), and not a graph
+        torch.compile runs for an honest answer (torch/_dynamo/ among the callers)."""
         code = frame.f_code
+        traced = code.co_filename.startswith(_FX_GENERATED)
         key = ("library", id(code))
         if key not in self._seen:
-            self._seen[key] = next((f"{_qualname(code)} ({suffix}{code.co_filename.replace(os.sep, '/').split(suffix, 1)[-1]})"
-                                    for suffix, _ in LIBRARIES_PY if _suffix_match(code.co_filename, suffix)), None)
+            self._seen[key] = "code that torch.fx traced (a GraphModule: what it was traced from ran unwatched)" \
+                if traced else next((f"{_qualname(code)} ({suffix}{code.co_filename.replace(os.sep, '/').split(suffix, 1)[-1]})"
+                                     for suffix, _ in LIBRARIES_PY if _suffix_match(code.co_filename, suffix)), None)
         if self._seen[key] is None:
             return None
         caller = frame.f_back
-        while caller is not None and id(caller) != self._stop and not self._is_students(caller):
-            if caller.f_code.co_filename == "<frozen importlib._bootstrap>":
-                return None             # running a module's top level while importing it
+        while caller is not None and id(caller) != self._stop:
+            filename = caller.f_code.co_filename
+            if filename == "<frozen importlib._bootstrap>" or traced and _suffix_match(filename, "torch/_dynamo/"):
+                return None
+            if self._is_students(caller) and not filename.startswith(_FX_GENERATED):
+                return self._seen[key]
             caller = caller.f_back
-        return self._seen[key]
+        return None
 
     def _library_file(self, filename: str) -> bool:
         """True for code of an installed library or of the standard library (whose frozen

@@ -155,6 +155,17 @@ def test_the_answer_key_cell_leaves_the_student_edition():
     assert "use_answer_key" not in sources and "100663296" not in sources
 
 
+@pytest.mark.parametrize("chapter", sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+def test_every_course_notebook_is_valid_for_nbgrader(chapter):
+    """The "How you are graded" cell once carried an id into chapter 16, an nbformat 4.4
+    notebook whose cells have none: nbgrader logged the notebook as invalid on every autograde."""
+    import nbformat
+    path = ROOT / "notebooks" / f"{chapter}.ipynb"
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    classroom.shape_assignment(notebook, chapter, None, {}, classroom.cell_limit(path))
+    nbformat.validate(nbformat.from_dict(notebook))
+
+
 def test_the_prose_counts_the_students_make_classroom_plays():
     """README and the guide (both editions) describe grading/students.py's players: one row per
     player in the guide's table, and the README's count of them and of those who must score 0."""

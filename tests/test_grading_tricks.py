@@ -1088,3 +1088,34 @@ def test_a_hook_in_a_standard_module_the_grading_calls_scores_0():
     '_g = __import__("g" + "c")', "frame = err.__traceback__.tb_frame", "gen.gi_frame.f_locals"])
 def test_the_review_patterns_name_the_third_rounds_tricks(line):
     assert any(re.search(p, line, re.MULTILINE) for p in classroom.REVIEW_PATTERNS.values()), line
+
+
+def test_a_forbidden_function_traced_in_an_earlier_cell_scores_0():
+    """torch.softmax traced by make_fx in an earlier cell, with softmax decomposed: the graph runs
+    amax, exp, sum and div, all allowed, and the answer that calls it scored 1/1."""
+    from torch._decomp import get_decompositions
+    from torch.fx.experimental.proxy_tensor import make_fx
+    graph = make_fx(lambda s: torch.softmax(s, -1), tracing_mode="symbolic",
+                    decomposition_table=get_decompositions([torch.ops.aten._softmax]))(torch.randn(3, 4))
+    assert "softmax" not in graph.code
+    points, text = score("check_softmax", lambda s: graph(s))
+    assert points == 0.0 and "code that torch.fx traced" in text, text
+
+
+def test_an_honest_answer_compiled_with_torch_compile_keeps_its_marks():
+    """torch.compile runs graphs torch.fx generated, and torch._decomp's decompositions, for an
+    honest answer too: neither is the student's doing there."""
+    compiled = torch.compile(_softmax_by_hand, backend="aot_eager")
+    try:
+        compiled(torch.randn(2, 3))
+    except Exception as err:         # no compiler tool chain, an unsupported Python
+        pytest.skip(f"torch.compile does not run here: {type(err).__name__}")
+    points, text = score("check_softmax", lambda s: compiled(s))
+    assert points == 1.0, text
+
+
+def test_logsumexp_is_forbidden_where_it_is_the_answer_only():
+    """In check_softmax logsumexp computes the normaliser; chapter 13's online softmax may merge
+    its tiles' maxima and sums with it."""
+    assert "logsumexp" in hidden.SPECS["check_softmax"].forbid_c
+    assert "logsumexp" not in hidden.SPECS["check_online_softmax"].forbid_c

@@ -187,3 +187,12 @@ def test_the_shown_value_check_sees_a_bare_expect_and_a_bare_float():
     assert shown_value_problems("x = 1\nx / 3", [shown]) == ["shows the bare number 1.2050620317459106 as its value"]
     assert shown_value_problems('loss = minigpt.expect("loss", x, book=1.2, tol=0.01)', []) == []
     assert shown_value_problems("len(text)", [{"output_type": "execute_result", "data": {"text/plain": "1115394"}}]) == []
+
+
+@pytest.mark.parametrize("path", CHAPTERS + sorted((NOTEBOOKS.parent / "zh" / "notebooks").glob("[0-9][0-9]_*.ipynb")),
+                         ids=lambda p: f"{p.parent.parent.name}-{p.stem}")
+def test_every_notebook_is_valid_nbformat(path):
+    """Chapter 16 was nbformat 4.4 with two cells given ids, which 4.4 does not allow: nbgrader,
+    nbval and Jupyter read it, but nbgrader logged it as invalid on every autograde."""
+    import nbformat
+    nbformat.validate(nbformat.reads(path.read_text(encoding="utf-8"), as_version=nbformat.NO_CONVERT))

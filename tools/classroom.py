@@ -412,7 +412,10 @@ def shape_assignment(notebook: dict, chapter: str, only: Optional[set], weights:
         graded.append((name, check, points))
     strip_answers(notebook)
     title = next((i for i, c in enumerate(notebook["cells"]) if c["cell_type"] == "markdown"), -1)
-    notebook["cells"].insert(title + 1, how_graded(graded, practice, limit))
+    intro = how_graded(graded, practice, limit)
+    if (notebook.get("nbformat"), notebook.get("nbformat_minor", 0)) < (4, 5):
+        del intro["id"]         # cells of nbformat 4.4 have no ids (chapter 16): nbgrader calls it invalid
+    notebook["cells"].insert(title + 1, intro)
     return [name for _, name, _ in found]
 
 
@@ -929,6 +932,10 @@ REVIEW_PATTERNS = {
                                                  r"type_printers|\bfor_type\b",
     "builtins replaced": r"__builtins__|^\s*(?:def\s+__import__|__import__\s*=)",
     "ctypes": r"\bctypes\b",
+    # a forbidden function traced in an earlier cell with its operators decomposed (make_fx): the
+    # graph then runs only allowed operators
+    "torch's tracers and decompositions": r"\bmake_fx\b|\btorch\.fx\b|symbolic_trace|\bGraphModule\b|_decomp\b|"
+                                          r"\bget_decompositions\b|\b_refs\b|\b_prims\b|\btorch\.export\b",
     "a module's function replaced": r"^\s*(?:torch|nn|F|math|os|sys|copy|ast|json|importlib|builtins|minigpt|threading)"
                                     r"(?:\.\w+)+\s*=[^=]|\.(?:forward|__call__|__deepcopy__)\s*=[^=]",
     "the grader's files": r"hidden\.py|solutions\.py|\.ipynb|_classroom|gradebook|sqlite3|__file__|write_(?:text|bytes)",
