@@ -235,8 +235,10 @@ def test_appendix_pages_do_not_scroll_sideways(name, width):
             wide = page.evaluate("Array.from(document.querySelectorAll('article pre'))"
                                  ".filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.textContent.slice(0, 40))")
             assert not wide, f"code blocks scroll sideways at {width} px: {wide}"
+            # the top of each column's first code block (a column may hold more than one)
             tops = page.evaluate("Array.from(document.querySelectorAll('.mg-side')).map(g => "
-                                 "Array.from(g.querySelectorAll('pre')).map(p => Math.round(p.getBoundingClientRect().top)))")
+                                 "Array.from(g.querySelectorAll('.sd-col')).map(c => "
+                                 "Math.round(c.querySelector('pre').getBoundingClientRect().top)))")
             assert len(tops) == 7 and all(len(t) == 2 for t in tops)
             side_by_side = [t[0] == t[1] for t in tops]
             assert all(side_by_side) if width >= 1280 else not any(side_by_side), tops
