@@ -412,10 +412,7 @@ def shape_assignment(notebook: dict, chapter: str, only: Optional[set], weights:
         graded.append((name, check, points))
     strip_answers(notebook)
     title = next((i for i, c in enumerate(notebook["cells"]) if c["cell_type"] == "markdown"), -1)
-    intro = how_graded(graded, practice, limit)
-    if (notebook.get("nbformat"), notebook.get("nbformat_minor", 0)) < (4, 5):
-        del intro["id"]         # cells of nbformat 4.4 have no ids (chapter 16): nbgrader calls it invalid
-    notebook["cells"].insert(title + 1, intro)
+    notebook["cells"].insert(title + 1, how_graded(graded, practice, limit))
     return [name for _, name, _ in found]
 
 
