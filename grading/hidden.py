@@ -33,17 +33,31 @@ Design, and why:
   and positions). A lookup table of the visible check's inputs therefore scores 0 (a table
   of parameter names for every model shape the draw can make would still pass: that one is
   a rule written out, and the review patterns do not flag it).
-* **The right answer is computed after the student's.** Each case runs the student's code
-  first, on its own deep copy of the inputs, and makes its result plain (`_plain`: exact
-  tensors, numbers, strings, lists) before the reference runs: while the student's code runs,
-  no frame it could walk up to holds the right answer, and changing the inputs in place
-  changes nothing the reference sees. Chapter 14's key is read after the answer was given (an answer that is a function can still
-  call `answer_key` through its callers' frames, as it could open the key's notebook: see Limits).
+* **The student's code runs apart, before the right answer exists.** Each case runs the
+  student's code first, on its own deep copy of the inputs, in a thread of its own
+  (`_run_apart`, started with `_thread`, so that no trace function of an earlier cell's runs in
+  it), and makes its result plain there (`_plain`: exact tensors, numbers, strings, lists)
+  before the reference runs. Nothing in that thread leads to the grading: its frames are the
+  thread's entry, the run adapter and the student's code, and the entry's code (with
+  `_plain` and `OperatorsSeen`) is compiled with globals of its own (`_APART_SOURCE`), so that
+  no frame walk, function's `__globals__` or class's namespace reaches this module, the
+  watcher, the exercise's reference or the comparison. What the thread tells the grading, it
+  tells through calls the watcher sees, not through objects the student's code could change.
+  The hidden block binds no name in the notebook (the loaded module once sat in its globals).
+  Changing the inputs in place changes nothing the reference sees. Chapter 14's answer, when it
+  is a function, runs in such a thread too, before the key is read.
+* **Nothing of the notebook's runs in the grading's own thread.** The grading reads the
+  notebook's objects (the answer, what an earlier cell put in torch's namespaces, its threads,
+  IPython's display), and reading an attribute can run code of the notebook's (a property,
+  `__getattr__`, a metaclass), as can a finalizer. While `grade` runs, a profiler of its own
+  thread (`Guard`) stops any code of the notebook's at its call, before its first line runs,
+  and the grade is 0. (A signal handler is the exception: Python runs it inside the Guard's
+  own code too, where no profiler watches; a handler of the notebook's is refused instead.)
   `core.same` compares a value that is not a tensor, number or container only with one of
   exactly its type (an object whose `__eq__` says yes to everything is no answer).
 * **The student's own work.** While the student's code runs, `sys.setprofile` watches every
-  Python and C call (`Watcher`), in its thread and in any thread it starts (starting one is
-  itself reported), and a dispatch mode (`OperatorsSeen`) sees the forbidden torch operators
+  Python and C call in its thread (`Watcher`; starting a thread is itself reported, and so is a
+  thread a library starts to run the student's code), and a dispatch mode (`OperatorsSeen`) sees the forbidden torch operators
   that make no Python call (TorchScript, `torch.ops.aten._softmax`). Work done where the
   profiler is not scores 0 too: starting a process (a DataLoader's workers included), handing
   work to a thread pool or an event loop, or a thread started in an earlier cell that runs the
@@ -123,29 +137,35 @@ has returned; this module's globals, the private package's comparison and the
 exercise's run adapter, the watcher's own state, the module the reference computes with, and
 the code of every function among them
 (`f.__code__ = ...` keeps the object) are the same after each case's run as before
-(`_snapshot`: the code can reach them through its callers' frames), checked before any of
-the grading's code runs again; no IPython formatter (the plain-text one, the mimebundle one
+(`_snapshot`, kept from before the answer ran apart: the private package's comparison and run
+adapters are still within its reach), checked before any of the grading's code runs again;
+the answer calls nothing that finds objects no reference leads to (`gc.get_objects`,
+`gc.get_referrers`, `sys._current_frames`, a class's `__subclasses__`: the grading's objects
+are in the heap and in its own thread's frames); no IPython formatter (the plain-text one, the mimebundle one
 that can supply it, ...) has a printer for floats but IPython's or sympy's, known by their
 code's file, and in a kernel the standard output is ipykernel's own stream (a wrapper could
 rewrite "Score: 0 / 1" on its way out). `tools/classroom.py grade` also reads the cells each
 student wrote and marks for review the notebooks that use what only such tricks need. A
 replaced `minigpt.exercises.check_*` is reported too (it does not change the grade). What is
-not checked: what an answer does with the grading's objects once it has reached them
-through its callers' frames (the exercise's reference renamed and run as its own, an object
-turned into the reference's class, the watcher's records or its verdict cache emptied: a third
-review scored full marks with each; the review patterns name the frame walks, the class swaps
-and the names built from pieces they need), a process started in an earlier cell and fed through a pipe (the review patterns name the modules it needs), a student who reaches the
-watcher without a call (threading keeps it in `threading._profile_hook` for new threads; a
-frame's locals, the garbage collector) and deletes its records with `del` (no call a profiler
-sees: the review patterns name each of those ways), a TorchScript function compiled in an
+not checked: a process started in an earlier cell and fed through a pipe (the review patterns
+name the modules it needs), code of the notebook's compiled under a file name of a library's
+that the Guard then takes for the library's (the review patterns name `compile` and `exec`),
+the private package's objects the answer's thread does reach (the run adapter's module: a
+change that the answer puts back before it returns is not seen, and changes nothing the
+comparison in the grading's thread does), a TorchScript function compiled in an
 earlier cell and called inside `_DisableTorchDispatch` (neither makes a call the profiler sees,
 and the operators' watch is off: the review patterns name both), a student who edits torch's
 compiled functions through ctypes, compiles code under a file name of torch's or of a frozen standard module
 ("<frozen zipimport>": the watcher takes such frames for the library's), replaces
 `importlib.util`'s loader functions before a hidden block runs (the block loads this file with
 them, so a forged `grade` would run instead; the review patterns name `importlib`, `setattr`
-and `exec`), installs a signal handler or a
-finalizer that runs during the comparison, or forges kernel messages; and the files the
+and `exec`; a `__import__` of the notebook's in builtins runs while this file loads, before the
+Guard is on), registers a `sys.monitoring` tool inside the answer itself (Python 3.12 and later;
+one registered in an earlier cell is refused: `_monitoring_tools`), sets a timer whose signal
+handler fires again and again (Python runs the handler between any two lines of the grading's
+thread, inside the Guard's own code too, and from the moment the hidden block starts to load
+this file; a handler of the notebook's installed when grading starts is refused:
+`_signal_handlers_of_the_notebook`) or forges kernel messages; and the files the
 grading reads itself: code run by `make grade` can open the full edition's notebooks (chapter
 14's key, the hidden helpers) as this file does. The instructor guide says so, and the
 feedback of every graded cell (seed, case lines) makes a forged score stand out on review.
@@ -170,6 +190,7 @@ import re
 import sys
 import sysconfig
 import threading
+import time
 import types
 import warnings
 from pathlib import Path
@@ -751,6 +772,14 @@ _THREAD_MACHINERY = ("/threading.py", "/concurrent/futures/", "/multiprocessing/
 
 # calling an operator through torch.ops from Python (torch.ops.aten._softmax.default(...)): the
 # profiler sees these calls in every thread it watches, the dispatch mode only in its own
+# C functions that find objects no reference leads to: other threads' frames, the heap's objects
+OBJECT_FINDERS = frozenset({("sys", "_current_frames"), ("sys", "_current_exceptions"), ("gc", "get_objects"),
+                            ("gc", "get_referrers"), ("gc", "get_referents")})
+_THREAD_START = threading.Thread.start.__code__
+# a class's own namespace and bases, read through `type`'s descriptors (a metaclass of the
+# notebook's could answer `cls.__dict__` or `cls.__mro__` with code of its own)
+_TYPE_DICT = type.__dict__["__dict__"].__get__
+_TYPE_MRO = type.__dict__["__mro__"].__get__
 _OP_CALLS = frozenset(c.__call__.__code__ for c in (torch._ops.OpOverload, torch._ops.OpOverloadPacket)
                       if isinstance(getattr(c.__call__, "__code__", None), types.CodeType))
 
@@ -769,30 +798,6 @@ def _operator_functions(names) -> list:
 
 def _python_key_excluded() -> bool:
     return torch._C._dispatch_tls_is_dispatch_key_excluded(torch._C.DispatchKey.Python)
-
-
-class OperatorsSeen(TorchDispatchMode):
-    """Records which of the given torch operators run (by the operator's name: `_softmax` for
-    torch.softmax, F.softmax and torch.ops.aten._softmax alike), however they were reached:
-    from Python, TorchScript or a C++ composite. Nothing is changed: every operator runs as it
-    would. With no names it records nothing and costs nothing."""
-
-    def __init__(self, names: frozenset):
-        super().__init__()
-        self.names = names
-        self.seen: dict[str, None] = {}
-
-    def __enter__(self):
-        return super().__enter__() if self.names else self
-
-    def __exit__(self, *exc):
-        return super().__exit__(*exc) if self.names else None
-
-    def __torch_dispatch__(self, func, types_, args=(), kwargs=None):
-        name = func.overloadpacket.__name__
-        if name in self.names:
-            self.seen[name] = None
-        return func(*args, **(kwargs or {}))
 
 
 # torch's folder's parent (the libraries beside torch: torch re-exports typing_extensions'
@@ -816,6 +821,301 @@ def _library_folders() -> tuple:
     return tuple(dict.fromkeys(os.path.join(os.path.abspath(d), "") for d in folders if d))
 
 
+# ---------------------------------------------------------------------- the student's thread
+# The student's code runs in a thread of its own, started for each case with `_thread` (so that
+# no hook of `threading`'s, a trace function set in an earlier cell among them, runs in it).
+# Nothing in that thread leads back to the grading: its stack is the thread's entry below, the
+# exercise's run adapter (the private package's) and the student's code, and the entry's frame
+# holds the case and the adapter once it has installed the watcher. The code that runs there
+# (the entry, the dispatch mode that sees torch's operators, the function that makes the answer
+# plain) is compiled from the text below with globals of its own, which hold torch, numbers and
+# these functions only: a frame walk, a function's __globals__ or a class's methods reached from
+# that thread do not reach this module, the watcher, the exercise's reference or the comparison.
+# What the thread's code must tell the grading, it tells the watcher by calls the watcher sees
+# (`forbidden_operator`, the end marker), never in an object the student's code could reach.
+_APART_SOURCE = '''
+import numbers
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+
+def plain(value):
+    """The answer as plain values, taken as soon as the student's code returns and before the
+    right answer is computed: tensors detached, copied and of class torch.Tensor; numbers,
+    strings and bytes as exact int / float / str / bytes; lists, tuples and dicts rebuilt as
+    such. A subclass could answer comparisons its own way, and a tensor the student's code
+    still holds could be changed after it returned. Anything else is kept; core.same compares
+    it only with a value of exactly its type."""
+    if isinstance(value, torch.Tensor):
+        with torch._C.DisableTorchFunctionSubclass():     # a subclass's __torch_function__ stays out
+            copied = torch.Tensor.detach(value)           # already a torch.Tensor for the usual subclasses
+            if type(copied) is not torch.Tensor:          # as_subclass only where it must: before torch 2.6
+                copied = torch.Tensor.as_subclass(copied, torch.Tensor)   # it fails inside a dispatch mode
+            return copied.clone()
+    if isinstance(value, bool):                 # (bool cannot be subclassed)
+        return value
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, numbers.Integral):     # int subclasses, NumPy's integers
+        return int.__int__(int(value))
+    if isinstance(value, numbers.Real):         # NumPy's floats that are not float subclasses
+        return float.__float__(float(value))
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bytes):
+        return bytes(memoryview(value))
+    if isinstance(value, list):
+        return [plain(v) for v in list.__iter__(value)]
+    if isinstance(value, tuple):
+        return tuple(plain(v) for v in tuple.__iter__(value))
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in dict.items(value)}
+    return value
+
+
+def short(err):
+    """An error of the student's code as one line of plain text, written in the student's thread
+    (its __str__ is the student's code, watched like the rest of it)."""
+    try:
+        text = str.__str__(str(err)).strip().splitlines()
+        return str.__str__(type(err).__name__) + ": " + (text[0][:200] if text else "")
+    except Exception:
+        return "an error whose message could not be read"
+
+
+def forbidden_operator(name):
+    """Called by OperatorsSeen when a forbidden operator runs: the watcher records the call (the
+    mode keeps no record the student's code could empty)."""
+
+
+class OperatorsSeen(TorchDispatchMode):
+    """Sees which of the given torch operators run (by the operator's name: `_softmax` for
+    torch.softmax, F.softmax and torch.ops.aten._softmax alike), however they were reached:
+    from Python, TorchScript or a C++ composite. Nothing is changed: every operator runs as it
+    would. With no names it is never entered and costs nothing."""
+
+    def __init__(self, names):
+        super().__init__()
+        self.names = names
+
+    def __torch_dispatch__(self, func, types_, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in self.names:
+            forbidden_operator(name)
+        return func(*args, **(kwargs or {}))
+
+
+class _Off:
+    """What `with` enters where there is nothing to enter (no forbidden operator, no default device)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def entry(box, out, done):
+    """The thread: install the watcher, run the case, put what came of it in `out` as plain
+    values, tell the watcher it is still installed (`end()`, a call it sees only then), and
+    release `done`. `box` is emptied first, so that only this frame held the watcher, and it is
+    deleted before the student's code runs."""
+    try:
+        setprofile, watcher, names, device, grad, threads, end, run, args = box
+        box.clear()
+        torch.set_grad_enabled(grad)        # (thread-local in torch, like the default device)
+        if threads:
+            torch.set_num_threads(threads)
+        operators = OperatorsSeen(names) if names else _Off()
+        with (torch.device(device) if device is not None else _Off()), operators:
+            if watcher is not None:
+                setprofile(watcher)
+            del watcher, operators
+            try:
+                out.append(("returned", plain(run(*args))))
+            except NotImplementedError:
+                out.append(("not implemented", ""))
+            except Exception as err:
+                out.append(("raised", short(err)))
+            except KeyboardInterrupt:
+                out.append(("interrupted", ""))
+            except BaseException as err:    # SystemExit and the like: this case fails
+                out.append(("raised", short(err)))
+            end()
+            setprofile(None)
+    finally:
+        done.release()
+'''
+_APART: dict = {"__name__": "grading_student_thread", "__builtins__": builtins}
+exec(compile(_APART_SOURCE, __file__ + ":student_thread", "exec"), _APART)
+OperatorsSeen = _APART["OperatorsSeen"]
+_OPERATOR_SEEN = _APART["forbidden_operator"].__code__
+_ENTRY = _APART["entry"].__code__
+
+
+class NotebookCodeRan(BaseException):
+    """Raised by the guard when code of the notebook was about to run in the grading's own thread
+    (a BaseException: the grading's `except Exception` clauses do not swallow it)."""
+
+
+def _genuine_builtin(function: Any, module: str, name: str) -> bool:
+    """True when `function` is the C function `module.name` itself: a built-in function's module
+    is the C module that made it, which no Python code can forge."""
+    return type(function) is types.BuiltinFunctionType and type(function.__self__) is types.ModuleType \
+        and vars(function.__self__).get("__name__") == module and function.__name__ == name
+
+
+class Guard:
+    """The profiler of the grading's own thread while `grade` runs: it stops any code of the
+    notebook from running there. The grading reads the notebook's objects (the answer, what an
+    earlier cell put in torch's namespaces, the threads it started, IPython's display), and
+    reading an attribute can run code a class of the notebook defines (a property, __getattr__,
+    a metaclass's __instancecheck__), as can a finalizer or a signal handler that fires while the
+    grading runs. Such code would run with the grading's frames above it (the seed, the private
+    package, the reference) and nothing watching. The profiler sees every Python function's call
+    before its first line runs; raising there makes the call fail before anything of it ran, and
+    the grade is 0. The answer itself runs in a thread of its own, under the Watcher."""
+
+    def __init__(self, own: set):
+        self.own = own
+        # torch's and the standard library's folders and the grading's own to begin with: the
+        # other library folders are found (by the standard library's site and sysconfig) once
+        # the guard is on, since the notebook may have replaced what finds them
+        self.homes = (_TORCH_HOME, _STDLIB, os.path.join(str(PACKAGE), ""), os.path.join(str(ROOT / "grading"), ""))
+        self._seen: dict[int, tuple] = {}       # id(code) -> (code, verdict): the code kept alive
+        self.ran: Optional[str] = None
+        self.ran_code: Optional[types.CodeType] = None
+        self.package = None         # the private copy, once loaded (what tampering() checks in it)
+
+    def _notebooks(self, frame) -> Optional[str]:
+        """What names the code `frame` runs when it is the notebook's, else None."""
+        globals_ = frame.f_globals
+        if id(globals_) in self.own:
+            return None
+        code = frame.f_code
+        known = self._seen.get(id(code))
+        if known is not None and known[0] is code:
+            verdict = known[1]
+        else:
+            filename = code.co_filename
+            verdict = None
+            if not (filename.startswith(("<frozen ", _FX_GENERATED))
+                    or os.path.abspath(filename).startswith(self.homes)):
+                # what the standard library generates from text ("<string>"): a named tuple's
+                # __new__, a dataclass's methods in their class's module (a library's)
+                name = dict.get(globals_, "__name__") if type(globals_) is dict else None
+                module = sys.modules.get(name) if type(name) is str else None
+                generated = type(name) is str and name.startswith("namedtuple_") or (
+                    module is not None and type(module) is types.ModuleType and vars(module) is globals_
+                    and os.path.abspath(str(vars(module).get("__file__") or "?")).startswith(self.homes))
+                if not (filename == "<string>" and generated):
+                    verdict = f"{code.co_qualname if hasattr(code, 'co_qualname') else code.co_name} ({filename})"
+            self._seen[id(code)] = (code, verdict)
+        return verdict
+
+    def __call__(self, frame, event, arg):
+        if event == "call":
+            verdict = self._notebooks(frame)
+            if verdict is not None:
+                if self.ran is None:
+                    self.ran, self.ran_code = verdict, frame.f_code
+                raise NotebookCodeRan(verdict)
+
+    @contextlib.contextmanager
+    def on(self):
+        self.on_again()
+        try:
+            self.homes = tuple(dict.fromkeys(self.homes + _library_folders()))
+            self._seen.clear()
+            yield self
+        finally:
+            sys.setprofile(None)
+
+    def where_it_was(self) -> list[str]:
+        """Where the code that ran is kept, when a module's namespace (or a class's there) holds
+        it: what the notebook replaced, so that the grading called it. Reads modules' and
+        classes' namespaces only, nothing of the notebook's runs."""
+        found = []
+        if self.ran_code is None:
+            return found
+        def holds(value) -> bool:
+            kind = type(value)
+            if kind in (staticmethod, classmethod, types.MethodType):
+                value = value.__func__
+            elif kind is functools.partial:
+                value = value.func
+            return type(value) is types.FunctionType and value.__code__ is self.ran_code
+        what = f"code of the notebook ({getattr(self.ran_code, 'co_qualname', self.ran_code.co_name)})"
+        for module_name, module in list(sys.modules.items()):
+            if type(module) is not types.ModuleType:
+                continue
+            # a library's module (the notebook's own, __main__, defines such code, it replaced nothing)
+            file = vars(module).get("__file__")
+            if not (module_name in sys.builtin_module_names
+                    or type(file) is str and os.path.abspath(file).startswith(self.homes)):
+                continue
+            for name, value in list(vars(module).items()):
+                if holds(value):
+                    found.append(f"{module_name}.{name} was replaced by {what}")
+                elif type(value) is type and vars(value).get("__module__") == module_name:
+                    found += [f"{module_name}.{name}.{attribute} was replaced by {what}"
+                              for attribute, member in list(_TYPE_DICT(value).items()) if holds(member)]
+        return sorted(set(found))[:3]
+
+    def on_again(self) -> None:
+        setprofile = sys.setprofile
+        if not _genuine_builtin(setprofile, "sys", "setprofile"):
+            self.ran = self.ran or "sys.setprofile, replaced (the grading installs its guard with it)"
+            raise NotebookCodeRan(self.ran)
+        setprofile(self)
+
+
+def _run_apart(watcher: Optional["Watcher"], run: Callable, args: tuple) -> tuple[str, Any]:
+    """Run `run(*args)` (the run adapter on the student's answer and case, or chapter 14's
+    answer) in a thread of its own, watched by `watcher`; return what came of it as (kind,
+    plain value): "returned", "raised" (a line of text), "not implemented", or "lost" when the
+    thread left no single outcome (its records were tampered with)."""
+    import _thread
+    start, lock = getattr(_thread, "start_new_thread", None), getattr(_thread, "allocate_lock", None)
+    setprofile = sys.setprofile
+    if not (_genuine_builtin(start, "_thread", "start_new_thread") and _genuine_builtin(lock, "_thread", "allocate_lock")
+            and _genuine_builtin(setprofile, "sys", "setprofile")):
+        raise NotebookCodeRan("_thread's or sys's functions, replaced (the grading starts the student's thread with them)")
+    out: list = []
+    done = lock()
+    done.acquire()
+    end = [].copy                       # a C function no other code holds: its call is the end marker
+    if watcher is not None:
+        watcher.expect_end(end)
+    device = torch.get_default_device() if hasattr(torch, "get_default_device") else None
+    box = [setprofile, watcher, watcher.c if watcher is not None else frozenset(),
+           None if device is None or device.type == "cpu" else device, torch.is_grad_enabled(),
+           torch.get_num_threads(), end, run, args]
+    ident = start(_APART["entry"], (box, out, done))
+    del box
+    try:
+        done.acquire()
+    except BaseException:               # Ctrl-C, nbgrader's timeout, the Guard: stop the student's code too
+        import ctypes
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt))
+        done.acquire(timeout=5)
+        raise
+    for _ in range(5000):               # the thread is gone a moment after it released `done`
+        if ident not in sys._current_frames():
+            break
+        time.sleep(0.001)
+    if type(out) is not list or len(out) != 1 or type(out[0]) is not tuple or len(out[0]) != 2 \
+            or type(out[0][0]) is not str or out[0][0] not in ("returned", "raised", "not implemented", "interrupted"):
+        return "lost", None
+    kind, value = out[0]
+    if kind == "interrupted":
+        raise KeyboardInterrupt
+    if kind != "returned" and type(value) is not str:
+        return "lost", None
+    return kind, value
+
+
 class Watcher:
     """A profiler that records calls to forbidden code while the student's code runs.
 
@@ -824,11 +1124,11 @@ class Watcher:
     `model.generate` on a model the grading built is the package's generate all the same.
     The references injected into the notebook (chapter 4) may always run."""
 
-    def __init__(self, spec: Spec, own_globals: set, allowed: tuple = (), stop=None):
+    def __init__(self, spec: Spec, own_globals: set, allowed: tuple = ()):
         self.py = tuple(spec.forbid_py) + (EXERCISES_PY, SOLUTIONS_PY) + THREAD_POOLS_PY
         self.c = spec.forbid_c
         self.fingerprints = forbidden_fingerprints(spec)
-        self.own = own_globals
+        self.own = own_globals | {id(_APART)}
         self.allowed = {id(getattr(inspect.unwrap(f), "__code__", None)) for f in allowed}
         self.libraries = _library_folders()
         # the chapter's own helper that computes the answer, as the book defines it: whatever
@@ -847,8 +1147,10 @@ class Watcher:
         self._ops = {id(op): name for name, op in _operator_functions(self.c)}
         self.used: dict[str, None] = {}
         self._seen: dict[int, Optional[str]] = {}
-        # id() of the grading frame above the student's code (not the frame: its locals hold what grading uses)
-        self._stop = None if stop is None else id(stop)
+        # the end marker of the case that runs (_run_apart), and whether the thread's entry was
+        # seen to call it: the watcher was still installed then (changed for every case: not in
+        # this object's own namespace, which is compared before and after each case)
+        self.end = types.SimpleNamespace(marker=None, seen=False)
         self.review: list[str] = []       # threads that run only the standard library's code (other_threads)
         self.near_copies: dict[str, None] = {}     # forbidden code the student's is close to (near_copy)
         self.homes = (os.path.join(str(PACKAGE), ""), os.path.join(str(ROOT / "grading"), ""))
@@ -893,7 +1195,7 @@ class Watcher:
         if self._seen[key] is None:
             return None
         caller = frame.f_back
-        while caller is not None and id(caller) != self._stop:
+        while caller is not None:
             filename = caller.f_code.co_filename
             if filename == "<frozen importlib._bootstrap>" or traced and _suffix_match(filename, "torch/_dynamo/"):
                 return None
@@ -932,8 +1234,8 @@ class Watcher:
     def other_threads(self) -> tuple[list[str], list[str]]:
         """The threads other than this one that run the student's code or will, and those that
         run only the standard library's code. A worker started in an earlier cell and fed through
-        a queue or a shared list does the work where the profiler (installed in this thread and
-        in the threads started while it watches) does not see it: one that runs the notebook's
+        a queue or a shared list does the work where the profiler (installed in the answer's
+        own thread) does not see it: one that runs the notebook's
         code, or whose target is the notebook's, is reported. One that runs only the standard
         library (a thread pool, an event loop, a queue pump made in an earlier cell) may be fed
         the same way, and may as well be a library's pool: it is named for review. The kernel's
@@ -970,50 +1272,160 @@ class Watcher:
         return self._is_students(frame)
 
     def _student(self, frame) -> bool:
-        """True when a frame of the student's code is among the callers of `frame`, below the
-        frame that started watching."""
+        """True when a frame of the student's code is among the callers of `frame` (the student's
+        thread holds nothing of the grading's below them)."""
         frame = frame.f_back
-        while frame is not None and id(frame) != self._stop:
+        while frame is not None:
             if self._is_students(frame):
                 return True
             frame = frame.f_back
         return False
 
+    def _notebooks_function(self, value) -> bool:
+        """True when `value` is a Python function (or a method, staticmethod or partial of one)
+        whose code is not a library's. Reads only what these built-in types hold."""
+        kind = type(value)
+        if kind in (staticmethod, classmethod, types.MethodType):
+            value = value.__func__
+        elif kind is functools.partial:
+            value = value.func
+        return type(value) is types.FunctionType and not self._library_file(value.__code__.co_filename)
+
+    def _library_class(self, kind: type) -> bool:
+        """True when no class of `kind` (its bases included) holds code of the notebook's, read
+        through `type`'s own descriptors, and its metaclass is `type`."""
+        if type(kind) is not type:
+            return False
+        return not any(self._notebooks_function(v) for klass in _TYPE_MRO(kind)[:-1]
+                       for v in _TYPE_DICT(klass).values())
+
+    def _reaches_notebook_code(self, start: list, steps: int = 4, limit: int = 500) -> bool:
+        """True when a function of the notebook's is among `start` or what it holds, a few steps
+        deep: containers' items, methods' objects, partials' parts, functions' closures, and the
+        attributes of objects whose classes are all a library's. Nothing of the notebook's runs."""
+        seen: set = set()
+        layer = list(start)
+        for _ in range(steps):
+            following: list = []
+            for value in layer:
+                if id(value) in seen or len(seen) > limit:
+                    continue
+                seen.add(id(value))
+                kind = type(value)
+                if self._notebooks_function(value):
+                    return True
+                if kind in (tuple, list, set, frozenset):
+                    following += list(value)
+                elif kind is dict:
+                    following += list(value.values())
+                elif kind is types.MethodType:
+                    following += [value.__self__, value.__func__]
+                elif kind is functools.partial:
+                    following += [value.func, *value.args, *value.keywords.values()]
+                elif kind is types.FunctionType:
+                    following += [c.cell_contents for c in value.__closure__ or () if c.cell_contents is not None]
+                elif kind is types.SimpleNamespace:
+                    following += list(vars(value).values())
+                elif kind.__flags__ & _HEAP_TYPE:
+                    if not self._library_class(kind):
+                        return True
+                    try:                # (every class of it is a library's: their descriptor)
+                        inner = object.__getattribute__(value, "__dict__")
+                    except AttributeError:
+                        continue
+                    if type(inner) is dict:
+                        following += list(inner.values())
+            layer = following
+        return False
+
+    def _library_threads_own(self, thread) -> bool:
+        """True for a thread a library starts that runs only that library's code (tqdm's
+        monitor): a subclass of threading.Thread with a `run` of its own, no target, and no
+        function of the notebook's among what it holds. A plain Thread runs its target, which a
+        library may take from the notebook, or be fed later (logging's QueueListener), where the
+        watch of the answer's thread does not reach."""
+        kind = type(thread)
+        if kind is threading.Thread or not issubclass(kind, threading.Thread) or not self._library_class(kind):
+            return False
+        if not any("run" in _TYPE_DICT(klass) for klass in _TYPE_MRO(kind) if klass is not threading.Thread):
+            return False
+        try:
+            inner = object.__getattribute__(thread, "__dict__")
+        except AttributeError:
+            return False
+        return type(inner) is dict and inner.get("_target") is None and not self._reaches_notebook_code([inner])
+
+    def expect_end(self, end) -> None:
+        """The end marker of the next case (_run_apart): a C function only its thread's entry calls."""
+        self.end.marker, self.end.seen = end, False
+
     def __call__(self, frame, event, arg):
+        # Nothing here touches an object the student's code made (no getattr on it, no isinstance
+        # that could ask its __class__): code of the student's that ran inside the profiler would
+        # run unwatched, with this frame, and so the watcher, as its caller.
         if event == "call":
-            if id(frame.f_code) in self.allowed:
+            code = frame.f_code
+            if code is _OPERATOR_SEEN:          # OperatorsSeen saw a forbidden operator
+                name = frame.f_locals.get("name")
+                self.used[f"torch's operator {name if type(name) is str else '?'}"] = None
+                return
+            if id(code) in self.allowed:
                 return
             if id(frame.f_globals) in self.own and (
-                    not self._student(frame) or _suffix_match(frame.f_code.co_filename, EXERCISES_PY[0])):
+                    not self._student(frame) or _suffix_match(code.co_filename, EXERCISES_PY[0])):
                 return          # the grading's own code, or its run adapters' instruments
-            verdict = self._verdict(frame.f_code) or self._library_verdict(frame)
+            verdict = self._verdict(code) or self._library_verdict(frame)
             if verdict:
                 self.used[verdict] = None
-            if frame.f_code in _OP_CALLS and self.c:
+            if code in _OP_CALLS and self.c:
                 op = frame.f_locals.get("self")
-                name = getattr(getattr(op, "_overloadpacket", op), "__name__", "")
+                if type(op) is torch._ops.OpOverload:
+                    op = op._overloadpacket
+                name = op.__name__ if type(op) is torch._ops.OpOverloadPacket else ""
                 if name in self.c:
                     self.used[f"torch's operator {name}"] = None
-            if frame.f_code.co_name in WATCH_OFF_PY and self._direct(frame):
-                self.used[f"{frame.f_code.co_name} (it switches off what the grading watches)"] = None
-            if frame.f_code.co_name in WATCH_READ and self._direct(frame):         # threading's
-                self._refuse(f"threading.{frame.f_code.co_name}")
+            if code.co_name in WATCH_OFF_PY and self._direct(frame):
+                self.used[f"{code.co_name} (it switches off what the grading watches)"] = None
+            # a thread a library starts while the answer runs (logging's QueueListener, IPython's
+            # background jobs): the watch is the answer's thread's only, and what the library's
+            # thread runs, the notebook's code among it, is unseen. (One the student's code starts
+            # is refused at its C call, below.)
+            if code is _THREAD_START and not self._asked_by_student(frame) \
+                    and not self._library_threads_own(frame.f_locals.get("self")):
+                self.used["a thread that runs your code or is fed it (a library's, started while your "
+                          "answer ran: the grading watches only your answer's thread)"] = None
+            if code.co_name in WATCH_READ and self._direct(frame):         # threading's
+                self._refuse(f"threading.{code.co_name}")
         elif event == "c_call":
-            name = getattr(arg, "__name__", "")
-            module = getattr(getattr(arg, "__self__", None), "__name__", "")
+            if arg is self.end.marker and frame.f_code is _ENTRY:
+                self.end.seen = True
+                return
+            # what the C function is: its name, and the module that made it (never the object it
+            # is bound to when that is not a module: that object may be the student's)
+            kind = type(arg)
+            name = arg.__name__ if kind is types.BuiltinFunctionType else ""
+            owner = arg.__self__ if kind is types.BuiltinFunctionType else None
+            module = vars(owner).get("__name__", "") if type(owner) is types.ModuleType else ""
             if name in WATCH_OFF_C and self._direct(frame, called=True):
                 self.used[f"{name} (it switches off what the grading watches)"] = None
             if name in WATCH_READ and module == "sys" and self._direct(frame, called=True):
                 self._refuse(f"sys.{name}")
             # a profiler of the student's own (cProfile) takes the hook from the watcher: what runs
             # until the watcher is put back is unseen (and putting it back is not seen either)
-            if name == "enable" and isinstance(getattr(arg, "__self__", None), _lsprof.Profiler) \
-                    and self._direct(frame, called=True):
+            if name == "enable" and issubclass(type(owner), _lsprof.Profiler) and self._direct(frame, called=True):
                 self.used["a profiler's enable (cProfile: it switches off what the grading watches)"] = None
-            if name in THREAD_STARTS and module == "_thread" and self._asked_by_student(frame):
-                self.used["a thread of your own (the grading runs your code in its thread)"] = None
+            if name in THREAD_STARTS and module == "_thread":
+                if self._asked_by_student(frame):
+                    self.used["a thread of your own (the grading runs your code in its thread)"] = None
+                elif frame.f_code is not _THREAD_START:     # a library's, not through threading.Thread.start
+                    self.used["a thread a library started while your answer ran (the grading watches only "
+                              "your answer's thread)"] = None
             if name in PROCESS_STARTS.get(module, ()):     # whoever asks (a DataLoader's workers too)
                 self.used[f"a process of your own ({module}.{name}: nothing watches what it runs)"] = None
+            # what finds objects no reference leads to: the grading's, in the interpreter's other
+            # threads and its heap (an answer has no use for them)
+            if (module, name) in OBJECT_FINDERS or name == "__subclasses__":
+                self.used[f"{module + '.' if module else ''}{name} (it finds the grading's objects)"] = None
             if name in self.c and (id(frame.f_globals) not in self.own or self._student(frame)
                                    or not self._library_file(frame.f_code.co_filename)):
                 self.used[f"torch's {name} (a C function)"] = None
@@ -1033,33 +1445,20 @@ class Watcher:
         self.used[f"{what} (it hands your code the grading's call watcher)"] = None
         raise PermissionError(f"{what} is not available while your answer is graded")
 
-    @contextlib.contextmanager
-    def watching(self):
-        """Install the profiler around the student's code; report if something removed it. Two things a profiler alone misses are watched too:
-        the operators torch runs (a forbidden one reached through TorchScript or `torch.ops`
-        makes no Python call), and threads (a profiler sees the thread it was installed in)."""
-        operators = OperatorsSeen(self.c)
-        still = True
+    def run(self, run: Callable, args: tuple) -> tuple[str, Any]:
+        """Run the student's code in a thread of its own (_run_apart), watched; add what the
+        thread's watch cannot see: threads of the notebook's that run beside it, and a watcher
+        that was switched off (its end marker unseen)."""
         threads, pools = self.other_threads()
         try:
-            with operators:             # entered and left outside the profiler: not the student's calls
-                sys.setprofile(self)
-                threading.setprofile(self)
-                try:
-                    yield
-                finally:
-                    still = sys.getprofile() is self
-                    sys.setprofile(None)
-                    threading.setprofile(None)
+            return _run_apart(self, run, args)
         finally:
             after, more_pools = self.other_threads()
             for thread in threads + after:
                 self.used[thread] = None
-            self.review[:] = sorted(set(pools + more_pools))
-            if not still:
+            self.review[:] = sorted(set(self.review + pools + more_pools))
+            if not self.end.seen:
                 self.used["something that switched off the grading's call watcher (sys.setprofile)"] = None
-            for name in operators.seen:
-                self.used[f"torch's operator {name}"] = None
 
 
 # ---------------------------------------------------------------------- tampering checks
@@ -1381,6 +1780,44 @@ def _standard_library_changed() -> list[str]:
     return found
 
 
+def _monitoring_tools() -> list[str]:
+    """Tools registered with `sys.monitoring` (Python 3.12 and later) that have events switched
+    on: their callbacks run in every thread, the answer's entry and the grading's own included,
+    before any profiler sees a call. An autograder runs no debugger or coverage tool."""
+    monitoring = getattr(sys, "monitoring", None)
+    if monitoring is None:
+        return []
+    found = []
+    for tool in range(6):               # the ids a program may use (6 and 7: sys.setprofile's own)
+        name = monitoring.get_tool(tool)
+        if name is not None and monitoring.get_events(tool):
+            found.append(f"a sys.monitoring tool is on ({name!r}): its callbacks run inside the grading")
+    return found
+
+
+def _signal_handlers_of_the_notebook() -> list[str]:
+    """Signal handlers written in the notebook: Python runs them in the grading's thread between
+    any two of its lines, with the grading's frames above them, and inside the Guard's own code,
+    which no profiler watches."""
+    import signal
+    homes, found = _library_folders(), []
+    for number in sorted(signal.valid_signals()):
+        try:
+            handler = signal.getsignal(number)
+        except (ValueError, OSError):
+            continue
+        kind = type(handler)
+        if kind in (types.MethodType, functools.partial):
+            handler = handler.__func__ if kind is types.MethodType else handler.func
+            kind = type(handler)
+        notebooks = (kind is types.FunctionType and _outside(handler.__code__.co_filename, homes)) or (
+            kind.__flags__ & _HEAP_TYPE and any(type(v) is types.FunctionType and _outside(v.__code__.co_filename, homes)
+                                               for klass in _TYPE_MRO(kind)[:-1] for v in _TYPE_DICT(klass).values()))
+        if notebooks:
+            found.append(f"a signal handler of the notebook's is installed ({signal.Signals(number).name})")
+    return found
+
+
 def tampering(package) -> list[str]:
     """What the notebook replaced that the grading relies on (see the module docstring)."""
     found = (_import_system_changed() + _private_copy_changed(package) + _modes_switched_on() + _copying_changed()
@@ -1401,6 +1838,7 @@ def tampering(package) -> list[str]:
             why = _foreign(label, name, obj, homes)
             if why:
                 found.append(f"{label}.{name} was replaced by {why}")
+    found += _monitoring_tools() + _signal_handlers_of_the_notebook()
     for name in ("setprofile", "getprofile", "_getframe"):
         if not (isinstance(getattr(sys, name), types.BuiltinFunctionType) and getattr(sys, name).__self__ is sys):
             found.append(f"sys.{name} was replaced")
@@ -1459,39 +1897,7 @@ def replaced_checks() -> list[str]:
 
 
 # ------------------------------------------------------------------------------ grading
-def _plain(value: Any) -> Any:
-    """The answer as plain values, taken as soon as the student's code returns and before the
-    right answer is computed: tensors detached, copied and of class torch.Tensor; numbers,
-    strings and bytes as exact int / float / str / bytes; lists, tuples and dicts rebuilt as
-    such. A subclass could answer comparisons its own way (and run code while the right answer
-    sits in a frame it can read), and a tensor the student's code still holds could be changed
-    after it returned. Anything else is kept; core.same compares it only with a value of
-    exactly its type."""
-    if isinstance(value, torch.Tensor):
-        with torch._C.DisableTorchFunctionSubclass():     # a subclass's __torch_function__ stays out
-            plain = torch.Tensor.detach(value)            # already a torch.Tensor for the usual subclasses
-            if type(plain) is not torch.Tensor:           # as_subclass only where it must: before torch 2.6
-                plain = torch.Tensor.as_subclass(plain, torch.Tensor)   # it fails inside a dispatch mode
-            return plain.clone()
-    if isinstance(value, bool):                 # (bool cannot be subclassed)
-        return value
-    if isinstance(value, float):
-        return float.__float__(value)
-    if isinstance(value, numbers.Integral):     # int subclasses, NumPy's integers
-        return int.__int__(int(value))
-    if isinstance(value, numbers.Real):         # NumPy's floats that are not float subclasses
-        return float.__float__(float(value))
-    if isinstance(value, str):
-        return str.__str__(value)
-    if isinstance(value, bytes):
-        return bytes(memoryview(value))
-    if isinstance(value, list):
-        return [_plain(v) for v in list.__iter__(value)]
-    if isinstance(value, tuple):
-        return tuple(_plain(v) for v in tuple.__iter__(value))
-    if isinstance(value, dict):
-        return {_plain(k): _plain(v) for k, v in dict.items(value)}
-    return value
+_plain = _APART["plain"]       # (defined with the student's thread's code, below Watcher)
 
 
 @contextlib.contextmanager
@@ -1558,11 +1964,6 @@ def _changed(snapshot: dict) -> list[str]:
                        or len(_code_of(namespace[k])) != len(code[k]))
         out += [f"{label}.{name}" for name in names]
     return out
-
-
-def _short(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0][:200] if text else ''}"
 
 
 class ScoreNotShown(RuntimeError):
@@ -1639,18 +2040,53 @@ def _refuse_hidden_display() -> None:
         message = ("✗ 0 points: this notebook changed how a cell's value is shown or its code is read ("
                    + "; ".join(problems) + "), so the grade cannot be shown. Remove that change and run "
                    "the notebook again.")
-        print(message)
+        if not any("standard output" in problem for problem in problems):
+            print(message)          # (the replaced standard output is the notebook's code: the error says it)
         raise ScoreNotShown(message)
 
 
 def grade(check: str, *answer: Any, points: float = 1.0, namespace: Optional[dict] = None,
           seed: Optional[int] = None) -> float:
     """Grade one exercise: print a report, return the points (0 .. points). Raises ScoreNotShown
-    (the cell fails, nbgrader scores it 0) when the notebook changed IPython's display."""
+    (the cell fails, nbgrader scores it 0) when the notebook changed IPython's display.
+
+    The whole of it runs under the Guard: code of the notebook that would run in this thread
+    (through an object the grading reads) makes the grade 0 before any of that code ran."""
+    guard = Guard({id(globals()), id(_APART)})
+    try:
+        with guard.on():
+            return _grade(guard, check, answer, points, namespace, seed)
+    except NotebookCodeRan:
+        pass
+    # (a profiler that raised is removed: on again, so that a stdout of the notebook's trips it
+    # again, and the cell fails, rather than rewrite this report)
+    guard.on_again()
+    try:
+        try:                        # what was replaced, when that is how the notebook's code got in
+            problems = tampering(guard.package)
+        except NotebookCodeRan:     # (the checks call what was replaced: found by where it is kept)
+            guard.on_again()
+            problems = []
+        problems = problems or guard.where_it_was()
+        why = ("the notebook changed what grading relies on: " + "; ".join(problems)) if problems else (
+            "an object of your notebook that the grading reads ran it (a property, __getattr__, a "
+            "metaclass), or a finalizer or a signal handler did")
+        print(f"✗ 0 points: code of your notebook ({guard.ran}) ran inside the grading's own code, where "
+              f"nothing may run but the grading: {why}. Remove that and run the notebook again.\n"
+              f"Score: 0 / {points:g}")
+    finally:
+        sys.setprofile(None)
+    return 0.0
+
+
+def _grade(guard: "Guard", check: str, answer: tuple, points: float, namespace: Optional[dict],
+           seed: Optional[int]) -> float:
     _refuse_hidden_display()
     os.environ.pop("MINIGPT_GRADING", None)
     seed = int.from_bytes(os.urandom(4), "little") if seed is None else int(seed)
     package, own = load_package()
+    guard.own |= own
+    guard.package = package
     lines: list[str] = []
     # checked before grading too: a replaced torch.randn or Tensor.double can make the grading
     # itself fail, and then the feedback names the replacement instead of showing the failure
@@ -1663,6 +2099,7 @@ def grade(check: str, *answer: Any, points: float = 1.0, namespace: Optional[dic
             else:
                 solutions = load_solutions(package)
                 own = own | {id(vars(solutions))}
+                guard.own |= own
                 score, lines = _grade_exercise(package, solutions, own, check, answer[0], seed, namespace)
         except Exception:
             if not problems:
@@ -1714,7 +2151,7 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
         return 0.0, [head, f"✗ 0 points: grading takes a function (def) or a class (class) written in your notebook; "
                      f"the answer given is {type(answer).__module__}.{type(answer).__qualname__}."]
     inject = {name: attribute(solutions, path) for name, path in spec.inject.items()}
-    watcher = Watcher(spec, own, tuple(inject.values()), stop=sys._getframe())
+    watcher = Watcher(spec, own, tuple(inject.values()))
     guarded = _snapshot(grading=globals(), core=vars(core), exercise=vars(exercise),
                         adapters=getattr(exercise.run, "__globals__", {}), solutions=vars(solutions),
                         watcher=vars(Watcher), watcher_state=vars(watcher),
@@ -1722,23 +2159,24 @@ def _grade_exercise(package, solutions, own: set, check: str, answer: Any, seed:
     atol = max(exercise.atol, spec.atol)
     results, passed, passed_trivial, trivial_cases = [], 0, 0, 0
     for case in cases:
-        # The student's code runs first, on its own copy of the inputs, and its answer is made
-        # plain before the right one exists: no frame it can reach holds the right answer while
-        # it runs, and changing its inputs in place changes nothing the reference sees.
+        # The student's code runs first, in a thread of its own, on its own copy of the inputs,
+        # and its answer is made plain before the right one exists: no frame it can reach leads
+        # to the grading, and changing its inputs in place changes nothing the reference sees.
         theirs = copy.deepcopy(case)    # copied before the watch: torch's __deepcopy__ is not theirs
         if _shared_storage(theirs, case):
             return 0.0, [head, "✗ 0 points: copying a case gave your code the very tensors the right answer is "
                          "computed from (copy.deepcopy was changed in this notebook)."]
         torch.manual_seed(seed)
-        failed = None
-        try:
-            with _injected(namespace, inject), watcher.watching():
-                # made plain while still watched: a tensor subclass's own code runs in it
-                got = _plain(exercise.run(answer, theirs))
-        except NotImplementedError:
+        failed = got = None
+        with _injected(namespace, inject):
+            # made plain in that thread, still watched: a tensor subclass's own code runs in it
+            outcome, got = watcher.run(exercise.run, (answer, theirs))
+        if outcome == "not implemented":
             failed = f"  … {case.name}: not implemented yet"
-        except Exception as err:    # the student's code failed on this case: it costs this case
-            failed = f"  ✗ {case.name}: your code raised {_short(err)}"
+        elif outcome == "raised":   # the student's code failed on this case: it costs this case
+            failed = f"  ✗ {case.name}: your code raised {got}"
+        elif outcome == "lost":
+            failed = f"  ✗ {case.name}: your code's thread left no answer (what it hands back was tampered with)"
         # checked before any of the grading's code runs again: a comparison changed in place
         # could otherwise put itself back once it has said yes
         if _changed(guarded):
@@ -1864,13 +2302,13 @@ def _grade_answer(package, number: str, given: Any) -> tuple[float, list[str]]:
     if question is None:
         return 0.0, [f"no self-test question {number!r}"]
     guarded = _snapshot(grading=globals(), core=vars(package.exercises.core))
-    if callable(given):         # called before the key is read: no frame it can reach holds it
-        try:
-            given = given()
-        except NotImplementedError:
+    if callable(given):         # called before the key is read, in a thread of its own
+        outcome, given = _run_apart(None, given, ())
+        if outcome == "not implemented":
             return 0.0, [f"Graded: question {number}", "  … not implemented yet"]
-        except Exception as err:
-            return 0.0, [f"Graded: question {number}", f"  ✗ your answer raised {_short(err)}"]
+        if outcome != "returned":
+            return 0.0, [f"Graded: question {number}", f"  ✗ your answer raised {given}" if outcome == "raised"
+                         else "  ✗ your answer's thread left no answer (what it hands back was tampered with)"]
     # read as the visible check reads it (a list or torch.Size is a shape, a 0-d tensor a count)
     given, _ = package.exercises.core.read_answer(f"question {number}", _plain(given))
     given = _plain(given)

@@ -760,7 +760,7 @@ class _SwapSame:
 
 def test_a_finder_that_swaps_the_private_comparison_scores_0(capsys):
     """A review found this: 26 of 33 checks scored full marks with `return 0`, and the
-    feedback looked normal. The finder is named, and the swapped function too."""
+    feedback looked normal. The finder is named, and it never ran (the Guard)."""
     import torch
     hidden = load_hidden()
     finder = _SwapSame()
@@ -769,7 +769,8 @@ def test_a_finder_that_swaps_the_private_comparison_scores_0(capsys):
         assert hidden.grade("check_softmax", lambda s: torch.zeros_like(s), seed=3) == 0
         out = capsys.readouterr().out
         assert "sys.meta_path holds a finder with code of the notebook (_SwapSame.find_spec)" in out
-        assert "exercises.core.same in the grading's copy of minigpt is code of the notebook" in out
+        # the grading's guard stops the finder at its call: it never swapped the comparison
+        assert "ran inside the grading's own code" in out and "exercises.core.same" not in out
         assert "Score: 0 / 1" in out
     finally:
         sys.meta_path.remove(finder)
@@ -1045,7 +1046,7 @@ def answer(scores):
     (_EARLIER_CELL_WORKER, "a thread your notebook started earlier (Thread-"),
     (_RAW_THREAD, "a thread your notebook started earlier (a thread started with _thread"),
     (_DATALOADER_WORKER, "a process of your own (posix.fork"),
-    (_OPERATOR_IN_A_LIBRARY_THREAD, "torch's operator _softmax"),
+    (_OPERATOR_IN_A_LIBRARY_THREAD, "a thread that runs your code or is fed it"),
     (_EARLIER_CELL_TIMER, "a thread your notebook started earlier (Thread-"),
     (_SUBPROCESS, "a process of your own (_posixsubprocess.fork_exec"),
     (_PROCESS_POOL, "ProcessPoolExecutor.submit (concurrent/futures/process.py)"),
@@ -1123,7 +1124,8 @@ def test_review_patterns_name_threads_and_processes(cell, flagged):
 
 
 def _patch_the_graders_comparison(scores):
-    """Walk up to the grading frame and make its comparison say yes."""
+    """Walk up to the grading frame and make its comparison say yes (no frame of the answer's
+    thread holds it now: the zeros are simply wrong)."""
     import sys
     frame = sys._getframe(1)
     while frame is not None:
@@ -1168,7 +1170,7 @@ def _sneaky_answer(scores):
 
 
 @pytest.mark.parametrize("answer, words", [
-    (_patch_the_graders_comparison, "changed the grading's own code while it ran: core.same"),
+    (_patch_the_graders_comparison, "values differ"),
     # (asking for the watcher is refused before it can be switched off)
     (_softmax_with_the_watch_off, "sys.getprofile (it hands your code the grading's call watcher)"),
     (_softmax_with_the_watch_switched_off, "setprofile (it switches off what the grading watches)"),

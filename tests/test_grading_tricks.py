@@ -680,12 +680,11 @@ def test_a_torch_function_mode_left_on_scores_0():
         assert points == 0.0 and "a torch function mode" in text, text
     finally:
         modes.pop().__exit__(None, None, None)
-    try:
-        points, text = score("check_softmax", enter_then_zeros)
-        assert points == 0.0 and "a torch function mode" in text, text
-    finally:
-        while modes:
-            modes.pop().__exit__(None, None, None)
+    # entered by the answer, the mode is on in the answer's own thread, which ends with the case:
+    # the comparison, in the grading's thread, never meets it, and the zeros are simply wrong
+    points, text = score("check_softmax", enter_then_zeros)
+    assert points == 0.0 and "values differ" in text, text
+    assert torch._C._len_torch_function_stack() == 0
     torch.set_default_device("cpu")             # torch's own mode (a DeviceContext) is no trick
     try:
         assert score("check_softmax", _softmax_by_hand)[0] == 1.0
@@ -1033,27 +1032,238 @@ def test_a_replaced_round_cannot_raise_the_score(shell):
     assert result.result == 0.0, result.result
 
 
-def test_the_references_own_module_changed_by_the_answer_scores_0():
-    """The answer reaches the reference through its callers' frames (a documented limit) and
-    swaps `torch` in the reference's module for a stand-in whose softmax gives zeros: every case
-    was then one that zeros answer, and all of them counted."""
-    touched = []
+def test_the_references_module_is_out_of_the_answers_reach():
+    """The answer once reached the reference through its callers' frames and swapped `torch` in
+    the reference's module for a stand-in whose softmax gives zeros: every case was then one
+    that zeros answer, and all of them counted. Its thread's frames now hold no `exercise`."""
+    namespace = _notebook(
+        "import sys, torch\n"
+        "found = []\n"
+        "def swap_then_zeros(s):\n"
+        "    frame = sys._getframe(1)\n"
+        "    while frame is not None:\n"
+        "        if 'exercise' in frame.f_locals:\n"
+        "            found.append(frame.f_locals['exercise'])\n"
+        "        frame = frame.f_back\n"
+        "    return torch.zeros_like(s)\n")
+    points, text = score("check_softmax", namespace["swap_then_zeros"])
+    assert namespace["found"] == [], "a frame of the answer's thread holds the exercise"
+    assert points == 0.0 and "✗" in text, text
 
-    def swap_then_zeros(s):
-        frame = sys._getframe(1)
-        while "exercise" not in frame.f_locals:
-            frame = frame.f_back
-        module_globals = hidden._globals_of(frame.f_locals["exercise"].reference)
-        if not touched:
-            fake = types.ModuleType("torch")
-            fake.__dict__.update(vars(torch))
-            fake.softmax = lambda x, dim=-1: torch.zeros_like(x)
-            touched.append(module_globals)
-            module_globals["torch"] = fake
-        return torch.zeros_like(s)
-    points, text = score("check_softmax", swap_then_zeros)
-    assert touched, "the reference computes with its module's globals"
-    assert points == 0.0 and "reference.torch" in text, text
+
+# What the answer's thread can reach: its frames, their globals and locals, and what those hold
+# (a function's globals and closure, a bound method's object, a class's or an object's namespace,
+# the items of containers), a few steps deep. Modules Python can import by name are left out:
+# any code reaches those, and the grading is not among them.
+_REACH = """
+import sys, types
+reached = []
+def reach(start, steps=5, limit=60000):
+    seen, layer = set(), list(start)
+    for _ in range(steps):
+        following = []
+        for value in layer:
+            if id(value) in seen or len(seen) > limit:
+                continue
+            seen.add(id(value))
+            reached.append(value)
+            if isinstance(value, types.ModuleType):
+                if sys.modules.get(value.__name__) is value:
+                    continue
+                following += list(vars(value).values())
+            elif isinstance(value, dict):
+                following += list(value.values())
+            elif isinstance(value, (list, tuple, set, frozenset)):
+                following += list(value)
+            elif isinstance(value, types.FunctionType):
+                following += [value.__globals__, *(c.cell_contents for c in value.__closure__ or ()
+                                                   if c.cell_contents is not None), *(value.__defaults__ or ())]
+            elif isinstance(value, types.MethodType):
+                following += [value.__self__, value.__func__]
+            elif isinstance(value, type):
+                following += list(type.__dict__["__dict__"].__get__(value).values())
+            elif type(value).__module__ != "builtins" and hasattr(type(value), "__dictoffset__") \
+                    and type(value).__dictoffset__:
+                following += list(object.__getattribute__(value, "__dict__").values())
+        layer = following
+
+def walk_up(s):
+    frames, frame = [], sys._getframe()
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    reach([f.f_locals for f in frames] + [f.f_globals for f in frames])
+    e = (s - s.amax(-1, keepdim=True)).exp()
+    return e / e.sum(-1, keepdim=True)
+"""
+
+
+def test_the_answer_runs_where_nothing_leads_to_the_grading():
+    """The student's code runs in a thread of its own: from its frames, nothing leads to the
+    grading's module, its watcher or guard, the exercise's reference or the worked solutions
+    (the four tricks of the third review reached each through the callers' frames)."""
+    namespace = _notebook(_REACH)
+    points, text = score("check_softmax", namespace["walk_up"], seed=4)
+    assert points == 1.0, text
+    reached = namespace["reached"]
+    assert len(reached) > 100, len(reached)         # (the walk itself works)
+    assert not [v for v in reached if v is vars(hidden)], "the grading's module globals"
+    assert not [v for v in reached if isinstance(v, (hidden.Watcher, hidden.Guard))], "the watcher or the guard"
+    assert not [v for v in reached if isinstance(v, types.ModuleType) and v.__name__.startswith("_minigpt_solutions_")]
+    assert not [v for v in reached if type(v).__name__ == "Exercise" and getattr(v, "reference", None) is not None], \
+        "an exercise with its reference"
+    assert not [v for v in reached if isinstance(v, types.FunctionType) and v.__code__.co_filename.endswith(
+        "solutions.py")], "a worked solution"
+
+
+def test_the_new_threads_hook_holds_no_watcher():
+    """`threading._profile_hook` once handed the answer the watcher without a call."""
+    import threading
+    seen = []
+
+    def look(s):
+        seen.append(threading._profile_hook)
+        return _softmax_by_hand(s)
+    points, text = score("check_softmax", look)
+    assert points == 1.0 and seen and all(hook is None for hook in seen), (seen, text)
+
+
+@pytest.mark.parametrize("finder", [
+    "gc.get_objects()", "gc.get_referrers(s)", "gc.get_referents(s)", "sys._current_frames()",
+    "object.__subclasses__()"])
+def test_an_answer_that_looks_for_the_grading_elsewhere_scores_0(finder):
+    """The heap, the other threads' frames and a class's subclasses hold the grading's objects."""
+    namespace = _notebook("import gc, sys\n"
+                          "def look(s):\n"
+                          f"    {finder}\n"
+                          "    e = (s - s.amax(-1, keepdim=True)).exp()\n"
+                          "    return e / e.sum(-1, keepdim=True)\n")
+    points, text = score("check_softmax", namespace["look"])
+    assert points == 0.0 and "it finds the grading's objects" in text, text
+
+
+def test_code_the_grading_would_run_by_reading_an_object_never_runs():
+    """An object of the notebook's put in torch's namespace, whose `__name__` is a property: the
+    grading reads it (is it torch's own?), and its code once ran there, in the grading's thread,
+    with the grading's frames above it. Now it never runs, and the grade is 0."""
+    namespace = _notebook("ran = []\n"
+                          "class Sneaky:\n"
+                          "    @property\n"
+                          "    def __name__(self):\n"
+                          "        ran.append(1)\n"
+                          "        return 'sneaky'\n"
+                          "    def __call__(self, *args):\n"
+                          "        return None\n")
+    torch.sneaky_helper = namespace["Sneaky"]()
+    try:
+        points, text = score("check_softmax", _softmax_by_hand)
+    finally:
+        del torch.sneaky_helper
+    assert namespace["ran"] == [], "the notebook's property ran inside the grading"
+    assert points == 0.0 and "ran inside the grading's own code" in text and "Sneaky.__name__" in text, text
+
+
+def test_a_signal_handler_of_the_notebooks_scores_0():
+    """A signal handler runs in the grading's thread between any two of its lines, with the
+    grading's frames above it, even inside the Guard's own code (which no profiler watches):
+    one of the notebook's is refused, wherever the timer lands."""
+    import signal
+    namespace = _notebook("ran = []\n"
+                          "def handler(signum, frame):\n"
+                          "    ran.append(frame)\n")
+    previous = signal.signal(signal.SIGALRM, namespace["handler"])
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        points, text = score("check_softmax", _softmax_by_hand)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert points == 0.0 and "a signal handler of the notebook's is installed (SIGALRM)" in text, text
+    assert hidden._signal_handlers_of_the_notebook() == []
+
+
+def test_a_library_thread_fed_the_answers_code_scores_0():
+    """logging's QueueListener starts a thread (the library's, with the library's target), and
+    the answer feeds it a record whose message is an object of the notebook's: formatting it
+    runs the notebook's __str__ there, where the watch of the answer's thread does not reach."""
+    namespace = _notebook("import io, logging, logging.handlers, queue, torch\n"
+                          "class Message:\n"
+                          "    def __init__(self, s):\n"
+                          "        self.s, self.out = s, None\n"
+                          "    def __str__(self):\n"
+                          "        self.out = torch.softmax(self.s, -1)\n"
+                          "        return 'done'\n"
+                          "def answer(s):\n"
+                          "    jobs = queue.Queue()\n"
+                          "    listener = logging.handlers.QueueListener(jobs, logging.StreamHandler(io.StringIO()))\n"
+                          "    listener.start()\n"
+                          "    message = Message(s)\n"
+                          "    jobs.put(logging.makeLogRecord({'msg': message}))\n"
+                          "    listener.stop()\n"
+                          "    return message.out\n")
+    points, text = score("check_softmax", namespace["answer"])
+    assert points == 0.0 and "a thread that runs your code or is fed it" in text, text
+
+
+def test_the_hidden_block_binds_no_name_in_the_notebook():
+    """The hidden test once bound `_grading` (the loaded grading module) in the notebook's
+    namespace, where the answer's globals lead. Run as the hidden block runs, the answer sees
+    no object of the grading's among its globals, and scores its points."""
+    block = classroom.hidden_test("minigpt.exercises.check_softmax(my_softmax)", 1.0)
+    namespace = _notebook("import types\n"
+                          "import minigpt\n"
+                          "seen = []\n"
+                          "def my_softmax(s):\n"
+                          "    seen.extend(name for name, value in list(globals().items())\n"
+                          "                if isinstance(value, types.ModuleType) and 'hidden' in value.__name__\n"
+                          "                or 'spec' in name)\n"
+                          "    e = (s - s.amax(-1, keepdim=True)).exp()\n"
+                          "    return e / e.sum(-1, keepdim=True)\n")
+    hidden_part = block.split(classroom.HIDDEN_BEGIN)[-1].split(classroom.HIDDEN_END)[0]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        points = eval(compile(hidden_part.strip(), "<ipython-input-2>", "eval"), namespace)
+    assert points == 1.0, out.getvalue()
+    assert namespace["seen"] == [] and not [k for k in namespace if "grading" in k or "spec" in k], sorted(namespace)
+
+
+def test_chapter_14s_answer_runs_where_the_key_is_out_of_reach():
+    """A function answer of chapter 14 runs in a thread of its own too: its frames hold neither
+    `answer_key` nor the question."""
+    namespace = _notebook("import sys\n"
+                          "names = []\n"
+                          "def answer():\n"
+                          "    frame = sys._getframe(1)\n"
+                          "    while frame is not None:\n"
+                          "        names.extend(frame.f_globals)\n"
+                          "        names.extend(frame.f_locals)\n"
+                          "        frame = frame.f_back\n"
+                          "    return 12345\n")
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        points = hidden.grade("check_self_test", "1.1", namespace["answer"], points=1.0)
+    assert points == 0.0 and "Graded: question 1.1" in out.getvalue(), out.getvalue()
+    assert namespace["names"] and not {"answer_key", "question", "guarded", "package"} & set(namespace["names"])
+
+
+def test_a_monitoring_tool_left_on_scores_0(monkeypatch):
+    """sys.monitoring (Python 3.12 and later) calls its tools' callbacks in every thread, before
+    any profiler: one registered in an earlier cell would see the answer's thread start. (Faked
+    here: this machine's Python is 3.11.)"""
+    tools = {3: ("spy", 1 << 0)}
+    fake = types.SimpleNamespace(get_tool=lambda tool: tools.get(tool, (None, 0))[0],
+                                 get_events=lambda tool: tools.get(tool, (None, 0))[1])
+    monkeypatch.setattr(sys, "monitoring", fake, raising=False)
+    assert hidden._monitoring_tools() == ["a sys.monitoring tool is on ('spy'): its callbacks run inside the grading"]
+    tools[3] = ("spy", 0)               # registered, every event off: nothing of it runs
+    assert hidden._monitoring_tools() == []
+
+
+def test_ctrl_c_in_the_answer_stops_the_grading():
+    """KeyboardInterrupt raised by the answer's thread reaches the cell, as Ctrl-C does."""
+    def interrupted(s):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        score("check_softmax", interrupted)
 
 
 def test_an_answer_that_is_not_a_def_or_a_class_scores_0():

@@ -303,10 +303,13 @@ def hidden_test(check_text: str, points: float) -> str:
     if match is None:
         raise SystemExit(f"a graded cell's last line must be `minigpt.exercises.check_x(...)`: {check_text!r}")
     check, args = match.group(1), match.group(2)
-    loader = (f'_grading_spec = __import__("importlib.util").util.spec_from_file_location(\n'
-              f'    "_minigpt_hidden_" + __import__("os").urandom(6).hex(), {str(GRADING / "hidden.py")!r})\n'
-              f'_grading = __import__("importlib.util").util.module_from_spec(_grading_spec)\n'
-              f'_grading_spec.loader.exec_module(_grading)\n')
+    # one expression, and no name bound in the notebook: a name there (the loaded module, its
+    # spec) would lead the student's code, through its function's globals, to the grading
+    loader = (f'(lambda spec: (lambda module: spec.loader.exec_module(module) or module)(\n'
+              f'    __import__("importlib.util").util.module_from_spec(spec)))(\n'
+              f'    __import__("importlib.util").util.spec_from_file_location(\n'
+              f'        "_minigpt_hidden_" + __import__("os").urandom(6).hex(), {str(GRADING / "hidden.py")!r})\n'
+              f')')
     return "\n".join([
         HIDDEN_BEGIN,
         '__import__("os").environ.pop("MINIGPT_GRADING", None)   # the visible check must never raise',
@@ -314,7 +317,7 @@ def hidden_test(check_text: str, points: float) -> str:
         HIDDEN_END,
         check_text.strip(),
         HIDDEN_BEGIN,
-        loader + f'_grading.grade({check!r}, {args}, points={float(points)!r}, namespace=globals())',
+        loader + f'.grade({check!r}, {args}, points={float(points)!r}, namespace=globals())',
         HIDDEN_END,
     ])
 
