@@ -125,7 +125,8 @@ the real one, the student's code never called it (or `settrace`, cProfile's `ena
 torch's calls that switch dispatch modes off) and the watcher is still installed after it
 ran, and it calls no forbidden operator's C function by itself
 (`torch.ops.aten._softmax.default._op`) nor anything while torch's Python dispatch is switched
-off around it (`_DisableTorchDispatch`, under which the operators' watch sees nothing);
+off around it (`_DisableTorchDispatch`, under which the operators' watch sees nothing), nor
+asks for that watch itself (`torch._C._get_dispatch_stack_at`: handed the mode, it could blind it);
 the answer is a function or a class the notebook wrote (a `functools.partial` can be
 re-pointed after it was handed in); it calls no function of torch's reference implementations
 (`torch._refs`, `torch._decomp`, `torch._prims`) or of the libraries installed beside the book
@@ -766,6 +767,10 @@ WATCH_OFF_PY = frozenset({"setprofile", "settrace", "setprofile_all_threads", "s
 # what hands the student's code the watcher itself (the profile hook is the Watcher): its records
 # could then be replaced or emptied. An answer has no use for them.
 WATCH_READ = frozenset({"getprofile", "gettrace"})
+# what hands the student's code the operators' watch (the dispatch mode on its thread's stack),
+# which it could then blind: torch's C functions, and torch's Python functions around them
+MODE_READ_C = frozenset({"_get_dispatch_stack_at", "_get_dispatch_mode"})
+MODE_READ_PY = frozenset({"_get_current_dispatch_mode", "_get_current_dispatch_mode_stack"})
 # the thread machinery between a call that starts a thread and the code that asked for it
 _THREAD_MACHINERY = ("/threading.py", "/concurrent/futures/", "/multiprocessing/", "/asyncio/")
 
@@ -1396,6 +1401,8 @@ class Watcher:
                           "answer ran: the grading watches only your answer's thread)"] = None
             if code.co_name in WATCH_READ and self._direct(frame):         # threading's
                 self._refuse(f"threading.{code.co_name}")
+            if code.co_name in MODE_READ_PY and self._direct(frame):
+                self.used[f"{code.co_name} (it hands your code the grading's watch of torch's operators)"] = None
         elif event == "c_call":
             if arg is self.end.marker and frame.f_code is _ENTRY:
                 self.end.seen = True
@@ -1410,6 +1417,8 @@ class Watcher:
                 self.used[f"{name} (it switches off what the grading watches)"] = None
             if name in WATCH_READ and module == "sys" and self._direct(frame, called=True):
                 self._refuse(f"sys.{name}")
+            if name in MODE_READ_C and self._direct(frame, called=True):
+                self.used[f"{name} (it hands your code the grading's watch of torch's operators)"] = None
             # a profiler of the student's own (cProfile) takes the hook from the watcher: what runs
             # until the watcher is put back is unseen (and putting it back is not seen either)
             if name == "enable" and issubclass(type(owner), _lsprof.Profiler) and self._direct(frame, called=True):

@@ -1245,6 +1245,21 @@ def test_chapter_14s_answer_runs_where_the_key_is_out_of_reach():
     assert namespace["names"] and not {"answer_key", "question", "guarded", "package"} & set(namespace["names"])
 
 
+@pytest.mark.parametrize("reach", ["torch._C._get_dispatch_stack_at(0)",
+                                   "torch.utils._python_dispatch._get_current_dispatch_mode()"])
+def test_the_operators_watch_is_out_of_the_answers_reach(reach):
+    """The dispatch mode that sees forbidden operators sits on the answer's thread's mode stack:
+    handed to the answer, its names could be emptied (no call), and a TorchScript softmax then
+    went unseen. Asking for it costs the exercise."""
+    namespace = _notebook("import torch, torch.utils._python_dispatch\n"
+                          "def look(s):\n"
+                          f"    mode = {reach}\n"
+                          "    e = (s - s.amax(-1, keepdim=True)).exp()\n"
+                          "    return e / e.sum(-1, keepdim=True)\n")
+    points, text = score("check_softmax", namespace["look"])
+    assert points == 0.0 and "it hands your code the grading's watch of torch's operators" in text, text
+
+
 def test_a_monitoring_tool_left_on_scores_0(monkeypatch):
     """sys.monitoring (Python 3.12 and later) calls its tools' callbacks in every thread, before
     any profiler: one registered in an earlier cell would see the answer's thread start. (Faked
