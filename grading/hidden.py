@@ -1093,7 +1093,10 @@ def _run_apart(watcher: Optional["Watcher"], run: Callable, args: tuple) -> tupl
     end = [].copy                       # a C function no other code holds: its call is the end marker
     if watcher is not None:
         watcher.expect_end(end)
-    device = torch.get_default_device() if hasattr(torch, "get_default_device") else None
+    try:        # (torch 2.5's raises once set_default_device(None) has run: read it from a new tensor then)
+        device = torch.get_default_device()
+    except (AttributeError, TypeError):
+        device = torch.empty(0).device
     box = [setprofile, watcher, watcher.c if watcher is not None else frozenset(),
            None if device is None or device.type == "cpu" else device, torch.is_grad_enabled(),
            torch.get_num_threads(), end, run, args]
