@@ -1128,17 +1128,22 @@ def test_the_new_threads_hook_holds_no_watcher():
     assert points == 1.0 and seen and all(hook is None for hook in seen), (seen, text)
 
 
+def _softmax_after(line: str) -> tuple[float, str]:
+    """The score of an honest softmax written in the notebook that first runs `line`."""
+    namespace = _notebook("import gc, sys, torch, torch.utils._python_dispatch\n"
+                          "def look(s):\n"
+                          f"    {line}\n"
+                          "    e = (s - s.amax(-1, keepdim=True)).exp()\n"
+                          "    return e / e.sum(-1, keepdim=True)\n")
+    return score("check_softmax", namespace["look"])
+
+
 @pytest.mark.parametrize("finder", [
     "gc.get_objects()", "gc.get_referrers(s)", "gc.get_referents(s)", "sys._current_frames()",
     "object.__subclasses__()"])
 def test_an_answer_that_looks_for_the_grading_elsewhere_scores_0(finder):
     """The heap, the other threads' frames and a class's subclasses hold the grading's objects."""
-    namespace = _notebook("import gc, sys\n"
-                          "def look(s):\n"
-                          f"    {finder}\n"
-                          "    e = (s - s.amax(-1, keepdim=True)).exp()\n"
-                          "    return e / e.sum(-1, keepdim=True)\n")
-    points, text = score("check_softmax", namespace["look"])
+    points, text = _softmax_after(finder)
     assert points == 0.0 and "it finds the grading's objects" in text, text
 
 
@@ -1251,12 +1256,7 @@ def test_the_operators_watch_is_out_of_the_answers_reach(reach):
     """The dispatch mode that sees forbidden operators sits on the answer's thread's mode stack:
     handed to the answer, its names could be emptied (no call), and a TorchScript softmax then
     went unseen. Asking for it costs the exercise."""
-    namespace = _notebook("import torch, torch.utils._python_dispatch\n"
-                          "def look(s):\n"
-                          f"    mode = {reach}\n"
-                          "    e = (s - s.amax(-1, keepdim=True)).exp()\n"
-                          "    return e / e.sum(-1, keepdim=True)\n")
-    points, text = score("check_softmax", namespace["look"])
+    points, text = _softmax_after(f"mode = {reach}")
     assert points == 0.0 and "it hands your code the grading's watch of torch's operators" in text, text
 
 
