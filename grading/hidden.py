@@ -185,7 +185,6 @@ import importlib.util
 import inspect
 import io
 import math
-import numbers
 import os
 import re
 import sys
@@ -199,7 +198,6 @@ from typing import Any, Callable, Optional
 
 import torch
 import torch.nn as nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "minigpt"
@@ -775,8 +773,6 @@ MODE_READ_PY = frozenset({"_get_current_dispatch_mode", "_get_current_dispatch_m
 _THREAD_MACHINERY = ("/threading.py", "/concurrent/futures/", "/multiprocessing/", "/asyncio/")
 
 
-# calling an operator through torch.ops from Python (torch.ops.aten._softmax.default(...)): the
-# profiler sees these calls in every thread it watches, the dispatch mode only in its own
 # C functions that find objects no reference leads to: other threads' frames, the heap's objects
 OBJECT_FINDERS = frozenset({("sys", "_current_frames"), ("sys", "_current_exceptions"), ("gc", "get_objects"),
                             ("gc", "get_referrers"), ("gc", "get_referents")})
@@ -785,6 +781,8 @@ _THREAD_START = threading.Thread.start.__code__
 # notebook's could answer `cls.__dict__` or `cls.__mro__` with code of its own)
 _TYPE_DICT = type.__dict__["__dict__"].__get__
 _TYPE_MRO = type.__dict__["__mro__"].__get__
+# calling an operator through torch.ops from Python (torch.ops.aten._softmax.default(...)): the
+# profiler sees these calls in every thread it watches, the dispatch mode only in its own
 _OP_CALLS = frozenset(c.__call__.__code__ for c in (torch._ops.OpOverload, torch._ops.OpOverloadPacket)
                       if isinstance(getattr(c.__call__, "__code__", None), types.CodeType))
 
@@ -809,6 +807,8 @@ def _python_key_excluded() -> bool:
 # helpers) and the standard library's folder, each ending in a separator
 _TORCH_HOME = os.path.dirname(os.path.dirname(os.path.abspath(torch._C.__file__))) + os.sep
 _STDLIB = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
+# the private package's and this folder's files: the grading's own code
+_GRADING_HOMES = (os.path.join(str(PACKAGE), ""), os.path.join(str(ROOT / "grading"), ""))
 
 
 def _library_folders() -> tuple:
@@ -954,7 +954,6 @@ def entry(box, out, done):
 '''
 _APART: dict = {"__name__": "grading_student_thread", "__builtins__": builtins}
 exec(compile(_APART_SOURCE, __file__ + ":student_thread", "exec"), _APART)
-OperatorsSeen = _APART["OperatorsSeen"]
 _OPERATOR_SEEN = _APART["forbidden_operator"].__code__
 _ENTRY = _APART["entry"].__code__
 
@@ -962,6 +961,30 @@ _ENTRY = _APART["entry"].__code__
 class NotebookCodeRan(BaseException):
     """Raised by the guard when code of the notebook was about to run in the grading's own thread
     (a BaseException: the grading's `except Exception` clauses do not swallow it)."""
+
+
+def _function_of(value: Any) -> Optional[types.FunctionType]:
+    """The Python function that `value` (a function, or a method, staticmethod, classmethod or
+    partial of one) runs, or None. Reads only what these built-in types hold: no code of the
+    notebook's runs."""
+    kind = type(value)
+    if kind in (staticmethod, classmethod, types.MethodType):
+        value = value.__func__
+    elif kind is functools.partial:
+        value = value.func
+    return value if type(value) is types.FunctionType else None
+
+
+def _notebooks_function(value: Any, homes: tuple) -> bool:
+    """True when `value` runs a Python function whose code is not from `homes` (_function_of)."""
+    function = _function_of(value)
+    return function is not None and _outside(function.__code__.co_filename, homes)
+
+
+def _class_of_the_notebook(kind: type, homes: tuple) -> bool:
+    """True when a class of `kind` (its bases included) holds a function of the notebook's, read
+    through `type`'s own descriptors (no metaclass of the notebook's answers)."""
+    return any(_notebooks_function(v, homes) for klass in _TYPE_MRO(kind)[:-1] for v in _TYPE_DICT(klass).values())
 
 
 def _genuine_builtin(function: Any, module: str, name: str) -> bool:
@@ -987,7 +1010,7 @@ class Guard:
         # torch's and the standard library's folders and the grading's own to begin with: the
         # other library folders are found (by the standard library's site and sysconfig) once
         # the guard is on, since the notebook may have replaced what finds them
-        self.homes = (_TORCH_HOME, _STDLIB, os.path.join(str(PACKAGE), ""), os.path.join(str(ROOT / "grading"), ""))
+        self.homes = (_TORCH_HOME, _STDLIB) + _GRADING_HOMES
         self._seen: dict[int, tuple] = {}       # id(code) -> (code, verdict): the code kept alive
         self.ran: Optional[str] = None
         self.ran_code: Optional[types.CodeType] = None
@@ -1005,8 +1028,7 @@ class Guard:
         else:
             filename = code.co_filename
             verdict = None
-            if not (filename.startswith(("<frozen ", _FX_GENERATED))
-                    or os.path.abspath(filename).startswith(self.homes)):
+            if not filename.startswith(_FX_GENERATED) and _outside(filename, self.homes):
                 # what the standard library generates from text ("<string>"): a named tuple's
                 # __new__, a dataclass's methods in their class's module (a library's)
                 name = dict.get(globals_, "__name__") if type(globals_) is dict else None
@@ -1045,12 +1067,8 @@ class Guard:
         if self.ran_code is None:
             return found
         def holds(value) -> bool:
-            kind = type(value)
-            if kind in (staticmethod, classmethod, types.MethodType):
-                value = value.__func__
-            elif kind is functools.partial:
-                value = value.func
-            return type(value) is types.FunctionType and value.__code__ is self.ran_code
+            function = _function_of(value)
+            return function is not None and function.__code__ is self.ran_code
         what = f"code of the notebook ({getattr(self.ran_code, 'co_qualname', self.ran_code.co_name)})"
         for module_name, module in list(sys.modules.items()):
             if type(module) is not types.ModuleType:
@@ -1161,7 +1179,7 @@ class Watcher:
         self.end = types.SimpleNamespace(marker=None, seen=False)
         self.review: list[str] = []       # threads that run only the standard library's code (other_threads)
         self.near_copies: dict[str, None] = {}     # forbidden code the student's is close to (near_copy)
-        self.homes = (os.path.join(str(PACKAGE), ""), os.path.join(str(ROOT / "grading"), ""))
+        self.homes = _GRADING_HOMES
 
     def _verdict(self, code: types.CodeType) -> Optional[str]:
         key = id(code)
@@ -1289,23 +1307,9 @@ class Watcher:
             frame = frame.f_back
         return False
 
-    def _notebooks_function(self, value) -> bool:
-        """True when `value` is a Python function (or a method, staticmethod or partial of one)
-        whose code is not a library's. Reads only what these built-in types hold."""
-        kind = type(value)
-        if kind in (staticmethod, classmethod, types.MethodType):
-            value = value.__func__
-        elif kind is functools.partial:
-            value = value.func
-        return type(value) is types.FunctionType and not self._library_file(value.__code__.co_filename)
-
     def _library_class(self, kind: type) -> bool:
-        """True when no class of `kind` (its bases included) holds code of the notebook's, read
-        through `type`'s own descriptors, and its metaclass is `type`."""
-        if type(kind) is not type:
-            return False
-        return not any(self._notebooks_function(v) for klass in _TYPE_MRO(kind)[:-1]
-                       for v in _TYPE_DICT(klass).values())
+        """True when no class of `kind` holds code of the notebook's and its metaclass is `type`."""
+        return type(kind) is type and not _class_of_the_notebook(kind, self.libraries)
 
     def _reaches_notebook_code(self, start: list, steps: int = 4, limit: int = 500) -> bool:
         """True when a function of the notebook's is among `start` or what it holds, a few steps
@@ -1320,7 +1324,7 @@ class Watcher:
                     continue
                 seen.add(id(value))
                 kind = type(value)
-                if self._notebooks_function(value):
+                if _notebooks_function(value, self.libraries):
                     return True
                 if kind in (tuple, list, set, frozenset):
                     following += list(value)
@@ -1819,13 +1823,8 @@ def _signal_handlers_of_the_notebook() -> list[str]:
         except (ValueError, OSError):
             continue
         kind = type(handler)
-        if kind in (types.MethodType, functools.partial):
-            handler = handler.__func__ if kind is types.MethodType else handler.func
-            kind = type(handler)
-        notebooks = (kind is types.FunctionType and _outside(handler.__code__.co_filename, homes)) or (
-            kind.__flags__ & _HEAP_TYPE and any(type(v) is types.FunctionType and _outside(v.__code__.co_filename, homes)
-                                               for klass in _TYPE_MRO(kind)[:-1] for v in _TYPE_DICT(klass).values()))
-        if notebooks:
+        if _notebooks_function(handler, homes) or (
+                _function_of(handler) is None and kind.__flags__ & _HEAP_TYPE and _class_of_the_notebook(kind, homes)):
             found.append(f"a signal handler of the notebook's is installed ({signal.Signals(number).name})")
     return found
 
@@ -1852,7 +1851,7 @@ def tampering(package) -> list[str]:
                 found.append(f"{label}.{name} was replaced by {why}")
     found += _monitoring_tools() + _signal_handlers_of_the_notebook()
     for name in ("setprofile", "getprofile", "_getframe"):
-        if not (isinstance(getattr(sys, name), types.BuiltinFunctionType) and getattr(sys, name).__self__ is sys):
+        if not _genuine_builtin(getattr(sys, name, None), "sys", name):
             found.append(f"sys.{name} was replaced")
     # the standard library's functions the grading itself calls (copying the cases, reading
     # chapter 14's key, loading its files)
@@ -1869,8 +1868,7 @@ def tampering(package) -> list[str]:
     # the seed of the fresh inputs: os.urandom must be the operating system's (a notebook that
     # fixes it knows the inputs in advance)
     urandom = getattr(os, "urandom", None)
-    if not (isinstance(urandom, types.BuiltinFunctionType) and urandom.__name__ == "urandom"
-            and getattr(urandom.__self__, "__name__", "") in ("posix", "nt")):
+    if not (_genuine_builtin(urandom, "posix", "urandom") or _genuine_builtin(urandom, "nt", "urandom")):
         found.append("os.urandom was replaced")
     return found
 
