@@ -1035,7 +1035,7 @@ class Guard:
                 module = sys.modules.get(name) if type(name) is str else None
                 generated = type(name) is str and name.startswith("namedtuple_") or (
                     module is not None and type(module) is types.ModuleType and vars(module) is globals_
-                    and os.path.abspath(str(vars(module).get("__file__") or "?")).startswith(self.homes))
+                    and _abspath(str(vars(module).get("__file__") or "?")).startswith(self.homes))
                 if not (filename == "<string>" and generated):
                     verdict = f"{code.co_qualname if hasattr(code, 'co_qualname') else code.co_name} ({filename})"
             self._seen[id(code)] = (code, verdict)
@@ -1076,7 +1076,7 @@ class Guard:
             # a library's module (the notebook's own, __main__, defines such code, it replaced nothing)
             file = vars(module).get("__file__")
             if not (module_name in sys.builtin_module_names
-                    or type(file) is str and os.path.abspath(file).startswith(self.homes)):
+                    or type(file) is str and _abspath(file).startswith(self.homes)):
                 continue
             for name, value in list(vars(module).items()):
                 if holds(value):
@@ -1233,7 +1233,7 @@ class Watcher:
     def _library_file(self, filename: str) -> bool:
         """True for code of an installed library or of the standard library (whose frozen
         modules, such as `os`, are compiled under names like "<frozen os>")."""
-        return filename.startswith("<frozen ") or os.path.abspath(filename).startswith(self.libraries)
+        return filename.startswith("<frozen ") or _abspath(filename).startswith(self.libraries)
 
     def _students_code(self, code: types.CodeType, globals_: Optional[dict]) -> bool:
         """True for the student's code: not the grading's (its module globals), not a library's."""
@@ -1502,9 +1502,26 @@ def _attribute(obj: Any, name: str) -> Any:
         return None
 
 
+_ABSOLUTE: dict = {}      # an absolute path -> os.path.abspath of it (its normal form)
+
+
+def _abspath(path: str) -> str:
+    """os.path.abspath, remembered for absolute paths: the guard and tampering() ask it of the
+    same few thousand code files ~25,000 times per grade. (A relative path, "<string>" among
+    them, is read against the working directory, which a cell may change: never remembered.)"""
+    if type(path) is not str:
+        return os.path.abspath(path)
+    known = _ABSOLUTE.get(path)
+    if known is None:
+        known = os.path.abspath(path)
+        if os.path.isabs(path):
+            _ABSOLUTE[path] = known
+    return known
+
+
 def _outside(path: str, homes: tuple) -> bool:
     """True when code from `path` is not the libraries' (frozen standard modules count as theirs)."""
-    return not (path or "").startswith("<frozen ") and not os.path.abspath(path or "?").startswith(homes)
+    return not (path or "").startswith("<frozen ") and not _abspath(path or "?").startswith(homes)
 
 
 def _foreign_object(label: str, obj: Any, homes: tuple) -> Optional[str]:
@@ -1582,32 +1599,56 @@ def _foreign(label: str, name: str, obj: Any, homes: tuple) -> Optional[str]:
     return None
 
 
-def _notebook_code(obj: Any, homes: tuple) -> Optional[str]:
+def _notebook_code(obj: Any, homes: tuple, classes_read: Optional[dict] = None) -> Optional[str]:
     """The qualified name of a Python function in `obj` whose code is not from `homes` (the
     libraries' folders, frozen standard modules included), or None. `obj` is a function, a
     method, a partial, a class (its own and its bases' methods) or an instance (its class's
-    methods and the functions it holds itself)."""
-    functions: list = [obj]
-    if not isinstance(obj, (types.FunctionType, types.MethodType, functools.partial)):
-        kind = obj if isinstance(obj, type) else type(obj)
-        for klass in kind.__mro__[:-1]:
+    methods and the functions it holds itself).
+
+    `classes_read`, a dict a caller keeps over one scan of many objects (no code of the
+    notebook runs during it), remembers what each class's own namespace held, so that classes
+    many objects share as bases (typing's, enum's) are read once per scan, not once per object."""
+    found = _first_notebook_function([obj], homes)
+    if found or isinstance(obj, (types.FunctionType, types.MethodType, functools.partial)):
+        return found
+    kind = obj if isinstance(obj, type) else type(obj)
+    for klass in kind.__mro__[:-1]:
+        known = classes_read.get(id(klass)) if classes_read is not None else None
+        if known is not None and known[0] is klass:
+            found = known[1]
+        else:
             # a dataclass's __init__, __repr__, __eq__ ... and a named tuple's __new__ are compiled
             # by dataclasses and collections from "<string>"
             generated = hasattr(klass, "__dataclass_fields__") or hasattr(klass, "_fields")
-            functions += [f for key, f in vars(klass).items()
-                          if not (generated and key.startswith("__")
-                                  and isinstance(getattr(f, "__func__", f), types.FunctionType)
-                                  and getattr(f, "__func__", f).__code__.co_filename == "<string>")]
-        if not isinstance(obj, type):
-            functions += list(getattr(obj, "__dict__", {}).values())
+            found = _first_notebook_function(
+                [f for key, f in vars(klass).items()
+                 if not (generated and key.startswith("__")
+                         and isinstance(getattr(f, "__func__", f), types.FunctionType)
+                         and getattr(f, "__func__", f).__code__.co_filename == "<string>")], homes)
+            if classes_read is not None:
+                classes_read[id(klass)] = (klass, found)        # (the class kept: its id stays its own)
+        if found:
+            return found
+    if not isinstance(obj, type):
+        return _first_notebook_function(list(getattr(obj, "__dict__", {}).values()), homes)
+    return None
+
+
+def _first_notebook_function(functions: list, homes: tuple) -> Optional[str]:
+    """The qualified name of the first of `functions` (looked through methods, staticmethods
+    and partials) whose code is not from `homes`, or None."""
     for function in functions:
-        for _ in range(10):             # through methods, staticmethods and partials
-            inner = getattr(function, "__func__", None) or getattr(function, "func", None)
-            if inner is None or not isinstance(function, (types.MethodType, staticmethod, classmethod,
-                                                          functools.partial)):
-                break
-            function = inner
-        if isinstance(function, types.FunctionType) and _outside(function.__code__.co_filename, homes):
+        if type(function) is not types.FunctionType:    # (most are: read those without a call)
+            for _ in range(10):             # through methods, staticmethods and partials
+                if not isinstance(function, (types.MethodType, staticmethod, classmethod, functools.partial)):
+                    break
+                inner = getattr(function, "__func__", None) or getattr(function, "func", None)
+                if inner is None:
+                    break
+                function = inner
+            if not isinstance(function, types.FunctionType):
+                continue
+        if _outside(function.__code__.co_filename, homes):
             return function.__qualname__
     return None
 
@@ -1617,12 +1658,12 @@ def _import_system_changed() -> list[str]:
     private copy's submodules through it, so a finder in sys.meta_path (or a finder cached
     for the package's folder) could swap the comparison while the copy loads, before any
     snapshot is taken."""
-    homes = _library_folders()
+    homes, classes_read = _library_folders(), {}
     found = []
     for label, entries in (("sys.meta_path", list(sys.meta_path)), ("sys.path_hooks", list(sys.path_hooks)),
                            ("sys.path_importer_cache", [v for v in list(sys.path_importer_cache.values()) if v])):
         for entry in entries:
-            name = _notebook_code(entry, homes)
+            name = _notebook_code(entry, homes, classes_read)
             if name:
                 found.append(f"{label} holds a finder with code of the notebook ({name})")
                 break
@@ -1636,7 +1677,7 @@ def _private_copy_changed(package) -> list[str]:
     if package is None:
         return []
     homes = (os.path.join(str(PACKAGE), ""),) + _library_folders()
-    found, seen, modules = [], set(), [package]
+    found, seen, modules, classes_read = [], set(), [package], {}
     while modules:
         module = modules.pop()
         if id(module) in seen:
@@ -1650,7 +1691,7 @@ def _private_copy_changed(package) -> list[str]:
             if isinstance(value, type) and not value.__module__.startswith(package.__name__):
                 continue                # torch's and the standard library's classes, imported
             if callable(value) or isinstance(value, (staticmethod, classmethod)):
-                culprit = _notebook_code(value, homes)
+                culprit = _notebook_code(value, homes, classes_read)
                 if culprit:
                     where = module.__name__.split(".", 1)[1] if "." in module.__name__ else "minigpt"
                     found.append(f"{where}.{name} in the grading's copy of minigpt is code of the notebook ({culprit})")
@@ -1671,7 +1712,7 @@ def _torch_class_changed(label: str, cls: type, homes: Optional[tuple] = None) -
     for name, value in list(vars(cls).items()):
         function = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
         if isinstance(function, types.FunctionType):
-            path = os.path.abspath(function.__code__.co_filename)
+            path = _abspath(function.__code__.co_filename)
             generated = (function.__code__.co_filename == "<string>" or path.endswith(os.sep + "dataclasses.py")) \
                 and hasattr(cls, "__dataclass_fields__") or (
                 # what @deprecated wraps a class's __new__ and __init_subclass__ in (typing_extensions', or
@@ -1765,12 +1806,26 @@ def _kernels_of_the_notebook() -> list[str]:
     for op in torch._C._dispatch_get_all_op_names():
         if not op.startswith("aten::"):
             continue
-        for key, path in re.findall(r"^(\w+): registered at (.*?):\d+ ::", torch._C._dispatch_dump(op), re.M):
+        dump = torch._C._dispatch_dump(op)
+        if dump in _TORCH_OWN_KERNELS:      # (read before, and all torch's own)
+            continue
+        own = True
+        for key, path in _REGISTERED_AT.findall(dump):
             if key == "Meta" or path.endswith(_CXX_SOURCES):
                 continue
-            if not os.path.abspath(path).startswith(_TORCH_OWN) or os.path.abspath(path).startswith(public):
+            if not _abspath(path).startswith(_TORCH_OWN) or _abspath(path).startswith(public):
                 found.append(f"torch's operator {op} has a kernel of the notebook's ({key})")
+                own = False
+        if own:
+            _TORCH_OWN_KERNELS.add(dump)
     return found
+
+
+# An operator's kernels, as the dispatcher lists them (one "Key: registered at file:line ::" a
+# line); the listings found to hold torch's kernels alone, kept whole: the same text is the same
+# kernels, so ~3,000 operators are read once per process rather than twice per grade.
+_REGISTERED_AT = re.compile(r"^(\w+): registered at (.*?):\d+ ::", re.M)
+_TORCH_OWN_KERNELS: set = set()
 
 
 # The standard library's modules the grading calls into while it grades (paths and library
@@ -1784,13 +1839,13 @@ GRADING_USES = ("os", "posixpath", "ntpath", "genericpath", "site", "sysconfig",
 
 
 def _standard_library_changed() -> list[str]:
-    homes, found = _library_folders(), []
+    homes, found, classes_read = _library_folders(), [], {}
     for module_name in GRADING_USES:
         module = sys.modules.get(module_name)
         for name, obj in list(vars(module).items()) if module is not None else ():
             if isinstance(obj, types.ModuleType) or not (callable(obj) or isinstance(obj, (staticmethod, classmethod))):
                 continue
-            culprit = _notebook_code(obj, homes)
+            culprit = _notebook_code(obj, homes, classes_read)
             if culprit:
                 found.append(f"{module_name}.{name} was replaced by code of the notebook ({culprit})")
     return found
@@ -1816,15 +1871,18 @@ def _signal_handlers_of_the_notebook() -> list[str]:
     any two of its lines, with the grading's frames above them, and inside the Guard's own code,
     which no profiler watches."""
     import signal
-    homes, found = _library_folders(), []
+    homes, found, classes_read = _library_folders(), [], {}
     for number in sorted(signal.valid_signals()):
         try:
             handler = signal.getsignal(number)
         except (ValueError, OSError):
             continue
         kind = type(handler)
-        if _notebooks_function(handler, homes) or (
-                _function_of(handler) is None and kind.__flags__ & _HEAP_TYPE and _class_of_the_notebook(kind, homes)):
+        if _function_of(handler) is None and kind.__flags__ & _HEAP_TYPE and id(kind) not in classes_read:
+            # (most handlers are signal.Handlers' members: its enum classes, read once; by id,
+            # so that no metaclass's __hash__ runs)
+            classes_read[id(kind)] = (kind, _class_of_the_notebook(kind, homes))
+        if _notebooks_function(handler, homes) or classes_read.get(id(kind), (None, False))[1]:
             found.append(f"a signal handler of the notebook's is installed ({signal.Signals(number).name})")
     return found
 
@@ -1879,7 +1937,7 @@ def _code_in(function: Any, packages: tuple) -> bool:
     code = getattr(inspect.unwrap(function), "__code__", None) if callable(function) else None
     if not isinstance(code, types.CodeType) or _outside(code.co_filename, _library_folders()):
         return False
-    parts = os.path.abspath(code.co_filename).split(os.sep)
+    parts = _abspath(code.co_filename).split(os.sep)
     return any(package in parts for package in packages)
 
 
