@@ -1284,7 +1284,7 @@ class Watcher:
             if frame is not None or any(self._students_function(t) for t in targets if t is not None):
                 students.append(f"a thread your notebook started earlier ({name}), which runs your code "
                                 "beside the grading's (the grading watches only the code it calls)")
-            elif all(f.startswith("<frozen ") or os.path.abspath(f).startswith(_STDLIB)
+            elif all(f.startswith("<frozen ") or _abspath(f).startswith(_STDLIB)
                      and "site-packages" not in f and "dist-packages" not in f for f in files):
                 stdlib_only.append(name)
         return students, stdlib_only
@@ -1491,7 +1491,7 @@ SAME_NAME = {"torch": ("allclose", "equal", "isclose", "isnan", "isinf", "isfini
 
 def _module_file(module_name: str) -> str:
     module = sys.modules.get(module_name)
-    return os.path.abspath(getattr(module, "__file__", None) or "") if module is not None else ""
+    return _abspath(getattr(module, "__file__", None) or "") if module is not None else ""
 
 
 def _attribute(obj: Any, name: str) -> Any:
@@ -1871,18 +1871,22 @@ def _signal_handlers_of_the_notebook() -> list[str]:
     any two of its lines, with the grading's frames above them, and inside the Guard's own code,
     which no profiler watches."""
     import signal
-    homes, found, classes_read = _library_folders(), [], {}
+    homes, found = _library_folders(), []
+    classes: dict = {}          # id(class) -> (class, whether it holds code of the notebook's)
     for number in sorted(signal.valid_signals()):
         try:
             handler = signal.getsignal(number)
         except (ValueError, OSError):
             continue
         kind = type(handler)
-        if _function_of(handler) is None and kind.__flags__ & _HEAP_TYPE and id(kind) not in classes_read:
-            # (most handlers are signal.Handlers' members: its enum classes, read once; by id,
-            # so that no metaclass's __hash__ runs)
-            classes_read[id(kind)] = (kind, _class_of_the_notebook(kind, homes))
-        if _notebooks_function(handler, homes) or classes_read.get(id(kind), (None, False))[1]:
+        notebooks = _notebooks_function(handler, homes)
+        if not notebooks and _function_of(handler) is None and kind.__flags__ & _HEAP_TYPE:
+            # (most handlers are signal.Handlers' members: its enum classes are read once, kept
+            # by id so that no metaclass's __hash__ runs)
+            if id(kind) not in classes:
+                classes[id(kind)] = (kind, _class_of_the_notebook(kind, homes))
+            notebooks = classes[id(kind)][1]
+        if notebooks:
             found.append(f"a signal handler of the notebook's is installed ({signal.Signals(number).name})")
     return found
 
