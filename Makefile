@@ -77,9 +77,9 @@ chromium:
 unit: $(STAMP) chromium
 	$(BIN)/python -m pytest -q tests --ignore=tests/test_book_html.py
 
+# both editions side by side, one torch thread each (tools/nbval_editions.sh says why)
 notebooks: $(STAMP)
-	cd notebooks && ../$(BIN)/python -m pytest -q --nbval --nbval-sanitize-with ../tests/nbval_sanitize.cfg -p no:cacheprovider .
-	cd zh/notebooks && ../../$(BIN)/python -m pytest -q --nbval --nbval-sanitize-with ../../tests/nbval_sanitize.cfg -p no:cacheprovider .
+	tools/nbval_editions.sh $(BIN)/python
 
 browser: html chromium
 	$(BIN)/python -m pytest -q tests/test_book_html.py
