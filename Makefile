@@ -44,7 +44,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PIP) install -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
 	@echo "the package itself, with the extras the tests use: nbgrader (classroom), transformers (gpt2), tokenizers and regex (bpe), peft (lora-test)"
 	$(PIP) install -e ".[classroom,gpt2,bpe,lora-test]" 2>&1 | grep -v "^WARNING: Location" || true
-	$(BIN)/python -c "import minigpt, jupyter_book, nbval, nbgrader, transformers, tokenizers, regex, peft, torch; print('minigpt', minigpt.__version__, '| torch', torch.__version__)"
+	$(BIN)/python -c "import minigpt, jupyter_book, nbval, xdist, nbgrader, transformers, tokenizers, regex, peft, torch; print('minigpt', minigpt.__version__, '| torch', torch.__version__)"
 	touch $(STAMP)
 
 # The book renders the outputs stored in the notebooks (nbval checks that they are real).
@@ -74,8 +74,16 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing: install it (apt-get install chromium) for the browser checks"; fi; }
 
+# The unit tests in UNIT_JOBS processes (pytest-xdist), a test file per process at a time
+# (--dist loadfile): a module's fixtures, like chapter 3's graded course in tests/test_grading.py
+# (~3 min), are built once, not once per process. Most tests are one thread of Python (conftest
+# sets torch to one thread), so two processes on 2 cores took 706 s against 1,369 s in one
+# (bench/results/cpu_2core_unit_jobs.log). At most 4: each process may start kernels of ~1 GiB.
+UNIT_JOBS ?= $(shell n=$$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2); echo $$(( n < 4 ? n : 4 )))
+PYTEST_UNIT = -m pytest -q -n $(UNIT_JOBS) --dist loadfile tests --ignore=tests/test_book_html.py
+
 unit: $(STAMP) chromium
-	$(BIN)/python -m pytest -q tests --ignore=tests/test_book_html.py
+	$(BIN)/python $(PYTEST_UNIT)
 
 # both editions side by side, one torch thread each (tools/nbval_editions.sh says why)
 notebooks: $(STAMP)
@@ -152,7 +160,7 @@ test-oldest-torch:
 	  "torch==$(TORCH_OLDEST)" $(OLDEST_PINS)
 	$(OLDEST_VENV)/bin/python -c "import torch; v = torch.__version__.split('+')[0]; \
 	  assert v == '$(TORCH_OLDEST)', f'torch {v} instead of $(TORCH_OLDEST)'; print('torch', v)"
-	$(OLDEST_VENV)/bin/python -m pytest -q tests --ignore=tests/test_book_html.py
+	$(OLDEST_VENV)/bin/python $(PYTEST_UNIT)
 
 clean:
 	rm -rf _build zh/_build _classroom _classroom_check
