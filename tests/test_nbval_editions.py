@@ -11,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "nbval_editions.sh"
+EN, ZH = ROOT / "notebooks", ROOT / "zh" / "notebooks"
 
 # a "python" that writes down where it ran, with which thread setting and arguments, and fails
 # in the folder FAIL_IN
@@ -19,9 +20,6 @@ echo "ran in $(pwd) threads=${MINIGPT_THREADS:-unset} args=$*" >> "$RECORD"
 echo "output of the run in $(pwd)"
 [ "$(pwd)" != "$FAIL_IN" ]
 """
-
-
-EN, ZH = ROOT / "notebooks", ROOT / "zh" / "notebooks"
 
 
 def run_script(tmp_path: Path, fail_in: Path) -> tuple[subprocess.CompletedProcess, list[str]]:

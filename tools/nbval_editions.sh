@@ -13,7 +13,10 @@
 # printed when it ends. The exit status is non-zero if either edition failed.
 set -u
 python=${1:?usage: tools/nbval_editions.sh PYTHON (the interpreter with nbval installed)}
-python=$(cd "$(dirname "$python")" && pwd)/$(basename "$python")      # the children cd
+case $python in       # made absolute, as the children cd: a path, or a name found on PATH
+  */*) python=$(cd "$(dirname "$python")" && pwd)/$(basename "$python") ;;
+  *)   python=$(command -v "$python") || { echo "nbval_editions.sh: no $1 on PATH" >&2; exit 2; } ;;
+esac
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
