@@ -5,6 +5,7 @@
 # make student - the classroom (student) edition, made by nbgrader, in _classroom/release/
 # make classroom - the student edition run to the end + issue 17's students graded in every chapter
 # make grade SUBMITTED=DIR - autograde nbgrader's submitted folder DIR, write DIR/grades.csv
+#              (JOBS=N grades N notebooks at once: at most the CPUs, ~1.2 GiB each)
 # make test-oldest-torch - the unit tests on the oldest supported torch, in a throw-away venv
 # make test-install - the chapters' first cell installs minigpt from git into a fresh venv, offline
 # make rerun-check - every chapter's cells can run again once the chapter has run to the end
@@ -102,13 +103,15 @@ browser: html chromium
 ONLY    ?=
 WEIGHTS ?=
 SHAPE   := $(if $(ONLY),--only $(ONLY)) $(if $(WEIGHTS),--weights $(WEIGHTS))
+# JOBS=N: make grade and make classroom grade N notebooks at once (tools/classroom.py --jobs)
+JOBS    ?= 1
 student: $(STAMP)
 	$(BIN)/python tools/classroom.py student $(SHAPE)
 
 # in a course folder of its own: its made-up students never reach the teacher's _classroom/
 classroom: $(STAMP)
 	$(BIN)/python tools/classroom.py --course _classroom_check student --run
-	$(BIN)/python tools/classroom.py play
+	$(BIN)/python tools/classroom.py play --jobs $(JOBS)
 
 # make grade SUBMITTED=DIR: nbgrader autograde of every DIR/<student>/<assignment>/<assignment>.ipynb
 # (nbgrader's submitted layout), with the hidden tests; writes DIR/grades.csv
@@ -116,7 +119,7 @@ classroom: $(STAMP)
 # ROSTER=FILE (one student id per line, or nbgrader's student CSV): a row for everyone on it.
 grade: $(STAMP)
 	@test -n "$(SUBMITTED)" || { echo "usage: make grade SUBMITTED=DIR (DIR/<student>/<assignment>/<assignment>.ipynb)"; exit 2; }
-	$(BIN)/python tools/classroom.py grade "$(SUBMITTED)" $(SHAPE) $(if $(ROSTER),--roster "$(ROSTER)")
+	$(BIN)/python tools/classroom.py grade "$(SUBMITTED)" $(SHAPE) $(if $(ROSTER),--roster "$(ROSTER)") --jobs $(JOBS)
 
 test: unit notebooks browser
 

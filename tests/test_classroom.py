@@ -84,8 +84,8 @@ def test_student_edition_and_autograde(tmp_path, monkeypatch):
 
     real_grade = classroom.grade                             # a grading run that wrote no row for
 
-    def grade_without_rows(folder):                          # the student is not full marks
-        real_grade(folder)
+    def grade_without_rows(folder, **options):               # the student is not full marks
+        real_grade(folder, **options)
         table = folder / "grades.csv"
         table.write_text(table.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
     with monkeypatch.context() as patch:

@@ -319,7 +319,7 @@ def test_autograde_is_not_full_marks_when_a_chapter_has_no_row(monkeypatch, tmp_
     (tmp_path / "course").mkdir()
     monkeypatch.setattr(classroom, "make_course", lambda: ["03_a", "04_b"])
 
-    def grade(folder):
+    def grade(folder, **options):
         (folder / "grades.csv").write_text("student,assignment,score,max_score,note\n"
                                            "answer-key,03_a,2.0,2.0,\n")
     monkeypatch.setattr(classroom, "grade", grade)

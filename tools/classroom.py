@@ -4,9 +4,9 @@
     python tools/classroom.py student [--run] [--only NAMES] [--weights NAME=POINTS,...]
                                                    # _classroom/release/<chapter>/: the student edition
     python tools/classroom.py grade SUBMITTED [--only NAMES] [--weights ...] [--timeout SECONDS] [--roster FILE]
-                                                   # autograde SUBMITTED/<student>/<chapter>/<chapter>.ipynb,
+                                    [--jobs N]     # autograde SUBMITTED/<student>/<chapter>/<chapter>.ipynb,
                                                    # write SUBMITTED/grades.csv (earlier sessions' rows kept)
-    python tools/classroom.py play [--students A,B] [--chapters 03,04]
+    python tools/classroom.py play [--students A,B] [--chapters 03,04] [--jobs N]
                                                    # grade grading/students.py's players on every chapter
     python tools/classroom.py autograde            # grade the full edition as a student; exit 1 unless full marks
     python tools/classroom.py catalogue            # the mistakes each check names, into book/instructor_guide.md
@@ -48,7 +48,10 @@ chapters in notebooks/ are never edited):
 removes the hidden tests and clears the outputs. `grade` (`make grade SUBMITTED=DIR`) runs
 `nbgrader autograde` on every submission with a per-cell time limit sized from the chapter's
 recorded cell times and a kernel that may die in one cell without costing the others
-(grading/execute.py), then writes DIR/grades.csv. `autograde` submits the full edition as the
+(grading/execute.py), then writes DIR/grades.csv. `--jobs N` (`make grade ... JOBS=N`) grades N
+notebooks at once, one nbgrader process each, each kernel on its share of the cores; it is
+refused beyond the usable CPUs or the free memory, where it would cost students cells to the
+clock or to a dead kernel. `autograde` submits the full edition as the
 student "answer-key": it must get full marks. No step sets or reads MINIGPT_GRADING.
 
 `expected` writes `minigpt/exercises/expected/<EXERCISE>.pt`: the package holds no worked
@@ -63,6 +66,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import glob
 import io
 import json
 import math
@@ -77,6 +81,7 @@ from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))                 # minigpt from this checkout
+from minigpt.cpu import THREADS_ENV, usable_cpus  # noqa: E402
 from minigpt.errors import MiniGPTError  # noqa: E402
 from minigpt.run_folder import run_lock, write_text_atomically  # noqa: E402
 NOTEBOOKS = ROOT / "notebooks"
@@ -214,15 +219,20 @@ def exercise_chapters() -> list[Path]:
     return found
 
 
-def nbgrader(*args: str, force: bool = True, check: bool = True) -> int:
-    """Run `nbgrader ARGS` in the course folder; its exit status. With `check`, a failure is a
-    one-line error (nbgrader has printed its reasons above it)."""
+def nbgrader_command(*args: str, force: bool = True) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that run `nbgrader ARGS` with this Python."""
     # nbgrader runs `alembic` (database set-up) and kernels by name: both from this Python's
     # folder. MINIGPT_GRADING is removed: the grade never depends on it (grading/hidden.py).
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = {k: v for k, v in os.environ.items() if k != "MINIGPT_GRADING"}
     env["PATH"] = path
-    command = [sys.executable, "-m", "nbgrader", *args, *(["--force"] if force else [])]
+    return [sys.executable, "-m", "nbgrader", *args, *(["--force"] if force else [])], env
+
+
+def nbgrader(*args: str, force: bool = True, check: bool = True) -> int:
+    """Run `nbgrader ARGS` in the course folder; its exit status. With `check`, a failure is a
+    one-line error (nbgrader has printed its reasons above it)."""
+    command, env = nbgrader_command(*args, force=force)
     status = subprocess.run(command, cwd=COURSE, env=env).returncode
     if check and status != 0:
         hint = (" nbgrader refuses to change the graded cells of a chapter that has submissions: keep "
@@ -230,6 +240,111 @@ def nbgrader(*args: str, force: bool = True, check: bool = True) -> int:
         raise MiniGPTError(f"nbgrader {' '.join(args[:2])} failed (exit status {status}); its messages are "
                            f"above.{hint}")
     return status
+
+
+# ------------------------------------------------------------------ several notebooks graded at once
+# What one notebook graded beside others holds at its peak: its grading kernel (899 MiB, chapter
+# 16's, the largest in the instructor guide's table) and the nbgrader process that runs it (125 MiB
+# resident, measured on 2026-12-07): 1,024 MiB, and a sixth more to spare.
+JOB_MEMORY_MIB = 1200
+SQLITE_WAIT_S = 600     # how long one nbgrader process waits while another writes the gradebook
+GRADEBOOK_BUSY = "database is locked"      # SQLite's message when it gives up on a write
+
+
+def available_memory_mib(root: Path = Path("/")) -> Optional[float]:
+    """Memory free for new work, in MiB: /proc/meminfo's MemAvailable, capped by what a cgroup
+    memory limit leaves (a container's --memory, a JupyterHub server's mem_limit, where
+    MemAvailable still counts the whole host). None where neither can be read (macOS).
+    A cgroup's use counts its page cache; the inactive part of it is given back on demand, so
+    it is counted as free (what Kubernetes calls the working set is the rest)."""
+    from minigpt.cpu import _own_cgroups, _read, _with_ancestors
+    left = []
+    for line in (_read(root / "proc/meminfo") or "").splitlines():
+        if line.startswith("MemAvailable:"):
+            left.append(int(line.split()[1]) / 1024)
+    cgroups = _own_cgroups(root)
+    # (the cgroup's folders, its limit file, its use file, memory.stat's inactive page cache line)
+    for folders, limit_file, used_file, cache in (
+            (_with_ancestors(root / "sys/fs/cgroup", cgroups.get("", "/")), "memory.max", "memory.current",
+             "inactive_file"),
+            (_with_ancestors(root / "sys/fs/cgroup/memory", cgroups.get("memory", "/")), "memory.limit_in_bytes",
+             "memory.usage_in_bytes", "total_inactive_file")):
+        for folder in folders:
+            limit, used = _read(folder / limit_file), _read(folder / used_file)
+            if not (limit and limit.isdigit() and used and used.isdigit()) or int(limit) >= 2**62:
+                continue            # no limit here ("max", or v1's page-rounded 2**63)
+            stat = dict(line.split() for line in (_read(folder / "memory.stat") or "").splitlines()
+                        if len(line.split()) == 2)
+            reclaimable = int(stat.get(cache, "0")) if stat.get(cache, "0").isdigit() else 0
+            left.append(max(0, int(limit) - int(used) + reclaimable) / 2**20)
+    return min(left) if left else None
+
+
+def check_jobs(jobs: int, cpus: int, memory_mib: Optional[float]) -> None:
+    """Refuse a --jobs that would cost students points: fewer than one core per grading kernel
+    (cells run slower than the stored run their time limits are sized from), or less memory
+    than the kernels need (a kernel out of memory dies and costs its cell)."""
+    if jobs < 1:
+        raise MiniGPTError(f"--jobs {jobs}: give 1 or more (1 grades one notebook at a time)")
+    if jobs > cpus:
+        raise MiniGPTError(f"--jobs {jobs} on {cpus} usable CPU{'s' if cpus > 1 else ''}: each grading kernel "
+                           "would get less than a core, its cells would run slower than the time limits "
+                           f"assume and a student could lose a cell to the clock: use --jobs {cpus} or fewer")
+    if memory_mib is not None and jobs > 1 and jobs * JOB_MEMORY_MIB > memory_mib:
+        fits = max(1, int(memory_mib // JOB_MEMORY_MIB))
+        raise MiniGPTError(f"--jobs {jobs} needs about {jobs * JOB_MEMORY_MIB / 1024:.1f} GiB ({JOB_MEMORY_MIB} MiB "
+                           f"per notebook graded at once) and {memory_mib / 1024:.1f} GiB is free: a kernel "
+                           f"out of memory dies and costs the student its cell; use --jobs {fits} or fewer")
+
+
+def _autograde_one(assignment: str, student_id: str, limit: int, threads: int) -> tuple[int, str, float]:
+    """nbgrader autograde of one student's notebook in a process of its own: (exit status, its
+    messages, seconds)."""
+    import time
+    # the gradebook is one SQLite file: a process that finds it locked by another's write waits
+    # for it (writes take milliseconds) instead of failing after SQLite's default 5 s
+    database = f"sqlite:///{COURSE / 'gradebook.db'}?timeout={SQLITE_WAIT_S}"
+    command, env = nbgrader_command("autograde", assignment, f"--student={glob.escape(student_id)}",
+                                    f"--ResilientExecute.timeout={limit}", f"--CourseDirectory.db_url={database}")
+    # each kernel keeps to its share of the cores: kernels that each take them all slow one
+    # another down (MINIGPT_THREADS you set yourself wins)
+    env.setdefault(THREADS_ENV, str(threads))
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=COURSE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace")
+    return done.returncode, done.stdout, time.perf_counter() - start
+
+
+def autograde_at_once(work: list[tuple[str, str, int]], jobs: int) -> dict[str, list[float]]:
+    """nbgrader autograde each (assignment, student id, cell limit) of `work`, in that order,
+    `jobs` at a time, each in a process of its own whose messages are printed in one piece when it
+    ends. Returns each assignment's seconds per notebook."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+    threads = max(1, usable_cpus() // max(1, min(jobs, len(work))))
+    seconds: dict[str, list[float]] = {}
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        running = {pool.submit(_autograde_one, assignment, student_id, limit, threads): (assignment, student_id, limit, 0)
+                   for assignment, student_id, limit in work}
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                assignment, student_id, limit, tries = running.pop(future)
+                status, messages, took = future.result()
+                if status != 0 and GRADEBOOK_BUSY in messages and tries == 0:
+                    # SQLite refuses at once, without waiting, a write that could deadlock with
+                    # another process's: the notebook is graded again rather than scored 0
+                    print(f"--- {student_id}/{assignment}: the gradebook was busy ({GRADEBOOK_BUSY}); "
+                          "grading it again ---", flush=True)
+                    running[pool.submit(_autograde_one, assignment, student_id, limit, threads)] = (
+                        assignment, student_id, limit, 1)
+                    continue
+                seconds.setdefault(assignment, []).append(took)
+                failed = "" if status == 0 else f", nbgrader exit status {status}"
+                print(f"--- {student_id}/{assignment}: {took:.0f} s{failed} ---\n{messages.rstrip()}", flush=True)
+    finally:     # Ctrl-C: start no more; the running ones end with their own Ctrl-C
+        pool.shutdown(wait=True, cancel_futures=True)
+    return seconds
 
 
 RELEASED_CELLS = "released_cells.json"      # in the course folder: assignment -> hashes of released cells
@@ -268,14 +383,21 @@ def cell_limit(path: Path) -> int:
     minigpt's OpenMP spin limit (bench/results/cpu_2core_nbval_times.log) and far more without
     it, and the graded cells' hidden tests run the student's code again), at least 2 min, at
     most 20 min."""
-    slowest = 0.0
+    slowest = max(cell_seconds(path), default=0.0)
+    return int(min(1200, max(120, math.ceil(8 * slowest))))
+
+
+def cell_seconds(path: Path) -> list[float]:
+    """How long each code cell of the notebook's stored run took (its execution metadata; a
+    cell without it is left out)."""
+    seconds = []
     for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
         run = cell.get("metadata", {}).get("execution", {})
         if cell["cell_type"] == "code" and "iopub.execute_input" in run and "shell.execute_reply" in run:
             start, end = (datetime.fromisoformat(run[k].replace("Z", "+00:00"))
                           for k in ("iopub.execute_input", "shell.execute_reply"))
-            slowest = max(slowest, (end - start).total_seconds())
-    return int(min(1200, max(120, math.ceil(8 * slowest))))
+            seconds.append((end - start).total_seconds())
+    return seconds
 
 
 def exercise_key(check_text: str, solved: set) -> tuple[str, str]:
@@ -738,11 +860,13 @@ def _promised_points(submitted: Path, assignment: str, names: list[str]) -> dict
 
 
 def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] = None,
-          timeout: Optional[int] = None, roster: Optional[Path] = None) -> int:
+          timeout: Optional[int] = None, roster: Optional[Path] = None, jobs: int = 1) -> int:
     """nbgrader autograde every submission in `submitted`; write submitted/grades.csv.
     `timeout` overrides the per-cell limit (cell_limit) of every chapter. With a `roster`
     (read_roster), a student on it who handed in nothing still gets a row per chapter, and a
-    submission under an id not on it is named (a typo in a folder name makes a second student)."""
+    submission under an id not on it is named (a typo in a folder name makes a second student).
+    `jobs` > 1 grades that many notebooks at once (autograde_at_once), each kernel with its share
+    of the cores."""
     import time
     try:
         from nbgrader.api import Gradebook
@@ -760,6 +884,8 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
     if timeout is not None and timeout < 1:
         raise MiniGPTError(f"--timeout {timeout}: a cell needs at least 1 second (leave it out for "
                            "each chapter's own limit)")
+    if jobs != 1:
+        check_jobs(jobs, usable_cpus(), available_memory_mib())
     enrolled = read_roster(roster) if roster is not None else None
     layout = submitted_layout(submitted)
     misnamed = misnamed_submissions(submitted)
@@ -827,15 +953,29 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
     untouched = grading_files()
     # an autograded notebook older than this is a previous run's (mtimes may be whole seconds)
     started = math.floor(time.time()) - 1
-    for assignment, names in layout.items():
-        limit = timeout or cell_limit(source / assignment / f"{assignment}.ipynb")
+    limits = {a: timeout or cell_limit(source / a / f"{a}.ipynb") for a in layout}
+    if jobs == 1:
+        for assignment, names in layout.items():
+            start = time.perf_counter()
+            # one notebook nbgrader cannot grade (not JSON, cells removed) must not stop the others:
+            # nbgrader grades the rest and exits non-zero; that notebook's row says so below
+            nbgrader("autograde", assignment, f"--ResilientExecute.timeout={limits[assignment]}", check=False)
+            seconds = time.perf_counter() - start
+            print(f"graded {assignment}: {len(names)} notebooks in {seconds:.0f} s "
+                  f"({seconds / len(names):.1f} s per notebook; cell limit {limits[assignment]} s)")
+    else:
+        # the chapters whose stored run took longest first, so that the last notebooks to end
+        # are short ones and no core waits long for them
+        stored = {a: sum(cell_seconds(source / a / f"{a}.ipynb")) for a in layout}
+        work = [(a, student_id, limits[a]) for a in sorted(layout, key=lambda a: -stored[a])
+                for student_id in layout[a]]
         start = time.perf_counter()
-        # one notebook nbgrader cannot grade (not JSON, cells removed) must not stop the others:
-        # nbgrader grades the rest and exits non-zero; that notebook's row says so below
-        nbgrader("autograde", assignment, f"--ResilientExecute.timeout={limit}", check=False)
-        seconds = time.perf_counter() - start
-        print(f"graded {assignment}: {len(names)} notebooks in {seconds:.0f} s "
-              f"({seconds / len(names):.1f} s per notebook; cell limit {limit} s)")
+        taken = autograde_at_once(work, jobs)
+        for assignment, names in layout.items():
+            each = taken.get(assignment, [0.0])
+            print(f"graded {assignment}: {len(names)} notebooks, {sum(each) / len(each):.1f} s per notebook "
+                  f"({jobs} at a time; cell limit {limits[assignment]} s)")
+        print(f"graded {len(work)} notebooks in {time.perf_counter() - start:.0f} s, {jobs} at a time")
     tampered = changed_grading_files(untouched)
     if tampered:        # a student's cell, or an edit made meanwhile: this run's grades cannot be trusted
         raise MiniGPTError(
@@ -1037,7 +1177,7 @@ def _read_submissions(submitted: Path, layout: dict) -> tuple[dict, dict, set]:
     return unreadable, review, as_released
 
 
-def autograde(student_id: str = ANSWER_KEY, submissions: Optional[Path] = None) -> int:
+def autograde(student_id: str = ANSWER_KEY, submissions: Optional[Path] = None, jobs: int = 1) -> int:
     """Autograde `submissions/<chapter>.ipynb` (default: the full edition) as `student_id`;
     exit status 1 unless every chapter gets full marks."""
     import tempfile
@@ -1049,7 +1189,7 @@ def autograde(student_id: str = ANSWER_KEY, submissions: Optional[Path] = None) 
             target = Path(folder) / student_id / name
             target.mkdir(parents=True)
             shutil.copy2(source / f"{name}.ipynb", target / f"{name}.ipynb")
-        grade(Path(folder))
+        grade(Path(folder), jobs=jobs)
         with open(Path(folder) / "grades.csv", encoding="utf-8") as table:
             rows = [r for r in csv.DictReader(table) if r["student"] == student_id]
     short = []
@@ -1068,7 +1208,7 @@ def autograde(student_id: str = ANSWER_KEY, submissions: Optional[Path] = None) 
     return 0
 
 
-def play(students: Optional[list[str]] = None, chapters_wanted: Optional[set] = None) -> int:
+def play(students: Optional[list[str]] = None, chapters_wanted: Optional[set] = None, jobs: int = 1) -> int:
     """Play the students of issue 17 (grading/students.py) on every chapter through `grade`;
     exit status 1 unless each gets its fair score."""
     import importlib.util
@@ -1094,7 +1234,7 @@ def play(students: Optional[list[str]] = None, chapters_wanted: Optional[set] = 
                 folder = played / student_id / name
                 folder.mkdir(parents=True)
                 (folder / f"{name}.ipynb").write_text(json.dumps(notebook, ensure_ascii=False), encoding="utf-8")
-    grade(played)
+    grade(played, jobs=jobs)
     wrong = []
     with open(played / "grades.csv", encoding="utf-8") as table:
         for row in csv.DictReader(table):
@@ -1290,6 +1430,10 @@ def main(argv=None) -> int:
                                  "exit 1 unless each gets the fair score")
     play_parser.add_argument("--students", help="comma-separated subset of the students")
     play_parser.add_argument("--chapters", help="comma-separated chapter numbers (e.g. 03,04)")
+    for parallel in (submit_parser, grade_parser, play_parser):
+        parallel.add_argument("--jobs", type=int, default=1,
+                              help=f"notebooks graded at once, each kernel with its share of the cores "
+                                   f"(default 1; at most the usable CPUs, about {JOB_MEMORY_MIB} MiB each)")
     catalogue_parser = sub.add_parser("catalogue", help="write the mistake catalogue into book/instructor_guide.md")
     catalogue_parser.add_argument("--check", action="store_true", help="only report whether it is out of date")
     expected_parser = sub.add_parser("expected", help="write the outputs the package stores "
@@ -1310,11 +1454,11 @@ def main(argv=None) -> int:
                 weights = parse_weights(args.weights)
                 if args.command == "student":
                     return student(args.run, only, weights)
-                return grade(args.submitted, only, weights, args.timeout, args.roster)
+                return grade(args.submitted, only, weights, args.timeout, args.roster, args.jobs)
             if args.command == "play":
                 return play(args.students.split(",") if args.students else None,
-                            set(args.chapters.split(",")) if args.chapters else None)
-            return autograde(args.student, args.submissions)
+                            set(args.chapters.split(",")) if args.chapters else None, args.jobs)
+            return autograde(args.student, args.submissions, args.jobs)
     except MiniGPTError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
