@@ -4,8 +4,10 @@ tests/test_grading.py grades chapter 3's students with two jobs through nbgrader
 
 from __future__ import annotations
 
+import glob
 import importlib.util
-import subprocess
+import json
+import signal
 import threading
 import time
 from pathlib import Path
@@ -35,15 +37,27 @@ def test_jobs_beyond_the_cores_or_the_memory_are_refused_with_the_number_that_fi
     classroom.check_jobs(4, 4, 4 * classroom.JOB_MEMORY_MIB)
     with pytest.raises(MiniGPTError, match=r"--jobs 0: give 1 or more"):
         classroom.check_jobs(0, 4, None)
-    with pytest.raises(MiniGPTError, match=r"--jobs 5 on 4 usable CPUs: .* use --jobs 4 or fewer"):
+    with pytest.raises(MiniGPTError, match=r"--jobs 5 on 4 whole CPUs: .* use --jobs 4 or fewer"):
         classroom.check_jobs(5, 4, None)
-    with pytest.raises(MiniGPTError, match=r"--jobs 2 on 1 usable CPU: "):
+    with pytest.raises(MiniGPTError, match=r"--jobs 2 on 1 whole CPU: .* use --jobs 1 \(one notebook at a time\)"):
         classroom.check_jobs(2, 1, None)
     with pytest.raises(MiniGPTError, match=r"--jobs 16 needs about 18\.8 GiB .* 7\.8 GiB is free: .* "
                                            r"use --jobs 6 or fewer"):
         classroom.check_jobs(16, 16, 8000.0)
-    with pytest.raises(MiniGPTError, match=r"use --jobs 1 or fewer"):
+    with pytest.raises(MiniGPTError, match=r"use --jobs 1 \(one notebook at a time\)"):
         classroom.check_jobs(2, 2, 500.0)
+
+
+def test_a_fractional_cpu_quota_counts_its_whole_cores_only(monkeypatch):
+    monkeypatch.setattr(classroom.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(classroom, "cgroup_cpu_limit", lambda: 1.5)      # Kubernetes' cpu: 1500m
+    assert classroom.whole_cpus() == 1
+    monkeypatch.setattr(classroom, "cgroup_cpu_limit", lambda: 0.5)
+    assert classroom.whole_cpus() == 1
+    monkeypatch.setattr(classroom, "cgroup_cpu_limit", lambda: 3.0)
+    assert classroom.whole_cpus() == 3
+    monkeypatch.setattr(classroom, "cgroup_cpu_limit", lambda: None)
+    assert classroom.whole_cpus() == 4
 
 
 def test_free_memory_is_the_least_of_the_host_and_the_cgroup_limits(tmp_path):
@@ -86,14 +100,14 @@ def test_notebooks_run_jobs_at_a_time_in_the_order_given_each_printed_whole(monk
         return (0 if student_id != "bob" else 1), f"{student_id} line 1\n{student_id} line 2\n", 2.0
 
     monkeypatch.setattr(classroom, "_autograde_one", fake_one)
-    monkeypatch.setattr(classroom, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(classroom, "whole_cpus", lambda: 4)
+    monkeypatch.delenv(classroom.THREADS_ENV, raising=False)
     work = [("08_training", s, 587) for s in ("ann", "bob", "cy")] + [("03_causal_mask", s, 120) for s in ("ann", "bob")]
-    seconds = classroom.autograde_at_once(work, jobs=2)
+    seconds, busy = classroom.autograde_at_once(work, jobs=2)
     assert most[0] == 2                                                   # never more than asked
-    assert [w[:2] for w in work[:2]] == [s[:2] for s in started[:2]]      # longest chapter first, as given
-    assert {s[3] for s in started} == {2}                                 # 4 CPUs, 2 jobs: 2 threads each
-    assert sorted(s[:3] for s in started) == sorted(work)
-    assert seconds == {"08_training": [2.0] * 3, "03_causal_mask": [2.0] * 2}
+    assert [s[:3] for s in started] == work                               # started in the order given
+    assert {s[3] for s in started} == {"2"}                               # 4 CPUs, 2 jobs: 2 threads each
+    assert seconds == {"08_training": [2.0] * 3, "03_causal_mask": [2.0] * 2} and busy == set()
     out = capsys.readouterr().out
     for student_id in ("ann", "cy"):
         assert f"{student_id} line 1\n{student_id} line 2" in out          # a process's messages in one piece
@@ -101,59 +115,50 @@ def test_notebooks_run_jobs_at_a_time_in_the_order_given_each_printed_whole(monk
     # fewer notebooks than jobs: the cores are shared among those that run
     started.clear()
     classroom.autograde_at_once(work[:1], jobs=3)
-    assert started[0][3] == 4
+    assert started[0][3] == "4"
 
 
-def test_ctrl_c_starts_no_more_notebooks(monkeypatch):
-    started = []
+def test_each_kernel_gets_its_share_of_the_cores_unless_you_chose(monkeypatch, capsys):
+    monkeypatch.setattr(classroom, "whole_cpus", lambda: 8)
+    assert classroom.kernel_threads(3, {}) == ("2", None)
+    assert classroom.kernel_threads(3, {classroom.THREADS_ENV: " "}) == ("2", None)     # blank: unset
+    assert classroom.kernel_threads(16, {}) == ("1", None)
+    assert classroom.kernel_threads(4, {classroom.THREADS_ENV: "2"}) == ("2", None)
+    threads, warning = classroom.kernel_threads(4, {classroom.THREADS_ENV: "4"})
+    assert threads == "4" and warning.startswith("warning: MINIGPT_THREADS=4 for each of 4 kernels is 16 threads "
+                                                 "on 8 CPUs") and "unset for 2 each" in warning
 
-    def interrupted(assignment, student_id, limit, threads):
+
+def test_ctrl_c_starts_no_more_notebooks_and_stops_the_running_ones(monkeypatch, capsys):
+    import _thread
+    started, stopped = [], threading.Event()
+
+    class Running:                      # what _autograde_one registers for a live nbgrader process
+        def send_signal(self, signum):
+            assert signum == signal.SIGINT
+            stopped.set()
+
+    def fake_one(assignment, student_id, limit, threads):
         started.append(student_id)
-        raise KeyboardInterrupt
+        if student_id == "s0":
+            time.sleep(0.1)                 # s1 is running by now
+            _thread.interrupt_main()        # Ctrl-C, as the main thread sees it
+            return 0, "", 0.1
+        classroom._children[-1] = Running()
+        try:
+            assert stopped.wait(5), "the running notebook was not told to stop"
+        finally:
+            classroom._children.pop(-1, None)
+        return 130, "interrupted", 0.2
 
-    monkeypatch.setattr(classroom, "_autograde_one", interrupted)
+    monkeypatch.setattr(classroom, "_autograde_one", fake_one)
     with pytest.raises(KeyboardInterrupt):
-        classroom.autograde_at_once([("03", f"s{i}", 120) for i in range(6)], jobs=1)
-    assert started == ["s0"]
+        classroom.autograde_at_once([("03", f"s{i}", 120) for i in range(6)], jobs=2)
+    assert started == ["s0", "s1"] and stopped.is_set()
+    assert "stopping 1 running notebook" in capsys.readouterr().out
 
 
-def test_one_process_grades_one_student_and_waits_for_the_gradebook(monkeypatch, tmp_path):
-    seen = {}
-
-    def fake_run(command, cwd, env, **kwargs):
-        seen.update(command=command, cwd=cwd, env=env)
-        return subprocess.CompletedProcess(command, 0, stdout="graded\n")
-
-    classroom.set_folders(tmp_path / "nb", tmp_path / "course")
-    monkeypatch.setattr(classroom.subprocess, "run", fake_run)
-    monkeypatch.delenv(classroom.THREADS_ENV, raising=False)
-    status, messages, _ = classroom._autograde_one("03_causal_mask", "ann[2]*", 120, 3)
-    assert (status, messages) == (0, "graded\n")
-    command = seen["command"]
-    assert command[command.index("nbgrader") + 1:command.index("nbgrader") + 3] == ["autograde", "03_causal_mask"]
-    assert "--student=ann[[]2][*]" in command                   # nbgrader reads it as a glob: the id alone
-    assert "--ResilientExecute.timeout=120" in command and "--force" in command
-    database = next(c for c in command if c.startswith("--CourseDirectory.db_url="))
-    assert database.endswith(f"{tmp_path / 'course' / 'gradebook.db'}?timeout={classroom.SQLITE_WAIT_S}")
-    assert seen["env"][classroom.THREADS_ENV] == "3" and seen["cwd"] == tmp_path.resolve() / "course"
-    monkeypatch.setenv(classroom.THREADS_ENV, "1")                # the instructor's own setting wins
-    classroom._autograde_one("03_causal_mask", "ann", 120, 3)
-    assert seen["env"][classroom.THREADS_ENV] == "1"
-
-
-def test_make_grade_refuses_too_many_jobs_in_one_line_before_grading_anything(tmp_path, capsys):
-    pytest.importorskip("nbgrader", reason="the classroom extra: pip install -e '.[classroom]'")
-    (tmp_path / "submitted" / "ann" / "03_causal_mask").mkdir(parents=True)
-    too_many = classroom.usable_cpus() + 1
-    argv = ["--course", str(tmp_path / "course"), "grade", str(tmp_path / "submitted"), "--jobs", str(too_many)]
-    assert classroom.main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: --jobs {too_many} on {classroom.usable_cpus()} usable CPU")
-    assert err.count("\n") == 1 and "Traceback" not in err
-    assert not (tmp_path / "course" / "gradebook.db").exists()
-
-
-def test_a_notebook_refused_by_a_busy_gradebook_is_graded_again_once(monkeypatch, capsys):
+def test_a_notebook_refused_by_a_busy_gradebook_is_graded_again_next_once(monkeypatch, capsys):
     calls = []
 
     def busy_then_fine(assignment, student_id, limit, threads):
@@ -163,9 +168,79 @@ def test_a_notebook_refused_by_a_busy_gradebook_is_graded_again_once(monkeypatch
         return 0, "graded\n", 2.0
 
     monkeypatch.setattr(classroom, "_autograde_one", busy_then_fine)
-    seconds = classroom.autograde_at_once([("03", "ann", 120), ("03", "bob", 120), ("03", "cy", 120)], jobs=2)
-    assert sorted(calls) == ["ann", "ann", "bob", "bob", "cy"]            # each refused one: once more, no more
-    assert sorted(seconds["03"]) == [1.0, 2.0, 2.0]
+    work = [("03", s, 120) for s in ("ann", "bob", "cy", "dee")]
+    seconds, busy = classroom.autograde_at_once(work, jobs=1)
+    assert calls == ["ann", "ann", "bob", "bob", "cy", "dee"]       # once more, at once, no more
+    assert sorted(seconds["03"]) == [1.0, 2.0, 2.0, 2.0] and busy == {("ann", "03")}
     out = capsys.readouterr().out
     assert out.count("the gradebook was busy (database is locked); grading it again") == 2
-    assert "--- ann/03: 1 s, nbgrader exit status 1 ---" in out               # twice busy: its row says so
+    assert "--- ann/03: 1 s, nbgrader exit status 1 ---" in out
+
+
+def test_the_longest_chapters_are_graded_first(tmp_path):
+    def chapter(name, seconds):
+        cells = [{"cell_type": "code", "source": "", "metadata": {"execution": {
+            "iopub.execute_input": "2026-12-07T10:00:00Z",
+            "shell.execute_reply": f"2026-12-07T10:{s // 60:02d}:{s % 60:02d}Z"}}} for s in seconds]
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.ipynb").write_text(json.dumps({"cells": cells}))
+    chapter("03_causal_mask", [5, 6])
+    chapter("06_layernorm", [90, 10])
+    chapter("08_training", [150])
+    layout = {"03_causal_mask": ["ann", "bob"], "06_layernorm": ["ann"], "08_training": ["bob", "ann"]}
+    limits = {"03_causal_mask": 120, "06_layernorm": 228, "08_training": 587}
+    assert classroom.grading_order(layout, tmp_path, limits) == [
+        ("08_training", "bob", 587), ("08_training", "ann", 587), ("06_layernorm", "ann", 228),
+        ("03_causal_mask", "ann", 120), ("03_causal_mask", "bob", 120)]
+
+
+@pytest.mark.parametrize("student_id", ["ann", "ann[2]*", " ann", "ann ", "'ann'", '"ann"', "a?b", "x]"])
+def test_the_student_pattern_matches_that_student_s_folder_alone(student_id, tmp_path):
+    others = ["ann", "ann2", "ann[2]x", "'ann'", "a-b", "x"]
+    for name in {student_id, *others}:
+        (tmp_path / name).mkdir()
+    pattern = classroom.student_glob(student_id)
+    assert pattern == pattern.strip()                                   # nbgrader strips spaces
+    assert not (len(pattern) > 1 and pattern[0] == pattern[-1] and pattern[0] in "'\"")   # traitlets unquotes
+    assert glob.glob(str(tmp_path / pattern)) == [str(tmp_path / student_id)]
+
+
+def test_one_process_grades_one_student_and_waits_for_the_gradebook(monkeypatch, tmp_path):
+    seen = {}
+
+    class FakeProcess:
+        pid, returncode = 4242, 0
+
+        def __init__(self, command, cwd, env, **kwargs):
+            seen.update(command=command, cwd=cwd, env=env, registered=None)
+
+        def communicate(self):
+            seen["registered"] = classroom._children.get(self.pid) is self   # Ctrl-C can reach it
+            return "graded\n", None
+
+    classroom.set_folders(tmp_path / "nb", tmp_path / "course")
+    monkeypatch.setattr(classroom.subprocess, "Popen", FakeProcess)
+    monkeypatch.setenv("MINIGPT_GRADING", "1")
+    status, messages, _ = classroom._autograde_one("03_causal_mask", "ann[2]*", 120, "3")
+    assert (status, messages) == (0, "graded\n") and seen["registered"] and 4242 not in classroom._children
+    command = seen["command"]
+    assert command[command.index("nbgrader") + 1:command.index("nbgrader") + 3] == ["autograde", "03_causal_mask"]
+    assert "--student=ann[[]2][*]" in command                   # nbgrader reads it as a glob: the id alone
+    assert "--ResilientExecute.timeout=120" in command and "--force" in command
+    database = next(c for c in command if c.startswith("--CourseDirectory.db_url="))
+    assert database.endswith(f"{tmp_path / 'course' / 'gradebook.db'}?timeout={classroom.SQLITE_WAIT_S}")
+    assert seen["env"][classroom.THREADS_ENV] == "3" and seen["cwd"] == tmp_path.resolve() / "course"
+    assert "MINIGPT_GRADING" not in seen["env"]
+
+
+def test_make_grade_refuses_too_many_jobs_in_one_line_before_grading_anything(tmp_path, capsys):
+    pytest.importorskip("nbgrader", reason="the classroom extra: pip install -e '.[classroom]'")
+    (tmp_path / "submitted" / "ann" / "03_causal_mask").mkdir(parents=True)
+    too_many = classroom.whole_cpus() + 1
+    for command in (["grade", str(tmp_path / "submitted")], ["play"], ["autograde"]):
+        argv = ["--course", str(tmp_path / "course"), *command, "--jobs", str(too_many)]
+        assert classroom.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --jobs {too_many} on {classroom.whole_cpus()} whole CPU")
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert not (tmp_path / "course").exists()                     # refused before the course was made

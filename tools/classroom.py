@@ -8,7 +8,7 @@
                                                    # write SUBMITTED/grades.csv (earlier sessions' rows kept)
     python tools/classroom.py play [--students A,B] [--chapters 03,04] [--jobs N]
                                                    # grade grading/students.py's players on every chapter
-    python tools/classroom.py autograde            # grade the full edition as a student; exit 1 unless full marks
+    python tools/classroom.py autograde [--jobs N] # grade the full edition as a student; exit 1 unless full marks
     python tools/classroom.py catalogue            # the mistakes each check names, into book/instructor_guide.md
     python tools/classroom.py expected [--check]   # the outputs the package stores of grading/solutions.py
 
@@ -50,7 +50,7 @@ removes the hidden tests and clears the outputs. `grade` (`make grade SUBMITTED=
 recorded cell times and a kernel that may die in one cell without costing the others
 (grading/execute.py), then writes DIR/grades.csv. `--jobs N` (`make grade ... JOBS=N`) grades N
 notebooks at once, one nbgrader process each, each kernel on its share of the cores; it is
-refused beyond the usable CPUs or the free memory, where it would cost students cells to the
+refused beyond the whole CPUs or the free memory, where it would cost students cells to the
 clock or to a dead kernel. `autograde` submits the full edition as the
 student "answer-key": it must get full marks. No step sets or reads MINIGPT_GRADING.
 
@@ -81,7 +81,7 @@ from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))                 # minigpt from this checkout
-from minigpt.cpu import THREADS_ENV, usable_cpus  # noqa: E402
+from minigpt.cpu import THREADS_ENV, cgroup_cpu_limit, usable_cpus  # noqa: E402
 from minigpt.errors import MiniGPTError  # noqa: E402
 from minigpt.run_folder import run_lock, write_text_atomically  # noqa: E402
 NOTEBOOKS = ROOT / "notebooks"
@@ -280,71 +280,134 @@ def available_memory_mib(root: Path = Path("/")) -> Optional[float]:
     return min(left) if left else None
 
 
+def whole_cpus() -> int:
+    """The cores a grading kernel each can have to itself: the CPUs this process may use, with a
+    cgroup quota rounded down (usable_cpus rounds 1.5 CPUs up to 2 threads, which keeps the quota
+    busy; two kernels on 1.5 CPUs would each be throttled to 0.75 of a core)."""
+    limit = cgroup_cpu_limit()
+    return usable_cpus() if limit is None else max(1, min(usable_cpus(), math.floor(limit)))
+
+
 def check_jobs(jobs: int, cpus: int, memory_mib: Optional[float]) -> None:
     """Refuse a --jobs that would cost students points: fewer than one core per grading kernel
     (cells run slower than the stored run their time limits are sized from), or less memory
     than the kernels need (a kernel out of memory dies and costs its cell)."""
     if jobs < 1:
         raise MiniGPTError(f"--jobs {jobs}: give 1 or more (1 grades one notebook at a time)")
+    def fewer(n: int) -> str:
+        return f"use --jobs {n} or fewer" if n > 1 else "use --jobs 1 (one notebook at a time)"
     if jobs > cpus:
-        raise MiniGPTError(f"--jobs {jobs} on {cpus} usable CPU{'s' if cpus > 1 else ''}: each grading kernel "
-                           "would get less than a core, its cells would run slower than the time limits "
-                           f"assume and a student could lose a cell to the clock: use --jobs {cpus} or fewer")
+        raise MiniGPTError(f"--jobs {jobs} on {cpus} whole CPU{'s' if cpus > 1 else ''}: each grading kernel would "
+                           "get less than a core, its cells could run past the time limits sized from the "
+                           f"stored run, and a student would lose a cell to the clock: {fewer(cpus)}")
     if memory_mib is not None and jobs > 1 and jobs * JOB_MEMORY_MIB > memory_mib:
         fits = max(1, int(memory_mib // JOB_MEMORY_MIB))
         raise MiniGPTError(f"--jobs {jobs} needs about {jobs * JOB_MEMORY_MIB / 1024:.1f} GiB ({JOB_MEMORY_MIB} MiB "
                            f"per notebook graded at once) and {memory_mib / 1024:.1f} GiB is free: a kernel "
-                           f"out of memory dies and costs the student its cell; use --jobs {fits} or fewer")
+                           f"out of memory dies and costs the student its cell; {fewer(fits)}")
 
 
-def _autograde_one(assignment: str, student_id: str, limit: int, threads: int) -> tuple[int, str, float]:
+def student_glob(student_id: str) -> str:
+    """The --student pattern that matches this id's folder alone: nbgrader reads it as a glob,
+    strips spaces around it and traitlets unquotes it ('ann' -> ann), so those characters at
+    either end are put in brackets ([ ]ann matches " ann" only)."""
+    pattern = glob.escape(student_id)
+    if pattern[:1] in (" ", "\t", "'", '"'):
+        pattern = f"[{pattern[0]}]{pattern[1:]}"
+    if pattern[-1:] in (" ", "\t", "'", '"') and not pattern.endswith("]"):
+        pattern = f"{pattern[:-1]}[{pattern[-1]}]"
+    return pattern
+
+
+def kernel_threads(jobs: int, env: dict[str, str]) -> tuple[str, Optional[str]]:
+    """(MINIGPT_THREADS for each kernel, a warning or None): each kernel keeps to its share of the
+    whole cores, since kernels that each take them all slow one another down. A value you set
+    yourself wins (minigpt reads it before OMP_NUM_THREADS); a blank one counts as unset."""
+    share = max(1, whole_cpus() // max(1, jobs))
+    own = env.get(THREADS_ENV, "").strip()
+    if not own:
+        return str(share), None
+    if own.isdigit() and int(own) * jobs > whole_cpus():
+        return own, (f"warning: {THREADS_ENV}={own} for each of {jobs} kernels is {int(own) * jobs} threads on "
+                     f"{whole_cpus()} CPUs: they slow one another down (leave {THREADS_ENV} unset for {share} each)")
+    return own, None
+
+
+_children: dict[int, subprocess.Popen] = {}     # the nbgrader processes running now, by PID
+
+
+def _autograde_one(assignment: str, student_id: str, limit: int, threads: str) -> tuple[int, str, float]:
     """nbgrader autograde of one student's notebook in a process of its own: (exit status, its
     messages, seconds)."""
     import time
     # the gradebook is one SQLite file: a process that finds it locked by another's write waits
     # for it (writes take milliseconds) instead of failing after SQLite's default 5 s
     database = f"sqlite:///{COURSE / 'gradebook.db'}?timeout={SQLITE_WAIT_S}"
-    command, env = nbgrader_command("autograde", assignment, f"--student={glob.escape(student_id)}",
+    command, env = nbgrader_command("autograde", assignment, f"--student={student_glob(student_id)}",
                                     f"--ResilientExecute.timeout={limit}", f"--CourseDirectory.db_url={database}")
-    # each kernel keeps to its share of the cores: kernels that each take them all slow one
-    # another down (MINIGPT_THREADS you set yourself wins)
-    env.setdefault(THREADS_ENV, str(threads))
+    env[THREADS_ENV] = threads
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=COURSE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, errors="replace")
-    return done.returncode, done.stdout, time.perf_counter() - start
+    process = subprocess.Popen(command, cwd=COURSE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, errors="replace")
+    _children[process.pid] = process
+    try:
+        messages, _ = process.communicate()
+    finally:
+        _children.pop(process.pid, None)
+    return process.returncode, messages, time.perf_counter() - start
 
 
-def autograde_at_once(work: list[tuple[str, str, int]], jobs: int) -> dict[str, list[float]]:
+def autograde_at_once(work: list[tuple[str, str, int]], jobs: int) -> tuple[dict[str, list[float]], set]:
     """nbgrader autograde each (assignment, student id, cell limit) of `work`, in that order,
     `jobs` at a time, each in a process of its own whose messages are printed in one piece when it
-    ends. Returns each assignment's seconds per notebook."""
+    ends. Returns each assignment's seconds per notebook, and the (student id, assignment) pairs
+    the gradebook refused twice as busy (not graded)."""
+    import signal
+    from collections import deque
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-    threads = max(1, usable_cpus() // max(1, min(jobs, len(work))))
+    threads, warning = kernel_threads(min(jobs, len(work)), dict(os.environ))
+    if warning:
+        print(warning, flush=True)
     seconds: dict[str, list[float]] = {}
-    pool = ThreadPoolExecutor(max_workers=jobs)
-    try:
-        running = {pool.submit(_autograde_one, assignment, student_id, limit, threads): (assignment, student_id, limit, 0)
-                   for assignment, student_id, limit in work}
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                assignment, student_id, limit, tries = running.pop(future)
-                status, messages, took = future.result()
-                if status != 0 and GRADEBOOK_BUSY in messages and tries == 0:
-                    # SQLite refuses at once, without waiting, a write that could deadlock with
-                    # another process's: the notebook is graded again rather than scored 0
-                    print(f"--- {student_id}/{assignment}: the gradebook was busy ({GRADEBOOK_BUSY}); "
-                          "grading it again ---", flush=True)
-                    running[pool.submit(_autograde_one, assignment, student_id, limit, threads)] = (
-                        assignment, student_id, limit, 1)
-                    continue
-                seconds.setdefault(assignment, []).append(took)
-                failed = "" if status == 0 else f", nbgrader exit status {status}"
-                print(f"--- {student_id}/{assignment}: {took:.0f} s{failed} ---\n{messages.rstrip()}", flush=True)
-    finally:     # Ctrl-C: start no more; the running ones end with their own Ctrl-C
-        pool.shutdown(wait=True, cancel_futures=True)
-    return seconds
+    busy_twice = set()
+    waiting = deque((assignment, student_id, limit, 0) for assignment, student_id, limit in work)
+    running = {}
+    # the main thread hands out a notebook only when one ends, so that at most `jobs` run, they
+    # start in the order given, and once Ctrl-C is pressed no other starts
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        try:
+            while waiting or running:
+                while waiting and len(running) < jobs:
+                    item = waiting.popleft()
+                    running[pool.submit(_autograde_one, item[0], item[1], item[2], threads)] = item
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    assignment, student_id, limit, tries = running.pop(future)
+                    status, messages, took = future.result()
+                    if status != 0 and GRADEBOOK_BUSY in messages:
+                        if tries == 0:
+                            # SQLite refuses at once, without waiting, a write that could deadlock
+                            # with another process's: the notebook goes next, not scored 0
+                            print(f"--- {student_id}/{assignment}: the gradebook was busy ({GRADEBOOK_BUSY}); "
+                                  "grading it again ---", flush=True)
+                            waiting.appendleft((assignment, student_id, limit, 1))
+                            continue
+                        busy_twice.add((student_id, assignment))
+                    seconds.setdefault(assignment, []).append(took)
+                    failed = "" if status == 0 else f", nbgrader exit status {status}"
+                    print(f"--- {student_id}/{assignment}: {took:.0f} s{failed} ---\n{messages.rstrip()}", flush=True)
+        except BaseException:
+            # Ctrl-C (or a bug here): start no more; stop the running ones, which a Ctrl-C sent to
+            # this process alone (kill -INT, a process manager) would not reach
+            waiting.clear()
+            live = list(_children.values())
+            if live:
+                print(f"stopping {len(live)} running notebook{'s' if len(live) > 1 else ''}", flush=True)
+            for process in live:
+                with contextlib.suppress(OSError):
+                    process.send_signal(signal.SIGINT)
+            raise
+    return seconds, busy_twice
 
 
 RELEASED_CELLS = "released_cells.json"      # in the course folder: assignment -> hashes of released cells
@@ -859,6 +922,14 @@ def _promised_points(submitted: Path, assignment: str, names: list[str]) -> dict
     return _points(COURSE / "release" / assignment / f"{assignment}.ipynb")
 
 
+def grading_order(layout: dict[str, list[str]], source: Path, limits: dict[str, int]) -> list[tuple[str, str, int]]:
+    """(assignment, student id, cell limit) of every submission, the chapters whose stored run
+    took longest first: the last notebooks to end are then short ones, and no core waits long
+    for them while the others are done."""
+    stored = {a: sum(cell_seconds(source / a / f"{a}.ipynb")) for a in layout}
+    return [(a, student_id, limits[a]) for a in sorted(layout, key=lambda a: -stored[a]) for student_id in layout[a]]
+
+
 def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] = None,
           timeout: Optional[int] = None, roster: Optional[Path] = None, jobs: int = 1) -> int:
     """nbgrader autograde every submission in `submitted`; write submitted/grades.csv.
@@ -885,7 +956,7 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
         raise MiniGPTError(f"--timeout {timeout}: a cell needs at least 1 second (leave it out for "
                            "each chapter's own limit)")
     if jobs != 1:
-        check_jobs(jobs, usable_cpus(), available_memory_mib())
+        check_jobs(jobs, whole_cpus(), available_memory_mib())
     enrolled = read_roster(roster) if roster is not None else None
     layout = submitted_layout(submitted)
     misnamed = misnamed_submissions(submitted)
@@ -954,6 +1025,7 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
     # an autograded notebook older than this is a previous run's (mtimes may be whole seconds)
     started = math.floor(time.time()) - 1
     limits = {a: timeout or cell_limit(source / a / f"{a}.ipynb") for a in layout}
+    busy = set()        # (student, assignment) the gradebook refused twice, with --jobs
     if jobs == 1:
         for assignment, names in layout.items():
             start = time.perf_counter()
@@ -964,13 +1036,9 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
             print(f"graded {assignment}: {len(names)} notebooks in {seconds:.0f} s "
                   f"({seconds / len(names):.1f} s per notebook; cell limit {limits[assignment]} s)")
     else:
-        # the chapters whose stored run took longest first, so that the last notebooks to end
-        # are short ones and no core waits long for them
-        stored = {a: sum(cell_seconds(source / a / f"{a}.ipynb")) for a in layout}
-        work = [(a, student_id, limits[a]) for a in sorted(layout, key=lambda a: -stored[a])
-                for student_id in layout[a]]
+        work = grading_order(layout, source, limits)
         start = time.perf_counter()
-        taken = autograde_at_once(work, jobs)
+        taken, busy = autograde_at_once(work, jobs)
         for assignment, names in layout.items():
             each = taken.get(assignment, [0.0])
             print(f"graded {assignment}: {len(names)} notebooks, {sum(each) / len(each):.1f} s per notebook "
@@ -1002,8 +1070,11 @@ def grade(submitted: Path, only: Optional[set] = None, weights: Optional[dict] =
                     score = 0.0
                     note = "nbgrader could not grade it; see its log above" if student_id in names else "no submission"
                 graded_copy = COURSE / "autograded" / student_id / assignment / f"{assignment}.ipynb"
-                if not note and student_id in names and (not graded_copy.is_file()
-                                                         or graded_copy.stat().st_mtime < started):
+                if (student_id, assignment) in busy:
+                    score, note = 0.0, ("not graded: the gradebook was busy with another nbgrader process "
+                                        "twice; grade again (fewer --jobs)")
+                elif not note and student_id in names and (not graded_copy.is_file()
+                                                           or graded_copy.stat().st_mtime < started):
                     # nbgrader failed on it (it keeps the submission's row, deletes the feedback)
                     score, note = 0.0, ("nbgrader could not grade it; see its log above (a notebook of "
                                         "another release, or with graded cells removed: ask for it again)")
@@ -1433,7 +1504,7 @@ def main(argv=None) -> int:
     for parallel in (submit_parser, grade_parser, play_parser):
         parallel.add_argument("--jobs", type=int, default=1,
                               help=f"notebooks graded at once, each kernel with its share of the cores "
-                                   f"(default 1; at most the usable CPUs, about {JOB_MEMORY_MIB} MiB each)")
+                                   f"(default 1; at most the whole CPUs, about {JOB_MEMORY_MIB} MiB each)")
     catalogue_parser = sub.add_parser("catalogue", help="write the mistake catalogue into book/instructor_guide.md")
     catalogue_parser.add_argument("--check", action="store_true", help="only report whether it is out of date")
     expected_parser = sub.add_parser("expected", help="write the outputs the package stores "
@@ -1448,6 +1519,8 @@ def main(argv=None) -> int:
             return catalogue(args.check)
         if args.command == "expected":
             return expected(args.check)
+        if getattr(args, "jobs", 1) != 1:         # before the course is made or a notebook runs
+            check_jobs(args.jobs, whole_cpus(), available_memory_mib())
         with course_lock():
             if args.command in ("student", "grade"):
                 only = {n.strip() for n in args.only.split(",") if n.strip()} if args.only else None
