@@ -314,7 +314,7 @@ def student_glob(student_id: str) -> str:
     pattern = glob.escape(student_id)
     if pattern[:1] in (" ", "\t", "'", '"'):
         pattern = f"[{pattern[0]}]{pattern[1:]}"
-    if pattern[-1:] in (" ", "\t", "'", '"') and not pattern.endswith("]"):
+    if pattern[-1:] in (" ", "\t", "'", '"'):
         pattern = f"{pattern[:-1]}[{pattern[-1]}]"
     return pattern
 
@@ -323,13 +323,14 @@ def kernel_threads(jobs: int, env: dict[str, str]) -> tuple[str, Optional[str]]:
     """(MINIGPT_THREADS for each kernel, a warning or None): each kernel keeps to its share of the
     whole cores, since kernels that each take them all slow one another down. A value you set
     yourself wins (minigpt reads it before OMP_NUM_THREADS); a blank one counts as unset."""
-    share = max(1, whole_cpus() // max(1, jobs))
+    cpus = whole_cpus()
+    share = max(1, cpus // max(1, jobs))
     own = env.get(THREADS_ENV, "").strip()
     if not own:
         return str(share), None
-    if own.isdigit() and int(own) * jobs > whole_cpus():
+    if own.isdigit() and int(own) * jobs > cpus:
         return own, (f"warning: {THREADS_ENV}={own} for each of {jobs} kernels is {int(own) * jobs} threads on "
-                     f"{whole_cpus()} CPUs: they slow one another down (leave {THREADS_ENV} unset for {share} each)")
+                     f"{cpus} CPUs: they slow one another down (leave {THREADS_ENV} unset for {share} each)")
     return own, None
 
 
@@ -399,7 +400,6 @@ def autograde_at_once(work: list[tuple[str, str, int]], jobs: int) -> tuple[dict
         except BaseException:
             # Ctrl-C (or a bug here): start no more; stop the running ones, which a Ctrl-C sent to
             # this process alone (kill -INT, a process manager) would not reach
-            waiting.clear()
             live = list(_children.values())
             if live:
                 print(f"stopping {len(live)} running notebook{'s' if len(live) > 1 else ''}", flush=True)
